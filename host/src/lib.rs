@@ -1,0 +1,15 @@
+//! agent-vault: a credential proxy for AI agents.
+//!
+//! Agents send requests through the proxy with a short-lived session token; the proxy finds
+//! the service for the target host, lets the service's WebAssembly plugin decide how the
+//! credential is attached, and forwards. The agent never holds a secret. See
+//! `ARCHITECTURE.md` for the life of a request and the invariants.
+//!
+//! The request path, in order: `request` (the request model), `plugin` (attach the
+//! credential), with plaintext credentials confined to `vault`.
+
+pub mod cli;
+pub mod plugin;
+pub mod request;
+pub mod server;
+pub mod vault;

@@ -1,0 +1,94 @@
+//! The vault: the one module that holds plaintext credentials.
+//!
+//! A credential value lives in a [`Secret`] (zeroed on drop, redacted in `Debug`, no
+//! `Display`, no accessor outside this module). Everything that needs the bytes happens here:
+//! rendering a plugin's value into a header, query parameter or path of the outgoing request
+//! ([`render`]), and the keyed operations behind the plugin crypto imports and AWS SigV4
+//! ([`keyring`]). Nothing here logs, and no error carries a credential's bytes: errors name the
+//! slot instead.
+//!
+//! Storage and encryption at rest are not here yet; callers build [`Credentials`] from
+//! whatever holds the values (the store, or `plugin test --credential`).
+
+pub mod keyring;
+pub mod render;
+
+use std::fmt;
+use std::sync::Arc;
+
+use zeroize::Zeroizing;
+
+/// A credential value. Zeroed when dropped; never printed.
+#[derive(Clone)]
+pub struct Secret(Zeroizing<Vec<u8>>);
+
+impl Secret {
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
+        Secret(Zeroizing::new(bytes.into()))
+    }
+
+    fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// The credentials one request may use, by the plugin's slot names. Cheap to clone: the
+/// values are shared, never copied.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    slots: Arc<Vec<(String, Secret)>>,
+}
+
+impl Credentials {
+    pub fn new(slots: impl IntoIterator<Item = (String, Secret)>) -> Self {
+        Credentials {
+            slots: Arc::new(slots.into_iter().collect()),
+        }
+    }
+
+    /// Names of the bound slots, in binding order.
+    pub fn slot_names(&self) -> impl Iterator<Item = &str> {
+        self.slots.iter().map(|(name, _)| name.as_str())
+    }
+
+    pub fn contains(&self, slot: &str) -> bool {
+        self.get(slot).is_some()
+    }
+
+    fn get(&self, slot: &str) -> Option<&Secret> {
+        self.slots
+            .iter()
+            .find(|(name, _)| name == slot)
+            .map(|(_, secret)| secret)
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.slot_names()).finish()
+    }
+}
+
+/// A credential slot the request needs but the service does not bind.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("credential slot \"{0}\" is not bound")]
+pub struct UnboundSlot(pub String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_values() {
+        let credentials = Credentials::new([("token".to_owned(), Secret::new("sk_test_123"))]);
+        let printed = format!("{credentials:?} {:?}", Secret::new("sk_test_123"));
+        assert!(!printed.contains("sk_test_123"), "{printed}");
+        assert!(printed.contains("token"));
+    }
+}

@@ -1,0 +1,271 @@
+//! Rendering a plugin's value (literal text and credential references, each run encoded)
+//! into the bytes that go into the outgoing request.
+//!
+//! This is where a credential's bytes meet the request. The output goes straight into the
+//! request: a header value marked sensitive, a query value, or a path. Errors name the slot
+//! whose value did not fit, never the value.
+
+use base64::Engine as _;
+use http::HeaderValue;
+use zeroize::Zeroizing;
+
+use super::{Credentials, UnboundSlot};
+use crate::plugin::contract::{Atom, Encoding, Part};
+use crate::request::QUERY_COMPONENT;
+
+/// The longest header value, query value or path a decision may produce, in bytes.
+pub const MAX_RENDERED_LEN: usize = 8 * 1024;
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum RenderError {
+    #[error(transparent)]
+    Unbound(#[from] UnboundSlot),
+    #[error("the value is longer than {MAX_RENDERED_LEN} bytes")]
+    TooLong,
+    #[error("the credential in slot \"{0}\" has bytes a header value cannot carry (CR, LF, NUL or other control characters); use an encoding")]
+    CredentialNotHeaderSafe(String),
+    #[error("the header value has bytes a header cannot carry")]
+    NotHeaderSafe,
+    #[error("the path {0}")]
+    InvalidPath(&'static str),
+}
+
+/// Render a value into a header value, marked sensitive when it carries a credential.
+pub fn header_value(value: &[Part], credentials: &Credentials) -> Result<HeaderValue, RenderError> {
+    let bytes = render(value, credentials)?;
+    match HeaderValue::from_bytes(&bytes) {
+        Ok(mut header) => {
+            header.set_sensitive(carries_credential(value));
+            Ok(header)
+        }
+        Err(_) => Err(match raw_credential_slot(value) {
+            Some(slot) => RenderError::CredentialNotHeaderSafe(slot.to_owned()),
+            None => RenderError::NotHeaderSafe,
+        }),
+    }
+}
+
+/// Render a value for a query parameter; the caller percent-encodes it into the query.
+pub fn query_value(
+    value: &[Part],
+    credentials: &Credentials,
+) -> Result<Zeroizing<Vec<u8>>, RenderError> {
+    render(value, credentials)
+}
+
+/// Render a path: it must already be percent-encoded, start with `/`, and have no dot
+/// segments, so that a plugin can neither escape the path it was given nor smuggle a query.
+pub fn path(value: &[Part], credentials: &Credentials) -> Result<String, RenderError> {
+    let bytes = render(value, credentials)?;
+    check_path(&bytes)?;
+    // check_path only lets ASCII through.
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Whether any part of the value refers to a credential.
+pub fn carries_credential(value: &[Part]) -> bool {
+    value
+        .iter()
+        .flat_map(|part| &part.atoms)
+        .any(|atom| matches!(atom, Atom::Credential(_)))
+}
+
+/// The value for display: literal parts as they are, any part that refers to a credential
+/// as `****`, so `plugin test` can show the shape of a request without its secrets.
+pub fn masked(value: &[Part]) -> String {
+    let mut out = String::new();
+    for part in value {
+        if part.atoms.iter().any(|atom| matches!(atom, Atom::Credential(_))) {
+            out.push_str("****");
+        } else {
+            let text: Vec<u8> = part
+                .atoms
+                .iter()
+                .flat_map(|atom| match atom {
+                    Atom::Text(text) => text.as_bytes().to_vec(),
+                    Atom::Credential(_) => Vec::new(),
+                })
+                .collect();
+            out.push_str(&String::from_utf8_lossy(&encode(part.encoding, &text)));
+        }
+    }
+    out
+}
+
+fn render(value: &[Part], credentials: &Credentials) -> Result<Zeroizing<Vec<u8>>, RenderError> {
+    let mut out = Zeroizing::new(Vec::new());
+    for part in value {
+        let mut joined = Zeroizing::new(Vec::new());
+        for atom in &part.atoms {
+            match atom {
+                Atom::Text(text) => joined.extend_from_slice(text.as_bytes()),
+                Atom::Credential(slot) => {
+                    let secret = credentials
+                        .get(slot)
+                        .ok_or_else(|| UnboundSlot(slot.clone()))?;
+                    joined.extend_from_slice(secret.expose());
+                }
+            }
+            if joined.len() > MAX_RENDERED_LEN {
+                return Err(RenderError::TooLong);
+            }
+        }
+        out.extend_from_slice(&encode(part.encoding, &joined));
+        if out.len() > MAX_RENDERED_LEN {
+            return Err(RenderError::TooLong);
+        }
+    }
+    Ok(out)
+}
+
+fn encode(encoding: Encoding, bytes: &[u8]) -> Zeroizing<Vec<u8>> {
+    Zeroizing::new(match encoding {
+        Encoding::Raw => bytes.to_vec(),
+        Encoding::Base64 => base64::engine::general_purpose::STANDARD
+            .encode(bytes)
+            .into_bytes(),
+        Encoding::Base64url => base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(bytes)
+            .into_bytes(),
+        Encoding::Hex => hex::encode(bytes).into_bytes(),
+        Encoding::Percent => percent_encoding::percent_encode(bytes, QUERY_COMPONENT)
+            .to_string()
+            .into_bytes(),
+    })
+}
+
+/// The slot of the first credential that goes into the value unencoded, if any: the only
+/// way a valid decision can produce an invalid header.
+fn raw_credential_slot(value: &[Part]) -> Option<&str> {
+    value
+        .iter()
+        .filter(|part| part.encoding == Encoding::Raw)
+        .flat_map(|part| &part.atoms)
+        .find_map(|atom| match atom {
+            Atom::Credential(slot) => Some(slot.as_str()),
+            Atom::Text(_) => None,
+        })
+}
+
+fn check_path(path: &[u8]) -> Result<(), RenderError> {
+    if path.first() != Some(&b'/') {
+        return Err(RenderError::InvalidPath("must start with \"/\""));
+    }
+    if path.starts_with(b"//") {
+        return Err(RenderError::InvalidPath("must not start with \"//\""));
+    }
+    let allowed = |byte: u8| {
+        byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/%".contains(&byte)
+    };
+    if !path.iter().all(|&byte| allowed(byte)) {
+        return Err(RenderError::InvalidPath(
+            "may only hold URL path characters; percent-encode the rest",
+        ));
+    }
+    let mut rest = path;
+    while let Some(index) = rest.iter().position(|&byte| byte == b'%') {
+        let hex_digits = rest.get(index + 1..index + 3);
+        if !hex_digits.is_some_and(|digits| digits.iter().all(u8::is_ascii_hexdigit)) {
+            return Err(RenderError::InvalidPath("has a \"%\" not followed by two hex digits"));
+        }
+        rest = &rest[index + 3..];
+    }
+    let decoded = percent_encoding::percent_decode(path).collect::<Vec<u8>>();
+    if decoded
+        .split(|&byte| byte == b'/')
+        .any(|segment| segment == b"." || segment == b"..")
+    {
+        return Err(RenderError::InvalidPath("must not have \".\" or \"..\" segments"));
+    }
+    if decoded.contains(&b'?') || decoded.contains(&b'#') {
+        return Err(RenderError::InvalidPath("must not encode \"?\" or \"#\""));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vault::Secret;
+
+    fn credentials() -> Credentials {
+        Credentials::new([
+            ("user".to_owned(), Secret::new("u")),
+            ("pass".to_owned(), Secret::new("p")),
+            ("multiline".to_owned(), Secret::new("a\r\nInjected: yes")),
+        ])
+    }
+
+    fn text(text: &str) -> Atom {
+        Atom::Text(text.to_owned())
+    }
+
+    fn slot(slot: &str) -> Atom {
+        Atom::Credential(slot.to_owned())
+    }
+
+    fn part(encoding: Encoding, atoms: Vec<Atom>) -> Part {
+        Part { atoms, encoding }
+    }
+
+    #[test]
+    fn basic_auth_is_base64_of_the_joined_atoms() {
+        let value = vec![
+            part(Encoding::Raw, vec![text("Basic ")]),
+            part(Encoding::Base64, vec![slot("user"), text(":"), slot("pass")]),
+        ];
+        let header = header_value(&value, &credentials()).unwrap();
+        assert_eq!(header, "Basic dTpw");
+        assert!(header.is_sensitive());
+        assert_eq!(masked(&value), "Basic ****");
+    }
+
+    #[test]
+    fn every_encoding() {
+        let creds = credentials();
+        let render_one = |encoding| {
+            let value = vec![part(encoding, vec![text("a b/~?"), slot("user")])];
+            String::from_utf8(render(&value, &creds).unwrap().to_vec()).unwrap()
+        };
+        assert_eq!(render_one(Encoding::Raw), "a b/~?u");
+        assert_eq!(render_one(Encoding::Base64), "YSBiL34/dQ==");
+        assert_eq!(render_one(Encoding::Base64url), "YSBiL34_dQ");
+        assert_eq!(render_one(Encoding::Hex), "6120622f7e3f75");
+        assert_eq!(render_one(Encoding::Percent), "a%20b%2F~%3Fu");
+    }
+
+    #[test]
+    fn a_credential_with_a_line_break_never_reaches_a_header() {
+        let value = vec![part(Encoding::Raw, vec![slot("multiline")])];
+        let error = header_value(&value, &credentials()).unwrap_err();
+        assert_eq!(error, RenderError::CredentialNotHeaderSafe("multiline".into()));
+        assert!(!error.to_string().contains("Injected"));
+        let encoded = vec![part(Encoding::Base64, vec![slot("multiline")])];
+        assert!(header_value(&encoded, &credentials()).is_ok());
+    }
+
+    #[test]
+    fn an_unbound_slot_is_an_error() {
+        let value = vec![part(Encoding::Raw, vec![slot("other")])];
+        assert_eq!(
+            header_value(&value, &credentials()).unwrap_err(),
+            RenderError::Unbound(UnboundSlot("other".into()))
+        );
+    }
+
+    #[test]
+    fn values_are_capped() {
+        let value = vec![part(Encoding::Raw, vec![text(&"x".repeat(MAX_RENDERED_LEN + 1))])];
+        assert_eq!(render(&value, &credentials()).unwrap_err(), RenderError::TooLong);
+    }
+
+    #[test]
+    fn paths_must_stay_paths() {
+        let creds = credentials();
+        let render_path = |raw: &str| path(&[part(Encoding::Raw, vec![text(raw)])], &creds);
+        assert_eq!(render_path("/bot123/send%20it").unwrap(), "/bot123/send%20it");
+        for bad in ["relative", "//evil.example/x", "/a/../b", "/a/%2e%2E/b", "/a b", "/a?b", "/a%3fb", "/a%zz", "/a\r\n"] {
+            assert!(render_path(bad).is_err(), "{bad}");
+        }
+    }
+}
