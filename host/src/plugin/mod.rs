@@ -25,7 +25,7 @@ pub use builtin::{PLUGIN_BUILD_DIR, STANDARD_PLUGINS};
 pub use config::{ConfigError, PluginConfig};
 pub use decision::InvalidDecision;
 pub use wasm::{
-    CallError, EngineError, EngineSettings, Isolation, LoadError, PluginEngine, PluginLimits,
+    CallError, EngineError, EngineSettings, Isolation, LoadError, PluginEngine, PluginLimits, WORLD,
     contract,
 };
 
@@ -132,6 +132,11 @@ impl Plugin {
 
     pub fn limits(&self) -> PluginLimits {
         self.wasm.limits()
+    }
+
+    /// The interfaces the component imports.
+    pub fn imports(&self) -> &[String] {
+        self.wasm.imports()
     }
 
     /// Check a service's configuration and return what it needs (slots, body).

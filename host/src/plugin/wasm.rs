@@ -43,6 +43,9 @@ use bindings::agent_vault::plugin::crypto;
 use bindings::{AuthPlugin, AuthPluginPre};
 use contract::{AuthError, Decision, Field, PluginInfo, Request, Requirements};
 
+/// The world every plugin implements.
+pub const WORLD: &str = "agent-vault:plugin/auth-plugin@0.1.0";
+
 /// The interfaces a plugin may import. Anything else is refused at load.
 pub const ALLOWED_IMPORTS: [&str; 2] = [
     "agent-vault:plugin/types@0.1.0",
@@ -198,11 +201,11 @@ impl PluginEngine {
         }
         let component = Component::from_binary(&self.engine, wasm)
             .map_err(|error| LoadError::Invalid(error_chain(&error)))?;
-        check_imports(&self.engine, &component)?;
+        let imports = check_imports(&self.engine, &component)?;
         let artifact = component
             .serialize()
             .map_err(|error| LoadError::Invalid(error_chain(&error)))?;
-        Ok((CompiledPlugin { component }, artifact))
+        Ok((CompiledPlugin { component, imports }, artifact))
     }
 
     /// Load an artifact that `compile` produced earlier and the host cached itself.
@@ -214,8 +217,8 @@ impl PluginEngine {
         #[allow(unsafe_code)]
         let component = unsafe { Component::deserialize_file(&self.engine, path) }
             .map_err(|error| LoadError::Artifact(error_chain(&error)))?;
-        check_imports(&self.engine, &component)?;
-        Ok(CompiledPlugin { component })
+        let imports = check_imports(&self.engine, &component)?;
+        Ok(CompiledPlugin { component, imports })
     }
 
     /// Link a compiled component against our world and ask it to describe itself.
@@ -232,6 +235,7 @@ impl PluginEngine {
             .map_err(|error| LoadError::WrongWorld(error_chain(&error)))?;
         let plugin = WasmPlugin {
             pre,
+            imports: compiled.imports.clone(),
             engine: self.engine.clone(),
             limits,
             warm: Mutex::new(HashMap::new()),
@@ -274,16 +278,19 @@ fn wasmparser_is_component(wasm: &[u8]) -> bool {
     wasm.len() >= 8 && wasm[0..4] == *b"\0asm" && wasm[6..8] == [1, 0]
 }
 
-fn check_imports(engine: &Engine, component: &Component) -> Result<(), LoadError> {
+/// Refuse any import outside our WIT; return the imports' names.
+fn check_imports(engine: &Engine, component: &Component) -> Result<Vec<String>, LoadError> {
     let component_type = component.component_type();
+    let mut names = Vec::new();
     for (name, item) in component_type.imports(engine) {
         let allowed = ALLOWED_IMPORTS.contains(&name)
             && matches!(item.ty, ComponentItem::ComponentInstance(_));
         if !allowed {
             return Err(LoadError::ForbiddenImport(name.to_owned()));
         }
+        names.push(name.to_owned());
     }
-    Ok(())
+    Ok(names)
 }
 
 /// `error` and its causes on one line.
@@ -294,6 +301,7 @@ fn error_chain(error: &wasmtime::Error) -> String {
 /// A compiled component, not yet linked.
 pub struct CompiledPlugin {
     component: Component,
+    imports: Vec<String>,
 }
 
 impl std::fmt::Debug for CompiledPlugin {
@@ -305,6 +313,7 @@ impl std::fmt::Debug for CompiledPlugin {
 /// A plugin ready to be called: linked, with its limits and warm instances.
 pub struct WasmPlugin {
     pre: AuthPluginPre<CallState>,
+    imports: Vec<String>,
     engine: Engine,
     limits: PluginLimits,
     warm: Mutex<HashMap<String, Vec<WarmInstance>>>,
@@ -333,6 +342,11 @@ fn warm_per_vault() -> usize {
 impl WasmPlugin {
     pub fn limits(&self) -> PluginLimits {
         self.limits
+    }
+
+    /// The interfaces the component imports (all of them from our WIT).
+    pub fn imports(&self) -> &[String] {
+        &self.imports
     }
 
     /// Check a service's configuration.
@@ -431,6 +445,12 @@ impl WasmPlugin {
         match error.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => CallError::Timeout(self.limits.timeout),
             Some(Trap::StackOverflow) => CallError::StackOverflow,
+            Some(Trap::UnreachableCodeReached) => {
+                CallError::Trap("executed `unreachable` (a panic or abort in the plugin)".into())
+            }
+            Some(Trap::MemoryOutOfBounds) => CallError::Trap(
+                "accessed memory out of bounds (a stack overflow, if the plugin recurses)".into(),
+            ),
             Some(trap) => CallError::Trap(trap.to_string()),
             None => CallError::Trap(error_chain(error)),
         }

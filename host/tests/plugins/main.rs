@@ -4,4 +4,7 @@
 
 mod support;
 
+mod registry;
+mod runtime;
+mod sigv4_suite;
 mod standard;

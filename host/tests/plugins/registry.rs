@@ -1,0 +1,1 @@
+//! The plugin directory: loading, hot reload, the compile cache, pins and options files.
