@@ -1,0 +1,8 @@
+//! Black-box tests: run the `agent-vault` binary the way a user does and check what it
+//! prints and serves. One binary so that the tests share one build.
+
+mod support;
+
+mod example_plugin;
+mod plugin_commands;
+mod server;
