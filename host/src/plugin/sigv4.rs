@@ -104,6 +104,13 @@ pub fn sign(
             if let (Some(slot), true) = (token_slot, params.sign_session_token) {
                 set_token_header(head, slot, context, masks.as_deref_mut())?;
             }
+            if params.payload == Sigv4Payload::Unsigned && head.headers.contains_key(CONTENT_SHA256)
+            {
+                // S3 takes the payload hash from this header, not from what we signed; a
+                // client's real hash here would contradict the signature.
+                head.headers
+                    .insert(CONTENT_SHA256, HeaderValue::from_static(UNSIGNED_PAYLOAD));
+            }
             let payload = payload_hash(params.payload, head, context.body_sha256)?;
             let signed_headers = signed_header_names(head);
             canonical_request(head, params.normalize_path, &signed_headers, &payload)
@@ -114,7 +121,10 @@ pub fn sign(
             head.set_query_param("X-Amz-Algorithm", ALGORITHM.as_bytes());
             head.set_query_param("X-Amz-Credential", &rendered);
             head.set_query_param("X-Amz-Date", amz_date.as_bytes());
-            head.set_query_param("X-Amz-Expires", params.expires_seconds.to_string().as_bytes());
+            head.set_query_param(
+                "X-Amz-Expires",
+                params.expires_seconds.to_string().as_bytes(),
+            );
             head.set_query_param("X-Amz-SignedHeaders", b"host");
             if let Some(masks) = masks.as_deref_mut() {
                 masks.query("X-Amz-Credential", render::masked(&credential));
@@ -122,7 +132,12 @@ pub fn sign(
             if let (Some(slot), true) = (token_slot, params.sign_session_token) {
                 set_token_query(head, slot, context, masks.as_deref_mut())?;
             }
-            canonical_request(head, params.normalize_path, &["host".to_owned()], UNSIGNED_PAYLOAD)
+            canonical_request(
+                head,
+                params.normalize_path,
+                &["host".to_owned()],
+                UNSIGNED_PAYLOAD,
+            )
         }
     };
 
@@ -229,9 +244,12 @@ fn amz_date(now: SystemTime) -> Result<String, SignError> {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_err(|_| SignError::Clock)?
         .as_secs();
-    let time = time::OffsetDateTime::from_unix_timestamp(seconds as i64).map_err(|_| SignError::Clock)?;
+    let time =
+        time::OffsetDateTime::from_unix_timestamp(seconds as i64).map_err(|_| SignError::Clock)?;
     let format = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
-    Ok(time.format(&format).expect("a fixed format of a valid date"))
+    Ok(time
+        .format(&format)
+        .expect("a fixed format of a valid date"))
 }
 
 fn payload_hash(
@@ -242,7 +260,11 @@ fn payload_hash(
     if payload == Sigv4Payload::Unsigned {
         return Ok(UNSIGNED_PAYLOAD.to_owned());
     }
-    if let Some(declared) = head.headers.get(CONTENT_SHA256).and_then(|v| v.to_str().ok()) {
+    if let Some(declared) = head
+        .headers
+        .get(CONTENT_SHA256)
+        .and_then(|v| v.to_str().ok())
+    {
         return Ok(declared.to_owned());
     }
     body_sha256.map(hex::encode).ok_or(SignError::NoPayloadHash)
@@ -400,8 +422,14 @@ mod tests {
     fn encodes_like_aws() {
         assert_eq!(uri_encode("/a b/$x~".as_bytes(), false), "/a%20b/%24x~");
         assert_eq!(uri_encode("a/b".as_bytes(), true), "a%2Fb");
-        assert_eq!(canonical_uri("/example%20space/", true), "/example%2520space/");
-        assert_eq!(canonical_uri("/example%20space/", false), "/example%20space/");
+        assert_eq!(
+            canonical_uri("/example%20space/", true),
+            "/example%2520space/"
+        );
+        assert_eq!(
+            canonical_uri("/example%20space/", false),
+            "/example%20space/"
+        );
     }
 
     #[test]
