@@ -24,7 +24,9 @@ const STANDARD: [(&str, &str); 8] = [
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let root = manifest_dir.parent().expect("host/ sits in the workspace root");
+    let root = manifest_dir
+        .parent()
+        .expect("host/ sits in the workspace root");
     let plugins = root.join("plugins");
     let target_dir = root.join("target").join("plugins");
 
@@ -47,16 +49,28 @@ fn main() {
     );
     for (crate_name, plugin_name) in STANDARD {
         let wasm = out_dir.join(format!("{crate_name}.wasm"));
-        assert!(wasm.exists(), "plugin build did not produce {}", wasm.display());
-        writeln!(code, "    ({plugin_name:?}, include_bytes!({:?})),", wasm.display().to_string())
-            .expect("writing to a String");
+        assert!(
+            wasm.exists(),
+            "plugin build did not produce {}",
+            wasm.display()
+        );
+        writeln!(
+            code,
+            "    ({plugin_name:?}, include_bytes!({:?})),",
+            wasm.display().to_string()
+        )
+        .expect("writing to a String");
     }
     code.push_str("];\n");
-    let generated = PathBuf::from(env::var("OUT_DIR").expect("set by cargo")).join("builtin_plugins.rs");
+    let generated =
+        PathBuf::from(env::var("OUT_DIR").expect("set by cargo")).join("builtin_plugins.rs");
     std::fs::write(&generated, code).expect("writing builtin_plugins.rs");
 
     // Tests find the fixtures here.
-    println!("cargo:rustc-env=AGENT_VAULT_PLUGIN_BUILD_DIR={}", out_dir.display());
+    println!(
+        "cargo:rustc-env=AGENT_VAULT_PLUGIN_BUILD_DIR={}",
+        out_dir.display()
+    );
 }
 
 fn watch(path: &Path) {
@@ -85,7 +99,13 @@ fn build_plugins(plugins: &Path, target_dir: &Path) {
     let mut command = Command::new(cargo);
     command
         .current_dir(plugins)
-        .args(["build", "--release", "--workspace", "--target", "wasm32-wasip2"])
+        .args([
+            "build",
+            "--release",
+            "--workspace",
+            "--target",
+            "wasm32-wasip2",
+        ])
         .arg("--target-dir")
         .arg(target_dir);
     // The outer build's settings are for the host, not for the guests.
@@ -111,5 +131,8 @@ fn build_plugins(plugins: &Path, target_dir: &Path) {
         }
     }
     let status = command.status().expect("running cargo for plugins/");
-    assert!(status.success(), "building the plugins in plugins/ failed (see the errors above)");
+    assert!(
+        status.success(),
+        "building the plugins in plugins/ failed (see the errors above)"
+    );
 }

@@ -78,11 +78,16 @@ impl RequestHead {
             Some("http") => Scheme::Http,
             _ => return Err(invalid("the scheme must be http or https")),
         };
-        let authority = uri.authority().ok_or_else(|| invalid("the URL has no host"))?;
+        let authority = uri
+            .authority()
+            .ok_or_else(|| invalid("the URL has no host"))?;
         if authority.as_str().contains('@') {
             return Err(invalid("user information in the URL is not supported"));
         }
-        let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
         if host.is_empty() {
             return Err(invalid("the URL has no host"));
         }
@@ -238,7 +243,11 @@ mod tests {
 
     #[test]
     fn refuses_urls_it_cannot_forward() {
-        for url in ["ftp://example.com/", "/relative", "https://user:pw@example.com/"] {
+        for url in [
+            "ftp://example.com/",
+            "/relative",
+            "https://user:pw@example.com/",
+        ] {
             assert!(RequestHead::from_url(Method::GET, url).is_err(), "{url}");
         }
     }

@@ -61,7 +61,10 @@ struct AppState {
 }
 
 /// Run until `shutdown` completes.
-pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+pub async fn run(
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
     create_private_dir(&config.data_dir)?;
     create_private_dir(&config.plugin_dir)?;
 
@@ -161,8 +164,9 @@ pub async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing the SIGTERM handler");
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("installing the SIGTERM handler");
         tokio::select! {
             _ = interrupt => {}
             _ = terminate.recv() => {}
@@ -177,8 +181,10 @@ fn create_private_dir(path: &Path) -> Result<(), ServerError> {
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(path).map_err(|source| ServerError::CreateDir {
-        path: path.to_owned(),
-        source,
-    })
+    builder
+        .create(path)
+        .map_err(|source| ServerError::CreateDir {
+            path: path.to_owned(),
+            source,
+        })
 }

@@ -35,13 +35,28 @@ fn the_example_plugin_loads_from_the_plugin_directory_and_signs_requests() {
     std::fs::copy(&wasm, data.plugin_dir().join("ledger-signature.wasm")).unwrap();
 
     let listing = data.run(&["plugin", "list"]).ok();
-    let line = listing.lines().find(|l| l.starts_with("ledger-signature ")).expect(&listing);
-    assert!(line.contains("ledger-signature.wasm") && line.ends_with("active"), "{line}");
+    let line = listing
+        .lines()
+        .find(|l| l.starts_with("ledger-signature "))
+        .expect(&listing);
+    assert!(
+        line.contains("ledger-signature.wasm") && line.ends_with("active"),
+        "{line}"
+    );
 
     let shown = data
         .run(&[
-            "plugin", "test", "ledger-signature", "--url", "https://api.ledger.example/v1/accounts",
-            "--now", "2026-01-01T00:00:00Z", "-C", "key_id=lk_live_1", "-C", "secret=shh",
+            "plugin",
+            "test",
+            "ledger-signature",
+            "--url",
+            "https://api.ledger.example/v1/accounts",
+            "--now",
+            "2026-01-01T00:00:00Z",
+            "-C",
+            "key_id=lk_live_1",
+            "-C",
+            "secret=shh",
         ])
         .ok();
     let mut mac = Hmac::<Sha256>::new_from_slice(b"shh").unwrap();
@@ -56,15 +71,32 @@ fn the_example_plugin_loads_from_the_plugin_directory_and_signs_requests() {
     );
 
     let denied = data.run(&[
-        "plugin", "test", "ledger-signature", "--method", "DELETE", "--url", "https://api.ledger.example/v1/accounts/7",
-        "-C", "key_id=lk_live_1", "-C", "secret=shh",
+        "plugin",
+        "test",
+        "ledger-signature",
+        "--method",
+        "DELETE",
+        "--url",
+        "https://api.ledger.example/v1/accounts/7",
+        "-C",
+        "key_id=lk_live_1",
+        "-C",
+        "secret=shh",
     ]);
-    assert_eq!(denied.stdout(), "denied: 403 this service is read-only (allow-writes is off)\n");
+    assert_eq!(
+        denied.stdout(),
+        "denied: 403 this service is read-only (allow-writes is off)\n"
+    );
     assert!(!denied.0.status.success());
 }
 
 #[test]
 fn the_example_plugin_stays_under_sixty_lines() {
-    let source = std::fs::read_to_string(workspace_root().join("examples/ledger-plugin/src/lib.rs")).unwrap();
-    assert!(source.lines().count() < 60, "the example is meant to show how little a plugin takes");
+    let source =
+        std::fs::read_to_string(workspace_root().join("examples/ledger-plugin/src/lib.rs"))
+            .unwrap();
+    assert!(
+        source.lines().count() < 60,
+        "the example is meant to show how little a plugin takes"
+    );
 }

@@ -7,9 +7,27 @@ fn plugin_list_shows_the_standard_plugins_on_a_fresh_machine() {
     let data = DataDir::new();
     let listing = data.run(&["plugin", "list"]).ok();
     let lines: Vec<&str> = listing.lines().collect();
-    assert!(lines[0].starts_with("NAME") && lines[0].contains("SHA256"), "{listing}");
-    let names: Vec<&str> = lines[1..].iter().map(|line| line.split_whitespace().next().unwrap()).collect();
-    assert_eq!(names, ["api-key", "aws-sigv4", "basic", "bearer", "custom-headers", "hmac", "passthrough", "query-param"]);
+    assert!(
+        lines[0].starts_with("NAME") && lines[0].contains("SHA256"),
+        "{listing}"
+    );
+    let names: Vec<&str> = lines[1..]
+        .iter()
+        .map(|line| line.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "api-key",
+            "aws-sigv4",
+            "basic",
+            "bearer",
+            "custom-headers",
+            "hmac",
+            "passthrough",
+            "query-param"
+        ]
+    );
     for line in &lines[1..] {
         let columns: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(columns[1], "0.1.0", "{line}");
@@ -21,13 +39,33 @@ fn plugin_list_shows_the_standard_plugins_on_a_fresh_machine() {
 #[test]
 fn plugin_list_shows_directory_plugins_and_why_one_failed() {
     let data = DataDir::new();
-    std::fs::copy(built_wasm("fixture_counter"), data.plugin_dir().join("fixture-counter.wasm")).unwrap();
-    std::fs::copy(built_wasm("fixture_wasi_import"), data.plugin_dir().join("fixture-wasi-import.wasm")).unwrap();
+    std::fs::copy(
+        built_wasm("fixture_counter"),
+        data.plugin_dir().join("fixture-counter.wasm"),
+    )
+    .unwrap();
+    std::fs::copy(
+        built_wasm("fixture_wasi_import"),
+        data.plugin_dir().join("fixture-wasi-import.wasm"),
+    )
+    .unwrap();
     let listing = data.run(&["plugin", "list"]).ok();
-    let counter = listing.lines().find(|l| l.starts_with("fixture-counter ")).expect(&listing);
-    assert!(counter.ends_with("active") && counter.contains("fixture-counter.wasm"), "{counter}");
-    let wasi = listing.lines().find(|l| l.starts_with("fixture-wasi-import ")).expect(&listing);
-    assert!(wasi.contains("error: ") && wasi.contains("imports `wasi:"), "{wasi}");
+    let counter = listing
+        .lines()
+        .find(|l| l.starts_with("fixture-counter "))
+        .expect(&listing);
+    assert!(
+        counter.ends_with("active") && counter.contains("fixture-counter.wasm"),
+        "{counter}"
+    );
+    let wasi = listing
+        .lines()
+        .find(|l| l.starts_with("fixture-wasi-import "))
+        .expect(&listing);
+    assert!(
+        wasi.contains("error: ") && wasi.contains("imports `wasi:"),
+        "{wasi}"
+    );
 }
 
 #[test]
@@ -47,7 +85,10 @@ body: not read
 ok: the plugin loads and imports nothing outside agent-vault:plugin
 ";
     assert!(report.ends_with(expected_tail), "{report}");
-    assert!(report.starts_with(&format!("file: {}\nsha256: ", bearer.display())), "{report}");
+    assert!(
+        report.starts_with(&format!("file: {}\nsha256: ", bearer.display())),
+        "{report}"
+    );
 }
 
 #[test]
@@ -55,15 +96,27 @@ fn plugin_check_names_a_forbidden_import() {
     let wasi = built_wasm("fixture_wasi_import");
     let error = agent_vault(&["plugin", "check", wasi.to_str().unwrap()]).fails();
     assert!(error.starts_with("error: "), "{error}");
-    assert!(error.contains("imports `wasi:") && error.contains("which agent-vault does not provide"), "{error}");
+    assert!(
+        error.contains("imports `wasi:") && error.contains("which agent-vault does not provide"),
+        "{error}"
+    );
 }
 
 #[test]
 fn plugin_test_masks_credentials_unless_asked() {
     let data = DataDir::new();
     let args = [
-        "plugin", "test", "basic", "--url", "https://api.example.com/v1/items?limit=3",
-        "-H", "Accept: application/json", "-C", "username=u", "-C", "password=p",
+        "plugin",
+        "test",
+        "basic",
+        "--url",
+        "https://api.example.com/v1/items?limit=3",
+        "-H",
+        "Accept: application/json",
+        "-C",
+        "username=u",
+        "-C",
+        "password=p",
     ];
     let shown = data.run(&args).ok();
     assert_eq!(
@@ -72,16 +125,33 @@ fn plugin_test_masks_credentials_unless_asked() {
     );
     let mut revealing = args.to_vec();
     revealing.push("--show-secrets");
-    assert!(data.run(&revealing).ok().contains("authorization: Basic dTpw\n"));
+    assert!(
+        data.run(&revealing)
+            .ok()
+            .contains("authorization: Basic dTpw\n")
+    );
 }
 
 #[test]
 fn plugin_test_masks_credentials_in_the_query() {
     let data = DataDir::new();
     let shown = data
-        .run(&["plugin", "test", "query-param", "--url", "https://maps.example.com/geo?q=x", "-c", "name=key", "-C", "key=AIzaSECRET"])
+        .run(&[
+            "plugin",
+            "test",
+            "query-param",
+            "--url",
+            "https://maps.example.com/geo?q=x",
+            "-c",
+            "name=key",
+            "-C",
+            "key=AIzaSECRET",
+        ])
         .ok();
-    assert_eq!(shown, "GET https://maps.example.com/geo?q=x&key=****\nhost: maps.example.com\n");
+    assert_eq!(
+        shown,
+        "GET https://maps.example.com/geo?q=x&key=****\nhost: maps.example.com\n"
+    );
 }
 
 #[test]
@@ -89,9 +159,21 @@ fn plugin_test_signs_like_the_aws_suite() {
     let data = DataDir::new();
     let shown = data
         .run(&[
-            "plugin", "test", "aws-sigv4", "--url", "https://example.amazonaws.com/",
-            "--now", "2015-08-30T12:36:00Z", "-c", "region=us-east-1", "-c", "service=service",
-            "-C", "access_key_id=AKIDEXAMPLE", "-C", "secret_access_key=wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            "plugin",
+            "test",
+            "aws-sigv4",
+            "--url",
+            "https://example.amazonaws.com/",
+            "--now",
+            "2015-08-30T12:36:00Z",
+            "-c",
+            "region=us-east-1",
+            "-c",
+            "service=service",
+            "-C",
+            "access_key_id=AKIDEXAMPLE",
+            "-C",
+            "secret_access_key=wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
         ])
         .ok();
     // The suite's get-vanilla case, with the access key id masked.
@@ -103,13 +185,24 @@ fn plugin_test_signs_like_the_aws_suite() {
         "{shown}"
     );
     assert!(shown.contains("x-amz-date: 20150830T123600Z\n"), "{shown}");
-    assert!(!shown.contains("AKIDEXAMPLE") && !shown.contains("wJalr"), "{shown}");
+    assert!(
+        !shown.contains("AKIDEXAMPLE") && !shown.contains("wJalr"),
+        "{shown}"
+    );
 }
 
 #[test]
 fn plugin_test_explains_a_missing_credential() {
     let data = DataDir::new();
-    let error = data.run(&["plugin", "test", "bearer", "--url", "https://api.example.com/"]).fails();
+    let error = data
+        .run(&[
+            "plugin",
+            "test",
+            "bearer",
+            "--url",
+            "https://api.example.com/",
+        ])
+        .fails();
     assert_eq!(
         error,
         "error: the credentials do not match the plugin's slots: credential slot \"token\" is required but not bound to a credential\n"
@@ -120,9 +213,20 @@ fn plugin_test_explains_a_missing_credential() {
 fn plugin_test_never_echoes_a_malformed_credential() {
     let data = DataDir::new();
     let error = data
-        .run(&["plugin", "test", "bearer", "--url", "https://api.example.com/", "--credential", "sk_live_oops"])
+        .run(&[
+            "plugin",
+            "test",
+            "bearer",
+            "--url",
+            "https://api.example.com/",
+            "--credential",
+            "sk_live_oops",
+        ])
         .fails();
-    assert_eq!(error, "error: a --credential must look like SLOT=VALUE or SLOT=@FILE\n");
+    assert_eq!(
+        error,
+        "error: a --credential must look like SLOT=VALUE or SLOT=@FILE\n"
+    );
 }
 
 #[test]
@@ -132,14 +236,37 @@ fn plugin_test_reads_a_credential_from_a_file() {
     std::fs::write(&secret_file, "sk_from_file\n").unwrap();
     let credential = format!("token=@{}", secret_file.display());
     let shown = data
-        .run(&["plugin", "test", "bearer", "--url", "https://api.example.com/", "-C", &credential, "--show-secrets"])
+        .run(&[
+            "plugin",
+            "test",
+            "bearer",
+            "--url",
+            "https://api.example.com/",
+            "-C",
+            &credential,
+            "--show-secrets",
+        ])
         .ok();
-    assert!(shown.contains("authorization: Bearer sk_from_file\n"), "{shown}");
+    assert!(
+        shown.contains("authorization: Bearer sk_from_file\n"),
+        "{shown}"
+    );
 }
 
 #[test]
 fn plugin_test_names_an_unknown_plugin() {
     let data = DataDir::new();
-    let error = data.run(&["plugin", "test", "bearr", "--url", "https://api.example.com/"]).fails();
-    assert!(error.starts_with("error: no plugin named \"bearr\" (loaded: api-key, aws-sigv4,"), "{error}");
+    let error = data
+        .run(&[
+            "plugin",
+            "test",
+            "bearr",
+            "--url",
+            "https://api.example.com/",
+        ])
+        .fails();
+    assert!(
+        error.starts_with("error: no plugin named \"bearr\" (loaded: api-key, aws-sigv4,"),
+        "{error}"
+    );
 }

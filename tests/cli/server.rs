@@ -34,17 +34,30 @@ impl Server {
                 let _ = log_sender.send(line);
             }
         });
-        let first_line = stdout.lines().next().expect("the server prints its address").unwrap();
+        let first_line = stdout
+            .lines()
+            .next()
+            .expect("the server prints its address")
+            .unwrap();
         let address = first_line
             .strip_prefix("agent-vault listening on http://")
             .unwrap_or_else(|| panic!("unexpected first line {first_line:?}"))
             .to_owned();
-        Server { child, address, log }
+        Server {
+            child,
+            address,
+            log,
+        }
     }
 
     fn get(&self, path: &str) -> String {
         let mut stream = TcpStream::connect(&self.address).unwrap();
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.address).unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.address
+        )
+        .unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).unwrap();
         response
@@ -86,10 +99,18 @@ fn the_server_loads_a_plugin_dropped_in_while_it_runs() {
     let data = DataDir::new();
     let server = Server::start(&data);
     server.wait_for_log(&["agent-vault started"]);
-    std::fs::copy(built_wasm("fixture_counter"), data.plugin_dir().join("fixture-counter.wasm")).unwrap();
+    std::fs::copy(
+        built_wasm("fixture_counter"),
+        data.plugin_dir().join("fixture-counter.wasm"),
+    )
+    .unwrap();
     server.wait_for_log(&["plugin loaded", "fixture-counter"]);
     let bytes = std::fs::read(built_wasm("fixture_counter")).unwrap();
-    std::fs::write(data.plugin_dir().join("fixture-counter.wasm"), &bytes[..100]).unwrap();
+    std::fs::write(
+        data.plugin_dir().join("fixture-counter.wasm"),
+        &bytes[..100],
+    )
+    .unwrap();
     let line = server.wait_for_log(&["previous version keeps serving"]);
     assert!(line.contains("fixture-counter.wasm"), "{line}");
 }
@@ -98,7 +119,10 @@ fn the_server_loads_a_plugin_dropped_in_while_it_runs() {
 fn sigterm_stops_the_server_cleanly() {
     let data = DataDir::new();
     let mut server = Server::start(&data);
-    let status = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let exit = server.child.wait().unwrap();
     assert!(exit.success(), "{exit}");

@@ -5,7 +5,10 @@ use std::process::{Command, Output};
 
 /// The workspace root (this crate is `<root>/tests`).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
 }
 
 /// The `agent-vault` binary of the same build as this test (`cargo test --workspace` builds
@@ -36,7 +39,9 @@ pub struct DataDir {
 
 impl DataDir {
     pub fn new() -> Self {
-        DataDir { dir: tempfile::tempdir().unwrap() }
+        DataDir {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -94,7 +99,11 @@ impl Run {
 
     /// Assert failure and return stderr.
     pub fn fails(&self) -> String {
-        assert!(!self.0.status.success(), "command succeeded:\n{}", self.stdout());
+        assert!(
+            !self.0.status.success(),
+            "command succeeded:\n{}",
+            self.stdout()
+        );
         self.stderr()
     }
 }

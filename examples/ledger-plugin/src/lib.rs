@@ -10,10 +10,18 @@ struct Ledger;
 
 impl Plugin for Ledger {
     fn describe() -> PluginInfo {
-        PluginInfo::new("ledger-signature", env!("CARGO_PKG_VERSION"), "Signs Ledger API calls.")
-            .config("allow-writes", "true to allow POST, PUT, PATCH and DELETE", false)
-            .credential("key_id", "the Ledger key id", true)
-            .credential("secret", "the Ledger signing secret", true)
+        PluginInfo::new(
+            "ledger-signature",
+            env!("CARGO_PKG_VERSION"),
+            "Signs Ledger API calls.",
+        )
+        .config(
+            "allow-writes",
+            "true to allow POST, PUT, PATCH and DELETE",
+            false,
+        )
+        .credential("key_id", "the Ledger key id", true)
+        .credential("secret", "the Ledger signing secret", true)
     }
 
     fn validate_config(config: &Config) -> Result<Requirements, String> {
@@ -22,13 +30,22 @@ impl Plugin for Ledger {
     }
 
     fn authorize(request: &Request, config: &Config) -> Result<Decision, AuthError> {
-        let allow_writes = config.bool_or("allow-writes", false).map_err(AuthError::invalid_config)?;
+        let allow_writes = config
+            .bool_or("allow-writes", false)
+            .map_err(AuthError::invalid_config)?;
         if !allow_writes && !matches!(request.method.as_str(), "GET" | "HEAD") {
-            return Ok(Decision::deny(403, "this service is read-only (allow-writes is off)"));
+            return Ok(Decision::deny(
+                403,
+                "this service is read-only (allow-writes is off)",
+            ));
         }
         let timestamp = request.now.seconds.to_string();
         let message = format!("{timestamp}:{}:{}", request.method, request.path);
-        let signature = hmac(HashAlgorithm::Sha256, &HmacKey::credential("secret"), message.as_bytes())?;
+        let signature = hmac(
+            HashAlgorithm::Sha256,
+            &HmacKey::credential("secret"),
+            message.as_bytes(),
+        )?;
         Ok(Forward::new()
             .set_header("x-ledger-key", slot("key_id"))
             .set_header("x-ledger-timestamp", timestamp)

@@ -33,7 +33,7 @@ pub enum PluginCommand {
         file: PathBuf,
     },
     /// Show the request a plugin would send upstream for a request you describe.
-    Test(TestArgs),
+    Test(Box<TestArgs>),
 }
 
 #[derive(Debug, clap::Args)]
@@ -106,7 +106,11 @@ fn registry(dirs: &DataDirArgs) -> anyhow::Result<Registry> {
 fn list(dirs: &DataDirArgs) -> anyhow::Result<ExitCode> {
     let registry = registry(dirs)?;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{:<16} {:<9} {:<64} {:<10} STATUS", "NAME", "VERSION", "SHA256", "SOURCE")?;
+    writeln!(
+        out,
+        "{:<16} {:<9} {:<64} {:<10} STATUS",
+        "NAME", "VERSION", "SHA256", "SOURCE"
+    )?;
     for listing in registry.list() {
         writeln!(
             out,
@@ -129,7 +133,10 @@ fn check(file: &Path) -> anyhow::Result<ExitCode> {
     writeln!(out, "world: {WORLD}")?;
     writeln!(out, "imports: {}", list_or_none(plugin.imports()))?;
     describe(&mut out, plugin.info())?;
-    writeln!(out, "ok: the plugin loads and imports nothing outside agent-vault:plugin")?;
+    writeln!(
+        out,
+        "ok: the plugin loads and imports nothing outside agent-vault:plugin"
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -137,13 +144,37 @@ fn describe(out: &mut impl std::io::Write, info: &PluginInfo) -> std::io::Result
     writeln!(out, "name: {}", info.name)?;
     writeln!(out, "version: {}", info.version)?;
     writeln!(out, "description: {}", info.description)?;
-    writeln!(out, "config:{}", if info.config.is_empty() { " none" } else { "" })?;
+    writeln!(
+        out,
+        "config:{}",
+        if info.config.is_empty() { " none" } else { "" }
+    )?;
     for key in &info.config {
-        writeln!(out, "  {} ({}): {}", key.name, required(key.required), key.description)?;
+        writeln!(
+            out,
+            "  {} ({}): {}",
+            key.name,
+            required(key.required),
+            key.description
+        )?;
     }
-    writeln!(out, "credentials:{}", if info.credentials.is_empty() { " none" } else { "" })?;
+    writeln!(
+        out,
+        "credentials:{}",
+        if info.credentials.is_empty() {
+            " none"
+        } else {
+            ""
+        }
+    )?;
     for slot in &info.credentials {
-        writeln!(out, "  {} ({}): {}", slot.name, required(slot.required), slot.description)?;
+        writeln!(
+            out,
+            "  {} ({}): {}",
+            slot.name,
+            required(slot.required),
+            slot.description
+        )?;
     }
     let body = match &info.body {
         BodyNeed::None => "not read".to_owned(),
@@ -183,7 +214,12 @@ fn test(args: &TestArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("invalid header value in {header:?}"))?;
         head.headers.append(name, value);
     }
-    let config = PluginConfig::from_pairs(args.config.iter().map(|entry| split_pair(entry, "--config")).collect::<anyhow::Result<Vec<_>>>()?)?;
+    let config = PluginConfig::from_pairs(
+        args.config
+            .iter()
+            .map(|entry| split_pair(entry, "--config"))
+            .collect::<anyhow::Result<Vec<_>>>()?,
+    )?;
     let credentials = Credentials::new(
         args.credentials
             .iter()
@@ -198,7 +234,9 @@ fn test(args: &TestArgs) -> anyhow::Result<ExitCode> {
 
     let body = match (&args.body, &args.body_file) {
         (Some(text), _) => text.as_bytes().to_vec(),
-        (None, Some(path)) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+        (None, Some(path)) => {
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
+        }
         (None, None) => Vec::new(),
     };
     let body_sha256: Option<[u8; 32]> =
@@ -233,12 +271,20 @@ fn test(args: &TestArgs) -> anyhow::Result<ExitCode> {
 fn load_for_test(args: &TestArgs) -> anyhow::Result<Arc<Plugin>> {
     let as_path = Path::new(&args.plugin);
     if args.plugin.ends_with(".wasm") || as_path.is_file() {
-        return Ok(Arc::new(registry::load_file(&engine()?, as_path, PluginLimits::default())?));
+        return Ok(Arc::new(registry::load_file(
+            &engine()?,
+            as_path,
+            PluginLimits::default(),
+        )?));
     }
     let registry = registry(&args.dirs)?;
     registry.get(&args.plugin).with_context(|| {
         let names: Vec<String> = registry.list().into_iter().map(|l| l.name).collect();
-        format!("no plugin named {:?} (loaded: {})", args.plugin, names.join(", "))
+        format!(
+            "no plugin named {:?} (loaded: {})",
+            args.plugin,
+            names.join(", ")
+        )
     })
 }
 
@@ -307,7 +353,8 @@ fn credential(entry: &str) -> anyhow::Result<(String, Secret)> {
     };
     let secret = match value.strip_prefix('@') {
         Some(path) => {
-            let bytes = std::fs::read(path).with_context(|| format!("reading the credential for slot {slot:?} from {path}"))?;
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("reading the credential for slot {slot:?} from {path}"))?;
             let trimmed = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
             Secret::new(trimmed.strip_suffix(b"\r").unwrap_or(trimmed))
         }
@@ -318,6 +365,8 @@ fn credential(entry: &str) -> anyhow::Result<(String, Secret)> {
 
 fn parse_rfc3339(text: &str) -> anyhow::Result<SystemTime> {
     let parsed = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .with_context(|| format!("--now {text:?} is not an RFC 3339 time such as 2015-08-30T12:36:00Z"))?;
+        .with_context(|| {
+            format!("--now {text:?} is not an RFC 3339 time such as 2015-08-30T12:36:00Z")
+        })?;
     Ok(parsed.into())
 }

@@ -99,7 +99,9 @@ pub fn apply(
                     match (append, carries_credential) {
                         (false, false) => masks.forget_header(&name),
                         (false, true) => masks.header(name.clone(), render::masked(&named.value)),
-                        (true, true) => masks.append_header(name.clone(), render::masked(&named.value)),
+                        (true, true) => {
+                            masks.append_header(name.clone(), render::masked(&named.value))
+                        }
                         (true, false) => {}
                     }
                 }

@@ -69,10 +69,12 @@ impl PluginConfig {
 /// every required key must be present.
 pub fn check_keys(info: &PluginInfo, config: &PluginConfig) -> Result<(), ConfigError> {
     let accepts = |key: &str| {
-        info.config.iter().any(|declared| match declared.name.strip_suffix('*') {
-            Some(prefix) => key.starts_with(prefix) && key.len() > prefix.len(),
-            None => declared.name == key,
-        })
+        info.config
+            .iter()
+            .any(|declared| match declared.name.strip_suffix('*') {
+                Some(prefix) => key.starts_with(prefix) && key.len() > prefix.len(),
+                None => declared.name == key,
+            })
     };
     for field in config.fields() {
         if !accepts(&field.name) {
@@ -101,7 +103,10 @@ pub fn check_keys(info: &PluginInfo, config: &PluginConfig) -> Result<(), Config
 }
 
 /// A configuration may not ask for more of the body than the plugin declares.
-pub fn check_requirements(info: &PluginInfo, requirements: &Requirements) -> Result<(), ConfigError> {
+pub fn check_requirements(
+    info: &PluginInfo,
+    requirements: &Requirements,
+) -> Result<(), ConfigError> {
     fn rank(need: &BodyNeed) -> u8 {
         match need {
             BodyNeed::None => 0,
@@ -123,8 +128,16 @@ pub fn check_bindings<'a>(
 ) -> Result<(), ConfigError> {
     let bound: BTreeSet<&str> = bound.into_iter().collect();
     for slot in &bound {
-        if !requirements.credentials.iter().any(|used| used.name == *slot) {
-            let used: Vec<&str> = requirements.credentials.iter().map(|s| s.name.as_str()).collect();
+        if !requirements
+            .credentials
+            .iter()
+            .any(|used| used.name == *slot)
+        {
+            let used: Vec<&str> = requirements
+                .credentials
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect();
             return Err(ConfigError::UnknownSlot {
                 plugin: plugin.to_owned(),
                 slot: (*slot).to_owned(),
@@ -155,8 +168,16 @@ mod tests {
             version: "0.1.0".into(),
             description: String::new(),
             config: vec![
-                ConfigKey { name: "header".into(), description: String::new(), required: true },
-                ConfigKey { name: "extra.*".into(), description: String::new(), required: false },
+                ConfigKey {
+                    name: "header".into(),
+                    description: String::new(),
+                    required: true,
+                },
+                ConfigKey {
+                    name: "extra.*".into(),
+                    description: String::new(),
+                    required: false,
+                },
             ],
             credentials: vec![],
             body: BodyNeed::None,
@@ -169,29 +190,52 @@ mod tests {
 
     #[test]
     fn known_keys_and_families_pass() {
-        assert_eq!(check_keys(&info(), &config(&[("header", "x"), ("extra.a", "1")])), Ok(()));
+        assert_eq!(
+            check_keys(&info(), &config(&[("header", "x"), ("extra.a", "1")])),
+            Ok(())
+        );
     }
 
     #[test]
     fn unknown_and_missing_keys_are_named() {
         let error = check_keys(&info(), &config(&[("header", "x"), ("heder", "y")])).unwrap_err();
-        assert_eq!(error.to_string(), "unknown config key \"heder\" (plugin api-key accepts: header, extra.*)");
-        assert_eq!(check_keys(&info(), &config(&[])), Err(ConfigError::MissingKey("header".into())));
+        assert_eq!(
+            error.to_string(),
+            "unknown config key \"heder\" (plugin api-key accepts: header, extra.*)"
+        );
+        assert_eq!(
+            check_keys(&info(), &config(&[])),
+            Err(ConfigError::MissingKey("header".into()))
+        );
         assert!(check_keys(&info(), &config(&[("header", "x"), ("extra.", "1")])).is_err());
     }
 
     #[test]
     fn duplicate_keys_are_refused() {
-        let pairs = [("a".to_string(), "1".to_string()), ("a".to_string(), "2".to_string())];
-        assert_eq!(PluginConfig::from_pairs(pairs), Err(ConfigError::DuplicateKey("a".into())));
+        let pairs = [
+            ("a".to_string(), "1".to_string()),
+            ("a".to_string(), "2".to_string()),
+        ];
+        assert_eq!(
+            PluginConfig::from_pairs(pairs),
+            Err(ConfigError::DuplicateKey("a".into()))
+        );
     }
 
     #[test]
     fn bindings_must_match_the_slots() {
         let requirements = Requirements {
             credentials: vec![
-                CredentialSlot { name: "username".into(), description: String::new(), required: true },
-                CredentialSlot { name: "password".into(), description: String::new(), required: false },
+                CredentialSlot {
+                    name: "username".into(),
+                    description: String::new(),
+                    required: true,
+                },
+                CredentialSlot {
+                    name: "password".into(),
+                    description: String::new(),
+                    required: false,
+                },
             ],
             body: BodyNeed::None,
         };
@@ -201,9 +245,19 @@ mod tests {
             Err(ConfigError::UnboundSlot("username".into()))
         );
         let error = check_bindings("basic", &requirements, ["username", "token"]).unwrap_err();
-        assert_eq!(error.to_string(), "credential slot \"token\" is not one plugin basic uses (it uses: username, password)");
-        let none = Requirements { credentials: vec![], body: BodyNeed::None };
+        assert_eq!(
+            error.to_string(),
+            "credential slot \"token\" is not one plugin basic uses (it uses: username, password)"
+        );
+        let none = Requirements {
+            credentials: vec![],
+            body: BodyNeed::None,
+        };
         let error = check_bindings("passthrough", &none, ["token"]).unwrap_err();
-        assert!(error.to_string().contains("no credential fields are permitted"));
+        assert!(
+            error
+                .to_string()
+                .contains("no credential fields are permitted")
+        );
     }
 }

@@ -57,7 +57,9 @@ pub fn check_denial(denial: &Denial) -> Result<(), InvalidDecision> {
         )));
     }
     if denial.reason.len() > MAX_REASON_LEN {
-        return Err(invalid(format!("deny reason is longer than {MAX_REASON_LEN} bytes")));
+        return Err(invalid(format!(
+            "deny reason is longer than {MAX_REASON_LEN} bytes"
+        )));
     }
     if denial.reason.chars().any(char::is_control) {
         return Err(invalid("deny reason contains control characters"));
@@ -74,14 +76,22 @@ pub fn check_forward(forward: &Forward, credentials: &Credentials) -> Result<(),
         match edit {
             Edit::SetHeader(named) | Edit::AppendHeader(named) => {
                 check_header_name(&named.name)?;
-                check_value(&named.value, credentials, &format!("header \"{}\"", named.name))?;
+                check_value(
+                    &named.value,
+                    credentials,
+                    &format!("header \"{}\"", named.name),
+                )?;
             }
             Edit::RemoveHeader(name) => {
                 check_header_name(name)?;
             }
             Edit::SetQuery(named) => {
                 check_query_name(&named.name)?;
-                check_value(&named.value, credentials, &format!("query parameter \"{}\"", named.name))?;
+                check_value(
+                    &named.value,
+                    credentials,
+                    &format!("query parameter \"{}\"", named.name),
+                )?;
             }
             Edit::RemoveQuery(name) => check_query_name(name)?,
             Edit::SetPath(value) => check_value(value, credentials, "path")?,
@@ -95,12 +105,13 @@ pub fn check_forward(forward: &Forward, credentials: &Credentials) -> Result<(),
 
 /// A header name a plugin may write, lower-cased.
 fn check_header_name(name: &str) -> Result<HeaderName, InvalidDecision> {
-    let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-        invalid(format!("{:?} is not a valid header name", truncate(name)))
-    })?;
+    let header = HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| invalid(format!("{:?} is not a valid header name", truncate(name))))?;
     let lower = header.as_str();
     if FORBIDDEN_HEADERS.contains(&lower) || lower.starts_with(FORBIDDEN_HEADER_PREFIX) {
-        return Err(invalid(format!("plugins may not edit the \"{lower}\" header")));
+        return Err(invalid(format!(
+            "plugins may not edit the \"{lower}\" header"
+        )));
     }
     Ok(header)
 }
@@ -112,18 +123,28 @@ fn check_query_name(name: &str) -> Result<(), InvalidDecision> {
         )));
     }
     if name.chars().any(char::is_control) {
-        return Err(invalid("a query parameter name contains control characters"));
+        return Err(invalid(
+            "a query parameter name contains control characters",
+        ));
     }
     Ok(())
 }
 
-fn check_value(value: &[Part], credentials: &Credentials, what: &str) -> Result<(), InvalidDecision> {
+fn check_value(
+    value: &[Part],
+    credentials: &Credentials,
+    what: &str,
+) -> Result<(), InvalidDecision> {
     if value.len() > MAX_PARTS {
-        return Err(invalid(format!("the value of {what} has more than {MAX_PARTS} parts")));
+        return Err(invalid(format!(
+            "the value of {what} has more than {MAX_PARTS} parts"
+        )));
     }
     for part in value {
         if part.atoms.len() > MAX_PARTS {
-            return Err(invalid(format!("the value of {what} has a part with more than {MAX_PARTS} atoms")));
+            return Err(invalid(format!(
+                "the value of {what} has a part with more than {MAX_PARTS} atoms"
+            )));
         }
         for atom in &part.atoms {
             match atom {
@@ -162,7 +183,9 @@ fn check_sigv4(sigv4: &AwsSigv4, credentials: &Credentials) -> Result<(), Invali
     for (field, text) in [("region", &sigv4.region), ("service", &sigv4.service)] {
         let valid = !text.is_empty()
             && text.len() <= 64
-            && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !valid {
             return Err(invalid(format!(
                 "aws-sigv4 {field} must be 1 to 64 lower-case letters, digits or hyphens"
@@ -195,7 +218,10 @@ mod tests {
     fn header(name: &str, atoms: Vec<Atom>) -> Edit {
         Edit::SetHeader(NamedValue {
             name: name.to_owned(),
-            value: vec![Part { atoms, encoding: Encoding::Raw }],
+            value: vec![Part {
+                atoms,
+                encoding: Encoding::Raw,
+            }],
         })
     }
 
@@ -209,23 +235,46 @@ mod tests {
 
     #[test]
     fn a_bearer_decision_is_valid() {
-        let edit = header("Authorization", vec![Atom::Text("Bearer ".into()), Atom::Credential("token".into())]);
+        let edit = header(
+            "Authorization",
+            vec![
+                Atom::Text("Bearer ".into()),
+                Atom::Credential("token".into()),
+            ],
+        );
         assert_eq!(check(vec![edit]), Ok(()));
     }
 
     #[test]
     fn forbidden_headers_cannot_be_set_or_removed() {
-        for name in ["Host", "content-length", "Transfer-Encoding", "connection", "x-agent-vault-proxy-error", "X-Vault"] {
+        for name in [
+            "Host",
+            "content-length",
+            "Transfer-Encoding",
+            "connection",
+            "x-agent-vault-proxy-error",
+            "X-Vault",
+        ] {
             let error = check(vec![header(name, vec![])]).unwrap_err();
             assert!(error.0.contains("may not edit"), "{name}: {error}");
-            assert!(check(vec![Edit::RemoveHeader(name.into())]).is_err(), "{name}");
+            assert!(
+                check(vec![Edit::RemoveHeader(name.into())]).is_err(),
+                "{name}"
+            );
         }
     }
 
     #[test]
     fn line_breaks_in_literal_text_are_refused() {
-        let error = check(vec![header("x-a", vec![Atom::Text("a\r\nHost: evil".into())])]).unwrap_err();
-        assert_eq!(error.0, "the value of header \"x-a\" contains a line break or control character");
+        let error = check(vec![header(
+            "x-a",
+            vec![Atom::Text("a\r\nHost: evil".into())],
+        )])
+        .unwrap_err();
+        assert_eq!(
+            error.0,
+            "the value of header \"x-a\" contains a line break or control character"
+        );
     }
 
     #[test]
@@ -245,18 +294,31 @@ mod tests {
 
     #[test]
     fn edits_are_capped() {
-        let edits = (0..=MAX_EDITS).map(|_| Edit::RemoveQuery("a".into())).collect();
+        let edits = (0..=MAX_EDITS)
+            .map(|_| Edit::RemoveQuery("a".into()))
+            .collect();
         assert!(check(edits).is_err());
     }
 
     #[test]
     fn deny_statuses_are_4xx_but_not_401_or_407() {
-        let deny = |status| check_denial(&Denial { status, reason: "no".into() });
+        let deny = |status| {
+            check_denial(&Denial {
+                status,
+                reason: "no".into(),
+            })
+        };
         assert_eq!(deny(403), Ok(()));
         assert_eq!(deny(429), Ok(()));
         for status in [200, 302, 401, 407, 500, 502] {
             assert!(deny(status).is_err(), "{status}");
         }
-        assert!(check_denial(&Denial { status: 403, reason: "a\nb".into() }).is_err());
+        assert!(
+            check_denial(&Denial {
+                status: 403,
+                reason: "a\nb".into()
+            })
+            .is_err()
+        );
     }
 }

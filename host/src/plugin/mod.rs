@@ -25,8 +25,8 @@ pub use builtin::{PLUGIN_BUILD_DIR, STANDARD_PLUGINS};
 pub use config::{ConfigError, PluginConfig};
 pub use decision::InvalidDecision;
 pub use wasm::{
-    CallError, EngineError, EngineSettings, Isolation, LoadError, PluginEngine, PluginLimits, WORLD,
-    contract,
+    CallError, EngineError, EngineSettings, Isolation, LoadError, PluginEngine, PluginLimits,
+    WORLD, contract,
 };
 
 use crate::request::RequestHead;
@@ -103,7 +103,12 @@ pub enum PluginError {
 const MAX_PLUGIN_MESSAGE: usize = 512;
 
 impl Plugin {
-    pub(crate) fn new(info: PluginInfo, sha256: String, source: Source, wasm: wasm::WasmPlugin) -> Self {
+    pub(crate) fn new(
+        info: PluginInfo,
+        sha256: String,
+        source: Source,
+        wasm: wasm::WasmPlugin,
+    ) -> Self {
         Plugin {
             info,
             sha256,
@@ -140,7 +145,10 @@ impl Plugin {
     }
 
     /// Check a service's configuration and return what it needs (slots, body).
-    pub fn validate_config(&self, config: &PluginConfig) -> Result<Requirements, PluginConfigError> {
+    pub fn validate_config(
+        &self,
+        config: &PluginConfig,
+    ) -> Result<Requirements, PluginConfigError> {
         config::check_keys(&self.info, config)?;
         let requirements = self
             .wasm
@@ -156,7 +164,11 @@ impl Plugin {
 
     /// Let the plugin shape `head` for `call`: on `Outcome::Forward` the request carries its
     /// credential. On any error `head` must not be forwarded.
-    pub fn authorize(&self, head: &mut RequestHead, call: &Call<'_>) -> Result<Outcome, PluginError> {
+    pub fn authorize(
+        &self,
+        head: &mut RequestHead,
+        call: &Call<'_>,
+    ) -> Result<Outcome, PluginError> {
         self.authorize_masked(head, call, None)
     }
 
@@ -203,9 +215,11 @@ impl Plugin {
                     now: call.now,
                     body_sha256: call.body_sha256,
                 };
-                apply::apply(&forward, head, context, masks).map_err(|error| PluginError::Apply {
-                    plugin: self.name().to_owned(),
-                    error,
+                apply::apply(&forward, head, context, masks).map_err(|error| {
+                    PluginError::Apply {
+                        plugin: self.name().to_owned(),
+                        error,
+                    }
                 })?;
                 Ok(Outcome::Forward)
             }

@@ -51,7 +51,9 @@ pub enum FileLoadError {
     BadFileName { path: String },
     #[error("{path}: {error}")]
     Load { path: String, error: LoadError },
-    #[error("{path}: the plugin calls itself {described:?}, but the file is named {file:?}; rename one")]
+    #[error(
+        "{path}: the plugin calls itself {described:?}, but the file is named {file:?}; rename one"
+    )]
     NameMismatch {
         path: String,
         described: String,
@@ -101,7 +103,9 @@ impl std::fmt::Display for Status {
         match self {
             Status::Active => f.write_str("active"),
             Status::Overridden => f.write_str("overridden by the plugin directory"),
-            Status::ServingPrevious(error) => write!(f, "error (previous version serving): {error}"),
+            Status::ServingPrevious(error) => {
+                write!(f, "error (previous version serving): {error}")
+            }
             Status::Failed(error) => write!(f, "error: {error}"),
         }
     }
@@ -110,9 +114,18 @@ impl std::fmt::Display for Status {
 /// What a rescan changed, for the log and for tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReloadEvent {
-    Loaded { name: String, sha256: String },
-    Removed { name: String },
-    Failed { path: PathBuf, error: FileLoadError, serving_previous: bool },
+    Loaded {
+        name: String,
+        sha256: String,
+    },
+    Removed {
+        name: String,
+    },
+    Failed {
+        path: PathBuf,
+        error: FileLoadError,
+        serving_previous: bool,
+    },
 }
 
 /// Every plugin the server can use, by name.
@@ -170,7 +183,9 @@ impl Registry {
                     name: (*name).to_owned(),
                     error,
                 })?;
-            registry.standard.insert((*name).to_owned(), Arc::new(plugin));
+            registry
+                .standard
+                .insert((*name).to_owned(), Arc::new(plugin));
         }
         if let Some(dir) = &registry.settings.plugin_dir {
             std::fs::read_dir(dir).map_err(|error| RegistryError::PluginDir {
@@ -190,7 +205,10 @@ impl Registry {
 
     /// The plugin serving `name`: the plugin directory's, else the standard one.
     pub fn get(&self, name: &str) -> Option<Arc<Plugin>> {
-        let files = self.files.read().unwrap_or_else(|poison| poison.into_inner());
+        let files = self
+            .files
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner());
         files
             .values()
             .find(|entry| entry.name == name && entry.loaded.is_some())
@@ -199,23 +217,32 @@ impl Registry {
     }
 
     /// `get`, refusing a plugin whose sha256 is not the one a service pins.
-    pub fn get_pinned(&self, name: &str, pinned_sha256: Option<&str>) -> Result<Arc<Plugin>, LookupError> {
+    pub fn get_pinned(
+        &self,
+        name: &str,
+        pinned_sha256: Option<&str>,
+    ) -> Result<Arc<Plugin>, LookupError> {
         let plugin = self
             .get(name)
             .ok_or_else(|| LookupError::NotFound(name.to_owned()))?;
         match pinned_sha256 {
-            Some(pinned) if !pinned.eq_ignore_ascii_case(plugin.sha256()) => Err(LookupError::PinMismatch {
-                name: name.to_owned(),
-                actual: plugin.sha256().to_owned(),
-                pinned: pinned.to_owned(),
-            }),
+            Some(pinned) if !pinned.eq_ignore_ascii_case(plugin.sha256()) => {
+                Err(LookupError::PinMismatch {
+                    name: name.to_owned(),
+                    actual: plugin.sha256().to_owned(),
+                    pinned: pinned.to_owned(),
+                })
+            }
             _ => Ok(plugin),
         }
     }
 
     /// Every plugin, standard and from the directory, with its status.
     pub fn list(&self) -> Vec<Listing> {
-        let files = self.files.read().unwrap_or_else(|poison| poison.into_inner());
+        let files = self
+            .files
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner());
         let overridden = |name: &str| {
             files
                 .values()
@@ -260,7 +287,10 @@ impl Registry {
         };
         let mut events = Vec::new();
         let present = wasm_files(dir);
-        let mut files = self.files.write().unwrap_or_else(|poison| poison.into_inner());
+        let mut files = self
+            .files
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner());
 
         files.retain(|path, entry| {
             let keep = present.contains(path);
@@ -373,17 +403,19 @@ impl Registry {
         name: &str,
         display: &str,
     ) -> Result<Plugin, FileLoadError> {
-        let compiled = self.compile_cached(wasm, &sha256).map_err(|error| FileLoadError::Load {
-            path: display.to_owned(),
-            error,
-        })?;
-        let (wasm_plugin, info) = self
-            .engine
-            .instantiate_pre(&compiled, limits)
+        let compiled = self
+            .compile_cached(wasm, &sha256)
             .map_err(|error| FileLoadError::Load {
                 path: display.to_owned(),
                 error,
             })?;
+        let (wasm_plugin, info) =
+            self.engine
+                .instantiate_pre(&compiled, limits)
+                .map_err(|error| FileLoadError::Load {
+                    path: display.to_owned(),
+                    error,
+                })?;
         if info.name != name {
             return Err(FileLoadError::NameMismatch {
                 path: display.to_owned(),
@@ -394,7 +426,12 @@ impl Registry {
         Ok(Plugin::new(info, sha256, source, wasm_plugin))
     }
 
-    fn load_bytes(&self, wasm: &[u8], source: Source, limits: PluginLimits) -> Result<Plugin, LoadError> {
+    fn load_bytes(
+        &self,
+        wasm: &[u8],
+        source: Source,
+        limits: PluginLimits,
+    ) -> Result<Plugin, LoadError> {
         let sha256 = hex::encode(Sha256::digest(wasm));
         let compiled = self.compile_cached(wasm, &sha256)?;
         let (wasm_plugin, info) = self.engine.instantiate_pre(&compiled, limits)?;
@@ -405,7 +442,8 @@ impl Registry {
         let Some(cache_dir) = &self.settings.cache_dir else {
             return self.engine.compile(wasm).map(|(compiled, _)| compiled);
         };
-        let artifact_path = cache_dir.join(format!("{sha256}-{}.cwasm", self.engine.artifact_key()));
+        let artifact_path =
+            cache_dir.join(format!("{sha256}-{}.cwasm", self.engine.artifact_key()));
         if artifact_path.exists() {
             match self.engine.load_artifact(&artifact_path) {
                 Ok(compiled) => return Ok(compiled),
@@ -425,7 +463,11 @@ impl Registry {
 
 /// Load one `.wasm` file outside any registry (for `plugin check` and `plugin test FILE`).
 /// The name rule does not apply: the plugin is what it describes itself as.
-pub fn load_file(engine: &PluginEngine, path: &Path, limits: PluginLimits) -> Result<Plugin, FileLoadError> {
+pub fn load_file(
+    engine: &PluginEngine,
+    path: &Path,
+    limits: PluginLimits,
+) -> Result<Plugin, FileLoadError> {
     let display = path.display().to_string();
     let wasm = read_wasm(path)?;
     let sha256 = hex::encode(Sha256::digest(&wasm));
@@ -435,7 +477,12 @@ pub fn load_file(engine: &PluginEngine, path: &Path, limits: PluginLimits) -> Re
     };
     let (compiled, _) = engine.compile(&wasm).map_err(load)?;
     let (wasm_plugin, info) = engine.instantiate_pre(&compiled, limits).map_err(load)?;
-    Ok(Plugin::new(info, sha256, Source::File(path.to_owned()), wasm_plugin))
+    Ok(Plugin::new(
+        info,
+        sha256,
+        Source::File(path.to_owned()),
+        wasm_plugin,
+    ))
 }
 
 /// Stops the watcher thread when dropped.
@@ -462,9 +509,15 @@ fn listing(plugin: &Plugin) -> Listing {
 
 fn log_event(event: &ReloadEvent) {
     match event {
-        ReloadEvent::Loaded { name, sha256 } => tracing::info!(plugin = %name, %sha256, "plugin loaded"),
+        ReloadEvent::Loaded { name, sha256 } => {
+            tracing::info!(plugin = %name, %sha256, "plugin loaded")
+        }
         ReloadEvent::Removed { name } => tracing::info!(plugin = %name, "plugin removed"),
-        ReloadEvent::Failed { error, serving_previous, .. } => {
+        ReloadEvent::Failed {
+            error,
+            serving_previous,
+            ..
+        } => {
             if *serving_previous {
                 tracing::error!("plugin failed to load, previous version keeps serving: {error}");
             } else {

@@ -38,8 +38,8 @@ mod bindings {
     });
 }
 
-pub use bindings::agent_vault::plugin::types as contract;
 use bindings::agent_vault::plugin::crypto;
+pub use bindings::agent_vault::plugin::types as contract;
 use bindings::{AuthPlugin, AuthPluginPre};
 use contract::{AuthError, Decision, Field, PluginInfo, Request, Requirements};
 
@@ -186,7 +186,9 @@ impl PluginEngine {
     /// another (wasmtime version, settings, CPU features).
     pub fn artifact_key(&self) -> String {
         let mut hasher = std::hash::DefaultHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut hasher);
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
         format!("{:016x}", hasher.finish())
     }
 
@@ -350,7 +352,10 @@ impl WasmPlugin {
     }
 
     /// Check a service's configuration.
-    pub fn validate_config(&self, config: &[Field]) -> Result<Result<Requirements, String>, CallError> {
+    pub fn validate_config(
+        &self,
+        config: &[Field],
+    ) -> Result<Result<Requirements, String>, CallError> {
         self.with_fresh_instance(Credentials::default(), |bindings, store| {
             bindings.call_validate_config(store, config)
         })
@@ -374,8 +379,13 @@ impl WasmPlugin {
             Some(instance) => instance,
             None => self.instantiate(Credentials::default())?,
         };
-        instance.store.data_mut().begin(credentials.clone(), self.limits.memory_bytes);
-        instance.store.set_epoch_deadline(deadline_ticks(self.limits.timeout));
+        instance
+            .store
+            .data_mut()
+            .begin(credentials.clone(), self.limits.memory_bytes);
+        instance
+            .store
+            .set_epoch_deadline(deadline_ticks(self.limits.timeout));
         let result = instance
             .bindings
             .call_authorize(&mut instance.store, request, config);
@@ -390,7 +400,10 @@ impl WasmPlugin {
     }
 
     fn take_warm(&self, vault: &str) -> Option<WarmInstance> {
-        let mut warm = self.warm.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut warm = self
+            .warm
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         let instance = warm.get_mut(vault)?.pop()?;
         self.idle.release();
         Some(instance)
@@ -400,7 +413,10 @@ impl WasmPlugin {
         if !self.idle.try_acquire() {
             return;
         }
-        let mut warm = self.warm.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut warm = self
+            .warm
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         let list = match warm.get_mut(vault) {
             Some(list) => list,
             None => warm.entry(vault.to_owned()).or_default(),
@@ -413,16 +429,18 @@ impl WasmPlugin {
     }
 
     fn instantiate(&self, credentials: Credentials) -> Result<WarmInstance, CallError> {
-        let mut store = Store::new(&self.engine, CallState::new(credentials, self.limits.memory_bytes));
+        let mut store = Store::new(
+            &self.engine,
+            CallState::new(credentials, self.limits.memory_bytes),
+        );
         store.limiter(|state| &mut state.memory);
         store.set_epoch_deadline(deadline_ticks(self.limits.timeout));
-        let bindings = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|error| match self.classify(&error, store.data()) {
+        let bindings = self.pre.instantiate(&mut store).map_err(|error| {
+            match self.classify(&error, store.data()) {
                 CallError::Trap(message) => CallError::Instantiate(message),
                 other => other,
-            })?;
+            }
+        })?;
         Ok(WarmInstance { store, bindings })
     }
 
@@ -432,7 +450,9 @@ impl WasmPlugin {
         call: impl FnOnce(&AuthPlugin, &mut Store<CallState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         let mut instance = self.instantiate(credentials)?;
-        instance.store.set_epoch_deadline(deadline_ticks(self.limits.timeout));
+        instance
+            .store
+            .set_epoch_deadline(deadline_ticks(self.limits.timeout));
         call(&instance.bindings, &mut instance.store)
             .map_err(|error| self.classify(&error, instance.store.data()))
     }
@@ -607,13 +627,19 @@ impl crypto::Host for CallState {
         data: Vec<u8>,
     ) -> wasmtime::Result<Vec<u8>> {
         check_crypto_input(&data)?;
-        Ok(crate::vault::keyring::digest(digest_algorithm(algorithm), &data))
+        Ok(crate::vault::keyring::digest(
+            digest_algorithm(algorithm),
+            &data,
+        ))
     }
 }
 
 fn check_crypto_input(data: &[u8]) -> wasmtime::Result<()> {
     if data.len() > MAX_CRYPTO_INPUT {
-        wasmtime::bail!("crypto input of {} bytes exceeds {MAX_CRYPTO_INPUT}", data.len());
+        wasmtime::bail!(
+            "crypto input of {} bytes exceeds {MAX_CRYPTO_INPUT}",
+            data.len()
+        );
     }
     Ok(())
 }

@@ -180,7 +180,10 @@ mod tests {
         let mac = keyring()
             .hmac(
                 DigestAlgorithm::Sha256,
-                KeyRef::Credential { slot: "key", prefix: "" },
+                KeyRef::Credential {
+                    slot: "key",
+                    prefix: "",
+                },
                 b"The quick brown fox jumps over the lazy dog",
             )
             .unwrap();
@@ -194,10 +197,23 @@ mod tests {
     fn derived_keys_chain_like_a_direct_hmac() {
         let mut ring = keyring();
         let derived = ring
-            .derive(DigestAlgorithm::Sha256, KeyRef::Credential { slot: "key", prefix: "p" }, b"d")
+            .derive(
+                DigestAlgorithm::Sha256,
+                KeyRef::Credential {
+                    slot: "key",
+                    prefix: "p",
+                },
+                b"d",
+            )
             .unwrap();
-        let chained = ring.hmac(DigestAlgorithm::Sha1, KeyRef::Derived(derived), b"x").unwrap();
-        let direct = hmac(DigestAlgorithm::Sha1, &hmac(DigestAlgorithm::Sha256, b"pkey", b"d"), b"x");
+        let chained = ring
+            .hmac(DigestAlgorithm::Sha1, KeyRef::Derived(derived), b"x")
+            .unwrap();
+        let direct = hmac(
+            DigestAlgorithm::Sha1,
+            &hmac(DigestAlgorithm::Sha256, b"pkey", b"d"),
+            b"x",
+        );
         assert_eq!(chained, direct);
         assert_eq!(
             ring.hmac(DigestAlgorithm::Sha1, KeyRef::Derived(7), b"x"),
@@ -208,17 +224,30 @@ mod tests {
     #[test]
     fn keyed_operations_are_capped_per_call() {
         let mut ring = keyring();
-        let key = KeyRef::Credential { slot: "key", prefix: "" };
+        let key = KeyRef::Credential {
+            slot: "key",
+            prefix: "",
+        };
         for _ in 0..MAX_KEYED_OPERATIONS {
             ring.hmac(DigestAlgorithm::Sha256, key, b"x").unwrap();
         }
-        assert_eq!(ring.hmac(DigestAlgorithm::Sha256, key, b"x"), Err(KeyError::LimitExceeded));
+        assert_eq!(
+            ring.hmac(DigestAlgorithm::Sha256, key, b"x"),
+            Err(KeyError::LimitExceeded)
+        );
     }
 
     #[test]
     fn unbound_slots_are_named() {
         let error = keyring()
-            .hmac(DigestAlgorithm::Sha256, KeyRef::Credential { slot: "nope", prefix: "" }, b"")
+            .hmac(
+                DigestAlgorithm::Sha256,
+                KeyRef::Credential {
+                    slot: "nope",
+                    prefix: "",
+                },
+                b"",
+            )
             .unwrap_err();
         assert_eq!(error.to_string(), "credential slot \"nope\" is not bound");
     }

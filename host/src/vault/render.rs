@@ -22,7 +22,9 @@ pub enum RenderError {
     Unbound(#[from] UnboundSlot),
     #[error("the value is longer than {MAX_RENDERED_LEN} bytes")]
     TooLong,
-    #[error("the credential in slot \"{0}\" has bytes a header value cannot carry (CR, LF, NUL or other control characters); use an encoding")]
+    #[error(
+        "the credential in slot \"{0}\" has bytes a header value cannot carry (CR, LF, NUL or other control characters); use an encoding"
+    )]
     CredentialNotHeaderSafe(String),
     #[error("the header value has bytes a header cannot carry")]
     NotHeaderSafe,
@@ -75,7 +77,11 @@ pub fn carries_credential(value: &[Part]) -> bool {
 pub fn masked(value: &[Part]) -> String {
     let mut out = String::new();
     for part in value {
-        if part.atoms.iter().any(|atom| matches!(atom, Atom::Credential(_))) {
+        if part
+            .atoms
+            .iter()
+            .any(|atom| matches!(atom, Atom::Credential(_)))
+        {
             out.push_str("****");
         } else {
             let text: Vec<u8> = part
@@ -154,9 +160,7 @@ fn check_path(path: &[u8]) -> Result<(), RenderError> {
     if path.starts_with(b"//") {
         return Err(RenderError::InvalidPath("must not start with \"//\""));
     }
-    let allowed = |byte: u8| {
-        byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/%".contains(&byte)
-    };
+    let allowed = |byte: u8| byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/%".contains(&byte);
     if !path.iter().all(|&byte| allowed(byte)) {
         return Err(RenderError::InvalidPath(
             "may only hold URL path characters; percent-encode the rest",
@@ -166,7 +170,9 @@ fn check_path(path: &[u8]) -> Result<(), RenderError> {
     while let Some(index) = rest.iter().position(|&byte| byte == b'%') {
         let hex_digits = rest.get(index + 1..index + 3);
         if !hex_digits.is_some_and(|digits| digits.iter().all(u8::is_ascii_hexdigit)) {
-            return Err(RenderError::InvalidPath("has a \"%\" not followed by two hex digits"));
+            return Err(RenderError::InvalidPath(
+                "has a \"%\" not followed by two hex digits",
+            ));
         }
         rest = &rest[index + 3..];
     }
@@ -175,7 +181,9 @@ fn check_path(path: &[u8]) -> Result<(), RenderError> {
         .split(|&byte| byte == b'/')
         .any(|segment| segment == b"." || segment == b"..")
     {
-        return Err(RenderError::InvalidPath("must not have \".\" or \"..\" segments"));
+        return Err(RenderError::InvalidPath(
+            "must not have \".\" or \"..\" segments",
+        ));
     }
     if decoded.contains(&b'?') || decoded.contains(&b'#') {
         return Err(RenderError::InvalidPath("must not encode \"?\" or \"#\""));
@@ -212,7 +220,10 @@ mod tests {
     fn basic_auth_is_base64_of_the_joined_atoms() {
         let value = vec![
             part(Encoding::Raw, vec![text("Basic ")]),
-            part(Encoding::Base64, vec![slot("user"), text(":"), slot("pass")]),
+            part(
+                Encoding::Base64,
+                vec![slot("user"), text(":"), slot("pass")],
+            ),
         ];
         let header = header_value(&value, &credentials()).unwrap();
         assert_eq!(header, "Basic dTpw");
@@ -238,7 +249,10 @@ mod tests {
     fn a_credential_with_a_line_break_never_reaches_a_header() {
         let value = vec![part(Encoding::Raw, vec![slot("multiline")])];
         let error = header_value(&value, &credentials()).unwrap_err();
-        assert_eq!(error, RenderError::CredentialNotHeaderSafe("multiline".into()));
+        assert_eq!(
+            error,
+            RenderError::CredentialNotHeaderSafe("multiline".into())
+        );
         assert!(!error.to_string().contains("Injected"));
         let encoded = vec![part(Encoding::Base64, vec![slot("multiline")])];
         assert!(header_value(&encoded, &credentials()).is_ok());
@@ -255,16 +269,35 @@ mod tests {
 
     #[test]
     fn values_are_capped() {
-        let value = vec![part(Encoding::Raw, vec![text(&"x".repeat(MAX_RENDERED_LEN + 1))])];
-        assert_eq!(render(&value, &credentials()).unwrap_err(), RenderError::TooLong);
+        let value = vec![part(
+            Encoding::Raw,
+            vec![text(&"x".repeat(MAX_RENDERED_LEN + 1))],
+        )];
+        assert_eq!(
+            render(&value, &credentials()).unwrap_err(),
+            RenderError::TooLong
+        );
     }
 
     #[test]
     fn paths_must_stay_paths() {
         let creds = credentials();
         let render_path = |raw: &str| path(&[part(Encoding::Raw, vec![text(raw)])], &creds);
-        assert_eq!(render_path("/bot123/send%20it").unwrap(), "/bot123/send%20it");
-        for bad in ["relative", "//evil.example/x", "/a/../b", "/a/%2e%2E/b", "/a b", "/a?b", "/a%3fb", "/a%zz", "/a\r\n"] {
+        assert_eq!(
+            render_path("/bot123/send%20it").unwrap(),
+            "/bot123/send%20it"
+        );
+        for bad in [
+            "relative",
+            "//evil.example/x",
+            "/a/../b",
+            "/a/%2e%2E/b",
+            "/a b",
+            "/a?b",
+            "/a%3fb",
+            "/a%zz",
+            "/a\r\n",
+        ] {
             assert!(render_path(bad).is_err(), "{bad}");
         }
     }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agent_vault::plugin::registry::{
-    FileLoadError, LookupError, ReloadEvent, Registry, RegistrySettings, Status,
+    FileLoadError, LookupError, Registry, RegistrySettings, ReloadEvent, Status,
 };
 use agent_vault::plugin::{Isolation, LoadError, Source};
 
@@ -17,7 +17,10 @@ struct PluginDir {
 
 impl PluginDir {
     fn new() -> Self {
-        PluginDir { dir: tempfile::tempdir().unwrap(), cache: tempfile::tempdir().unwrap() }
+        PluginDir {
+            dir: tempfile::tempdir().unwrap(),
+            cache: tempfile::tempdir().unwrap(),
+        }
     }
 
     fn path(&self, file: &str) -> PathBuf {
@@ -62,7 +65,9 @@ fn rand_secs() -> u64 {
 }
 
 fn bearer_header(registry: &Registry, name: &str) -> Vec<String> {
-    let plugin = registry.get(name).unwrap_or_else(|| panic!("{name} is loaded"));
+    let plugin = registry
+        .get(name)
+        .unwrap_or_else(|| panic!("{name} is loaded"));
     let sent = Attempt::new(&plugin, request("GET", "https://api.example.com/", &[]))
         .credentials(&[("token", "t")])
         .run();
@@ -82,7 +87,11 @@ fn a_plugin_dropped_into_the_directory_serves_after_a_rescan() {
         "{events:?}"
     );
     assert!(registry.get("fixture-counter").is_some());
-    assert_eq!(registry.rescan(), [], "an unchanged directory changes nothing");
+    assert_eq!(
+        registry.rescan(),
+        [],
+        "an unchanged directory changes nothing"
+    );
 }
 
 #[test]
@@ -97,11 +106,19 @@ fn a_file_named_like_a_standard_plugin_replaces_it_and_removing_it_restores_it()
     assert_eq!(replaced.source(), &Source::File(dir.path("bearer.wasm")));
     assert_eq!(replaced.sha256(), builtin_sha);
     let listing = registry.list();
-    let standard = listing.iter().find(|l| l.name == "bearer" && l.source == Source::Builtin).unwrap();
+    let standard = listing
+        .iter()
+        .find(|l| l.name == "bearer" && l.source == Source::Builtin)
+        .unwrap();
     assert_eq!(standard.status, Status::Overridden);
 
     std::fs::remove_file(dir.path("bearer.wasm")).unwrap();
-    assert_eq!(registry.rescan(), [ReloadEvent::Removed { name: "bearer".into() }]);
+    assert_eq!(
+        registry.rescan(),
+        [ReloadEvent::Removed {
+            name: "bearer".into()
+        }]
+    );
     assert_eq!(registry.get("bearer").unwrap().source(), &Source::Builtin);
     assert_eq!(bearer_header(&registry, "bearer"), ["Bearer t"]);
 }
@@ -117,19 +134,44 @@ fn a_broken_update_keeps_the_previous_version_serving() {
     dir.write("bearer.wasm", &bytes[..bytes.len() / 3]);
     let events = registry.rescan();
     assert!(
-        matches!(&events[..], [ReloadEvent::Failed { serving_previous: true, error: FileLoadError::Load { error: LoadError::Invalid(_), .. }, .. }]),
+        matches!(
+            &events[..],
+            [ReloadEvent::Failed {
+                serving_previous: true,
+                error: FileLoadError::Load {
+                    error: LoadError::Invalid(_),
+                    ..
+                },
+                ..
+            }]
+        ),
         "{events:?}"
     );
     assert_eq!(registry.get("bearer").unwrap().sha256(), good_sha);
     assert_eq!(bearer_header(&registry, "bearer"), ["Bearer t"]);
     let listing = registry.list();
-    let file = listing.iter().find(|l| l.source == Source::File(dir.path("bearer.wasm"))).unwrap();
-    assert!(matches!(&file.status, Status::ServingPrevious(error) if error.contains("not a valid WebAssembly component")), "{:?}", file.status);
+    let file = listing
+        .iter()
+        .find(|l| l.source == Source::File(dir.path("bearer.wasm")))
+        .unwrap();
+    assert!(
+        matches!(&file.status, Status::ServingPrevious(error) if error.contains("not a valid WebAssembly component")),
+        "{:?}",
+        file.status
+    );
 
     // The fixed file takes over again.
     dir.drop_in("bearer", "bearer.wasm");
     registry.rescan();
-    assert!(matches!(registry.list().iter().find(|l| l.source == Source::File(dir.path("bearer.wasm"))).unwrap().status, Status::Active));
+    assert!(matches!(
+        registry
+            .list()
+            .iter()
+            .find(|l| l.source == Source::File(dir.path("bearer.wasm")))
+            .unwrap()
+            .status,
+        Status::Active
+    ));
 }
 
 #[test]
@@ -147,9 +189,15 @@ fn a_file_that_never_loaded_is_listed_with_its_error() {
             .map(|l| l.status)
             .unwrap()
     };
-    assert!(matches!(status("fixture-wasi-import.wasm"), Status::Failed(e) if e.contains("imports `wasi:")));
-    assert!(matches!(status("Not A Name.wasm"), Status::Failed(e) if e.contains("the file name must be a plugin name")));
-    assert!(matches!(status("acme.wasm"), Status::Failed(e) if e.contains("the plugin calls itself \"bearer\", but the file is named \"acme\"")));
+    assert!(
+        matches!(status("fixture-wasi-import.wasm"), Status::Failed(e) if e.contains("imports `wasi:"))
+    );
+    assert!(
+        matches!(status("Not A Name.wasm"), Status::Failed(e) if e.contains("the file name must be a plugin name"))
+    );
+    assert!(
+        matches!(status("acme.wasm"), Status::Failed(e) if e.contains("the plugin calls itself \"bearer\", but the file is named \"acme\""))
+    );
     assert!(registry.get("acme").is_none());
 }
 
@@ -157,7 +205,10 @@ fn a_file_that_never_loaded_is_listed_with_its_error() {
 fn an_options_file_sets_the_plugins_limits() {
     let dir = PluginDir::new();
     dir.drop_in("fixture_counter", "fixture-counter.wasm");
-    dir.write("fixture-counter.toml", b"isolation = \"per-request\"\nmemory-limit-mib = 4\ntimeout-ms = 20\n");
+    dir.write(
+        "fixture-counter.toml",
+        b"isolation = \"per-request\"\nmemory-limit-mib = 4\ntimeout-ms = 20\n",
+    );
     let registry = dir.registry();
     let counter = registry.get("fixture-counter").unwrap();
     assert_eq!(counter.limits().isolation, Isolation::PerRequest);
@@ -167,7 +218,14 @@ fn an_options_file_sets_the_plugins_limits() {
     dir.write("fixture-counter.toml", b"isolation = \"sometimes\"\n");
     let events = registry.rescan();
     assert!(
-        matches!(&events[..], [ReloadEvent::Failed { error: FileLoadError::Options { .. }, serving_previous: true, .. }]),
+        matches!(
+            &events[..],
+            [ReloadEvent::Failed {
+                error: FileLoadError::Options { .. },
+                serving_previous: true,
+                ..
+            }]
+        ),
         "{events:?}"
     );
 }
@@ -177,12 +235,23 @@ fn a_service_can_pin_a_plugins_sha256() {
     let dir = PluginDir::new();
     let registry = dir.registry();
     let sha = registry.get("bearer").unwrap().sha256().to_owned();
-    assert!(registry.get_pinned("bearer", Some(&sha.to_uppercase())).is_ok());
+    assert!(
+        registry
+            .get_pinned("bearer", Some(&sha.to_uppercase()))
+            .is_ok()
+    );
     assert_eq!(
         registry.get_pinned("bearer", Some("00ff")).unwrap_err(),
-        LookupError::PinMismatch { name: "bearer".into(), actual: sha, pinned: "00ff".into() }
+        LookupError::PinMismatch {
+            name: "bearer".into(),
+            actual: sha,
+            pinned: "00ff".into()
+        }
     );
-    assert_eq!(registry.get_pinned("nope", None).unwrap_err(), LookupError::NotFound("nope".into()));
+    assert_eq!(
+        registry.get_pinned("nope", None).unwrap_err(),
+        LookupError::NotFound("nope".into())
+    );
 }
 
 #[test]
@@ -195,11 +264,18 @@ fn compiled_artifacts_are_cached_and_a_corrupt_cache_entry_is_recompiled() {
         .map(|entry| entry.unwrap().path())
         .filter(|path| path.extension().is_some_and(|ext| ext == "cwasm"))
         .collect();
-    assert_eq!(artifacts.len(), 9, "eight standard plugins and the counter: {artifacts:?}");
+    assert_eq!(
+        artifacts.len(),
+        9,
+        "eight standard plugins and the counter: {artifacts:?}"
+    );
     #[cfg(unix)]
     for artifact in &artifacts {
         use std::os::unix::fs::PermissionsExt as _;
-        assert_eq!(std::fs::metadata(artifact).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(artifact).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
     for artifact in &artifacts {
         std::fs::write(artifact, b"not an artifact").unwrap();
@@ -217,7 +293,10 @@ fn the_watcher_picks_up_a_new_plugin_without_a_restart() {
     dir.drop_in("fixture_counter", "fixture-counter.wasm");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while registry.get("fixture-counter").is_none() {
-        assert!(std::time::Instant::now() < deadline, "the watcher never loaded the plugin");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the watcher never loaded the plugin"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -24,9 +24,12 @@ fn fixture_with(name: &str, limits: PluginLimits) -> Plugin {
 }
 
 fn call(plugin: &Plugin, path: &str) -> Authorized {
-    Attempt::new(plugin, request("GET", &format!("https://api.example.com{path}"), &[]))
-        .credentials(&[("token", "sk_test_fixture")])
-        .run()
+    Attempt::new(
+        plugin,
+        request("GET", &format!("https://api.example.com{path}"), &[]),
+    )
+    .credentials(&[("token", "sk_test_fixture")])
+    .run()
 }
 
 fn call_error(plugin: &Plugin) -> CallError {
@@ -43,7 +46,10 @@ fn invalid_decision(plugin: &Plugin, path: &str) -> String {
         "a refused decision must not leave a credential behind in a request that could be forwarded"
     );
     match sent.outcome {
-        Err(PluginError::InvalidDecision { error: InvalidDecision(message), .. }) => message,
+        Err(PluginError::InvalidDecision {
+            error: InvalidDecision(message),
+            ..
+        }) => message,
         other => panic!("expected an invalid decision, got {other:?}"),
     }
 }
@@ -61,16 +67,25 @@ fn bearer_still_works() {
 fn an_infinite_loop_times_out() {
     let looping = fixture_with(
         "infinite-loop",
-        PluginLimits { timeout: Duration::from_millis(20), ..PluginLimits::default() },
+        PluginLimits {
+            timeout: Duration::from_millis(20),
+            ..PluginLimits::default()
+        },
     );
-    assert_eq!(call_error(&looping), CallError::Timeout(Duration::from_millis(20)));
+    assert_eq!(
+        call_error(&looping),
+        CallError::Timeout(Duration::from_millis(20))
+    );
     bearer_still_works();
 }
 
 #[test]
 fn unbounded_memory_growth_hits_the_memory_limit() {
     let hungry = fixture("memory-growth");
-    assert_eq!(call_error(&hungry), CallError::MemoryLimit(16 * 1024 * 1024));
+    assert_eq!(
+        call_error(&hungry),
+        CallError::MemoryLimit(16 * 1024 * 1024)
+    );
     bearer_still_works();
 }
 
@@ -81,7 +96,9 @@ fn deep_recursion_overflows_without_harming_the_host() {
     // writes below address 0 and traps on the out-of-bounds access.
     assert_eq!(
         call_error(&recursing),
-        CallError::Trap("accessed memory out of bounds (a stack overflow, if the plugin recurses)".into())
+        CallError::Trap(
+            "accessed memory out of bounds (a stack overflow, if the plugin recurses)".into()
+        )
     );
     bearer_still_works();
 }
@@ -109,13 +126,19 @@ fn a_panic_refuses_the_request() {
 #[test]
 fn an_invalid_decision_is_refused() {
     let invalid = fixture("invalid-decision");
-    assert_eq!(invalid_decision(&invalid, "/"), "\"bad header\" is not a valid header name");
+    assert_eq!(
+        invalid_decision(&invalid, "/"),
+        "\"bad header\" is not a valid header name"
+    );
 }
 
 #[test]
 fn a_plugin_cannot_set_host() {
     let redirecting = fixture("sets-host");
-    assert_eq!(invalid_decision(&redirecting, "/"), "plugins may not edit the \"host\" header");
+    assert_eq!(
+        invalid_decision(&redirecting, "/"),
+        "plugins may not edit the \"host\" header"
+    );
 }
 
 #[test]
@@ -137,7 +160,10 @@ fn a_plugin_cannot_use_a_slot_its_service_does_not_bind() {
     // The same through the HMAC import: the host refuses the key, the plugin gets an error.
     match call(&snooping, "/hmac").outcome {
         Err(PluginError::Failed { message, .. }) => {
-            assert_eq!(message, "credential slot \"other_service_key\" is not bound");
+            assert_eq!(
+                message,
+                "credential slot \"other_service_key\" is not bound"
+            );
         }
         other => panic!("expected the plugin to fail, got {other:?}"),
     }
@@ -145,11 +171,21 @@ fn a_plugin_cannot_use_a_slot_its_service_does_not_bind() {
 
 #[test]
 fn a_plugin_that_imports_wasi_is_refused_at_load() {
-    let error = load_file(&engine(), &built_wasm("fixture_wasi_import"), PluginLimits::default())
-        .expect_err("a WASI-importing plugin must not load");
+    let error = load_file(
+        &engine(),
+        &built_wasm("fixture_wasi_import"),
+        PluginLimits::default(),
+    )
+    .expect_err("a WASI-importing plugin must not load");
     match error {
-        FileLoadError::Load { error: LoadError::ForbiddenImport(import), .. } => {
-            assert!(import.starts_with("wasi:"), "names the WASI import, got {import}");
+        FileLoadError::Load {
+            error: LoadError::ForbiddenImport(import),
+            ..
+        } => {
+            assert!(
+                import.starts_with("wasi:"),
+                "names the WASI import, got {import}"
+            );
         }
         other => panic!("expected a forbidden import, got {other}"),
     }
@@ -161,12 +197,24 @@ fn a_core_module_or_garbage_is_refused_with_a_clear_error() {
     let garbage = dir.path().join("garbage.wasm");
     std::fs::write(&garbage, b"\0asm\x01\0\0\0").unwrap();
     let error = load_file(&engine(), &garbage, PluginLimits::default()).unwrap_err();
-    assert!(error.to_string().contains("core WebAssembly module"), "{error}");
+    assert!(
+        error.to_string().contains("core WebAssembly module"),
+        "{error}"
+    );
     let truncated = dir.path().join("truncated.wasm");
     let bearer = std::fs::read(built_wasm("bearer")).unwrap();
     std::fs::write(&truncated, &bearer[..bearer.len() / 2]).unwrap();
     let error = load_file(&engine(), &truncated, PluginLimits::default()).unwrap_err();
-    assert!(matches!(error, FileLoadError::Load { error: LoadError::Invalid(_), .. }), "{error}");
+    assert!(
+        matches!(
+            error,
+            FileLoadError::Load {
+                error: LoadError::Invalid(_),
+                ..
+            }
+        ),
+        "{error}"
+    );
 }
 
 #[test]
@@ -180,7 +228,11 @@ fn warm_instances_are_reused_within_a_vault_only() {
     };
     assert_eq!(count("team-a"), "1");
     assert_eq!(count("team-a"), "2");
-    assert_eq!(count("team-b"), "1", "another vault never sees the first vault's instance");
+    assert_eq!(
+        count("team-b"),
+        "1",
+        "another vault never sees the first vault's instance"
+    );
     assert_eq!(count("team-a"), "3");
 }
 
@@ -190,18 +242,31 @@ fn a_trapped_instance_is_discarded() {
     let count = |path: &str| call(&counter, path);
     assert_eq!(count("/").forwarded().header("x-call-count"), ["1"]);
     assert_eq!(count("/").forwarded().header("x-call-count"), ["2"]);
-    assert!(matches!(count("/trap").outcome, Err(PluginError::Call { .. })));
-    assert_eq!(count("/").forwarded().header("x-call-count"), ["1"], "a fresh instance after the trap");
+    assert!(matches!(
+        count("/trap").outcome,
+        Err(PluginError::Call { .. })
+    ));
+    assert_eq!(
+        count("/").forwarded().header("x-call-count"),
+        ["1"],
+        "a fresh instance after the trap"
+    );
 }
 
 #[test]
 fn per_request_isolation_gives_every_request_a_fresh_instance() {
     let counter = fixture_with(
         "counter",
-        PluginLimits { isolation: Isolation::PerRequest, ..PluginLimits::default() },
+        PluginLimits {
+            isolation: Isolation::PerRequest,
+            ..PluginLimits::default()
+        },
     );
     for _ in 0..3 {
-        assert_eq!(call(&counter, "/").forwarded().header("x-call-count"), ["1"]);
+        assert_eq!(
+            call(&counter, "/").forwarded().header("x-call-count"),
+            ["1"]
+        );
     }
 }
 
@@ -215,18 +280,32 @@ fn a_looping_plugin_does_not_hold_up_other_requests() {
     for _ in 0..20 {
         bearer_still_works();
     }
-    assert_eq!(stuck.join().unwrap(), CallError::Timeout(Duration::from_millis(50)));
+    assert_eq!(
+        stuck.join().unwrap(),
+        CallError::Timeout(Duration::from_millis(50))
+    );
 }
 
 #[test]
 fn a_deny_is_passed_on_with_its_status_and_reason() {
     let policy = fixture("deny");
-    let sent = Attempt::new(&policy, request("DELETE", "https://api.example.com/v1/repos/x", &[])).run();
+    let sent = Attempt::new(
+        &policy,
+        request("DELETE", "https://api.example.com/v1/repos/x", &[]),
+    )
+    .run();
     assert_eq!(
         sent.outcome,
-        Ok(Outcome::Deny { status: 403, reason: "DELETE is not allowed for this service".into() })
+        Ok(Outcome::Deny {
+            status: 403,
+            reason: "DELETE is not allowed for this service".into()
+        })
     );
-    let read = Attempt::new(&policy, request("GET", "https://api.example.com/v1/repos/x", &[])).run();
+    let read = Attempt::new(
+        &policy,
+        request("GET", "https://api.example.com/v1/repos/x", &[]),
+    )
+    .run();
     assert_eq!(read.outcome, Ok(Outcome::Forward));
 }
 

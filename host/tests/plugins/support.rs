@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use agent_vault::plugin::registry::{Registry, RegistrySettings};
 use agent_vault::plugin::{
-    Call, EngineSettings, Outcome, Plugin, PluginConfig, PluginEngine, PluginError, PLUGIN_BUILD_DIR,
+    Call, EngineSettings, Outcome, PLUGIN_BUILD_DIR, Plugin, PluginConfig, PluginEngine,
+    PluginError,
 };
 use agent_vault::request::RequestHead;
 use agent_vault::vault::{Credentials, Secret};
@@ -17,7 +18,13 @@ use http::Method;
 pub fn engine() -> PluginEngine {
     static ENGINE: OnceLock<PluginEngine> = OnceLock::new();
     ENGINE
-        .get_or_init(|| PluginEngine::new(&EngineSettings { pool_instances: 256, ..Default::default() }).unwrap())
+        .get_or_init(|| {
+            PluginEngine::new(&EngineSettings {
+                pool_instances: 256,
+                ..Default::default()
+            })
+            .unwrap()
+        })
         .clone()
 }
 
@@ -32,7 +39,10 @@ pub fn standard() -> &'static Registry {
     REGISTRY.get_or_init(|| {
         Registry::new(
             engine(),
-            RegistrySettings { cache_dir: Some(cache_dir()), ..Default::default() },
+            RegistrySettings {
+                cache_dir: Some(cache_dir()),
+                ..Default::default()
+            },
         )
         .unwrap()
     })
@@ -60,7 +70,11 @@ pub fn config(pairs: &[(&str, &str)]) -> PluginConfig {
 }
 
 pub fn credentials(pairs: &[(&str, &str)]) -> Credentials {
-    Credentials::new(pairs.iter().map(|(slot, value)| (slot.to_string(), Secret::new(*value))))
+    Credentials::new(
+        pairs
+            .iter()
+            .map(|(slot, value)| (slot.to_string(), Secret::new(*value))),
+    )
 }
 
 /// 2015-08-30T12:36:00Z, the AWS suite's clock.
@@ -143,7 +157,10 @@ impl<'a> Attempt<'a> {
 
     pub fn run(mut self) -> Authorized {
         use sha2::Digest as _;
-        let body_sha256: Option<[u8; 32]> = self.body.as_ref().map(|body| sha2::Sha256::digest(body).into());
+        let body_sha256: Option<[u8; 32]> = self
+            .body
+            .as_ref()
+            .map(|body| sha2::Sha256::digest(body).into());
         let call = Call {
             service: "svc",
             vault: &self.vault,
@@ -153,6 +170,9 @@ impl<'a> Attempt<'a> {
             body_sha256: body_sha256.as_ref(),
         };
         let outcome = self.plugin.authorize(&mut self.request, &call);
-        Authorized { outcome, request: self.request }
+        Authorized {
+            outcome,
+            request: self.request,
+        }
     }
 }

@@ -15,15 +15,29 @@ impl Plugin for ApiKey {
             env!("CARGO_PKG_VERSION"),
             "Sends the key as `<header>: <prefix><key>`.",
         )
-        .config("header", "the header to send the key in (default Authorization)", false)
-        .config("prefix", "text before the key, e.g. \"Token \" (default none)", false)
+        .config(
+            "header",
+            "the header to send the key in (default Authorization)",
+            false,
+        )
+        .config(
+            "prefix",
+            "text before the key, e.g. \"Token \" (default none)",
+            false,
+        )
         .credential("key", "the API key", true)
     }
 
     fn validate_config(config: &Config) -> Result<Requirements, String> {
         let header = config.get_or("header", DEFAULT_HEADER);
-        if header.is_empty() || !header.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-            return Err(format!("header {header:?} must be letters, digits and hyphens"));
+        if header.is_empty()
+            || !header
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(format!(
+                "header {header:?} must be letters, digits and hyphens"
+            ));
         }
         Ok(Requirements::credentials(Self::describe().credentials))
     }

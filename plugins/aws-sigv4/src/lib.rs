@@ -23,25 +23,42 @@ impl Plugin for AwsSigv4Plugin {
             "AWS Signature Version 4 (header or presigned URL), computed by the host.",
         )
         .config("region", "AWS region, e.g. us-east-1", true)
-        .config("service", "AWS service name, e.g. s3, sts, execute-api", true)
+        .config(
+            "service",
+            "AWS service name, e.g. s3, sts, execute-api",
+            true,
+        )
         .config("placement", "header (default) or query", false)
-        .config("expires", "lifetime of a presigned URL in seconds (default 900)", false)
+        .config(
+            "expires",
+            "lifetime of a presigned URL in seconds (default 900)",
+            false,
+        )
         .config("session-token", "signed (default) or unsigned", false)
-        .config("normalize-path", "true (default) or false (S3's default)", false)
+        .config(
+            "normalize-path",
+            "true (default) or false (S3's default)",
+            false,
+        )
         .config("payload", "auto (default) or unsigned", false)
         .credential("access_key_id", "AWS access key ID", true)
         .credential("secret_access_key", "AWS secret access key", true)
-        .credential("session_token", "AWS session token for temporary credentials", false)
+        .credential(
+            "session_token",
+            "AWS session token for temporary credentials",
+            false,
+        )
         .body(BodyNeed::Sha256UnlessHeader(CONTENT_SHA256.into()))
     }
 
     fn validate_config(config: &Config) -> Result<Requirements, String> {
         let params = params(config, false)?;
-        let body = if params.placement == Sigv4Placement::Header && params.payload == Sigv4Payload::Auto {
-            BodyNeed::Sha256UnlessHeader(CONTENT_SHA256.into())
-        } else {
-            BodyNeed::None
-        };
+        let body =
+            if params.placement == Sigv4Placement::Header && params.payload == Sigv4Payload::Auto {
+                BodyNeed::Sha256UnlessHeader(CONTENT_SHA256.into())
+            } else {
+                BodyNeed::None
+            };
         Ok(Requirements {
             credentials: Self::describe().credentials,
             body,
@@ -68,13 +85,21 @@ impl Plugin for AwsSigv4Plugin {
 }
 
 fn params(config: &Config, has_session_token: bool) -> Result<AwsSigv4, String> {
-    let region = config.get("region").ok_or("missing config key \"region\"")?;
-    let service = config.get("service").ok_or("missing config key \"service\"")?;
+    let region = config
+        .get("region")
+        .ok_or("missing config key \"region\"")?;
+    let service = config
+        .get("service")
+        .ok_or("missing config key \"service\"")?;
     for (key, value) in [("region", region), ("service", service)] {
         let valid = !value.is_empty()
-            && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !valid {
-            return Err(format!("{key} {value:?} must be lower-case letters, digits and hyphens"));
+            return Err(format!(
+                "{key} {value:?} must be lower-case letters, digits and hyphens"
+            ));
         }
     }
     let placement = match config.get_or("placement", "header") {
@@ -92,7 +117,11 @@ fn params(config: &Config, has_session_token: bool) -> Result<AwsSigv4, String> 
     let sign_session_token = match config.get_or("session-token", "signed") {
         "signed" => true,
         "unsigned" => false,
-        other => return Err(format!("session-token {other:?} must be signed or unsigned")),
+        other => {
+            return Err(format!(
+                "session-token {other:?} must be signed or unsigned"
+            ));
+        }
     };
     let normalize_path = config.bool_or("normalize-path", service != "s3")?;
     let payload = match config.get_or("payload", "auto") {

@@ -3,8 +3,8 @@
 //! credential slot (UPPER_SNAKE_CASE), bound by default to the credential of the same name.
 #![no_std]
 
-use agent_vault_plugin::prelude::*;
 use agent_vault_plugin::CredentialSlot;
+use agent_vault_plugin::prelude::*;
 
 struct CustomHeaders;
 
@@ -17,7 +17,11 @@ impl Plugin for CustomHeaders {
             env!("CARGO_PKG_VERSION"),
             "Sets each `header.<Name>` to its template; `{{ KEY }}` inserts a credential.",
         )
-        .config("header.*", "a header and its template, e.g. header.X-Api-Key = \"{{ API_KEY }}\"", true)
+        .config(
+            "header.*",
+            "a header and its template, e.g. header.X-Api-Key = \"{{ API_KEY }}\"",
+            true,
+        )
     }
 
     fn validate_config(config: &Config) -> Result<Requirements, String> {
@@ -54,7 +58,9 @@ impl Plugin for CustomHeaders {
 
 fn check_header_name(name: &str) -> Result<(), String> {
     if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-        return Err(format!("header name {name:?} must be letters, digits and hyphens"));
+        return Err(format!(
+            "header name {name:?} must be letters, digits and hyphens"
+        ));
     }
     Ok(())
 }
@@ -68,12 +74,18 @@ fn parse_template(template: &str) -> Result<Vec<Atom>, String> {
             atoms.push(lit(&rest[..start]));
         }
         let after = &rest[start + 2..];
-        let end = after.find("}}").ok_or("a \"{{\" is never closed with \"}}\"")?;
+        let end = after
+            .find("}}")
+            .ok_or("a \"{{\" is never closed with \"}}\"")?;
         let key = after[..end].trim();
         let valid = key.starts_with(|c: char| c.is_ascii_uppercase())
-            && key.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
         if !valid {
-            return Err(format!("{key:?} must be UPPER_SNAKE_CASE (e.g. STRIPE_KEY)"));
+            return Err(format!(
+                "{key:?} must be UPPER_SNAKE_CASE (e.g. STRIPE_KEY)"
+            ));
         }
         atoms.push(slot(key));
         rest = &after[end + 2..];

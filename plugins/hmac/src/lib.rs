@@ -13,8 +13,8 @@
 //! - `key-id-header`: also send the `key_id` credential in this header.
 #![no_std]
 
-use agent_vault_plugin::prelude::*;
 use agent_vault_plugin::CredentialSlot;
+use agent_vault_plugin::prelude::*;
 
 struct Hmac;
 
@@ -56,7 +56,10 @@ impl Plugin for Hmac {
                 required: true,
             });
         }
-        let body = if template.iter().any(|piece| matches!(piece, Piece::BodySha256)) {
+        let body = if template
+            .iter()
+            .any(|piece| matches!(piece, Piece::BodySha256))
+        {
             BodyNeed::Sha256
         } else {
             BodyNeed::None
@@ -83,11 +86,19 @@ impl Plugin for Hmac {
                 Piece::Timestamp => string_to_sign.push_str(&timestamp),
                 Piece::BodySha256 => match &request.body_sha256 {
                     Some(hash) => string_to_sign.push_str(&hex_encode(hash)),
-                    None => return Err(AuthError::Internal("the body's SHA-256 was not provided".into())),
+                    None => {
+                        return Err(AuthError::Internal(
+                            "the body's SHA-256 was not provided".into(),
+                        ));
+                    }
                 },
             }
         }
-        let mac = hmac(settings.algorithm, &HmacKey::credential("secret"), string_to_sign.as_bytes())?;
+        let mac = hmac(
+            settings.algorithm,
+            &HmacKey::credential("secret"),
+            string_to_sign.as_bytes(),
+        )?;
         let signature = match settings.encoding {
             SignatureEncoding::Hex => hex_encode(&mac),
             SignatureEncoding::Base64 => base64_encode(&mac),
@@ -124,7 +135,9 @@ impl TimestampFormat {
     fn format(&self, now: &Timestamp) -> String {
         match self {
             TimestampFormat::Unix => now.seconds.to_string(),
-            TimestampFormat::UnixMs => (now.seconds * 1000 + u64::from(now.nanoseconds / 1_000_000)).to_string(),
+            TimestampFormat::UnixMs => {
+                (now.seconds * 1000 + u64::from(now.nanoseconds / 1_000_000)).to_string()
+            }
             TimestampFormat::Iso8601 => iso8601(now.seconds),
         }
     }
@@ -147,7 +160,11 @@ impl<'a> Settings<'a> {
             "sha1" => HashAlgorithm::Sha1,
             "sha256" => HashAlgorithm::Sha256,
             "sha512" => HashAlgorithm::Sha512,
-            other => return Err(format!("algorithm {other:?} must be sha1, sha256 or sha512")),
+            other => {
+                return Err(format!(
+                    "algorithm {other:?} must be sha1, sha256 or sha512"
+                ));
+            }
         };
         let encoding = match config.get_or("encoding", "hex") {
             "hex" => SignatureEncoding::Hex,
@@ -158,7 +175,11 @@ impl<'a> Settings<'a> {
             "unix" => TimestampFormat::Unix,
             "unix-ms" => TimestampFormat::UnixMs,
             "iso8601" => TimestampFormat::Iso8601,
-            other => return Err(format!("timestamp-format {other:?} must be unix, unix-ms or iso8601")),
+            other => {
+                return Err(format!(
+                    "timestamp-format {other:?} must be unix, unix-ms or iso8601"
+                ));
+            }
         };
         if config.get("signature-header").is_some() && config.get("signature-query").is_some() {
             return Err("set signature-header or signature-query, not both".into());

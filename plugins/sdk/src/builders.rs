@@ -128,7 +128,8 @@ impl Forward {
 
     /// Add a value to the header.
     pub fn append_header(mut self, name: impl Into<String>, value: impl IntoValue) -> Self {
-        self.edits.push(Edit::AppendHeader(Self::named(name, value)));
+        self.edits
+            .push(Edit::AppendHeader(Self::named(name, value)));
         self
     }
 

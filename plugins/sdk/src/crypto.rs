@@ -66,7 +66,9 @@ pub fn digest(algorithm: HashAlgorithm, data: &[u8]) -> Vec<u8> {
 impl From<CryptoError> for AuthError {
     fn from(error: CryptoError) -> Self {
         let message = match error {
-            CryptoError::UnknownSlot(slot) => alloc::format!("credential slot \"{slot}\" is not bound"),
+            CryptoError::UnknownSlot(slot) => {
+                alloc::format!("credential slot \"{slot}\" is not bound")
+            }
             CryptoError::UnknownDerivedKey(key) => alloc::format!("unknown derived key {key}"),
             CryptoError::LimitExceeded => "too many keyed operations in one call".into(),
         };

@@ -60,17 +60,17 @@ pub use encode::{base64_encode, hex_encode};
 pub use bindings::agent_vault::plugin::crypto::{CryptoError, DerivedKey, HashAlgorithm};
 pub use bindings::agent_vault::plugin::types::{
     Atom, AuthError, AwsSigv4, BodyNeed, ConfigKey, CredentialSlot, Decision, Denial, Edit,
-    Encoding, Field, Forward, NamedValue, Part, PluginInfo, Request, Requirements, Sigv4Payload,
-    Sigv4Placement, Signer, Timestamp, Value,
+    Encoding, Field, Forward, NamedValue, Part, PluginInfo, Request, Requirements, Signer,
+    Sigv4Payload, Sigv4Placement, Timestamp, Value,
 };
 
 /// Everything a plugin usually needs, plus `String`, `Vec`, `format!` and `ToString` from
 /// `alloc`.
 pub mod prelude {
     pub use crate::{
-        Atom, AuthError, AwsSigv4, BodyNeed, Config, CryptoError, Decision, Denial, Edit,
-        Encoding, Field, Forward, HashAlgorithm, HmacKey, IntoValue, Part, Plugin, PluginInfo,
-        Request, Requirements, Sigv4Payload, Sigv4Placement, Signer, Timestamp, Value, base64,
+        Atom, AuthError, AwsSigv4, BodyNeed, Config, CryptoError, Decision, Denial, Edit, Encoding,
+        Field, Forward, HashAlgorithm, HmacKey, IntoValue, Part, Plugin, PluginInfo, Request,
+        Requirements, Signer, Sigv4Payload, Sigv4Placement, Timestamp, Value, base64,
         base64_encode, base64url, digest, export_plugin, hex, hex_encode, hmac, hmac_derive, lit,
         percent, raw, slot,
     };
