@@ -13,8 +13,8 @@ use std::time::SystemTime;
 
 use agent_vault::plugin::registry::{Registry, RegistrySettings, load_file};
 use agent_vault::plugin::{
-    Call, EngineSettings, Isolation, Outcome, PLUGIN_BUILD_DIR, Plugin, PluginConfig,
-    PluginEngine, PluginLimits,
+    Call, EngineSettings, Isolation, Outcome, PLUGIN_BUILD_DIR, Plugin, PluginConfig, PluginEngine,
+    PluginLimits,
 };
 use agent_vault::request::RequestHead;
 use agent_vault::vault::{Credentials, Secret};
@@ -32,7 +32,10 @@ fn agent_request(url: &str) -> RequestHead {
         ("x-request-id", "5f2b7c1e-9a0d-4a41-8d0e-3f1c2b4a6e77"),
         ("x-stainless-lang", "python"),
     ] {
-        head.headers.append(HeaderName::from_static(name), HeaderValue::from_static(value));
+        head.headers.append(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
     }
     head
 }
@@ -68,7 +71,10 @@ fn cases() -> Vec<Case> {
             config: pairs(&[("region", "us-east-1"), ("service", "sts")]),
             credentials: credentials(&[
                 ("access_key_id", "AKIDEXAMPLE"),
-                ("secret_access_key", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
+                (
+                    "secret_access_key",
+                    "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+                ),
             ]),
             // SHA-256 of the empty body.
             body_sha256: Some(sha256_of_empty()),

@@ -17,7 +17,7 @@ use zeroize::Zeroizing;
 
 use super::apply::{ApplyContext, Masks};
 use super::contract::{Atom, AwsSigv4, Encoding, Part, Sigv4Payload, Sigv4Placement};
-use crate::request::{RequestHead, decode_component, raw_query_pairs};
+use crate::request::{RequestHead, raw_query_pairs};
 use crate::vault::render::{self, RenderError};
 use crate::vault::{UnboundSlot, keyring};
 
@@ -68,6 +68,12 @@ pub enum SignError {
          x-amz-content-sha256 or configure payload = \"unsigned\""
     )]
     NoPayloadHash,
+    #[error(
+        "aws-sigv4 cannot re-sign a chunk-signed streaming upload ({0}): each chunk's \
+         signature chains from the client's; configure the SDK to send the body's SHA-256 \
+         or UNSIGNED-PAYLOAD instead"
+    )]
+    StreamingPayload(String),
     #[error("aws-sigv4: the clock is before 1970")]
     Clock,
 }
@@ -265,6 +271,12 @@ fn payload_hash(
         .get(CONTENT_SHA256)
         .and_then(|v| v.to_str().ok())
     {
+        // Chunk signatures in the body chain from the seed signature we replace; only the
+        // unsigned streaming variants survive re-signing.
+        if declared.starts_with("STREAMING-") && !declared.starts_with("STREAMING-UNSIGNED-PAYLOAD")
+        {
+            return Err(SignError::StreamingPayload(declared.to_owned()));
+        }
         return Ok(declared.to_owned());
     }
     body_sha256.map(hex::encode).ok_or(SignError::NoPayloadHash)
@@ -287,48 +299,48 @@ pub fn signed_header_names(head: &RequestHead) -> Vec<String> {
     names
 }
 
-/// The canonical request of the AWS specification, over `signed_headers`.
+/// The canonical request of the AWS specification, over `signed_headers`. Bytes, because
+/// header values need not be UTF-8 and the server hashes what it received.
 pub fn canonical_request(
     head: &RequestHead,
     normalize_path: bool,
     signed_headers: &[String],
     payload_hash: &str,
-) -> Zeroizing<String> {
-    let mut out = Zeroizing::new(String::with_capacity(512));
-    out.push_str(head.method.as_str());
-    out.push('\n');
-    out.push_str(&canonical_uri(&head.path, normalize_path));
-    out.push('\n');
-    out.push_str(&canonical_query(head.query.as_deref()));
-    out.push('\n');
+) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(512));
+    out.extend_from_slice(head.method.as_str().as_bytes());
+    out.push(b'\n');
+    out.extend_from_slice(canonical_uri(&head.path, normalize_path).as_bytes());
+    out.push(b'\n');
+    out.extend_from_slice(canonical_query(head.query.as_deref()).as_bytes());
+    out.push(b'\n');
     for name in signed_headers {
-        out.push_str(name);
-        out.push(':');
+        out.extend_from_slice(name.as_bytes());
+        out.push(b':');
         if name == "host" && !head.headers.contains_key(http::header::HOST) {
-            out.push_str(&head.authority());
+            out.extend_from_slice(head.authority().as_bytes());
         } else {
-            let values: Vec<String> = head
-                .headers
-                .get_all(name.as_str())
-                .iter()
-                .map(|value| canonical_header_value(value.as_bytes()))
-                .collect();
-            out.push_str(&values.join(","));
+            for (index, value) in head.headers.get_all(name.as_str()).iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                push_canonical_header_value(&mut out, value.as_bytes());
+            }
         }
-        out.push('\n');
+        out.push(b'\n');
     }
-    out.push('\n');
-    out.push_str(&signed_headers.join(";"));
-    out.push('\n');
-    out.push_str(payload_hash);
+    out.push(b'\n');
+    out.extend_from_slice(signed_headers.join(";").as_bytes());
+    out.push(b'\n');
+    out.extend_from_slice(payload_hash.as_bytes());
     out
 }
 
 /// The string to sign for a canonical request.
-pub fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &str) -> String {
+pub fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &[u8]) -> String {
     format!(
         "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
-        hex::encode(Sha256::digest(canonical_request.as_bytes()))
+        hex::encode(Sha256::digest(canonical_request))
     )
 }
 
@@ -361,14 +373,15 @@ fn normalize_path(path: &str) -> String {
     normalized
 }
 
+/// Names and values decoded to bytes (not text: `%FF` must stay one byte), re-encoded and
+/// sorted.
 fn canonical_query(query: Option<&str>) -> String {
+    let encode = |raw: &str| {
+        let bytes: Vec<u8> = percent_encoding::percent_decode_str(raw).collect();
+        uri_encode(&bytes, true)
+    };
     let mut pairs: Vec<(String, String)> = raw_query_pairs(query)
-        .map(|(name, value)| {
-            (
-                uri_encode(decode_component(name).as_bytes(), true),
-                uri_encode(decode_component(value).as_bytes(), true),
-            )
-        })
+        .map(|(name, value)| (encode(name), encode(value)))
         .collect();
     pairs.sort();
     pairs
@@ -392,10 +405,17 @@ fn uri_encode(bytes: &[u8], encode_slash: bool) -> String {
     out
 }
 
-/// Trim, and collapse inner runs of spaces to one.
-fn canonical_header_value(value: &[u8]) -> String {
-    let text = String::from_utf8_lossy(value);
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+/// The value trimmed, with inner runs of spaces and tabs collapsed to one space.
+fn push_canonical_header_value(out: &mut Vec<u8>, value: &[u8]) {
+    let words = value
+        .split(|byte| matches!(byte, b' ' | b'\t'))
+        .filter(|word| !word.is_empty());
+    for (index, word) in words.enumerate() {
+        if index > 0 {
+            out.push(b' ');
+        }
+        out.extend_from_slice(word);
+    }
 }
 
 #[cfg(test)]
@@ -444,5 +464,44 @@ mod tests {
     fn formats_the_amz_date() {
         let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_440_938_160);
         assert_eq!(amz_date(now).unwrap(), "20150830T123600Z");
+    }
+
+    #[test]
+    fn query_bytes_that_are_not_utf8_are_signed_as_sent() {
+        assert_eq!(
+            canonical_query(Some("b=%FF&a=%e2%82%ac")),
+            "a=%E2%82%AC&b=%FF"
+        );
+    }
+
+    #[test]
+    fn header_values_that_are_not_utf8_are_signed_as_sent() {
+        let mut out = Vec::new();
+        push_canonical_header_value(&mut out, b"  caf\xe9 \t  au   lait ");
+        assert_eq!(out, b"caf\xe9 au lait");
+    }
+
+    #[test]
+    fn chunk_signed_streaming_uploads_are_refused() {
+        let mut head =
+            RequestHead::from_url(http::Method::PUT, "https://b.s3.amazonaws.com/k").unwrap();
+        head.headers.insert(
+            CONTENT_SHA256,
+            HeaderValue::from_static("STREAMING-AWS4-HMAC-SHA256-PAYLOAD"),
+        );
+        assert_eq!(
+            payload_hash(Sigv4Payload::Auto, &head, None),
+            Err(SignError::StreamingPayload(
+                "STREAMING-AWS4-HMAC-SHA256-PAYLOAD".into()
+            ))
+        );
+        head.headers.insert(
+            CONTENT_SHA256,
+            HeaderValue::from_static("STREAMING-UNSIGNED-PAYLOAD-TRAILER"),
+        );
+        assert_eq!(
+            payload_hash(Sigv4Payload::Auto, &head, None).unwrap(),
+            "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
+        );
     }
 }

@@ -74,11 +74,16 @@ impl Plugin for AwsSigv4Plugin {
             && params.placement == Sigv4Placement::Header
             && request.header(CONTENT_SHA256).is_none()
         {
+            // Without a body hash (the host did not provide one) the header stays unset and
+            // the host's signer refuses the request rather than sign it unsigned.
             let value = match (&params.payload, &request.body_sha256) {
-                (Sigv4Payload::Auto, Some(hash)) => hex_encode(hash),
-                _ => "UNSIGNED-PAYLOAD".to_string(),
+                (Sigv4Payload::Auto, Some(hash)) => Some(hex_encode(hash)),
+                (Sigv4Payload::Auto, None) => None,
+                (Sigv4Payload::Unsigned, _) => Some("UNSIGNED-PAYLOAD".to_string()),
             };
-            forward = forward.set_header(CONTENT_SHA256, value);
+            if let Some(value) = value {
+                forward = forward.set_header(CONTENT_SHA256, value);
+            }
         }
         Ok(forward.sign(Signer::AwsSigv4(params)).into())
     }
