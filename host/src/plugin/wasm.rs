@@ -336,10 +336,6 @@ struct WarmInstance {
     bindings: AuthPlugin,
 }
 
-/// Warm instances kept per vault of one plugin; more than this are dropped after use.
-fn warm_per_vault() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get() * 2)
-}
 
 impl WasmPlugin {
     pub fn limits(&self) -> PluginLimits {
@@ -421,7 +417,7 @@ impl WasmPlugin {
             Some(list) => list,
             None => warm.entry(vault.to_owned()).or_default(),
         };
-        if list.len() < warm_per_vault() {
+        if list.len() < self.idle.per_vault {
             list.push(instance);
         } else {
             self.idle.release();
@@ -482,16 +478,21 @@ fn deadline_ticks(timeout: Duration) -> u64 {
     (timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64) + 1
 }
 
-/// A global cap on idle warm instances, so they never exhaust the instance pool.
+/// Caps on idle warm instances: globally, so they never exhaust the instance pool, and per
+/// vault of one plugin (two per core: enough for every worker to find one).
 #[derive(Debug)]
 struct IdleBudget {
     available: AtomicUsize,
+    per_vault: usize,
 }
 
 impl IdleBudget {
     fn new(capacity: usize) -> Self {
+        // Asked once: on Linux the answer comes from reading cgroup files.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         IdleBudget {
             available: AtomicUsize::new(capacity),
+            per_vault: cores * 2,
         }
     }
 
