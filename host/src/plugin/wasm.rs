@@ -336,7 +336,6 @@ struct WarmInstance {
     bindings: AuthPlugin,
 }
 
-
 impl WasmPlugin {
     pub fn limits(&self) -> PluginLimits {
         self.limits
