@@ -76,25 +76,17 @@ pub fn check_forward(forward: &Forward, credentials: &Credentials) -> Result<(),
         match edit {
             Edit::SetHeader(named) | Edit::AppendHeader(named) => {
                 check_header_name(&named.name)?;
-                check_value(
-                    &named.value,
-                    credentials,
-                    &format!("header \"{}\"", named.name),
-                )?;
+                check_value(&named.value, credentials, Target::Header(&named.name))?;
             }
             Edit::RemoveHeader(name) => {
                 check_header_name(name)?;
             }
             Edit::SetQuery(named) => {
                 check_query_name(&named.name)?;
-                check_value(
-                    &named.value,
-                    credentials,
-                    &format!("query parameter \"{}\"", named.name),
-                )?;
+                check_value(&named.value, credentials, Target::Query(&named.name))?;
             }
             Edit::RemoveQuery(name) => check_query_name(name)?,
-            Edit::SetPath(value) => check_value(value, credentials, "path")?,
+            Edit::SetPath(value) => check_value(value, credentials, Target::Path)?,
         }
     }
     match &forward.sign {
@@ -130,10 +122,30 @@ fn check_query_name(name: &str) -> Result<(), InvalidDecision> {
     Ok(())
 }
 
+/// What a value is written to, for error messages (formatted only when there is an error).
+#[derive(Debug, Clone, Copy)]
+enum Target<'a> {
+    Header(&'a str),
+    Query(&'a str),
+    Path,
+    Signer,
+}
+
+impl std::fmt::Display for Target<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Header(name) => write!(f, "header {:?}", truncate(name)),
+            Target::Query(name) => write!(f, "query parameter {:?}", truncate(name)),
+            Target::Path => f.write_str("path"),
+            Target::Signer => f.write_str("the aws-sigv4 signer"),
+        }
+    }
+}
+
 fn check_value(
     value: &[Part],
     credentials: &Credentials,
-    what: &str,
+    what: Target<'_>,
 ) -> Result<(), InvalidDecision> {
     if value.len() > MAX_PARTS {
         return Err(invalid(format!(
@@ -162,7 +174,11 @@ fn check_value(
     Ok(())
 }
 
-fn check_slot(slot: &str, credentials: &Credentials, what: &str) -> Result<(), InvalidDecision> {
+fn check_slot(
+    slot: &str,
+    credentials: &Credentials,
+    what: Target<'_>,
+) -> Result<(), InvalidDecision> {
     if credentials.contains(slot) {
         Ok(())
     } else {
@@ -174,7 +190,7 @@ fn check_slot(slot: &str, credentials: &Credentials, what: &str) -> Result<(), I
 }
 
 fn check_sigv4(sigv4: &AwsSigv4, credentials: &Credentials) -> Result<(), InvalidDecision> {
-    let what = "the aws-sigv4 signer";
+    let what = Target::Signer;
     check_slot(&sigv4.access_key_id, credentials, what)?;
     check_slot(&sigv4.secret_access_key, credentials, what)?;
     if let Some(slot) = &sigv4.session_token {

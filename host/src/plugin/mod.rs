@@ -10,6 +10,7 @@
 //! WebAssembly engine itself is `wasm`, the only module that names wasmtime.
 
 pub mod apply;
+pub mod body;
 mod builtin;
 pub mod config;
 pub mod decision;

@@ -99,29 +99,70 @@ pub fn masked(value: &[Part]) -> String {
 }
 
 fn render(value: &[Part], credentials: &Credentials) -> Result<Zeroizing<Vec<u8>>, RenderError> {
-    let mut out = Zeroizing::new(Vec::new());
+    // Buffers are sized up front: a Vec that grows leaves copies of secret bytes behind in
+    // the allocations it frees, and only the final buffer is zeroed.
+    let mut capacity = 0;
     for part in value {
-        let mut joined = Zeroizing::new(Vec::new());
-        for atom in &part.atoms {
-            match atom {
-                Atom::Text(text) => joined.extend_from_slice(text.as_bytes()),
-                Atom::Credential(slot) => {
-                    let secret = credentials
-                        .get(slot)
-                        .ok_or_else(|| UnboundSlot(slot.clone()))?;
-                    joined.extend_from_slice(secret.expose());
-                }
-            }
-            if joined.len() > MAX_RENDERED_LEN {
-                return Err(RenderError::TooLong);
-            }
-        }
-        out.extend_from_slice(&encode(part.encoding, &joined));
-        if out.len() > MAX_RENDERED_LEN {
-            return Err(RenderError::TooLong);
+        let joined = joined_len(part, credentials)?;
+        capacity += match part.encoding {
+            Encoding::Raw => joined,
+            Encoding::Base64 | Encoding::Base64url => joined.div_ceil(3) * 4,
+            Encoding::Hex => joined * 2,
+            Encoding::Percent => joined * 3,
+        };
+    }
+    if capacity > MAX_RENDERED_LEN * 3 {
+        return Err(RenderError::TooLong);
+    }
+    let mut out = Zeroizing::new(Vec::with_capacity(capacity));
+    for part in value {
+        if part.encoding == Encoding::Raw {
+            append_atoms(&mut out, &part.atoms, credentials)?;
+        } else {
+            let mut joined = Zeroizing::new(Vec::with_capacity(joined_len(part, credentials)?));
+            append_atoms(&mut joined, &part.atoms, credentials)?;
+            out.extend_from_slice(&encode(part.encoding, &joined));
         }
     }
+    if out.len() > MAX_RENDERED_LEN {
+        return Err(RenderError::TooLong);
+    }
     Ok(out)
+}
+
+fn joined_len(part: &Part, credentials: &Credentials) -> Result<usize, RenderError> {
+    part.atoms.iter().try_fold(0, |total, atom| {
+        Ok(total
+            + match atom {
+                Atom::Text(text) => text.len(),
+                Atom::Credential(slot) => credential(credentials, slot)?.expose().len(),
+            })
+    })
+}
+
+fn append_atoms(
+    out: &mut Vec<u8>,
+    atoms: &[Atom],
+    credentials: &Credentials,
+) -> Result<(), RenderError> {
+    for atom in atoms {
+        match atom {
+            Atom::Text(text) => out.extend_from_slice(text.as_bytes()),
+            Atom::Credential(slot) => {
+                out.extend_from_slice(credential(credentials, slot)?.expose())
+            }
+        }
+    }
+    Ok(())
+}
+
+fn credential<'a>(
+    credentials: &'a Credentials,
+    slot: &str,
+) -> Result<&'a super::Secret, UnboundSlot> {
+    credentials
+        .get(slot)
+        .ok_or_else(|| UnboundSlot(slot.to_owned()))
 }
 
 fn encode(encoding: Encoding, bytes: &[u8]) -> Zeroizing<Vec<u8>> {
