@@ -134,7 +134,7 @@ fn bench(c: &mut Criterion) {
                 b.iter_batched(
                     || case.request.clone(),
                     |request| black_box(run_once(plugin, &case, request)),
-                    BatchSize::SmallInput,
+                    BatchSize::PerIteration,
                 )
             });
         }
