@@ -105,12 +105,8 @@ fn plugin_check_names_a_forbidden_import() {
 #[test]
 fn plugin_test_masks_credentials_unless_asked() {
     let data = DataDir::new();
+    let url = "https://api.example.com/v1/items?limit=3";
     let args = [
-        "plugin",
-        "test",
-        "basic",
-        "--url",
-        "https://api.example.com/v1/items?limit=3",
         "-H",
         "Accept: application/json",
         "-C",
@@ -118,7 +114,7 @@ fn plugin_test_masks_credentials_unless_asked() {
         "-C",
         "password=p",
     ];
-    let shown = data.run(&args).ok();
+    let shown = data.plugin_test("basic", url, &args).ok();
     assert_eq!(
         shown,
         "GET https://api.example.com/v1/items?limit=3\nhost: api.example.com\naccept: application/json\nauthorization: Basic ****\n"
@@ -126,7 +122,7 @@ fn plugin_test_masks_credentials_unless_asked() {
     let mut revealing = args.to_vec();
     revealing.push("--show-secrets");
     assert!(
-        data.run(&revealing)
+        data.plugin_test("basic", url, &revealing)
             .ok()
             .contains("authorization: Basic dTpw\n")
     );
@@ -136,17 +132,11 @@ fn plugin_test_masks_credentials_unless_asked() {
 fn plugin_test_masks_credentials_in_the_query() {
     let data = DataDir::new();
     let shown = data
-        .run(&[
-            "plugin",
-            "test",
+        .plugin_test(
             "query-param",
-            "--url",
             "https://maps.example.com/geo?q=x",
-            "-c",
-            "name=key",
-            "-C",
-            "key=AIzaSECRET",
-        ])
+            &["-c", "name=key", "-C", "key=AIzaSECRET"],
+        )
         .ok();
     assert_eq!(
         shown,
@@ -158,23 +148,22 @@ fn plugin_test_masks_credentials_in_the_query() {
 fn plugin_test_signs_like_the_aws_suite() {
     let data = DataDir::new();
     let shown = data
-        .run(&[
-            "plugin",
-            "test",
+        .plugin_test(
             "aws-sigv4",
-            "--url",
             "https://example.amazonaws.com/",
-            "--now",
-            "2015-08-30T12:36:00Z",
-            "-c",
-            "region=us-east-1",
-            "-c",
-            "service=service",
-            "-C",
-            "access_key_id=AKIDEXAMPLE",
-            "-C",
-            "secret_access_key=wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-        ])
+            &[
+                "--now",
+                "2015-08-30T12:36:00Z",
+                "-c",
+                "region=us-east-1",
+                "-c",
+                "service=service",
+                "-C",
+                "access_key_id=AKIDEXAMPLE",
+                "-C",
+                "secret_access_key=wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            ],
+        )
         .ok();
     // The suite's get-vanilla case, with the access key id masked.
     assert!(
@@ -195,13 +184,7 @@ fn plugin_test_signs_like_the_aws_suite() {
 fn plugin_test_explains_a_missing_credential() {
     let data = DataDir::new();
     let error = data
-        .run(&[
-            "plugin",
-            "test",
-            "bearer",
-            "--url",
-            "https://api.example.com/",
-        ])
+        .plugin_test("bearer", "https://api.example.com/", &[])
         .fails();
     assert_eq!(
         error,
@@ -213,15 +196,11 @@ fn plugin_test_explains_a_missing_credential() {
 fn plugin_test_never_echoes_a_malformed_credential() {
     let data = DataDir::new();
     let error = data
-        .run(&[
-            "plugin",
-            "test",
+        .plugin_test(
             "bearer",
-            "--url",
             "https://api.example.com/",
-            "--credential",
-            "sk_live_oops",
-        ])
+            &["--credential", "sk_live_oops"],
+        )
         .fails();
     assert_eq!(
         error,
@@ -236,16 +215,11 @@ fn plugin_test_reads_a_credential_from_a_file() {
     std::fs::write(&secret_file, "sk_from_file\n").unwrap();
     let credential = format!("token=@{}", secret_file.display());
     let shown = data
-        .run(&[
-            "plugin",
-            "test",
+        .plugin_test(
             "bearer",
-            "--url",
             "https://api.example.com/",
-            "-C",
-            &credential,
-            "--show-secrets",
-        ])
+            &["-C", &credential, "--show-secrets"],
+        )
         .ok();
     assert!(
         shown.contains("authorization: Bearer sk_from_file\n"),
@@ -257,13 +231,7 @@ fn plugin_test_reads_a_credential_from_a_file() {
 fn plugin_test_names_an_unknown_plugin() {
     let data = DataDir::new();
     let error = data
-        .run(&[
-            "plugin",
-            "test",
-            "bearr",
-            "--url",
-            "https://api.example.com/",
-        ])
+        .plugin_test("bearr", "https://api.example.com/", &[])
         .fails();
     assert!(
         error.starts_with("error: no plugin named \"bearr\" (loaded: api-key, aws-sigv4,"),

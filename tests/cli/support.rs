@@ -63,6 +63,15 @@ impl DataDir {
     }
 }
 
+impl DataDir {
+    /// `agent-vault plugin test PLUGIN --url URL MORE... --data-dir DIR`.
+    pub fn plugin_test(&self, plugin: &str, url: &str, more: &[&str]) -> Run {
+        let mut args = vec!["plugin", "test", plugin, "--url", url];
+        args.extend_from_slice(more);
+        self.run(&args)
+    }
+}
+
 /// `agent-vault ARGS...` with none of our environment variables set.
 pub fn agent_vault(args: &[&str]) -> Run {
     let mut command = Command::new(binary());
