@@ -26,7 +26,7 @@ use crate::plugin::{EngineError, EngineSettings, PluginEngine};
 
 /// How often the plugin directory is rescanned; a changed plugin serves within this plus
 /// its compile time.
-const PLUGIN_RESCAN: Duration = Duration::from_secs(1);
+const PLUGIN_RESCAN: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {

@@ -445,6 +445,7 @@ impl WasmPlugin {
         call: impl FnOnce(&AuthPlugin, &mut Store<CallState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         let mut instance = self.instantiate(credentials)?;
+        // The call gets its whole budget, whatever instantiation took.
         instance
             .store
             .set_epoch_deadline(deadline_ticks(self.limits.timeout));

@@ -6,9 +6,10 @@
 //! libc's `cabi_realloc`, a panic handler). It does not own any policy: that is the plugin's.
 //!
 //! Plugins are `#![no_std]` so that the component imports nothing but our WIT (a `std` build
-//! for `wasm32-wasip2` pulls in WASI, which the host refuses). `alloc` is available:
+//! for `wasm32-wasip2` pulls in WASI, which the host refuses). `alloc` is available. The
+//! `bearer` plugin (`plugins/bearer/src/lib.rs`) in full:
 //!
-//! ```ignore
+//! ```text
 //! #![no_std]
 //! use agent_vault_plugin::prelude::*;
 //!
@@ -16,8 +17,12 @@
 //!
 //! impl Plugin for Bearer {
 //!     fn describe() -> PluginInfo {
-//!         PluginInfo::new("bearer", env!("CARGO_PKG_VERSION"), "Authorization: Bearer <token>")
-//!             .credential("token", "the API token", true)
+//!         PluginInfo::new(
+//!             "bearer",
+//!             env!("CARGO_PKG_VERSION"),
+//!             "Sends the token as `Authorization: Bearer <token>`.",
+//!         )
+//!         .credential("token", "the API token", true)
 //!     }
 //!     fn authorize(_request: &Request, _config: &Config) -> Result<Decision, AuthError> {
 //!         Ok(Forward::new()
