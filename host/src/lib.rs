@@ -8,8 +8,12 @@
 //! The request path, in order: `request` (the request model), `plugin` (attach the
 //! credential), with plaintext credentials confined to `vault`.
 
+pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod plugin;
 pub mod request;
 pub mod server;
+pub mod services;
+pub mod store;
 pub mod vault;

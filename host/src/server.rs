@@ -1,9 +1,9 @@
-//! The server process: state directories, the plugin registry with hot reload, and the HTTP
-//! listener of the control plane.
+//! The server process: the plugin registry with hot reload, the control plane's listener and
+//! API, and the background upkeep (request-log retention, expired tokens).
 //!
-//! Today the control plane answers `GET /health`; the management API, the store and the
-//! proxy ingress are built on this listener by later work. Shutdown on SIGINT/SIGTERM stops
-//! accepting and lets requests in flight finish.
+//! The caller opens the store and unlocks the data key first (that may prompt for the master
+//! password); [`run`] serves until `shutdown` completes, then stops accepting and lets
+//! requests in flight finish.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -12,21 +12,23 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use crate::api::{self, ApiState};
 use crate::plugin::registry::{Registry, RegistryError, RegistrySettings};
 use crate::plugin::{EngineError, EngineSettings, PluginEngine};
+use crate::store::{self, Db, Store};
+use crate::vault::crypto::{DataKey, KdfParams};
 
 /// How often the plugin directory is rescanned; a changed plugin serves within this plus
 /// its compile time.
 const PLUGIN_RESCAN: Duration = Duration::from_millis(500);
+
+/// How often expired tokens and old request-log rows are deleted.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -34,6 +36,28 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub plugin_dir: PathBuf,
     pub cache_dir: PathBuf,
+    /// The address clients and links use; defaults to `http://{listen}`.
+    pub base_url: Option<String>,
+    /// Allow services for internal hosts (localhost, IP addresses).
+    pub dev_mode: bool,
+    pub log_retention: LogRetention,
+}
+
+/// How long the request log keeps entries.
+#[derive(Debug, Clone, Copy)]
+pub struct LogRetention {
+    pub max_age: Duration,
+    /// Per vault; 0 for no cap.
+    pub max_rows_per_vault: u32,
+}
+
+impl Default for LogRetention {
+    fn default() -> Self {
+        LogRetention {
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            max_rows_per_vault: 10_000,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,15 +78,16 @@ pub enum ServerError {
     },
 }
 
-/// Shared state of the running server; cheap to clone.
-#[derive(Debug, Clone)]
-struct AppState {
-    plugins: Arc<Registry>,
+/// The database file in a data directory.
+pub fn database_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("agent-vault.db")
 }
 
 /// Run until `shutdown` completes.
 pub async fn run(
     config: ServerConfig,
+    store: Arc<dyn Store>,
+    data_key: DataKey,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
     create_private_dir(&config.data_dir)?;
@@ -81,7 +106,6 @@ pub async fn run(
     .expect("the plugin loader does not panic")?;
     let plugins = Arc::new(registry);
     let _watcher = plugins.watch(PLUGIN_RESCAN);
-    let state = AppState { plugins };
 
     let listener = TcpListener::bind(config.listen)
         .await
@@ -93,10 +117,23 @@ pub async fn run(
         addr: config.listen,
         source,
     })?;
+    let db = Db::new(store);
+    let state = Arc::new(ApiState::new(
+        db.clone(),
+        Arc::new(data_key),
+        plugins.clone(),
+        config
+            .base_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{local}")),
+        KdfParams::default(),
+        config.dev_mode,
+    ));
+    let upkeep = tokio::spawn(upkeep(db, config.log_retention));
     tracing::info!(
         data_dir = %config.data_dir.display(),
         plugin_dir = %config.plugin_dir.display(),
-        plugins = state.plugins.list().len(),
+        plugins = plugins.list().len(),
         "agent-vault started"
     );
     // Scripts and tests read the address from this line.
@@ -118,7 +155,7 @@ pub async fn run(
                 let state = state.clone();
                 let service = hyper::service::service_fn(move |request| {
                     let state = state.clone();
-                    async move { Ok::<_, Infallible>(handle(&state, request)) }
+                    async move { Ok::<_, Infallible>(api::handle(state, request).await) }
                 });
                 let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                 let connection = graceful.watch(connection);
@@ -132,6 +169,7 @@ pub async fn run(
         }
     }
     tracing::info!("shutting down; waiting for requests in flight");
+    upkeep.abort();
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(Duration::from_secs(10)) => {
@@ -141,22 +179,30 @@ pub async fn run(
     Ok(())
 }
 
-fn handle(_state: &AppState, request: Request<Incoming>) -> Response<Full<Bytes>> {
-    match (request.method(), request.uri().path()) {
-        (&Method::GET, "/health") => json(StatusCode::OK, r#"{"status":"ok"}"#.to_owned()),
-        _ => json(
-            StatusCode::NOT_FOUND,
-            serde_json::json!({"error": "not_found", "message": "no such endpoint"}).to_string(),
-        ),
+/// Delete expired tokens and request-log rows past retention, now and every hour.
+async fn upkeep(db: Db, retention: LogRetention) {
+    let mut interval = tokio::time::interval(UPKEEP_INTERVAL);
+    loop {
+        interval.tick().await;
+        let now = store::now();
+        let older_than = now - retention.max_age.as_secs() as i64;
+        let outcome = db
+            .run(move |store| {
+                let tokens = store.delete_expired_tokens(now)?;
+                let logs = store.prune_logs(older_than, retention.max_rows_per_vault)?;
+                Ok((tokens, logs))
+            })
+            .await;
+        match outcome {
+            Ok((0, 0)) => {}
+            Ok((tokens, logs)) => tracing::info!(
+                tokens,
+                logs,
+                "deleted expired tokens and old request-log rows"
+            ),
+            Err(error) => tracing::warn!("upkeep failed: {error}"),
+        }
     }
-}
-
-fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(status)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body)))
-        .expect("a static status and header")
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -3,6 +3,9 @@
 
 mod support;
 
+mod api_permissions;
+mod at_rest;
+mod control_plane;
 mod example_plugin;
 mod plugin_commands;
 mod server;

@@ -1,86 +1,9 @@
 //! `agent-vault server`: starts on embedded defaults, answers /health, reloads plugins
 //! dropped into its plugin directory, and stops cleanly on SIGTERM.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::Command;
 
-use crate::support::{DataDir, binary, built_wasm};
-
-/// A running server and the lines it logs.
-struct Server {
-    child: Child,
-    address: String,
-    log: mpsc::Receiver<String>,
-}
-
-impl Server {
-    fn start(data: &DataDir) -> Server {
-        let mut child = Command::new(binary())
-            .args(["server", "--port", "0", "--data-dir"])
-            .arg(data.path())
-            .env("AGENT_VAULT_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let (log_sender, log) = mpsc::channel();
-        let stderr = BufReader::new(child.stderr.take().unwrap());
-        std::thread::spawn(move || {
-            for line in stderr.lines().map_while(Result::ok) {
-                let _ = log_sender.send(line);
-            }
-        });
-        let first_line = stdout
-            .lines()
-            .next()
-            .expect("the server prints its address")
-            .unwrap();
-        let address = first_line
-            .strip_prefix("agent-vault listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line {first_line:?}"))
-            .to_owned();
-        Server {
-            child,
-            address,
-            log,
-        }
-    }
-
-    fn get(&self, path: &str) -> String {
-        let mut stream = TcpStream::connect(&self.address).unwrap();
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.address
-        )
-        .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        response
-    }
-
-    /// Wait (bounded) for a log line containing all of `needles`.
-    fn wait_for_log(&self, needles: &[&str]) -> String {
-        loop {
-            match self.log.recv_timeout(Duration::from_secs(20)) {
-                Ok(line) if needles.iter().all(|needle| line.contains(needle)) => return line,
-                Ok(_) => continue,
-                Err(_) => panic!("the server never logged {needles:?}"),
-            }
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::support::{DataDir, Server, built_wasm};
 
 #[test]
 fn the_server_starts_on_a_fresh_data_dir_and_answers_health() {

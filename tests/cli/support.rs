@@ -1,7 +1,16 @@
 //! Running `agent-vault` like a user: a scratch data directory, a command line, its output.
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// The master password of every test server.
+pub const MASTER_PASSWORD: &str = "test master password";
 
 /// The workspace root (this crate is `<root>/tests`).
 pub fn workspace_root() -> PathBuf {
@@ -115,4 +124,198 @@ impl Run {
         );
         self.stderr()
     }
+}
+
+/// A running `agent-vault server` on a free port, and the lines it logs.
+pub struct Server {
+    pub child: Child,
+    /// `127.0.0.1:PORT`.
+    pub address: String,
+    log: mpsc::Receiver<String>,
+}
+
+impl Server {
+    /// Start on `data` with the test master password.
+    pub fn start(data: &DataDir) -> Server {
+        Server::start_with(
+            data,
+            &[],
+            &[("AGENT_VAULT_MASTER_PASSWORD", MASTER_PASSWORD)],
+        )
+    }
+
+    /// Start with extra arguments and environment variables.
+    pub fn start_with(data: &DataDir, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut command = Command::new(binary());
+        command
+            .args(["server", "--port", "0", "--data-dir"])
+            .arg(data.path())
+            .args(args)
+            .env_remove("AGENT_VAULT_MASTER_PASSWORD")
+            .env_remove("AGENT_VAULT_HOME")
+            .env("AGENT_VAULT_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (log_sender, log) = mpsc::channel();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                let _ = log_sender.send(line);
+            }
+        });
+        let first_line = match stdout.lines().next() {
+            Some(Ok(line)) => line,
+            _ => {
+                let logged: Vec<String> = log.try_iter().collect();
+                panic!("the server did not start:\n{}", logged.join("\n"));
+            }
+        };
+        let address = first_line
+            .strip_prefix("agent-vault listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line {first_line:?}"))
+            .to_owned();
+        Server {
+            child,
+            address,
+            log,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// A raw HTTP/1.1 GET; the whole response as text.
+    pub fn get(&self, path: &str) -> String {
+        let mut stream = TcpStream::connect(&self.address).unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.address
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    }
+
+    /// A JSON API call; the status and the JSON body.
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let body = body.map(Value::to_string).unwrap_or_default();
+        let mut stream = TcpStream::connect(&self.address).unwrap();
+        let mut request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            self.address
+        );
+        if let Some(token) = token {
+            request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+        }
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ));
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let status: u16 = response[9..12].parse().unwrap();
+        let (_, json) = response.split_once("\r\n\r\n").unwrap();
+        let json = decode_chunked(json);
+        (status, serde_json::from_str(&json).unwrap_or(Value::Null))
+    }
+
+    /// Wait (bounded) for a log line containing all of `needles`.
+    pub fn wait_for_log(&self, needles: &[&str]) -> String {
+        loop {
+            match self.log.recv_timeout(Duration::from_secs(20)) {
+                Ok(line) if needles.iter().all(|needle| line.contains(needle)) => return line,
+                Ok(_) => continue,
+                Err(_) => panic!("the server never logged {needles:?}"),
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The body of a response that may be chunked (hyper chunks when it does not know the
+/// length; our JSON responses carry a Content-Length, so this is usually the identity).
+fn decode_chunked(body: &str) -> String {
+    if body.trim_start().starts_with(['{', '[']) || body.is_empty() {
+        return body.to_owned();
+    }
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.push_str(&after[..size]);
+        rest = &after[size + 2..];
+    }
+    out
+}
+
+/// `agent-vault ARGS...` with extra environment variables (and stdin closed).
+pub fn agent_vault_with_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut command = Command::new(binary());
+    command
+        .args(args)
+        .env_remove("AGENT_VAULT_HOME")
+        .env_remove("AGENT_VAULT_LOG")
+        .env_remove("AGENT_VAULT_MASTER_PASSWORD")
+        .stdin(Stdio::null());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    Run(command.output().unwrap())
+}
+
+/// A JSON API call that may fail to connect or be cut off (a server being killed): `None`
+/// unless a whole response arrived.
+pub fn try_call(
+    address: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> Option<(u16, Value)> {
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let mut stream = TcpStream::connect(address).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    if let Some(token) = token {
+        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    request.push_str(&format!(
+        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status: u16 = response.get(9..12)?.parse().ok()?;
+    let (_, json) = response.split_once("\r\n\r\n")?;
+    Some((status, serde_json::from_str(&decode_chunked(json)).ok()?))
 }

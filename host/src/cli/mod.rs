@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand group. `main.rs` parses, calls [`run`], and
 //! prints the error chain once; commands return `anyhow` errors with context a user can act on.
 
+mod input;
 mod plugin;
 mod server;
 

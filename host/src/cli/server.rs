@@ -1,12 +1,27 @@
-//! `agent-vault server`: start the server on its embedded defaults.
+//! `agent-vault server`: open the store, unlock (or on first start set up) the master key,
+//! and run the server.
+//!
+//! The master password comes from `AGENT_VAULT_MASTER_PASSWORD` (removed from the process
+//! environment as soon as it is read), `--password-stdin`, or a prompt. A new instance can
+//! instead run `--passwordless`, which stores the data key unencrypted and says so.
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
+use zeroize::Zeroizing;
 
 use super::DataDirArgs;
-use crate::server::{self, ServerConfig};
+use super::input;
+use crate::server::{self, LogRetention, ServerConfig};
+use crate::store::sqlite::SqliteStore;
+use crate::vault::crypto::{DataKey, KdfParams};
+use crate::vault::master::{self, MasterKeyError, PASSWORDLESS_WARNING};
+
+/// The environment variable that may carry the master password.
+pub const MASTER_PASSWORD_ENV: &str = "AGENT_VAULT_MASTER_PASSWORD";
 
 #[derive(Debug, clap::Args)]
 pub struct ServerArgs {
@@ -14,26 +29,166 @@ pub struct ServerArgs {
     #[arg(long, default_value = "127.0.0.1")]
     host: IpAddr,
     /// Port of the control plane (0 picks a free one).
-    #[arg(long, default_value_t = 14321, env = "PORT")]
+    #[arg(long, short = 'p', default_value_t = 14321, env = "PORT")]
     port: u16,
+    /// Read the master password from the first line of standard input.
+    #[arg(long)]
+    password_stdin: bool,
+    /// Set up a new instance without a master password (the data key is stored unencrypted).
+    #[arg(long)]
+    passwordless: bool,
+    /// Allow services for localhost, IP addresses and other internal hosts.
+    #[arg(long, env = "AGENT_VAULT_DEV_MODE")]
+    dev_mode: bool,
+    /// Delete request-log entries older than this many hours.
+    #[arg(long, default_value_t = 168, env = "AGENT_VAULT_LOGS_MAX_AGE_HOURS")]
+    logs_max_age_hours: u64,
+    /// Keep at most this many request-log entries per vault (0: no cap).
+    #[arg(
+        long,
+        default_value_t = 10_000,
+        env = "AGENT_VAULT_LOGS_MAX_ROWS_PER_VAULT"
+    )]
+    logs_max_rows_per_vault: u32,
     #[command(flatten)]
     dirs: DataDirArgs,
 }
 
 pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
+    // First, before any other thread exists: take the password out of the environment.
+    let env_password = take_master_password_from_env();
     init_logging();
+    let data_dir = args.dirs.data_dir()?;
+    let store = SqliteStore::open(&server::database_path(&data_dir))
+        .with_context(|| format!("opening the database in {}", data_dir.display()))?;
+    let data_key = unlock_or_set_up(&store, &args, env_password)?;
     let config = ServerConfig {
         listen: SocketAddr::new(args.host, args.port),
-        data_dir: args.dirs.data_dir()?,
         plugin_dir: args.dirs.plugin_dir()?,
         cache_dir: args.dirs.cache_dir()?,
+        data_dir,
+        base_url: std::env::var("AGENT_VAULT_ADDR")
+            .ok()
+            .filter(|addr| !addr.is_empty()),
+        dev_mode: args.dev_mode,
+        log_retention: LogRetention {
+            max_age: Duration::from_secs(args.logs_max_age_hours * 3600),
+            max_rows_per_vault: args.logs_max_rows_per_vault,
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(server::run(config, server::shutdown_signal()))?;
+    runtime.block_on(server::run(
+        config,
+        Arc::new(store),
+        data_key,
+        server::shutdown_signal(),
+    ))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Read and remove `AGENT_VAULT_MASTER_PASSWORD`, so that child processes and anything that
+/// dumps the environment never see it.
+fn take_master_password_from_env() -> Option<Zeroizing<String>> {
+    let password = std::env::var(MASTER_PASSWORD_ENV).ok().map(Zeroizing::new);
+    if std::env::var_os(MASTER_PASSWORD_ENV).is_some() {
+        // SAFETY: called first thing in `run`, on the main thread, before the async runtime,
+        // the plugin engine or anything else has started a thread that could read the
+        // environment concurrently.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::remove_var(MASTER_PASSWORD_ENV);
+        }
+    }
+    password.filter(|password| !password.is_empty())
+}
+
+fn unlock_or_set_up(
+    store: &SqliteStore,
+    args: &ServerArgs,
+    env_password: Option<Zeroizing<String>>,
+) -> anyhow::Result<DataKey> {
+    let given = match (env_password, args.password_stdin) {
+        (Some(password), _) => Some(password),
+        (None, true) => Some(input::stdin_line()?),
+        (None, false) => None,
+    };
+    match master::state(store)? {
+        None => set_up(store, args, given),
+        Some(false) => {
+            tracing::warn!("{PASSWORDLESS_WARNING}");
+            Ok(master::unlock(store, None)?)
+        }
+        Some(true) => unlock(store, given),
+    }
+}
+
+fn set_up(
+    store: &SqliteStore,
+    args: &ServerArgs,
+    given: Option<Zeroizing<String>>,
+) -> anyhow::Result<DataKey> {
+    if args.passwordless && given.is_some() {
+        bail!("--passwordless and a master password were both given; choose one");
+    }
+    let password = match given {
+        Some(password) => Some(password),
+        None if args.passwordless => None,
+        None if input::interactive() => {
+            eprintln!(
+                "Setting up a new agent-vault in {}.",
+                store.path().display()
+            );
+            eprintln!("Choose a master password: it protects every credential stored here.");
+            let chosen = input::prompt_new_secret("Master password (empty for none): ", true)?;
+            if chosen.is_empty() {
+                eprintln!("Without a master password, {PASSWORDLESS_WARNING}.");
+                if !input::confirm("Continue without a master password?")? {
+                    bail!("no master password chosen; start again");
+                }
+                None
+            } else {
+                Some(chosen)
+            }
+        }
+        None => bail!(
+            "this is a new instance and no master password was given: set {MASTER_PASSWORD_ENV}, \
+             pass --password-stdin, or start with --passwordless ({PASSWORDLESS_WARNING})"
+        ),
+    };
+    if password.is_none() {
+        tracing::warn!("{PASSWORDLESS_WARNING}");
+    }
+    Ok(master::initialize(
+        store,
+        password.as_deref().map(String::as_str),
+        KdfParams::default(),
+    )?)
+}
+
+fn unlock(store: &SqliteStore, given: Option<Zeroizing<String>>) -> anyhow::Result<DataKey> {
+    if let Some(password) = given {
+        return Ok(master::unlock(store, Some(&password))?);
+    }
+    if !input::interactive() {
+        bail!(
+            "{}: set {MASTER_PASSWORD_ENV} or pass --password-stdin",
+            MasterKeyError::PasswordRequired
+        );
+    }
+    for attempt in 1..=3 {
+        let password = input::prompt_secret("Master password: ")?;
+        match master::unlock(store, Some(&password)) {
+            Ok(data_key) => return Ok(data_key),
+            Err(MasterKeyError::WrongPassword) if attempt < 3 => {
+                eprintln!("Wrong master password; try again.")
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    unreachable!("the third attempt returns")
 }
 
 /// Logs go to stderr; `AGENT_VAULT_LOG` filters them (default `info`).

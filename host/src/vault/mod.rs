@@ -10,7 +10,9 @@
 //! Storage and encryption at rest are not here yet; callers build [`Credentials`] from
 //! whatever holds the values (the store, or `plugin test --credential`).
 
+pub mod crypto;
 pub mod keyring;
+pub mod master;
 pub mod render;
 
 use std::fmt;
@@ -29,6 +31,12 @@ impl Secret {
 
     fn expose(&self) -> &[u8] {
         &self.0
+    }
+
+    /// The value as text, for the one place that shows it to a person who asked for it
+    /// (`GET /v1/credentials?reveal=true` by a vault member).
+    pub fn reveal_utf8_lossy(&self) -> String {
+        String::from_utf8_lossy(&self.0).into_owned()
     }
 }
 

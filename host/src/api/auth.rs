@@ -1,0 +1,205 @@
+//! `/v1/auth/*`: register the first owner, log in and out, and say who is calling.
+//!
+//! After the first owner, people join by invite (`/v1/users/invites`); registration answers
+//! 403 and says so. Login sessions expire after 30 days without use and after a year in any
+//! case. Unknown emails cost the same password hashing as known ones.
+
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use http_body_util::Full;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ApiError, ApiState, Request, created, ok, rfc3339};
+use crate::auth::{Actor, passwords, tokens};
+use crate::store::{self, ActorId, InstanceRole, TokenKind, TokenRecord, User};
+
+/// A login session ends after this long without use...
+pub const LOGIN_IDLE_SECONDS: i64 = 30 * 24 * 3600;
+/// ... and after this long in any case.
+pub const LOGIN_MAX_SECONDS: i64 = 365 * 24 * 3600;
+
+#[derive(Deserialize)]
+struct Credentials {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// Lower-cased, checked email.
+pub fn normalize_email(email: &str) -> Result<String, ApiError> {
+    let email = email.trim().to_ascii_lowercase();
+    let valid = email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !domain.contains('@')
+        });
+    if valid {
+        Ok(email)
+    } else {
+        Err(ApiError::bad_request("A valid email address is required"))
+    }
+}
+
+/// A password long enough to keep.
+pub fn check_password(password: &str) -> Result<(), ApiError> {
+    if password.chars().count() < passwords::MIN_PASSWORD_LEN {
+        return Err(ApiError::bad_request(format!(
+            "Password must be at least {} characters",
+            passwords::MIN_PASSWORD_LEN
+        )));
+    }
+    Ok(())
+}
+
+/// Hash a password off the async threads.
+pub async fn hash_password(state: &ApiState, password: String) -> Result<String, ApiError> {
+    let kdf = state.password_kdf;
+    tokio::task::spawn_blocking(move || passwords::hash(&password, kdf))
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))?
+        .map_err(ApiError::from)
+}
+
+/// Start a login session for `user`; returns the token and its absolute expiry.
+pub async fn start_login_session(state: &ApiState, user: &User) -> Result<(String, i64), ApiError> {
+    let minted = tokens::mint(tokens::SESSION_PREFIX)?;
+    let now = store::now();
+    let expires_at = now + LOGIN_MAX_SECONDS;
+    let record = TokenRecord {
+        hash: minted.hash.clone(),
+        public_id: minted.public_id.clone(),
+        kind: TokenKind::Login {
+            user_id: user.id.clone(),
+            idle_seconds: LOGIN_IDLE_SECONDS,
+        },
+        created_by: Some(ActorId::user(&user.id)),
+        created_at: now,
+        last_used_at: now,
+        expires_at: Some(expires_at),
+    };
+    state
+        .db
+        .run(move |store| store.insert_token(&record))
+        .await?;
+    Ok((minted.token.to_string(), expires_at))
+}
+
+pub async fn register(
+    state: &ApiState,
+    request: &Request,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let body: Credentials = request.json()?;
+    let email = normalize_email(&body.email)?;
+    check_password(&body.password)?;
+    let invite_only = || {
+        ApiError::forbidden(
+            "This instance already has an owner; new users join by invite (ask an owner or member to run `agent-vault user invite`)",
+        )
+    };
+    if state.initialized().await? {
+        return Err(invite_only());
+    }
+    let user = User {
+        id: tokens::random_id()?,
+        email: email.clone(),
+        role: InstanceRole::Owner,
+        password_hash: hash_password(state, body.password).await?,
+        created_at: store::now(),
+    };
+    let first = user.clone();
+    match state
+        .db
+        .run(move |store| store.create_first_owner(&first))
+        .await
+    {
+        Ok(()) => {}
+        Err(store::StoreError::Conflict(_)) => return Err(invite_only()),
+        Err(error) => return Err(error.into()),
+    }
+    let (token, expires_at) = start_login_session(state, &user).await?;
+    created(&json!({
+        "email": email,
+        "role": "owner",
+        "requires_verification": false,
+        "authenticated": true,
+        "message": "Owner account created; you are the admin of the default vault.",
+        "token": token,
+        "expires_at": rfc3339(expires_at),
+    }))
+}
+
+pub async fn login(state: &ApiState, request: &Request) -> Result<Response<Full<Bytes>>, ApiError> {
+    let body: Credentials = request.json()?;
+    if body.email.is_empty() || body.password.is_empty() {
+        return Err(ApiError::bad_request("Email and password are required"));
+    }
+    let email = body.email.trim().to_ascii_lowercase();
+    let user = state
+        .db
+        .run(move |store| store.user_by_email(&email))
+        .await?;
+    let stored = user.as_ref().map(|user| user.password_hash.clone());
+    let kdf = state.password_kdf;
+    let password = body.password;
+    let valid =
+        tokio::task::spawn_blocking(move || passwords::verify(&password, stored.as_deref(), kdf))
+            .await
+            .unwrap_or(false);
+    let user = match (valid, user) {
+        (true, Some(user)) => user,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "Invalid email or password",
+            ));
+        }
+    };
+    let (token, expires_at) = start_login_session(state, &user).await?;
+    ok(&json!({ "token": token, "expires_at": rfc3339(expires_at) }))
+}
+
+pub async fn logout(
+    state: &ApiState,
+    request: &Request,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    if let Ok(session) = request.session(state).await {
+        let hash = session.token_hash;
+        state.db.run(move |store| store.delete_token(&hash)).await?;
+    }
+    ok(&json!({ "status": "ok" }))
+}
+
+pub async fn me(state: &ApiState, request: &Request) -> Result<Response<Full<Bytes>>, ApiError> {
+    let session = request.session(state).await?;
+    match session.actor {
+        Actor::User(user) => ok(&json!({
+            "type": "user",
+            "email": user.email,
+            "role": user.role,
+            "is_owner": user.role == InstanceRole::Owner,
+        })),
+        Actor::Agent(agent) => ok(&json!({
+            "type": "agent",
+            "agent_name": agent.name,
+            "role": agent.role,
+            "is_owner": agent.role == InstanceRole::Owner,
+        })),
+        Actor::Scoped { vault_id, role, .. } => {
+            let vault = state
+                .db
+                .run(move |store| store.vault_by_id(&vault_id))
+                .await?;
+            ok(&json!({
+                "type": "session",
+                "vault": vault.map(|vault| vault.name),
+                "vault_role": role,
+            }))
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! `GET /v1/vaults/{name}/logs`: the vault's request log, newest first, paged by id cursors
+//! (`before` for older entries, `after` for newer ones). Members and admins only.
+
+use bytes::Bytes;
+use http::Response;
+use http_body_util::Full;
+use serde_json::json;
+
+use super::vaults::{Check, check};
+use super::{ApiError, ApiState, Request, find_vault, ok, rfc3339};
+use crate::store::{LogQuery, VaultRole};
+
+const DEFAULT_LIMIT: u32 = 50;
+const MAX_LIMIT: u32 = 200;
+
+pub async fn list(
+    state: &ApiState,
+    request: &Request,
+    name: &str,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let session = request.session(state).await?;
+    let vault = find_vault(state, name).await?;
+    check(
+        state,
+        &session.actor,
+        &vault,
+        Check::Role(VaultRole::Member),
+    )
+    .await?;
+    let cursor = |name: &str| -> Result<Option<i64>, ApiError> {
+        request
+            .query(name)
+            .map(|value| {
+                value
+                    .parse::<i64>()
+                    .map_err(|_| ApiError::bad_request(format!("{name} must be a log id")))
+            })
+            .transpose()
+    };
+    let (before, after) = (cursor("before")?, cursor("after")?);
+    if before.is_some() && after.is_some() {
+        return Err(ApiError::bad_request(
+            "before and after cannot be used together",
+        ));
+    }
+    let limit = match request.query("limit") {
+        Some(value) => value
+            .parse::<u32>()
+            .ok()
+            .filter(|limit| (1..=MAX_LIMIT).contains(limit))
+            .ok_or_else(|| ApiError::bad_request(format!("limit must be 1 to {MAX_LIMIT}")))?,
+        None => DEFAULT_LIMIT,
+    };
+    let query = LogQuery {
+        before,
+        after,
+        limit,
+    };
+    let vault_id = vault.id.clone();
+    let entries = state
+        .db
+        .run(move |store| store.logs(&vault_id, &query))
+        .await?;
+    let next_cursor = (entries.len() == limit as usize)
+        .then(|| entries.last().map(|e| e.id))
+        .flatten();
+    let latest_id = entries.first().map(|e| e.id);
+    let logs: Vec<_> = entries
+        .iter()
+        .map(|entry| {
+            json!({
+                "id": entry.id,
+                "ingress": entry.ingress,
+                "method": entry.method,
+                "host": entry.host,
+                "path": entry.path,
+                "matched_service": entry.matched_service,
+                "credential_keys": entry.credential_keys,
+                "status": entry.status,
+                "latency_ms": entry.latency_ms,
+                "error_code": entry.error_code,
+                "actor_type": entry.actor.as_ref().map(|a| a.kind),
+                "actor_id": entry.actor.as_ref().map(|a| a.id.clone()),
+                "created_at": rfc3339(entry.created_at),
+            })
+        })
+        .collect();
+    ok(&json!({ "logs": logs, "next_cursor": next_cursor, "latest_id": latest_id }))
+}

@@ -1,0 +1,469 @@
+//! The control plane's HTTP API: `/health`, `/v1/status` and the `/v1` management API.
+//!
+//! [`handle`] reads the request (JSON bodies capped at 1 MiB), routes it by method and path
+//! to one file per resource, and turns every error into a response in one place
+//! ([`ApiError::into_response`]): `{"error": message}` with the status, as the Agent Vault API
+//! does. Handlers authenticate with [`Request::session`], check access with `auth::access`,
+//! and reach the store through `Db::run` (off the async threads).
+
+mod agents;
+mod auth;
+mod credentials;
+mod logs;
+mod services;
+mod sessions;
+mod status;
+mod users;
+mod vaults;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::auth::access::{AccessError, Denied};
+use crate::auth::{AuthError, Session};
+use crate::plugin::registry::Registry;
+use crate::store::{Db, StoreError, Vault};
+use crate::vault::crypto::{CryptoError, DataKey, KdfParams};
+
+/// The largest JSON body the API reads.
+const MAX_BODY: usize = 1024 * 1024;
+
+/// Everything handlers share; built once, cheap to clone behind an `Arc`.
+pub struct ApiState {
+    pub db: Db,
+    pub data_key: Arc<DataKey>,
+    pub plugins: Arc<Registry>,
+    /// The server's own address, for links (`av_addr`, invite links).
+    pub base_url: String,
+    /// Argon2id settings for user passwords.
+    pub password_kdf: KdfParams,
+    /// Allow internal hosts (localhost, IPs) in services.
+    pub dev_mode: bool,
+    /// Set once an owner exists; until then most routes answer 503.
+    initialized: AtomicBool,
+    /// Serialises read-modify-write of a vault's services.
+    services_lock: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState")
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiState {
+    pub fn new(
+        db: Db,
+        data_key: Arc<DataKey>,
+        plugins: Arc<Registry>,
+        base_url: String,
+        password_kdf: KdfParams,
+        dev_mode: bool,
+    ) -> Self {
+        ApiState {
+            db,
+            data_key,
+            plugins,
+            base_url,
+            password_kdf,
+            dev_mode,
+            initialized: AtomicBool::new(false),
+            services_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Whether an owner exists (cached once true).
+    async fn initialized(&self) -> Result<bool, ApiError> {
+        if self.initialized.load(Ordering::Acquire) {
+            return Ok(true);
+        }
+        let has_owner = self.db.run(|store| store.has_owner()).await?;
+        if has_owner {
+            self.initialized.store(true, Ordering::Release);
+        }
+        Ok(has_owner)
+    }
+}
+
+/// A request as handlers see it: the body read in full (at most 1 MiB).
+#[derive(Debug)]
+pub struct Request {
+    pub method: Method,
+    pub path: String,
+    pub query: HashMap<String, String>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Request {
+    /// The segments of the path after the leading `/`.
+    fn segments(&self) -> Vec<&str> {
+        self.path.trim_start_matches('/').split('/').collect()
+    }
+
+    /// The body as JSON of type `T`.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        if self.body.is_empty() {
+            return serde_json::from_str("{}")
+                .map_err(|error| ApiError::bad_request(format!("invalid request: {error}")));
+        }
+        serde_json::from_slice(&self.body)
+            .map_err(|error| ApiError::bad_request(format!("invalid JSON body: {error}")))
+    }
+
+    /// A query parameter.
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query.get(name).map(String::as_str)
+    }
+
+    /// The authenticated session behind `Authorization: Bearer`.
+    pub async fn session(&self, state: &ApiState) -> Result<Session, ApiError> {
+        let header = self
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok());
+        let token = crate::auth::bearer(header)?.to_owned();
+        let now = crate::store::now();
+        let outcome = state
+            .db
+            .run(move |store| Ok(crate::auth::authenticate(store, &token, now)))
+            .await?;
+        Ok(outcome?)
+    }
+}
+
+/// An error on its way to becoming a response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    /// Extra top-level fields of the JSON body.
+    pub extra: Option<Value>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            extra: None,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::CONFLICT, message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::FORBIDDEN, message)
+    }
+
+    fn with(mut self, extra: Value) -> Self {
+        self.extra = Some(extra);
+        self
+    }
+
+    /// The one place an error becomes a status and a body.
+    fn into_response(self) -> Response<Full<Bytes>> {
+        let mut body = json!({ "error": self.message });
+        if let (Some(Value::Object(extra)), Value::Object(object)) = (self.extra, &mut body) {
+            object.extend(extra);
+        }
+        json_response(self.status, &body)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Conflict(what) => ApiError::conflict(format!("{what} already exists")),
+            StoreError::NotFound(what) => ApiError::not_found(format!("{what} not found")),
+            StoreError::LastOwner => {
+                ApiError::conflict("This would leave the instance without an owner")
+            }
+            StoreError::LastAdmin => {
+                ApiError::conflict("This would leave the vault without an admin")
+            }
+            StoreError::Database(message) => {
+                tracing::error!("store error: {message}");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+            }
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::Store(error) => error.into(),
+            other => ApiError::new(StatusCode::UNAUTHORIZED, other.to_string()),
+        }
+    }
+}
+
+impl From<Denied> for ApiError {
+    fn from(denied: Denied) -> Self {
+        ApiError::forbidden(denied.to_string())
+    }
+}
+
+impl From<AccessError> for ApiError {
+    fn from(error: AccessError) -> Self {
+        match error {
+            AccessError::Denied(denied) => denied.into(),
+            AccessError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<CryptoError> for ApiError {
+    fn from(error: CryptoError) -> Self {
+        tracing::error!("crypto error: {error}");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    }
+}
+
+/// A JSON response.
+pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Full<Bytes>> {
+    let bytes = serde_json::to_vec(body).expect("response bodies serialize");
+    let mut response = Response::new(Full::new(Bytes::from(bytes)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// 200 with a JSON body.
+pub fn ok(body: &impl Serialize) -> Result<Response<Full<Bytes>>, ApiError> {
+    Ok(json_response(StatusCode::OK, body))
+}
+
+/// 201 with a JSON body.
+pub fn created(body: &impl Serialize) -> Result<Response<Full<Bytes>>, ApiError> {
+    Ok(json_response(StatusCode::CREATED, body))
+}
+
+/// Serve one request.
+pub async fn handle(
+    state: Arc<ApiState>,
+    request: http::Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let mut response = match read(request).await {
+        Ok(request) => route(&state, &request)
+            .await
+            .unwrap_or_else(ApiError::into_response),
+        Err(error) => error.into_response(),
+    };
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "no-referrer"),
+        ("cache-control", "no-store"),
+    ] {
+        headers.insert(name, http::HeaderValue::from_static(value));
+    }
+    response
+}
+
+async fn read(request: http::Request<Incoming>) -> Result<Request, ApiError> {
+    let (parts, body) = request.into_parts();
+    let body = Limited::new(body, MAX_BODY)
+        .collect()
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body is larger than 1 MiB",
+            )
+        })?
+        .to_bytes();
+    let query = parts
+        .uri
+        .query()
+        .map(|query| {
+            crate::request::raw_query_pairs(Some(query))
+                .map(|(name, value)| (decode_form(name), decode_form(value)))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Request {
+        method: parts.method,
+        path: parts.uri.path().to_owned(),
+        query,
+        headers: parts.headers,
+        body,
+    })
+}
+
+/// A query-string component: `+` is a space, then percent-decoding.
+fn decode_form(raw: &str) -> String {
+    crate::request::decode_component(&raw.replace('+', " "))
+}
+
+async fn route(state: &ApiState, request: &Request) -> Result<Response<Full<Bytes>>, ApiError> {
+    let segments = request.segments();
+    let method = &request.method;
+    // Routes that work before the first owner exists.
+    match (method, segments.as_slice()) {
+        (&Method::GET, ["health"]) => return status::health(state).await,
+        (&Method::GET, ["v1", "status"]) => return status::status(state).await,
+        (&Method::POST, ["v1", "auth", "register"]) => return auth::register(state, request).await,
+        (&Method::POST, ["v1", "users", "invites", token, "accept"]) => {
+            return users::accept_invite(state, request, token).await;
+        }
+        (_, ["v1", ..]) => {}
+        _ => return Err(ApiError::not_found("no such endpoint")),
+    }
+    if !state.initialized().await? {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "No owner account exists. Run 'agent-vault auth register' to create one.",
+        )
+        .with(json!({ "code": "not_initialized" })));
+    }
+    match (method, segments.as_slice()) {
+        (&Method::POST, ["v1", "auth", "login"]) => auth::login(state, request).await,
+        (&Method::POST, ["v1", "auth", "logout"]) => auth::logout(state, request).await,
+        (&Method::GET, ["v1", "auth", "me"]) => auth::me(state, request).await,
+
+        (&Method::POST, ["v1", "vaults"]) => vaults::create(state, request).await,
+        (&Method::GET, ["v1", "vaults"]) => vaults::list(state, request).await,
+        (&Method::DELETE, ["v1", "vaults", name]) => vaults::delete(state, request, name).await,
+        (&Method::GET, ["v1", "vaults", name, "settings"]) => {
+            vaults::settings(state, request, name).await
+        }
+        (&Method::PATCH, ["v1", "vaults", name, "settings"]) => {
+            vaults::update_settings(state, request, name).await
+        }
+        (&Method::GET, ["v1", "vaults", name, "users"]) => {
+            vaults::users(state, request, name).await
+        }
+        (&Method::POST, ["v1", "vaults", name, "users"]) => {
+            vaults::add_user(state, request, name).await
+        }
+        (&Method::DELETE, ["v1", "vaults", name, "users", email]) => {
+            vaults::remove_user(state, request, name, email).await
+        }
+        (&Method::POST, ["v1", "vaults", name, "users", email, "role"]) => {
+            vaults::set_user_role(state, request, name, email).await
+        }
+        (&Method::GET, ["v1", "vaults", name, "agents"]) => {
+            vaults::agents(state, request, name).await
+        }
+        (&Method::POST, ["v1", "vaults", name, "agents"]) => {
+            vaults::add_agent(state, request, name).await
+        }
+        (&Method::DELETE, ["v1", "vaults", name, "agents", agent]) => {
+            vaults::remove_agent(state, request, name, agent).await
+        }
+        (&Method::POST, ["v1", "vaults", name, "agents", agent, "role"]) => {
+            vaults::set_agent_role(state, request, name, agent).await
+        }
+
+        (&Method::GET, ["v1", "credentials"]) => credentials::list(state, request).await,
+        (&Method::POST, ["v1", "credentials"]) => credentials::set(state, request).await,
+        (&Method::DELETE, ["v1", "credentials"]) => credentials::delete(state, request).await,
+
+        (&Method::GET, ["v1", "vaults", name, "services"]) => {
+            services::list(state, request, name).await
+        }
+        (&Method::POST, ["v1", "vaults", name, "services"]) => {
+            services::upsert(state, request, name).await
+        }
+        (&Method::PUT, ["v1", "vaults", name, "services"]) => {
+            services::replace(state, request, name).await
+        }
+        (&Method::DELETE, ["v1", "vaults", name, "services"]) => {
+            services::clear(state, request, name).await
+        }
+        (&Method::PATCH, ["v1", "vaults", name, "services", service]) => {
+            services::patch(state, request, name, service).await
+        }
+        (&Method::DELETE, ["v1", "vaults", name, "services", service]) => {
+            services::remove(state, request, name, service).await
+        }
+
+        (&Method::POST, ["v1", "sessions"]) => sessions::create(state, request).await,
+        (&Method::GET, ["v1", "sessions"]) => sessions::list(state, request).await,
+        (&Method::DELETE, ["v1", "sessions", id]) => sessions::revoke(state, request, id).await,
+
+        (&Method::POST, ["v1", "agents"]) => agents::create(state, request).await,
+        (&Method::GET, ["v1", "agents"]) => agents::list(state, request).await,
+        (&Method::GET, ["v1", "agents", name]) => agents::get(state, request, name).await,
+        (&Method::DELETE, ["v1", "agents", name]) => agents::revoke(state, request, name).await,
+        (&Method::POST, ["v1", "agents", name, "delete"]) => {
+            agents::delete(state, request, name).await
+        }
+        (&Method::POST, ["v1", "agents", name, "rotate"]) => {
+            agents::rotate(state, request, name).await
+        }
+
+        (&Method::GET, ["v1", "users"]) => users::list(state, request).await,
+        (&Method::POST, ["v1", "users", "invites"]) => users::invite(state, request).await,
+        (&Method::GET, ["v1", "users", "invites"]) => users::invites(state, request).await,
+        (&Method::DELETE, ["v1", "users", "invites", token]) => {
+            users::revoke_invite(state, request, token).await
+        }
+        (&Method::POST, ["v1", "admin", "users", email, "role"]) => {
+            users::set_role(state, request, email).await
+        }
+        (&Method::DELETE, ["v1", "admin", "users", email]) => {
+            users::remove(state, request, email).await
+        }
+
+        (&Method::GET, ["v1", "vaults", name, "logs"]) => logs::list(state, request, name).await,
+
+        _ => Err(ApiError::not_found("no such endpoint")),
+    }
+}
+
+/// The vault named `name`, or 404 "Vault not found: name".
+async fn find_vault(state: &ApiState, name: &str) -> Result<Vault, ApiError> {
+    let owned = name.to_owned();
+    state
+        .db
+        .run(move |store| store.vault(&owned))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("Vault not found: {name}")))
+}
+
+/// The vault a request names with `?vault=` or a `vault` body field, else `default`.
+fn vault_name_or_default(name: Option<&str>) -> String {
+    match name {
+        Some(name) if !name.is_empty() => name.to_owned(),
+        _ => crate::store::DEFAULT_VAULT.to_owned(),
+    }
+}
+
+/// RFC 3339 for a Unix time.
+fn rfc3339(time: crate::store::UnixTime) -> String {
+    time::OffsetDateTime::from_unix_timestamp(time)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}

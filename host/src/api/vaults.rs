@@ -1,0 +1,479 @@
+//! `/v1/vaults`: create, list and delete vaults; their settings; who is in them.
+//!
+//! Creating a vault makes its creator its admin. Owners see every vault but are not members
+//! of those they have not joined. The default vault cannot be deleted.
+
+use bytes::Bytes;
+use http::Response;
+use http_body_util::Full;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ApiError, ApiState, Request, created, find_vault, ok, rfc3339};
+use crate::auth::Actor;
+use crate::auth::access;
+use crate::services::check_name;
+use crate::store::{self, ActorId, AgentStatus, Grant, InstanceRole, VaultRole};
+
+/// The per-vault setting for requests to hosts no service covers.
+const UNMATCHED_HOST_POLICY: &str = "unmatched_host_policy";
+
+#[derive(Deserialize)]
+struct CreateVault {
+    #[serde(default)]
+    name: String,
+}
+
+pub async fn create(
+    state: &ApiState,
+    request: &Request,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let session = request.session(state).await?;
+    access::require_instance(&session.actor, InstanceRole::Member)?;
+    let body: CreateVault = request.json()?;
+    check_name(&body.name).map_err(ApiError::bad_request)?;
+    if body.name == "users" {
+        return Err(ApiError::bad_request("name \"users\" is reserved"));
+    }
+    let admin = session.actor.id();
+    let name = body.name;
+    let vault = state
+        .db
+        .run(move |store| store.create_vault(&name, admin.as_ref()))
+        .await?;
+    created(&json!({ "id": vault.id, "name": vault.name, "created_at": rfc3339(vault.created_at) }))
+}
+
+pub async fn list(state: &ApiState, request: &Request) -> Result<Response<Full<Bytes>>, ApiError> {
+    let session = request.session(state).await?;
+    let actor = session.actor;
+    let vaults = state
+        .db
+        .run(move |store| {
+            let vaults = store.vaults()?;
+            let grants = match actor.id() {
+                Some(id) => store.grants_of(&id)?,
+                None => Vec::new(),
+            };
+            let is_owner = actor.instance_role() == Some(InstanceRole::Owner);
+            Ok(vaults
+                .into_iter()
+                .filter_map(|vault| {
+                    let role = match &actor {
+                        Actor::Scoped { vault_id, role, .. } => {
+                            (vault_id == &vault.id).then_some(*role)
+                        }
+                        _ => grants
+                            .iter()
+                            .find(|g| g.vault_id == vault.id)
+                            .map(|g| g.role),
+                    };
+                    match (role, is_owner) {
+                        (Some(role), _) => Some(json!({
+                            "id": vault.id, "name": vault.name, "role": role,
+                            "membership": "explicit", "created_at": rfc3339(vault.created_at),
+                        })),
+                        (None, true) => Some(json!({
+                            "id": vault.id, "name": vault.name, "role": null,
+                            "membership": "implicit", "created_at": rfc3339(vault.created_at),
+                        })),
+                        (None, false) => None,
+                    }
+                })
+                .collect::<Vec<_>>())
+        })
+        .await?;
+    ok(&json!({ "vaults": vaults }))
+}
+
+pub async fn delete(
+    state: &ApiState,
+    request: &Request,
+    name: &str,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let session = request.session(state).await?;
+    let vault = find_vault(state, name).await?;
+    check(state, &session.actor, &vault, Check::AdminOrOwner).await?;
+    if vault.name == store::DEFAULT_VAULT {
+        return Err(ApiError::bad_request("Cannot delete the default vault"));
+    }
+    let id = vault.id.clone();
+    state.db.run(move |store| store.delete_vault(&id)).await?;
+    ok(&json!({ "name": vault.name, "deleted": true }))
+}
+
+pub async fn settings(
+    state: &ApiState,
+    request: &Request,
+    name: &str,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let session = request.session(state).await?;
+    let vault = find_vault(state, name).await?;
+    check(state, &session.actor, &vault, Check::Role(VaultRole::Proxy)).await?;
+    let id = vault.id.clone();
+    let policy = state
+        .db
+        .run(move |store| store.vault_setting(&id, UNMATCHED_HOST_POLICY))
+        .await?
+        .unwrap_or_else(|| "passthrough".to_owned());
+    ok(&json!({ "unmatched_host_policy": policy }))
+}
+
+#[derive(Deserialize)]
+struct SettingsUpdate {
+    unmatched_host_policy: Option<String>,
+}
+
+pub async fn update_settings(
+    state: &ApiState,
+    request: &Request,
+    name: &str,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let session = request.session(state).await?;
+    let vault = find_vault(state, name).await?;
+    check(state, &session.actor, &vault, Check::AdminOrOwner).await?;
+    let body: SettingsUpdate = request.json()?;
+    let Some(policy) = body.unmatched_host_policy else {
+        return Err(ApiError::bad_request("unmatched_host_policy is required"));
+    };
+    let stored = match policy.as_str() {
+        "passthrough" | "deny" => Some(policy.clone()),
+        "" => None,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "unmatched_host_policy must be \"passthrough\" or \"deny\", not {other:?}"
+            )));
+        }
+    };
+    let id = vault.id.clone();
+    state
+        .db
+        .run(move |store| store.set_vault_setting(&id, UNMATCHED_HOST_POLICY, stored.as_deref()))
+        .await?;
+    let effective = if policy.is_empty() {
+        "passthrough".to_owned()
+    } else {
+        policy
+    };
+    ok(&json!({ "unmatched_host_policy": effective }))
+}
+
+/// What a vault-level action needs.
+#[derive(Debug, Clone, Copy)]
+pub enum Check {
+    Role(VaultRole),
+    AdminOrOwner,
+}
+
+/// Check the actor's access to `vault`.
+pub async fn check(
+    state: &ApiState,
+    actor: &Actor,
+    vault: &store::Vault,
+    needed: Check,
+) -> Result<(), ApiError> {
+    let actor = actor.clone();
+    let vault = vault.clone();
+    let outcome = state
+        .db
+        .run(move |store| {
+            Ok(match needed {
+                Check::Role(role) => access::require_vault(store, &actor, &vault, role).map(|_| ()),
+                Check::AdminOrOwner => access::require_vault_admin_or_owner(store, &actor, &vault),
+            })
+        })
+        .await?;
+    Ok(outcome?)
+}
+
+pub async fn users(
+    state: &ApiState,
+    request: &Request,
+    name: &str,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let session = request.session(state).await?;
+    let vault = find_vault(state, name).await?;
+    check(state, &session.actor, &vault, Check::Role(VaultRole::Proxy)).await?;
+    let id = vault.id.clone();
+    let users = state
+        .db
+        .run(move |store| {
+            let mut users = Vec::new();
+            for grant in store.vault_grants(&id)? {
+                if let (store::ActorKind::User, Some(user)) =
+                    (grant.actor.kind, store.user(&grant.actor.id)?)
+                {
+                    users.push(
+                        json!({ "email": user.email, "role": grant.role, "status": "active" }),
+                    );
+                }
+            }
+            Ok(users)
+        })
+        .await?;
+    ok(&json!({ "users": users }))
+}
+
+#[derive(Deserialize)]
+struct Member {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    name: String,
+    role: Option<VaultRole>,
+}
+
+pub async fn add_user(
+    state: &ApiState,
+    request: &Request,
+    name: &str,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let session = request.session(state).await?;
+    let vault = find_vault(state, name).await?;
+    check(state, &session.actor, &vault, Check::Role(VaultRole::Admin)).await?;
+    let body: Member = request.json()?;
+    let role = body.role.unwrap_or(VaultRole::Member);
+    if role == VaultRole::Proxy {
+        return Err(ApiError::bad_request(
+            "A user's vault role must be admin or member",
+        ));
+    }
+    let email = body.email.trim().to_ascii_lowercase();
+    let vault_id = vault.id.clone();
+    let lookup = email.clone();
+    let user = state
+        .db
+        .run(move |store| store.user_by_email(&lookup))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("User not found: {email}")))?;
+    add_grant(state, ActorId::user(&user.id), &vault_id, role, &email).await?;
+    created(&json!({ "email": email, "role": role }))
+}
+
+pub async fn remove_user(
+    state: &ApiState,
+    request: &Request,
+    name: &str,
+    email: &str,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let session = request.session(state).await?;
+    let vault = find_vault(state, name).await?;
+    check(state, &session.actor, &vault, Check::Role(VaultRole::Admin)).await?;
+    let actor = user_actor(state, email).await?;
+    let vault_id = vault.id.clone();
+    state
+        .db
+        .run(move |store| store.remove_grant(&actor, &vault_id))
+        .await?;
+    ok(&json!({ "message": format!("Removed {email} from vault {}", vault.name) }))
+}
+
+#[derive(Deserialize)]
+struct RoleChange {
+    role: VaultRole,
+}
+
+pub async fn set_user_role(
+    state: &ApiState,
+    request: &Request,
+    name: &str,
+    email: &str,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let session = request.session(state).await?;
+    let vault = find_vault(state, name).await?;
+    check(state, &session.actor, &vault, Check::Role(VaultRole::Admin)).await?;
+    let body: RoleChange = request.json()?;
+    if body.role == VaultRole::Proxy {
+        return Err(ApiError::bad_request(
+            "A user's vault role must be admin or member",
+        ));
+    }
+    let actor = user_actor(state, email).await?;
+    change_grant(state, actor, &vault, body.role, email).await?;
+    ok(
+        &json!({ "email": email, "role": body.role, "message": format!("{email} is now {} of vault {}", body.role, vault.name) }),
+    )
+}
+
+pub async fn agents(
+    state: &ApiState,
+    request: &Request,
+    name: &str,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let session = request.session(state).await?;
+    let vault = find_vault(state, name).await?;
+    check(state, &session.actor, &vault, Check::Role(VaultRole::Proxy)).await?;
+    let id = vault.id.clone();
+    let agents = state
+        .db
+        .run(move |store| {
+            let mut agents = Vec::new();
+            for grant in store.vault_grants(&id)? {
+                if let (store::ActorKind::Agent, Some(agent)) = (grant.actor.kind, store.agent(&grant.actor.id)?) {
+                    agents.push(json!({ "name": agent.name, "agent_id": agent.id, "vault_role": grant.role, "status": agent.status }));
+                }
+            }
+            Ok(agents)
+        })
+        .await?;
+    ok(&json!({ "agents": agents }))
+}
+
+pub async fn add_agent(
+    state: &ApiState,
+    request: &Request,
+    name: &str,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let session = request.session(state).await?;
+    let vault = find_vault(state, name).await?;
+    check(state, &session.actor, &vault, Check::Role(VaultRole::Admin)).await?;
+    let body: Member = request.json()?;
+    let role = body.role.unwrap_or(VaultRole::Proxy);
+    let agent = agent_named(state, &body.name).await?;
+    if agent.status == AgentStatus::Revoked {
+        return Err(ApiError::conflict(format!(
+            "Agent {} is revoked",
+            agent.name
+        )));
+    }
+    add_grant(
+        state,
+        ActorId::agent(&agent.id),
+        &vault.id,
+        role,
+        &agent.name,
+    )
+    .await?;
+    created(
+        &json!({ "message": format!("Agent {} added to vault {} as {role}", agent.name, vault.name) }),
+    )
+}
+
+pub async fn remove_agent(
+    state: &ApiState,
+    request: &Request,
+    name: &str,
+    agent_name: &str,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let session = request.session(state).await?;
+    let vault = find_vault(state, name).await?;
+    check(state, &session.actor, &vault, Check::Role(VaultRole::Admin)).await?;
+    let agent = agent_named(state, agent_name).await?;
+    let (actor, vault_id) = (ActorId::agent(&agent.id), vault.id.clone());
+    state
+        .db
+        .run(move |store| store.remove_grant(&actor, &vault_id))
+        .await?;
+    ok(&json!({ "message": format!("Agent {} removed from vault {}", agent.name, vault.name) }))
+}
+
+pub async fn set_agent_role(
+    state: &ApiState,
+    request: &Request,
+    name: &str,
+    agent_name: &str,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let session = request.session(state).await?;
+    let vault = find_vault(state, name).await?;
+    check(state, &session.actor, &vault, Check::Role(VaultRole::Admin)).await?;
+    let body: RoleChange = request.json()?;
+    let agent = agent_named(state, agent_name).await?;
+    let old = change_grant(
+        state,
+        ActorId::agent(&agent.id),
+        &vault,
+        body.role,
+        &agent.name,
+    )
+    .await?;
+    ok(
+        &json!({ "message": format!("Agent {} is now {} of vault {}", agent.name, body.role, vault.name), "old_role": old, "new_role": body.role }),
+    )
+}
+
+async fn user_actor(state: &ApiState, email: &str) -> Result<ActorId, ApiError> {
+    let lookup = email.trim().to_ascii_lowercase();
+    state
+        .db
+        .run(move |store| store.user_by_email(&lookup))
+        .await?
+        .map(|user| ActorId::user(user.id))
+        .ok_or_else(|| ApiError::not_found(format!("User not found: {email}")))
+}
+
+pub async fn agent_named(state: &ApiState, name: &str) -> Result<store::Agent, ApiError> {
+    let lookup = name.to_owned();
+    state
+        .db
+        .run(move |store| store.agent_by_name(&lookup))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("Agent not found: {name}")))
+}
+
+/// Give `actor` a role in a vault it is not in yet.
+async fn add_grant(
+    state: &ApiState,
+    actor: ActorId,
+    vault_id: &str,
+    role: VaultRole,
+    who: &str,
+) -> Result<(), ApiError> {
+    let vault_id = vault_id.to_owned();
+    let existing = {
+        let (actor, vault_id) = (actor.clone(), vault_id.clone());
+        state
+            .db
+            .run(move |store| {
+                Ok(store
+                    .grants_of(&actor)?
+                    .into_iter()
+                    .any(|g| g.vault_id == vault_id))
+            })
+            .await?
+    };
+    if existing {
+        return Err(ApiError::conflict(format!(
+            "{who} already has access to this vault"
+        )));
+    }
+    let grant = Grant {
+        actor,
+        vault_id,
+        role,
+    };
+    state.db.run(move |store| store.set_grant(&grant)).await?;
+    Ok(())
+}
+
+/// Change the role of an actor already in the vault; returns the old role.
+async fn change_grant(
+    state: &ApiState,
+    actor: ActorId,
+    vault: &store::Vault,
+    role: VaultRole,
+    who: &str,
+) -> Result<VaultRole, ApiError> {
+    let vault_id = vault.id.clone();
+    let current = {
+        let (actor, vault_id) = (actor.clone(), vault_id.clone());
+        state
+            .db
+            .run(move |store| {
+                Ok(store
+                    .grants_of(&actor)?
+                    .into_iter()
+                    .find(|g| g.vault_id == vault_id))
+            })
+            .await?
+    };
+    let old = current
+        .ok_or_else(|| ApiError::not_found(format!("{who} has no access to vault {}", vault.name)))?
+        .role;
+    let grant = Grant {
+        actor,
+        vault_id,
+        role,
+    };
+    state.db.run(move |store| store.set_grant(&grant)).await?;
+    Ok(old)
+}

@@ -1,0 +1,446 @@
+//! Persistent state behind one small trait: vaults, sealed credentials, services, users,
+//! agents, vault grants, tokens (stored only as SHA-256), invites, the master key record and
+//! the request log.
+//!
+//! [`Store`] is synchronous: backends do blocking IO, and callers on async threads go through
+//! [`Db::run`], which moves the work to the blocking pool. Rules that must hold under
+//! concurrency (the last owner, the last vault admin, one first owner) are enforced inside
+//! the backend's transactions, not by callers reading then writing. The embedded backend is
+//! SQLite (`sqlite.rs`); a PostgreSQL backend implements the same trait.
+//!
+//! Nothing here ever sees a plaintext credential: values arrive sealed by `vault::crypto`.
+
+pub mod sqlite;
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::vault::crypto::{KdfParams, Sealed};
+
+/// Seconds since the Unix epoch, UTC.
+pub type UnixTime = i64;
+
+/// The current time as [`UnixTime`].
+pub fn now() -> UnixTime {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs() as i64)
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum StoreError {
+    #[error("{0} already exists")]
+    Conflict(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("this would leave the instance without an owner")]
+    LastOwner,
+    #[error("this would leave the vault without an admin")]
+    LastAdmin,
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A role on the instance: `owner` > `member` > `no-access`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InstanceRole {
+    NoAccess,
+    Member,
+    Owner,
+}
+
+/// A role in one vault: `admin` > `member` > `proxy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VaultRole {
+    Proxy,
+    Member,
+    Admin,
+}
+
+macro_rules! text_enum {
+    ($name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(text: &str) -> std::result::Result<Self, String> {
+                match text {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(format!(
+                        "{other:?} is not one of: {}",
+                        [$($text),+].join(", ")
+                    )),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+text_enum!(InstanceRole { Owner => "owner", Member => "member", NoAccess => "no-access" });
+text_enum!(VaultRole { Admin => "admin", Member => "member", Proxy => "proxy" });
+text_enum!(ActorKind { User => "user", Agent => "agent" });
+text_enum!(AgentStatus { Active => "active", Revoked => "revoked" });
+text_enum!(InviteStatus { Pending => "pending", Accepted => "accepted", Revoked => "revoked" });
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ActorKind {
+    User,
+    Agent,
+}
+
+/// A user or an agent: who holds a grant, minted a token, or made a request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ActorId {
+    pub kind: ActorKind,
+    pub id: String,
+}
+
+impl ActorId {
+    pub fn user(id: impl Into<String>) -> Self {
+        ActorId {
+            kind: ActorKind::User,
+            id: id.into(),
+        }
+    }
+
+    pub fn agent(id: impl Into<String>) -> Self {
+        ActorId {
+            kind: ActorKind::Agent,
+            id: id.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vault {
+    pub id: String,
+    pub name: String,
+    pub created_at: UnixTime,
+}
+
+/// The name of the vault every instance starts with; it cannot be deleted.
+pub const DEFAULT_VAULT: &str = "default";
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: String,
+    /// Lower case.
+    pub email: String,
+    pub role: InstanceRole,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    pub created_at: UnixTime,
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AgentStatus {
+    Active,
+    Revoked,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agent {
+    pub id: String,
+    pub name: String,
+    pub role: InstanceRole,
+    pub status: AgentStatus,
+    pub created_by: Option<ActorId>,
+    pub created_at: UnixTime,
+    pub revoked_at: Option<UnixTime>,
+}
+
+/// An actor's role in a vault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub actor: ActorId,
+    pub vault_id: String,
+    pub role: VaultRole,
+}
+
+/// What a token is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenKind {
+    /// A user's login session, which expires after `idle_seconds` without use.
+    Login { user_id: String, idle_seconds: i64 },
+    /// An agent's long-lived token.
+    Agent { agent_id: String },
+    /// A vault-scoped session for one vault and role, with no actor of its own.
+    Scoped {
+        vault_id: String,
+        role: VaultRole,
+        label: String,
+    },
+}
+
+/// A token as stored: only its SHA-256 (`hash`), never the token itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// Lower-case hex SHA-256 of the token.
+    pub hash: String,
+    /// A non-secret id for listing and revoking.
+    pub public_id: String,
+    pub kind: TokenKind,
+    pub created_by: Option<ActorId>,
+    pub created_at: UnixTime,
+    pub last_used_at: UnixTime,
+    /// Absolute expiry, if any.
+    pub expires_at: Option<UnixTime>,
+}
+
+/// A credential as stored: its key name and its sealed value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCredential {
+    pub key: String,
+    pub sealed: Sealed,
+}
+
+/// How the data key is kept.
+#[derive(Clone, PartialEq, Eq)]
+pub enum KeyProtection {
+    /// Wrapped under Argon2id(master password, salt).
+    Password {
+        salt: Vec<u8>,
+        kdf: KdfParams,
+        wrapped: Sealed,
+    },
+    /// In the clear: whoever reads the database file can decrypt every credential.
+    Passwordless { plain: Vec<u8> },
+}
+
+impl fmt::Debug for KeyProtection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyProtection::Password { kdf, .. } => f
+                .debug_struct("Password")
+                .field("kdf", kdf)
+                .finish_non_exhaustive(),
+            KeyProtection::Passwordless { .. } => f.write_str("Passwordless"),
+        }
+    }
+}
+
+/// The one master key record of an instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MasterKeyRecord {
+    pub key_version: u32,
+    pub protection: KeyProtection,
+}
+
+/// An invitation for a person to become a user, with the vaults they will join.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invite {
+    /// SHA-256 of the invite token.
+    pub hash: String,
+    pub email: String,
+    pub role: InstanceRole,
+    pub vaults: Vec<(String, VaultRole)>,
+    pub created_by: Option<ActorId>,
+    pub status: InviteStatus,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InviteStatus {
+    Pending,
+    Accepted,
+    Revoked,
+}
+
+/// One proxied request, as the request log keeps it: metadata only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    /// Assigned by the store; increasing.
+    pub id: i64,
+    pub vault_id: String,
+    /// `explicit` (`/proxy/...`) or `transparent` (the forward proxy).
+    pub ingress: String,
+    pub method: String,
+    pub host: String,
+    /// Without the query string.
+    pub path: String,
+    pub matched_service: Option<String>,
+    /// Names of the credentials the request used, never their values.
+    pub credential_keys: Vec<String>,
+    pub status: u16,
+    pub latency_ms: u64,
+    pub error_code: Option<String>,
+    pub actor: Option<ActorId>,
+    pub created_at: UnixTime,
+}
+
+/// A page of the request log: newest first, before or after an id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogQuery {
+    pub before: Option<i64>,
+    pub after: Option<i64>,
+    pub limit: u32,
+}
+
+/// Persistent state. Every method is one transaction.
+pub trait Store: Send + Sync + 'static {
+    // The master key.
+    fn master_key(&self) -> Result<Option<MasterKeyRecord>>;
+    /// Store the first master key record; `Conflict` if one exists.
+    fn init_master_key(&self, record: &MasterKeyRecord) -> Result<()>;
+    /// Replace the master key record (a re-wrap); `NotFound` if there is none.
+    fn replace_master_key(&self, record: &MasterKeyRecord) -> Result<()>;
+
+    // Vaults.
+    /// Create a vault; `admin`, if given, becomes its admin in the same transaction.
+    fn create_vault(&self, name: &str, admin: Option<&ActorId>) -> Result<Vault>;
+    fn vault(&self, name: &str) -> Result<Option<Vault>>;
+    fn vault_by_id(&self, id: &str) -> Result<Option<Vault>>;
+    fn vaults(&self) -> Result<Vec<Vault>>;
+    /// Delete a vault and everything in it (credentials, services, grants, scoped tokens,
+    /// logs, settings).
+    fn delete_vault(&self, id: &str) -> Result<()>;
+    fn vault_setting(&self, vault_id: &str, key: &str) -> Result<Option<String>>;
+    /// Set a setting, or remove it with `None`.
+    fn set_vault_setting(&self, vault_id: &str, key: &str, value: Option<&str>) -> Result<()>;
+
+    // Credentials.
+    /// Insert or replace credentials, all or none.
+    fn put_credentials(&self, vault_id: &str, credentials: &[StoredCredential]) -> Result<()>;
+    fn credential(&self, vault_id: &str, key: &str) -> Result<Option<StoredCredential>>;
+    /// Key names, sorted.
+    fn credential_keys(&self, vault_id: &str) -> Result<Vec<String>>;
+    /// Delete the given keys; returns those that existed.
+    fn delete_credentials(&self, vault_id: &str, keys: &[String]) -> Result<Vec<String>>;
+
+    // Services: one JSON document per vault.
+    fn services(&self, vault_id: &str) -> Result<Option<String>>;
+    fn set_services(&self, vault_id: &str, json: &str) -> Result<()>;
+
+    // Users.
+    /// Whether any user or active agent has the owner role.
+    fn has_owner(&self) -> Result<bool>;
+    /// Create the first owner (admin of the default vault); `Conflict` if an owner exists.
+    fn create_first_owner(&self, user: &User) -> Result<()>;
+    fn user(&self, id: &str) -> Result<Option<User>>;
+    fn user_by_email(&self, email: &str) -> Result<Option<User>>;
+    fn users(&self) -> Result<Vec<User>>;
+    /// `LastOwner` if this demotes the last owner.
+    fn set_user_role(&self, id: &str, role: InstanceRole) -> Result<()>;
+    fn set_user_password(&self, id: &str, password_hash: &str) -> Result<()>;
+    /// Delete a user, its grants, its sessions and the scoped tokens it minted;
+    /// `LastOwner` if it is the last owner.
+    fn delete_user(&self, id: &str) -> Result<()>;
+
+    // Invites.
+    fn create_invite(&self, invite: &Invite) -> Result<()>;
+    fn invite(&self, hash: &str) -> Result<Option<Invite>>;
+    fn invites(&self) -> Result<Vec<Invite>>;
+    /// Create `user` from a pending invite with its grants and mark the invite accepted,
+    /// atomically; `NotFound` if the invite is not pending.
+    fn accept_invite(&self, hash: &str, user: &User) -> Result<()>;
+    fn revoke_invite(&self, hash: &str) -> Result<()>;
+
+    // Agents.
+    /// Create an agent with its grants and its first token.
+    fn create_agent(&self, agent: &Agent, grants: &[Grant], token: &TokenRecord) -> Result<()>;
+    fn agent(&self, id: &str) -> Result<Option<Agent>>;
+    fn agent_by_name(&self, name: &str) -> Result<Option<Agent>>;
+    fn agents(&self) -> Result<Vec<Agent>>;
+    /// Mark revoked; delete its tokens and the scoped tokens it minted. `LastOwner` if it is
+    /// the last owner.
+    fn revoke_agent(&self, id: &str, at: UnixTime) -> Result<()>;
+    /// As `revoke_agent`, then delete the agent and its grants.
+    fn delete_agent(&self, id: &str) -> Result<()>;
+    /// Replace all of the agent's tokens with `token` and make it active again.
+    fn rotate_agent_token(&self, id: &str, token: &TokenRecord) -> Result<()>;
+
+    // Vault grants.
+    fn grants_of(&self, actor: &ActorId) -> Result<Vec<Grant>>;
+    fn vault_grants(&self, vault_id: &str) -> Result<Vec<Grant>>;
+    /// Insert or change a grant; `LastAdmin` if it demotes the vault's last admin.
+    fn set_grant(&self, grant: &Grant) -> Result<()>;
+    /// `LastAdmin` if it removes the vault's last admin; `NotFound` if there is no grant.
+    fn remove_grant(&self, actor: &ActorId, vault_id: &str) -> Result<()>;
+
+    // Tokens.
+    fn insert_token(&self, token: &TokenRecord) -> Result<()>;
+    fn token(&self, hash: &str) -> Result<Option<TokenRecord>>;
+    fn touch_token(&self, hash: &str, at: UnixTime) -> Result<()>;
+    fn delete_token(&self, hash: &str) -> Result<()>;
+    /// Login sessions of a user.
+    fn user_sessions(&self, user_id: &str) -> Result<Vec<TokenRecord>>;
+    /// Scoped tokens of a vault that have not expired at `now`.
+    fn scoped_tokens(&self, vault_id: &str, now: UnixTime) -> Result<Vec<TokenRecord>>;
+    /// Delete a scoped token of a vault by public id; whether it existed.
+    fn delete_scoped_token(&self, vault_id: &str, public_id: &str) -> Result<bool>;
+    /// Delete every expired token; how many.
+    fn delete_expired_tokens(&self, now: UnixTime) -> Result<usize>;
+
+    // The request log.
+    fn insert_logs(&self, entries: &[LogEntry]) -> Result<()>;
+    fn logs(&self, vault_id: &str, query: &LogQuery) -> Result<Vec<LogEntry>>;
+    /// Delete entries older than `older_than` and all but the newest `max_rows_per_vault` of
+    /// each vault (0: no row cap); how many.
+    fn prune_logs(&self, older_than: UnixTime, max_rows_per_vault: u32) -> Result<usize>;
+}
+
+/// The store as the async parts of the server use it: cheap to clone, blocking work moved
+/// off the async threads.
+#[derive(Clone)]
+pub struct Db {
+    store: Arc<dyn Store>,
+}
+
+impl fmt::Debug for Db {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Db")
+    }
+}
+
+impl Db {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Db { store }
+    }
+
+    /// Run `work` against the store on the blocking pool.
+    pub async fn run<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store) -> Result<T> + Send + 'static,
+    {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || work(store.as_ref()))
+            .await
+            .map_err(|error| StoreError::Database(format!("store task failed: {error}")))?
+    }
+
+    /// The store, for synchronous callers (the CLI, tests).
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+}

@@ -1,0 +1,1 @@
+//! The control plane driven through the CLI (being written).
