@@ -103,7 +103,7 @@ impl World {
         method: &str,
         path: &str,
         body: Value,
-        outcomes: &[(Who, Result<u16, (u16, &str)>)],
+        outcomes: &[(Who, Outcome)],
     ) {
         for (who, expected) in outcomes {
             let (status, answer) = self.call(*who, method, path, body.clone());
@@ -119,6 +119,9 @@ impl World {
         }
     }
 }
+
+/// What one actor gets: `Ok(status)`, or `Err((status, error message))`.
+type Outcome = Result<u16, (u16, &'static str)>;
 
 #[derive(Debug, Clone, Copy)]
 enum Who {
@@ -461,7 +464,7 @@ fn only_vault_admins_write_services_manage_members_and_settings() {
         (Who::NoAccess, Err(NO_VAULT_ACCESS)),
     ];
     let with_admin = |outcome: u16| {
-        let mut all: Vec<(Who, Result<u16, (u16, &str)>)> = not_admin.to_vec();
+        let mut all: Vec<(Who, Outcome)> = not_admin.to_vec();
         all.push((Who::VaultAdmin, Ok(outcome)));
         all
     };

@@ -1,1 +1,933 @@
-//! The control plane driven through the CLI (being written).
+//! The control plane through the CLI, as a person sets up an instance: register the owner,
+//! make a vault, fill it with credentials and services, hand out vault tokens and agents,
+//! invite a colleague, change the master password; and what the CLI says when something is
+//! wrong.
+//!
+//! Every test runs a real server on its own data directory, and the CLI with a data
+//! directory of its own (where `auth` keeps the session), as on a laptop talking to a
+//! server.
+
+use std::net::TcpListener;
+
+use serde_json::{Value, json};
+
+use crate::support::{DataDir, Invocation, MASTER_PASSWORD, Server};
+
+const OWNER: &str = "owner@example.com";
+const OWNER_PASSWORD: &str = "correct horse battery staple";
+
+/// A server, and its owner registered through the CLI.
+struct Instance {
+    server_data: DataDir,
+    server: Server,
+    /// The owner's CLI state (session, current vault).
+    owner: DataDir,
+}
+
+impl Instance {
+    fn start() -> Instance {
+        let server_data = DataDir::new();
+        let server = Server::start(&server_data);
+        let owner = DataDir::new();
+        let registered = owner
+            .command(&[
+                "auth",
+                "register",
+                "--address",
+                &server.url(),
+                "--email",
+                OWNER,
+                "--password-stdin",
+            ])
+            .stdin(&format!("{OWNER_PASSWORD}\n"))
+            .run()
+            .ok();
+        assert_eq!(
+            registered,
+            "Registered and logged in as owner@example.com (owner).\n"
+        );
+        Instance {
+            server_data,
+            server,
+            owner,
+        }
+    }
+
+    /// `agent-vault ARGS...` as the owner; its stdout.
+    fn owner(&self, args: &[&str]) -> String {
+        self.owner.run(args).ok()
+    }
+
+    /// The owner creates vault `name` and makes it current.
+    fn owner_uses_new_vault(&self, name: &str) {
+        assert_eq!(
+            self.owner(&["vault", "create", name]),
+            format!("Created vault {name}; you are its admin.\n")
+        );
+        assert_eq!(
+            self.owner(&["vault", "use", name]),
+            format!("Now using vault {name}.\n")
+        );
+    }
+}
+
+/// The token `auth` kept in a CLI data directory.
+fn session_token(cli: &DataDir) -> String {
+    let text = std::fs::read_to_string(cli.path().join("session.json")).unwrap();
+    let session: Value = serde_json::from_str(&text).unwrap();
+    session["token"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn an_owner_keeps_credentials_in_a_vault_of_their_own() {
+    let instance = Instance::start();
+    instance.owner_uses_new_vault("team");
+    assert_eq!(instance.owner(&["vault", "current"]), "team\n");
+    assert_eq!(
+        instance.owner(&["vault", "list"]),
+        "  NAME     ROLE   MEMBERSHIP\n  default  admin  explicit\n* team     admin  explicit\n"
+    );
+
+    let piped_secret = "s3cret-typed-into-a-pipe";
+    let mut outputs = Vec::new();
+    let set = instance
+        .owner
+        .command(&[
+            "vault",
+            "credential",
+            "set",
+            "STRIPE_KEY=sk_test_on_the_command_line",
+            "PIPED_SECRET",
+        ])
+        .stdin(&format!("{piped_secret}\n"))
+        .run();
+    assert_eq!(set.ok(), "Set PIPED_SECRET, STRIPE_KEY in vault team.\n");
+    outputs.push(set);
+    let listed = instance.owner.run(&["vault", "creds", "list"]);
+    assert_eq!(listed.ok(), "PIPED_SECRET\nSTRIPE_KEY\n");
+    outputs.push(listed);
+    let elsewhere = instance
+        .owner
+        .run(&["vault", "credential", "list", "--vault", "default"]);
+    assert_eq!(elsewhere.ok(), "");
+    assert_eq!(elsewhere.stderr(), "Vault default has no credentials.\n");
+    outputs.push(elsewhere);
+    for run in &outputs {
+        assert!(!run.stdout().contains(piped_secret), "{}", run.stdout());
+        assert!(!run.stderr().contains(piped_secret), "{}", run.stderr());
+    }
+    // Printing values is what --reveal is for.
+    assert_eq!(
+        instance.owner(&["vault", "credential", "list", "--reveal"]),
+        format!("PIPED_SECRET={piped_secret}\nSTRIPE_KEY=sk_test_on_the_command_line\n")
+    );
+
+    assert_eq!(
+        instance.owner(&["vault", "credential", "delete", "STRIPE_KEY"]),
+        "Deleted STRIPE_KEY from vault team.\n"
+    );
+    assert_eq!(
+        instance
+            .owner
+            .run(&["vault", "credential", "delete", "STRIPE_KEY"])
+            .fails(),
+        "error: vault team has no credential STRIPE_KEY\n"
+    );
+    assert_eq!(
+        instance
+            .owner
+            .run(&["vault", "credential", "set", "lower_case=x"])
+            .fails(),
+        "error: credential key \"lower_case\" must be UPPER_SNAKE_CASE (e.g. STRIPE_KEY)\n"
+    );
+}
+
+#[test]
+fn the_session_is_kept_where_only_its_owner_can_read_it() {
+    let instance = Instance::start();
+    // The owner on a second machine, whose CLI directory does not exist yet.
+    let laptop = DataDir::new();
+    let home = laptop.path().join(".agent-vault");
+    let logged_in = Invocation::new(&[
+        "auth",
+        "login",
+        "--address",
+        &instance.server.url(),
+        "--email",
+        OWNER,
+        "--password-stdin",
+        "--data-dir",
+        home.to_str().unwrap(),
+    ])
+    .stdin(&format!("{OWNER_PASSWORD}\n"))
+    .run();
+    assert_eq!(logged_in.ok(), "Logged in as owner@example.com (owner).\n");
+    let session: Value =
+        serde_json::from_str(&std::fs::read_to_string(home.join("session.json")).unwrap()).unwrap();
+    assert_eq!(session["address"], instance.server.url());
+    assert_eq!(session["email"], OWNER);
+    assert!(session["token"].as_str().unwrap().starts_with("av_sess_"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode =
+            |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&home), 0o700);
+        assert_eq!(mode(&home.join("session.json")), 0o600);
+    }
+}
+
+#[test]
+fn a_vault_is_chosen_by_flag_environment_or_context_and_deleted_only_when_confirmed() {
+    let instance = Instance::start();
+    instance.owner_uses_new_vault("team");
+    assert_eq!(
+        instance
+            .owner
+            .command(&["vault", "current"])
+            .env("AGENT_VAULT_VAULT", "default")
+            .run()
+            .ok(),
+        "default\n"
+    );
+    assert_eq!(
+        instance.owner.run(&["vault", "use", "nope"]).fails(),
+        "error: no vault named nope that you can see (run `agent-vault vault list`)\n"
+    );
+    assert_eq!(
+        instance.owner.run(&["vault", "create", "team"]).fails(),
+        "error: vault team already exists\n"
+    );
+    assert_eq!(
+        instance.owner.run(&["vault", "delete", "team"]).fails(),
+        "error: deleting vault team needs --yes when standard input is not a terminal\n"
+    );
+    assert_eq!(
+        instance.owner(&["vault", "delete", "team", "--yes"]),
+        "Deleted vault team.\n"
+    );
+    // The deleted vault is no longer current.
+    assert_eq!(instance.owner(&["vault", "current"]), "default\n");
+    assert_eq!(
+        instance.owner(&["vault", "list"]),
+        "  NAME     ROLE   MEMBERSHIP\n* default  admin  explicit\n"
+    );
+}
+
+#[test]
+fn services_of_every_auth_type_are_added_listed_and_changed() {
+    let instance = Instance::start();
+    instance.owner_uses_new_vault("team");
+    let adds: [&[&str]; 6] = [
+        &[
+            "--name",
+            "stripe",
+            "--host",
+            "api.stripe.com",
+            "--auth-type",
+            "bearer",
+            "--token-key",
+            "STRIPE_KEY",
+        ],
+        &[
+            "--name",
+            "jira",
+            "--host",
+            "acme.atlassian.net",
+            "--auth-type",
+            "basic",
+            "--username-key",
+            "JIRA_USER",
+            "--password-key",
+            "JIRA_TOKEN",
+        ],
+        &[
+            "--name",
+            "anthropic",
+            "--host",
+            "api.anthropic.com",
+            "--auth-type",
+            "api-key",
+            "--api-key-key",
+            "ANTHROPIC_KEY",
+            "--api-key-header",
+            "x-api-key",
+        ],
+        &[
+            "--name",
+            "zendesk",
+            "--host",
+            "*.zendesk.com",
+            "--auth-type",
+            "custom",
+            "--header",
+            "Authorization: Token token={{ ZD_TOKEN }}",
+        ],
+        &[
+            "--name",
+            "github-meta",
+            "--host",
+            "api.github.com/meta",
+            "--auth-type",
+            "passthrough",
+            "--disabled",
+        ],
+        &[
+            "--name",
+            "maps",
+            "--host",
+            "maps.example.com",
+            "--auth-type",
+            "plugin",
+            "--plugin",
+            "query-param",
+            "--config",
+            "name=api_key",
+            "--credential",
+            "key=MAPS_KEY",
+        ],
+    ];
+    for (index, flags) in adds.iter().enumerate() {
+        let mut args = vec!["vault", "service", "add"];
+        args.extend_from_slice(flags);
+        let count = index + 1;
+        let plural = if count == 1 { "service" } else { "services" };
+        assert_eq!(
+            instance.owner(&args),
+            format!("Saved {} in vault team ({count} {plural}).\n", flags[1])
+        );
+    }
+
+    let yaml = "\
+services:
+- name: stripe
+  host: api.stripe.com
+  enabled: true
+  auth:
+    type: bearer
+    token: STRIPE_KEY
+- name: jira
+  host: acme.atlassian.net
+  enabled: true
+  auth:
+    type: basic
+    username: JIRA_USER
+    password: JIRA_TOKEN
+- name: anthropic
+  host: api.anthropic.com
+  enabled: true
+  auth:
+    type: api-key
+    key: ANTHROPIC_KEY
+    header: x-api-key
+- name: zendesk
+  host: '*.zendesk.com'
+  enabled: true
+  auth:
+    type: custom
+    headers:
+      Authorization: Token token={{ ZD_TOKEN }}
+- name: github-meta
+  host: api.github.com/meta
+  enabled: false
+  auth:
+    type: passthrough
+- name: maps
+  host: maps.example.com
+  enabled: true
+  auth:
+    type: plugin
+    plugin: query-param
+    config:
+      name: api_key
+    credentials:
+      key: MAPS_KEY
+";
+    assert_eq!(instance.owner(&["vault", "service", "list"]), yaml);
+    let toml = instance.owner(&["vault", "service", "list", "--format", "toml"]);
+    assert!(
+        toml.starts_with(
+            "[[services]]\nname = \"stripe\"\nhost = \"api.stripe.com\"\nenabled = true\n\n[services.auth]\ntype = \"bearer\"\ntoken = \"STRIPE_KEY\"\n"
+        ),
+        "{toml}"
+    );
+    assert!(
+        toml.ends_with(
+            "[services.auth]\ntype = \"plugin\"\nplugin = \"query-param\"\n\n[services.auth.config]\nname = \"api_key\"\n\n[services.auth.credentials]\nkey = \"MAPS_KEY\"\n"
+        ),
+        "{toml}"
+    );
+    let json: Value =
+        serde_json::from_str(&instance.owner(&["vault", "service", "list", "--format", "json"]))
+            .unwrap();
+    assert_eq!(json["services"].as_array().unwrap().len(), 6);
+
+    // What `list` prints, `set -f` reads back: the TOML round trip changes nothing.
+    let toml_file = instance.owner.path().join("services.toml");
+    std::fs::write(&toml_file, &toml).unwrap();
+    assert_eq!(
+        instance.owner(&["vault", "service", "set", "-f", toml_file.to_str().unwrap()]),
+        "Vault team now has 6 services.\n"
+    );
+    assert_eq!(instance.owner(&["vault", "service", "list"]), yaml);
+
+    assert_eq!(
+        instance.owner(&["vault", "service", "enable", "github-meta"]),
+        "Enabled github-meta (api.github.com/meta) in vault team.\n"
+    );
+    assert_eq!(
+        instance.owner(&["vault", "service", "disable", "api.stripe.com"]),
+        "Disabled stripe (api.stripe.com) in vault team.\n"
+    );
+    assert_eq!(
+        instance
+            .owner
+            .run(&["vault", "service", "remove", "jira"])
+            .fails(),
+        "error: removing service jira needs --yes when standard input is not a terminal\n"
+    );
+    assert_eq!(
+        instance.owner(&["vault", "service", "remove", "jira", "--yes"]),
+        "Removed jira (acme.atlassian.net) from vault team (5 services left).\n"
+    );
+    assert_eq!(
+        instance
+            .owner
+            .run(&["vault", "service", "enable", "jira"])
+            .fails(),
+        "error: Service not found: jira\n"
+    );
+
+    // `set` replaces the whole list, from a YAML file with the port and path apart.
+    let yaml_file = instance.owner.path().join("services.yaml");
+    std::fs::write(
+        &yaml_file,
+        "\
+services:
+  - name: ledger
+    host: api.ledger.example
+    port: 8443
+    path: /v1/*
+    auth: {type: bearer, token: LEDGER_TOKEN}
+    allow:
+      - methods: [GET]
+        paths: [/v1/accounts*]
+  - name: github
+    host: api.github.com
+    auth: {type: bearer, token: GITHUB_TOKEN}
+",
+    )
+    .unwrap();
+    assert_eq!(
+        instance.owner(&["vault", "service", "set", "-f", yaml_file.to_str().unwrap()]),
+        "Vault team now has 2 services.\n"
+    );
+    assert_eq!(
+        instance.owner(&["vault", "service", "list"]),
+        "\
+services:
+- name: ledger
+  host: api.ledger.example:8443/v1/*
+  enabled: true
+  auth:
+    type: bearer
+    token: LEDGER_TOKEN
+  allow:
+  - methods:
+    - GET
+    paths:
+    - /v1/accounts*
+- name: github
+  host: api.github.com
+  enabled: true
+  auth:
+    type: bearer
+    token: GITHUB_TOKEN
+"
+    );
+
+    // `add -f -` reads a bare list of YAML from standard input and upserts by name.
+    let added = instance
+        .owner
+        .command(&["vault", "service", "add", "-f", "-"])
+        .stdin("- name: github\n  host: api.github.com\n  auth: {type: passthrough}\n- name: slack\n  host: slack.com\n  auth: {type: bearer, token: SLACK_TOKEN}\n")
+        .run()
+        .ok();
+    assert_eq!(added, "Saved github, slack in vault team (3 services).\n");
+}
+
+#[test]
+fn service_validation_errors_are_printed_as_the_server_words_them() {
+    let instance = Instance::start();
+    let add = |args: &[&str]| {
+        let mut all = vec!["vault", "service", "add"];
+        all.extend_from_slice(args);
+        instance.owner.run(&all).fails()
+    };
+    assert_eq!(
+        add(&[
+            "--name",
+            "stripe",
+            "--host",
+            "api.stripe.com",
+            "--auth-type",
+            "bearer",
+            "--token-key",
+            "stripe_key"
+        ]),
+        "error: Invalid services: service 0: auth: token \"stripe_key\" must be UPPER_SNAKE_CASE (e.g. STRIPE_KEY)\n"
+    );
+    assert_eq!(
+        add(&[
+            "--name",
+            "local",
+            "--host",
+            "localhost",
+            "--auth-type",
+            "passthrough"
+        ]),
+        "error: Invalid services: service 0: host \"localhost\" is an IP address or internal name; only public host names are allowed (development mode allows them)\n"
+    );
+    assert_eq!(
+        add(&[
+            "--name",
+            "stripe",
+            "--host",
+            "api.stripe.com",
+            "--auth-type",
+            "bearer"
+        ]),
+        "error: bearer auth needs --token-key (the credential key holding the token)\n"
+    );
+    assert_eq!(
+        add(&[
+            "--name",
+            "stripe",
+            "--host",
+            "api.stripe.com",
+            "--auth-type",
+            "basic",
+            "--token-key",
+            "STRIPE_KEY"
+        ]),
+        "error: --token-key is for bearer auth, not basic\n"
+    );
+    let file = instance.owner.path().join("services.json");
+    std::fs::write(
+        &file,
+        json!({"services": [
+            {"name": "stripe", "host": "api.stripe.com", "auth": {"type": "bearer", "token": "STRIPE_KEY"}},
+            {"name": "github", "auth": {"type": "bearer", "token": "GITHUB_TOKEN"}}
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    assert_eq!(
+        add(&["-f", file.to_str().unwrap()]),
+        "error: Invalid services: service 1: host is required\n"
+    );
+    // Nothing of a refused write is kept.
+    assert_eq!(
+        instance.owner(&["vault", "service", "list"]),
+        "services: []\n"
+    );
+}
+
+#[test]
+fn a_vault_token_is_a_proxy_session_of_that_vault() {
+    let instance = Instance::start();
+    instance.owner_uses_new_vault("team");
+    let minted = instance
+        .owner
+        .run(&["vault", "token", "--ttl", "1h", "--label", "ci"]);
+    let token = minted.ok();
+    let token = token.strip_suffix('\n').unwrap();
+    assert!(
+        token.starts_with("av_sess_") && !token.contains('\n'),
+        "{token}"
+    );
+    assert!(
+        minted
+            .stderr()
+            .starts_with("A proxy token for vault team; it expires at "),
+        "{}",
+        minted.stderr()
+    );
+    let (status, me) = instance
+        .server
+        .call("GET", "/v1/auth/me", Some(token), None);
+    assert_eq!(status, 200);
+    assert_eq!(
+        me,
+        json!({"type": "session", "vault": "team", "vault_role": "proxy"})
+    );
+    assert_eq!(
+        instance
+            .owner
+            .run(&["vault", "token", "--ttl", "1m"])
+            .fails(),
+        "error: ttl_seconds must be between 300 and 604800\n"
+    );
+    assert_eq!(
+        instance
+            .owner
+            .run(&["vault", "token", "--ttl", "soon"])
+            .fails(),
+        "error: --ttl \"soon\" is not a duration: use seconds or a number with s, m, h or d (e.g. 30m, 24h, 7d)\n"
+    );
+}
+
+#[test]
+fn an_agent_gets_its_token_once_and_loses_it_on_rotation_and_revocation() {
+    let instance = Instance::start();
+    instance.owner_uses_new_vault("team");
+    instance.owner(&["vault", "credential", "set", "STRIPE_KEY=sk_test_1"]);
+
+    let created = instance
+        .owner
+        .run(&["agent", "create", "bot", "--vault", "team"]);
+    let first = created.ok().trim_end().to_owned();
+    assert!(first.starts_with("av_agt_"), "{first}");
+    assert_eq!(
+        created.stderr(),
+        "Created agent bot (no-access; vaults: team:proxy). This is its token; it will not be shown again.\n"
+    );
+    let listed = instance.owner(&["agent", "list"]);
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(lines[0], "NAME  ROLE       STATUS  VAULTS      CREATED");
+    assert!(
+        lines[1].starts_with("bot   no-access  active  team:proxy  20"),
+        "{listed}"
+    );
+
+    // The agent's own machine: no session, the token and server in its environment.
+    let agent_machine = DataDir::new();
+    let as_agent = |token: &str, args: &[&str]| {
+        agent_machine
+            .command(args)
+            .env("AGENT_VAULT_TOKEN", token)
+            .env("AGENT_VAULT_ADDR", &instance.server.url())
+            .env("AGENT_VAULT_VAULT", "team")
+            .run()
+    };
+    assert_eq!(
+        as_agent(&first, &["vault", "credential", "list"]).ok(),
+        "STRIPE_KEY\n"
+    );
+    assert_eq!(
+        as_agent(&first, &["vault", "credential", "list", "--reveal"]).fails(),
+        "error: Member role required\n"
+    );
+
+    let second = instance
+        .owner(&["agent", "rotate", "bot"])
+        .trim_end()
+        .to_owned();
+    assert!(second.starts_with("av_agt_") && second != first, "{second}");
+    let me = |token: &str| {
+        instance
+            .server
+            .call("GET", "/v1/auth/me", Some(token), None)
+    };
+    assert_eq!(me(&first).0, 401);
+    assert_eq!(me(&second).0, 200);
+    assert_eq!(me(&second).1["agent_name"], "bot");
+    assert_eq!(
+        as_agent(&first, &["vault", "credential", "list"]).fails(),
+        "error: the token in AGENT_VAULT_TOKEN was refused: Invalid or expired session\n"
+    );
+
+    assert_eq!(
+        instance.owner(&["agent", "revoke", "bot"]),
+        "Revoked agent bot: its token and the sessions it minted no longer work.\n"
+    );
+    assert_eq!(me(&second).0, 401);
+    assert_eq!(
+        instance.owner.run(&["agent", "delete", "bot"]).fails(),
+        "error: deleting agent bot needs --yes when standard input is not a terminal\n"
+    );
+    assert_eq!(
+        instance.owner(&["agent", "delete", "bot", "--yes"]),
+        "Deleted agent bot.\n"
+    );
+    assert_eq!(
+        instance.owner(&["agent", "list"]),
+        "NAME  ROLE  STATUS  VAULTS  CREATED\n"
+    );
+    assert_eq!(
+        instance.owner.run(&["agent", "rotate", "bot"]).fails(),
+        "error: Agent not found: bot\n"
+    );
+}
+
+#[test]
+fn an_invited_user_joins_through_the_cli() {
+    let instance = Instance::start();
+    instance.owner_uses_new_vault("team");
+    let invited = instance
+        .owner
+        .run(&["user", "invite", "bob@example.com", "--vault", "team"]);
+    let link = invited.ok().trim_end().to_owned();
+    let prefix = format!("{}/invite/av_uinv_", instance.server.url());
+    assert!(link.starts_with(&prefix), "{link}");
+    assert!(
+        invited.stderr().ends_with(&format!(
+            "They join with:\n  agent-vault auth accept-invite {link}\n"
+        )),
+        "{}",
+        invited.stderr()
+    );
+
+    // Bob, on his own machine, has only the link: it names the server.
+    let bob = DataDir::new();
+    let bob_password = "bob's own password";
+    let joined = bob
+        .command(&["auth", "accept-invite", &link, "--password-stdin"])
+        .stdin(&format!("{bob_password}\n"))
+        .run();
+    assert_eq!(
+        joined.ok(),
+        "Joined as bob@example.com (member); logged in.\n"
+    );
+    assert_eq!(
+        bob.run(&["vault", "list"]).ok(),
+        "  NAME  ROLE    MEMBERSHIP\n  team  member  explicit\n"
+    );
+    let again = bob
+        .command(&["auth", "accept-invite", &link, "--password-stdin"])
+        .stdin(&format!("{bob_password}\n"))
+        .run();
+    assert_eq!(
+        again.fails(),
+        "error: This invite was already used; ask for a new one\n"
+    );
+
+    let users = instance.owner(&["user", "list"]);
+    let lines: Vec<&str> = users.lines().collect();
+    assert_eq!(
+        lines[0],
+        "EMAIL              ROLE    VAULTS                    CREATED"
+    );
+    assert!(
+        lines[1].starts_with("bob@example.com    member  team:member               20"),
+        "{users}"
+    );
+    assert!(
+        lines[2].starts_with("owner@example.com  owner   default:admin,team:admin  20"),
+        "{users}"
+    );
+
+    assert_eq!(
+        bob.run(&["auth", "logout"]).ok(),
+        format!("Logged out of {}.\n", instance.server.url())
+    );
+    assert_eq!(bob.run(&["auth", "logout"]).ok(), "Not logged in.\n");
+    let login = |password: &str| {
+        bob.command(&[
+            "auth",
+            "login",
+            "--address",
+            &instance.server.url(),
+            "--email",
+            "bob@example.com",
+            "--password-stdin",
+        ])
+        .stdin(&format!("{password}\n"))
+        .run()
+    };
+    assert_eq!(
+        login("not bob's password").fails(),
+        "error: Invalid email or password\n"
+    );
+    assert_eq!(
+        login(bob_password).ok(),
+        "Logged in as bob@example.com (member).\n"
+    );
+
+    // An owner removes Bob: his session ends with him.
+    let (status, _) = instance.server.call(
+        "DELETE",
+        "/v1/admin/users/bob@example.com",
+        Some(&session_token(&instance.owner)),
+        None,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        bob.run(&["vault", "list"]).fails(),
+        "error: not logged in or session expired (run `agent-vault auth login`): Invalid or expired session\n"
+    );
+}
+
+#[test]
+fn the_master_password_changes_while_the_server_runs_and_counts_from_its_next_start() {
+    let Instance {
+        server_data,
+        server,
+        owner,
+    } = Instance::start();
+    owner
+        .run(&["vault", "credential", "set", "STRIPE_KEY=sk_test_kept"])
+        .ok();
+    let new_password = "a brand new master password";
+
+    let wrong = server_data
+        .command(&["master-password", "change", "--password-stdin"])
+        .stdin(&format!("not the master password\n{new_password}\n"))
+        .run();
+    assert_eq!(
+        wrong.fails(),
+        "error: the current master password is wrong; nothing was changed\n"
+    );
+    let changed = server_data
+        .command(&["master-password", "change", "--password-stdin"])
+        .stdin(&format!("{MASTER_PASSWORD}\n{new_password}\n"))
+        .run();
+    assert_eq!(
+        changed.ok(),
+        "Master password changed. A running server keeps its unlocked key; from its next start it needs the new password.\n"
+    );
+    // The running server is unaffected.
+    assert_eq!(
+        owner.run(&["vault", "credential", "list"]).ok(),
+        "STRIPE_KEY\n"
+    );
+    drop(server);
+
+    let old = server_data
+        .command(&["server", "--port", "0"])
+        .env("AGENT_VAULT_MASTER_PASSWORD", MASTER_PASSWORD)
+        .run();
+    assert!(
+        old.fails()
+            .contains("error: wrong master password: give the one chosen when"),
+        "{}",
+        old.stderr()
+    );
+    let server = Server::start_with(
+        &server_data,
+        &[],
+        &[("AGENT_VAULT_MASTER_PASSWORD", new_password)],
+    );
+    // The server moved to a new port; the session is still good there.
+    let moved = |args: &[&str]| {
+        owner
+            .command(args)
+            .env("AGENT_VAULT_ADDR", &server.url())
+            .run()
+            .ok()
+    };
+    assert_eq!(
+        moved(&["vault", "credential", "list", "--reveal"]),
+        "STRIPE_KEY=sk_test_kept\n"
+    );
+}
+
+#[test]
+fn removing_the_master_password_needs_a_confirmation() {
+    let Instance {
+        server_data,
+        server,
+        owner: _,
+    } = Instance::start();
+    drop(server);
+    let refused = server_data
+        .command(&[
+            "master-password",
+            "change",
+            "--password-stdin",
+            "--passwordless",
+        ])
+        .stdin(&format!("{MASTER_PASSWORD}\n"))
+        .run();
+    let refusal = refused.fails();
+    assert!(
+        refusal.starts_with("warning: passwordless mode: the data key is stored unencrypted"),
+        "{refusal}"
+    );
+    assert!(
+        refusal.ends_with(
+            "\nerror: removing the master password needs --yes when standard input is not a terminal\n"
+        ),
+        "{refusal}"
+    );
+    let removed = server_data
+        .command(&[
+            "master-password",
+            "change",
+            "--password-stdin",
+            "--passwordless",
+            "--yes",
+        ])
+        .stdin(&format!("{MASTER_PASSWORD}\n"))
+        .run();
+    assert_eq!(
+        removed.ok(),
+        "Master password removed. A running server keeps its unlocked key; from its next start it needs no password.\n"
+    );
+    // No password now: the server starts without one.
+    let server = Server::start_with(&server_data, &[], &[]);
+    assert_eq!(server.call("GET", "/health", None, None).0, 200);
+}
+
+#[test]
+fn commands_say_when_nobody_is_logged_in_or_the_server_is_down() {
+    let nobody = DataDir::new();
+    assert_eq!(
+        nobody.run(&["vault", "list"]).fails(),
+        "error: not logged in (run `agent-vault auth login`, or set AGENT_VAULT_TOKEN)\n"
+    );
+
+    let closed_port = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let address = format!("http://127.0.0.1:{closed_port}");
+    let unreachable = format!(
+        "error: the server is not reachable at {address} (connection refused); start it with `agent-vault server`, or point the CLI at it with --address or AGENT_VAULT_ADDR\n"
+    );
+    let login = nobody
+        .command(&[
+            "auth",
+            "login",
+            "--address",
+            &address,
+            "--email",
+            OWNER,
+            "--password-stdin",
+        ])
+        .stdin("whatever password\n")
+        .run();
+    assert_eq!(login.fails(), unreachable);
+    let agent = nobody
+        .command(&["vault", "service", "list"])
+        .env("AGENT_VAULT_TOKEN", "av_agt_0000")
+        .env("AGENT_VAULT_ADDR", &address)
+        .run();
+    assert_eq!(agent.fails(), unreachable);
+
+    // A second owner cannot register; people join by invite.
+    let instance = Instance::start();
+    let second = DataDir::new();
+    let registered = second
+        .command(&[
+            "auth",
+            "register",
+            "--address",
+            &instance.server.url(),
+            "--email",
+            "eve@example.com",
+            "--password-stdin",
+        ])
+        .stdin("eve's password\n")
+        .run();
+    assert_eq!(
+        registered.fails(),
+        "error: This instance already has an owner; new users join by invite (ask an owner or member to run `agent-vault user invite`)\n"
+    );
+    assert_eq!(
+        second
+            .run(&["auth", "login", "--address", &instance.server.url()])
+            .fails(),
+        "error: pass --email (standard input is not a terminal to ask on)\n"
+    );
+}

@@ -65,10 +65,16 @@ impl DataDir {
 
     /// `agent-vault ARGS... --data-dir DIR`.
     pub fn run(&self, args: &[&str]) -> Run {
+        self.command(args).run()
+    }
+
+    /// `agent-vault ARGS... --data-dir DIR`, to add environment variables or standard input
+    /// before running it.
+    pub fn command(&self, args: &[&str]) -> Invocation {
         let data_dir = self.path().to_str().unwrap();
         let mut with_dir = args.to_vec();
         with_dir.extend(["--data-dir", data_dir]);
-        agent_vault(&with_dir)
+        Invocation::new(&with_dir)
     }
 }
 
@@ -83,12 +89,98 @@ impl DataDir {
 
 /// `agent-vault ARGS...` with none of our environment variables set.
 pub fn agent_vault(args: &[&str]) -> Run {
-    let mut command = Command::new(binary());
-    command
-        .args(args)
-        .env_remove("AGENT_VAULT_HOME")
-        .env_remove("AGENT_VAULT_LOG");
-    Run(command.output().unwrap())
+    Invocation::new(args).run()
+}
+
+/// The environment variables `agent-vault` reads, none of which a test inherits.
+const OUR_ENVIRONMENT: [&str; 7] = [
+    "AGENT_VAULT_HOME",
+    "AGENT_VAULT_LOG",
+    "AGENT_VAULT_TOKEN",
+    "AGENT_VAULT_ADDR",
+    "AGENT_VAULT_VAULT",
+    "AGENT_VAULT_MASTER_PASSWORD",
+    "AGENT_VAULT_DEV_MODE",
+];
+
+/// How long a command may run before the test gives up on it.
+const COMMAND_DEADLINE: Duration = Duration::from_secs(120);
+
+/// A command line about to run: `agent-vault ARGS...`, with the environment variables and
+/// standard input a test gives it (standard input is empty otherwise, never a terminal).
+pub struct Invocation {
+    command: Command,
+    stdin: Vec<u8>,
+}
+
+impl Invocation {
+    pub fn new(args: &[&str]) -> Self {
+        let mut command = Command::new(binary());
+        command.args(args);
+        for name in OUR_ENVIRONMENT {
+            command.env_remove(name);
+        }
+        Invocation {
+            command,
+            stdin: Vec::new(),
+        }
+    }
+
+    /// Set an environment variable.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.command.env(name, value);
+        self
+    }
+
+    /// Feed `text` to standard input.
+    pub fn stdin(mut self, text: &str) -> Self {
+        self.stdin = text.as_bytes().to_vec();
+        self
+    }
+
+    /// Run to completion (killed, and the test failed, if it takes minutes).
+    pub fn run(mut self) -> Run {
+        let mut child = self
+            .command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let input = std::mem::take(&mut self.stdin);
+        // The child may exit without reading; a broken pipe is its business.
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+        let reader = |mut stream: Box<dyn Read + Send>| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                let _ = stream.read_to_end(&mut bytes);
+                bytes
+            })
+        };
+        let stdout = reader(Box::new(child.stdout.take().unwrap()));
+        let stderr = reader(Box::new(child.stderr.take().unwrap()));
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > COMMAND_DEADLINE {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{:?} did not finish", self.command);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        writer.join().unwrap();
+        Run(Output {
+            status,
+            stdout: stdout.join().unwrap(),
+            stderr: stderr.join().unwrap(),
+        })
+    }
 }
 
 /// What a finished command printed.

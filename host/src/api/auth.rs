@@ -161,7 +161,12 @@ pub async fn login(state: &ApiState, request: &Request) -> Result<Response<Full<
         }
     };
     let (token, expires_at) = start_login_session(state, &user).await?;
-    ok(&json!({ "token": token, "expires_at": rfc3339(expires_at) }))
+    ok(&json!({
+        "token": token,
+        "expires_at": rfc3339(expires_at),
+        "email": user.email,
+        "role": user.role,
+    }))
 }
 
 pub async fn logout(

@@ -107,9 +107,14 @@ pub struct Request {
 }
 
 impl Request {
-    /// The segments of the path after the leading `/`.
-    fn segments(&self) -> Vec<&str> {
-        self.path.trim_start_matches('/').split('/').collect()
+    /// The segments of the path after the leading `/`, each percent-decoded (so an email's
+    /// `%40` or a service host's `%2F` arrive as `@` and `/`).
+    fn segments(&self) -> Vec<String> {
+        self.path
+            .trim_start_matches('/')
+            .split('/')
+            .map(crate::request::decode_component)
+            .collect()
     }
 
     /// The body as JSON of type `T`.
@@ -323,7 +328,8 @@ fn decode_form(raw: &str) -> String {
 }
 
 async fn route(state: &ApiState, request: &Request) -> Result<Response<Full<Bytes>>, ApiError> {
-    let segments = request.segments();
+    let owned = request.segments();
+    let segments: Vec<&str> = owned.iter().map(String::as_str).collect();
     let method = &request.method;
     // Routes that work before the first owner exists.
     match (method, segments.as_slice()) {

@@ -1,13 +1,27 @@
 //! The command line: one file per subcommand group. `main.rs` parses, calls [`run`], and
 //! prints the error chain once; commands return `anyhow` errors with context a user can act on.
+//!
+//! `server` and `plugin` work on the local data directory. `auth`, `vault`, `agent` and
+//! `user` drive a server's `/v1` API through [`client`] (which finds the server and the
+//! token); `master-password` opens the database directly, so it works with or without a
+//! server running.
 
+mod agent;
+mod auth;
+mod client;
+mod credential;
 mod input;
+mod master_password;
 mod plugin;
 mod server;
+mod service;
+mod user;
+mod vault;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::bail;
 use clap::{Parser, Subcommand};
 
 /// agent-vault: a credential proxy for AI agents. Agents call APIs through it; it holds the keys.
@@ -22,6 +36,17 @@ pub struct Cli {
 enum Command {
     /// Run the server (control plane on 127.0.0.1:14321).
     Server(server::ServerArgs),
+    /// Register, log in and out, accept an invite.
+    Auth(auth::AuthArgs),
+    /// Vaults, their credentials and services, and vault-scoped tokens.
+    Vault(vault::VaultArgs),
+    /// Named agents with long-lived tokens.
+    Agent(agent::AgentArgs),
+    /// The people of the instance, and invites.
+    User(user::UserArgs),
+    /// Change or remove the master password that protects the data key.
+    #[command(subcommand)]
+    MasterPassword(master_password::MasterPasswordCommand),
     /// Inspect and try auth plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -40,13 +65,7 @@ struct DataDirArgs {
 
 impl DataDirArgs {
     fn data_dir(&self) -> anyhow::Result<PathBuf> {
-        if let Some(dir) = &self.data_dir {
-            return Ok(dir.clone());
-        }
-        let home = std::env::var_os("HOME").ok_or_else(|| {
-            anyhow::anyhow!("HOME is not set; pass --data-dir or set AGENT_VAULT_HOME")
-        })?;
-        Ok(PathBuf::from(home).join(".agent-vault"))
+        data_dir_or_home(self.data_dir.as_deref())
     }
 
     fn plugin_dir(&self) -> anyhow::Result<PathBuf> {
@@ -61,10 +80,88 @@ impl DataDirArgs {
     }
 }
 
+/// `dir` if given, else `~/.agent-vault`.
+fn data_dir_or_home(dir: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = dir {
+        return Ok(dir.to_owned());
+    }
+    let home = std::env::var_os("HOME").ok_or_else(|| {
+        anyhow::anyhow!("HOME is not set; pass --data-dir or set AGENT_VAULT_HOME")
+    })?;
+    Ok(PathBuf::from(home).join(".agent-vault"))
+}
+
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Server(args) => server::run(args),
+        Command::Auth(args) => auth::run(args),
+        Command::Vault(args) => vault::run(args),
+        Command::Agent(args) => agent::run(args),
+        Command::User(args) => user::run(args),
+        Command::MasterPassword(command) => master_password::run(command),
         Command::Plugin(command) => plugin::run(command),
+    }
+}
+
+/// Go ahead with something that cannot be undone: `--yes`, or a person at the terminal who
+/// says yes. Without either, refuse and say how to proceed.
+fn confirm_or_yes(yes: bool, question: &str, flag_hint: &str) -> anyhow::Result<()> {
+    if yes {
+        return Ok(());
+    }
+    if !input::interactive() {
+        bail!("{flag_hint} needs --yes when standard input is not a terminal");
+    }
+    if !input::confirm(question)? {
+        bail!("cancelled; nothing was changed");
+    }
+    Ok(())
+}
+
+/// Plain text columns, aligned with two spaces, trailing spaces trimmed.
+fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut text = String::new();
+        for (index, (cell, width)) in cells.zip(&widths).enumerate() {
+            if index > 0 {
+                text.push_str("  ");
+            }
+            text.push_str(cell);
+            text.extend(std::iter::repeat_n(' ', width - cell.chars().count()));
+        }
+        text.trim_end().to_owned() + "\n"
+    };
+    let mut out = line(&mut headers.iter().copied());
+    for row in rows {
+        out.push_str(&line(&mut row.iter().map(String::as_str)));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::table;
+
+    #[test]
+    fn tables_align_columns_and_trim_trailing_space() {
+        let rows = vec![
+            vec![
+                "default".to_owned(),
+                "admin".to_owned(),
+                "explicit".to_owned(),
+            ],
+            vec!["team-a".to_owned(), "-".to_owned(), "implicit".to_owned()],
+        ];
+        assert_eq!(
+            table(&["NAME", "ROLE", "MEMBERSHIP"], &rows),
+            "NAME     ROLE   MEMBERSHIP\ndefault  admin  explicit\nteam-a   -      implicit\n"
+        );
     }
 }

@@ -170,7 +170,14 @@ fn set_up(
 
 fn unlock(store: &SqliteStore, given: Option<Zeroizing<String>>) -> anyhow::Result<DataKey> {
     if let Some(password) = given {
-        return Ok(master::unlock(store, Some(&password))?);
+        return master::unlock(store, Some(&password)).map_err(|error| match error {
+            MasterKeyError::WrongPassword => anyhow::anyhow!(
+                "wrong master password: give the one chosen when {} was set up \
+                 ({MASTER_PASSWORD_ENV} or --password-stdin)",
+                store.path().display()
+            ),
+            other => other.into(),
+        });
     }
     if !input::interactive() {
         bail!(

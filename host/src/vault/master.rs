@@ -18,10 +18,7 @@ pub const PASSWORDLESS_WARNING: &str = "passwordless mode: the data key is store
 
 #[derive(Debug, thiserror::Error)]
 pub enum MasterKeyError {
-    #[error(
-        "wrong master password (set AGENT_VAULT_MASTER_PASSWORD, or use --password-stdin, with the \
-         password chosen when this data directory was created)"
-    )]
+    #[error("wrong master password")]
     WrongPassword,
     #[error("this data directory is protected by a master password, and none was given")]
     PasswordRequired,

@@ -1,0 +1,158 @@
+//! `agent-vault agent create | list | rotate | revoke | delete`: named agents with long-lived
+//! `av_agt_` tokens.
+//!
+//! A token is printed once, on standard output, when the agent is created and when its
+//! token is rotated (so `TOKEN=$(agent-vault agent create bot)` works); everything else goes
+//! to standard error. The server never shows it again.
+
+use std::process::ExitCode;
+
+use anyhow::bail;
+use serde_json::{Value, json};
+
+use super::client::{self, Client, ClientArgs, segment};
+use super::{confirm_or_yes, table};
+use crate::store::VaultRole;
+
+#[derive(Debug, clap::Args)]
+pub struct AgentArgs {
+    #[command(subcommand)]
+    command: AgentCommand,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum AgentCommand {
+    /// Create an agent and print its token (once).
+    Create {
+        name: String,
+        /// The agent's instance role.
+        #[arg(long, default_value = "no-access", value_parser = ["owner", "member", "no-access"])]
+        role: String,
+        /// A vault the agent may use, with its role there (admin, member, proxy; default
+        /// proxy). Repeatable.
+        #[arg(long = "vault", value_name = "NAME[:ROLE]")]
+        vaults: Vec<String>,
+    },
+    /// List the agents you can see.
+    List,
+    /// Give an agent a new token (printed once); the old one stops working.
+    Rotate { name: String },
+    /// Revoke an agent: its token and the sessions it minted stop working.
+    Revoke { name: String },
+    /// Delete an agent.
+    Delete {
+        name: String,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+}
+
+pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::logged_in(&args.client)?;
+    let agent_path = |name: &str| format!("/v1/agents/{}", segment(name));
+    match args.command {
+        AgentCommand::Create { name, role, vaults } => {
+            let vaults = vaults
+                .iter()
+                .map(|entry| vault_grant(entry, VaultRole::Proxy))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let created = client.post(
+                "/v1/agents",
+                &json!({ "name": name, "role": role, "vaults": vaults }),
+            )?;
+            println!("{}", client::field(&created, "av_agent_token")?);
+            eprintln!(
+                "Created agent {name} ({role}; vaults: {}). This is its token; it will not be shown again.",
+                grants(created.get("vaults"))
+            );
+        }
+        AgentCommand::List => {
+            let listed = client.get("/v1/agents")?;
+            let rows: Vec<Vec<String>> = listed
+                .get("agents")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|agent| {
+                    let text = |field: &str| {
+                        agent
+                            .get(field)
+                            .and_then(Value::as_str)
+                            .unwrap_or("-")
+                            .to_owned()
+                    };
+                    vec![
+                        text("name"),
+                        text("role"),
+                        text("status"),
+                        grants(agent.get("vaults")),
+                        text("created_at"),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table(&["NAME", "ROLE", "STATUS", "VAULTS", "CREATED"], &rows)
+            );
+        }
+        AgentCommand::Rotate { name } => {
+            let rotated = client.post(&format!("{}/rotate", agent_path(&name)), &json!({}))?;
+            println!("{}", client::field(&rotated, "av_agent_token")?);
+            eprintln!(
+                "Rotated the token of agent {name}: the old one no longer works, and this one will not be shown again."
+            );
+        }
+        AgentCommand::Revoke { name } => {
+            client.delete(&agent_path(&name), None)?;
+            println!("Revoked agent {name}: its token and the sessions it minted no longer work.");
+        }
+        AgentCommand::Delete { name, yes } => {
+            confirm_or_yes(
+                yes,
+                &format!("Delete agent {name}?"),
+                &format!("deleting agent {name}"),
+            )?;
+            client.post(&format!("{}/delete", agent_path(&name)), &json!({}))?;
+            println!("Deleted agent {name}.");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `NAME[:ROLE]` as `{vault_name, vault_role}`.
+pub fn vault_grant(entry: &str, default: VaultRole) -> anyhow::Result<Value> {
+    let (name, role) = match entry.split_once(':') {
+        Some((name, role)) => {
+            let role: VaultRole = role
+                .parse()
+                .map_err(|error| anyhow::anyhow!("--vault {entry}: the role {error}"))?;
+            (name, role)
+        }
+        None => (entry, default),
+    };
+    if name.is_empty() {
+        bail!("--vault {entry:?} must be NAME or NAME:ROLE");
+    }
+    Ok(json!({ "vault_name": name, "vault_role": role.as_str() }))
+}
+
+/// `[{vault_name, vault_role}]` as `team:proxy,default:member`, or `-`.
+pub fn grants(vaults: Option<&Value>) -> String {
+    let listed: Vec<String> = vaults
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|grant| {
+            let text = |field: &str| grant.get(field).and_then(Value::as_str).unwrap_or("?");
+            format!("{}:{}", text("vault_name"), text("vault_role"))
+        })
+        .collect();
+    if listed.is_empty() {
+        "-".to_owned()
+    } else {
+        listed.join(",")
+    }
+}
