@@ -283,3 +283,63 @@ fn sigkill_during_a_burst_of_writes_loses_no_acknowledged_write() {
         acknowledged.len()
     );
 }
+
+#[test]
+fn a_master_password_change_killed_at_any_point_leaves_exactly_one_password_working() {
+    use agent_vault::store::sqlite::SqliteStore;
+    use agent_vault::vault::master;
+
+    let data = DataDir::new();
+    drop(Server::start(&data));
+    let passwords = [MASTER_PASSWORD, "the second master password"];
+    let works = |password: &str| {
+        let store = SqliteStore::open(&database(&data)).unwrap();
+        master::unlock(&store, Some(password)).is_ok()
+    };
+    let mut current = 0;
+    let (mut changed, mut unchanged) = (0, 0);
+    // A change takes about half a second (two Argon2id derivations); kill it anywhere from
+    // before it starts to after it finished.
+    for round in 0..12u64 {
+        let target = 1 - current;
+        let mut child = std::process::Command::new(crate::support::binary())
+            .args([
+                "master-password",
+                "change",
+                "--password-stdin",
+                "--data-dir",
+            ])
+            .arg(data.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write as _;
+            let stdin = child.stdin.as_mut().unwrap();
+            let _ = writeln!(stdin, "{}\n{}", passwords[current], passwords[target]);
+        }
+        // The first round is killed at once (nothing written yet), the last one finishes.
+        if round < 11 {
+            std::thread::sleep(Duration::from_millis(round * 70));
+            let _ = child.kill();
+        }
+        let _ = child.wait();
+        let (old, new) = (works(passwords[current]), works(passwords[target]));
+        assert!(
+            old != new,
+            "round {round}: old works {old}, new works {new}"
+        );
+        if new {
+            current = target;
+            changed += 1;
+        } else {
+            unchanged += 1;
+        }
+    }
+    assert!(
+        changed > 0 && unchanged > 0,
+        "kills landed before and after the write: {changed} changed, {unchanged} not"
+    );
+}
