@@ -894,4 +894,29 @@ mod tests {
         .unwrap();
         assert_eq!(services[0].port, Some(8080));
     }
+
+    #[test]
+    fn the_example_in_the_control_plane_docs_is_valid() {
+        let doc = include_str!("../../docs/control-plane.md");
+        let yaml = doc
+            .split("```yaml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("docs/control-plane.md has a yaml example");
+        #[derive(Deserialize)]
+        struct Document {
+            services: Vec<ServiceSpec>,
+        }
+        let document: Document = serde_norway::from_str(yaml).unwrap();
+        let services = validate(
+            &document.services,
+            Rules {
+                dev_mode: false,
+                plugins: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(services[1].binding().plugin, "ledger-signature");
+        assert_eq!(services[0].allow[0].methods, ["GET", "POST"]);
+    }
 }
