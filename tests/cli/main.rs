@@ -8,4 +8,5 @@ mod at_rest;
 mod control_plane;
 mod example_plugin;
 mod plugin_commands;
+mod request_log;
 mod server;
