@@ -6,8 +6,8 @@ use http::Response;
 use http_body_util::Full;
 use serde_json::json;
 
-use super::vaults::{Check, check};
-use super::{ApiError, ApiState, Request, find_vault, ok, rfc3339};
+use super::vaults::{Check, authorized_vault};
+use super::{ApiError, ApiState, Request, ok, rfc3339};
 use crate::store::{LogQuery, VaultRole};
 
 const DEFAULT_LIMIT: u32 = 50;
@@ -18,15 +18,7 @@ pub async fn list(
     request: &Request,
     name: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let session = request.session(state).await?;
-    let vault = find_vault(state, name).await?;
-    check(
-        state,
-        &session.actor,
-        &vault,
-        Check::Role(VaultRole::Member),
-    )
-    .await?;
+    let (_, vault) = authorized_vault(state, request, name, Check::Role(VaultRole::Member)).await?;
     let cursor = |name: &str| -> Result<Option<i64>, ApiError> {
         request
             .query(name)

@@ -11,8 +11,8 @@ use http_body_util::Full;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::vaults::{Check, check};
-use super::{ApiError, ApiState, Request, find_vault, ok};
+use super::vaults::{Check, authorized_vault};
+use super::{ApiError, ApiState, Request, ok};
 use crate::services::{self, Rules, Service, ServiceSpec};
 use crate::store::{Vault, VaultRole};
 
@@ -60,9 +60,7 @@ async fn vault_for(
     name: &str,
     role: VaultRole,
 ) -> Result<Vault, ApiError> {
-    let session = request.session(state).await?;
-    let vault = find_vault(state, name).await?;
-    check(state, &session.actor, &vault, Check::Role(role)).await?;
+    let (_, vault) = authorized_vault(state, request, name, Check::Role(role)).await?;
     Ok(vault)
 }
 

@@ -91,9 +91,7 @@ pub async fn delete(
     request: &Request,
     name: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let session = request.session(state).await?;
-    let vault = find_vault(state, name).await?;
-    check(state, &session.actor, &vault, Check::AdminOrOwner).await?;
+    let (_, vault) = authorized_vault(state, request, name, Check::AdminOrOwner).await?;
     if vault.name == store::DEFAULT_VAULT {
         return Err(ApiError::bad_request("Cannot delete the default vault"));
     }
@@ -107,9 +105,7 @@ pub async fn settings(
     request: &Request,
     name: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let session = request.session(state).await?;
-    let vault = find_vault(state, name).await?;
-    check(state, &session.actor, &vault, Check::Role(VaultRole::Proxy)).await?;
+    let (_, vault) = authorized_vault(state, request, name, Check::Role(VaultRole::Proxy)).await?;
     let id = vault.id.clone();
     let policy = state
         .db
@@ -129,9 +125,7 @@ pub async fn update_settings(
     request: &Request,
     name: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let session = request.session(state).await?;
-    let vault = find_vault(state, name).await?;
-    check(state, &session.actor, &vault, Check::AdminOrOwner).await?;
+    let (_, vault) = authorized_vault(state, request, name, Check::AdminOrOwner).await?;
     let body: SettingsUpdate = request.json()?;
     let Some(policy) = body.unmatched_host_policy else {
         return Err(ApiError::bad_request("unmatched_host_policy is required"));
@@ -165,6 +159,19 @@ pub enum Check {
     AdminOrOwner,
 }
 
+/// The vault named `name`, if the caller has the access `needed`; and the caller's session.
+pub async fn authorized_vault(
+    state: &ApiState,
+    request: &Request,
+    name: &str,
+    needed: Check,
+) -> Result<(crate::auth::Session, store::Vault), ApiError> {
+    let session = request.session(state).await?;
+    let vault = find_vault(state, name).await?;
+    check(state, &session.actor, &vault, needed).await?;
+    Ok((session, vault))
+}
+
 /// Check the actor's access to `vault`.
 pub async fn check(
     state: &ApiState,
@@ -191,9 +198,7 @@ pub async fn users(
     request: &Request,
     name: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let session = request.session(state).await?;
-    let vault = find_vault(state, name).await?;
-    check(state, &session.actor, &vault, Check::Role(VaultRole::Proxy)).await?;
+    let (_, vault) = authorized_vault(state, request, name, Check::Role(VaultRole::Proxy)).await?;
     let id = vault.id.clone();
     let users = state
         .db
@@ -228,9 +233,7 @@ pub async fn add_user(
     request: &Request,
     name: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let session = request.session(state).await?;
-    let vault = find_vault(state, name).await?;
-    check(state, &session.actor, &vault, Check::Role(VaultRole::Admin)).await?;
+    let (_, vault) = authorized_vault(state, request, name, Check::Role(VaultRole::Admin)).await?;
     let body: Member = request.json()?;
     let role = body.role.unwrap_or(VaultRole::Member);
     if role == VaultRole::Proxy {
@@ -256,9 +259,7 @@ pub async fn remove_user(
     name: &str,
     email: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let session = request.session(state).await?;
-    let vault = find_vault(state, name).await?;
-    check(state, &session.actor, &vault, Check::Role(VaultRole::Admin)).await?;
+    let (_, vault) = authorized_vault(state, request, name, Check::Role(VaultRole::Admin)).await?;
     let actor = user_actor(state, email).await?;
     let vault_id = vault.id.clone();
     state
@@ -279,9 +280,7 @@ pub async fn set_user_role(
     name: &str,
     email: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let session = request.session(state).await?;
-    let vault = find_vault(state, name).await?;
-    check(state, &session.actor, &vault, Check::Role(VaultRole::Admin)).await?;
+    let (_, vault) = authorized_vault(state, request, name, Check::Role(VaultRole::Admin)).await?;
     let body: RoleChange = request.json()?;
     if body.role == VaultRole::Proxy {
         return Err(ApiError::bad_request(
@@ -300,9 +299,7 @@ pub async fn agents(
     request: &Request,
     name: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let session = request.session(state).await?;
-    let vault = find_vault(state, name).await?;
-    check(state, &session.actor, &vault, Check::Role(VaultRole::Proxy)).await?;
+    let (_, vault) = authorized_vault(state, request, name, Check::Role(VaultRole::Proxy)).await?;
     let id = vault.id.clone();
     let agents = state
         .db
@@ -324,9 +321,7 @@ pub async fn add_agent(
     request: &Request,
     name: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let session = request.session(state).await?;
-    let vault = find_vault(state, name).await?;
-    check(state, &session.actor, &vault, Check::Role(VaultRole::Admin)).await?;
+    let (_, vault) = authorized_vault(state, request, name, Check::Role(VaultRole::Admin)).await?;
     let body: Member = request.json()?;
     let role = body.role.unwrap_or(VaultRole::Proxy);
     let agent = agent_named(state, &body.name).await?;
@@ -355,9 +350,7 @@ pub async fn remove_agent(
     name: &str,
     agent_name: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let session = request.session(state).await?;
-    let vault = find_vault(state, name).await?;
-    check(state, &session.actor, &vault, Check::Role(VaultRole::Admin)).await?;
+    let (_, vault) = authorized_vault(state, request, name, Check::Role(VaultRole::Admin)).await?;
     let agent = agent_named(state, agent_name).await?;
     let (actor, vault_id) = (ActorId::agent(&agent.id), vault.id.clone());
     state
@@ -373,9 +366,7 @@ pub async fn set_agent_role(
     name: &str,
     agent_name: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let session = request.session(state).await?;
-    let vault = find_vault(state, name).await?;
-    check(state, &session.actor, &vault, Check::Role(VaultRole::Admin)).await?;
+    let (_, vault) = authorized_vault(state, request, name, Check::Role(VaultRole::Admin)).await?;
     let body: RoleChange = request.json()?;
     let agent = agent_named(state, agent_name).await?;
     let old = change_grant(
