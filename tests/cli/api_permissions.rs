@@ -590,3 +590,64 @@ fn a_revoked_agent_and_the_sessions_it_minted_stop_working() {
     );
     assert_eq!((me(agent), me(session)), (401, 401));
 }
+
+#[test]
+fn service_writes_are_checked_against_the_plugins() {
+    let world = World::new();
+    let write = |auth: Value, host: &str| {
+        let body = json!({ "services": [{ "name": "svc", "host": host, "auth": auth }] });
+        world.call(Who::Owner, "POST", "/v1/vaults/team/services", body)
+    };
+    let cases = [
+        (
+            json!({ "type": "plugin", "plugin": "no-such-plugin" }),
+            "api.example.com",
+            "Invalid services: service 0: auth: no plugin named \"no-such-plugin\" is loaded",
+        ),
+        (
+            json!({ "type": "plugin", "plugin": "basic", "credentials": { "password": "PW" } }),
+            "api.example.com",
+            "Invalid services: service 0: auth: credential slot \"username\" is required but not bound to a credential",
+        ),
+        (
+            json!({ "type": "plugin", "plugin": "bearer", "credentials": { "token": "T", "extra": "X" } }),
+            "api.example.com",
+            "Invalid services: service 0: auth: credential slot \"extra\" is not one plugin bearer uses (it uses: token)",
+        ),
+        (
+            json!({ "type": "plugin", "plugin": "query-param", "credentials": { "key": "K" } }),
+            "api.example.com",
+            "Invalid services: service 0: auth: missing required config key \"name\"",
+        ),
+        (
+            json!({ "type": "plugin", "plugin": "hmac", "config": { "algorithm": "md5" }, "credentials": { "secret": "S" } }),
+            "api.example.com",
+            "Invalid services: service 0: auth: the plugin rejected the configuration: algorithm \"md5\" must be sha1, sha256 or sha512",
+        ),
+        (
+            json!({ "type": "plugin", "plugin": "bearer", "sha256": "00".repeat(32), "credentials": { "token": "T" } }),
+            "api.example.com",
+            "",
+        ),
+        (
+            json!({ "type": "bearer", "token": "T" }),
+            "api.example.com/v1/[a]",
+            "Invalid services: service 0: path \"/v1/[a]\" must not contain '['",
+        ),
+    ];
+    for (auth, host, expected) in cases {
+        let (status, answer) = write(auth.clone(), host);
+        assert_eq!(status, 400, "{auth}: {answer}");
+        if expected.is_empty() {
+            let message = answer["error"].as_str().unwrap();
+            assert!(message.contains("but the service pins 0000"), "{message}");
+        } else {
+            assert_eq!(answer["error"], expected, "{auth}");
+        }
+    }
+    let (status, answer) = write(
+        json!({ "type": "plugin", "plugin": "query-param", "config": { "name": "api_key" }, "credentials": { "key": "MAPS_KEY" } }),
+        "maps.example.com",
+    );
+    assert_eq!(status, 200, "{answer}");
+}
