@@ -9,9 +9,11 @@
 //! credential), with plaintext credentials confined to `vault`.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod plugin;
+pub mod ratelimit;
 pub mod request;
 pub mod server;
 pub mod services;

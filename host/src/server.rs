@@ -18,6 +18,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::api::{self, ApiState};
+use crate::audit::RequestLog;
 use crate::plugin::registry::{Registry, RegistryError, RegistrySettings};
 use crate::plugin::{EngineError, EngineSettings, PluginEngine};
 use crate::store::{self, Db, Store};
@@ -26,6 +27,9 @@ use crate::vault::crypto::{DataKey, KdfParams};
 /// How often the plugin directory is rescanned; a changed plugin serves within this plus
 /// its compile time.
 const PLUGIN_RESCAN: Duration = Duration::from_millis(500);
+
+/// How long shutdown waits for the request log's last entries to be written.
+const REQUEST_LOG_FLUSH: Duration = Duration::from_secs(3);
 
 /// How often expired tokens and old request-log rows are deleted.
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(3600);
@@ -118,6 +122,7 @@ pub async fn run(
         source,
     })?;
     let db = Db::new(store);
+    let (request_log, log_writer) = RequestLog::start(db.clone());
     let state = Arc::new(ApiState::new(
         db.clone(),
         Arc::new(data_key),
@@ -128,6 +133,7 @@ pub async fn run(
             .unwrap_or_else(|| format!("http://{local}")),
         KdfParams::default(),
         config.dev_mode,
+        request_log,
     ));
     let upkeep = tokio::spawn(upkeep(db, config.log_retention));
     tracing::info!(
@@ -176,6 +182,7 @@ pub async fn run(
             tracing::warn!("requests still in flight after 10 s; stopping anyway");
         }
     }
+    log_writer.shutdown(REQUEST_LOG_FLUSH).await;
     Ok(())
 }
 

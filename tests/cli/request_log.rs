@@ -1,22 +1,39 @@
-//! The request log as `GET /v1/vaults/{name}/logs` serves it: newest first, paged with id
-//! cursors, and only the vault's own entries. (The proxy writes the entries; here they are
-//! written straight into the database of a stopped server, as the proxy would.)
+//! The request log as `GET /v1/vaults/{name}/logs` serves it (newest first, paged with id
+//! cursors, and only the vault's own entries) and as `agent-vault vault logs` prints it.
+//! (The proxy writes the entries; here they are written straight into the server's
+//! database, as the proxy would.)
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::{DataDir, Server};
+use crate::support::{self, DataDir, Server};
+
+/// Open the server's database as a second writer (the server may be running).
+fn open_database(data: &DataDir) -> rusqlite::Connection {
+    let db = rusqlite::Connection::open(data.path().join("agent-vault.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    db
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
 
 fn insert_entries(data: &DataDir, vault: &str, count: usize) {
-    let db = rusqlite::Connection::open(data.path().join("agent-vault.db")).unwrap();
+    let db = open_database(data);
     let vault_id: String = db
         .query_row("SELECT id FROM vaults WHERE name = ?1", [vault], |row| {
             row.get(0)
         })
         .unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = now();
     for n in 0..count {
         db.execute(
             "INSERT INTO request_logs (vault_id, ingress, method, host, path, matched_service, credential_keys, status, latency_ms, error_code, created_at)
@@ -117,5 +134,221 @@ fn the_request_log_pages_newest_first_with_cursors() {
     assert_eq!(
         (status, answer["error"].as_str()),
         (400, Some("limit must be 1 to 200"))
+    );
+}
+
+/// One request as the proxy logs it.
+struct Row {
+    method: &'static str,
+    host: &'static str,
+    path: &'static str,
+    service: Option<&'static str>,
+    keys: &'static str,
+    status: u16,
+    latency_ms: u64,
+    error: Option<&'static str>,
+}
+
+const CHARGE: Row = Row {
+    method: "GET",
+    host: "api.stripe.com",
+    path: "/v1/charges",
+    service: Some("stripe"),
+    keys: r#"["STRIPE_KEY"]"#,
+    status: 200,
+    latency_ms: 12,
+    error: None,
+};
+
+const ISSUE: Row = Row {
+    method: "POST",
+    host: "api.github.com",
+    path: "/repos/acme/app/issues",
+    service: Some("github"),
+    keys: r#"["GH_TOKEN","GH_APP_ID"]"#,
+    status: 502,
+    latency_ms: 1500,
+    error: Some("upstream_error"),
+};
+
+const UNMATCHED: Row = Row {
+    method: "DELETE",
+    host: "internal.example.com:8443",
+    path: "/users/7",
+    service: None,
+    keys: "[]",
+    status: 0,
+    latency_ms: 0,
+    error: Some("no_match"),
+};
+
+/// The lines `vault logs` prints for [`CHARGE`], [`ISSUE`] and [`UNMATCHED`], after the time.
+const CHARGE_LINE: &str = "GET     api.stripe.com/v1/charges  200    12ms  stripe  STRIPE_KEY  -";
+const ISSUE_LINE: &str = "POST    api.github.com/repos/acme/app/issues  502  1500ms  github  GH_TOKEN,GH_APP_ID  upstream_error";
+const UNMATCHED_LINE: &str =
+    "DELETE  internal.example.com:8443/users/7    -     0ms  -  -  no_match";
+
+fn insert_rows(data: &DataDir, vault: &str, rows: &[&Row]) {
+    let mut db = open_database(data);
+    let tx = db.transaction().unwrap();
+    let vault_id: String = tx
+        .query_row("SELECT id FROM vaults WHERE name = ?1", [vault], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    for row in rows {
+        tx.execute(
+            "INSERT INTO request_logs (vault_id, ingress, method, host, path, matched_service, credential_keys, status, latency_ms, error_code, created_at)
+             VALUES (?1, 'explicit', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            rusqlite::params![
+                vault_id,
+                row.method,
+                row.host,
+                row.path,
+                row.service,
+                row.keys,
+                row.status,
+                row.latency_ms as i64,
+                row.error,
+                now()
+            ],
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
+}
+
+/// A running server and the owner's CLI data directory, logged in to it.
+fn server_with_owner() -> (DataDir, Server, DataDir) {
+    let server_data = DataDir::new();
+    let server = Server::start(&server_data);
+    let owner = DataDir::new();
+    owner
+        .command(&[
+            "auth",
+            "register",
+            "--address",
+            &server.url(),
+            "--email",
+            "owner@example.com",
+            "--password-stdin",
+        ])
+        .stdin("owner password\n")
+        .run()
+        .ok();
+    (server_data, server, owner)
+}
+
+/// The printed lines without their time, checking that each starts with one.
+fn without_time(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .map(|line| strip_time(line).to_owned())
+        .collect()
+}
+
+fn strip_time(line: &str) -> &str {
+    let (time, rest) = line
+        .split_once("  ")
+        .unwrap_or_else(|| panic!("no time in {line:?}"));
+    assert!(
+        time.len() == 20 && time.ends_with('Z') && time.as_bytes()[10] == b'T',
+        "{time:?} is not an RFC 3339 time"
+    );
+    rest
+}
+
+#[test]
+fn vault_logs_prints_the_newest_entries_oldest_first() {
+    let (server_data, _server, owner) = server_with_owner();
+    owner.run(&["vault", "create", "other"]).ok();
+    let empty = owner.run(&["vault", "logs"]);
+    assert_eq!(empty.ok(), "", "nothing logged is not a failure");
+    assert_eq!(empty.stderr(), "No requests logged in vault default.\n");
+
+    insert_rows(&server_data, "default", &[&CHARGE, &ISSUE, &UNMATCHED]);
+    insert_rows(&server_data, "other", &[&ISSUE]);
+    assert_eq!(
+        without_time(&owner.run(&["vault", "logs"]).ok()),
+        [CHARGE_LINE, ISSUE_LINE, UNMATCHED_LINE]
+    );
+    assert_eq!(
+        without_time(&owner.run(&["vault", "logs", "--limit", "2"]).ok()),
+        [ISSUE_LINE, UNMATCHED_LINE]
+    );
+    assert_eq!(
+        without_time(&owner.run(&["vault", "logs", "--vault", "other"]).ok()),
+        [ISSUE_LINE]
+    );
+
+    // More than the API's page of 200: read in two pages, printed in one order.
+    insert_entries(&server_data, "default", 250);
+    let lines = without_time(&owner.run(&["vault", "logs", "-n", "240"]).ok());
+    assert_eq!(lines.len(), 240);
+    assert!(lines[0].starts_with("GET     api.stripe.com/v1/charges/10  200"));
+    assert!(lines[239].starts_with("GET     api.stripe.com/v1/charges/249  200"));
+}
+
+/// A command left running; killed when dropped, so that a failed test leaves nothing behind.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn vault_logs_follow_prints_entries_logged_after_it_started() {
+    let (server_data, _server, owner) = server_with_owner();
+    insert_rows(&server_data, "default", &[&CHARGE]);
+
+    let mut command = Command::new(support::binary());
+    command
+        .args(["vault", "logs", "--follow", "--data-dir"])
+        .arg(owner.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for name in [
+        "AGENT_VAULT_HOME",
+        "AGENT_VAULT_TOKEN",
+        "AGENT_VAULT_ADDR",
+        "AGENT_VAULT_VAULT",
+    ] {
+        command.env_remove(name);
+    }
+    let mut following = Running(command.spawn().unwrap());
+    let stdout = BufReader::new(following.0.stdout.take().unwrap());
+    let (sender, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    });
+    let next_line = || {
+        let line = lines
+            .recv_timeout(Duration::from_secs(20))
+            .expect("`vault logs --follow` printed nothing more");
+        strip_time(&line).to_owned()
+    };
+
+    assert_eq!(
+        next_line(),
+        CHARGE_LINE,
+        "what was logged before it started"
+    );
+    insert_rows(&server_data, "default", &[&ISSUE, &UNMATCHED]);
+    assert_eq!(next_line(), ISSUE_LINE);
+    assert_eq!(next_line(), UNMATCHED_LINE);
+    insert_rows(&server_data, "default", &[&CHARGE]);
+    assert_eq!(next_line(), CHARGE_LINE);
+
+    drop(following);
+    assert_eq!(
+        lines.recv_timeout(Duration::from_secs(5)).ok(),
+        None,
+        "each entry is printed once"
     );
 }

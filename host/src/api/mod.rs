@@ -52,6 +52,10 @@ pub struct ApiState {
     initialized: AtomicBool,
     /// Serialises read-modify-write of a vault's services.
     services_lock: tokio::sync::Mutex<()>,
+    /// Bumped after every successful write, so the proxy's cache drops what it read.
+    pub generation: Generation,
+    /// The request log's queue; the proxy records each request here.
+    pub request_log: crate::audit::RequestLog,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -70,6 +74,7 @@ impl ApiState {
         base_url: String,
         password_kdf: KdfParams,
         dev_mode: bool,
+        request_log: crate::audit::RequestLog,
     ) -> Self {
         ApiState {
             db,
@@ -80,11 +85,13 @@ impl ApiState {
             dev_mode,
             initialized: AtomicBool::new(false),
             services_lock: tokio::sync::Mutex::new(()),
+            generation: Generation::default(),
+            request_log,
         }
     }
 
     /// Whether an owner exists (cached once true).
-    async fn initialized(&self) -> Result<bool, ApiError> {
+    pub(crate) async fn initialized(&self) -> Result<bool, ApiError> {
         if self.initialized.load(Ordering::Acquire) {
             return Ok(true);
         }
@@ -93,6 +100,21 @@ impl ApiState {
             self.initialized.store(true, Ordering::Release);
         }
         Ok(has_owner)
+    }
+}
+
+/// A counter bumped after every successful write through the API; readers that cache
+/// (the proxy) drop their cache when it moves.
+#[derive(Debug, Clone, Default)]
+pub struct Generation(Arc<std::sync::atomic::AtomicU64>);
+
+impl Generation {
+    pub fn bump(&self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn current(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
     }
 }
 
@@ -274,12 +296,16 @@ pub async fn handle(
     state: Arc<ApiState>,
     request: http::Request<Incoming>,
 ) -> Response<Full<Bytes>> {
+    let writes = request.method() != Method::GET && request.method() != Method::HEAD;
     let mut response = match read(request).await {
         Ok(request) => route(&state, &request)
             .await
             .unwrap_or_else(ApiError::into_response),
         Err(error) => error.into_response(),
     };
+    if writes && response.status().is_success() {
+        state.generation.bump();
+    }
     let headers = response.headers_mut();
     for (name, value) in [
         ("x-content-type-options", "nosniff"),

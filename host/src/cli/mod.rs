@@ -11,6 +11,7 @@ mod auth;
 mod client;
 mod credential;
 mod input;
+mod logs;
 mod master_password;
 mod plugin;
 mod server;

@@ -1,6 +1,6 @@
 //! `agent-vault vault ...`: create, list, choose and delete vaults; mint vault-scoped tokens.
-//! Credentials (`vault credential`, alias `creds`) and services (`vault service`) have files
-//! of their own.
+//! Credentials (`vault credential`, alias `creds`), services (`vault service`) and the
+//! request log (`vault logs`) have files of their own.
 //!
 //! Commands that act in one vault take `--vault`; without it the vault is
 //! `AGENT_VAULT_VAULT`, else the one `vault use` wrote to `<data-dir>/context`, else
@@ -13,7 +13,7 @@ use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
 use super::client::{self, Client, ClientArgs, segment};
-use super::{confirm_or_yes, credential, service, table};
+use super::{confirm_or_yes, credential, logs, service, table};
 
 /// The vault to act in, for agents and scripts.
 pub const VAULT_ENV: &str = "AGENT_VAULT_VAULT";
@@ -53,6 +53,9 @@ enum VaultCommand {
     /// Mint a token scoped to the vault (proxy role) for a sandbox or an agent; prints only
     /// the token.
     Token(TokenArgs),
+    /// The vault's request log, one line per proxied request, oldest first; --follow for
+    /// new ones as they come.
+    Logs(logs::LogsArgs),
 }
 
 /// `--vault`, accepted anywhere after the command that takes it.
@@ -101,6 +104,7 @@ pub fn run(args: VaultArgs) -> anyhow::Result<ExitCode> {
         VaultCommand::Credential(command) => credential::run(client_args, command),
         VaultCommand::Service(command) => service::run(client_args, command),
         VaultCommand::Token(token_args) => token(client_args, &token_args),
+        VaultCommand::Logs(logs_args) => logs::run(client_args, &logs_args),
     }?;
     Ok(ExitCode::SUCCESS)
 }

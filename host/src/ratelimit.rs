@@ -1,0 +1,893 @@
+//! Rate limits of the proxy path: the PROXY tier (per scope, e.g. one agent in one vault) and
+//! the GLOBAL tier (the whole server). Each tier is a token bucket (requests per second with
+//! a burst) and a cap on requests in flight, with a short wait for a free slot.
+//!
+//! [`RateLimiter::admit`] is the one entry point: it takes a token from the scope's bucket and
+//! from the global one (both or neither), then a slot of each, and hands back a [`Permit`]
+//! that holds the slots until the response is done. A refusal is a [`Limited`] with the time
+//! after which a retry can succeed; turning it into a 429 with `Retry-After` is the caller's
+//! job. The AUTH and AUTHED tiers (sign-in attempts, management API) are not here.
+//!
+//! Buckets are kept as the instant they will be full again (the "theoretical arrival time"
+//! of GCRA), which is a token bucket that refills continuously, in integer time. A scope
+//! whose bucket is full and whose slots are all free behaves exactly as a scope never seen,
+//! so such scopes are forgotten: on a sweep every minute, or sooner when the map doubles.
+//! Everything behind the one mutex is arithmetic; waiting for a slot happens outside it.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// How often idle scopes are forgotten (at the next request after this much time).
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Scopes tracked before the map's growth, rather than the time, triggers a sweep.
+const MIN_SWEEP_LEN: usize = 1024;
+
+/// The limits of both tiers. A rate, burst or concurrency of 0 turns that limit off (as
+/// 0 means "no cap" elsewhere in the configuration); a rate must otherwise be positive.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimits {
+    /// Requests per second of one scope, refilled continuously.
+    pub proxy_rate: f64,
+    /// Requests one scope may make at once after being idle.
+    pub proxy_burst: u32,
+    /// Requests of one scope in flight at once.
+    pub proxy_concurrency: u32,
+    /// How long a request waits for one of its scope's slots before it is refused.
+    pub proxy_wait: Duration,
+    pub global_rate: f64,
+    pub global_burst: u32,
+    pub global_concurrency: u32,
+    pub global_wait: Duration,
+}
+
+impl RateLimits {
+    /// The `default` profile.
+    pub const DEFAULT: RateLimits = RateLimits {
+        proxy_rate: 20.0,
+        proxy_burst: 200,
+        proxy_concurrency: 64,
+        proxy_wait: Duration::from_secs(2),
+        global_rate: 2000.0,
+        global_burst: 4000,
+        global_concurrency: 512,
+        global_wait: Duration::from_millis(500),
+    };
+
+    /// The limits of a named profile: `default`, `strict` (half of each rate, burst and
+    /// concurrency), `loose` (twice), or `off` (`None`: no limits). Waits are the same in
+    /// every profile.
+    pub fn profile(name: &str) -> Result<Option<RateLimits>, String> {
+        let factor = match name {
+            "default" => 1.0,
+            "strict" => 0.5,
+            "loose" => 2.0,
+            "off" => return Ok(None),
+            other => {
+                return Err(format!(
+                    "{other:?} is not a rate-limit profile: use default, strict, loose or off"
+                ));
+            }
+        };
+        Ok(Some(RateLimits::DEFAULT.scaled(factor)))
+    }
+
+    fn scaled(self, factor: f64) -> RateLimits {
+        let count = |n: u32| (f64::from(n) * factor).round().max(1.0) as u32;
+        RateLimits {
+            proxy_rate: self.proxy_rate * factor,
+            proxy_burst: count(self.proxy_burst),
+            proxy_concurrency: count(self.proxy_concurrency),
+            proxy_wait: self.proxy_wait,
+            global_rate: self.global_rate * factor,
+            global_burst: count(self.global_burst),
+            global_concurrency: count(self.global_concurrency),
+            global_wait: self.global_wait,
+        }
+    }
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Limited {
+    /// The scope's or the server's token bucket is empty; a token is back after `retry_after`.
+    #[error("too many requests; retry after {retry_after:?}")]
+    Rate { retry_after: Duration },
+    /// No slot freed up within the wait; `retry_after` is that wait (when a slot frees is
+    /// unknowable, and retrying sooner than the wait that just failed rarely helps).
+    #[error("too many requests in flight; retry after {retry_after:?}")]
+    Concurrency { retry_after: Duration },
+}
+
+impl Limited {
+    /// The request log's error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Limited::Rate { .. } => "rate_limit_scope",
+            Limited::Concurrency { .. } => "concurrency_scope",
+        }
+    }
+
+    /// The exact time to wait; `Retry-After` rounds it up to whole seconds (at least 1).
+    pub fn retry_after(&self) -> Duration {
+        match self {
+            Limited::Rate { retry_after } | Limited::Concurrency { retry_after } => *retry_after,
+        }
+    }
+}
+
+/// The slots one admitted request holds; dropping it (when the response is done) frees them.
+#[derive(Debug)]
+pub struct Permit {
+    _scope: Option<OwnedSemaphorePermit>,
+    _global: Option<OwnedSemaphorePermit>,
+}
+
+/// The server's limiter; built once, cloned into every connection.
+#[derive(Debug, Clone)]
+pub struct RateLimiter {
+    /// `None`: no limits at all.
+    shared: Option<Arc<Shared>>,
+}
+
+impl RateLimiter {
+    /// A limiter with `limits`, or one that admits everything (`None`, the `off` profile).
+    pub fn new(limits: Option<RateLimits>) -> RateLimiter {
+        RateLimiter::with_clock(limits, Arc::new(TokioClock))
+    }
+
+    fn with_clock(limits: Option<RateLimits>, clock: Arc<dyn Clock>) -> RateLimiter {
+        let shared = limits.map(|limits| {
+            let proxy = Tier::new(
+                limits.proxy_rate,
+                limits.proxy_burst,
+                limits.proxy_concurrency,
+                limits.proxy_wait,
+            );
+            let global = Tier::new(
+                limits.global_rate,
+                limits.global_burst,
+                limits.global_concurrency,
+                limits.global_wait,
+            );
+            let now = clock.now();
+            Arc::new(Shared {
+                global_slots: global.slots(),
+                proxy,
+                global,
+                state: Mutex::new(State {
+                    global: Bucket::full(now),
+                    scopes: HashMap::new(),
+                    next_sweep: now + SWEEP_INTERVAL,
+                    sweep_at_len: MIN_SWEEP_LEN,
+                }),
+                clock,
+            })
+        });
+        RateLimiter { shared }
+    }
+
+    /// Admit one request for `scope` (e.g. `agent:<id>:<vault id>`): a token from the scope's
+    /// bucket and the global one, then a slot of each, waiting up to each tier's wait.
+    pub async fn admit(&self, scope: &str) -> Result<Permit, Limited> {
+        let Some(shared) = &self.shared else {
+            return Ok(Permit {
+                _scope: None,
+                _global: None,
+            });
+        };
+        let scope_slots = shared.take_tokens(scope)?;
+        let scope_permit = match scope_slots {
+            Some(slots) => Some(shared.slot(slots, shared.proxy.wait).await?),
+            None => None,
+        };
+        let global_permit = match &shared.global_slots {
+            Some(slots) => Some(shared.slot(slots.clone(), shared.global.wait).await?),
+            None => None,
+        };
+        Ok(Permit {
+            _scope: scope_permit,
+            _global: global_permit,
+        })
+    }
+
+    /// How many scopes are remembered.
+    #[cfg(test)]
+    fn tracked_scopes(&self) -> usize {
+        self.shared.as_ref().map_or(0, |shared| {
+            shared
+                .state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .scopes
+                .len()
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    proxy: Tier,
+    global: Tier,
+    global_slots: Option<Arc<Semaphore>>,
+    state: Mutex<State>,
+    clock: Arc<dyn Clock>,
+}
+
+#[derive(Debug)]
+struct State {
+    global: Bucket,
+    scopes: HashMap<String, Scope>,
+    next_sweep: Instant,
+    /// Sweep when the map reaches this size, even before `next_sweep`.
+    sweep_at_len: usize,
+}
+
+#[derive(Debug)]
+struct Scope {
+    bucket: Bucket,
+    /// Cloned, under the state's lock, by every request that holds or waits for a slot:
+    /// a count of 1 means nobody does.
+    slots: Option<Arc<Semaphore>>,
+}
+
+impl Shared {
+    /// Take a token from the scope's bucket and the global one, or from neither; the scope's
+    /// slots, if it has a concurrency cap.
+    fn take_tokens(&self, scope: &str) -> Result<Option<Arc<Semaphore>>, Limited> {
+        let now = self.clock.now();
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.sweep_if_due(now);
+        let State { global, scopes, .. } = &mut *state;
+        let global_taken = self.global.rate.map(|rate| global.take(&rate, now));
+        let tracks_scopes = self.proxy.rate.is_some() || self.proxy.concurrency > 0;
+        let mut entry = None;
+        let mut scope_taken = None;
+        if tracks_scopes {
+            let scope = match scopes.get_mut(scope) {
+                Some(scope) => scope,
+                None => scopes.entry(scope.to_owned()).or_insert_with(|| Scope {
+                    bucket: Bucket::full(now),
+                    slots: self.proxy.slots(),
+                }),
+            };
+            scope_taken = self.proxy.rate.map(|rate| scope.bucket.take(&rate, now));
+            entry = Some(scope);
+        }
+        let wait = [global_taken, scope_taken]
+            .into_iter()
+            .flatten()
+            .filter_map(Result::err)
+            .max();
+        if let Some(retry_after) = wait {
+            return Err(Limited::Rate { retry_after });
+        }
+        if let Some(Ok(taken)) = global_taken {
+            *global = taken;
+        }
+        let Some(scope) = entry else {
+            return Ok(None);
+        };
+        if let Some(Ok(taken)) = scope_taken {
+            scope.bucket = taken;
+        }
+        Ok(scope.slots.clone())
+    }
+
+    /// A slot of `slots`, waiting up to `wait` for one.
+    async fn slot(
+        &self,
+        slots: Arc<Semaphore>,
+        wait: Duration,
+    ) -> Result<OwnedSemaphorePermit, Limited> {
+        let refused = Limited::Concurrency { retry_after: wait };
+        if let Ok(permit) = slots.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        if wait.is_zero() {
+            return Err(refused);
+        }
+        let deadline = self.clock.now() + wait;
+        tokio::select! {
+            // The semaphores are never closed.
+            permit = slots.acquire_owned() => permit.map_err(|_| refused),
+            () = self.clock.sleep_until(deadline) => Err(refused),
+        }
+    }
+}
+
+impl State {
+    /// Forget scopes indistinguishable from new ones: bucket full, no slot held or awaited.
+    fn sweep_if_due(&mut self, now: Instant) {
+        if now < self.next_sweep && self.scopes.len() < self.sweep_at_len {
+            return;
+        }
+        self.scopes.retain(|_, scope| {
+            let idle = scope
+                .slots
+                .as_ref()
+                .is_none_or(|slots| Arc::strong_count(slots) == 1);
+            !(idle && scope.bucket.is_full(now))
+        });
+        self.next_sweep = now + SWEEP_INTERVAL;
+        self.sweep_at_len = (self.scopes.len() * 2).max(MIN_SWEEP_LEN);
+    }
+}
+
+/// One tier's limits, ready for arithmetic.
+#[derive(Debug, Clone, Copy)]
+struct Tier {
+    /// `None`: no token bucket.
+    rate: Option<Rate>,
+    /// 0: no cap on requests in flight.
+    concurrency: u32,
+    wait: Duration,
+}
+
+impl Tier {
+    fn new(rate: f64, burst: u32, concurrency: u32, wait: Duration) -> Tier {
+        Tier {
+            rate: Rate::new(rate, burst),
+            concurrency,
+            wait,
+        }
+    }
+
+    fn slots(&self) -> Option<Arc<Semaphore>> {
+        (self.concurrency > 0).then(|| Arc::new(Semaphore::new(self.concurrency as usize)))
+    }
+}
+
+/// A token bucket's parameters as durations.
+#[derive(Debug, Clone, Copy)]
+struct Rate {
+    /// The time one token takes to come back.
+    interval: Duration,
+    /// The time a whole burst takes to come back.
+    capacity: Duration,
+}
+
+impl Rate {
+    /// The slowest refill kept exact; slower rates are this slow.
+    const SLOWEST: Duration = Duration::from_secs(365 * 24 * 3600);
+
+    fn new(per_second: f64, burst: u32) -> Option<Rate> {
+        // Also refuses NaN.
+        if !per_second.is_finite() || per_second <= 0.0 || burst == 0 {
+            return None;
+        }
+        let interval = Duration::try_from_secs_f64(per_second.recip())
+            .unwrap_or(Rate::SLOWEST)
+            .min(Rate::SLOWEST);
+        Some(Rate {
+            interval,
+            capacity: interval.saturating_mul(burst),
+        })
+    }
+}
+
+/// A token bucket, as the instant it will be full again if nothing more is taken.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    full_at: Instant,
+}
+
+impl Bucket {
+    fn full(now: Instant) -> Bucket {
+        Bucket { full_at: now }
+    }
+
+    fn is_full(&self, now: Instant) -> bool {
+        self.full_at <= now
+    }
+
+    /// The bucket after taking one token at `now`, or how long until a token is there.
+    /// Taking a token moves `full_at` one interval later; the bucket holds at most a burst,
+    /// so `full_at` may run at most `capacity` ahead of now.
+    fn take(&self, rate: &Rate, now: Instant) -> Result<Bucket, Duration> {
+        let Some(full_at) = self.full_at.max(now).checked_add(rate.interval) else {
+            return Err(rate.interval);
+        };
+        let ahead = full_at.duration_since(now);
+        if ahead <= rate.capacity {
+            Ok(Bucket { full_at })
+        } else {
+            Err(ahead - rate.capacity)
+        }
+    }
+}
+
+/// Where the limiter (and the request log's writer) read the time and sleep: tokio's clock
+/// in the server, a hand-moved one in tests.
+pub(crate) trait Clock: Send + Sync + fmt::Debug + 'static {
+    fn now(&self) -> Instant;
+    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
+#[derive(Debug)]
+pub(crate) struct TokioClock;
+
+impl Clock for TokioClock {
+    fn now(&self) -> Instant {
+        tokio::time::Instant::now().into_std()
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(tokio::time::sleep_until(deadline.into()))
+    }
+}
+
+/// A clock that moves only when a test says so.
+#[cfg(test)]
+pub(crate) mod manual {
+    use super::*;
+
+    use tokio::sync::oneshot;
+
+    #[derive(Debug)]
+    pub(crate) struct ManualClock {
+        state: Mutex<Timeline>,
+    }
+
+    #[derive(Debug)]
+    struct Timeline {
+        now: Instant,
+        /// Each sleep's deadline and its wake-up call.
+        sleepers: Vec<(Instant, oneshot::Sender<()>)>,
+    }
+
+    impl ManualClock {
+        pub(crate) fn new() -> Arc<ManualClock> {
+            Arc::new(ManualClock {
+                state: Mutex::new(Timeline {
+                    now: Instant::now(),
+                    sleepers: Vec::new(),
+                }),
+            })
+        }
+
+        /// Move time on and wake the sleepers it reaches.
+        pub(crate) fn advance(&self, by: Duration) {
+            let mut state = self.state.lock().unwrap();
+            state.now += by;
+            let now = state.now;
+            for (deadline, wake) in std::mem::take(&mut state.sleepers) {
+                if deadline <= now {
+                    let _ = wake.send(());
+                } else if !wake.is_closed() {
+                    state.sleepers.push((deadline, wake));
+                }
+            }
+        }
+
+        /// Sleeps in progress.
+        pub(crate) fn sleepers(&self) -> usize {
+            let state = self.state.lock().unwrap();
+            state
+                .sleepers
+                .iter()
+                .filter(|(_, wake)| !wake.is_closed())
+                .count()
+        }
+
+        /// Let other tasks run until `count` of them sleep on this clock.
+        pub(crate) async fn until_sleepers(&self, count: usize) {
+            for _ in 0..100_000 {
+                if self.sleepers() >= count {
+                    return;
+                }
+                tokio::task::yield_now().await;
+            }
+            panic!("{count} sleepers never appeared (have {})", self.sleepers());
+        }
+    }
+
+    impl Clock for ManualClock {
+        fn now(&self) -> Instant {
+            self.state.lock().unwrap().now
+        }
+
+        fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+            let mut state = self.state.lock().unwrap();
+            let (wake, woken) = oneshot::channel();
+            if deadline <= state.now {
+                let _ = wake.send(());
+            } else {
+                state.sleepers.push((deadline, wake));
+            }
+            Box::pin(async move {
+                let _ = woken.await;
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::manual::ManualClock;
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn limiter(limits: RateLimits) -> (RateLimiter, Arc<ManualClock>) {
+        let clock = ManualClock::new();
+        (RateLimiter::with_clock(Some(limits), clock.clone()), clock)
+    }
+
+    /// Only the PROXY tier's rate: no global tier, no concurrency caps.
+    fn proxy_rate(rate: f64, burst: u32) -> RateLimits {
+        RateLimits {
+            proxy_rate: rate,
+            proxy_burst: burst,
+            proxy_concurrency: 0,
+            global_rate: 0.0,
+            global_burst: 0,
+            global_concurrency: 0,
+            ..RateLimits::DEFAULT
+        }
+    }
+
+    /// Only concurrency caps: no token buckets.
+    fn concurrency(proxy: u32, global: u32) -> RateLimits {
+        RateLimits {
+            proxy_rate: 0.0,
+            proxy_concurrency: proxy,
+            global_rate: 0.0,
+            global_concurrency: global,
+            ..RateLimits::DEFAULT
+        }
+    }
+
+    async fn admit_all(limiter: &RateLimiter, scope: &str, count: usize) {
+        for n in 0..count {
+            if let Err(refused) = limiter.admit(scope).await {
+                panic!("request {n} of {scope} refused: {refused}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_burst_passes_then_tokens_come_back_one_interval_apart() {
+        let (limiter, clock) = limiter(RateLimits::DEFAULT);
+        admit_all(&limiter, "agent:a:v", 200).await;
+        assert_eq!(
+            limiter.admit("agent:a:v").await.unwrap_err(),
+            Limited::Rate {
+                retry_after: 50 * MS
+            },
+            "20 per second: the next token is 50 ms away"
+        );
+        clock.advance(30 * MS);
+        assert_eq!(
+            limiter.admit("agent:a:v").await.unwrap_err().retry_after(),
+            20 * MS
+        );
+        clock.advance(20 * MS);
+        admit_all(&limiter, "agent:a:v", 1).await;
+        assert!(limiter.admit("agent:a:v").await.is_err());
+
+        // Refilled continuously, never beyond the burst.
+        clock.advance(Duration::from_secs(3600));
+        admit_all(&limiter, "agent:a:v", 200).await;
+        assert!(limiter.admit("agent:a:v").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn scopes_have_buckets_of_their_own() {
+        let (limiter, _clock) = limiter(proxy_rate(1.0, 3));
+        admit_all(&limiter, "agent:a:v1", 3).await;
+        assert!(limiter.admit("agent:a:v1").await.is_err());
+        admit_all(&limiter, "agent:a:v2", 3).await;
+        admit_all(&limiter, "agent:b:v1", 3).await;
+    }
+
+    #[tokio::test]
+    async fn fractional_rates_refill_exactly() {
+        let (limiter, clock) = limiter(proxy_rate(0.5, 1));
+        admit_all(&limiter, "s", 1).await;
+        assert_eq!(
+            limiter.admit("s").await.unwrap_err().retry_after(),
+            Duration::from_secs(2)
+        );
+        clock.advance(Duration::from_secs(2) - MS);
+        assert_eq!(limiter.admit("s").await.unwrap_err().retry_after(), MS);
+        clock.advance(MS);
+        admit_all(&limiter, "s", 1).await;
+    }
+
+    #[tokio::test]
+    async fn the_global_bucket_is_shared_by_every_scope() {
+        let (limiter, clock) = limiter(RateLimits {
+            proxy_rate: 0.0,
+            proxy_concurrency: 0,
+            global_rate: 100.0,
+            global_burst: 5,
+            global_concurrency: 0,
+            ..RateLimits::DEFAULT
+        });
+        for scope in ["a", "b", "c", "d", "e"] {
+            admit_all(&limiter, scope, 1).await;
+        }
+        assert_eq!(
+            limiter.admit("f").await.unwrap_err(),
+            Limited::Rate {
+                retry_after: 10 * MS
+            }
+        );
+        clock.advance(10 * MS);
+        admit_all(&limiter, "f", 1).await;
+    }
+
+    #[tokio::test]
+    async fn a_refusal_takes_no_token_from_the_other_bucket() {
+        let (limiter, clock) = limiter(RateLimits {
+            proxy_rate: 1.0,
+            proxy_burst: 2,
+            proxy_concurrency: 0,
+            global_rate: 1.0,
+            global_burst: 3,
+            global_concurrency: 0,
+            ..RateLimits::DEFAULT
+        });
+        admit_all(&limiter, "a", 2).await;
+        // a's bucket is empty: refused, and the global token stays for b.
+        for _ in 0..5 {
+            assert!(limiter.admit("a").await.is_err());
+        }
+        admit_all(&limiter, "b", 1).await;
+        // Now the global bucket is empty: b is refused and keeps its own second token.
+        assert_eq!(
+            limiter.admit("b").await.unwrap_err().retry_after(),
+            Duration::from_secs(1)
+        );
+        clock.advance(Duration::from_secs(1));
+        admit_all(&limiter, "b", 1).await;
+    }
+
+    #[tokio::test]
+    async fn a_refusal_waits_for_the_later_of_the_two_buckets() {
+        let (limiter, _clock) = limiter(RateLimits {
+            proxy_rate: 10.0,
+            proxy_burst: 1,
+            proxy_concurrency: 0,
+            global_rate: 2.0,
+            global_burst: 1,
+            global_concurrency: 0,
+            ..RateLimits::DEFAULT
+        });
+        admit_all(&limiter, "a", 1).await;
+        assert_eq!(
+            limiter.admit("a").await.unwrap_err().retry_after(),
+            500 * MS
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_waits_for_a_slot_up_to_the_wait() {
+        let (limiter, clock) = limiter(concurrency(2, 0));
+        let first = limiter.admit("s").await.unwrap();
+        let _second = limiter.admit("s").await.unwrap();
+
+        // A third waits; a slot freed within the wait admits it.
+        let waiting = tokio::spawn({
+            let limiter = limiter.clone();
+            async move { limiter.admit("s").await }
+        });
+        clock.until_sleepers(1).await;
+        clock.advance(1999 * MS);
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        drop(first);
+        let _third = waiting.await.unwrap().unwrap();
+
+        // A fourth finds no slot within 2 s.
+        let waiting = tokio::spawn({
+            let limiter = limiter.clone();
+            async move { limiter.admit("s").await }
+        });
+        clock.until_sleepers(1).await;
+        clock.advance(2000 * MS);
+        assert_eq!(
+            waiting.await.unwrap().unwrap_err(),
+            Limited::Concurrency {
+                retry_after: Duration::from_secs(2)
+            }
+        );
+        // Another scope has slots of its own.
+        let _other = limiter.admit("t").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_global_cap_holds_across_scopes_with_its_own_wait() {
+        let (limiter, clock) = limiter(RateLimits {
+            global_wait: 500 * MS,
+            ..concurrency(0, 2)
+        });
+        let _a = limiter.admit("a").await.unwrap();
+        let b = limiter.admit("b").await.unwrap();
+        let waiting = tokio::spawn({
+            let limiter = limiter.clone();
+            async move { limiter.admit("c").await }
+        });
+        clock.until_sleepers(1).await;
+        clock.advance(500 * MS);
+        let refused = waiting.await.unwrap().unwrap_err();
+        assert_eq!(
+            refused,
+            Limited::Concurrency {
+                retry_after: 500 * MS
+            }
+        );
+        assert_eq!(refused.code(), "concurrency_scope");
+        drop(b);
+        let _c = limiter.admit("c").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_request_refused_by_the_global_cap_frees_its_scope_slot() {
+        let (limiter, clock) = limiter(RateLimits {
+            global_wait: Duration::ZERO,
+            ..concurrency(1, 1)
+        });
+        let held = limiter.admit("a").await.unwrap();
+        assert_eq!(
+            limiter.admit("b").await.unwrap_err(),
+            Limited::Concurrency {
+                retry_after: Duration::ZERO
+            }
+        );
+        drop(held);
+        // b's slot was given back: b is admitted at once, with no wait.
+        let _b = limiter.admit("b").await.unwrap();
+        assert_eq!(clock.sleepers(), 0);
+    }
+
+    #[tokio::test]
+    async fn off_admits_everything() {
+        let limiter = RateLimiter::new(RateLimits::profile("off").unwrap());
+        let mut held = Vec::new();
+        for _ in 0..10_000 {
+            held.push(limiter.admit("agent:a:v").await.unwrap());
+        }
+        assert_eq!(limiter.tracked_scopes(), 0);
+    }
+
+    #[test]
+    fn profiles_scale_rates_bursts_and_concurrency() {
+        assert_eq!(
+            RateLimits::profile("default").unwrap(),
+            Some(RateLimits::DEFAULT)
+        );
+        let strict = RateLimits::profile("strict").unwrap().unwrap();
+        assert_eq!(
+            (
+                strict.proxy_rate,
+                strict.proxy_burst,
+                strict.proxy_concurrency,
+                strict.proxy_wait
+            ),
+            (10.0, 100, 32, Duration::from_secs(2))
+        );
+        assert_eq!(
+            (
+                strict.global_rate,
+                strict.global_burst,
+                strict.global_concurrency,
+                strict.global_wait
+            ),
+            (1000.0, 2000, 256, 500 * MS)
+        );
+        let loose = RateLimits::profile("loose").unwrap().unwrap();
+        assert_eq!(
+            (loose.proxy_rate, loose.proxy_burst, loose.proxy_concurrency),
+            (40.0, 400, 128)
+        );
+        assert_eq!(
+            (
+                loose.global_rate,
+                loose.global_burst,
+                loose.global_concurrency
+            ),
+            (4000.0, 8000, 1024)
+        );
+        assert_eq!(RateLimits::profile("off").unwrap(), None);
+        assert_eq!(
+            RateLimits::profile("Strict").unwrap_err(),
+            "\"Strict\" is not a rate-limit profile: use default, strict, loose or off"
+        );
+    }
+
+    #[test]
+    fn refusals_carry_the_request_log_codes() {
+        let retry_after = Duration::from_millis(1500);
+        assert_eq!(Limited::Rate { retry_after }.code(), "rate_limit_scope");
+        assert_eq!(
+            Limited::Concurrency { retry_after }.code(),
+            "concurrency_scope"
+        );
+        assert_eq!(Limited::Rate { retry_after }.retry_after(), retry_after);
+    }
+
+    #[tokio::test]
+    async fn idle_scopes_are_forgotten_on_the_periodic_sweep() {
+        let (limiter, clock) = limiter(RateLimits {
+            proxy_rate: 1.0,
+            proxy_burst: 100,
+            ..concurrency(4, 0)
+        });
+        admit_all(&limiter, "idle", 1).await;
+        admit_all(&limiter, "busy", 100).await;
+        let _held = limiter.admit("holding").await.unwrap();
+        assert_eq!(limiter.tracked_scopes(), 3);
+
+        clock.advance(SWEEP_INTERVAL);
+        admit_all(&limiter, "new", 1).await;
+        // "idle" refilled and holds nothing: gone. "busy" has 60 of 100 tokens back, and
+        // "holding" holds a slot: both kept, with their state.
+        assert_eq!(limiter.tracked_scopes(), 3);
+        admit_all(&limiter, "busy", 60).await;
+        assert!(limiter.admit("busy").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_growing_map_is_swept_before_the_minute_is_up() {
+        let (limiter, clock) = limiter(proxy_rate(20.0, 5));
+        for n in 0..MIN_SWEEP_LEN {
+            admit_all(&limiter, &format!("agent:{n}:v"), 1).await;
+        }
+        assert_eq!(limiter.tracked_scopes(), MIN_SWEEP_LEN);
+        clock.advance(50 * MS);
+        admit_all(&limiter, "agent:new:v", 1).await;
+        assert_eq!(limiter.tracked_scopes(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_scope_whose_slot_passes_to_a_waiter_is_not_forgotten() {
+        let (limiter, clock) = limiter(RateLimits {
+            proxy_wait: Duration::from_secs(120),
+            ..concurrency(1, 0)
+        });
+        let held = limiter.admit("s").await.unwrap();
+        let waiting = tokio::spawn({
+            let limiter = limiter.clone();
+            async move { limiter.admit("s").await }
+        });
+        clock.until_sleepers(1).await;
+        drop(held);
+        clock.advance(SWEEP_INTERVAL);
+        admit_all(&limiter, "other", 1).await;
+        // The waiter was woken by the freed slot and holds it now, so its scope stays
+        // and a second request of it must wait.
+        let _admitted = waiting.await.unwrap().unwrap();
+        assert_eq!(limiter.tracked_scopes(), 2);
+        let waiting = tokio::spawn({
+            let limiter = limiter.clone();
+            async move { limiter.admit("s").await }
+        });
+        clock.until_sleepers(1).await;
+        assert!(!waiting.is_finished());
+        waiting.abort();
+    }
+
+    #[test]
+    fn zero_and_absurd_rates_do_not_panic() {
+        assert!(Rate::new(0.0, 10).is_none());
+        assert!(Rate::new(f64::NAN, 10).is_none());
+        assert!(Rate::new(-1.0, 10).is_none());
+        assert!(Rate::new(5.0, 0).is_none());
+        let glacial = Rate::new(1e-300, u32::MAX).unwrap();
+        assert_eq!(glacial.interval, Rate::SLOWEST);
+        let now = Instant::now();
+        let bucket = Bucket::full(now).take(&glacial, now).unwrap();
+        assert!(!bucket.is_full(now));
+        let instant = Rate::new(1e300, 1).unwrap();
+        assert_eq!(instant.interval, Duration::ZERO);
+        assert!(Bucket::full(now).take(&instant, now).is_ok());
+    }
+}
