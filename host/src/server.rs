@@ -17,10 +17,15 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use http_body_util::BodyExt as _;
+
 use crate::api::{self, ApiState};
 use crate::audit::RequestLog;
+use crate::forward::{Upstream, UpstreamSettings};
 use crate::plugin::registry::{Registry, RegistryError, RegistrySettings};
 use crate::plugin::{EngineError, EngineSettings, PluginEngine};
+use crate::proxy::{self, Directory, ProxySettings, ProxyState};
+use crate::ratelimit::{RateLimiter, RateLimits};
 use crate::store::{self, Db, Store};
 use crate::vault::crypto::{DataKey, KdfParams};
 
@@ -45,6 +50,12 @@ pub struct ServerConfig {
     /// Allow services for internal hosts (localhost, IP addresses).
     pub dev_mode: bool,
     pub log_retention: LogRetention,
+    /// How the proxy reaches upstreams: trust anchors, pins, allowlist, timeouts.
+    pub upstream: UpstreamSettings,
+    /// Body size limits of the proxy.
+    pub proxy: ProxySettings,
+    /// Rate limits of the proxy (`None`: off).
+    pub rate_limits: Option<RateLimits>,
 }
 
 /// How long the request log keeps entries.
@@ -75,6 +86,8 @@ pub enum ServerError {
     Engine(#[from] EngineError),
     #[error(transparent)]
     Plugins(#[from] RegistryError),
+    #[error("cannot set up the upstream client: {0}")]
+    Upstream(#[from] crate::forward::UpstreamConfigError),
     #[error("cannot listen on {addr}: {source} (is another agent-vault running? try --port)")]
     Bind {
         addr: SocketAddr,
@@ -135,6 +148,13 @@ pub async fn run(
         config.dev_mode,
         request_log,
     ));
+    let proxy = Arc::new(ProxyState {
+        directory: Directory::new(db.clone(), state.generation.clone()),
+        upstream: Upstream::new(config.upstream.clone())?,
+        limits: RateLimiter::new(config.rate_limits),
+        settings: config.proxy,
+        api: state.clone(),
+    });
     let upkeep = tokio::spawn(upkeep(db, config.log_retention));
     tracing::info!(
         data_dir = %config.data_dir.display(),
@@ -158,10 +178,19 @@ pub async fn run(
                         continue;
                     }
                 };
-                let state = state.clone();
-                let service = hyper::service::service_fn(move |request| {
-                    let state = state.clone();
-                    async move { Ok::<_, Infallible>(api::handle(state, request).await) }
+                let (state, proxy) = (state.clone(), proxy.clone());
+                let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                    let (state, proxy) = (state.clone(), proxy.clone());
+                    async move {
+                        let response = if proxy::is_proxy_request(request.uri().path()) {
+                            proxy::handle(proxy, request).await
+                        } else {
+                            api::handle(state, request)
+                                .await
+                                .map(|body| body.map_err(|never| match never {}).boxed_unsync())
+                        };
+                        Ok::<_, Infallible>(response)
+                    }
                 });
                 let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                 let connection = graceful.watch(connection);

@@ -8,5 +8,7 @@ mod at_rest;
 mod control_plane;
 mod example_plugin;
 mod plugin_commands;
+mod proxy;
 mod request_log;
 mod server;
+mod upstream;

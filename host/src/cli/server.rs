@@ -15,6 +15,9 @@ use zeroize::Zeroizing;
 
 use super::DataDirArgs;
 use super::input;
+use crate::forward::{ResolvePin, UpstreamSettings, load_ca_file};
+use crate::proxy::ProxySettings;
+use crate::ratelimit::RateLimits;
 use crate::server::{self, LogRetention, ServerConfig};
 use crate::store::sqlite::SqliteStore;
 use crate::vault::crypto::{DataKey, KdfParams};
@@ -50,6 +53,33 @@ pub struct ServerArgs {
         env = "AGENT_VAULT_LOGS_MAX_ROWS_PER_VAULT"
     )]
     logs_max_rows_per_vault: u32,
+    /// Trust this CA (PEM) for upstreams too, on top of the public roots (repeatable).
+    #[arg(long = "upstream-ca", value_name = "FILE")]
+    upstream_ca: Vec<std::path::PathBuf>,
+    /// Connect to ADDR for HOST:PORT without DNS, like curl (repeatable).
+    #[arg(long, value_name = "HOST:PORT:ADDR")]
+    resolve: Vec<ResolvePin>,
+    /// Upstream addresses allowed although private, loopback or otherwise internal: comma-
+    /// separated CIDRs or addresses. Cloud metadata addresses stay refused.
+    #[arg(
+        long,
+        env = "AGENT_VAULT_NETWORK_ALLOWLIST",
+        value_name = "CIDRS",
+        default_value = ""
+    )]
+    network_allowlist: String,
+    /// Seconds to wait for an upstream's response headers once it has the whole request.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    upstream_timeout: u64,
+    /// The largest request body the proxy forwards (413 beyond).
+    #[arg(long, default_value_t = 1024 * 1024 * 1024, env = "AGENT_VAULT_MAX_REQUEST_BYTES")]
+    max_request_bytes: u64,
+    /// The largest response body the proxy relays (0: no limit).
+    #[arg(long, default_value_t = 0, env = "AGENT_VAULT_MAX_RESPONSE_BYTES")]
+    max_response_bytes: u64,
+    /// Proxy rate limits: default, strict, loose or off.
+    #[arg(long, default_value = "default", env = "AGENT_VAULT_RATELIMIT_PROFILE")]
+    rate_limit_profile: String,
     #[command(flatten)]
     dirs: DataDirArgs,
 }
@@ -62,6 +92,17 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     let store = SqliteStore::open(&server::database_path(&data_dir))
         .with_context(|| format!("opening the database in {}", data_dir.display()))?;
     let data_key = unlock_or_set_up(&store, &args, env_password)?;
+    let mut upstream = UpstreamSettings {
+        resolve: args.resolve.clone(),
+        allowlist: parse_allowlist(&args.network_allowlist)?,
+        response_header_timeout: Duration::from_secs(args.upstream_timeout.max(1)),
+        ..UpstreamSettings::default()
+    };
+    for file in &args.upstream_ca {
+        upstream.extra_roots.extend(load_ca_file(file)?);
+    }
+    let rate_limits = RateLimits::profile(&args.rate_limit_profile)
+        .map_err(|message| anyhow::anyhow!("--rate-limit-profile: {message}"))?;
     let config = ServerConfig {
         listen: SocketAddr::new(args.host, args.port),
         plugin_dir: args.dirs.plugin_dir()?,
@@ -75,6 +116,13 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
             max_age: Duration::from_secs(args.logs_max_age_hours * 3600),
             max_rows_per_vault: args.logs_max_rows_per_vault,
         },
+        upstream,
+        proxy: ProxySettings {
+            max_request_bytes: args.max_request_bytes,
+            max_response_bytes: (args.max_response_bytes > 0).then_some(args.max_response_bytes),
+            ..ProxySettings::default()
+        },
+        rate_limits,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -196,6 +244,24 @@ fn unlock(store: &SqliteStore, given: Option<Zeroizing<String>>) -> anyhow::Resu
         }
     }
     unreachable!("the third attempt returns")
+}
+
+/// `10.0.0.0/8,127.0.0.1` into networks (a bare address is its own /32 or /128).
+fn parse_allowlist(text: &str) -> anyhow::Result<Vec<ipnet::IpNet>> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            entry
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "network allowlist entry {entry:?} is not a CIDR or an IP address"
+                    )
+                })
+        })
+        .collect()
 }
 
 /// Logs go to stderr; `AGENT_VAULT_LOG` filters them (default `info`).

@@ -1,0 +1,1515 @@
+//! The forward step: send the finished request to the upstream and hand back its answer.
+//!
+//! [`Upstream`] is built once per server and shared. [`Upstream::send`] owns the request as it
+//! goes on the wire: the absolute URI from the [`RequestHead`], `Host` set to its authority,
+//! hop-by-hop headers removed, every other header and the body's bytes untouched (a plugin may
+//! have signed them), the body streamed, redirects never followed. [`clean_response_headers`]
+//! is the matching step for the answer.
+//!
+//! Underneath is hyper-util's pooling client over rustls (TLS 1.2 and 1.3, ALPN `h2` and
+//! `http/1.1`, webpki roots plus `--upstream-ca`), with our own connector (`GuardedConnector`): it
+//! resolves (or takes a `--resolve` pin), refuses the host if *any* address fails
+//! [`netguard::check`], and connects only to an address it checked, so DNS cannot change
+//! between the check and the connect.
+//!
+//! Failures come back as [`UpstreamError`], found by type (the connector's own error, rustls,
+//! hyper), never by message text. Messages name the host and the failing step, never a header
+//! or a body. This module knows nothing of plugins, vaults or agents.
+
+pub mod netguard;
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::pin::{Pin, pin};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, Uri};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use ipnet::IpNet;
+use rustls::RootCertStore;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject as _;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::request::RequestHead;
+
+/// An error from a body or a connector, as hyper and `http-body-util` pass them around.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A request or response body on the proxy's path. Not `Sync`: bodies are polled from one
+/// task, and requiring `Sync` would rule out bodies that hold non-`Sync` state.
+pub type ProxyBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+
+/// How the proxy reaches upstreams.
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    /// Extra trust anchors (PEM files given with `--upstream-ca`), on top of the webpki roots.
+    pub extra_roots: Vec<CertificateDer<'static>>,
+    /// `--resolve HOST:PORT:ADDR` pins, like curl's: connect to ADDR for HOST:PORT without DNS.
+    pub resolve: Vec<ResolvePin>,
+    /// `AGENT_VAULT_NETWORK_ALLOWLIST`: ranges allowed even though private, loopback, ...
+    pub allowlist: Vec<IpNet>,
+    /// Resolving the host and opening the TCP connection, all addresses together.
+    pub connect_timeout: Duration,
+    /// Waiting for the upstream: for the TLS handshake, while it does not take the request
+    /// body, and from the end of the request to the response head.
+    pub response_header_timeout: Duration,
+    /// How long a pooled connection may stay unused.
+    pub idle_timeout: Duration,
+}
+
+impl Default for UpstreamSettings {
+    fn default() -> Self {
+        UpstreamSettings {
+            extra_roots: Vec::new(),
+            resolve: Vec::new(),
+            allowlist: Vec::new(),
+            connect_timeout: Duration::from_secs(10),
+            response_header_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(90),
+        }
+    }
+}
+
+/// A setting the upstream client cannot be built with.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamConfigError {
+    #[error("cannot read the CA file {}: {reason}", path.display())]
+    CaFile { path: PathBuf, reason: String },
+    #[error(
+        "the CA file {} holds no certificate; it must be PEM with \
+         -----BEGIN CERTIFICATE----- blocks",
+        path.display()
+    )]
+    NoCertificates { path: PathBuf },
+    #[error("certificate {number} of the CA file {} is not a usable CA: {reason}", path.display())]
+    BadCaCertificate {
+        path: PathBuf,
+        number: usize,
+        reason: String,
+    },
+    #[error("extra trust anchor {number} is not a usable CA certificate: {reason}")]
+    BadRoot { number: usize, reason: String },
+    #[error("setting up TLS failed: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// Read the certificates of a PEM file given with `--upstream-ca` (one or several; other
+/// PEM sections, such as keys, are skipped).
+pub fn load_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, UpstreamConfigError> {
+    let unreadable = |error: rustls_pki_types::pem::Error| UpstreamConfigError::CaFile {
+        path: path.to_owned(),
+        reason: match error {
+            rustls_pki_types::pem::Error::Io(io) => io.to_string(),
+            other => other.to_string(),
+        },
+    };
+    let certificates = CertificateDer::pem_file_iter(path)
+        .map_err(unreadable)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(unreadable)?;
+    if certificates.is_empty() {
+        return Err(UpstreamConfigError::NoCertificates {
+            path: path.to_owned(),
+        });
+    }
+    for (index, certificate) in certificates.iter().enumerate() {
+        RootCertStore::empty()
+            .add(certificate.clone())
+            .map_err(|error| UpstreamConfigError::BadCaCertificate {
+                path: path.to_owned(),
+                number: index + 1,
+                reason: error.to_string(),
+            })?;
+    }
+    Ok(certificates)
+}
+
+/// `--resolve HOST:PORT:ADDR`: connections to HOST:PORT go to ADDR, without DNS. The address
+/// is still checked by [`netguard`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvePin {
+    /// Lower case.
+    pub host: String,
+    pub port: u16,
+    pub addr: IpAddr,
+}
+
+/// A `--resolve` value that [`ResolvePin::from_str`] refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid --resolve {input:?}: {reason}")]
+pub struct InvalidResolvePin {
+    input: String,
+    reason: &'static str,
+}
+
+impl FromStr for ResolvePin {
+    type Err = InvalidResolvePin;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        let invalid = |reason| InvalidResolvePin {
+            input: input.to_owned(),
+            reason,
+        };
+        let (host, rest) = input.split_once(':').ok_or_else(|| {
+            invalid("expected HOST:PORT:ADDR, like api.example.com:443:127.0.0.1")
+        })?;
+        let (port, addr) = rest.split_once(':').ok_or_else(|| {
+            invalid("expected HOST:PORT:ADDR, like api.example.com:443:127.0.0.1")
+        })?;
+        if host.is_empty() {
+            return Err(invalid("the host is empty"));
+        }
+        if !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+        {
+            return Err(invalid(
+                "the host must be a DNS name (letters, digits, '-', '_' and '.')",
+            ));
+        }
+        let port = match port.parse::<u16>() {
+            Ok(number) if number != 0 && port.bytes().all(|b| b.is_ascii_digit()) => number,
+            _ => return Err(invalid("the port must be a number from 1 to 65535")),
+        };
+        let addr = addr
+            .strip_prefix('[')
+            .and_then(|inner| inner.strip_suffix(']'))
+            .unwrap_or(addr);
+        let addr = addr.parse::<IpAddr>().map_err(|_| {
+            invalid("the address must be one IP address, an IPv6 one in brackets like [::1]")
+        })?;
+        Ok(ResolvePin {
+            host: host.to_ascii_lowercase(),
+            port,
+            addr,
+        })
+    }
+}
+
+impl fmt::Display for ResolvePin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.addr {
+            IpAddr::V4(addr) => write!(f, "{}:{}:{addr}", self.host, self.port),
+            IpAddr::V6(addr) => write!(f, "{}:{}:[{addr}]", self.host, self.port),
+        }
+    }
+}
+
+/// Why a request did not get a response from the upstream.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("{}", blocked_message(host, addr, reason))]
+    Blocked {
+        host: String,
+        addr: IpAddr,
+        reason: netguard::Blocked,
+    },
+    #[error("cannot resolve {host}: {reason}")]
+    Resolve { host: String, reason: String },
+    #[error("cannot connect to {host}: {reason}")]
+    Connect { host: String, reason: String },
+    #[error("the TLS handshake with {host} failed: {reason}")]
+    Tls { host: String, reason: String },
+    #[error("timed out waiting for {host} ({phase})")]
+    Timeout { host: String, phase: &'static str },
+    #[error("the exchange with {host} failed: {reason}")]
+    Protocol { host: String, reason: String },
+    /// The request's own body failed while it was being sent (the agent went away, or a
+    /// size limit the caller put on the body). `cause` is the body's error, for downcasting.
+    #[error("the request body failed while it was sent to {host}: {cause}")]
+    RequestBody {
+        host: String,
+        cause: Arc<dyn StdError + Send + Sync>,
+    },
+}
+
+impl UpstreamError {
+    /// The machine-readable code for the error body and the request log.
+    pub fn code(&self) -> &'static str {
+        match self {
+            UpstreamError::Blocked { .. } => "upstream_blocked",
+            UpstreamError::Timeout { .. } => "upstream_timeout",
+            UpstreamError::RequestBody { .. } => "request_body_error",
+            UpstreamError::Resolve { .. }
+            | UpstreamError::Connect { .. }
+            | UpstreamError::Tls { .. }
+            | UpstreamError::Protocol { .. } => "upstream_error",
+        }
+    }
+}
+
+fn blocked_message(host: &str, addr: &IpAddr, reason: &netguard::Blocked) -> String {
+    let what = if host == addr.to_string() {
+        format!("{addr} is {reason}")
+    } else {
+        format!("{host} resolves to {addr}, {reason}")
+    };
+    if reason.range == netguard::Range::Metadata {
+        what
+    } else {
+        format!(
+            "{what}; the proxy does not connect there unless AGENT_VAULT_NETWORK_ALLOWLIST holds it"
+        )
+    }
+}
+
+/// The HTTP(S) client toward upstreams. Cheap to clone; one per server.
+#[derive(Clone)]
+pub struct Upstream {
+    client: Client<HttpsConnector<GuardedConnector>, WatchedBody>,
+    response_header_timeout: Duration,
+}
+
+impl fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upstream")
+            .field("response_header_timeout", &self.response_header_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Upstream {
+    pub fn new(settings: UpstreamSettings) -> Result<Upstream, UpstreamConfigError> {
+        let mut roots = RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        for (index, root) in settings.extra_roots.into_iter().enumerate() {
+            roots
+                .add(root)
+                .map_err(|error| UpstreamConfigError::BadRoot {
+                    number: index + 1,
+                    reason: error.to_string(),
+                })?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = GuardedConnector {
+            config: Arc::new(ConnectConfig {
+                resolve: settings.resolve,
+                allowlist: settings.allowlist,
+                connect_timeout: settings.connect_timeout,
+            }),
+        };
+        let https = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(connector);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(settings.idle_timeout)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(https);
+        Ok(Upstream {
+            client,
+            response_header_timeout: settings.response_header_timeout,
+        })
+    }
+
+    /// Send `head` with `body` to `head.scheme://head.host:head.port`.
+    pub async fn send(
+        &self,
+        head: RequestHead,
+        body: ProxyBody,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let invalid_target = || UpstreamError::Protocol {
+            host: head.host.clone(),
+            reason: "the request target is not a valid URI".to_owned(),
+        };
+        let authority = head.authority();
+        let uri = Uri::builder()
+            .scheme(head.scheme.as_str())
+            .authority(authority.as_str())
+            .path_and_query(head.path_and_query())
+            .build()
+            .map_err(|_| invalid_target())?;
+        let host_value = HeaderValue::from_str(&authority).map_err(|_| invalid_target())?;
+        let RequestHead {
+            method,
+            host,
+            mut headers,
+            ..
+        } = head;
+        clean_request_headers(&mut headers);
+        headers.insert(header::HOST, host_value);
+
+        let (body, turn, body_failure) = WatchedBody::new(body);
+        let mut request = Request::new(body);
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers;
+
+        let exchange = self.client.request(request);
+        match upstream_deadline(exchange, turn, self.response_header_timeout).await {
+            Some(Ok(response)) => Ok(response),
+            Some(Err(error)) => {
+                let failure = body_failure.lock().expect("never poisoned").take();
+                Err(match failure {
+                    Some(cause) => UpstreamError::RequestBody {
+                        host,
+                        cause: Arc::from(cause),
+                    },
+                    None => classify(&host, &error),
+                })
+            }
+            None => Err(UpstreamError::Timeout {
+                host,
+                phase: "response headers",
+            }),
+        }
+    }
+}
+
+/// Request headers that belong to one hop: never forwarded.
+const HOP_BY_HOP_REQUEST: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Response headers that must not travel back to the agent.
+const HOP_BY_HOP_RESPONSE: [HeaderName; 10] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    // A session cookie the upstream sets is as good as the credential that earned it.
+    header::SET_COOKIE,
+    HeaderName::from_static("set-cookie2"),
+];
+
+/// Remove the hop-by-hop headers of a request: `Connection` and every header it names,
+/// `Keep-Alive`, `Proxy-Connection`, `Proxy-Authorization`, `TE` (but `TE: trailers` is kept),
+/// `Trailer`, `Transfer-Encoding`, `Upgrade`. [`Upstream::send`] does this; the ingress should
+/// too, before the plugin runs, so that an agent cannot name the credential's header in
+/// `Connection` and have it removed after the plugin set it.
+pub fn clean_request_headers(headers: &mut HeaderMap) {
+    let wants_trailers = headers.get_all(header::TE).iter().any(|value| {
+        tokens(value).any(|token| {
+            let name = token.split(|b| *b == b';').next().unwrap_or_default();
+            name.trim_ascii().eq_ignore_ascii_case(b"trailers")
+        })
+    });
+    remove_connection_named(headers);
+    for name in &HOP_BY_HOP_REQUEST {
+        headers.remove(name);
+    }
+    if wants_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+/// Remove what must not travel back to the agent: hop-by-hop headers (and any header the
+/// upstream names in `Connection`) and `Set-Cookie`.
+pub fn clean_response_headers(headers: &mut HeaderMap) {
+    remove_connection_named(headers);
+    for name in &HOP_BY_HOP_RESPONSE {
+        headers.remove(name);
+    }
+}
+
+/// Remove every header named in a `Connection` header (RFC 9110 §7.6.1).
+fn remove_connection_named(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(tokens)
+        .filter_map(|token| HeaderName::from_bytes(token).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+}
+
+/// The comma-separated elements of a header value, trimmed, empty ones left out.
+fn tokens(value: &HeaderValue) -> impl Iterator<Item = &[u8]> {
+    value
+        .as_bytes()
+        .split(|b| *b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|token| !token.is_empty())
+}
+
+/// Find what failed by the types in the error's chain.
+fn classify(host: &str, error: &hyper_util::client::legacy::Error) -> UpstreamError {
+    let mut next: Option<&(dyn StdError + 'static)> = Some(error);
+    while let Some(current) = next {
+        if let Some(ConnectError(error)) = current.downcast_ref::<ConnectError>() {
+            return error.clone();
+        }
+        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
+            return UpstreamError::Tls {
+                host: host.to_owned(),
+                reason: tls_reason(tls),
+            };
+        }
+        if current
+            .downcast_ref::<rustls_pki_types::InvalidDnsNameError>()
+            .is_some()
+        {
+            return UpstreamError::Tls {
+                host: host.to_owned(),
+                reason: "the host is not a valid TLS server name".to_owned(),
+            };
+        }
+        // `io::Error::source` skips the error it wraps; rustls errors travel wrapped in one.
+        next = match current.downcast_ref::<std::io::Error>() {
+            Some(io) => io.get_ref().map(|inner| inner as &(dyn StdError + 'static)),
+            None => current.source(),
+        };
+    }
+    let reason = chain_text(error);
+    if error.is_connect() {
+        UpstreamError::Connect {
+            host: host.to_owned(),
+            reason,
+        }
+    } else {
+        UpstreamError::Protocol {
+            host: host.to_owned(),
+            reason,
+        }
+    }
+}
+
+fn tls_reason(error: &rustls::Error) -> String {
+    match error {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => {
+            format!("{error}; if the upstream uses a private CA, trust it with --upstream-ca")
+        }
+        _ => error.to_string(),
+    }
+}
+
+/// The messages under hyper-util's own ("client error (Connect)"), joined.
+fn chain_text(error: &hyper_util::client::legacy::Error) -> String {
+    let mut parts = Vec::new();
+    let mut next = error.source();
+    while let Some(current) = next {
+        parts.push(current.to_string());
+        next = current.source();
+    }
+    if parts.is_empty() {
+        error.to_string()
+    } else {
+        parts.join(": ")
+    }
+}
+
+/// Whose turn it is: `Some(since)` while the proxy waits for the upstream (to connect, to take
+/// the next piece of the body, to answer), `None` while it waits for the request body.
+type Turn = Option<Instant>;
+
+/// Run `exchange` until it ends, or until the upstream has had the turn for `limit` without
+/// giving it back (`None`). Waiting for the request body does not count: a slow upload is
+/// not a slow upstream.
+async fn upstream_deadline<F: Future>(
+    exchange: F,
+    mut turn: watch::Receiver<Turn>,
+    limit: Duration,
+) -> Option<F::Output> {
+    let mut exchange = pin!(exchange);
+    let mut current = *turn.borrow_and_update();
+    let mut watching = true;
+    loop {
+        let deadline = current.map(|since| since + limit);
+        tokio::select! {
+            output = &mut exchange => return Some(output),
+            () = sleep_until_some(deadline) => {
+                let latest = *turn.borrow_and_update();
+                if latest == current {
+                    return None;
+                }
+                current = latest;
+            }
+            changed = turn.changed(), if watching => match changed {
+                Ok(()) => current = *turn.borrow_and_update(),
+                // The body is gone (sent, or dropped by hyper): the rest is the upstream's.
+                Err(_) => {
+                    watching = false;
+                    current = Some(current.unwrap_or_else(Instant::now));
+                }
+            },
+        }
+    }
+}
+
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The request body as hyper sees it: the caller's body, reporting whose turn it is and
+/// keeping the body's own error for [`Upstream::send`] to return by type.
+struct WatchedBody {
+    inner: ProxyBody,
+    turn: watch::Sender<Turn>,
+    failure: BodyFailure,
+}
+
+/// Where [`WatchedBody`] keeps the body's own error.
+type BodyFailure = Arc<Mutex<Option<BoxError>>>;
+
+/// What hyper gets when the request body failed; the real error is kept aside.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body failed")]
+struct BodyFailed;
+
+impl WatchedBody {
+    fn new(inner: ProxyBody) -> (WatchedBody, watch::Receiver<Turn>, BodyFailure) {
+        let (turn, receiver) = watch::channel(Some(Instant::now()));
+        let failure = Arc::new(Mutex::new(None));
+        let body = WatchedBody {
+            inner,
+            turn,
+            failure: failure.clone(),
+        };
+        (body, receiver, failure)
+    }
+
+    fn upstream_turn(&self) {
+        let now = Instant::now();
+        // Moving the start of an upstream turn needs no wake-up: the deadline re-reads it.
+        self.turn.send_if_modified(|turn| {
+            let changed_hands = turn.is_none();
+            *turn = Some(now);
+            changed_hands
+        });
+    }
+
+    fn agent_turn(&self) {
+        self.turn.send_if_modified(|turn| turn.take().is_some());
+    }
+}
+
+impl Body for WatchedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Pending => {
+                this.agent_turn();
+                Poll::Pending
+            }
+            Poll::Ready(Some(Err(error))) => {
+                *this.failure.lock().expect("never poisoned") = Some(error);
+                this.upstream_turn();
+                Poll::Ready(Some(Err(Box::new(BodyFailed))))
+            }
+            Poll::Ready(frame) => {
+                this.upstream_turn();
+                Poll::Ready(frame)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Resolves, checks every address with [`netguard`], connects to a checked one.
+#[derive(Debug, Clone)]
+struct GuardedConnector {
+    config: Arc<ConnectConfig>,
+}
+
+#[derive(Debug)]
+struct ConnectConfig {
+    resolve: Vec<ResolvePin>,
+    allowlist: Vec<IpNet>,
+    connect_timeout: Duration,
+}
+
+/// The connector's failure, carried through hyper-util and found again by type in `classify`.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+struct ConnectError(UpstreamError);
+
+impl tower_service::Service<Uri> for GuardedConnector {
+    type Response = TokioIo<TcpStream>;
+    type Error = ConnectError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, ConnectError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ConnectError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let config = self.config.clone();
+        Box::pin(async move { config.connect(&uri).await.map_err(ConnectError) })
+    }
+}
+
+impl ConnectConfig {
+    async fn connect(&self, uri: &Uri) -> Result<TokioIo<TcpStream>, UpstreamError> {
+        let host = uri
+            .host()
+            .unwrap_or_default()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        let port = uri
+            .port_u16()
+            .unwrap_or(if uri.scheme() == Some(&http::uri::Scheme::HTTPS) {
+                443
+            } else {
+                80
+            });
+        let deadline = Instant::now() + self.connect_timeout;
+        let addrs = self.resolve(&host, port, deadline).await?;
+        for &addr in &addrs {
+            netguard::check(addr, &self.allowlist).map_err(|reason| UpstreamError::Blocked {
+                host: host.clone(),
+                addr,
+                reason,
+            })?;
+        }
+
+        // Connect to the checked addresses in order, sharing out the time that is left.
+        let mut refused = None;
+        for (index, &addr) in addrs.iter().enumerate() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let share = left / u32::try_from(addrs.len() - index).unwrap_or(u32::MAX);
+            let socket = SocketAddr::new(addr, port);
+            match tokio::time::timeout(share, TcpStream::connect(socket)).await {
+                Ok(Ok(stream)) => {
+                    // Without it, small writes (a request head, an h2 frame) wait for ACKs.
+                    let _ = stream.set_nodelay(true);
+                    return Ok(TokioIo::new(stream));
+                }
+                Ok(Err(error)) => refused = Some(format!("{socket}: {error}")),
+                Err(_) => {}
+            }
+        }
+        Err(match refused {
+            Some(reason) => UpstreamError::Connect { host, reason },
+            None => UpstreamError::Timeout {
+                host,
+                phase: "connect",
+            },
+        })
+    }
+
+    /// The addresses for `host:port`: the host itself if it is an IP address, else the
+    /// `--resolve` pins for it, else DNS. Never empty.
+    async fn resolve(
+        &self,
+        host: &str,
+        port: u16,
+        deadline: Instant,
+    ) -> Result<Vec<IpAddr>, UpstreamError> {
+        if let Ok(addr) = host.parse::<IpAddr>() {
+            return Ok(vec![addr]);
+        }
+        let pinned: Vec<IpAddr> = self
+            .resolve
+            .iter()
+            .filter(|pin| pin.host == host && pin.port == port)
+            .map(|pin| pin.addr)
+            .collect();
+        if !pinned.is_empty() {
+            return Ok(pinned);
+        }
+        let lookup = tokio::net::lookup_host((host, port));
+        let found = tokio::time::timeout_at(deadline, lookup)
+            .await
+            .map_err(|_| UpstreamError::Timeout {
+                host: host.to_owned(),
+                phase: "resolve",
+            })?
+            .map_err(|error| UpstreamError::Resolve {
+                host: host.to_owned(),
+                reason: error.to_string(),
+            })?;
+        let mut addrs: Vec<IpAddr> = Vec::new();
+        for socket in found {
+            if !addrs.contains(&socket.ip()) {
+                addrs.push(socket.ip());
+            }
+        }
+        if addrs.is_empty() {
+            return Err(UpstreamError::Resolve {
+                host: host.to_owned(),
+                reason: "no addresses".to_owned(),
+            });
+        }
+        Ok(addrs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use http::{Method, StatusCode, Version};
+    use http_body_util::{BodyExt as _, Empty, Full};
+    use rustls_pki_types::PrivateKeyDer;
+    use sha2::{Digest as _, Sha256};
+    use tokio::net::TcpListener;
+    use tokio::sync::mpsc;
+    use tokio_rustls::TlsAcceptor;
+
+    use super::*;
+    use crate::request::Scheme;
+
+    const NAME: &str = "api.test.example";
+    const MIB: usize = 1024 * 1024;
+
+    /// A test CA, and a certificate for `api.test.example` it signed.
+    struct TestPki {
+        ca: CertificateDer<'static>,
+        ca_pem: String,
+        leaf: CertificateDer<'static>,
+        leaf_key_der: Vec<u8>,
+        leaf_key_pem: String,
+    }
+
+    fn test_pki() -> TestPki {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "forward test CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec![NAME.to_owned()])
+            .unwrap()
+            .signed_by(&leaf_key, &rcgen::Issuer::new(ca_params, ca_key))
+            .unwrap();
+        TestPki {
+            ca: ca.der().clone(),
+            ca_pem: ca.pem(),
+            leaf: leaf.der().clone(),
+            leaf_key_der: leaf_key.serialize_der(),
+            leaf_key_pem: leaf_key.serialize_pem(),
+        }
+    }
+
+    /// What the test upstream saw of one request.
+    #[derive(Debug)]
+    struct Seen {
+        version: Version,
+        uri: Uri,
+        headers: HeaderMap,
+        body: Vec<u8>,
+    }
+
+    /// How the test upstream treats requests.
+    #[derive(Clone)]
+    enum Behaviour {
+        /// Read the body, reporting how many bytes have arrived so far, then answer 200.
+        Answer(Option<mpsc::UnboundedSender<usize>>),
+        /// Take the request and never answer.
+        Hang,
+    }
+
+    struct TestUpstream {
+        port: u16,
+        seen: mpsc::UnboundedReceiver<Seen>,
+    }
+
+    impl TestUpstream {
+        /// An HTTPS upstream on 127.0.0.1 with the `api.test.example` certificate, offering
+        /// the ALPN protocols `alpn`.
+        async fn https(pki: &TestPki, alpn: &[&[u8]], behaviour: Behaviour) -> TestUpstream {
+            let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![pki.leaf.clone()],
+                PrivateKeyDer::Pkcs8(pki.leaf_key_der.clone().into()),
+            )
+            .unwrap();
+            tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+            TestUpstream::start(Some(TlsAcceptor::from(Arc::new(tls))), behaviour).await
+        }
+
+        /// A plain-HTTP upstream on 127.0.0.1.
+        async fn http(behaviour: Behaviour) -> TestUpstream {
+            TestUpstream::start(None, behaviour).await
+        }
+
+        async fn start(tls: Option<TlsAcceptor>, behaviour: Behaviour) -> TestUpstream {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let (record, seen) = mpsc::unbounded_channel();
+            tokio::spawn(async move {
+                loop {
+                    let (stream, _) = listener.accept().await.unwrap();
+                    let (tls, behaviour, record) = (tls.clone(), behaviour.clone(), record.clone());
+                    tokio::spawn(async move {
+                        let service = hyper::service::service_fn(move |request| {
+                            answer(request, behaviour.clone(), record.clone())
+                        });
+                        let server =
+                            hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                        let _ = match tls {
+                            Some(tls) => {
+                                let Ok(stream) = tls.accept(stream).await else {
+                                    return;
+                                };
+                                server.serve_connection(TokioIo::new(stream), service).await
+                            }
+                            None => server.serve_connection(TokioIo::new(stream), service).await,
+                        };
+                    });
+                }
+            });
+            TestUpstream { port, seen }
+        }
+    }
+
+    async fn answer(
+        request: Request<Incoming>,
+        behaviour: Behaviour,
+        record: mpsc::UnboundedSender<Seen>,
+    ) -> Result<Response<Full<Bytes>>, Infallible> {
+        let Behaviour::Answer(progress) = behaviour else {
+            return std::future::pending().await;
+        };
+        let (parts, mut body) = request.into_parts();
+        let mut bytes = Vec::new();
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.unwrap().into_data() {
+                bytes.extend_from_slice(&data);
+                if let Some(progress) = &progress {
+                    let _ = progress.send(bytes.len());
+                }
+            }
+        }
+        let _ = record.send(Seen {
+            version: parts.version,
+            uri: parts.uri,
+            headers: parts.headers,
+            body: bytes,
+        });
+        Ok(Response::new(Full::new(Bytes::from_static(b"ok"))))
+    }
+
+    /// Trust the test CA, pin `api.test.example:PORT` to 127.0.0.1 and allow 127.0.0.1.
+    fn pinned_settings(pki: &TestPki, port: u16) -> UpstreamSettings {
+        UpstreamSettings {
+            extra_roots: vec![pki.ca.clone()],
+            resolve: vec![format!("{NAME}:{port}:127.0.0.1").parse().unwrap()],
+            allowlist: vec!["127.0.0.1/32".parse().unwrap()],
+            ..UpstreamSettings::default()
+        }
+    }
+
+    fn request_to(url: &str) -> RequestHead {
+        RequestHead::from_url(Method::GET, url).unwrap()
+    }
+
+    fn empty() -> ProxyBody {
+        Empty::new().map_err(|never| match never {}).boxed_unsync()
+    }
+
+    fn full(bytes: &'static [u8]) -> ProxyBody {
+        Full::new(Bytes::from_static(bytes))
+            .map_err(|never| match never {})
+            .boxed_unsync()
+    }
+
+    /// A request body the test feeds piece by piece, as an agent's upload arrives.
+    struct Upload(mpsc::Receiver<Result<Bytes, BoxError>>);
+
+    impl Body for Upload {
+        type Data = Bytes;
+        type Error = BoxError;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            self.0
+                .poll_recv(cx)
+                .map(|piece| piece.map(|piece| piece.map(Frame::data)))
+        }
+    }
+
+    fn upload() -> (mpsc::Sender<Result<Bytes, BoxError>>, ProxyBody) {
+        let (sender, receiver) = mpsc::channel(1);
+        (sender, Upload(receiver).boxed_unsync())
+    }
+
+    fn header_map(pairs: &[(&str, &[u8])]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_bytes(value).unwrap(),
+            );
+        }
+        headers
+    }
+
+    #[tokio::test]
+    async fn a_request_reaches_the_pinned_upstream_over_tls_with_only_end_to_end_headers() {
+        let pki = test_pki();
+        let mut server = TestUpstream::https(&pki, &[b"http/1.1"], Behaviour::Answer(None)).await;
+        let upstream = Upstream::new(pinned_settings(&pki, server.port)).unwrap();
+
+        let mut head = request_to(&format!(
+            "https://{NAME}:{}/v1/items/a%2Fb?x=1&y=%20z&x=2",
+            server.port
+        ));
+        head.method = Method::POST;
+        head.headers = header_map(&[
+            ("host", b"evil.example"),
+            ("connection", b"keep-alive, X-Hop"),
+            ("x-hop", b"named in Connection"),
+            ("keep-alive", b"timeout=5"),
+            ("proxy-connection", b"keep-alive"),
+            ("proxy-authorization", b"Basic YWdlbnQ6dG9rZW4="),
+            ("te", b"trailers, deflate;q=0.5"),
+            ("trailer", b"x-checksum"),
+            ("upgrade", b"websocket"),
+            ("authorization", b"AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/s3/aws4_request, SignedHeaders=host;x-amz-date, Signature=abc"),
+            ("x-amz-date", b"20240101T000000Z"),
+            ("accept", b"text/plain"),
+            ("accept", b"application/json"),
+            ("x-opaque", b"caf\xe9  \"quoted\"\t end"),
+            ("content-length", b"5"),
+        ]);
+
+        let response = upstream.send(head, full(b"hello")).await.unwrap();
+
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.version(), Version::HTTP_11);
+        let seen = server.seen.recv().await.unwrap();
+        assert_eq!(seen.version, Version::HTTP_11);
+        assert_eq!(seen.uri, "/v1/items/a%2Fb?x=1&y=%20z&x=2");
+        assert_eq!(seen.body, b"hello");
+        let expected = header_map(&[
+            ("te", b"trailers"),
+            ("authorization", b"AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/s3/aws4_request, SignedHeaders=host;x-amz-date, Signature=abc"),
+            ("x-amz-date", b"20240101T000000Z"),
+            ("accept", b"text/plain"),
+            ("accept", b"application/json"),
+            ("x-opaque", b"caf\xe9  \"quoted\"\t end"),
+            ("content-length", b"5"),
+            ("host", format!("{NAME}:{}", server.port).as_bytes()),
+        ]);
+        assert_eq!(seen.headers, expected);
+    }
+
+    #[tokio::test]
+    async fn without_the_allowlist_a_name_pinned_to_loopback_is_blocked() {
+        let pki = test_pki();
+        let mut server = TestUpstream::https(&pki, &[b"http/1.1"], Behaviour::Answer(None)).await;
+        let settings = UpstreamSettings {
+            allowlist: Vec::new(),
+            ..pinned_settings(&pki, server.port)
+        };
+        let upstream = Upstream::new(settings).unwrap();
+
+        let url = format!("https://{NAME}:{}/", server.port);
+        let error = upstream.send(request_to(&url), empty()).await.unwrap_err();
+
+        let UpstreamError::Blocked { host, addr, reason } = &error else {
+            panic!("expected Blocked, got {error:?}");
+        };
+        assert_eq!(host, NAME);
+        assert_eq!(*addr, IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(
+            *reason,
+            netguard::Blocked {
+                range: netguard::Range::Loopback,
+                embedded: None
+            }
+        );
+        assert_eq!(error.code(), "upstream_blocked");
+        assert_eq!(
+            error.to_string(),
+            "api.test.example resolves to 127.0.0.1, a loopback address; the proxy does not \
+             connect there unless AGENT_VAULT_NETWORK_ALLOWLIST holds it"
+        );
+        assert!(
+            server.seen.try_recv().is_err(),
+            "nothing reached the upstream"
+        );
+    }
+
+    #[tokio::test]
+    async fn one_blocked_address_among_several_blocks_the_host() {
+        let pki = test_pki();
+        let mut server = TestUpstream::https(&pki, &[b"http/1.1"], Behaviour::Answer(None)).await;
+        let mut settings = pinned_settings(&pki, server.port);
+        let second = format!("{NAME}:{}:10.0.0.1", server.port);
+        settings.resolve.push(second.parse().unwrap());
+        let upstream = Upstream::new(settings).unwrap();
+
+        let url = format!("https://{NAME}:{}/", server.port);
+        let error = upstream.send(request_to(&url), empty()).await.unwrap_err();
+
+        let UpstreamError::Blocked { addr, reason, .. } = &error else {
+            panic!("expected Blocked, got {error:?}");
+        };
+        assert_eq!(*addr, IpAddr::from([10, 0, 0, 1]));
+        assert_eq!(reason.range, netguard::Range::Private);
+        assert!(
+            server.seen.try_recv().is_err(),
+            "nothing reached the upstream"
+        );
+    }
+
+    #[tokio::test]
+    async fn names_resolved_by_dns_are_checked_too() {
+        let upstream = Upstream::new(UpstreamSettings::default()).unwrap();
+
+        let error = upstream
+            .send(request_to("http://localhost:9/"), empty())
+            .await
+            .unwrap_err();
+
+        let UpstreamError::Blocked { host, reason, .. } = &error else {
+            panic!("expected Blocked, got {error:?}");
+        };
+        assert_eq!(host, "localhost");
+        assert_eq!(reason.range, netguard::Range::Loopback);
+    }
+
+    #[tokio::test]
+    async fn ip_literals_are_checked_without_dns() {
+        let upstream = Upstream::new(UpstreamSettings::default()).unwrap();
+
+        let url = "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/";
+        let error = upstream.send(request_to(url), empty()).await.unwrap_err();
+
+        assert_eq!(
+            error.to_string(),
+            "64:ff9b::a9fe:a9fe is a NAT64 address for 169.254.169.254, a cloud metadata \
+             address (never allowed)"
+        );
+        assert_eq!(error.code(), "upstream_blocked");
+    }
+
+    #[tokio::test]
+    async fn a_certificate_from_an_untrusted_ca_fails_the_tls_handshake() {
+        let pki = test_pki();
+        let mut server = TestUpstream::https(&pki, &[b"http/1.1"], Behaviour::Answer(None)).await;
+        let settings = UpstreamSettings {
+            extra_roots: Vec::new(),
+            ..pinned_settings(&pki, server.port)
+        };
+        let upstream = Upstream::new(settings).unwrap();
+
+        let url = format!("https://{NAME}:{}/", server.port);
+        let error = upstream.send(request_to(&url), empty()).await.unwrap_err();
+
+        let UpstreamError::Tls { host, reason } = &error else {
+            panic!("expected Tls, got {error:?}");
+        };
+        assert_eq!(host, NAME);
+        assert_eq!(
+            reason,
+            "invalid peer certificate: UnknownIssuer; if the upstream uses a private CA, \
+             trust it with --upstream-ca"
+        );
+        assert_eq!(error.code(), "upstream_error");
+        assert!(
+            server.seen.try_recv().is_err(),
+            "nothing reached the upstream"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_upstream_that_never_answers_hits_the_response_header_timeout() {
+        let pki = test_pki();
+        let server = TestUpstream::https(&pki, &[b"http/1.1"], Behaviour::Hang).await;
+        let settings = UpstreamSettings {
+            response_header_timeout: Duration::from_millis(300),
+            ..pinned_settings(&pki, server.port)
+        };
+        let upstream = Upstream::new(settings).unwrap();
+
+        let url = format!("https://{NAME}:{}/", server.port);
+        let error = upstream.send(request_to(&url), empty()).await.unwrap_err();
+
+        let UpstreamError::Timeout { host, phase } = &error else {
+            panic!("expected Timeout, got {error:?}");
+        };
+        assert_eq!((host.as_str(), *phase), (NAME, "response headers"));
+        assert_eq!(error.code(), "upstream_timeout");
+    }
+
+    #[tokio::test]
+    async fn http2_is_used_when_the_upstream_offers_it() {
+        let pki = test_pki();
+        let mut server =
+            TestUpstream::https(&pki, &[b"h2", b"http/1.1"], Behaviour::Answer(None)).await;
+        let upstream = Upstream::new(pinned_settings(&pki, server.port)).unwrap();
+
+        let mut head = request_to(&format!("https://{NAME}:{}/v1/things?a=1", server.port));
+        head.headers = header_map(&[
+            ("x-api-key", b"k"),
+            ("connection", b"x-hop"),
+            ("x-hop", b"1"),
+        ]);
+        let response = upstream.send(head, empty()).await.unwrap();
+
+        assert_eq!(response.version(), Version::HTTP_2);
+        let seen = server.seen.recv().await.unwrap();
+        assert_eq!(seen.version, Version::HTTP_2);
+        assert_eq!(
+            seen.uri.to_string(),
+            format!("https://{NAME}:{}/v1/things?a=1", server.port)
+        );
+        let expected = header_map(&[
+            ("x-api-key", b"k"),
+            ("host", format!("{NAME}:{}", server.port).as_bytes()),
+        ]);
+        assert_eq!(seen.headers, expected);
+    }
+
+    #[tokio::test]
+    async fn a_body_of_several_mib_streams_through_intact() {
+        let pki = test_pki();
+        let (progress, mut arrived) = mpsc::unbounded_channel();
+        let mut server =
+            TestUpstream::https(&pki, &[b"http/1.1"], Behaviour::Answer(Some(progress))).await;
+        let upstream = Upstream::new(pinned_settings(&pki, server.port)).unwrap();
+        let (agent, body) = upload();
+        let mut head = request_to(&format!("https://{NAME}:{}/upload", server.port));
+        head.method = Method::PUT;
+        let exchange = tokio::spawn(async move { upstream.send(head, body).await });
+
+        // The first MiB reaches the upstream before the agent has sent the rest: nothing
+        // waits for the whole body.
+        let piece = |index: usize| Bytes::from(vec![(index % 251) as u8; 64 * 1024]);
+        let mut sent = Sha256::new();
+        for index in 0..16 {
+            sent.update(piece(index));
+            agent.send(Ok(piece(index))).await.unwrap();
+        }
+        let first_mib = async { while arrived.recv().await.unwrap() < MIB {} };
+        tokio::time::timeout(Duration::from_secs(30), first_mib)
+            .await
+            .expect("the upstream received the first MiB while the upload was still open");
+        for index in 16..64 {
+            sent.update(piece(index));
+            agent.send(Ok(piece(index))).await.unwrap();
+        }
+        drop(agent);
+
+        let response = exchange.await.unwrap().unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let seen = server.seen.recv().await.unwrap();
+        assert_eq!(seen.body.len(), 4 * MIB);
+        assert_eq!(Sha256::digest(&seen.body), sent.finalize());
+        assert_eq!(seen.headers["transfer-encoding"], "chunked");
+    }
+
+    #[tokio::test]
+    async fn waiting_for_a_slow_upload_is_not_an_upstream_timeout() {
+        let pki = test_pki();
+        let mut server = TestUpstream::https(&pki, &[b"http/1.1"], Behaviour::Answer(None)).await;
+        let settings = UpstreamSettings {
+            response_header_timeout: Duration::from_secs(1),
+            ..pinned_settings(&pki, server.port)
+        };
+        let upstream = Upstream::new(settings).unwrap();
+        let (agent, body) = upload();
+        let mut head = request_to(&format!("https://{NAME}:{}/upload", server.port));
+        head.method = Method::PUT;
+        let exchange = tokio::spawn(async move { upstream.send(head, body).await });
+
+        agent.send(Ok(Bytes::from_static(b"slow "))).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        agent.send(Ok(Bytes::from_static(b"agent"))).await.unwrap();
+        drop(agent);
+
+        let response = exchange.await.unwrap().unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(server.seen.recv().await.unwrap().body, b"slow agent");
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("the agent's body is over its limit")]
+    struct OverLimit;
+
+    #[tokio::test]
+    async fn a_failing_request_body_is_the_body_s_error_not_the_upstream_s() {
+        let pki = test_pki();
+        let server = TestUpstream::https(&pki, &[b"http/1.1"], Behaviour::Answer(None)).await;
+        let upstream = Upstream::new(pinned_settings(&pki, server.port)).unwrap();
+        let (agent, body) = upload();
+        let mut head = request_to(&format!("https://{NAME}:{}/upload", server.port));
+        head.method = Method::PUT;
+        let exchange = tokio::spawn(async move { upstream.send(head, body).await });
+
+        agent.send(Ok(Bytes::from_static(b"part"))).await.unwrap();
+        agent.send(Err(Box::new(OverLimit))).await.unwrap();
+
+        let error = exchange.await.unwrap().unwrap_err();
+        let UpstreamError::RequestBody { host, cause } = &error else {
+            panic!("expected RequestBody, got {error:?}");
+        };
+        assert_eq!(host, NAME);
+        assert!(cause.downcast_ref::<OverLimit>().is_some(), "{cause:?}");
+        assert_eq!(error.code(), "request_body_error");
+        assert_eq!(
+            error.to_string(),
+            "the request body failed while it was sent to api.test.example: \
+             the agent's body is over its limit"
+        );
+    }
+
+    #[tokio::test]
+    async fn plain_http_upstreams_are_reached_too() {
+        let mut server = TestUpstream::http(Behaviour::Answer(None)).await;
+        let upstream = Upstream::new(UpstreamSettings {
+            allowlist: vec!["127.0.0.0/8".parse().unwrap()],
+            ..UpstreamSettings::default()
+        })
+        .unwrap();
+
+        let head = request_to(&format!("http://127.0.0.1:{}/plain", server.port));
+        assert_eq!(head.scheme, Scheme::Http);
+        let response = upstream.send(head, empty()).await.unwrap();
+
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "ok");
+        let seen = server.seen.recv().await.unwrap();
+        assert_eq!(seen.uri, "/plain");
+        assert_eq!(seen.headers["host"], format!("127.0.0.1:{}", server.port));
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_a_connect_error() {
+        let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let upstream = Upstream::new(UpstreamSettings {
+            allowlist: vec!["127.0.0.1/32".parse().unwrap()],
+            ..UpstreamSettings::default()
+        })
+        .unwrap();
+
+        let url = format!("http://127.0.0.1:{port}/");
+        let error = upstream.send(request_to(&url), empty()).await.unwrap_err();
+
+        let UpstreamError::Connect { host, reason } = &error else {
+            panic!("expected Connect, got {error:?}");
+        };
+        assert_eq!(host, "127.0.0.1");
+        assert_eq!(
+            reason,
+            &format!("127.0.0.1:{port}: Connection refused (os error 111)")
+        );
+        assert_eq!(error.code(), "upstream_error");
+    }
+
+    #[test]
+    fn clean_response_headers_drops_cookies_and_hop_by_hop_headers() {
+        let mut headers = header_map(&[
+            ("content-type", b"application/json"),
+            ("set-cookie", b"session=1; HttpOnly"),
+            ("set-cookie", b"other=2"),
+            ("connection", b"keep-alive, X-Internal-Route"),
+            ("x-internal-route", b"pod-7"),
+            ("keep-alive", b"timeout=5"),
+            ("proxy-connection", b"keep-alive"),
+            ("proxy-authenticate", b"Basic realm=\"upstream\""),
+            ("transfer-encoding", b"chunked"),
+            ("trailer", b"x-checksum"),
+            ("te", b"trailers"),
+            ("upgrade", b"h2c"),
+            ("content-length", b"12"),
+            ("x-request-id", b"abc"),
+            ("cache-control", b"no-store"),
+        ]);
+
+        clean_response_headers(&mut headers);
+
+        let expected = header_map(&[
+            ("content-type", b"application/json"),
+            ("content-length", b"12"),
+            ("x-request-id", b"abc"),
+            ("cache-control", b"no-store"),
+        ]);
+        assert_eq!(headers, expected);
+    }
+
+    #[test]
+    fn only_te_trailers_survives_request_cleaning() {
+        for (te, kept) in [
+            (&b"trailers"[..], Some("trailers")),
+            (b"gzip, Trailers", Some("trailers")),
+            (b"deflate;q=0.5, trailers;q=1", Some("trailers")),
+            (b"gzip", None),
+            (b"trailersx", None),
+        ] {
+            let mut headers = header_map(&[("te", te)]);
+            clean_request_headers(&mut headers);
+            let value = headers.get("te").map(|v| v.to_str().unwrap());
+            assert_eq!(value, kept, "{}", String::from_utf8_lossy(te));
+        }
+    }
+
+    #[test]
+    fn resolve_pins_parse_like_curl() {
+        let pin = |text: &str| text.parse::<ResolvePin>();
+        assert_eq!(
+            pin("API.Example.com:443:127.0.0.1"),
+            Ok(ResolvePin {
+                host: "api.example.com".into(),
+                port: 443,
+                addr: IpAddr::from([127, 0, 0, 1]),
+            })
+        );
+        assert_eq!(
+            pin("api.example.com:8443:[::1]"),
+            Ok(ResolvePin {
+                host: "api.example.com".into(),
+                port: 8443,
+                addr: "::1".parse().unwrap(),
+            })
+        );
+        assert_eq!(
+            pin("api.example.com:8443:fd00::7").unwrap().addr,
+            "fd00::7".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            pin("api.example.com:8443:[::1]").unwrap().to_string(),
+            "api.example.com:8443:[::1]"
+        );
+        assert_eq!(
+            pin("api.example.com:443:10.1.2.3").unwrap().to_string(),
+            "api.example.com:443:10.1.2.3"
+        );
+    }
+
+    #[test]
+    fn bad_resolve_pins_say_what_is_wrong() {
+        let error = |text: &str| text.parse::<ResolvePin>().unwrap_err().to_string();
+        assert_eq!(
+            error("api.example.com"),
+            "invalid --resolve \"api.example.com\": expected HOST:PORT:ADDR, like \
+             api.example.com:443:127.0.0.1"
+        );
+        assert_eq!(
+            error("api.example.com:443"),
+            "invalid --resolve \"api.example.com:443\": expected HOST:PORT:ADDR, like \
+             api.example.com:443:127.0.0.1"
+        );
+        assert_eq!(
+            error(":443:127.0.0.1"),
+            "invalid --resolve \":443:127.0.0.1\": the host is empty"
+        );
+        assert_eq!(
+            error("api/x:443:127.0.0.1"),
+            "invalid --resolve \"api/x:443:127.0.0.1\": the host must be a DNS name \
+             (letters, digits, '-', '_' and '.')"
+        );
+        for port in ["0", "65536", "+443", "https", ""] {
+            assert_eq!(
+                error(&format!("api.example.com:{port}:127.0.0.1")),
+                format!(
+                    "invalid --resolve \"api.example.com:{port}:127.0.0.1\": the port must be \
+                     a number from 1 to 65535"
+                )
+            );
+        }
+        for addr in ["localhost", "127.0.0.1,127.0.0.2", "[127.0.0.1", "", "::1]"] {
+            assert_eq!(
+                error(&format!("api.example.com:443:{addr}")),
+                format!(
+                    "invalid --resolve \"api.example.com:443:{addr}\": the address must be one \
+                     IP address, an IPv6 one in brackets like [::1]"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn a_ca_file_may_hold_several_certificates() {
+        let (first, second) = (test_pki(), test_pki());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cas.pem");
+        let text = format!("{}{}{}", first.ca_pem, first.leaf_key_pem, second.ca_pem);
+        std::fs::write(&path, text).unwrap();
+
+        let roots = load_ca_file(&path).unwrap();
+
+        assert_eq!(roots, vec![first.ca, second.ca]);
+    }
+
+    #[test]
+    fn a_ca_file_without_certificates_is_refused() {
+        let pki = test_pki();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key.pem");
+        std::fs::write(&path, pki.leaf_key_pem).unwrap();
+
+        let error = load_ca_file(&path).unwrap_err();
+
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "the CA file {} holds no certificate; it must be PEM with \
+                 -----BEGIN CERTIFICATE----- blocks",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_missing_ca_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing.pem");
+
+        let error = load_ca_file(&path).unwrap_err();
+
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "cannot read the CA file {}: No such file or directory (os error 2)",
+                path.display()
+            )
+        );
+    }
+}

@@ -1,0 +1,96 @@
+//! Authenticate: which token, and which vault it acts in.
+//!
+//! A vault-scoped session acts in its own vault (an `X-Vault` naming another is refused); an
+//! agent token names its vault with `X-Vault` and needs a grant there; a user's login session
+//! cannot proxy (it would act with the user's full rights: mint a vault token instead).
+
+use http::HeaderMap;
+
+use super::{ProxyError, ProxyState};
+use crate::auth::{Actor, bearer};
+use crate::store::Vault;
+
+/// The caller of a proxy request.
+#[derive(Debug)]
+pub struct Caller {
+    pub actor: Actor,
+    pub vault: Vault,
+    /// The rate-limit scope: one per token holder and vault.
+    pub scope: String,
+}
+
+pub async fn caller(state: &ProxyState, headers: &HeaderMap) -> Result<Caller, ProxyError> {
+    if !state
+        .api
+        .initialized()
+        .await
+        .map_err(|error| ProxyError::Internal(error.message))?
+    {
+        return Err(ProxyError::NotInitialized);
+    }
+    let header = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let token = bearer(header).map_err(|error| ProxyError::Unauthorized(error.to_string()))?;
+    let session = state
+        .directory
+        .session(token)
+        .await
+        .map_err(|error| match error {
+            crate::auth::AuthError::Store(error) => ProxyError::Internal(error.to_string()),
+            other => ProxyError::Unauthorized(other.to_string()),
+        })?;
+    let named_vault = headers
+        .get("x-vault")
+        .map(|value| value.to_str().map(str::trim).unwrap_or_default().to_owned())
+        .filter(|name| !name.is_empty());
+    match session.actor {
+        Actor::Scoped { ref vault_id, .. } => {
+            let vault = vault_by_id(state, vault_id).await?;
+            if named_vault.as_ref().is_some_and(|name| *name != vault.name) {
+                return Err(ProxyError::Forbidden(format!(
+                    "This token is scoped to vault \"{}\"",
+                    vault.name
+                )));
+            }
+            let scope = format!("session:{}:{}", &session.token_hash[..16], vault.id);
+            Ok(Caller { actor: session.actor, vault, scope })
+        }
+        Actor::Agent(ref agent) => {
+            let name = named_vault.ok_or_else(|| {
+                ProxyError::BadRequest("Agent tokens require an X-Vault header naming the vault to use".into())
+            })?;
+            let vault = state
+                .directory
+                .vault_by_name(&name)
+                .await
+                .map_err(|error| ProxyError::Internal(error.to_string()))?
+                .ok_or_else(|| ProxyError::NotFound(format!("Vault not found: {name}")))?;
+            let actor_id = crate::store::ActorId::agent(&agent.id);
+            let grants = state
+                .directory
+                .grants(&actor_id)
+                .await
+                .map_err(|error| ProxyError::Internal(error.to_string()))?;
+            if !grants.iter().any(|grant| grant.vault_id == vault.id) {
+                return Err(ProxyError::Forbidden(format!("Agent \"{}\" has no access to vault \"{name}\"", agent.name)));
+            }
+            let scope = format!("agent:{}:{}", agent.id, vault.id);
+            Ok(Caller { actor: session.actor, vault, scope })
+        }
+        Actor::User(_) => Err(ProxyError::Forbidden(
+            "Session requires vault scope: use a vault token (agent-vault vault token) or an agent token with X-Vault".into(),
+        )),
+    }
+}
+
+async fn vault_by_id(state: &ProxyState, id: &str) -> Result<Vault, ProxyError> {
+    let lookup = id.to_owned();
+    state
+        .api
+        .db
+        .run(move |store| store.vault_by_id(&lookup))
+        .await
+        .map_err(|error| ProxyError::Internal(error.to_string()))?
+        .ok_or_else(|| ProxyError::NotFound("The token's vault no longer exists".into()))
+}

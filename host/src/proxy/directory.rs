@@ -1,0 +1,205 @@
+//! What the proxy reads on every request (token sessions, vaults, grants, a vault's services
+//! and sealed credentials), kept in memory so the request path does not queue on the
+//! database.
+//!
+//! Every management API write bumps a generation counter; any change of generation drops the
+//! whole cache, so a revoked token, a removed grant or an edited service takes effect on the
+//! next request. Sessions are also re-read after [`SESSION_TTL`] so that login sessions keep
+//! sliding and expiry is always checked against the clock. Credentials stay sealed here and
+//! are opened per request.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::api::Generation;
+use crate::auth::{AuthError, Session};
+use crate::plugin::Plugin;
+use crate::plugin::contract::Requirements;
+use crate::services::{self, Service};
+use crate::store::{self, ActorId, Db, Grant, StoreError, TokenKind, Vault};
+use crate::vault::crypto::Sealed;
+
+/// How long a resolved session is trusted before it is read again.
+pub const SESSION_TTL: Duration = Duration::from_secs(15);
+
+/// One vault as the proxy sees it.
+#[derive(Debug)]
+pub struct VaultView {
+    pub vault: Vault,
+    pub services: Vec<Service>,
+    /// Sealed credentials by key.
+    pub credentials: HashMap<String, Sealed>,
+    /// What each service's configuration needs, by service name, for the plugin sha256 it was
+    /// computed with.
+    requirements: Mutex<HashMap<String, (String, Requirements)>>,
+}
+
+impl VaultView {
+    /// The requirements of `service` under `plugin`, computed once per plugin version.
+    pub fn requirements(&self, service: &Service, plugin: &Plugin) -> Result<Requirements, String> {
+        let mut cached = self.requirements.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((sha, requirements)) = cached.get(&service.name)
+            && sha == plugin.sha256()
+        {
+            return Ok(requirements.clone());
+        }
+        let requirements = plugin
+            .validate_config(&service.binding().config)
+            .map_err(|error| error.to_string())?;
+        cached.insert(
+            service.name.clone(),
+            (plugin.sha256().to_owned(), requirements.clone()),
+        );
+        Ok(requirements)
+    }
+}
+
+#[derive(Default)]
+struct Cache {
+    generation: u64,
+    sessions: HashMap<String, (Instant, Session)>,
+    vaults_by_name: HashMap<String, Vault>,
+    grants: HashMap<ActorId, Arc<Vec<Grant>>>,
+    views: HashMap<String, Arc<VaultView>>,
+}
+
+/// The proxy's read-through cache over the store.
+#[derive(Clone)]
+pub struct Directory {
+    db: Db,
+    generation: Generation,
+    cache: Arc<Mutex<Cache>>,
+}
+
+impl std::fmt::Debug for Directory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Directory").finish_non_exhaustive()
+    }
+}
+
+impl Directory {
+    pub fn new(db: Db, generation: Generation) -> Self {
+        Directory {
+            db,
+            generation,
+            cache: Arc::new(Mutex::new(Cache::default())),
+        }
+    }
+
+    /// Run `read` on the cache, after dropping it if the generation moved.
+    fn with_cache<T>(&self, read: impl FnOnce(&mut Cache) -> T) -> T {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let generation = self.generation.current();
+        if cache.generation != generation {
+            *cache = Cache {
+                generation,
+                ..Cache::default()
+            };
+        }
+        read(&mut cache)
+    }
+
+    /// The session behind a bearer token.
+    pub async fn session(&self, token: &str) -> Result<Session, AuthError> {
+        let hash = crate::auth::tokens::hash(token);
+        let now = store::now();
+        let cached = self.with_cache(|cache| {
+            cache
+                .sessions
+                .get(&hash)
+                .filter(|(fetched, _)| fetched.elapsed() < SESSION_TTL)
+                .map(|(_, session)| session.clone())
+        });
+        if let Some(session) = cached {
+            return still_valid(session, now);
+        }
+        let token = token.to_owned();
+        let session = self
+            .db
+            .run(move |store| Ok(crate::auth::authenticate(store, &token, now)))
+            .await??;
+        self.with_cache(|cache| {
+            cache
+                .sessions
+                .insert(hash, (Instant::now(), session.clone()))
+        });
+        Ok(session)
+    }
+
+    pub async fn vault_by_name(&self, name: &str) -> Result<Option<Vault>, StoreError> {
+        if let Some(vault) = self.with_cache(|cache| cache.vaults_by_name.get(name).cloned()) {
+            return Ok(Some(vault));
+        }
+        let lookup = name.to_owned();
+        let vault = self.db.run(move |store| store.vault(&lookup)).await?;
+        if let Some(vault) = &vault {
+            self.with_cache(|cache| {
+                cache
+                    .vaults_by_name
+                    .insert(vault.name.clone(), vault.clone())
+            });
+        }
+        Ok(vault)
+    }
+
+    pub async fn grants(&self, actor: &ActorId) -> Result<Arc<Vec<Grant>>, StoreError> {
+        if let Some(grants) = self.with_cache(|cache| cache.grants.get(actor).cloned()) {
+            return Ok(grants);
+        }
+        let lookup = actor.clone();
+        let grants = Arc::new(self.db.run(move |store| store.grants_of(&lookup)).await?);
+        self.with_cache(|cache| cache.grants.insert(actor.clone(), grants.clone()));
+        Ok(grants)
+    }
+
+    /// The vault's services and sealed credentials.
+    pub async fn view(&self, vault: &Vault) -> Result<Arc<VaultView>, StoreError> {
+        if let Some(view) = self.with_cache(|cache| cache.views.get(&vault.id).cloned()) {
+            return Ok(view);
+        }
+        let id = vault.id.clone();
+        let (document, sealed) = self
+            .db
+            .run(move |store| {
+                let document = store.services(&id)?;
+                let mut credentials = HashMap::new();
+                for key in store.credential_keys(&id)? {
+                    if let Some(stored) = store.credential(&id, &key)? {
+                        credentials.insert(stored.key, stored.sealed);
+                    }
+                }
+                Ok((document, credentials))
+            })
+            .await?;
+        let services = match document {
+            Some(document) => services::from_document(&document).map_err(StoreError::Database)?,
+            None => Vec::new(),
+        };
+        let view = Arc::new(VaultView {
+            vault: vault.clone(),
+            services,
+            credentials: sealed,
+            requirements: Mutex::new(HashMap::new()),
+        });
+        self.with_cache(|cache| cache.views.insert(vault.id.clone(), view.clone()));
+        Ok(view)
+    }
+}
+
+/// A cached session, checked against the clock again.
+fn still_valid(session: Session, now: store::UnixTime) -> Result<Session, AuthError> {
+    if session
+        .record
+        .expires_at
+        .is_some_and(|expires| expires <= now)
+    {
+        return Err(AuthError::Expired);
+    }
+    if let TokenKind::Login { idle_seconds, .. } = session.record.kind
+        && session.record.last_used_at + idle_seconds <= now
+    {
+        return Err(AuthError::Expired);
+    }
+    Ok(session)
+}

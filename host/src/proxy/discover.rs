@@ -1,0 +1,42 @@
+//! `GET /discover`: what an agent can reach through this vault: the services (name and host)
+//! and the names of the credentials, never their values.
+
+use http::Response;
+use hyper::body::Incoming;
+use serde_json::json;
+
+use super::{ProxyError, ProxyState, authenticate, full};
+use crate::forward::ProxyBody;
+
+pub async fn discover(
+    state: &ProxyState,
+    request: &http::Request<Incoming>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    if request.method() != http::Method::GET {
+        return Err(ProxyError::BadRequest("use GET /discover".into()));
+    }
+    let caller = authenticate::caller(state, request.headers()).await?;
+    let view = state
+        .directory
+        .view(&caller.vault)
+        .await
+        .map_err(|error| ProxyError::Internal(error.to_string()))?;
+    let services: Vec<_> = view
+        .services
+        .iter()
+        .map(|service| json!({ "name": service.name, "host": service.inline_host() }))
+        .collect();
+    let mut keys: Vec<&String> = view.credentials.keys().collect();
+    keys.sort();
+    let body = json!({
+        "vault": caller.vault.name,
+        "services": services,
+        "available_credentials": keys,
+    });
+    let mut response = Response::new(full(body.to_string().into()));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}

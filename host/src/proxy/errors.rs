@@ -1,0 +1,197 @@
+//! Every error the proxy itself produces, tagged with the side that failed, and the one place
+//! it becomes a response: `{"error": code, "message": ...}` with the status, and the header
+//! `X-Agent-Vault-Proxy-Error: true` so an agent can tell the proxy's errors from the API's.
+//!
+//! Messages name hosts, services, vaults, plugins and credential *keys*; never a credential
+//! value, a header value or a body.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use serde_json::{Value, json};
+
+use crate::forward::{ProxyBody, UpstreamError};
+use crate::ratelimit::Limited;
+
+/// Who is at fault, for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Plugin,
+    Upstream,
+    Internal,
+}
+
+/// The auth types an agent can propose (the agent protocol's `supported_auth_types`).
+pub const SUPPORTED_AUTH_TYPES: [&str; 6] = [
+    "bearer",
+    "basic",
+    "api-key",
+    "custom",
+    "passthrough",
+    "plugin",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("No owner account exists. Run 'agent-vault auth register' to create one.")]
+    NotInitialized,
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("No service matching host \"{host}\" in vault \"{vault}\"")]
+    NoService {
+        host: String,
+        vault: String,
+        base_url: String,
+    },
+    #[error("Service \"{service}\" is disabled in vault \"{vault}\"")]
+    ServiceDisabled { service: String, vault: String },
+    #[error("{0}")]
+    PathNotAllowed(String),
+    /// The service's plugin refused the request.
+    #[error("{reason}")]
+    Denied { status: u16, reason: String },
+    #[error("Too many requests for this token and vault; retry later")]
+    RateLimited(Limited),
+    #[error("Credential \"{key}\" used by service \"{service}\" is not in vault \"{vault}\"")]
+    CredentialNotFound {
+        key: String,
+        service: String,
+        vault: String,
+    },
+    #[error("{0}")]
+    Plugin(String),
+    #[error(transparent)]
+    Upstream(UpstreamError),
+    #[error("The request body is larger than {limit} bytes")]
+    RequestTooLarge { limit: u64 },
+    #[error("The upstream response is larger than {limit} bytes")]
+    ResponseTooLarge { limit: u64 },
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ProxyError {
+    pub fn side(&self) -> Side {
+        match self {
+            ProxyError::Plugin(_) => Side::Plugin,
+            ProxyError::Upstream(_) | ProxyError::ResponseTooLarge { .. } => Side::Upstream,
+            ProxyError::Internal(_) | ProxyError::CredentialNotFound { .. } => Side::Internal,
+            _ => Side::Client,
+        }
+    }
+
+    /// The machine-readable code of the body (and of the request log).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProxyError::NotInitialized => "not_initialized",
+            ProxyError::Unauthorized(_) => "unauthorized",
+            ProxyError::BadRequest(_) => "bad_request",
+            ProxyError::NotFound(_) => "not_found",
+            ProxyError::Forbidden(_) | ProxyError::NoService { .. } => "forbidden",
+            ProxyError::ServiceDisabled { .. } => "service_disabled",
+            ProxyError::PathNotAllowed(_) | ProxyError::Denied { .. } => "path_not_allowed",
+            ProxyError::RateLimited(limited) => limited.code(),
+            ProxyError::CredentialNotFound { .. } => "credential_not_found",
+            ProxyError::Plugin(_) => "plugin_error",
+            ProxyError::Upstream(error) => error.code(),
+            ProxyError::RequestTooLarge { .. } => "request_too_large",
+            ProxyError::ResponseTooLarge { .. } => "response_too_large",
+            ProxyError::Internal(_) => "internal",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::NotInitialized => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::NotFound(_) => StatusCode::NOT_FOUND,
+            ProxyError::Forbidden(_)
+            | ProxyError::NoService { .. }
+            | ProxyError::ServiceDisabled { .. }
+            | ProxyError::PathNotAllowed(_) => StatusCode::FORBIDDEN,
+            ProxyError::Denied { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::FORBIDDEN)
+            }
+            ProxyError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::CredentialNotFound { .. }
+            | ProxyError::Plugin(_)
+            | ProxyError::ResponseTooLarge { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::Upstream(error) => match error.code() {
+                "upstream_timeout" => StatusCode::GATEWAY_TIMEOUT,
+                "upstream_blocked" => StatusCode::FORBIDDEN,
+                _ => StatusCode::BAD_GATEWAY,
+            },
+            ProxyError::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn body(&self) -> Value {
+        let mut body = json!({ "error": self.code(), "message": self.to_string() });
+        if let ProxyError::NoService { host, base_url, .. } = self {
+            body["proposal_hint"] = json!({
+                "host": host,
+                "endpoint": "POST /v1/proposals",
+                "supported_auth_types": SUPPORTED_AUTH_TYPES,
+            });
+            body["help"] = json!(format!(
+                "This request was intercepted by agent-vault. To see available services, GET \
+                 {base_url}/discover. For usage instructions including how to create a proposal, \
+                 GET {base_url}/v1/skills/cli"
+            ));
+        }
+        body
+    }
+
+    /// The one place a proxy error becomes a response.
+    pub fn into_response(self) -> Response<ProxyBody> {
+        let status = self.status();
+        if self.side() == Side::Internal {
+            tracing::error!(code = self.code(), "proxy error: {self}");
+        }
+        let retry_after = match &self {
+            ProxyError::RateLimited(
+                Limited::Rate { retry_after } | Limited::Concurrency { retry_after },
+            ) => Some(*retry_after),
+            _ => None,
+        };
+        let bytes = Bytes::from(self.body().to_string());
+        let mut response = Response::new(
+            Full::new(bytes)
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        );
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            "x-agent-vault-proxy-error",
+            HeaderValue::from_static("true"),
+        );
+        if let Some(retry_after) = retry_after {
+            headers.insert(
+                http::header::RETRY_AFTER,
+                HeaderValue::from(whole_seconds(retry_after)),
+            );
+        }
+        response
+    }
+}
+
+/// A `Retry-After` value: whole seconds, rounded up, at least one.
+fn whole_seconds(duration: Duration) -> u64 {
+    duration.as_secs_f64().ceil().max(1.0) as u64
+}

@@ -1,0 +1,139 @@
+//! Accept: the explicit ingress `/proxy/{target_host}/{path}[?query]`.
+//!
+//! The first segment names the upstream (`api.stripe.com` or `api.stripe.com:8443`); the rest
+//! of the path and the query go upstream as they came. The upstream is always `https`. The
+//! agent's own credentials to the proxy (`Authorization`, `Proxy-Authorization`) and
+//! `X-Vault` never leave; `Host` is the upstream's.
+
+use http::{HeaderMap, HeaderName, Uri, request::Parts};
+
+use super::ProxyError;
+use crate::request::{RequestHead, Scheme};
+
+/// Where a request is going.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Lower case.
+    pub host: String,
+    pub port: u16,
+    /// The path as it goes on the wire, starting with `/`.
+    pub path: String,
+    pub query: Option<String>,
+}
+
+/// Headers the agent sends to the proxy and the upstream must never see.
+const AGENT_ONLY: [HeaderName; 4] = [
+    http::header::AUTHORIZATION,
+    http::header::PROXY_AUTHORIZATION,
+    http::header::HOST,
+    HeaderName::from_static("x-vault"),
+];
+
+/// The target of `/proxy/{host}/{path}`.
+pub fn target(uri: &Uri) -> Result<Target, ProxyError> {
+    let rest = uri
+        .path()
+        .strip_prefix("/proxy/")
+        .ok_or_else(|| ProxyError::BadRequest("the proxy path is /proxy/{host}/{path}".into()))?;
+    let (authority, path) = match rest.find('/') {
+        Some(index) => (&rest[..index], &rest[index..]),
+        None => (rest, "/"),
+    };
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) => {
+            let port = port
+                .parse::<u16>()
+                .ok()
+                .filter(|port| *port > 0)
+                .ok_or_else(|| {
+                    ProxyError::BadRequest(format!("invalid port in target host {authority:?}"))
+                })?;
+            (host, port)
+        }
+        None => (authority, 443),
+    };
+    let valid_host = !host.is_empty()
+        && host.len() <= 253
+        && !host.starts_with('.')
+        && !host.ends_with('.')
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    if !valid_host {
+        return Err(ProxyError::BadRequest(format!(
+            "invalid target host {authority:?}: use /proxy/api.example.com/path"
+        )));
+    }
+    Ok(Target {
+        host: host.to_ascii_lowercase(),
+        port,
+        path: path.to_owned(),
+        query: uri.query().map(str::to_owned),
+    })
+}
+
+/// The outgoing request: the agent's method, path, query and headers, minus its own
+/// credentials to the proxy.
+pub fn request_head(parts: &Parts, target: &Target) -> RequestHead {
+    let mut headers: HeaderMap = parts.headers.clone();
+    for name in AGENT_ONLY {
+        headers.remove(name);
+    }
+    // Before the plugin runs: a header the agent names in `Connection` must not be removed
+    // after the plugin has set or signed it.
+    crate::forward::clean_request_headers(&mut headers);
+    RequestHead {
+        method: parts.method.clone(),
+        scheme: Scheme::Https,
+        host: target.host.clone(),
+        port: target.port,
+        path: target.path.clone(),
+        query: target.query.clone(),
+        headers,
+    }
+}
+
+/// The request's declared body length, if any.
+pub fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(uri: &str) -> Result<Target, ProxyError> {
+        target(&uri.parse().unwrap())
+    }
+
+    #[test]
+    fn the_first_segment_is_the_upstream() {
+        let t = parse("/proxy/API.Stripe.com/v1/charges?limit=3").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.path.as_str(), t.query.as_deref()),
+            ("api.stripe.com", 443, "/v1/charges", Some("limit=3"))
+        );
+        let t = parse("/proxy/internal.example.com:8443").unwrap();
+        assert_eq!((t.port, t.path.as_str()), (8443, "/"));
+    }
+
+    #[test]
+    fn bad_targets_are_refused() {
+        for uri in [
+            "/proxy//x",
+            "/proxy/a@b.com/x",
+            "/proxy/api.x.com:0/",
+            "/proxy/api.x.com:99999/",
+            "/proxy/.x.com/",
+            "/proxy/x%2e.com/",
+        ] {
+            assert!(
+                matches!(parse(uri), Err(ProxyError::BadRequest(_))),
+                "{uri}"
+            );
+        }
+    }
+}

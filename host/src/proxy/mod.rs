@@ -1,0 +1,332 @@
+//! The proxy's request path: an agent's request in, the upstream's answer out, with the
+//! credential attached on the way. Start at [`handle`]; it calls the steps in order:
+//!
+//! 1. accept (`ingress.rs`): `/proxy/{host}/{path}` becomes the outgoing [`RequestHead`],
+//!    minus the agent's own `Authorization` and `X-Vault`;
+//! 2. authenticate (`authenticate.rs`): the token and the vault it acts in, then the rate
+//!    limits;
+//! 3. route (`route.rs`): the vault's service for the host, port and path, and its allow rules;
+//! 4. plugin (`crate::plugin`): credentials opened from the vault, the service's plugin shapes
+//!    the request (hashing the body first if it signs it);
+//! 5. forward (`crate::forward`): to the upstream over TLS, the answer streamed back without
+//!    hop-by-hop headers or `Set-Cookie`;
+//! 6. log (`crate::audit`): one metadata-only row per request.
+//!
+//! Every failure is a [`ProxyError`], turned into a response in `errors.rs` alone.
+
+mod authenticate;
+pub mod directory;
+mod discover;
+pub mod errors;
+mod ingress;
+pub mod route;
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{Method, Response};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+
+use crate::api::ApiState;
+use crate::forward::{BoxError, ProxyBody, Upstream, UpstreamError, clean_response_headers};
+use crate::plugin::body::hash_body;
+use crate::plugin::{Call, Outcome, needs_body_sha256};
+use crate::ratelimit::RateLimiter;
+use crate::store::{self, LogEntry};
+use crate::vault::Credentials;
+pub use directory::Directory;
+pub use errors::ProxyError;
+
+/// Limits of the data path.
+#[derive(Debug, Clone, Copy)]
+pub struct ProxySettings {
+    /// The largest request body forwarded (413 beyond).
+    pub max_request_bytes: u64,
+    /// The largest response body relayed (502 beyond; `None`: no limit).
+    pub max_response_bytes: Option<u64>,
+    /// The largest body hashed for a plugin that signs it.
+    pub max_hashed_body: usize,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        ProxySettings {
+            max_request_bytes: 1024 * 1024 * 1024,
+            max_response_bytes: None,
+            max_hashed_body: crate::plugin::body::DEFAULT_MAX_HASHED_BODY,
+        }
+    }
+}
+
+/// Everything the request path needs; built once, shared.
+#[derive(Debug)]
+pub struct ProxyState {
+    pub api: Arc<ApiState>,
+    pub directory: Directory,
+    pub upstream: Upstream,
+    pub limits: RateLimiter,
+    pub settings: ProxySettings,
+}
+
+/// Whether a request is for the proxy rather than the management API.
+pub fn is_proxy_request(path: &str) -> bool {
+    path.starts_with("/proxy/") || path == "/discover"
+}
+
+/// Serve one proxy request (or `GET /discover`).
+pub async fn handle(
+    state: Arc<ProxyState>,
+    request: http::Request<Incoming>,
+) -> Response<ProxyBody> {
+    if request.uri().path() == "/discover" {
+        return discover::discover(&state, &request)
+            .await
+            .unwrap_or_else(ProxyError::into_response);
+    }
+    let started = Instant::now();
+    let mut draft = LogDraft::new(&request);
+    let response = match proxy(&state, request, &mut draft).await {
+        Ok(response) => response,
+        Err(error) => {
+            draft.error_code = Some(error.code());
+            error.into_response()
+        }
+    };
+    if let Some(entry) = draft.finish(response.status().as_u16(), started) {
+        state.api.request_log.record(entry);
+    }
+    response
+}
+
+async fn proxy(
+    state: &ProxyState,
+    request: http::Request<Incoming>,
+    draft: &mut LogDraft,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    // 1. Accept.
+    let (parts, body) = request.into_parts();
+    let target = ingress::target(&parts.uri)?;
+    draft.host = format!("{}:{}", target.host, target.port);
+    draft.path = target.path.clone();
+    if parts.method == Method::CONNECT {
+        return Err(ProxyError::BadRequest(
+            "CONNECT goes to the transparent proxy port".into(),
+        ));
+    }
+    if ingress::content_length(&parts.headers)
+        .is_some_and(|length| length > state.settings.max_request_bytes)
+    {
+        return Err(ProxyError::RequestTooLarge {
+            limit: state.settings.max_request_bytes,
+        });
+    }
+
+    // 2. Authenticate, then admit.
+    let caller = authenticate::caller(state, &parts.headers).await?;
+    draft.vault_id = Some(caller.vault.id.clone());
+    draft.actor = caller.actor.id();
+    // Held until the response body is done, so the concurrency cap counts whole exchanges.
+    let permit = state
+        .limits
+        .admit(&caller.scope)
+        .await
+        .map_err(ProxyError::RateLimited)?;
+
+    // 3. Route.
+    let view = state
+        .directory
+        .view(&caller.vault)
+        .await
+        .map_err(internal)?;
+    let path = route::canonical_path(&target.path)
+        .map_err(|error| ProxyError::BadRequest(error.to_string()))?;
+    let service = route::match_service(&view.services, &target.host, target.port, &path)
+        .ok_or_else(|| ProxyError::NoService {
+            host: format!("{}:{}", target.host, target.port),
+            vault: caller.vault.name.clone(),
+            base_url: state.api.base_url.clone(),
+        })?;
+    draft.service = Some(service.name.clone());
+    if !service.enabled {
+        return Err(ProxyError::ServiceDisabled {
+            service: service.name.clone(),
+            vault: caller.vault.name.clone(),
+        });
+    }
+    if !route::allowed(&service.allow, parts.method.as_str(), &path) {
+        return Err(ProxyError::PathNotAllowed(format!(
+            "{} {path} is not allowed by the allow rules of service \"{}\"",
+            parts.method, service.name
+        )));
+    }
+
+    // 4. Plugin.
+    let binding = service.binding();
+    draft.credential_keys = binding
+        .credentials
+        .iter()
+        .map(|(_, key)| key.clone())
+        .collect();
+    let plugin = state
+        .api
+        .plugins
+        .get_pinned(&binding.plugin, binding.sha256.as_deref())
+        .map_err(|error| ProxyError::Plugin(error.to_string()))?;
+    let mut secrets = Vec::with_capacity(binding.credentials.len());
+    for (slot, key) in &binding.credentials {
+        let sealed = view
+            .credentials
+            .get(key)
+            .ok_or_else(|| ProxyError::CredentialNotFound {
+                key: key.clone(),
+                service: service.name.clone(),
+                vault: caller.vault.name.clone(),
+            })?;
+        let secret = state
+            .api
+            .data_key
+            .open_credential(&caller.vault.id, key, sealed)
+            .map_err(|error| {
+                ProxyError::Internal(format!("credential \"{key}\" cannot be opened: {error}"))
+            })?;
+        secrets.push((slot.clone(), secret));
+    }
+    let credentials = Credentials::new(secrets);
+    let requirements = view
+        .requirements(service, &plugin)
+        .map_err(ProxyError::Plugin)?;
+    let mut head = ingress::request_head(&parts, &target);
+    let body_limit = state.settings.max_request_bytes;
+    let (body, body_sha256) = if needs_body_sha256(&requirements.body, &head) {
+        let limit = state
+            .settings
+            .max_hashed_body
+            .min(usize::try_from(body_limit).unwrap_or(usize::MAX));
+        let hashed = hash_body(body, limit).await.map_err(|error| match error {
+            crate::plugin::body::BodyHashError::TooLarge { limit } => ProxyError::RequestTooLarge {
+                limit: limit as u64,
+            },
+            crate::plugin::body::BodyHashError::Read(reason) => {
+                ProxyError::BadRequest(format!("reading the request body failed: {reason}"))
+            }
+        })?;
+        (full(hashed.bytes), Some(hashed.sha256))
+    } else {
+        let limited = Limited::new(body, usize::try_from(body_limit).unwrap_or(usize::MAX));
+        (limited.map_err(BoxError::from).boxed_unsync(), None)
+    };
+    let call = Call {
+        service: &service.name,
+        vault: &caller.vault.name,
+        config: &binding.config,
+        credentials: &credentials,
+        now: SystemTime::now(),
+        body_sha256: body_sha256.as_ref(),
+    };
+    match plugin.authorize(&mut head, &call) {
+        Ok(Outcome::Forward) => {}
+        Ok(Outcome::Deny { status, reason }) => return Err(ProxyError::Denied { status, reason }),
+        Err(error) => return Err(ProxyError::Plugin(error.to_string())),
+    }
+    drop(credentials);
+
+    // 5. Forward.
+    let response = state
+        .upstream
+        .send(head, body)
+        .await
+        .map_err(|error| upstream_failure(error, body_limit))?;
+    let (mut parts, body) = response.into_parts();
+    clean_response_headers(&mut parts.headers);
+    let body = match state.settings.max_response_bytes {
+        Some(limit) => {
+            if ingress::content_length(&parts.headers).is_some_and(|length| length > limit) {
+                return Err(ProxyError::ResponseTooLarge { limit });
+            }
+            Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
+                .map_err(BoxError::from)
+                .boxed_unsync()
+        }
+        None => body.map_err(BoxError::from).boxed_unsync(),
+    };
+    let body = body
+        .map_frame(move |frame| {
+            let _held = &permit;
+            frame
+        })
+        .boxed_unsync();
+    Ok(Response::from_parts(parts, body))
+}
+
+/// An upstream failure, unless it was the agent's body that failed: too large (413) or cut
+/// off (400).
+fn upstream_failure(error: UpstreamError, body_limit: u64) -> ProxyError {
+    match &error {
+        UpstreamError::RequestBody { cause, .. } if cause.is::<LengthLimitError>() => {
+            ProxyError::RequestTooLarge { limit: body_limit }
+        }
+        UpstreamError::RequestBody { .. } => {
+            ProxyError::BadRequest(format!("reading the request body failed: {error}"))
+        }
+        _ => ProxyError::Upstream(error),
+    }
+}
+
+fn internal(error: store::StoreError) -> ProxyError {
+    ProxyError::Internal(error.to_string())
+}
+
+fn full(bytes: Bytes) -> ProxyBody {
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// The request log row, filled in as the request goes.
+#[derive(Debug)]
+struct LogDraft {
+    method: String,
+    host: String,
+    path: String,
+    vault_id: Option<String>,
+    actor: Option<store::ActorId>,
+    service: Option<String>,
+    credential_keys: Vec<String>,
+    error_code: Option<&'static str>,
+}
+
+impl LogDraft {
+    fn new(request: &http::Request<Incoming>) -> Self {
+        LogDraft {
+            method: request.method().as_str().to_owned(),
+            host: String::new(),
+            path: String::new(),
+            vault_id: None,
+            actor: None,
+            service: None,
+            credential_keys: Vec::new(),
+            error_code: None,
+        }
+    }
+
+    /// The row, if the request got far enough to know its vault.
+    fn finish(self, status: u16, started: Instant) -> Option<LogEntry> {
+        Some(LogEntry {
+            id: 0,
+            vault_id: self.vault_id?,
+            ingress: "explicit".into(),
+            method: self.method,
+            host: self.host,
+            path: self.path,
+            matched_service: self.service,
+            credential_keys: self.credential_keys,
+            status,
+            latency_ms: started.elapsed().as_millis() as u64,
+            error_code: self.error_code.map(str::to_owned),
+            actor: self.actor,
+            created_at: store::now(),
+        })
+    }
+}

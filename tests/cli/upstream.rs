@@ -1,0 +1,229 @@
+//! A recording HTTPS upstream for the proxy tests: a test CA of its own, a certificate for
+//! any names the test asks for, HTTP/1.1 and HTTP/2, and every request it receives kept for
+//! the test to look at.
+//!
+//! Paths with a meaning: `/set-cookie` answers with `Set-Cookie` and `X-Upstream`,
+//! `/redirect` with a 302, `/hang` never answers, `/stream` sends three chunks a little apart,
+//! `/big` sends 64 KiB; anything else answers 200 `{"ok":true}`.
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+/// What the upstream received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    /// Path and query as they arrived.
+    pub target: String,
+    /// Header names lower case, in arrival order, duplicates kept.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// `HTTP/1.1` or `HTTP/2.0`.
+    pub version: String,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+pub struct Upstream {
+    pub port: u16,
+    /// PEM of the CA that signed the upstream's certificate.
+    pub ca_file: PathBuf,
+    received: Arc<Mutex<Vec<Received>>>,
+    _dir: tempfile::TempDir,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Upstream {
+    /// Start on 127.0.0.1 with a certificate for `names`.
+    pub fn start(names: &[&str]) -> Upstream {
+        let dir = tempfile::tempdir().unwrap();
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "agent-vault test upstream CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf_params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
+        let ca_file = dir.path().join("upstream-ca.pem");
+        std::fs::write(&ca_file, ca.pem()).unwrap();
+
+        let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone()],
+            rustls_pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+        )
+        .unwrap();
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let acceptor = TlsAcceptor::from(Arc::new(tls));
+
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let record = received.clone();
+        runtime.spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                let record = record.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let service =
+                        hyper::service::service_fn(move |request| answer(request, record.clone()));
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        Upstream {
+            port,
+            ca_file,
+            received,
+            _dir: dir,
+            _runtime: runtime,
+        }
+    }
+
+    /// Everything received so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// The last request received.
+    pub fn last(&self) -> Received {
+        self.received()
+            .pop()
+            .expect("the upstream received a request")
+    }
+}
+
+type AnswerBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+async fn answer(
+    request: Request<Incoming>,
+    record: Arc<Mutex<Vec<Received>>>,
+) -> Result<Response<AnswerBody>, Infallible> {
+    let (parts, body) = request.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .unwrap_or_default();
+    let target = parts
+        .uri
+        .path_and_query()
+        .map(|pq| pq.to_string())
+        .unwrap_or_default();
+    let mut headers = Vec::new();
+    for (name, value) in &parts.headers {
+        headers.push((
+            name.as_str().to_owned(),
+            String::from_utf8_lossy(value.as_bytes()).into_owned(),
+        ));
+    }
+    if parts.version == http::Version::HTTP_2 && !parts.headers.contains_key(http::header::HOST) {
+        // HTTP/2 may carry the host only in the :authority pseudo-header.
+        if let Some(authority) = parts.uri.authority() {
+            headers.insert(0, ("host".to_owned(), authority.to_string()));
+        }
+    }
+    record.lock().unwrap().push(Received {
+        method: parts.method.to_string(),
+        target: target.clone(),
+        headers,
+        body,
+        version: format!("{:?}", parts.version),
+    });
+    let full = |text: &'static str| Full::new(Bytes::from_static(text.as_bytes())).boxed();
+    let response = match parts.uri.path() {
+        "/set-cookie" => Response::builder()
+            .header("set-cookie", "session=upstream-secret; HttpOnly")
+            .header("x-upstream", "yes")
+            .body(full("{\"ok\":true}")),
+        "/redirect" => Response::builder()
+            .status(302)
+            .header("location", "https://elsewhere.example/landing")
+            .body(full("")),
+        "/hang" => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Response::builder().body(full(""))
+        }
+        "/stream" => {
+            let (sender, receiver) =
+                tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
+            tokio::spawn(async move {
+                for n in 0..3 {
+                    let _ = sender
+                        .send(Ok(Frame::data(Bytes::from(format!("data: {n}\n\n")))))
+                        .await;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            });
+            let stream = tokio_stream_from(receiver);
+            Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(StreamBody::new(stream).boxed())
+        }
+        "/big" => Response::builder().body(Full::new(Bytes::from(vec![b'x'; 64 * 1024])).boxed()),
+        _ => Response::builder()
+            .header("content-type", "application/json")
+            .body(full("{\"ok\":true}")),
+    };
+    Ok(response.unwrap())
+}
+
+/// An mpsc receiver as a `Stream`.
+fn tokio_stream_from<T>(receiver: tokio::sync::mpsc::Receiver<T>) -> ReceiverStream<T> {
+    ReceiverStream(receiver)
+}
+
+struct ReceiverStream<T>(tokio::sync::mpsc::Receiver<T>);
+
+impl<T> futures_core::Stream for ReceiverStream<T> {
+    type Item = T;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<T>> {
+        self.0.poll_recv(cx)
+    }
+}
