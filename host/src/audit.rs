@@ -53,6 +53,26 @@ pub struct LogWriter {
     clock: Arc<dyn Clock>,
 }
 
+/// How often the writer trims the log to its retention.
+const TRIM_EVERY: Duration = Duration::from_secs(5);
+
+/// How long the request log keeps entries.
+#[derive(Debug, Clone, Copy)]
+pub struct LogRetention {
+    pub max_age: Duration,
+    /// Per vault; 0 for no cap.
+    pub max_rows_per_vault: u32,
+}
+
+impl Default for LogRetention {
+    fn default() -> Self {
+        LogRetention {
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            max_rows_per_vault: 10_000,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Counters {
     /// Entries that never reached the store.
@@ -62,11 +82,27 @@ struct Counters {
 }
 
 impl RequestLog {
-    /// Start the batch writer on the current tokio runtime (panics outside one).
-    pub fn start(db: Db) -> (RequestLog, LogWriter) {
+    /// Start the batch writer on the current tokio runtime (panics outside one). Every few
+    /// seconds, after a batch, the log is also trimmed to `retention`, so it stays bounded
+    /// however fast requests come.
+    pub fn start(db: Db, retention: LogRetention) -> (RequestLog, LogWriter) {
+        let last_trim = Arc::new(std::sync::Mutex::new(std::time::Instant::now()));
         let sink: Sink = Box::new(move |batch: Vec<LogEntry>| {
             let db = db.clone();
-            Box::pin(async move { db.run(move |store| store.insert_logs(&batch)).await })
+            let last_trim = last_trim.clone();
+            Box::pin(async move {
+                db.run(move |store| {
+                    store.insert_logs(&batch)?;
+                    let mut last = last_trim.lock().unwrap_or_else(|p| p.into_inner());
+                    if last.elapsed() >= TRIM_EVERY {
+                        *last = std::time::Instant::now();
+                        let older_than = crate::store::now() - retention.max_age.as_secs() as i64;
+                        store.prune_logs(older_than, retention.max_rows_per_vault)?;
+                    }
+                    Ok(())
+                })
+                .await
+            })
         });
         RequestLog::start_with(sink, Arc::new(TokioClock), QUEUE)
     }

@@ -58,22 +58,7 @@ pub struct ServerConfig {
     pub rate_limits: Option<RateLimits>,
 }
 
-/// How long the request log keeps entries.
-#[derive(Debug, Clone, Copy)]
-pub struct LogRetention {
-    pub max_age: Duration,
-    /// Per vault; 0 for no cap.
-    pub max_rows_per_vault: u32,
-}
-
-impl Default for LogRetention {
-    fn default() -> Self {
-        LogRetention {
-            max_age: Duration::from_secs(7 * 24 * 3600),
-            max_rows_per_vault: 10_000,
-        }
-    }
-}
+pub use crate::audit::LogRetention;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -135,7 +120,7 @@ pub async fn run(
         source,
     })?;
     let db = Db::new(store);
-    let (request_log, log_writer) = RequestLog::start(db.clone());
+    let (request_log, log_writer) = RequestLog::start(db.clone(), config.log_retention);
     let state = Arc::new(ApiState::new(
         db.clone(),
         Arc::new(data_key),
@@ -179,6 +164,9 @@ pub async fn run(
                     }
                 };
                 let (state, proxy) = (state.clone(), proxy.clone());
+                // Small responses must not wait for Nagle's algorithm (a 40 ms stall with
+                // delayed ACKs on the other side).
+                let _ = stream.set_nodelay(true);
                 let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
                     let (state, proxy) = (state.clone(), proxy.clone());
                     async move {

@@ -1,7 +1,7 @@
 //! The forward step: send the finished request to the upstream and hand back its answer.
 //!
 //! [`Upstream`] is built once per server and shared. [`Upstream::send`] owns the request as it
-//! goes on the wire: the absolute URI from the [`RequestHead`], `Host` set to its authority,
+//! goes on the wire: the absolute URI from the [`RequestHead`] (its authority becomes `Host`),
 //! hop-by-hop headers removed, every other header and the body's bytes untouched (a plugin may
 //! have signed them), the body streamed, redirects never followed. [`clean_response_headers`]
 //! is the matching step for the answer.
@@ -340,7 +340,6 @@ impl Upstream {
             .path_and_query(head.path_and_query())
             .build()
             .map_err(|_| invalid_target())?;
-        let host_value = HeaderValue::from_str(&authority).map_err(|_| invalid_target())?;
         let RequestHead {
             method,
             host,
@@ -348,7 +347,10 @@ impl Upstream {
             ..
         } = head;
         clean_request_headers(&mut headers);
-        headers.insert(header::HOST, host_value);
+        // The client writes `Host` from the URI on HTTP/1.1 (the head's authority) and
+        // `:authority` on HTTP/2; a `Host` header as well would be a duplicate that some
+        // servers (nginx) refuse.
+        headers.remove(header::HOST);
 
         let (body, turn, body_failure) = WatchedBody::new(body);
         let mut request = Request::new(body);

@@ -85,11 +85,9 @@ pub async fn caller(state: &ProxyState, headers: &HeaderMap) -> Result<Caller, P
 }
 
 async fn vault_by_id(state: &ProxyState, id: &str) -> Result<Vault, ProxyError> {
-    let lookup = id.to_owned();
     state
-        .api
-        .db
-        .run(move |store| store.vault_by_id(&lookup))
+        .directory
+        .vault_by_id(id)
         .await
         .map_err(|error| ProxyError::Internal(error.to_string()))?
         .ok_or_else(|| ProxyError::NotFound("The token's vault no longer exists".into()))

@@ -60,6 +60,7 @@ struct Cache {
     generation: u64,
     sessions: HashMap<String, (Instant, Session)>,
     vaults_by_name: HashMap<String, Vault>,
+    vaults_by_id: HashMap<String, Vault>,
     grants: HashMap<ActorId, Arc<Vec<Grant>>>,
     views: HashMap<String, Arc<VaultView>>,
 }
@@ -139,6 +140,18 @@ impl Directory {
                     .vaults_by_name
                     .insert(vault.name.clone(), vault.clone())
             });
+        }
+        Ok(vault)
+    }
+
+    pub async fn vault_by_id(&self, id: &str) -> Result<Option<Vault>, StoreError> {
+        if let Some(vault) = self.with_cache(|cache| cache.vaults_by_id.get(id).cloned()) {
+            return Ok(Some(vault));
+        }
+        let lookup = id.to_owned();
+        let vault = self.db.run(move |store| store.vault_by_id(&lookup)).await?;
+        if let Some(vault) = &vault {
+            self.with_cache(|cache| cache.vaults_by_id.insert(vault.id.clone(), vault.clone()));
         }
         Ok(vault)
     }

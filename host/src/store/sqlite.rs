@@ -46,6 +46,11 @@ pub const DEFAULT_VAULT_ID: &str = "00000000000000000000000000000000";
 pub struct SqliteStore {
     path: PathBuf,
     connection: Mutex<Connection>,
+    /// A second connection for the request log only, with `synchronous=NORMAL`: its commits
+    /// do not wait for the disk (they reach it with the next checkpoint or the next commit of
+    /// the main connection). A power loss may lose the last moments of the log; a crash of
+    /// the process loses nothing. Everything else keeps `FULL`.
+    log_connection: Mutex<Connection>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -77,9 +82,19 @@ impl SqliteStore {
         .map_err(cannot_open)?;
         configure(&connection).map_err(cannot_open)?;
         migrate(&mut connection, path)?;
+        let log_connection = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(cannot_open)?;
+        configure(&log_connection).map_err(cannot_open)?;
+        log_connection
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(cannot_open)?;
         Ok(SqliteStore {
             path: path.to_owned(),
             connection: Mutex::new(connection),
+            log_connection: Mutex::new(log_connection),
         })
     }
 
@@ -117,12 +132,18 @@ impl SqliteStore {
         behavior: TransactionBehavior,
         work: impl FnOnce(&Transaction<'_>) -> TxResult<T>,
     ) -> Result<T> {
+        Self::transaction_on(&self.connection, operation, behavior, work)
+    }
+
+    fn transaction_on<T>(
+        connection: &Mutex<Connection>,
+        operation: &str,
+        behavior: TransactionBehavior,
+        work: impl FnOnce(&Transaction<'_>) -> TxResult<T>,
+    ) -> Result<T> {
         // A panic while the lock was held unwound through the `Transaction`, whose drop
         // rolled it back: the connection is consistent and safe to reuse.
-        let mut connection = self
-            .connection
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut connection = connection.lock().unwrap_or_else(PoisonError::into_inner);
         let outcome = (|| {
             let tx = connection.transaction_with_behavior(behavior)?;
             let value = work(&tx)?;
@@ -1546,7 +1567,8 @@ impl Store for SqliteStore {
     }
 
     fn insert_logs(&self, entries: &[LogEntry]) -> Result<()> {
-        self.write("write the request log", |tx| {
+        let behavior = TransactionBehavior::Immediate;
+        Self::transaction_on(&self.log_connection, "write the request log", behavior, |tx| {
             // Entries of a vault deleted since the request are dropped, as its older entries
             // were: the foreign key would otherwise fail the whole batch.
             let mut statement = tx.prepare_cached(&format!(
