@@ -1199,10 +1199,9 @@ mod tests {
             seen.uri.to_string(),
             format!("https://{NAME}:{}/v1/things?a=1", server.port)
         );
-        let expected = header_map(&[
-            ("x-api-key", b"k"),
-            ("host", format!("{NAME}:{}", server.port).as_bytes()),
-        ]);
+        // On HTTP/2 the authority travels as `:authority` (the URI above), never also as a
+        // `Host` header, which some servers refuse as a duplicate.
+        let expected = header_map(&[("x-api-key", b"k")]);
         assert_eq!(seen.headers, expected);
     }
 

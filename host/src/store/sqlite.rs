@@ -1568,38 +1568,43 @@ impl Store for SqliteStore {
 
     fn insert_logs(&self, entries: &[LogEntry]) -> Result<()> {
         let behavior = TransactionBehavior::Immediate;
-        Self::transaction_on(&self.log_connection, "write the request log", behavior, |tx| {
-            // Entries of a vault deleted since the request are dropped, as its older entries
-            // were: the foreign key would otherwise fail the whole batch.
-            let mut statement = tx.prepare_cached(&format!(
-                "INSERT INTO request_logs ({})
+        Self::transaction_on(
+            &self.log_connection,
+            "write the request log",
+            behavior,
+            |tx| {
+                // Entries of a vault deleted since the request are dropped, as its older entries
+                // were: the foreign key would otherwise fail the whole batch.
+                let mut statement = tx.prepare_cached(&format!(
+                    "INSERT INTO request_logs ({})
                  SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13
                  WHERE EXISTS (SELECT 1 FROM vaults WHERE id = ?1)",
-                LOG_COLUMNS.trim_start_matches("id, ")
-            ))?;
-            for entry in entries {
-                let keys = serde_json::to_string(&entry.credential_keys).map_err(|error| {
-                    misuse(&format!("cannot encode credential key names: {error}"))
-                })?;
-                let (actor_type, actor_id) = actor_columns(entry.actor.as_ref());
-                statement.execute(params![
-                    entry.vault_id,
-                    entry.ingress,
-                    entry.method,
-                    entry.host,
-                    entry.path,
-                    entry.matched_service,
-                    keys,
-                    entry.status,
-                    i64::try_from(entry.latency_ms).unwrap_or(i64::MAX),
-                    entry.error_code,
-                    actor_type,
-                    actor_id,
-                    entry.created_at,
-                ])?;
-            }
-            Ok(())
-        })
+                    LOG_COLUMNS.trim_start_matches("id, ")
+                ))?;
+                for entry in entries {
+                    let keys = serde_json::to_string(&entry.credential_keys).map_err(|error| {
+                        misuse(&format!("cannot encode credential key names: {error}"))
+                    })?;
+                    let (actor_type, actor_id) = actor_columns(entry.actor.as_ref());
+                    statement.execute(params![
+                        entry.vault_id,
+                        entry.ingress,
+                        entry.method,
+                        entry.host,
+                        entry.path,
+                        entry.matched_service,
+                        keys,
+                        entry.status,
+                        i64::try_from(entry.latency_ms).unwrap_or(i64::MAX),
+                        entry.error_code,
+                        actor_type,
+                        actor_id,
+                        entry.created_at,
+                    ])?;
+                }
+                Ok(())
+            },
+        )
     }
 
     fn logs(&self, vault_id: &str, query: &LogQuery) -> Result<Vec<LogEntry>> {
