@@ -408,6 +408,24 @@ fn agent_tokens_name_their_vault() {
         b"",
     );
     assert_eq!(unknown.proxy_error(), (404, "not_found".into()));
+    // A vault the agent has no grant in.
+    proxy.api("POST", "/v1/vaults", json!({ "name": "private" }));
+    let ungranted = proxy.send(
+        "GET",
+        &target,
+        &[("authorization", &token), ("x-vault", "private")],
+        b"",
+    );
+    assert_eq!(ungranted.proxy_error(), (403, "forbidden".into()));
+    // A vault token naming another vault than its own.
+    let scoped = format!("Bearer {}", proxy.token);
+    let elsewhere = proxy.send(
+        "GET",
+        &target,
+        &[("authorization", &scoped), ("x-vault", "private")],
+        b"",
+    );
+    assert_eq!(elsewhere.proxy_error(), (403, "forbidden".into()));
 }
 
 #[test]
@@ -482,7 +500,24 @@ fn each_error_row_of_the_contract() {
         proxy.call("GET", "other.test.example", "/ro/x", &[]).status,
         200
     );
-    // 502 credential_not_found, naming the key.
+    // 502 credential_not_found, naming the key (also through a custom-header template).
+    proxy.api(
+        "POST",
+        "/v1/vaults/default/services",
+        json!({ "services": [{ "name": "templated", "host": "other.test.example/templated",
+                               "auth": { "type": "custom", "headers": { "X-Key": "k={{ ABSENT_KEY }}" } } }] }),
+    );
+    let templated = proxy.call("GET", "other.test.example", "/templated", &[]);
+    assert_eq!(
+        templated.proxy_error(),
+        (502, "credential_not_found".into())
+    );
+    assert!(
+        templated.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("ABSENT_KEY")
+    );
     let missing = proxy.call("GET", "other.test.example", "/missing", &[]);
     assert_eq!(missing.proxy_error(), (502, "credential_not_found".into()));
     assert!(
