@@ -59,8 +59,8 @@ impl VaultView {
 struct Cache {
     generation: u64,
     sessions: HashMap<String, (Instant, Session)>,
-    vaults_by_name: HashMap<String, Vault>,
-    vaults_by_id: HashMap<String, Vault>,
+    /// By id.
+    vaults: HashMap<String, Vault>,
     grants: HashMap<ActorId, Arc<Vec<Grant>>>,
     views: HashMap<String, Arc<VaultView>>,
 }
@@ -129,29 +129,39 @@ impl Directory {
     }
 
     pub async fn vault_by_name(&self, name: &str) -> Result<Option<Vault>, StoreError> {
-        if let Some(vault) = self.with_cache(|cache| cache.vaults_by_name.get(name).cloned()) {
-            return Ok(Some(vault));
-        }
         let lookup = name.to_owned();
-        let vault = self.db.run(move |store| store.vault(&lookup)).await?;
-        if let Some(vault) = &vault {
-            self.with_cache(|cache| {
-                cache
-                    .vaults_by_name
-                    .insert(vault.name.clone(), vault.clone())
-            });
-        }
-        Ok(vault)
+        self.vault_where(
+            |vault| vault.name == name,
+            move |store| store.vault(&lookup),
+        )
+        .await
     }
 
     pub async fn vault_by_id(&self, id: &str) -> Result<Option<Vault>, StoreError> {
-        if let Some(vault) = self.with_cache(|cache| cache.vaults_by_id.get(id).cloned()) {
+        let lookup = id.to_owned();
+        self.vault_where(
+            |vault| vault.id == id,
+            move |store| store.vault_by_id(&lookup),
+        )
+        .await
+    }
+
+    /// The cached vault that `matches`, else the one `load` finds (then cached).
+    async fn vault_where(
+        &self,
+        matches: impl Fn(&Vault) -> bool,
+        load: impl FnOnce(&dyn crate::store::Store) -> crate::store::Result<Option<Vault>>
+        + Send
+        + 'static,
+    ) -> Result<Option<Vault>, StoreError> {
+        if let Some(vault) =
+            self.with_cache(|cache| cache.vaults.values().find(|v| matches(v)).cloned())
+        {
             return Ok(Some(vault));
         }
-        let lookup = id.to_owned();
-        let vault = self.db.run(move |store| store.vault_by_id(&lookup)).await?;
+        let vault = self.db.run(load).await?;
         if let Some(vault) = &vault {
-            self.with_cache(|cache| cache.vaults_by_id.insert(vault.id.clone(), vault.clone()));
+            self.with_cache(|cache| cache.vaults.insert(vault.id.clone(), vault.clone()));
         }
         Ok(vault)
     }

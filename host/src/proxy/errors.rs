@@ -24,16 +24,6 @@ pub enum Side {
     Internal,
 }
 
-/// The auth types an agent can propose (the agent protocol's `supported_auth_types`).
-pub const SUPPORTED_AUTH_TYPES: [&str; 6] = [
-    "bearer",
-    "basic",
-    "api-key",
-    "custom",
-    "passthrough",
-    "plugin",
-];
-
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     #[error("No owner account exists. Run 'agent-vault auth register' to create one.")]
@@ -142,7 +132,7 @@ impl ProxyError {
             body["proposal_hint"] = json!({
                 "host": host,
                 "endpoint": "POST /v1/proposals",
-                "supported_auth_types": SUPPORTED_AUTH_TYPES,
+                "supported_auth_types": crate::services::AUTH_TYPES,
             });
             body["help"] = json!(format!(
                 "This request was intercepted by agent-vault. To see available services, GET \
