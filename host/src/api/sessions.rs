@@ -8,7 +8,7 @@ use http_body_util::Full;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::vaults::{Check, check};
+use super::vaults::{Check, authorized_vault, check};
 use super::{ApiError, ApiState, Request, find_vault, ok, rfc3339};
 use crate::auth::{Actor, tokens};
 use crate::store::{self, ActorKind, TokenKind, TokenRecord, VaultRole};
@@ -96,20 +96,24 @@ pub async fn create(
     }))
 }
 
-pub async fn list(state: &ApiState, request: &Request) -> Result<Response<Full<Bytes>>, ApiError> {
-    let session = request.session(state).await?;
+/// The vault of `?vault=`, which the caller must be a member (or admin) of.
+async fn queried_vault(
+    state: &ApiState,
+    request: &Request,
+) -> Result<crate::store::Vault, ApiError> {
     let name = request
         .query("vault")
         .filter(|v| !v.is_empty())
         .ok_or_else(|| ApiError::bad_request("vault is required"))?;
-    let vault = find_vault(state, name).await?;
-    check(
-        state,
-        &session.actor,
-        &vault,
-        Check::Role(VaultRole::Member),
+    Ok(
+        authorized_vault(state, request, name, Check::Role(VaultRole::Member))
+            .await?
+            .1,
     )
-    .await?;
+}
+
+pub async fn list(state: &ApiState, request: &Request) -> Result<Response<Full<Bytes>>, ApiError> {
+    let vault = queried_vault(state, request).await?;
     let vault_id = vault.id.clone();
     let sessions = state
         .db
@@ -149,19 +153,7 @@ pub async fn revoke(
     request: &Request,
     id: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let session = request.session(state).await?;
-    let name = request
-        .query("vault")
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| ApiError::bad_request("vault is required"))?;
-    let vault = find_vault(state, name).await?;
-    check(
-        state,
-        &session.actor,
-        &vault,
-        Check::Role(VaultRole::Member),
-    )
-    .await?;
+    let vault = queried_vault(state, request).await?;
     let (vault_id, public_id) = (vault.id.clone(), id.to_owned());
     if state
         .db

@@ -198,25 +198,37 @@ pub async fn users(
     request: &Request,
     name: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
+    let users = members(state, request, name, |store, grant| {
+        Ok(match grant.actor.kind {
+            store::ActorKind::User => store
+                .user(&grant.actor.id)?
+                .map(|user| json!({ "email": user.email, "role": grant.role, "status": "active" })),
+            store::ActorKind::Agent => None,
+        })
+    })
+    .await?;
+    ok(&json!({ "users": users }))
+}
+
+/// The vault's grants, each described by `describe` (`None` leaves it out).
+async fn members(
+    state: &ApiState,
+    request: &Request,
+    name: &str,
+    describe: fn(&dyn store::Store, &Grant) -> store::Result<Option<serde_json::Value>>,
+) -> Result<Vec<serde_json::Value>, ApiError> {
     let (_, vault) = authorized_vault(state, request, name, Check::Role(VaultRole::Proxy)).await?;
     let id = vault.id.clone();
-    let users = state
+    Ok(state
         .db
         .run(move |store| {
-            let mut users = Vec::new();
+            let mut listed = Vec::new();
             for grant in store.vault_grants(&id)? {
-                if let (store::ActorKind::User, Some(user)) =
-                    (grant.actor.kind, store.user(&grant.actor.id)?)
-                {
-                    users.push(
-                        json!({ "email": user.email, "role": grant.role, "status": "active" }),
-                    );
-                }
+                listed.extend(describe(store, &grant)?);
             }
-            Ok(users)
+            Ok(listed)
         })
-        .await?;
-    ok(&json!({ "users": users }))
+        .await?)
 }
 
 #[derive(Deserialize)]
@@ -299,20 +311,15 @@ pub async fn agents(
     request: &Request,
     name: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let (_, vault) = authorized_vault(state, request, name, Check::Role(VaultRole::Proxy)).await?;
-    let id = vault.id.clone();
-    let agents = state
-        .db
-        .run(move |store| {
-            let mut agents = Vec::new();
-            for grant in store.vault_grants(&id)? {
-                if let (store::ActorKind::Agent, Some(agent)) = (grant.actor.kind, store.agent(&grant.actor.id)?) {
-                    agents.push(json!({ "name": agent.name, "agent_id": agent.id, "vault_role": grant.role, "status": agent.status }));
-                }
-            }
-            Ok(agents)
+    let agents = members(state, request, name, |store, grant| {
+        Ok(match grant.actor.kind {
+            store::ActorKind::Agent => store.agent(&grant.actor.id)?.map(|agent| {
+                json!({ "name": agent.name, "agent_id": agent.id, "vault_role": grant.role, "status": agent.status })
+            }),
+            store::ActorKind::User => None,
         })
-        .await?;
+    })
+    .await?;
     ok(&json!({ "agents": agents }))
 }
 
