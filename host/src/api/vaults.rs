@@ -408,6 +408,25 @@ pub async fn agent_named(state: &ApiState, name: &str) -> Result<store::Agent, A
         .ok_or_else(|| ApiError::not_found(format!("Agent not found: {name}")))
 }
 
+/// The grant `actor` holds in the vault, if any.
+async fn grant_in(
+    state: &ApiState,
+    actor: &ActorId,
+    vault_id: &str,
+) -> Result<Option<Grant>, ApiError> {
+    let (actor, vault_id) = (actor.clone(), vault_id.to_owned());
+    let grant = state
+        .db
+        .run(move |store| {
+            Ok(store
+                .grants_of(&actor)?
+                .into_iter()
+                .find(|g| g.vault_id == vault_id))
+        })
+        .await?;
+    Ok(grant)
+}
+
 /// Give `actor` a role in a vault it is not in yet.
 async fn add_grant(
     state: &ApiState,
@@ -417,19 +436,7 @@ async fn add_grant(
     who: &str,
 ) -> Result<(), ApiError> {
     let vault_id = vault_id.to_owned();
-    let existing = {
-        let (actor, vault_id) = (actor.clone(), vault_id.clone());
-        state
-            .db
-            .run(move |store| {
-                Ok(store
-                    .grants_of(&actor)?
-                    .into_iter()
-                    .any(|g| g.vault_id == vault_id))
-            })
-            .await?
-    };
-    if existing {
+    if grant_in(state, &actor, &vault_id).await?.is_some() {
         return Err(ApiError::conflict(format!(
             "{who} already has access to this vault"
         )));
@@ -452,19 +459,8 @@ async fn change_grant(
     who: &str,
 ) -> Result<VaultRole, ApiError> {
     let vault_id = vault.id.clone();
-    let current = {
-        let (actor, vault_id) = (actor.clone(), vault_id.clone());
-        state
-            .db
-            .run(move |store| {
-                Ok(store
-                    .grants_of(&actor)?
-                    .into_iter()
-                    .find(|g| g.vault_id == vault_id))
-            })
-            .await?
-    };
-    let old = current
+    let old = grant_in(state, &actor, &vault_id)
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("{who} has no access to vault {}", vault.name)))?
         .role;
     let grant = Grant {
