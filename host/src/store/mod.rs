@@ -1,6 +1,6 @@
 //! Persistent state behind one small trait: vaults, sealed credentials, services, users,
-//! agents, vault grants, tokens (stored only as SHA-256), invites, the master key record and
-//! the request log.
+//! agents, vault grants, tokens (stored only as SHA-256), user and agent invites, the master
+//! key record and the request log.
 //!
 //! [`Store`] is synchronous: backends do blocking IO, and callers on async threads go through
 //! [`Db::run`], which moves the work to the blocking pool. Rules that must hold under
@@ -97,6 +97,7 @@ text_enum!(VaultRole { Admin => "admin", Member => "member", Proxy => "proxy" })
 text_enum!(ActorKind { User => "user", Agent => "agent" });
 text_enum!(AgentStatus { Active => "active", Revoked => "revoked" });
 text_enum!(InviteStatus { Pending => "pending", Accepted => "accepted", Revoked => "revoked" });
+text_enum!(AgentInviteStatus { Pending => "pending", Redeemed => "redeemed", Revoked => "revoked" });
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -276,6 +277,33 @@ pub enum InviteStatus {
     Revoked,
 }
 
+/// An invitation for an agent to connect itself: redeeming it once creates the agent it
+/// names, with its role and vault grants, and hands the agent its token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentInvite {
+    /// SHA-256 of the invite token.
+    pub hash: String,
+    /// The name the agent will have.
+    pub agent_name: String,
+    pub role: InstanceRole,
+    pub vaults: Vec<(String, VaultRole)>,
+    pub created_by: Option<ActorId>,
+    pub status: AgentInviteStatus,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+    /// The agent the invite created, while that agent exists.
+    pub agent_id: Option<String>,
+    pub redeemed_at: Option<UnixTime>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AgentInviteStatus {
+    Pending,
+    Redeemed,
+    Revoked,
+}
+
 /// One proxied request, as the request log keeps it: metadata only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogEntry {
@@ -352,8 +380,8 @@ pub trait Store: Send + Sync + 'static {
     /// `LastOwner` if this demotes the last owner.
     fn set_user_role(&self, id: &str, role: InstanceRole) -> Result<()>;
     fn set_user_password(&self, id: &str, password_hash: &str) -> Result<()>;
-    /// Delete a user, its grants, its sessions and the scoped tokens it minted;
-    /// `LastOwner` if it is the last owner.
+    /// Delete a user, its grants, its sessions and the scoped tokens it minted, and revoke
+    /// the agent invites it created; `LastOwner` if it is the last owner.
     fn delete_user(&self, id: &str) -> Result<()>;
 
     // Invites.
@@ -365,14 +393,35 @@ pub trait Store: Send + Sync + 'static {
     fn accept_invite(&self, hash: &str, user: &User) -> Result<()>;
     fn revoke_invite(&self, hash: &str) -> Result<()>;
 
+    // Agent invites.
+    /// `Conflict` if an agent has the invite's name or another invite pending at
+    /// `invite.created_at` reserves it.
+    fn create_agent_invite(&self, invite: &AgentInvite) -> Result<()>;
+    fn agent_invite(&self, hash: &str) -> Result<Option<AgentInvite>>;
+    fn agent_invites(&self) -> Result<Vec<AgentInvite>>;
+    /// Create the agent a pending invite names (id `agent_id`, the invite's role, grants and
+    /// creator) with its first `token`, and mark the invite redeemed, atomically.
+    /// `NotFound` unless the invite is pending and unexpired at `at`; `Conflict` if an agent
+    /// of that name exists.
+    fn redeem_agent_invite(
+        &self,
+        hash: &str,
+        agent_id: &str,
+        token: &TokenRecord,
+        at: UnixTime,
+    ) -> Result<Agent>;
+    /// `NotFound` unless the invite is pending.
+    fn revoke_agent_invite(&self, hash: &str) -> Result<()>;
+
     // Agents.
-    /// Create an agent with its grants and its first token.
+    /// Create an agent with its grants and its first token; `Conflict` if the name is taken
+    /// or reserved by an agent invite pending at `agent.created_at`.
     fn create_agent(&self, agent: &Agent, grants: &[Grant], token: &TokenRecord) -> Result<()>;
     fn agent(&self, id: &str) -> Result<Option<Agent>>;
     fn agent_by_name(&self, name: &str) -> Result<Option<Agent>>;
     fn agents(&self) -> Result<Vec<Agent>>;
-    /// Mark revoked; delete its tokens and the scoped tokens it minted. `LastOwner` if it is
-    /// the last owner.
+    /// Mark revoked; delete its tokens and the scoped tokens it minted, and revoke the agent
+    /// invites it created. `LastOwner` if it is the last owner.
     fn revoke_agent(&self, id: &str, at: UnixTime) -> Result<()>;
     /// As `revoke_agent`, then delete the agent and its grants.
     fn delete_agent(&self, id: &str) -> Result<()>;

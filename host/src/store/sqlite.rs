@@ -12,6 +12,8 @@
 //! invalidated by another connection between the check and the write. This module does not
 //! decide who may call what (that is `auth`), and never sees a plaintext credential.
 
+mod agent_invites;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -25,15 +27,21 @@ use rusqlite::{
 };
 
 use super::{
-    ActorId, ActorKind, Agent, AgentStatus, DEFAULT_VAULT, Grant, InstanceRole, Invite,
-    InviteStatus, KeyProtection, LogEntry, LogQuery, MasterKeyRecord, Result, Store, StoreError,
-    StoredCredential, TokenKind, TokenRecord, UnixTime, User, Vault, VaultRole, now,
+    ActorId, ActorKind, Agent, AgentInvite, AgentStatus, DEFAULT_VAULT, Grant, InstanceRole,
+    Invite, InviteStatus, KeyProtection, LogEntry, LogQuery, MasterKeyRecord, Result, Store,
+    StoreError, StoredCredential, TokenKind, TokenRecord, UnixTime, User, Vault, VaultRole, now,
 };
 use crate::vault::crypto::{KdfParams, Sealed, random};
 
 /// The schema, in order: version `n` is the `n`-th entry. Never edit a released migration;
 /// add the next number.
-const MIGRATIONS: &[(&str, &str)] = &[("001_initial", include_str!("migrations/001_initial.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("001_initial", include_str!("migrations/001_initial.sql")),
+    (
+        "002_agent_invites",
+        include_str!("migrations/002_agent_invites.sql"),
+    ),
+];
 
 /// How long a statement waits for another connection (the CLI next to a running server)
 /// to release the database before it fails.
@@ -644,6 +652,27 @@ fn insert_grant(
     Ok(())
 }
 
+fn insert_agent(tx: &Transaction<'_>, agent: &Agent) -> TxResult<()> {
+    let (created_by_type, created_by_id) = actor_columns(agent.created_by.as_ref());
+    tx.execute(
+        "INSERT INTO agents (id, name, role, status, created_by_type, created_by_id,
+                             created_at, revoked_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            agent.id,
+            agent.name,
+            agent.role.as_str(),
+            agent.status.as_str(),
+            created_by_type,
+            created_by_id,
+            agent.created_at,
+            agent.revoked_at,
+        ],
+    )
+    .on_unique(&format!("agent {}", agent.name))?;
+    Ok(())
+}
+
 fn insert_user(tx: &Transaction<'_>, user: &User, role: InstanceRole) -> TxResult<()> {
     tx.execute(
         "INSERT INTO users (id, email, password_hash, role, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -1159,6 +1188,7 @@ impl Store for SqliteStore {
                 .ok_or(StoreError::NotFound("user".into()))?;
             keep_an_owner(tx, role == InstanceRole::Owner)?;
             keep_vault_admins(tx, &ActorId::user(id))?;
+            agent_invites::revoke_created_by(tx, &ActorId::user(id))?;
             tx.execute(
                 "DELETE FROM vault_grants WHERE actor_type = 'user' AND actor_id = ?1",
                 [id],
@@ -1278,6 +1308,38 @@ impl Store for SqliteStore {
         })
     }
 
+    fn create_agent_invite(&self, invite: &AgentInvite) -> Result<()> {
+        self.write("create the agent invite", |tx| {
+            agent_invites::create(tx, invite)
+        })
+    }
+
+    fn agent_invite(&self, hash: &str) -> Result<Option<AgentInvite>> {
+        self.read("read the agent invite", |tx| agent_invites::get(tx, hash))
+    }
+
+    fn agent_invites(&self) -> Result<Vec<AgentInvite>> {
+        self.read("list the agent invites", agent_invites::list)
+    }
+
+    fn redeem_agent_invite(
+        &self,
+        hash: &str,
+        agent_id: &str,
+        token: &TokenRecord,
+        at: UnixTime,
+    ) -> Result<Agent> {
+        self.write("redeem the agent invite", |tx| {
+            agent_invites::redeem(tx, hash, agent_id, token, at)
+        })
+    }
+
+    fn revoke_agent_invite(&self, hash: &str) -> Result<()> {
+        self.write("revoke the agent invite", |tx| {
+            agent_invites::revoke(tx, hash)
+        })
+    }
+
     fn create_agent(&self, agent: &Agent, grants: &[Grant], token: &TokenRecord) -> Result<()> {
         let actor = ActorId::agent(&agent.id);
         if grants.iter().any(|grant| grant.actor != actor) {
@@ -1291,23 +1353,8 @@ impl Store for SqliteStore {
             ));
         }
         self.write("create the agent", |tx| {
-            let (created_by_type, created_by_id) = actor_columns(agent.created_by.as_ref());
-            tx.execute(
-                "INSERT INTO agents (id, name, role, status, created_by_type, created_by_id,
-                                     created_at, revoked_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
-                    agent.id,
-                    agent.name,
-                    agent.role.as_str(),
-                    agent.status.as_str(),
-                    created_by_type,
-                    created_by_id,
-                    agent.created_at,
-                    agent.revoked_at,
-                ],
-            )
-            .on_unique(&format!("agent {}", agent.name))?;
+            agent_invites::check_name_free(tx, &agent.name, agent.created_at)?;
+            insert_agent(tx, agent)?;
             for grant in grants {
                 insert_grant(tx, &actor, &grant.vault_id, grant.role)?;
             }
@@ -1363,6 +1410,7 @@ impl Store for SqliteStore {
                  WHERE id = ?2",
                 params![at, id],
             )?;
+            agent_invites::revoke_created_by(tx, &ActorId::agent(id))?;
             delete_agent_tokens(tx, id)
         })
     }
@@ -1375,6 +1423,7 @@ impl Store for SqliteStore {
                 agent.role == InstanceRole::Owner && agent.status == AgentStatus::Active,
             )?;
             keep_vault_admins(tx, &ActorId::agent(id))?;
+            agent_invites::revoke_created_by(tx, &ActorId::agent(id))?;
             delete_agent_tokens(tx, id)?;
             tx.execute(
                 "DELETE FROM vault_grants WHERE actor_type = 'agent' AND actor_id = ?1",
@@ -1675,7 +1724,7 @@ mod tests {
 
     use tempfile::TempDir;
 
-    const T0: UnixTime = 1_700_000_000;
+    pub(super) const T0: UnixTime = 1_700_000_000;
 
     fn open_store() -> (TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
@@ -1684,7 +1733,7 @@ mod tests {
     }
 
     /// A store whose first owner, alice, administers the default vault.
-    fn store_with_owner() -> (TempDir, SqliteStore) {
+    pub(super) fn store_with_owner() -> (TempDir, SqliteStore) {
         let (dir, store) = open_store();
         store
             .create_first_owner(&user("alice", InstanceRole::Owner))
@@ -1692,7 +1741,7 @@ mod tests {
         (dir, store)
     }
 
-    fn user(id: &str, role: InstanceRole) -> User {
+    pub(super) fn user(id: &str, role: InstanceRole) -> User {
         User {
             id: id.into(),
             email: format!("{id}@example.com"),
@@ -1719,7 +1768,7 @@ mod tests {
     }
 
     /// A user who joined the way people do: through an invite.
-    fn add_user(store: &SqliteStore, id: &str, role: InstanceRole) -> User {
+    pub(super) fn add_user(store: &SqliteStore, id: &str, role: InstanceRole) -> User {
         let user = user(id, role);
         let hash = format!("invite-{id}");
         store
@@ -1729,7 +1778,7 @@ mod tests {
         user
     }
 
-    fn agent(id: &str, role: InstanceRole) -> Agent {
+    pub(super) fn agent(id: &str, role: InstanceRole) -> Agent {
         Agent {
             id: id.into(),
             name: format!("{id}-bot"),
@@ -1741,7 +1790,7 @@ mod tests {
         }
     }
 
-    fn agent_token(agent_id: &str, hash: &str) -> TokenRecord {
+    pub(super) fn agent_token(agent_id: &str, hash: &str) -> TokenRecord {
         TokenRecord {
             hash: hash.into(),
             public_id: format!("pub-{hash}"),
@@ -1756,7 +1805,12 @@ mod tests {
     }
 
     /// An agent with its first token, `<id>-token`, and the given vault roles.
-    fn add_agent(store: &SqliteStore, id: &str, role: InstanceRole, vaults: &[(&str, VaultRole)]) {
+    pub(super) fn add_agent(
+        store: &SqliteStore,
+        id: &str,
+        role: InstanceRole,
+        vaults: &[(&str, VaultRole)],
+    ) {
         let grants: Vec<Grant> = vaults
             .iter()
             .map(|(vault_id, role)| grant(ActorId::agent(id), vault_id, *role))
@@ -1811,7 +1865,7 @@ mod tests {
         }
     }
 
-    fn grant(actor: ActorId, vault_id: &str, role: VaultRole) -> Grant {
+    pub(super) fn grant(actor: ActorId, vault_id: &str, role: VaultRole) -> Grant {
         Grant {
             actor,
             vault_id: vault_id.into(),
