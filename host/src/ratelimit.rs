@@ -1,12 +1,15 @@
-//! Rate limits of the proxy path: the PROXY tier (per scope, e.g. one agent in one vault) and
-//! the GLOBAL tier (the whole server). Each tier is a token bucket (requests per second with
-//! a burst) and a cap on requests in flight, with a short wait for a free slot.
+//! Rate limits: the PROXY tier (per scope, e.g. one agent in one vault) and the GLOBAL tier
+//! (the whole server) of the proxy path, and the AUTH tier of the control plane's
+//! unauthenticated routes (per client address). The proxy tiers are each a token bucket
+//! (requests per second with a burst) and a cap on requests in flight, with a short wait for
+//! a free slot; the AUTH tier is a token bucket only.
 //!
-//! [`RateLimiter::admit`] is the one entry point: it takes a token from the scope's bucket and
-//! from the global one (both or neither), then a slot of each, and hands back a [`Permit`]
-//! that holds the slots until the response is done. A refusal is a [`Limited`] with the time
-//! after which a retry can succeed; turning it into a 429 with `Retry-After` is the caller's
-//! job. The AUTH and AUTHED tiers (sign-in attempts, management API) are not here.
+//! [`RateLimiter::admit`] is the proxy's one entry point: it takes a token from the scope's
+//! bucket and from the global one (both or neither), then a slot of each, and hands back a
+//! [`Permit`] that holds the slots until the response is done. [`AttemptLimiter::attempt`] is
+//! the AUTH tier's. A refusal is a [`Limited`] with the time after which a retry can succeed;
+//! turning it into a 429 with `Retry-After` is the caller's job. The AUTHED tier (the
+//! management API per actor) is not here.
 //!
 //! Buckets are kept as the instant they will be full again (the "theoretical arrival time"
 //! of GCRA), which is a token bucket that refills continuously, in integer time. A scope
@@ -17,6 +20,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -45,6 +49,11 @@ pub struct RateLimits {
     pub global_burst: u32,
     pub global_concurrency: u32,
     pub global_wait: Duration,
+    /// Attempts per second of one client address at the unauthenticated routes (sign-in,
+    /// registration, invites), refilled continuously.
+    pub auth_rate: f64,
+    /// Attempts one client address may make at once after being idle.
+    pub auth_burst: u32,
 }
 
 impl RateLimits {
@@ -58,6 +67,9 @@ impl RateLimits {
         global_burst: 4000,
         global_concurrency: 512,
         global_wait: Duration::from_millis(500),
+        // 50 attempts per 5 minutes, as Agent Vault's AUTH tier.
+        auth_rate: 50.0 / 300.0,
+        auth_burst: 50,
     };
 
     /// The limits of a named profile: `default`, `strict` (half of each rate, burst and
@@ -89,6 +101,8 @@ impl RateLimits {
             global_burst: count(self.global_burst),
             global_concurrency: count(self.global_concurrency),
             global_wait: self.global_wait,
+            auth_rate: self.auth_rate * factor,
+            auth_burst: count(self.auth_burst),
         }
     }
 }
@@ -341,6 +355,96 @@ impl Tier {
 
     fn slots(&self) -> Option<Arc<Semaphore>> {
         (self.concurrency > 0).then(|| Arc::new(Semaphore::new(self.concurrency as usize)))
+    }
+}
+
+/// The AUTH tier: one token bucket per client address, taken from on every attempt at an
+/// unauthenticated route (signing in, registering, accepting or redeeming an invite), whether
+/// the attempt succeeds or not. IPv6 clients are counted per /64, the block one host usually
+/// has to itself, so that walking through its addresses buys nothing.
+#[derive(Debug, Clone)]
+pub struct AttemptLimiter {
+    /// `None`: no limit.
+    shared: Option<Arc<Attempts>>,
+}
+
+#[derive(Debug)]
+struct Attempts {
+    rate: Rate,
+    state: Mutex<AttemptState>,
+    clock: Arc<dyn Clock>,
+}
+
+#[derive(Debug)]
+struct AttemptState {
+    buckets: HashMap<IpAddr, Bucket>,
+    next_sweep: Instant,
+    sweep_at_len: usize,
+}
+
+impl AttemptLimiter {
+    /// A limiter with the AUTH tier of `limits`, or one that admits everything.
+    pub fn new(limits: Option<RateLimits>) -> AttemptLimiter {
+        AttemptLimiter::with_clock(limits, Arc::new(TokioClock))
+    }
+
+    fn with_clock(limits: Option<RateLimits>, clock: Arc<dyn Clock>) -> AttemptLimiter {
+        let shared = limits
+            .and_then(|limits| Rate::new(limits.auth_rate, limits.auth_burst))
+            .map(|rate| {
+                let now = clock.now();
+                Arc::new(Attempts {
+                    rate,
+                    state: Mutex::new(AttemptState {
+                        buckets: HashMap::new(),
+                        next_sweep: now + SWEEP_INTERVAL,
+                        sweep_at_len: MIN_SWEEP_LEN,
+                    }),
+                    clock,
+                })
+            });
+        AttemptLimiter { shared }
+    }
+
+    /// Count one attempt from `client`; `Limited::Rate` once its bucket is empty.
+    pub fn attempt(&self, client: IpAddr) -> Result<(), Limited> {
+        let Some(shared) = &self.shared else {
+            return Ok(());
+        };
+        let key = attempt_key(client);
+        let now = shared.clock.now();
+        let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if now >= state.next_sweep || state.buckets.len() >= state.sweep_at_len {
+            state.buckets.retain(|_, bucket| !bucket.is_full(now));
+            state.next_sweep = now + SWEEP_INTERVAL;
+            state.sweep_at_len = (state.buckets.len() * 2).max(MIN_SWEEP_LEN);
+        }
+        let bucket = state
+            .buckets
+            .entry(key)
+            .or_insert_with(|| Bucket::full(now));
+        match bucket.take(&shared.rate, now) {
+            Ok(taken) => {
+                *bucket = taken;
+                Ok(())
+            }
+            Err(retry_after) => Err(Limited::Rate { retry_after }),
+        }
+    }
+}
+
+/// The address an attempt counts against: IPv4 as is, IPv6 by its /64 (an IPv4-mapped
+/// address as the IPv4 address it is).
+fn attempt_key(client: IpAddr) -> IpAddr {
+    match client {
+        IpAddr::V4(_) => client,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(prefix.into())
+            }
+        },
     }
 }
 
@@ -796,11 +900,65 @@ mod tests {
             ),
             (4000.0, 8000, 1024)
         );
+        assert_eq!((strict.auth_burst, loose.auth_burst), (25, 100));
         assert_eq!(RateLimits::profile("off").unwrap(), None);
         assert_eq!(
             RateLimits::profile("Strict").unwrap_err(),
             "\"Strict\" is not a rate-limit profile: use default, strict, loose or off"
         );
+    }
+
+    fn attempts(limits: Option<RateLimits>) -> (AttemptLimiter, Arc<ManualClock>) {
+        let clock = ManualClock::new();
+        (AttemptLimiter::with_clock(limits, clock.clone()), clock)
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn fifty_attempts_per_address_then_one_every_six_seconds() {
+        let (limiter, clock) = attempts(Some(RateLimits::DEFAULT));
+        for n in 0..50 {
+            assert_eq!(limiter.attempt(ip("192.0.2.7")), Ok(()), "attempt {n}");
+        }
+        let refused = limiter.attempt(ip("192.0.2.7")).unwrap_err();
+        assert_eq!(refused.retry_after(), Duration::from_secs(6));
+        // Another address has its own bucket.
+        assert_eq!(limiter.attempt(ip("192.0.2.8")), Ok(()));
+        clock.advance(Duration::from_secs(6));
+        assert_eq!(limiter.attempt(ip("192.0.2.7")), Ok(()));
+        assert!(limiter.attempt(ip("192.0.2.7")).is_err());
+        // After five idle minutes the whole burst is back.
+        clock.advance(Duration::from_secs(300));
+        for _ in 0..50 {
+            assert_eq!(limiter.attempt(ip("192.0.2.7")), Ok(()));
+        }
+    }
+
+    #[test]
+    fn ipv6_clients_count_per_64_and_mapped_ipv4_as_ipv4() {
+        let (limiter, _clock) = attempts(Some(RateLimits {
+            auth_burst: 2,
+            ..RateLimits::DEFAULT
+        }));
+        limiter.attempt(ip("2001:db8:1:2::1")).unwrap();
+        limiter.attempt(ip("2001:db8:1:2:ffff::9")).unwrap();
+        assert!(limiter.attempt(ip("2001:db8:1:2::3")).is_err());
+        assert_eq!(limiter.attempt(ip("2001:db8:1:3::1")), Ok(()));
+
+        limiter.attempt(ip("198.51.100.1")).unwrap();
+        limiter.attempt(ip("::ffff:198.51.100.1")).unwrap();
+        assert!(limiter.attempt(ip("198.51.100.1")).is_err());
+    }
+
+    #[test]
+    fn the_off_profile_counts_no_attempts() {
+        let (limiter, _clock) = attempts(RateLimits::profile("off").unwrap());
+        for _ in 0..1000 {
+            assert_eq!(limiter.attempt(ip("192.0.2.7")), Ok(()));
+        }
     }
 
     #[test]
