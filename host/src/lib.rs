@@ -13,6 +13,7 @@ pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod forward;
+pub mod guide;
 pub mod plugin;
 pub mod proxy;
 pub mod ratelimit;

@@ -25,7 +25,7 @@ use crate::forward::{Upstream, UpstreamSettings};
 use crate::plugin::registry::{Registry, RegistryError, RegistrySettings};
 use crate::plugin::{EngineError, EngineSettings, PluginEngine};
 use crate::proxy::{self, Directory, ProxySettings, ProxyState};
-use crate::ratelimit::{RateLimiter, RateLimits};
+use crate::ratelimit::{AttemptLimiter, RateLimiter, RateLimits};
 use crate::store::{self, Db, Store};
 use crate::vault::crypto::{DataKey, KdfParams};
 
@@ -121,18 +121,21 @@ pub async fn run(
     })?;
     let db = Db::new(store);
     let (request_log, log_writer) = RequestLog::start(db.clone(), config.log_retention);
-    let state = Arc::new(ApiState::new(
-        db.clone(),
-        Arc::new(data_key),
-        plugins.clone(),
-        config
-            .base_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{local}")),
-        KdfParams::default(),
-        config.dev_mode,
-        request_log,
-    ));
+    let state = Arc::new(
+        ApiState::new(
+            db.clone(),
+            Arc::new(data_key),
+            plugins.clone(),
+            config
+                .base_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{local}")),
+            KdfParams::default(),
+            config.dev_mode,
+            request_log,
+        )
+        .with_attempts(AttemptLimiter::new(config.rate_limits)),
+    );
     let proxy = Arc::new(ProxyState {
         directory: Directory::new(db.clone(), state.generation.clone()),
         upstream: Upstream::new(config.upstream.clone())?,
@@ -173,7 +176,7 @@ pub async fn run(
                         let response = if proxy::is_proxy_request(request.uri().path()) {
                             proxy::handle(proxy, request).await
                         } else {
-                            api::handle(state, request)
+                            api::handle(state, request, peer.ip())
                                 .await
                                 .map(|body| body.map_err(|never| match never {}).boxed_unsync())
                         };

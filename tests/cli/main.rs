@@ -3,6 +3,7 @@
 
 mod support;
 
+mod agent_invites;
 mod api_permissions;
 mod at_rest;
 mod control_plane;

@@ -1,6 +1,7 @@
 //! `/v1/agents`: named agents with long-lived tokens (`av_agt_`), shown once at creation and
 //! at rotation. Any instance member may create agents; non-owners manage only the agents
 //! they created, may not create owner-role agents, and may grant only vaults they admin.
+//! The list shows pending agent invites (`agent_invites.rs`) too, as agents to come.
 
 use bytes::Bytes;
 use http::Response;
@@ -19,9 +20,49 @@ use crate::store::{
 };
 
 #[derive(Deserialize)]
-struct VaultAssignment {
+pub(super) struct VaultAssignment {
     vault_name: String,
     vault_role: Option<VaultRole>,
+}
+
+/// A name an agent may have: a slug (as service names), and not `invites`, which
+/// `/v1/agents/invites` would shadow.
+pub(super) fn check_agent_name(name: &str) -> Result<(), ApiError> {
+    check_name(name).map_err(ApiError::bad_request)?;
+    if name == "invites" {
+        return Err(ApiError::bad_request(
+            "name \"invites\" is reserved; choose another",
+        ));
+    }
+    Ok(())
+}
+
+/// The vault grants an agent is to get, checked: the vaults exist and, unless `actor` is an
+/// owner, `actor` administers each. As `(vault id, role)` (role `proxy` unless given), and
+/// as the `[{vault_name, vault_role}]` to show.
+pub(super) async fn vault_assignments(
+    state: &ApiState,
+    actor: &Actor,
+    assignments: &[VaultAssignment],
+) -> Result<(Vec<(String, VaultRole)>, Vec<Value>), ApiError> {
+    let mut grants = Vec::new();
+    let mut shown = Vec::new();
+    for assignment in assignments {
+        let vault = find_vault(state, &assignment.vault_name).await?;
+        let vault_role = assignment.vault_role.unwrap_or(VaultRole::Proxy);
+        if actor.instance_role() != Some(InstanceRole::Owner) {
+            super::vaults::check(
+                state,
+                actor,
+                &vault,
+                super::vaults::Check::Role(VaultRole::Admin),
+            )
+            .await?;
+        }
+        shown.push(json!({ "vault_name": vault.name, "vault_role": vault_role }));
+        grants.push((vault.id, vault_role));
+    }
+    Ok((grants, shown))
 }
 
 #[derive(Deserialize)]
@@ -82,33 +123,21 @@ pub async fn create(
     let session = request.session(state).await?;
     let caller_role = access::require_instance(&session.actor, InstanceRole::Member)?;
     let body: CreateAgent = request.json()?;
-    check_name(&body.name).map_err(ApiError::bad_request)?;
+    check_agent_name(&body.name)?;
     let role = body.role.unwrap_or(InstanceRole::NoAccess);
     if role == InstanceRole::Owner && caller_role != InstanceRole::Owner {
         return Err(Denied::Owner.into());
     }
     let agent_id = tokens::random_id()?;
-    let mut grants = Vec::new();
-    let mut assigned = Vec::new();
-    for assignment in &body.vaults {
-        let vault = find_vault(state, &assignment.vault_name).await?;
-        let vault_role = assignment.vault_role.unwrap_or(VaultRole::Proxy);
-        if caller_role != InstanceRole::Owner {
-            super::vaults::check(
-                state,
-                &session.actor,
-                &vault,
-                super::vaults::Check::Role(VaultRole::Admin),
-            )
-            .await?;
-        }
-        assigned.push(json!({ "vault_name": vault.name, "vault_role": vault_role }));
-        grants.push(Grant {
+    let (vaults, assigned) = vault_assignments(state, &session.actor, &body.vaults).await?;
+    let grants: Vec<Grant> = vaults
+        .into_iter()
+        .map(|(vault_id, role)| Grant {
             actor: ActorId::agent(&agent_id),
-            vault_id: vault.id,
-            role: vault_role,
-        });
-    }
+            vault_id,
+            role,
+        })
+        .collect();
     let now = store::now();
     let agent = Agent {
         id: agent_id.clone(),
@@ -125,8 +154,11 @@ pub async fn create(
         .run(move |store| store.create_agent(&agent, &grants, &record))
         .await
         .map_err(|error| match error {
-            store::StoreError::Conflict(_) => {
+            store::StoreError::Conflict(what) if what.starts_with("agent ") => {
                 ApiError::conflict(format!("Agent {} already exists", body.name))
+            }
+            store::StoreError::Conflict(what) => {
+                ApiError::conflict(format!("The name {} is taken by {what}", body.name))
             }
             other => other.into(),
         })?;
@@ -174,6 +206,15 @@ pub async fn list(state: &ApiState, request: &Request) -> Result<Response<Full<B
                     .any(|grant| my_vaults.contains(&grant.vault_id));
                 if may_manage(&actor, &agent) || shares_vault {
                     visible.push(describe(store, &agent)?);
+                }
+            }
+            let now = store::now();
+            for invite in store.agent_invites()? {
+                if invite.status == store::AgentInviteStatus::Pending
+                    && invite.expires_at > now
+                    && super::agent_invites::may_manage(&actor, &invite)
+                {
+                    visible.push(super::agent_invites::describe_as_agent(store, &invite)?);
                 }
             }
             Ok(visible)

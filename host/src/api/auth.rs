@@ -94,6 +94,7 @@ pub async fn register(
     state: &ApiState,
     request: &Request,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
+    request.attempt(state)?;
     let body: Credentials = request.json()?;
     let email = normalize_email(&body.email)?;
     check_password(&body.password)?;
@@ -135,6 +136,7 @@ pub async fn register(
 }
 
 pub async fn login(state: &ApiState, request: &Request) -> Result<Response<Full<Bytes>>, ApiError> {
+    request.attempt(state)?;
     let body: Credentials = request.json()?;
     if body.email.is_empty() || body.password.is_empty() {
         return Err(ApiError::bad_request("Email and password are required"));

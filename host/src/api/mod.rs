@@ -6,6 +6,7 @@
 //! does. Handlers authenticate with [`Request::session`], check access with `auth::access`,
 //! and reach the store through `Db::run` (off the async threads).
 
+mod agent_invites;
 mod agents;
 mod auth;
 mod credentials;
@@ -17,6 +18,7 @@ mod users;
 mod vaults;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -31,6 +33,7 @@ use serde_json::{Value, json};
 use crate::auth::access::{AccessError, Denied};
 use crate::auth::{AuthError, Session};
 use crate::plugin::registry::Registry;
+use crate::ratelimit::{self, AttemptLimiter};
 use crate::store::{Db, StoreError, Vault};
 use crate::vault::crypto::{CryptoError, DataKey, KdfParams};
 
@@ -56,6 +59,8 @@ pub struct ApiState {
     pub generation: Generation,
     /// The request log's queue; the proxy records each request here.
     pub request_log: crate::audit::RequestLog,
+    /// The AUTH tier: attempts at the routes that take no session, per client address.
+    pub attempts: AttemptLimiter,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -87,7 +92,14 @@ impl ApiState {
             services_lock: tokio::sync::Mutex::new(()),
             generation: Generation::default(),
             request_log,
+            attempts: AttemptLimiter::new(Some(ratelimit::RateLimits::DEFAULT)),
         }
+    }
+
+    /// With the AUTH tier of another rate-limit profile than the default.
+    pub fn with_attempts(mut self, attempts: AttemptLimiter) -> Self {
+        self.attempts = attempts;
+        self
     }
 
     /// Whether an owner exists (cached once true).
@@ -126,6 +138,8 @@ pub struct Request {
     pub query: HashMap<String, String>,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The address of the client (the TCP peer: agent-vault trusts no forwarding header).
+    pub client: IpAddr,
 }
 
 impl Request {
@@ -154,6 +168,15 @@ impl Request {
         self.query.get(name).map(String::as_str)
     }
 
+    /// Count an attempt at a route that takes no session (signing in, registering, an
+    /// invite) against the client's address: 429 once it has made too many.
+    pub fn attempt(&self, state: &ApiState) -> Result<(), ApiError> {
+        state
+            .attempts
+            .attempt(self.client)
+            .map_err(ApiError::too_many_attempts)
+    }
+
     /// The authenticated session behind `Authorization: Bearer`.
     pub async fn session(&self, state: &ApiState) -> Result<Session, ApiError> {
         let header = self
@@ -177,6 +200,8 @@ pub struct ApiError {
     pub message: String,
     /// Extra top-level fields of the JSON body.
     pub extra: Option<Value>,
+    /// Sent as `Retry-After` (whole seconds, rounded up).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl ApiError {
@@ -185,7 +210,20 @@ impl ApiError {
             status,
             message: message.into(),
             extra: None,
+            retry_after: None,
         }
+    }
+
+    /// 429 for a client over the AUTH tier's limit.
+    pub fn too_many_attempts(limited: ratelimit::Limited) -> Self {
+        let seconds = limited.retry_after().as_secs_f64().ceil().max(1.0);
+        let mut error = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("Too many attempts from your address; try again in {seconds} s"),
+        )
+        .with(json!({ "code": "too_many_requests" }));
+        error.retry_after = Some(limited.retry_after());
+        error
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -215,7 +253,14 @@ impl ApiError {
         if let (Some(Value::Object(extra)), Value::Object(object)) = (self.extra, &mut body) {
             object.extend(extra);
         }
-        json_response(self.status, &body)
+        let mut response = json_response(self.status, &body);
+        if let Some(retry_after) = self.retry_after {
+            let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, http::HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
@@ -295,9 +340,10 @@ pub fn created(body: &impl Serialize) -> Result<Response<Full<Bytes>>, ApiError>
 pub async fn handle(
     state: Arc<ApiState>,
     request: http::Request<Incoming>,
+    client: IpAddr,
 ) -> Response<Full<Bytes>> {
     let writes = request.method() != Method::GET && request.method() != Method::HEAD;
-    let mut response = match read(request).await {
+    let mut response = match read(request, client).await {
         Ok(request) => route(&state, &request)
             .await
             .unwrap_or_else(ApiError::into_response),
@@ -318,7 +364,7 @@ pub async fn handle(
     response
 }
 
-async fn read(request: http::Request<Incoming>) -> Result<Request, ApiError> {
+async fn read(request: http::Request<Incoming>, client: IpAddr) -> Result<Request, ApiError> {
     let (parts, body) = request.into_parts();
     let body = Limited::new(body, MAX_BODY)
         .collect()
@@ -345,6 +391,7 @@ async fn read(request: http::Request<Incoming>) -> Result<Request, ApiError> {
         query,
         headers: parts.headers,
         body,
+        client,
     })
 }
 
@@ -376,6 +423,14 @@ async fn route(state: &ApiState, request: &Request) -> Result<Response<Full<Byte
         .with(json!({ "code": "not_initialized" })));
     }
     match (method, segments.as_slice()) {
+        (&Method::GET, ["v1", "skills", "cli"]) => Ok(skill(state)),
+        (&Method::POST, ["v1", "invites", token, "redeem"]) => {
+            agent_invites::redeem(state, request, token).await
+        }
+        (&Method::GET, ["v1", "invites", _, "redeem"]) => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Redeem an invite with POST; a GET never redeems it (link previews would)",
+        )),
         (&Method::POST, ["v1", "auth", "login"]) => auth::login(state, request).await,
         (&Method::POST, ["v1", "auth", "logout"]) => auth::logout(state, request).await,
         (&Method::GET, ["v1", "auth", "me"]) => auth::me(state, request).await,
@@ -441,6 +496,11 @@ async fn route(state: &ApiState, request: &Request) -> Result<Response<Full<Byte
         (&Method::GET, ["v1", "sessions"]) => sessions::list(state, request).await,
         (&Method::DELETE, ["v1", "sessions", id]) => sessions::revoke(state, request, id).await,
 
+        (&Method::POST, ["v1", "agents", "invites"]) => agent_invites::create(state, request).await,
+        (&Method::GET, ["v1", "agents", "invites"]) => agent_invites::list(state, request).await,
+        (&Method::DELETE, ["v1", "agents", "invites", token_or_id]) => {
+            agent_invites::revoke(state, request, token_or_id).await
+        }
         (&Method::POST, ["v1", "agents"]) => agents::create(state, request).await,
         (&Method::GET, ["v1", "agents"]) => agents::list(state, request).await,
         (&Method::GET, ["v1", "agents", name]) => agents::get(state, request, name).await,
@@ -469,6 +529,18 @@ async fn route(state: &ApiState, request: &Request) -> Result<Response<Full<Byte
 
         _ => Err(ApiError::not_found("no such endpoint")),
     }
+}
+
+/// `GET /v1/skills/cli`: the agent guide, as markdown.
+fn skill(state: &ApiState) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(crate::guide::agent_guide(
+        &state.base_url,
+    ))));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/markdown; charset=utf-8"),
+    );
+    response
 }
 
 /// The vault named `name`, or 404 "Vault not found: name".

@@ -227,6 +227,7 @@ pub async fn accept_invite(
     request: &Request,
     token: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
+    request.attempt(state)?;
     let body: Accept = request.json()?;
     let hash = tokens::hash(token);
     let lookup = hash.clone();

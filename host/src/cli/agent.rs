@@ -1,9 +1,12 @@
-//! `agent-vault agent create | list | rotate | revoke | delete`: named agents with long-lived
-//! `av_agt_` tokens.
+//! `agent-vault agent create | invite | list | rotate | revoke | delete`: named agents with
+//! long-lived `av_agt_` tokens.
 //!
 //! A token is printed once, on standard output, when the agent is created and when its
 //! token is rotated (so `TOKEN=$(agent-vault agent create bot)` works); everything else goes
-//! to standard error. The server never shows it again.
+//! to standard error. The server never shows it again. `agent invite NAME` is for agents that
+//! connect themselves: it prints, on standard output, a prompt to paste into the agent's chat
+//! with a one-time link the agent redeems for its own token; `agent invite list` and
+//! `agent invite revoke ID` manage the links.
 
 use std::process::ExitCode;
 
@@ -35,7 +38,9 @@ enum AgentCommand {
         #[arg(long = "vault", value_name = "NAME[:ROLE]")]
         vaults: Vec<String>,
     },
-    /// List the agents you can see.
+    /// Invite an agent to connect itself: prints a prompt to paste into its chat.
+    Invite(InviteArgs),
+    /// List the agents you can see (and pending invites, as agents to come).
     List,
     /// Give an agent a new token (printed once); the old one stops working.
     Rotate { name: String },
@@ -48,6 +53,40 @@ enum AgentCommand {
         #[arg(long, short = 'y')]
         yes: bool,
     },
+}
+
+/// `agent invite NAME [options]`, or `agent invite list | revoke`. An agent cannot be invited
+/// under the name `list` or `revoke`.
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct InviteArgs {
+    #[command(subcommand)]
+    command: Option<InviteCommand>,
+    /// The name the agent will have.
+    #[arg(required = true)]
+    name: Option<String>,
+    /// The agent's instance role.
+    #[arg(long, default_value = "no-access", value_parser = ["owner", "member", "no-access"])]
+    role: String,
+    /// A vault the agent may use, with its role there (admin, member, proxy; default proxy).
+    /// Repeatable.
+    #[arg(long = "vault", value_name = "NAME[:ROLE]")]
+    vaults: Vec<String>,
+    /// How long the link works: 5m to 7d.
+    #[arg(long, default_value = "24h")]
+    ttl: String,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum InviteCommand {
+    /// List the agent invites you made (owners: all of them).
+    List {
+        /// Only invites in this state.
+        #[arg(long, value_parser = ["pending", "redeemed", "revoked", "expired"])]
+        status: Option<String>,
+    },
+    /// Revoke a pending invite by the id `invite list` shows (or by its token).
+    Revoke { id: String },
 }
 
 pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
@@ -69,6 +108,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
                 grants(created.get("vaults"))
             );
         }
+        AgentCommand::Invite(invite) => run_invite(&client, invite)?,
         AgentCommand::List => {
             let listed = client.get("/v1/agents")?;
             let rows: Vec<Vec<String>> = listed
@@ -120,6 +160,77 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn run_invite(client: &Client, args: InviteArgs) -> anyhow::Result<()> {
+    match (args.command, args.name) {
+        (Some(InviteCommand::List { status }), _) => {
+            let path = match status {
+                Some(status) => {
+                    format!("/v1/agents/invites?status={}", client::query_value(&status))
+                }
+                None => "/v1/agents/invites".to_owned(),
+            };
+            let listed = client.get(&path)?;
+            let rows: Vec<Vec<String>> = listed
+                .get("invites")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|invite| {
+                    let text = |field: &str| {
+                        invite
+                            .get(field)
+                            .and_then(Value::as_str)
+                            .unwrap_or("-")
+                            .to_owned()
+                    };
+                    vec![
+                        text("id"),
+                        text("name"),
+                        text("role"),
+                        text("status"),
+                        grants(invite.get("vaults")),
+                        text("expires_at"),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table(
+                    &["ID", "NAME", "ROLE", "STATUS", "VAULTS", "EXPIRES"],
+                    &rows
+                )
+            );
+        }
+        (Some(InviteCommand::Revoke { id }), _) => {
+            let revoked = client.delete(&format!("/v1/agents/invites/{}", segment(&id)), None)?;
+            println!("{}", client::field(&revoked, "message")?);
+        }
+        (None, Some(name)) => {
+            let vaults = args
+                .vaults
+                .iter()
+                .map(|entry| vault_grant(entry, VaultRole::Proxy))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let ttl = super::vault::parse_duration(&args.ttl)?;
+            let created = client.post(
+                "/v1/agents/invites",
+                &json!({ "name": name, "role": args.role, "vaults": vaults, "ttl_seconds": ttl }),
+            )?;
+            print!("{}", client::field(&created, "prompt")?);
+            eprintln!(
+                "Invited agent {name} ({}; vaults: {}). Paste the prompt above into the agent's chat: \
+                 the link works once, until {}. Revoke it with: agent-vault agent invite revoke {}",
+                args.role,
+                grants(created.get("vaults")),
+                client::field(&created, "expires_at")?,
+                client::field(&created, "id")?,
+            );
+        }
+        (None, None) => bail!("agent invite needs the agent's NAME (or list, revoke)"),
+    }
+    Ok(())
 }
 
 /// `NAME[:ROLE]` as `{vault_name, vault_role}`.

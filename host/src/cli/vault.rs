@@ -236,7 +236,7 @@ fn read_context(data_dir: &Path) -> anyhow::Result<Option<String>> {
 }
 
 /// Seconds from `3600`, `90s`, `30m`, `24h`, `7d` or a sum like `1h30m`.
-fn parse_duration(text: &str) -> anyhow::Result<i64> {
+pub(super) fn parse_duration(text: &str) -> anyhow::Result<i64> {
     let invalid = || {
         anyhow::anyhow!(
             "--ttl {text:?} is not a duration: use seconds or a number with s, m, h or d (e.g. 30m, 24h, 7d)"
