@@ -275,6 +275,9 @@ impl From<StoreError> for ApiError {
             StoreError::LastAdmin => {
                 ApiError::conflict("This would leave the vault without an admin")
             }
+            StoreError::TooMany(what) => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, format!("Too many {what}"))
+            }
             StoreError::Database(message) => {
                 tracing::error!("store error: {message}");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")

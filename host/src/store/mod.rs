@@ -39,6 +39,9 @@ pub enum StoreError {
     LastOwner,
     #[error("this would leave the vault without an admin")]
     LastAdmin,
+    /// A cap on how many of something may exist (e.g. pending proposals) is reached.
+    #[error("too many {0}")]
+    TooMany(String),
     #[error("database error: {0}")]
     Database(String),
 }
@@ -98,6 +101,7 @@ text_enum!(ActorKind { User => "user", Agent => "agent" });
 text_enum!(AgentStatus { Active => "active", Revoked => "revoked" });
 text_enum!(InviteStatus { Pending => "pending", Accepted => "accepted", Revoked => "revoked" });
 text_enum!(AgentInviteStatus { Pending => "pending", Redeemed => "redeemed", Revoked => "revoked" });
+text_enum!(ProposalStatus { Pending => "pending", Applied => "applied", Rejected => "rejected" });
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -304,6 +308,54 @@ pub enum AgentInviteStatus {
     Revoked,
 }
 
+/// An agent's request for services and credential slots, for a human to approve or reject.
+/// The proposed services and slots are JSON documents the API validated; they never hold a
+/// credential value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proposal {
+    pub vault_id: String,
+    /// Counts up from 1 in each vault.
+    pub id: i64,
+    pub status: ProposalStatus,
+    pub services_json: String,
+    pub credentials_json: String,
+    pub message: String,
+    pub user_message: String,
+    /// The user or agent who proposed; `None` for a vault session.
+    pub created_by: Option<ActorId>,
+    /// The public id of the vault session that proposed, if one did.
+    pub created_by_session: Option<String>,
+    /// SHA-256 of the approval link's token.
+    pub approval_hash: String,
+    pub approval_expires_at: UnixTime,
+    pub created_at: UnixTime,
+    /// A proposal still pending at this time has expired.
+    pub expires_at: UnixTime,
+    pub reviewed_by: Option<ActorId>,
+    pub reviewed_at: Option<UnixTime>,
+    pub review_note: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProposalStatus {
+    Pending,
+    Applied,
+    Rejected,
+}
+
+/// What approving a proposal writes, in one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProposalApplication {
+    /// The vault's services document after the merge, and the one the merge started from
+    /// (`None`: the vault had none); the write fails if the stored one is no longer that.
+    pub services: Option<(String, Option<String>)>,
+    /// Credentials to set, sealed.
+    pub put: Vec<StoredCredential>,
+    /// Credential keys to delete.
+    pub delete: Vec<String>,
+}
+
 /// One proxied request, as the request log keeps it: metadata only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogEntry {
@@ -412,6 +464,37 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Agent>;
     /// `NotFound` unless the invite is pending.
     fn revoke_agent_invite(&self, hash: &str) -> Result<()>;
+
+    // Proposals.
+    /// Store a pending proposal under the next id of its vault (its `id` is ignored); the
+    /// id. `TooMany` if `max_pending` proposals of the vault are pending and unexpired at
+    /// `proposal.created_at`.
+    fn create_proposal(&self, proposal: &Proposal, max_pending: usize) -> Result<i64>;
+    fn proposal(&self, vault_id: &str, id: i64) -> Result<Option<Proposal>>;
+    fn proposal_by_approval(&self, approval_hash: &str) -> Result<Option<Proposal>>;
+    /// A vault's proposals, newest first.
+    fn proposals(&self, vault_id: &str) -> Result<Vec<Proposal>>;
+    /// Write what approving the proposal means and mark it applied by `reviewer`, in one
+    /// transaction. `NotFound` unless it is pending and unexpired at `at`; `Conflict` if the
+    /// vault's services changed since the application was computed.
+    fn apply_proposal(
+        &self,
+        vault_id: &str,
+        id: i64,
+        application: &ProposalApplication,
+        reviewer: &ActorId,
+        at: UnixTime,
+    ) -> Result<()>;
+    /// Mark the proposal rejected by `reviewer`, with an optional reason; `NotFound` unless it
+    /// is pending and unexpired at `at`.
+    fn reject_proposal(
+        &self,
+        vault_id: &str,
+        id: i64,
+        reviewer: &ActorId,
+        reason: Option<&str>,
+        at: UnixTime,
+    ) -> Result<()>;
 
     // Agents.
     /// Create an agent with its grants and its first token; `Conflict` if the name is taken

@@ -13,6 +13,7 @@
 //! decide who may call what (that is `auth`), and never sees a plaintext credential.
 
 mod agent_invites;
+mod proposals;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -28,7 +29,8 @@ use rusqlite::{
 
 use super::{
     ActorId, ActorKind, Agent, AgentInvite, AgentStatus, DEFAULT_VAULT, Grant, InstanceRole,
-    Invite, InviteStatus, KeyProtection, LogEntry, LogQuery, MasterKeyRecord, Result, Store,
+    Invite, InviteStatus, KeyProtection, LogEntry, LogQuery, MasterKeyRecord, Proposal,
+    ProposalApplication, Result, Store,
     StoreError, StoredCredential, TokenKind, TokenRecord, UnixTime, User, Vault, VaultRole, now,
 };
 use crate::vault::crypto::{KdfParams, Sealed, random};
@@ -41,6 +43,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "002_agent_invites",
         include_str!("migrations/002_agent_invites.sql"),
     ),
+    ("003_proposals", include_str!("migrations/003_proposals.sql")),
 ];
 
 /// How long a statement waits for another connection (the CLI next to a running server)
@@ -652,6 +655,77 @@ fn insert_grant(
     Ok(())
 }
 
+fn write_credentials(
+    tx: &Transaction<'_>,
+    vault_id: &str,
+    credentials: &[StoredCredential],
+    updated_at: UnixTime,
+) -> TxResult<()> {
+    let mut statement = tx.prepare_cached(
+        "INSERT INTO credentials (vault_id, key, key_version, nonce, ciphertext, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (vault_id, key) DO UPDATE SET
+             key_version = excluded.key_version, nonce = excluded.nonce,
+             ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
+    )?;
+    for credential in credentials {
+        statement
+            .execute(params![
+                vault_id,
+                credential.key,
+                credential.sealed.key_version,
+                credential.sealed.nonce,
+                credential.sealed.ciphertext,
+                updated_at,
+            ])
+            .on_missing("vault")?;
+    }
+    Ok(())
+}
+
+/// Delete the given keys; those that existed.
+fn remove_credentials(
+    tx: &Transaction<'_>,
+    vault_id: &str,
+    keys: &[String],
+) -> TxResult<Vec<String>> {
+    let mut statement =
+        tx.prepare_cached("DELETE FROM credentials WHERE vault_id = ?1 AND key = ?2")?;
+    let mut deleted = Vec::new();
+    for key in keys {
+        if statement.execute([vault_id, key])? > 0 {
+            deleted.push(key.clone());
+        }
+    }
+    Ok(deleted)
+}
+
+fn read_services(tx: &Transaction<'_>, vault_id: &str) -> TxResult<Option<String>> {
+    Ok(tx
+        .query_row(
+            "SELECT services_json FROM services WHERE vault_id = ?1",
+            [vault_id],
+            |row| row.get(0),
+        )
+        .optional()?)
+}
+
+fn write_services(
+    tx: &Transaction<'_>,
+    vault_id: &str,
+    json: &str,
+    updated_at: UnixTime,
+) -> TxResult<()> {
+    tx.execute(
+        "INSERT INTO services (vault_id, services_json, updated_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (vault_id) DO UPDATE SET
+             services_json = excluded.services_json, updated_at = excluded.updated_at",
+        params![vault_id, json, updated_at],
+    )
+    .on_missing("vault")?;
+    Ok(())
+}
+
 fn insert_agent(tx: &Transaction<'_>, agent: &Agent) -> TxResult<()> {
     let (created_by_type, created_by_id) = actor_columns(agent.created_by.as_ref());
     tx.execute(
@@ -995,26 +1069,7 @@ impl Store for SqliteStore {
     fn put_credentials(&self, vault_id: &str, credentials: &[StoredCredential]) -> Result<()> {
         let updated_at = now();
         self.write("store the credentials", |tx| {
-            let mut statement = tx.prepare_cached(
-                "INSERT INTO credentials (vault_id, key, key_version, nonce, ciphertext, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (vault_id, key) DO UPDATE SET
-                     key_version = excluded.key_version, nonce = excluded.nonce,
-                     ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
-            )?;
-            for credential in credentials {
-                statement
-                    .execute(params![
-                        vault_id,
-                        credential.key,
-                        credential.sealed.key_version,
-                        credential.sealed.nonce,
-                        credential.sealed.ciphertext,
-                        updated_at,
-                    ])
-                    .on_missing("vault")?;
-            }
-            Ok(())
+            write_credentials(tx, vault_id, credentials, updated_at)
         })
     }
 
@@ -1053,40 +1108,17 @@ impl Store for SqliteStore {
 
     fn delete_credentials(&self, vault_id: &str, keys: &[String]) -> Result<Vec<String>> {
         self.write("delete the credentials", |tx| {
-            let mut statement =
-                tx.prepare_cached("DELETE FROM credentials WHERE vault_id = ?1 AND key = ?2")?;
-            let mut deleted = Vec::new();
-            for key in keys {
-                if statement.execute([vault_id, key])? > 0 {
-                    deleted.push(key.clone());
-                }
-            }
-            Ok(deleted)
+            remove_credentials(tx, vault_id, keys)
         })
     }
 
     fn services(&self, vault_id: &str) -> Result<Option<String>> {
-        self.read("read the services", |tx| {
-            Ok(tx
-                .query_row(
-                    "SELECT services_json FROM services WHERE vault_id = ?1",
-                    [vault_id],
-                    |row| row.get(0),
-                )
-                .optional()?)
-        })
+        self.read("read the services", |tx| read_services(tx, vault_id))
     }
 
     fn set_services(&self, vault_id: &str, json: &str) -> Result<()> {
         self.write("store the services", |tx| {
-            tx.execute(
-                "INSERT INTO services (vault_id, services_json, updated_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (vault_id) DO UPDATE SET
-                     services_json = excluded.services_json, updated_at = excluded.updated_at",
-                params![vault_id, json, now()],
-            )
-            .on_missing("vault")?;
-            Ok(())
+            write_services(tx, vault_id, json, now())
         })
     }
 
@@ -1337,6 +1369,52 @@ impl Store for SqliteStore {
     fn revoke_agent_invite(&self, hash: &str) -> Result<()> {
         self.write("revoke the agent invite", |tx| {
             agent_invites::revoke(tx, hash)
+        })
+    }
+
+    fn create_proposal(&self, proposal: &Proposal, max_pending: usize) -> Result<i64> {
+        self.write("create the proposal", |tx| {
+            proposals::create(tx, proposal, max_pending)
+        })
+    }
+
+    fn proposal(&self, vault_id: &str, id: i64) -> Result<Option<Proposal>> {
+        self.read("read the proposal", |tx| proposals::get(tx, vault_id, id))
+    }
+
+    fn proposal_by_approval(&self, approval_hash: &str) -> Result<Option<Proposal>> {
+        self.read("read the proposal", |tx| {
+            proposals::by_approval(tx, approval_hash)
+        })
+    }
+
+    fn proposals(&self, vault_id: &str) -> Result<Vec<Proposal>> {
+        self.read("list the proposals", |tx| proposals::list(tx, vault_id))
+    }
+
+    fn apply_proposal(
+        &self,
+        vault_id: &str,
+        id: i64,
+        application: &ProposalApplication,
+        reviewer: &ActorId,
+        at: UnixTime,
+    ) -> Result<()> {
+        self.write("apply the proposal", |tx| {
+            proposals::apply(tx, vault_id, id, application, reviewer, at)
+        })
+    }
+
+    fn reject_proposal(
+        &self,
+        vault_id: &str,
+        id: i64,
+        reviewer: &ActorId,
+        reason: Option<&str>,
+        at: UnixTime,
+    ) -> Result<()> {
+        self.write("reject the proposal", |tx| {
+            proposals::reject(tx, vault_id, id, reviewer, reason, at)
         })
     }
 
@@ -1873,7 +1951,7 @@ mod tests {
         }
     }
 
-    fn sealed(byte: u8) -> Sealed {
+    pub(super) fn sealed(byte: u8) -> Sealed {
         Sealed {
             key_version: 1,
             nonce: [byte; 12],
