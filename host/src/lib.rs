@@ -15,6 +15,7 @@ pub mod cli;
 pub mod forward;
 pub mod guide;
 pub mod plugin;
+pub mod proposals;
 pub mod proxy;
 pub mod ratelimit;
 pub mod request;
