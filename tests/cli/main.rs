@@ -9,6 +9,7 @@ mod at_rest;
 mod control_plane;
 mod example_plugin;
 mod plugin_commands;
+mod proposals;
 mod proxy;
 mod request_log;
 mod server;

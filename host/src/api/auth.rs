@@ -135,33 +135,40 @@ pub async fn register(
     }))
 }
 
-pub async fn login(state: &ApiState, request: &Request) -> Result<Response<Full<Bytes>>, ApiError> {
-    request.attempt(state)?;
-    let body: Credentials = request.json()?;
-    if body.email.is_empty() || body.password.is_empty() {
+/// The user whose email and password these are; 401 otherwise (an unknown email costs the
+/// same hashing as a wrong password).
+pub async fn check_login(
+    state: &ApiState,
+    email: &str,
+    password: String,
+) -> Result<User, ApiError> {
+    if email.is_empty() || password.is_empty() {
         return Err(ApiError::bad_request("Email and password are required"));
     }
-    let email = body.email.trim().to_ascii_lowercase();
+    let email = email.trim().to_ascii_lowercase();
     let user = state
         .db
         .run(move |store| store.user_by_email(&email))
         .await?;
     let stored = user.as_ref().map(|user| user.password_hash.clone());
     let kdf = state.password_kdf;
-    let password = body.password;
     let valid =
         tokio::task::spawn_blocking(move || passwords::verify(&password, stored.as_deref(), kdf))
             .await
             .unwrap_or(false);
-    let user = match (valid, user) {
-        (true, Some(user)) => user,
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "Invalid email or password",
-            ));
-        }
-    };
+    match (valid, user) {
+        (true, Some(user)) => Ok(user),
+        _ => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "Invalid email or password",
+        )),
+    }
+}
+
+pub async fn login(state: &ApiState, request: &Request) -> Result<Response<Full<Bytes>>, ApiError> {
+    request.attempt(state)?;
+    let body: Credentials = request.json()?;
+    let user = check_login(state, &body.email, body.password).await?;
     let (token, expires_at) = start_login_session(state, &user).await?;
     ok(&json!({
         "token": token,

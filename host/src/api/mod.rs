@@ -8,9 +8,11 @@
 
 mod agent_invites;
 mod agents;
+mod approval_page;
 mod auth;
 mod credentials;
 mod logs;
+mod proposals;
 mod services;
 mod sessions;
 mod status;
@@ -415,6 +417,17 @@ async fn route(state: &ApiState, request: &Request) -> Result<Response<Full<Byte
         (&Method::POST, ["v1", "users", "invites", token, "accept"]) => {
             return users::accept_invite(state, request, token).await;
         }
+        // The approval page answers in HTML, errors included.
+        (&Method::GET, ["approve", id]) => return Ok(approval_page::show(state, request, id).await),
+        (&Method::POST, ["approve", id, "login"]) => {
+            return Ok(approval_page::login(state, request, id).await);
+        }
+        (&Method::POST, ["approve", id, "approve"]) => {
+            return Ok(approval_page::approve(state, request, id).await);
+        }
+        (&Method::POST, ["approve", id, "reject"]) => {
+            return Ok(approval_page::reject(state, request, id).await);
+        }
         (_, ["v1", ..]) => {}
         _ => return Err(ApiError::not_found("no such endpoint")),
     }
@@ -529,6 +542,20 @@ async fn route(state: &ApiState, request: &Request) -> Result<Response<Full<Byte
         }
 
         (&Method::GET, ["v1", "vaults", name, "logs"]) => logs::list(state, request, name).await,
+
+        (&Method::POST, ["v1", "proposals"]) => proposals::create(state, request).await,
+        (&Method::GET, ["v1", "proposals"]) => proposals::list(state, request).await,
+        (&Method::GET, ["v1", "proposals", id]) => proposals::get(state, request, id).await,
+        (&Method::GET, ["v1", "admin", "proposals"]) => proposals::admin_list(state, request).await,
+        (&Method::GET, ["v1", "admin", "proposals", id]) => {
+            proposals::admin_get(state, request, id).await
+        }
+        (&Method::POST, ["v1", "admin", "proposals", id, "approve"]) => {
+            proposals::admin_approve(state, request, id).await
+        }
+        (&Method::POST, ["v1", "admin", "proposals", id, "reject"]) => {
+            proposals::admin_reject(state, request, id).await
+        }
 
         _ => Err(ApiError::not_found("no such endpoint")),
     }

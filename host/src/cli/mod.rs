@@ -14,6 +14,7 @@ mod input;
 mod logs;
 mod master_password;
 mod plugin;
+mod proposal;
 mod server;
 mod service;
 mod user;

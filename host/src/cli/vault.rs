@@ -1,6 +1,6 @@
 //! `agent-vault vault ...`: create, list, choose and delete vaults; mint vault-scoped tokens.
-//! Credentials (`vault credential`, alias `creds`), services (`vault service`) and the
-//! request log (`vault logs`) have files of their own.
+//! Credentials (`vault credential`, alias `creds`), services (`vault service`), the
+//! request log (`vault logs`) and proposals (`vault proposal`) have files of their own.
 //!
 //! Commands that act in one vault take `--vault`; without it the vault is
 //! `AGENT_VAULT_VAULT`, else the one `vault use` wrote to `<data-dir>/context`, else
@@ -13,7 +13,7 @@ use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
 use super::client::{self, Client, ClientArgs, segment};
-use super::{confirm_or_yes, credential, logs, service, table};
+use super::{confirm_or_yes, credential, logs, proposal, service, table};
 
 /// The vault to act in, for agents and scripts.
 pub const VAULT_ENV: &str = "AGENT_VAULT_VAULT";
@@ -56,6 +56,8 @@ enum VaultCommand {
     /// The vault's request log, one line per proxied request, oldest first; --follow for
     /// new ones as they come.
     Logs(logs::LogsArgs),
+    /// Proposals agents make: list, show, approve, reject, review; create (for agents).
+    Proposal(proposal::ProposalArgs),
 }
 
 /// `--vault`, accepted anywhere after the command that takes it.
@@ -105,6 +107,7 @@ pub fn run(args: VaultArgs) -> anyhow::Result<ExitCode> {
         VaultCommand::Service(command) => service::run(client_args, command),
         VaultCommand::Token(token_args) => token(client_args, &token_args),
         VaultCommand::Logs(logs_args) => logs::run(client_args, &logs_args),
+        VaultCommand::Proposal(proposal_args) => proposal::run(client_args, proposal_args),
     }?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,528 @@
+//! Proposals end to end: an agent is refused on a host no service covers, proposes the
+//! service and the credential it needs, a human approves in a real browser (JavaScript off)
+//! or with the CLI, and the agent's retried request reaches the upstream with the credential.
+
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::proxy::{Proxy, send_raw};
+use crate::support::{Run, agent_vault_with_env, workspace_root};
+
+const OWNER_EMAIL: &str = "owner@example.com";
+const OWNER_PASSWORD: &str = "owner password";
+
+/// What the agent proposes for `api.test.example`.
+fn items_proposal() -> Value {
+    json!({
+        "services": [{ "name": "items", "host": "api.test.example",
+                       "auth": { "type": "bearer", "token": "ITEMS_KEY" },
+                       "allow": [{ "methods": ["GET"], "paths": ["/v1/*"] }] }],
+        "credentials": [{ "key": "ITEMS_KEY", "description": "The items API key",
+                          "obtain": "https://items.example/settings/keys" }],
+        "message": "I need to read the items API to answer the question",
+        "user_message": "Please add read access to the items API",
+    })
+}
+
+fn propose(proxy: &Proxy, token: &str, body: &Value) -> (u16, Value) {
+    proxy
+        .server
+        .call("POST", "/v1/proposals", Some(token), Some(body))
+}
+
+/// The path and query of an approval URL on the test server.
+fn local(proxy: &Proxy, url: &str) -> String {
+    url.strip_prefix(&proxy.server.url())
+        .unwrap_or_else(|| panic!("{url} is not on {}", proxy.server.url()))
+        .to_owned()
+}
+
+/// The browser's run: `tests/browser/approve.mjs` in headless Chromium.
+struct Browser {
+    status: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn browser(url: &str, credentials: Value, action: &str, reason: &str, screenshot: &str) -> Browser {
+    let dir = workspace_root().join("tests/browser");
+    assert!(
+        dir.join("node_modules/playwright-core").is_dir()
+            && std::path::Path::new("/usr/bin/chromium").exists(),
+        "the browser test needs Chromium and playwright-core: run ./scripts/test, which installs them"
+    );
+    let output = Command::new("node")
+        .arg("approve.mjs")
+        .current_dir(&dir)
+        .env("APPROVAL_URL", url)
+        .env("EMAIL", OWNER_EMAIL)
+        .env("PASSWORD", OWNER_PASSWORD)
+        .env("CREDENTIALS", credentials.to_string())
+        .env("ACTION", action)
+        .env("REASON", reason)
+        .env(
+            "SCREENSHOT",
+            workspace_root().join("target").join(screenshot),
+        )
+        .output()
+        .expect("node runs");
+    Browser {
+        status: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).trim().to_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+fn owner_cli(proxy: &Proxy, args: &[&str]) -> Run {
+    agent_vault_with_env(
+        args,
+        &[
+            ("AGENT_VAULT_TOKEN", &proxy.owner),
+            ("AGENT_VAULT_ADDR", &proxy.server.url()),
+        ],
+    )
+}
+
+#[test]
+fn an_agent_asks_and_a_human_approves_in_the_browser() {
+    let proxy = Proxy::start();
+    let refused = proxy.call("GET", "api.test.example", "/v1/items", &[]);
+    let (status, code) = refused.proxy_error();
+    assert_eq!((status, code.as_str()), (403, "forbidden"));
+    let hint = &refused.json()["proposal_hint"];
+    assert_eq!(hint["endpoint"], "POST /v1/proposals");
+
+    let (status, created) = propose(&proxy, &proxy.token, &items_proposal());
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["id"], 1);
+    assert_eq!(created["status"], "pending");
+    assert_eq!(created["vault"], "default");
+    let url = created["approval_url"].as_str().unwrap();
+    assert!(
+        url.starts_with(&format!("{}/approve/1?token=av_appr_", proxy.server.url())),
+        "{url}"
+    );
+
+    let secret = "sk_live_browser_approved_7f3a91";
+    let run = browser(
+        url,
+        json!({ "ITEMS_KEY": secret }),
+        "approve",
+        "",
+        "approval-page.png",
+    );
+    assert_eq!(run.status, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.stdout, "Approved");
+    assert!(workspace_root().join("target/approval-page.png").is_file());
+
+    let answer = proxy.call("GET", "api.test.example", "/v1/items", &[]);
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(
+        proxy.upstream.last().header("authorization"),
+        [format!("Bearer {secret}")]
+    );
+    let (status, polled) = proxy
+        .server
+        .call("GET", "/v1/proposals/1", Some(&proxy.token), None);
+    assert_eq!(status, 200);
+    assert_eq!(polled["status"], "applied");
+    // The allow rule came with it: a write is still refused.
+    let write = proxy.call("POST", "api.test.example", "/v1/items", &[]);
+    assert_eq!(write.proxy_error(), (403, "path_not_allowed".to_owned()));
+}
+
+#[test]
+fn a_human_rejects_in_the_browser_and_the_agent_reads_why() {
+    let proxy = Proxy::start();
+    let (_, created) = propose(&proxy, &proxy.token, &items_proposal());
+    let run = browser(
+        created["approval_url"].as_str().unwrap(),
+        json!({}),
+        "reject",
+        "Use the read-only key instead",
+        "approval-page-reject.png",
+    );
+    assert_eq!(run.status, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.stdout, "Rejected");
+    let (_, polled) = proxy
+        .server
+        .call("GET", "/v1/proposals/1", Some(&proxy.token), None);
+    assert_eq!(polled["status"], "rejected");
+    assert_eq!(polled["review_note"], "Use the read-only key instead");
+}
+
+#[test]
+fn the_same_flow_through_the_cli() {
+    let proxy = Proxy::start();
+    // An agent driven from a script proposes with the CLI, in agent mode.
+    let agent = proxy.api(
+        "POST",
+        "/v1/agents",
+        json!({ "name": "script-bot", "vaults": [{ "vault_name": "default" }] }),
+    );
+    let agent_token = agent["av_agent_token"].as_str().unwrap();
+    let address = proxy.server.url();
+    let agent_env = [
+        ("AGENT_VAULT_TOKEN", agent_token),
+        ("AGENT_VAULT_ADDR", address.as_str()),
+    ];
+    let proposed = agent_vault_with_env(
+        &[
+            "vault",
+            "proposal",
+            "create",
+            "--name",
+            "items",
+            "--host",
+            "api.test.example",
+            "--auth-type",
+            "bearer",
+            "--token-key",
+            "ITEMS_KEY",
+            "--credential",
+            "ITEMS_KEY=The items API key",
+            "-m",
+            "Need items",
+        ],
+        &agent_env,
+    )
+    .ok();
+    assert!(proposed.contains("Proposal 1 is pending"), "{proposed}");
+    assert!(proposed.contains("/approve/1?token=av_appr_"), "{proposed}");
+
+    let listed = owner_cli(&proxy, &["vault", "proposal", "list"]).ok();
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("1 ") && l.contains("pending") && l.contains("Need items")),
+        "{listed}"
+    );
+    let shown = owner_cli(&proxy, &["vault", "proposal", "show", "1"]).ok();
+    assert!(
+        shown.contains("Service items for https://api.test.example: bearer auth with ITEMS_KEY"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("Needs credential ITEMS_KEY: The items API key"),
+        "{shown}"
+    );
+
+    // The value comes on standard input, as a script would pipe it.
+    let approved = crate::support::Invocation::new(&["vault", "proposal", "approve", "1"])
+        .env("AGENT_VAULT_TOKEN", &proxy.owner)
+        .env("AGENT_VAULT_ADDR", &address)
+        .stdin("sk_live_cli_approved_1b2c\n")
+        .run()
+        .ok();
+    assert!(approved.contains("Approved proposal 1"), "{approved}");
+
+    let answer = proxy.call("GET", "api.test.example", "/v1/items", &[]);
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(
+        proxy.upstream.last().header("authorization"),
+        ["Bearer sk_live_cli_approved_1b2c"]
+    );
+    let polled = agent_vault_with_env(&["vault", "proposal", "show", "1"], &agent_env).ok();
+    assert!(polled.contains("(applied)"), "{polled}");
+
+    // A second proposal, rejected from the CLI.
+    agent_vault_with_env(
+        &[
+            "vault",
+            "proposal",
+            "create",
+            "--credential",
+            "SPARE_KEY",
+            "-m",
+            "spare",
+        ],
+        &agent_env,
+    )
+    .ok();
+    owner_cli(
+        &proxy,
+        &["vault", "proposal", "reject", "2", "--reason", "not needed"],
+    )
+    .ok();
+    let rejected = agent_vault_with_env(&["vault", "proposal", "show", "2"], &agent_env).ok();
+    assert!(
+        rejected.contains("(rejected)") && rejected.contains("not needed"),
+        "{rejected}"
+    );
+}
+
+#[test]
+fn approving_twice_expiry_and_who_may_decide() {
+    let proxy = Proxy::start();
+    propose(&proxy, &proxy.token, &items_proposal());
+    let approve = |token: &str, id: u64| {
+        proxy.server.call(
+            "POST",
+            &format!("/v1/admin/proposals/{id}/approve"),
+            Some(token),
+            Some(&json!({ "vault": "default", "credentials": { "ITEMS_KEY": "sk_live_value_0001" } })),
+        )
+    };
+
+    // A proxy-role agent cannot approve, and the proposal stays pending.
+    let bot = proxy.api(
+        "POST",
+        "/v1/agents",
+        json!({ "name": "proxy-bot", "vaults": [{ "vault_name": "default", "vault_role": "proxy" }] }),
+    );
+    let bot_token = bot["av_agent_token"].as_str().unwrap();
+    let (status, answer) = approve(bot_token, 1);
+    assert_eq!(status, 403, "{answer}");
+    assert_eq!(answer["error"], "Member role required");
+    let (_, polled) = proxy
+        .server
+        .call("GET", "/v1/proposals/1", Some(&proxy.token), None);
+    assert_eq!(polled["status"], "pending");
+
+    // An agent with a member grant cannot approve what it proposed itself.
+    let member = proxy.api(
+        "POST",
+        "/v1/agents",
+        json!({ "name": "member-bot", "vaults": [{ "vault_name": "default", "vault_role": "member" }] }),
+    );
+    let member_token = member["av_agent_token"].as_str().unwrap();
+    let mut own = items_proposal();
+    own["services"][0]["name"] = json!("own-items");
+    own["credentials"][0]["key"] = json!("OWN_KEY");
+    own["services"][0]["auth"]["token"] = json!("OWN_KEY");
+    let (status, answer) = proxy.server.call(
+        "POST",
+        "/v1/proposals?vault=default",
+        Some(member_token),
+        Some(&own),
+    );
+    assert_eq!(status, 201, "{answer}");
+    let (status, answer) = proxy.server.call(
+        "POST",
+        "/v1/admin/proposals/2/approve",
+        Some(member_token),
+        Some(&json!({ "credentials": { "OWN_KEY": "sk_live_self_0002" } })),
+    );
+    assert_eq!(status, 403, "{answer}");
+
+    // A missing value is named; then the owner approves, once.
+    let (status, answer) = proxy.server.call(
+        "POST",
+        "/v1/admin/proposals/1/approve",
+        Some(&proxy.owner),
+        Some(&json!({ "credentials": {} })),
+    );
+    assert_eq!(status, 400);
+    assert_eq!(
+        answer["error"],
+        "Missing value for credential \"ITEMS_KEY\""
+    );
+    assert_eq!(approve(&proxy.owner, 1).0, 200);
+    let (status, answer) = approve(&proxy.owner, 1);
+    assert_eq!(status, 409);
+    assert_eq!(answer["error"], "Proposal 1 is already applied");
+
+    // A week later a pending proposal has expired; its approval link died after a day.
+    let database = rusqlite::Connection::open(proxy.data.path().join("agent-vault.db")).unwrap();
+    database
+        .busy_timeout(std::time::Duration::from_secs(5))
+        .unwrap();
+    database
+        .execute(
+            "UPDATE proposals SET expires_at = expires_at - 604800,
+                                  approval_expires_at = approval_expires_at - 604800
+             WHERE id = 2",
+            [],
+        )
+        .unwrap();
+    let (status, answer) = proxy.server.call(
+        "POST",
+        "/v1/admin/proposals/2/approve",
+        Some(&proxy.owner),
+        Some(&json!({ "credentials": { "OWN_KEY": "sk_live_late_0003" } })),
+    );
+    assert_eq!(status, 409, "{answer}");
+    assert_eq!(answer["error"], "Proposal 2 has expired");
+    let (_, listed) = proxy.server.call(
+        "GET",
+        "/v1/admin/proposals?vault=default&status=expired",
+        Some(&proxy.owner),
+        None,
+    );
+    assert_eq!(listed["proposals"].as_array().unwrap().len(), 1, "{listed}");
+    let (_, listed) = proxy.server.call(
+        "GET",
+        "/v1/proposals?status=expired",
+        Some(&proxy.token),
+        None,
+    );
+    assert_eq!(listed["proposals"][0]["id"], 2, "{listed}");
+    // A link with a token that was never issued opens nothing.
+    let url = format!("/approve/2?token=av_appr_{}", "0".repeat(64));
+    let page = send_raw(&proxy.server.address, "GET", &url, &[], b"");
+    assert_eq!(page.status, 404);
+}
+
+#[test]
+fn an_expired_approval_link_answers_410() {
+    let proxy = Proxy::start();
+    let (_, created) = propose(&proxy, &proxy.token, &items_proposal());
+    let path = local(&proxy, created["approval_url"].as_str().unwrap());
+    let page = send_raw(&proxy.server.address, "GET", &path, &[], b"");
+    assert_eq!(page.status, 200);
+    let database = rusqlite::Connection::open(proxy.data.path().join("agent-vault.db")).unwrap();
+    database
+        .busy_timeout(std::time::Duration::from_secs(5))
+        .unwrap();
+    database
+        .execute(
+            "UPDATE proposals SET approval_expires_at = approval_expires_at - 86400",
+            [],
+        )
+        .unwrap();
+    let page = send_raw(&proxy.server.address, "GET", &path, &[], b"");
+    assert_eq!(page.status, 410);
+    assert!(String::from_utf8_lossy(&page.body).contains("has expired"));
+}
+
+#[test]
+fn every_validation_error_names_its_field() {
+    let proxy = Proxy::start();
+    proxy.credentials(json!({ "EXISTING_KEY": "v" }));
+    let cases = [
+        (
+            json!({}),
+            "A proposal needs at least one service or credential",
+        ),
+        (
+            json!({ "services": [{ "name": "xxx", "host": "api.x.example", "auth": { "type": "bearer", "token": "NOPE" } }] }),
+            "credential NOPE referenced in service xxx is not provided in this proposal and does not exist in the vault",
+        ),
+        (
+            json!({ "services": [{ "name": "xxx", "host": "api.x.example", "auth": { "type": "bearer", "token": "EXISTING_KEY" } }],
+                    "credentials": [{ "key": "UNUSED" }] }),
+            "credential slot UNUSED is not referenced by any service auth config",
+        ),
+        (
+            json!({ "credentials": [{ "key": "A_KEY", "value": "sk_live_never" }] }),
+            "credentials[0]: value: an agent never sends a credential value; whoever approves types it",
+        ),
+        (
+            json!({ "services": [{ "host": "api.x.example", "auth": { "type": "passthrough" } }] }),
+            "services[0]: name is required",
+        ),
+        (
+            json!({ "services": [{ "name": "xxx", "host": "localhost", "auth": { "type": "passthrough" } }] }),
+            "services[0]: host \"localhost\" is an IP address or internal name; only public host names are allowed (development mode allows them)",
+        ),
+        (
+            json!({ "credentials": [{ "key": "A_KEY" }], "message": "m".repeat(2001) }),
+            "message: at most 2000 characters",
+        ),
+    ];
+    for (body, message) in cases {
+        let (status, answer) = propose(&proxy, &proxy.token, &body);
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert_eq!(answer["error"], message, "{body}");
+    }
+    // People change services directly; an agent token must say which vault.
+    let (status, _) = propose(&proxy, &proxy.owner, &items_proposal());
+    assert_eq!(status, 403);
+    let agent = proxy.api(
+        "POST",
+        "/v1/agents",
+        json!({ "name": "vaultless-bot", "vaults": [{ "vault_name": "default" }] }),
+    );
+    let (status, answer) = propose(
+        &proxy,
+        agent["av_agent_token"].as_str().unwrap(),
+        &items_proposal(),
+    );
+    assert_eq!(status, 400);
+    assert_eq!(
+        answer["error"],
+        "Agent tokens require an X-Vault header naming the vault"
+    );
+}
+
+#[test]
+fn at_most_twenty_proposals_are_pending() {
+    let proxy = Proxy::start();
+    for n in 0..20 {
+        let body = json!({ "credentials": [{ "key": format!("KEY_{n}") }] });
+        assert_eq!(propose(&proxy, &proxy.token, &body).0, 201, "proposal {n}");
+    }
+    let (status, answer) = propose(
+        &proxy,
+        &proxy.token,
+        &json!({ "credentials": [{ "key": "ONE_MORE" }] }),
+    );
+    assert_eq!(status, 429);
+    assert_eq!(answer["error"], "Too many pending proposals (max 20)");
+    owner_cli(&proxy, &["vault", "proposal", "reject", "1"]).ok();
+    assert_eq!(
+        propose(
+            &proxy,
+            &proxy.token,
+            &json!({ "credentials": [{ "key": "ONE_MORE" }] })
+        )
+        .0,
+        201
+    );
+}
+
+#[test]
+fn the_page_escapes_what_the_agent_wrote_and_allows_no_script() {
+    let proxy = Proxy::start();
+    let mut body = items_proposal();
+    body["message"] = json!("<script>alert('pwned')</script>");
+    body["credentials"][0]["description"] = json!("\"><img src=x onerror=alert(1)>");
+    let (_, created) = propose(&proxy, &proxy.token, &body);
+    let page = send_raw(
+        &proxy.server.address,
+        "GET",
+        &local(&proxy, created["approval_url"].as_str().unwrap()),
+        &[],
+        b"",
+    );
+    assert_eq!(page.status, 200);
+    let html = String::from_utf8(page.body.clone()).unwrap();
+    assert!(!html.contains("<script>"), "{html}");
+    assert!(html.contains("&lt;script&gt;alert(&#39;pwned&#39;)&lt;/script&gt;"));
+    assert!(!html.contains("<img"), "{html}");
+    let policy = page.header("content-security-policy").unwrap();
+    assert!(policy.starts_with("default-src 'none'"), "{policy}");
+    assert!(!policy.contains("script-src"));
+    assert_eq!(page.header("x-frame-options"), Some("DENY"));
+    assert_eq!(page.header("referrer-policy"), Some("no-referrer"));
+    // Not logged in: the page offers a login form, no approve form.
+    assert!(html.contains("id=\"login\""));
+    assert!(!html.contains("id=\"approve\""));
+
+    // A decision without the page's CSRF token is refused, even with a valid session.
+    let cookie = format!("av_session={}", proxy.owner);
+    let token = created["approval_url"]
+        .as_str()
+        .unwrap()
+        .rsplit('=')
+        .next()
+        .unwrap()
+        .to_owned();
+    let forged = format!("token={token}&csrf=forged&credential%3AITEMS_KEY=sk_live_forged_0004");
+    let answer = send_raw(
+        &proxy.server.address,
+        "POST",
+        "/approve/1/approve",
+        &[
+            ("cookie", cookie.as_str()),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        forged.as_bytes(),
+    );
+    assert_eq!(answer.status, 403);
+    let (_, polled) = proxy
+        .server
+        .call("GET", "/v1/proposals/1", Some(&proxy.token), None);
+    assert_eq!(polled["status"], "pending");
+}
