@@ -30,8 +30,8 @@ use rusqlite::{
 use super::{
     ActorId, ActorKind, Agent, AgentInvite, AgentStatus, DEFAULT_VAULT, Grant, InstanceRole,
     Invite, InviteStatus, KeyProtection, LogEntry, LogQuery, MasterKeyRecord, Proposal,
-    ProposalApplication, Result, Store,
-    StoreError, StoredCredential, TokenKind, TokenRecord, UnixTime, User, Vault, VaultRole, now,
+    ProposalApplication, Result, Store, StoreError, StoredCredential, TokenKind, TokenRecord,
+    UnixTime, User, Vault, VaultRole, now,
 };
 use crate::vault::crypto::{KdfParams, Sealed, random};
 
@@ -43,7 +43,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "002_agent_invites",
         include_str!("migrations/002_agent_invites.sql"),
     ),
-    ("003_proposals", include_str!("migrations/003_proposals.sql")),
+    (
+        "003_proposals",
+        include_str!("migrations/003_proposals.sql"),
+    ),
 ];
 
 /// How long a statement waits for another connection (the CLI next to a running server)

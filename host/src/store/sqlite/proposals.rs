@@ -10,12 +10,10 @@
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
 use super::{
-    Constraint, TxResult, actor_at, actor_columns, query_all, read_services, remove_credentials, text_enum,
-    write_credentials, write_services,
+    Constraint, TxResult, actor_at, actor_columns, query_all, read_services, remove_credentials,
+    text_enum, write_credentials, write_services,
 };
-use crate::store::{
-    ActorId, Proposal, ProposalApplication, ProposalStatus, StoreError, UnixTime,
-};
+use crate::store::{ActorId, Proposal, ProposalApplication, ProposalStatus, StoreError, UnixTime};
 
 const COLUMNS: &str = "vault_id, id, status, services_json, credentials_json, message, \
                        user_message, created_by_type, created_by_id, created_by_session, \
@@ -55,10 +53,7 @@ pub(super) fn create(
         |row| row.get(0),
     )?;
     if pending >= max_pending as i64 {
-        return Err(StoreError::TooMany(format!(
-            "pending proposals (max {max_pending})"
-        ))
-        .into());
+        return Err(StoreError::TooMany(format!("pending proposals (max {max_pending})")).into());
     }
     let id: i64 = tx.query_row(
         "SELECT COALESCE(MAX(id), 0) + 1 FROM proposals WHERE vault_id = ?1",
@@ -170,13 +165,23 @@ pub(super) fn apply(
     require_pending(tx, vault_id, id, at)?;
     if let Some((merged, started_from)) = &application.services {
         if read_services(tx, vault_id)? != *started_from {
-            return Err(StoreError::Conflict("a newer version of the vault's services".into()).into());
+            return Err(
+                StoreError::Conflict("a newer version of the vault's services".into()).into(),
+            );
         }
         write_services(tx, vault_id, merged, at)?;
     }
     write_credentials(tx, vault_id, &application.put, at)?;
     remove_credentials(tx, vault_id, &application.delete)?;
-    mark_reviewed(tx, vault_id, id, ProposalStatus::Applied, reviewer, None, at)
+    mark_reviewed(
+        tx,
+        vault_id,
+        id,
+        ProposalStatus::Applied,
+        reviewer,
+        None,
+        at,
+    )
 }
 
 pub(super) fn reject(
@@ -188,16 +193,23 @@ pub(super) fn reject(
     at: UnixTime,
 ) -> TxResult<()> {
     require_pending(tx, vault_id, id, at)?;
-    mark_reviewed(tx, vault_id, id, ProposalStatus::Rejected, reviewer, reason, at)
+    mark_reviewed(
+        tx,
+        vault_id,
+        id,
+        ProposalStatus::Rejected,
+        reviewer,
+        reason,
+        at,
+    )
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{T0, sealed, store_with_owner};
     use super::super::DEFAULT_VAULT_ID;
+    use super::super::tests::{T0, sealed, store_with_owner};
     use crate::store::{
-        ActorId, Proposal, ProposalApplication, ProposalStatus, Store, StoreError,
-        StoredCredential,
+        ActorId, Proposal, ProposalApplication, ProposalStatus, Store, StoreError, StoredCredential,
     };
 
     fn proposal(approval: &str) -> Proposal {
@@ -239,9 +251,7 @@ mod tests {
     #[test]
     fn ids_count_up_per_vault() {
         let (_dir, store) = store_with_owner();
-        let team = store
-            .create_vault("team", Some(&alice()))
-            .unwrap();
+        let team = store.create_vault("team", Some(&alice())).unwrap();
         assert_eq!(store.create_proposal(&proposal("a1"), 20).unwrap(), 1);
         assert_eq!(store.create_proposal(&proposal("a2"), 20).unwrap(), 2);
         let mut elsewhere = proposal("b1");
@@ -249,8 +259,17 @@ mod tests {
         assert_eq!(store.create_proposal(&elsewhere, 20).unwrap(), 1);
 
         let stored = store.proposal(DEFAULT_VAULT_ID, 2).unwrap().unwrap();
-        assert_eq!(stored, Proposal { id: 2, ..proposal("a2") });
-        assert_eq!(store.proposal_by_approval("b1").unwrap().unwrap().vault_id, team.id);
+        assert_eq!(
+            stored,
+            Proposal {
+                id: 2,
+                ..proposal("a2")
+            }
+        );
+        assert_eq!(
+            store.proposal_by_approval("b1").unwrap().unwrap().vault_id,
+            team.id
+        );
         let ids: Vec<i64> = store
             .proposals(DEFAULT_VAULT_ID)
             .unwrap()
@@ -314,20 +333,20 @@ mod tests {
             store.services(DEFAULT_VAULT_ID).unwrap().as_deref(),
             Some("[merged]")
         );
-        assert_eq!(store.credential_keys(DEFAULT_VAULT_ID).unwrap(), ["STRIPE_KEY"]);
+        assert_eq!(
+            store.credential_keys(DEFAULT_VAULT_ID).unwrap(),
+            ["STRIPE_KEY"]
+        );
         let applied = store.proposal(DEFAULT_VAULT_ID, 1).unwrap().unwrap();
         assert_eq!(applied.status, ProposalStatus::Applied);
         assert_eq!(applied.reviewed_by, Some(alice()));
         assert_eq!(applied.reviewed_at, Some(T0 + 5));
 
-        let again = store.apply_proposal(
-            DEFAULT_VAULT_ID,
-            1,
-            &application(None),
-            &alice(),
-            T0 + 6,
+        let again = store.apply_proposal(DEFAULT_VAULT_ID, 1, &application(None), &alice(), T0 + 6);
+        assert_eq!(
+            again.unwrap_err(),
+            StoreError::NotFound("pending proposal".into())
         );
-        assert_eq!(again.unwrap_err(), StoreError::NotFound("pending proposal".into()));
         assert_eq!(
             store
                 .reject_proposal(DEFAULT_VAULT_ID, 1, &alice(), None, T0 + 6)
@@ -352,7 +371,10 @@ mod tests {
             stale.unwrap_err(),
             StoreError::Conflict("a newer version of the vault's services".into())
         );
-        assert_eq!(store.services(DEFAULT_VAULT_ID).unwrap().as_deref(), Some("[now]"));
+        assert_eq!(
+            store.services(DEFAULT_VAULT_ID).unwrap().as_deref(),
+            Some("[now]")
+        );
         assert!(store.credential_keys(DEFAULT_VAULT_ID).unwrap().is_empty());
         assert_eq!(
             store.proposal(DEFAULT_VAULT_ID, 1).unwrap().unwrap().status,
@@ -365,12 +387,16 @@ mod tests {
         let (_dir, store) = store_with_owner();
         store.create_proposal(&proposal("a1"), 20).unwrap();
         let week = T0 + 7 * 86_400;
-        assert!(store
-            .apply_proposal(DEFAULT_VAULT_ID, 1, &application(None), &alice(), week)
-            .is_err());
-        assert!(store
-            .reject_proposal(DEFAULT_VAULT_ID, 1, &alice(), None, week)
-            .is_err());
+        assert!(
+            store
+                .apply_proposal(DEFAULT_VAULT_ID, 1, &application(None), &alice(), week)
+                .is_err()
+        );
+        assert!(
+            store
+                .reject_proposal(DEFAULT_VAULT_ID, 1, &alice(), None, week)
+                .is_err()
+        );
         store
             .reject_proposal(DEFAULT_VAULT_ID, 1, &alice(), Some("too late?"), week - 1)
             .unwrap();
