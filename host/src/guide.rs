@@ -53,6 +53,8 @@ mod tests {
             "X-Agent-Vault-Proxy-Error: true",
             "proposal_hint",
             "Retry-After",
+            "POST \"$AGENT_VAULT_ADDR/v1/proposals\"",
+            "approval_url",
         ] {
             assert!(guide.contains(needle), "the guide lacks {needle:?}");
         }

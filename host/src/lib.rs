@@ -14,6 +14,7 @@ pub mod auth;
 pub mod cli;
 pub mod forward;
 pub mod guide;
+pub mod notify;
 pub mod plugin;
 pub mod proposals;
 pub mod proxy;

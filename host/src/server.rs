@@ -22,6 +22,7 @@ use http_body_util::BodyExt as _;
 use crate::api::{self, ApiState};
 use crate::audit::RequestLog;
 use crate::forward::{Upstream, UpstreamSettings};
+use crate::notify::Notifier;
 use crate::plugin::registry::{Registry, RegistryError, RegistrySettings};
 use crate::plugin::{EngineError, EngineSettings, PluginEngine};
 use crate::proxy::{self, Directory, ProxySettings, ProxyState};
@@ -120,6 +121,7 @@ pub async fn run(
         source,
     })?;
     let db = Db::new(store);
+    let upstream = Upstream::new(config.upstream.clone())?;
     let (request_log, log_writer) = RequestLog::start(db.clone(), config.log_retention);
     let state = Arc::new(
         ApiState::new(
@@ -134,11 +136,12 @@ pub async fn run(
             config.dev_mode,
             request_log,
         )
-        .with_attempts(AttemptLimiter::new(config.rate_limits)),
+        .with_attempts(AttemptLimiter::new(config.rate_limits))
+        .with_notifier(Notifier::new(Some(upstream.clone()))),
     );
     let proxy = Arc::new(ProxyState {
         directory: Directory::new(db.clone(), state.generation.clone()),
-        upstream: Upstream::new(config.upstream.clone())?,
+        upstream,
         limits: RateLimiter::new(config.rate_limits),
         settings: config.proxy,
         api: state.clone(),

@@ -526,3 +526,134 @@ fn the_page_escapes_what_the_agent_wrote_and_allows_no_script() {
         .call("GET", "/v1/proposals/1", Some(&proxy.token), None);
     assert_eq!(polled["status"], "pending");
 }
+
+/// The webhook calls the upstream received at `path`, once there are `count` (bounded wait).
+fn webhook_calls(proxy: &Proxy, path: &str, count: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let calls: Vec<Value> = proxy
+            .upstream
+            .received()
+            .into_iter()
+            .filter(|received| received.target == path && received.method == "POST")
+            .map(|received| serde_json::from_slice(&received.body).unwrap())
+            .collect();
+        if calls.len() >= count {
+            return calls;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{count} webhook calls never arrived (have {calls:?})"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_vault_webhook_hears_of_every_proposal() {
+    let proxy = Proxy::start();
+    let path = "/services/T123/B456/hook-secret";
+    let hook = format!("https://other.test.example:{}{path}", proxy.upstream.port);
+    let settings = proxy.api(
+        "PATCH",
+        "/v1/vaults/default/settings",
+        json!({ "proposal_webhook_url": hook }),
+    );
+    assert_eq!(settings["proposal_webhook_url"], hook);
+    assert_eq!(settings["proposal_webhook"], true);
+    // Vault members without admin rights learn that there is a webhook, not its URL.
+    let (_, seen) = proxy.server.call(
+        "GET",
+        "/v1/vaults/default/settings",
+        Some(&proxy.token),
+        None,
+    );
+    assert_eq!(seen["proposal_webhook"], true);
+    assert!(seen.get("proposal_webhook_url").is_none(), "{seen}");
+
+    let (_, created) = propose(&proxy, &proxy.token, &items_proposal());
+    let calls = webhook_calls(&proxy, path, 1);
+    assert_eq!(calls[0]["event"], "proposal.created");
+    assert_eq!(calls[0]["vault"], "default");
+    assert_eq!(calls[0]["proposal"]["id"], 1);
+    assert_eq!(
+        calls[0]["proposal"]["approval_url"],
+        created["approval_url"]
+    );
+    let text = calls[0]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("An agent made proposal 1 in vault default"),
+        "{text}"
+    );
+    assert!(
+        text.contains(created["approval_url"].as_str().unwrap()),
+        "{text}"
+    );
+
+    proxy.api(
+        "POST",
+        "/v1/admin/proposals/1/approve",
+        json!({ "credentials": { "ITEMS_KEY": "sk_live_hooked_0005" } }),
+    );
+    let calls = webhook_calls(&proxy, path, 2);
+    assert_eq!(calls[1]["event"], "proposal.applied");
+    assert_eq!(
+        calls[1]["text"],
+        "owner@example.com approved proposal 1 in vault default."
+    );
+    // No credential value ever goes to the webhook.
+    assert!(
+        calls
+            .iter()
+            .all(|call| !call.to_string().contains("sk_live_hooked_0005"))
+    );
+
+    let (status, answer) = proxy.server.call(
+        "PATCH",
+        "/v1/vaults/default/settings",
+        Some(&proxy.owner),
+        Some(&json!({ "proposal_webhook_url": "http://hooks.example/plain" })),
+    );
+    assert_eq!(status, 400);
+    assert_eq!(
+        answer["error"],
+        "proposal_webhook_url must be an https:// URL"
+    );
+}
+
+#[test]
+fn an_interactive_review_goes_through_the_pending_proposals_oldest_first() {
+    let proxy = Proxy::start();
+    for key in ["FIRST_KEY", "SECOND_KEY", "THIRD_KEY"] {
+        let body = json!({ "credentials": [{ "key": key }], "message": format!("need {key}") });
+        assert_eq!(propose(&proxy, &proxy.token, &body).0, 201);
+    }
+    // Reject the first with a reason, approve the second (typing its value), quit.
+    let reviewed = crate::support::Invocation::new(&["vault", "proposal", "review"])
+        .env("AGENT_VAULT_TOKEN", &proxy.owner)
+        .env("AGENT_VAULT_ADDR", &proxy.server.url())
+        .stdin("r\nnot now\na\nsk_live_second_0006\nq\n")
+        .run()
+        .ok();
+    assert!(reviewed.contains("Why: need FIRST_KEY"), "{reviewed}");
+    assert!(reviewed.contains("Rejected proposal 1"), "{reviewed}");
+    assert!(reviewed.contains("Approved proposal 2"), "{reviewed}");
+    assert!(!reviewed.contains("sk_live_second_0006"), "{reviewed}");
+    let status = |id: u64| {
+        proxy
+            .server
+            .call(
+                "GET",
+                &format!("/v1/proposals/{id}"),
+                Some(&proxy.token),
+                None,
+            )
+            .1
+    };
+    assert_eq!(status(1)["status"], "rejected");
+    assert_eq!(status(1)["review_note"], "not now");
+    assert_eq!(status(2)["status"], "applied");
+    assert_eq!(status(3)["status"], "pending");
+    let keys = proxy.api("GET", "/v1/credentials?vault=default", json!({}));
+    assert_eq!(keys["keys"], json!(["SECOND_KEY"]));
+}

@@ -63,6 +63,8 @@ pub struct ApiState {
     pub request_log: crate::audit::RequestLog,
     /// The AUTH tier: attempts at the routes that take no session, per client address.
     pub attempts: AttemptLimiter,
+    /// Proposal notifications (the log, and webhooks).
+    pub notifier: crate::notify::Notifier,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -95,7 +97,14 @@ impl ApiState {
             generation: Generation::default(),
             request_log,
             attempts: AttemptLimiter::new(Some(ratelimit::RateLimits::DEFAULT)),
+            notifier: crate::notify::Notifier::new(None),
         }
+    }
+
+    /// With a notifier that sends proposal webhooks.
+    pub fn with_notifier(mut self, notifier: crate::notify::Notifier) -> Self {
+        self.notifier = notifier;
+        self
     }
 
     /// With the AUTH tier of another rate-limit profile than the default.

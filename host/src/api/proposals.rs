@@ -21,6 +21,7 @@ use super::vaults::{Check, check};
 use super::{ApiError, ApiState, Request, created, find_vault, ok, rfc3339, vault_name_or_default};
 use crate::auth::access::Denied;
 use crate::auth::{Actor, Session, tokens};
+use crate::notify::Event;
 use crate::proposals::{self, Checked, ProposalRequest, Refused};
 use crate::services::{self, Rules, Service};
 use crate::store::{
@@ -175,12 +176,14 @@ pub async fn create(
         state.base_url,
         minted.token.as_str()
     );
-    tracing::info!(
-        vault = %vault.name,
-        proposal = id,
-        by = %session.actor.display_name(),
-        "proposal pending: review it with `agent-vault vault proposal show {id} --vault {}`",
-        vault.name
+    state.notifier.proposal(
+        &state.db,
+        &vault,
+        id,
+        &body.message,
+        Event::Created {
+            approval_url: url.clone(),
+        },
     );
     created(&json!({
         "id": id,
@@ -514,7 +517,15 @@ pub async fn approve(
             other => other.into(),
         })?;
     state.generation.bump();
-    tracing::info!(vault = %vault.name, proposal = number, by = %actor.display_name(), "proposal applied");
+    state.notifier.proposal(
+        &state.db,
+        vault,
+        number,
+        &proposal.message,
+        Event::Applied {
+            by: actor.display_name(),
+        },
+    );
     Ok(())
 }
 
@@ -542,6 +553,7 @@ pub async fn reject(
     }
     let reviewer = actor.id().expect("reviewers are users or agents");
     let (vault_id, number) = (vault.id.clone(), proposal.id);
+    let note = reason.clone();
     state
         .db
         .run(move |store| {
@@ -560,7 +572,16 @@ pub async fn reject(
             }
             other => other.into(),
         })?;
-    tracing::info!(vault = %vault.name, proposal = number, by = %actor.display_name(), "proposal rejected");
+    state.notifier.proposal(
+        &state.db,
+        vault,
+        number,
+        &proposal.message,
+        Event::Rejected {
+            by: actor.display_name(),
+            reason: note,
+        },
+    );
     Ok(())
 }
 

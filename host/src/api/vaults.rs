@@ -12,6 +12,7 @@ use serde_json::json;
 use super::{ApiError, ApiState, Request, created, find_vault, ok, rfc3339};
 use crate::auth::Actor;
 use crate::auth::access;
+use crate::notify::{WEBHOOK_SETTING, check_webhook_url};
 use crate::services::check_name;
 use crate::store::{self, ActorId, AgentStatus, Grant, InstanceRole, VaultRole};
 
@@ -105,19 +106,38 @@ pub async fn settings(
     request: &Request,
     name: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let (_, vault) = authorized_vault(state, request, name, Check::Role(VaultRole::Proxy)).await?;
+    let (session, vault) =
+        authorized_vault(state, request, name, Check::Role(VaultRole::Proxy)).await?;
     let id = vault.id.clone();
-    let policy = state
+    let (policy, webhook) = state
         .db
-        .run(move |store| store.vault_setting(&id, UNMATCHED_HOST_POLICY))
-        .await?
-        .unwrap_or_else(|| "passthrough".to_owned());
-    ok(&json!({ "unmatched_host_policy": policy }))
+        .run(move |store| {
+            Ok((
+                store.vault_setting(&id, UNMATCHED_HOST_POLICY)?,
+                store.vault_setting(&id, WEBHOOK_SETTING)?,
+            ))
+        })
+        .await?;
+    let mut settings = json!({
+        "unmatched_host_policy": policy.unwrap_or_else(|| "passthrough".to_owned()),
+        "proposal_webhook": webhook.is_some(),
+    });
+    // A webhook URL often carries a secret: only those who may change it see it.
+    if check(state, &session.actor, &vault, Check::AdminOrOwner)
+        .await
+        .is_ok()
+    {
+        settings["proposal_webhook_url"] = json!(webhook);
+    }
+    ok(&settings)
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SettingsUpdate {
     unmatched_host_policy: Option<String>,
+    /// Empty removes the webhook.
+    proposal_webhook_url: Option<String>,
 }
 
 pub async fn update_settings(
@@ -127,29 +147,43 @@ pub async fn update_settings(
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let (_, vault) = authorized_vault(state, request, name, Check::AdminOrOwner).await?;
     let body: SettingsUpdate = request.json()?;
-    let Some(policy) = body.unmatched_host_policy else {
-        return Err(ApiError::bad_request("unmatched_host_policy is required"));
-    };
-    let stored = match policy.as_str() {
-        "passthrough" | "deny" => Some(policy.clone()),
-        "" => None,
-        other => {
+    if body.unmatched_host_policy.is_none() && body.proposal_webhook_url.is_none() {
+        return Err(ApiError::bad_request(
+            "Give unmatched_host_policy or proposal_webhook_url",
+        ));
+    }
+    let policy = match body.unmatched_host_policy.as_deref() {
+        None => None,
+        Some(policy @ ("passthrough" | "deny")) => Some(Some(policy.to_owned())),
+        Some("") => Some(None),
+        Some(other) => {
             return Err(ApiError::bad_request(format!(
                 "unmatched_host_policy must be \"passthrough\" or \"deny\", not {other:?}"
             )));
         }
     };
+    let webhook = match body.proposal_webhook_url.as_deref().map(str::trim) {
+        None => None,
+        Some("") => Some(None),
+        Some(url) => {
+            check_webhook_url(url, state.dev_mode).map_err(ApiError::bad_request)?;
+            Some(Some(url.to_owned()))
+        }
+    };
     let id = vault.id.clone();
     state
         .db
-        .run(move |store| store.set_vault_setting(&id, UNMATCHED_HOST_POLICY, stored.as_deref()))
+        .run(move |store| {
+            if let Some(policy) = policy {
+                store.set_vault_setting(&id, UNMATCHED_HOST_POLICY, policy.as_deref())?;
+            }
+            if let Some(webhook) = webhook {
+                store.set_vault_setting(&id, WEBHOOK_SETTING, webhook.as_deref())?;
+            }
+            Ok(())
+        })
         .await?;
-    let effective = if policy.is_empty() {
-        "passthrough".to_owned()
-    } else {
-        policy
-    };
-    ok(&json!({ "unmatched_host_policy": effective }))
+    settings(state, request, name).await
 }
 
 /// What a vault-level action needs.
