@@ -4,7 +4,7 @@
 //! The token in the link lets anyone holding it read what the agent asks for (host, methods
 //! and paths, auth type, plugin, the credentials wanted) for 24 hours; deciding needs a member
 //! or admin of the vault, who logs in on the same page. The login sets an `av_session` cookie
-//! (HttpOnly, SameSite=Strict) that only these pages read; every form carries a CSRF token
+//! (HttpOnly, SameSite=Strict, sent only to `/approve`) that only these pages read; every form carries a CSRF token
 //! derived from that session and this proposal. Credential values go from the form straight
 //! to the vault and are never rendered back. Every piece of text an agent wrote is escaped,
 //! and the Content-Security-Policy allows no script at all.
@@ -454,7 +454,7 @@ pub async fn login(state: &ApiState, request: &Request, id: &str) -> Response<Fu
         ""
     };
     let cookie = format!(
-        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={LOGIN_MAX_SECONDS}{secure}"
+        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/approve; Max-Age={LOGIN_MAX_SECONDS}{secure}"
     );
     // The token was found by its hash, so it is `av_appr_` and hex: nothing to escape.
     redirect(
