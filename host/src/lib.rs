@@ -23,4 +23,5 @@ pub mod request;
 pub mod server;
 pub mod services;
 pub mod store;
+pub mod transparent;
 pub mod vault;

@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 
 use http_body_util::BodyExt as _;
 
+use crate::api::MitmInfo;
 use crate::api::{self, ApiState};
 use crate::audit::RequestLog;
 use crate::forward::{Upstream, UpstreamSettings};
@@ -28,6 +29,7 @@ use crate::plugin::{EngineError, EngineSettings, PluginEngine};
 use crate::proxy::{self, Directory, ProxySettings, ProxyState};
 use crate::ratelimit::{AttemptLimiter, RateLimiter, RateLimits};
 use crate::store::{self, Db, Store};
+use crate::transparent::{LocalCa, Transparent};
 use crate::vault::crypto::{DataKey, KdfParams};
 
 /// How often the plugin directory is rescanned; a changed plugin serves within this plus
@@ -43,6 +45,8 @@ const UPKEEP_INTERVAL: Duration = Duration::from_secs(3600);
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    /// Where the transparent proxy listens (`None`: it does not; port 0: a free port).
+    pub mitm_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub plugin_dir: PathBuf,
     pub cache_dir: PathBuf,
@@ -74,6 +78,8 @@ pub enum ServerError {
     Plugins(#[from] RegistryError),
     #[error("cannot set up the upstream client: {0}")]
     Upstream(#[from] crate::forward::UpstreamConfigError),
+    #[error("cannot set up the transparent proxy: {0}")]
+    Ca(crate::store::StoreError),
     #[error("cannot listen on {addr}: {source} (is another agent-vault running? try --port)")]
     Bind {
         addr: SocketAddr,
@@ -121,12 +127,17 @@ pub async fn run(
         source,
     })?;
     let db = Db::new(store);
+    let data_key = Arc::new(data_key);
     let upstream = Upstream::new(config.upstream.clone())?;
+    let mitm = match config.mitm_listen {
+        Some(addr) => open_transparent(&db, &data_key, addr).await?,
+        None => None,
+    };
     let (request_log, log_writer) = RequestLog::start(db.clone(), config.log_retention);
     let state = Arc::new(
         ApiState::new(
             db.clone(),
-            Arc::new(data_key),
+            data_key,
             plugins.clone(),
             config
                 .base_url
@@ -137,7 +148,11 @@ pub async fn run(
             request_log,
         )
         .with_attempts(AttemptLimiter::new(config.rate_limits))
-        .with_notifier(Notifier::new(Some(upstream.clone()))),
+        .with_notifier(Notifier::new(Some(upstream.clone())))
+        .with_mitm(mitm.as_ref().map(|(listener, ca)| MitmInfo {
+            ca_pem: ca.cert_pem().to_owned(),
+            port: listener.local_addr().map_or(0, |addr| addr.port()),
+        })),
     );
     let proxy = Arc::new(ProxyState {
         directory: Directory::new(db.clone(), state.generation.clone()),
@@ -155,6 +170,20 @@ pub async fn run(
     );
     // Scripts and tests read the address from this line.
     println!("agent-vault listening on http://{local}");
+    let (stop_transparent, transparent_stopped) = tokio::sync::watch::channel(false);
+    let transparent = mitm.map(|(listener, ca)| {
+        if let Ok(addr) = listener.local_addr() {
+            println!("agent-vault transparent proxy listening on http://{addr}");
+        }
+        let shared = Arc::new(Transparent {
+            proxy: proxy.clone(),
+            ca,
+        });
+        let mut stopped = transparent_stopped.clone();
+        tokio::spawn(crate::transparent::serve(listener, shared, async move {
+            let _ = stopped.changed().await;
+        }))
+    });
 
     let graceful = GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
@@ -199,6 +228,10 @@ pub async fn run(
     }
     tracing::info!("shutting down; waiting for requests in flight");
     upkeep.abort();
+    let _ = stop_transparent.send(true);
+    if let Some(transparent) = transparent {
+        let _ = transparent.await;
+    }
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(Duration::from_secs(10)) => {
@@ -207,6 +240,35 @@ pub async fn run(
     }
     log_writer.shutdown(REQUEST_LOG_FLUSH).await;
     Ok(())
+}
+
+/// The transparent proxy's listener and the local CA, or `None` if the port cannot be
+/// bound (a warning, as a second server on one machine is common).
+async fn open_transparent(
+    db: &Db,
+    data_key: &Arc<DataKey>,
+    addr: SocketAddr,
+) -> Result<Option<(TcpListener, Arc<LocalCa>)>, ServerError> {
+    let listener = match TcpListener::bind(addr).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::warn!(
+                "the transparent proxy cannot listen on {addr}: {error}; it is off (choose \
+                 another --mitm-port, or 0 to turn it off)"
+            );
+            return Ok(None);
+        }
+    };
+    let key = data_key.clone();
+    let ca = db
+        .run(move |store| {
+            LocalCa::load_or_create(store, &key).map_err(|error| {
+                crate::store::StoreError::Database(format!("the local CA: {error}"))
+            })
+        })
+        .await
+        .map_err(ServerError::Ca)?;
+    Ok(Some((listener, Arc::new(ca))))
 }
 
 /// Delete expired tokens and request-log rows past retention, now and every hour.

@@ -13,4 +13,5 @@ mod proposals;
 mod proxy;
 mod request_log;
 mod server;
+mod transparent;
 mod upstream;

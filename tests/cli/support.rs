@@ -223,6 +223,8 @@ pub struct Server {
     pub child: Child,
     /// `127.0.0.1:PORT`.
     pub address: String,
+    /// The transparent proxy's `127.0.0.1:PORT`, when a test turned it on (`--mitm-port`).
+    pub transparent: Option<String>,
     log: mpsc::Receiver<String>,
 }
 
@@ -236,12 +238,18 @@ impl Server {
         )
     }
 
-    /// Start with extra arguments and environment variables.
+    /// Start with extra arguments and environment variables. The transparent proxy is off
+    /// unless the arguments give `--mitm-port` (tests use `auto`).
     pub fn start_with(data: &DataDir, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut command = Command::new(binary());
+        let transparent = args.contains(&"--mitm-port");
         command
             .args(["server", "--port", "0", "--data-dir"])
-            .arg(data.path())
+            .arg(data.path());
+        if !transparent {
+            command.args(["--mitm-port", "0"]);
+        }
+        command
             .args(args)
             .env_remove("AGENT_VAULT_MASTER_PASSWORD")
             .env_remove("AGENT_VAULT_HOME")
@@ -253,7 +261,7 @@ impl Server {
             command.env(name, value);
         }
         let mut child = command.spawn().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
         let (log_sender, log) = mpsc::channel();
         let stderr = BufReader::new(child.stderr.take().unwrap());
         std::thread::spawn(move || {
@@ -261,7 +269,7 @@ impl Server {
                 let _ = log_sender.send(line);
             }
         });
-        let first_line = match stdout.lines().next() {
+        let first_line = match stdout.next() {
             Some(Ok(line)) => line,
             _ => {
                 let logged: Vec<String> = log.try_iter().collect();
@@ -272,9 +280,16 @@ impl Server {
             .strip_prefix("agent-vault listening on http://")
             .unwrap_or_else(|| panic!("unexpected first line {first_line:?}"))
             .to_owned();
+        let transparent = transparent.then(|| {
+            let line = stdout.next().and_then(Result::ok).unwrap_or_default();
+            line.strip_prefix("agent-vault transparent proxy listening on http://")
+                .unwrap_or_else(|| panic!("the transparent proxy did not start: {line:?}"))
+                .to_owned()
+        });
         Server {
             child,
             address,
+            transparent,
             log,
         }
     }

@@ -65,6 +65,16 @@ pub struct ApiState {
     pub attempts: AttemptLimiter,
     /// Proposal notifications (the log, and webhooks).
     pub notifier: crate::notify::Notifier,
+    /// The transparent proxy, if it listens: for `/v1/mitm/ca.pem`.
+    pub mitm: Option<MitmInfo>,
+}
+
+/// What the API tells about the transparent proxy.
+#[derive(Debug, Clone)]
+pub struct MitmInfo {
+    /// The local CA's certificate.
+    pub ca_pem: String,
+    pub port: u16,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -98,7 +108,14 @@ impl ApiState {
             request_log,
             attempts: AttemptLimiter::new(Some(ratelimit::RateLimits::DEFAULT)),
             notifier: crate::notify::Notifier::new(None),
+            mitm: None,
         }
+    }
+
+    /// With the transparent proxy's CA and port.
+    pub fn with_mitm(mut self, mitm: Option<MitmInfo>) -> Self {
+        self.mitm = mitm;
+        self
     }
 
     /// With a notifier that sends proposal webhooks.
@@ -421,6 +438,7 @@ async fn route(state: &ApiState, request: &Request) -> Result<Response<Full<Byte
     // Routes that work before the first owner exists.
     match (method, segments.as_slice()) {
         (&Method::GET, ["health"]) => return status::health(state).await,
+        (&Method::GET, ["v1", "mitm", "ca.pem"]) => return mitm_ca(state),
         (&Method::GET, ["v1", "status"]) => return status::status(state).await,
         (&Method::POST, ["v1", "auth", "register"]) => return auth::register(state, request).await,
         (&Method::POST, ["v1", "users", "invites", token, "accept"]) => {
@@ -568,6 +586,23 @@ async fn route(state: &ApiState, request: &Request) -> Result<Response<Full<Byte
 
         _ => Err(ApiError::not_found("no such endpoint")),
     }
+}
+
+/// `GET /v1/mitm/ca.pem`: the local CA agents must trust, and the transparent proxy's port.
+fn mitm_ca(state: &ApiState) -> Result<Response<Full<Bytes>>, ApiError> {
+    let Some(mitm) = &state.mitm else {
+        return Err(ApiError::not_found(
+            "The transparent proxy is off on this server (--mitm-port 0)",
+        ));
+    };
+    let mut response = Response::new(Full::new(Bytes::from(mitm.ca_pem.clone())));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/x-pem-file"),
+    );
+    headers.insert("x-mitm-port", http::HeaderValue::from(mitm.port));
+    Ok(response)
 }
 
 /// `GET /v1/skills/cli`: the agent guide, as markdown.

@@ -34,6 +34,15 @@ pub struct ServerArgs {
     /// Port of the control plane (0 picks a free one).
     #[arg(long, short = 'p', default_value_t = 14321, env = "PORT")]
     port: u16,
+    /// Port of the transparent proxy (HTTPS_PROXY): a number, 0 to turn it off, or `auto`
+    /// for a free one.
+    #[arg(
+        long,
+        default_value = "14322",
+        env = "AGENT_VAULT_MITM_PORT",
+        value_name = "PORT"
+    )]
+    mitm_port: MitmPort,
     /// Read the master password from the first line of standard input.
     #[arg(long)]
     password_stdin: bool,
@@ -105,6 +114,11 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         .map_err(|message| anyhow::anyhow!("--rate-limit-profile: {message}"))?;
     let config = ServerConfig {
         listen: SocketAddr::new(args.host, args.port),
+        mitm_listen: match args.mitm_port {
+            MitmPort::Off => None,
+            MitmPort::Port(port) => Some(SocketAddr::new(args.host, port)),
+            MitmPort::Auto => Some(SocketAddr::new(args.host, 0)),
+        },
         plugin_dir: args.dirs.plugin_dir()?,
         cache_dir: args.dirs.cache_dir()?,
         data_dir,
@@ -135,6 +149,29 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         server::shutdown_signal(),
     ))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--mitm-port`: off, a port, or a free one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MitmPort {
+    Off,
+    Port(u16),
+    Auto,
+}
+
+impl std::str::FromStr for MitmPort {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "auto" => Ok(MitmPort::Auto),
+            "0" => Ok(MitmPort::Off),
+            port => port
+                .parse::<u16>()
+                .map(MitmPort::Port)
+                .map_err(|_| format!("{port:?} is not a port: use 1 to 65535, 0 (off) or auto")),
+        }
+    }
 }
 
 /// Read and remove `AGENT_VAULT_MASTER_PASSWORD`, so that child processes and anything that

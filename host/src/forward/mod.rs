@@ -271,6 +271,7 @@ fn blocked_message(host: &str, addr: &IpAddr, reason: &netguard::Blocked) -> Str
 #[derive(Clone)]
 pub struct Upstream {
     client: Client<HttpsConnector<GuardedConnector>, WatchedBody>,
+    connector: Arc<ConnectConfig>,
     response_header_timeout: Duration,
 }
 
@@ -299,12 +300,13 @@ impl Upstream {
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
             .with_root_certificates(roots)
             .with_no_client_auth();
+        let connect = Arc::new(ConnectConfig {
+            resolve: settings.resolve,
+            allowlist: settings.allowlist,
+            connect_timeout: settings.connect_timeout,
+        });
         let connector = GuardedConnector {
-            config: Arc::new(ConnectConfig {
-                resolve: settings.resolve,
-                allowlist: settings.allowlist,
-                connect_timeout: settings.connect_timeout,
-            }),
+            config: connect.clone(),
         };
         let https = HttpsConnectorBuilder::new()
             .with_tls_config(tls)
@@ -319,8 +321,25 @@ impl Upstream {
             .build(https);
         Ok(Upstream {
             client,
+            connector: connect,
             response_header_timeout: settings.response_header_timeout,
         })
+    }
+
+    /// A TCP connection to `host:port` through the same resolution, pins and network guard
+    /// as requests (for blind tunnels).
+    pub async fn connect_tcp(&self, host: &str, port: u16) -> Result<TcpStream, UpstreamError> {
+        Ok(self.connector.connect_to(host, port).await?.into_inner())
+    }
+
+    /// Check that `host:port` may be reached (resolving it as a connection would), without
+    /// connecting.
+    pub async fn check_reachable(&self, host: &str, port: u16) -> Result<(), UpstreamError> {
+        let deadline = Instant::now() + self.connector.connect_timeout;
+        self.connector
+            .checked_addrs(host, port, deadline)
+            .await
+            .map(drop)
     }
 
     /// Send `head` with `body` to `head.scheme://head.host:head.port`.
@@ -695,15 +714,31 @@ impl ConnectConfig {
             } else {
                 80
             });
-        let deadline = Instant::now() + self.connect_timeout;
-        let addrs = self.resolve(&host, port, deadline).await?;
+        self.connect_to(&host, port).await
+    }
+
+    /// The addresses of `host:port`, every one checked by the network guard.
+    async fn checked_addrs(
+        &self,
+        host: &str,
+        port: u16,
+        deadline: Instant,
+    ) -> Result<Vec<IpAddr>, UpstreamError> {
+        let addrs = self.resolve(host, port, deadline).await?;
         for &addr in &addrs {
             netguard::check(addr, &self.allowlist).map_err(|reason| UpstreamError::Blocked {
-                host: host.clone(),
+                host: host.to_owned(),
                 addr,
                 reason,
             })?;
         }
+        Ok(addrs)
+    }
+
+    async fn connect_to(&self, host: &str, port: u16) -> Result<TokioIo<TcpStream>, UpstreamError> {
+        let host = host.to_owned();
+        let deadline = Instant::now() + self.connect_timeout;
+        let addrs = self.checked_addrs(&host, port, deadline).await?;
 
         // Connect to the checked addresses in order, sharing out the time that is left.
         let mut refused = None;

@@ -19,7 +19,28 @@ pub struct Caller {
     pub scope: String,
 }
 
+/// The caller of the explicit ingress: `Authorization: Bearer` and, for agent tokens,
+/// `X-Vault`.
 pub async fn caller(state: &ProxyState, headers: &HeaderMap) -> Result<Caller, ProxyError> {
+    let header = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let token = bearer(header).map_err(|error| ProxyError::Unauthorized(error.to_string()))?;
+    let named_vault = headers
+        .get("x-vault")
+        .map(|value| value.to_str().map(str::trim).unwrap_or_default().to_owned())
+        .filter(|name| !name.is_empty());
+    token_caller(state, token, named_vault, false).await
+}
+
+/// The caller behind `token` acting in `named_vault`. A vault session acts in its own vault;
+/// an agent token in the vault named, or, if `infer_vault`, in its only vault.
+pub async fn token_caller(
+    state: &ProxyState,
+    token: &str,
+    named_vault: Option<String>,
+    infer_vault: bool,
+) -> Result<Caller, ProxyError> {
     if !state
         .api
         .initialized()
@@ -28,10 +49,6 @@ pub async fn caller(state: &ProxyState, headers: &HeaderMap) -> Result<Caller, P
     {
         return Err(ProxyError::NotInitialized);
     }
-    let header = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let token = bearer(header).map_err(|error| ProxyError::Unauthorized(error.to_string()))?;
     let session = state
         .directory
         .session(token)
@@ -40,10 +57,6 @@ pub async fn caller(state: &ProxyState, headers: &HeaderMap) -> Result<Caller, P
             crate::auth::AuthError::Store(error) => ProxyError::Internal(error.to_string()),
             other => ProxyError::Unauthorized(other.to_string()),
         })?;
-    let named_vault = headers
-        .get("x-vault")
-        .map(|value| value.to_str().map(str::trim).unwrap_or_default().to_owned())
-        .filter(|name| !name.is_empty());
     match session.actor {
         Actor::Scoped { ref vault_id, .. } => {
             let vault = vault_by_id(state, vault_id).await?;
@@ -57,6 +70,10 @@ pub async fn caller(state: &ProxyState, headers: &HeaderMap) -> Result<Caller, P
             Ok(Caller { actor: session.actor, vault, scope })
         }
         Actor::Agent(ref agent) => {
+            let named_vault = match named_vault {
+                None if infer_vault => only_vault(state, agent).await?,
+                named => named,
+            };
             let name = named_vault.ok_or_else(|| {
                 ProxyError::BadRequest("Agent tokens require an X-Vault header naming the vault to use".into())
             })?;
@@ -81,6 +98,22 @@ pub async fn caller(state: &ProxyState, headers: &HeaderMap) -> Result<Caller, P
         Actor::User(_) => Err(ProxyError::Forbidden(
             "Session requires vault scope: use a vault token (agent-vault vault token) or an agent token with X-Vault".into(),
         )),
+    }
+}
+
+/// The name of an agent's vault when it has exactly one.
+async fn only_vault(
+    state: &ProxyState,
+    agent: &crate::store::Agent,
+) -> Result<Option<String>, ProxyError> {
+    let grants = state
+        .directory
+        .grants(&crate::store::ActorId::agent(&agent.id))
+        .await
+        .map_err(|error| ProxyError::Internal(error.to_string()))?;
+    match grants.as_slice() {
+        [grant] => Ok(Some(vault_by_id(state, &grant.vault_id).await?.name)),
+        _ => Ok(None),
     }
 }
 

@@ -30,6 +30,8 @@ pub struct VaultView {
     pub services: Vec<Service>,
     /// Sealed credentials by key.
     pub credentials: HashMap<String, Sealed>,
+    /// The vault's `unmatched_host_policy` is `deny` (else `passthrough`).
+    pub deny_unmatched: bool,
     /// What each service's configuration needs, by service name, for the plugin sha256 it was
     /// computed with.
     requirements: Mutex<HashMap<String, (String, Requirements)>>,
@@ -182,9 +184,13 @@ impl Directory {
             return Ok(view);
         }
         let id = vault.id.clone();
-        let (document, sealed) = self
+        let (document, sealed, deny_unmatched) = self
             .db
             .run(move |store| {
+                let deny = store
+                    .vault_setting(&id, "unmatched_host_policy")?
+                    .as_deref()
+                    == Some("deny");
                 let document = store.services(&id)?;
                 let mut credentials = HashMap::new();
                 for key in store.credential_keys(&id)? {
@@ -192,7 +198,7 @@ impl Directory {
                         credentials.insert(stored.key, stored.sealed);
                     }
                 }
-                Ok((document, credentials))
+                Ok((document, credentials, deny))
             })
             .await?;
         let services = match document {
@@ -203,6 +209,7 @@ impl Directory {
             vault: vault.clone(),
             services,
             credentials: sealed,
+            deny_unmatched,
             requirements: Mutex::new(HashMap::new()),
         });
         self.with_cache(|cache| cache.views.insert(vault.id.clone(), view.clone()));

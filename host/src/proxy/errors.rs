@@ -30,6 +30,12 @@ pub enum ProxyError {
     NotInitialized,
     #[error("{0}")]
     Unauthorized(String),
+    /// The forward proxy's own authentication (`Proxy-Authorization`) is missing or wrong.
+    #[error("{0}")]
+    ProxyAuthRequired(String),
+    /// A request inside a tunnel names another host than the tunnel's.
+    #[error("{0}")]
+    Misdirected(String),
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -84,6 +90,8 @@ impl ProxyError {
         match self {
             ProxyError::NotInitialized => "not_initialized",
             ProxyError::Unauthorized(_) => "unauthorized",
+            ProxyError::ProxyAuthRequired(_) => "proxy_auth_required",
+            ProxyError::Misdirected(_) => "misdirected_request",
             ProxyError::BadRequest(_) => "bad_request",
             ProxyError::NotFound(_) => "not_found",
             ProxyError::Forbidden(_) | ProxyError::NoService { .. } => "forbidden",
@@ -103,6 +111,8 @@ impl ProxyError {
         match self {
             ProxyError::NotInitialized => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ProxyError::ProxyAuthRequired(_) => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+            ProxyError::Misdirected(_) => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::NotFound(_) => StatusCode::NOT_FOUND,
             ProxyError::Forbidden(_)
@@ -175,6 +185,12 @@ impl ProxyError {
             headers.insert(
                 http::header::RETRY_AFTER,
                 HeaderValue::from(whole_seconds(retry_after)),
+            );
+        }
+        if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+            headers.insert(
+                http::header::PROXY_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"agent-vault\""),
             );
         }
         response

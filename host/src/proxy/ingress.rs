@@ -13,6 +13,8 @@ use crate::request::{RequestHead, Scheme};
 /// Where a request is going.
 #[derive(Debug, Clone)]
 pub struct Target {
+    /// `https`, except for plain-http requests through the transparent proxy.
+    pub scheme: Scheme,
     /// Lower case.
     pub host: String,
     pub port: u16,
@@ -65,6 +67,7 @@ pub fn target(uri: &Uri) -> Result<Target, ProxyError> {
         )));
     }
     Ok(Target {
+        scheme: Scheme::Https,
         host: host.to_ascii_lowercase(),
         port,
         path: path.to_owned(),
@@ -84,7 +87,7 @@ pub fn request_head(parts: &Parts, target: &Target) -> RequestHead {
     crate::forward::clean_request_headers(&mut headers);
     RequestHead {
         method: parts.method.clone(),
-        scheme: Scheme::Https,
+        scheme: target.scheme,
         host: target.host.clone(),
         port: target.port,
         path: target.path.clone(),

@@ -14,11 +14,11 @@
 //!
 //! Every failure is a [`ProxyError`], turned into a response in `errors.rs` alone.
 
-mod authenticate;
+pub mod authenticate;
 pub mod directory;
 mod discover;
 pub mod errors;
-mod ingress;
+pub mod ingress;
 pub mod route;
 
 use std::sync::Arc;
@@ -36,8 +36,10 @@ use crate::plugin::{Call, Outcome, needs_body_sha256};
 use crate::ratelimit::RateLimiter;
 use crate::store::{self, LogEntry};
 use crate::vault::Credentials;
+pub use authenticate::Caller;
 pub use directory::Directory;
 pub use errors::ProxyError;
+pub use ingress::Target;
 
 /// Limits of the data path.
 #[derive(Debug, Clone, Copy)]
@@ -86,7 +88,7 @@ pub async fn handle(
             .unwrap_or_else(ProxyError::into_response);
     }
     let started = Instant::now();
-    let mut draft = LogDraft::new(&request);
+    let mut draft = LogDraft::new(request.method(), Ingress::Explicit);
     let response = match proxy(&state, request, &mut draft).await {
         Ok(response) => response,
         Err(error) => {
@@ -115,6 +117,51 @@ async fn proxy(
             "CONNECT goes to the transparent proxy port".into(),
         ));
     }
+
+    // 2. Authenticate.
+    let caller = authenticate::caller(state, &parts.headers).await?;
+    exchange(state, &caller, &target, parts, body, draft).await
+}
+
+/// Serve one request of an authenticated caller, whichever ingress it came in by: admit it,
+/// route it, let the service's plugin attach the credential, forward it. Errors are the
+/// caller's to turn into a response (and a log row: `draft` says how far it got).
+pub async fn serve_request(
+    state: &ProxyState,
+    caller: &Caller,
+    target: &Target,
+    request: http::Request<Incoming>,
+    ingress: Ingress,
+) -> Response<ProxyBody> {
+    let started = Instant::now();
+    let mut draft = LogDraft::new(request.method(), ingress);
+    draft.host = format!("{}:{}", target.host, target.port);
+    draft.path = target.path.clone();
+    let (parts, body) = request.into_parts();
+    let response = match exchange(state, caller, target, parts, body, &mut draft).await {
+        Ok(response) => response,
+        Err(error) => {
+            draft
+                .vault_id
+                .get_or_insert_with(|| caller.vault.id.clone());
+            draft.error_code = Some(error.code());
+            error.into_response()
+        }
+    };
+    if let Some(entry) = draft.finish(response.status().as_u16(), started) {
+        state.api.request_log.record(entry);
+    }
+    response
+}
+
+async fn exchange(
+    state: &ProxyState,
+    caller: &Caller,
+    target: &Target,
+    parts: http::request::Parts,
+    body: Incoming,
+    draft: &mut LogDraft,
+) -> Result<Response<ProxyBody>, ProxyError> {
     if ingress::content_length(&parts.headers)
         .is_some_and(|length| length > state.settings.max_request_bytes)
     {
@@ -123,8 +170,7 @@ async fn proxy(
         });
     }
 
-    // 2. Authenticate, then admit.
-    let caller = authenticate::caller(state, &parts.headers).await?;
+    // Admit.
     draft.vault_id = Some(caller.vault.id.clone());
     draft.actor = caller.actor.id();
     // Held until the response body is done, so the concurrency cap counts whole exchanges.
@@ -197,7 +243,7 @@ async fn proxy(
     let requirements = view
         .requirements(service, &plugin)
         .map_err(ProxyError::Plugin)?;
-    let mut head = ingress::request_head(&parts, &target);
+    let mut head = ingress::request_head(&parts, target);
     let body_limit = state.settings.max_request_bytes;
     let (body, body_sha256) = if needs_body_sha256(&requirements.body, &head) {
         let limit = state
@@ -284,9 +330,28 @@ fn full(bytes: Bytes) -> ProxyBody {
         .boxed_unsync()
 }
 
+/// Which door a request came in by, as the request log names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingress {
+    /// `/proxy/{host}/{path}` on the control-plane port.
+    Explicit,
+    /// The forward proxy (`HTTPS_PROXY`).
+    Transparent,
+}
+
+impl Ingress {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ingress::Explicit => "explicit",
+            Ingress::Transparent => "transparent",
+        }
+    }
+}
+
 /// The request log row, filled in as the request goes.
 #[derive(Debug)]
 struct LogDraft {
+    ingress: Ingress,
     method: String,
     host: String,
     path: String,
@@ -298,9 +363,10 @@ struct LogDraft {
 }
 
 impl LogDraft {
-    fn new(request: &http::Request<Incoming>) -> Self {
+    fn new(method: &Method, ingress: Ingress) -> Self {
         LogDraft {
-            method: request.method().as_str().to_owned(),
+            ingress,
+            method: method.as_str().to_owned(),
             host: String::new(),
             path: String::new(),
             vault_id: None,
@@ -316,7 +382,7 @@ impl LogDraft {
         Some(LogEntry {
             id: 0,
             vault_id: self.vault_id?,
-            ingress: "explicit".into(),
+            ingress: self.ingress.as_str().into(),
             method: self.method,
             host: self.host,
             path: self.path,

@@ -127,6 +127,14 @@ pub fn match_service<'a>(
     best.map(|(service, _)| service)
 }
 
+/// Whether any service covers `host:port`, on some path: the transparent proxy intercepts
+/// such a host and tunnels any other one blind.
+pub fn covers_host(services: &[Service], host: &str, port: u16) -> bool {
+    services.iter().any(|service| {
+        host_tier(&service.host, host).is_some() && service.port.is_none_or(|wanted| wanted == port)
+    })
+}
+
 /// Whether the service's allow rules let `method` on `path` through (no rules: anything).
 pub fn allowed(rules: &[AllowRule], method: &str, path: &str) -> bool {
     rules.is_empty()

@@ -356,6 +356,16 @@ pub struct ProposalApplication {
     pub delete: Vec<String>,
 }
 
+/// The transparent proxy's certificate authority as stored: its certificate and its sealed
+/// private key (PKCS#8 DER).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCa {
+    pub common_name: String,
+    pub cert_pem: String,
+    pub sealed_key: Sealed,
+    pub created_at: UnixTime,
+}
+
 /// One proxied request, as the request log keeps it: metadata only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogEntry {
@@ -532,6 +542,11 @@ pub trait Store: Send + Sync + 'static {
     fn delete_scoped_token(&self, vault_id: &str, public_id: &str) -> Result<bool>;
     /// Delete every expired token; how many.
     fn delete_expired_tokens(&self, now: UnixTime) -> Result<usize>;
+
+    // The transparent proxy's certificate authority.
+    fn mitm_ca(&self) -> Result<Option<StoredCa>>;
+    /// Store the first one; `Conflict` if there is one (another process made it first).
+    fn init_mitm_ca(&self, ca: &StoredCa) -> Result<()>;
 
     // The request log.
     fn insert_logs(&self, entries: &[LogEntry]) -> Result<()>;

@@ -30,8 +30,8 @@ use rusqlite::{
 use super::{
     ActorId, ActorKind, Agent, AgentInvite, AgentStatus, DEFAULT_VAULT, Grant, InstanceRole,
     Invite, InviteStatus, KeyProtection, LogEntry, LogQuery, MasterKeyRecord, Proposal,
-    ProposalApplication, Result, Store, StoreError, StoredCredential, TokenKind, TokenRecord,
-    UnixTime, User, Vault, VaultRole, now,
+    ProposalApplication, Result, Store, StoreError, StoredCa, StoredCredential, TokenKind,
+    TokenRecord, UnixTime, User, Vault, VaultRole, now,
 };
 use crate::vault::crypto::{KdfParams, Sealed, random};
 
@@ -47,6 +47,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "003_proposals",
         include_str!("migrations/003_proposals.sql"),
     ),
+    ("004_mitm_ca", include_str!("migrations/004_mitm_ca.sql")),
 ];
 
 /// How long a statement waits for another connection (the CLI next to a running server)
@@ -1693,6 +1694,50 @@ impl Store for SqliteStore {
                     OR (kind = 'login' AND last_used_at + idle_seconds < ?1)",
                 [now],
             )?)
+        })
+    }
+
+    fn mitm_ca(&self) -> Result<Option<StoredCa>> {
+        self.read("read the local CA", |tx| {
+            Ok(tx
+                .query_row(
+                    "SELECT common_name, cert_pem, key_version, nonce, ciphertext, created_at
+                     FROM mitm_ca WHERE id = 1",
+                    [],
+                    |row| {
+                        Ok(StoredCa {
+                            common_name: row.get(0)?,
+                            cert_pem: row.get(1)?,
+                            sealed_key: Sealed {
+                                key_version: row.get(2)?,
+                                nonce: row.get(3)?,
+                                ciphertext: row.get(4)?,
+                            },
+                            created_at: row.get(5)?,
+                        })
+                    },
+                )
+                .optional()?)
+        })
+    }
+
+    fn init_mitm_ca(&self, ca: &StoredCa) -> Result<()> {
+        self.write("store the local CA", |tx| {
+            tx.execute(
+                "INSERT INTO mitm_ca (id, common_name, cert_pem, key_version, nonce, ciphertext,
+                                      created_at)
+                 VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    ca.common_name,
+                    ca.cert_pem,
+                    ca.sealed_key.key_version,
+                    ca.sealed_key.nonce,
+                    ca.sealed_key.ciphertext,
+                    ca.created_at,
+                ],
+            )
+            .on_unique("a local CA")?;
+            Ok(())
         })
     }
 

@@ -127,6 +127,19 @@ impl DataKey {
         Ok(Secret(plain))
     }
 
+    /// Seal the private key (PKCS#8 DER) of the transparent proxy's local CA.
+    pub fn seal_ca_key(&self, pkcs8: &[u8]) -> Result<Sealed, CryptoError> {
+        seal(&self.key, &ca_key_aad(self.version), pkcs8, self.version)
+    }
+
+    /// Open the local CA's private key.
+    pub fn open_ca_key(&self, sealed: &Sealed) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        if sealed.key_version != self.version {
+            return Err(CryptoError::UnknownKeyVersion(sealed.key_version));
+        }
+        open(&self.key, &ca_key_aad(sealed.key_version), sealed)
+    }
+
     /// Wrap this key under a key derived from `password`.
     pub fn wrap(&self, kek: &KeyEncryptionKey) -> Result<Sealed, CryptoError> {
         seal(
@@ -186,6 +199,10 @@ pub fn random(out: &mut [u8]) -> Result<(), CryptoError> {
 fn credential_aad(vault_id: &str, key: &str, version: u32) -> Vec<u8> {
     // NUL separators: neither a vault id nor a key name can contain one.
     format!("agent-vault:credential:v1\0{vault_id}\0{key}\0{version}").into_bytes()
+}
+
+fn ca_key_aad(version: u32) -> Vec<u8> {
+    format!("agent-vault:mitm-ca-key:v1\0{version}").into_bytes()
 }
 
 fn data_key_aad(version: u32) -> Vec<u8> {

@@ -1,0 +1,397 @@
+//! The transparent ingress: a standard forward proxy for agents that cannot rewrite URLs but,
+//! like every HTTP client, honour `HTTPS_PROXY`.
+//!
+//! An agent authenticates with `Proxy-Authorization` (Basic `token:vault`, as
+//! `HTTPS_PROXY=http://{token}:{vault}@127.0.0.1:14322` sends it, or Bearer); without it the
+//! answer is 407. Then:
+//!
+//! - `CONNECT host:port` to a host one of the vault's services covers: the proxy answers 200,
+//!   terminates TLS with a certificate for that host from the local CA (`ca.rs`), and serves
+//!   each request inside the tunnel through the same route, plugin and forward steps as the
+//!   explicit ingress (`tunnel.rs`), re-checking the token every time. The SNI and every
+//!   request's `Host` must name the CONNECT host.
+//! - `CONNECT` to any other host: under the vault's default `passthrough` policy a blind TCP
+//!   tunnel (nothing intercepted, so certificate-pinning clients keep working); under `deny`,
+//!   403 with the `proposal_hint`. Either way the address passes the network guard first.
+//! - An absolute-form request (`GET http://host/path`): forwarded like one inside a tunnel, to
+//!   a plain-http upstream.
+
+pub mod ca;
+mod tunnel;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{HeaderMap, Method, Response, header};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use zeroize::Zeroizing;
+
+use crate::forward::ProxyBody;
+use crate::proxy::{Caller, Ingress, ProxyError, ProxyState, Target, authenticate, route};
+use crate::request::Scheme;
+use crate::store::{self, LogEntry};
+pub use ca::LocalCa;
+
+/// What every connection of the transparent listener shares.
+#[derive(Debug)]
+pub struct Transparent {
+    pub proxy: Arc<ProxyState>,
+    pub ca: Arc<LocalCa>,
+}
+
+/// The proxy credentials of a request: the token, and the vault it names, if any.
+#[derive(Clone)]
+pub(crate) struct ProxyCredentials {
+    token: Zeroizing<String>,
+    vault: Option<String>,
+}
+
+impl std::fmt::Debug for ProxyCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyCredentials")
+            .field("vault", &self.vault)
+            .finish_non_exhaustive()
+    }
+}
+
+const AUTH_HELP: &str = "Proxy credentials required: set HTTPS_PROXY=http://{token}:{vault}@{proxy address} \
+     (or send Proxy-Authorization: Bearer {token})";
+
+/// `Proxy-Authorization`: Basic `token:vault` (the vault may be empty) or Bearer `token`.
+fn proxy_credentials(headers: &HeaderMap) -> Result<ProxyCredentials, ProxyError> {
+    let missing = || ProxyError::ProxyAuthRequired(AUTH_HELP.to_owned());
+    let value = headers
+        .get(header::PROXY_AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .ok_or_else(missing)?
+        .trim();
+    let (scheme, rest) = value.split_once(' ').ok_or_else(missing)?;
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("bearer") && !rest.is_empty() {
+        return Ok(ProxyCredentials {
+            token: Zeroizing::new(rest.to_owned()),
+            vault: None,
+        });
+    }
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(missing());
+    }
+    let decoded = Zeroizing::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(rest)
+            .map_err(|_| missing())?,
+    );
+    let text = std::str::from_utf8(&decoded).map_err(|_| missing())?;
+    let (token, vault) = text.split_once(':').unwrap_or((text, ""));
+    if token.is_empty() {
+        return Err(missing());
+    }
+    let vault = crate::request::decode_component(vault);
+    Ok(ProxyCredentials {
+        token: Zeroizing::new(token.to_owned()),
+        vault: Some(vault).filter(|vault| !vault.is_empty()),
+    })
+}
+
+/// Who is calling, from the proxy credentials: an unknown or expired token is a 407, as
+/// proxies answer it.
+pub(crate) async fn caller(
+    proxy: &ProxyState,
+    credentials: &ProxyCredentials,
+) -> Result<Caller, ProxyError> {
+    authenticate::token_caller(proxy, &credentials.token, credentials.vault.clone(), true)
+        .await
+        .map_err(|error| match error {
+            ProxyError::Unauthorized(message) => ProxyError::ProxyAuthRequired(message),
+            ProxyError::BadRequest(message) if message.contains("X-Vault") => {
+                ProxyError::BadRequest(
+                    "This agent has several vaults: name one, as in \
+                     HTTPS_PROXY=http://{token}:{vault}@{proxy address}"
+                        .into(),
+                )
+            }
+            other => other,
+        })
+}
+
+/// A host name or IP address as a CONNECT target or Host header may carry it: lower case,
+/// IPv6 without brackets.
+fn valid_host(host: &str) -> Option<String> {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return Some(host.to_ascii_lowercase());
+    }
+    let valid = !host.is_empty()
+        && host.len() <= 253
+        && !host.starts_with('.')
+        && !host.ends_with('.')
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    valid.then(|| host.to_ascii_lowercase())
+}
+
+/// `host:port` of a CONNECT request.
+fn connect_target(authority: Option<&http::uri::Authority>) -> Result<(String, u16), ProxyError> {
+    let bad = || ProxyError::BadRequest("CONNECT needs a target host:port".into());
+    let authority = authority.ok_or_else(bad)?;
+    let port = authority
+        .port_u16()
+        .filter(|port| *port > 0)
+        .ok_or_else(bad)?;
+    let host = valid_host(authority.host())
+        .ok_or_else(|| ProxyError::BadRequest(format!("invalid CONNECT target {authority}")))?;
+    Ok((host, port))
+}
+
+/// Run the listener until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    transparent: Arc<Transparent>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        tracing::warn!("transparent proxy: accept failed: {error}");
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let transparent = transparent.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |request| {
+                        let transparent = transparent.clone();
+                        async move { Ok::<_, Infallible>(transparent.handle(request).await) }
+                    });
+                    let connection = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades();
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%peer, "transparent proxy connection ended: {error}");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+}
+
+impl Transparent {
+    /// One request on the proxy hop: a CONNECT, an absolute-form request, or a mistake.
+    async fn handle(self: Arc<Self>, request: http::Request<Incoming>) -> Response<ProxyBody> {
+        if request.method() == Method::CONNECT {
+            return self
+                .connect(request)
+                .await
+                .unwrap_or_else(ProxyError::into_response);
+        }
+        if request.uri().scheme_str() == Some("http") {
+            return self
+                .plain_http(request)
+                .await
+                .unwrap_or_else(ProxyError::into_response);
+        }
+        ProxyError::BadRequest(
+            "This is an HTTP forward proxy: send CONNECT host:port for https, or an absolute \
+             http:// URL; for /proxy/{host}/{path} use the control-plane address"
+                .into(),
+        )
+        .into_response()
+    }
+
+    async fn connect(
+        self: &Arc<Self>,
+        mut request: http::Request<Incoming>,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let (host, port) = connect_target(request.uri().authority())?;
+        let credentials = proxy_credentials(request.headers())?;
+        let caller = caller(&self.proxy, &credentials).await?;
+        let view = self
+            .proxy
+            .directory
+            .view(&caller.vault)
+            .await
+            .map_err(|error| ProxyError::Internal(error.to_string()))?;
+        let intercept = route::covers_host(&view.services, &host, port);
+        if !intercept && view.deny_unmatched {
+            let error = ProxyError::NoService {
+                host: format!("{host}:{port}"),
+                vault: caller.vault.name.clone(),
+                base_url: self.proxy.api.base_url.clone(),
+            };
+            self.log_tunnel(&caller, &host, port, 403, Some(error.code()));
+            return Err(error);
+        }
+        // Refuse a blocked address now, with a clear answer, rather than as a broken tunnel.
+        self.proxy
+            .upstream
+            .check_reachable(&host, port)
+            .await
+            .map_err(ProxyError::Upstream)?;
+        let upgrade = hyper::upgrade::on(&mut request);
+        let transparent = self.clone();
+        if intercept {
+            tokio::spawn(async move {
+                match upgrade.await {
+                    Ok(upgraded) => {
+                        tunnel::intercept(transparent, upgraded, host, port, credentials).await
+                    }
+                    Err(error) => tracing::debug!("CONNECT upgrade failed: {error}"),
+                }
+            });
+        } else {
+            let upstream = self
+                .proxy
+                .upstream
+                .connect_tcp(&host, port)
+                .await
+                .map_err(ProxyError::Upstream)?;
+            self.log_tunnel(&caller, &host, port, 200, None);
+            tokio::spawn(async move {
+                match upgrade.await {
+                    Ok(upgraded) => tunnel::blind(upgraded, upstream).await,
+                    Err(error) => tracing::debug!("CONNECT upgrade failed: {error}"),
+                }
+            });
+        }
+        Ok(Response::new(empty()))
+    }
+
+    async fn plain_http(
+        &self,
+        request: http::Request<Incoming>,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let uri = request.uri();
+        let host = uri
+            .host()
+            .and_then(valid_host)
+            .ok_or_else(|| ProxyError::BadRequest(format!("invalid target URL {uri}")))?;
+        let target = Target {
+            scheme: Scheme::Http,
+            host,
+            port: uri.port_u16().unwrap_or(80),
+            path: uri.path().to_owned(),
+            query: uri.query().map(str::to_owned),
+        };
+        let credentials = proxy_credentials(request.headers())?;
+        let caller = caller(&self.proxy, &credentials).await?;
+        Ok(crate::proxy::serve_request(
+            &self.proxy,
+            &caller,
+            &target,
+            request,
+            Ingress::Transparent,
+        )
+        .await)
+    }
+
+    /// A request-log row for a tunnel that carries no intercepted requests.
+    fn log_tunnel(
+        &self,
+        caller: &Caller,
+        host: &str,
+        port: u16,
+        status: u16,
+        error_code: Option<&str>,
+    ) {
+        self.proxy.api.request_log.record(LogEntry {
+            id: 0,
+            vault_id: caller.vault.id.clone(),
+            ingress: Ingress::Transparent.as_str().into(),
+            method: "CONNECT".into(),
+            host: format!("{host}:{port}"),
+            path: String::new(),
+            matched_service: None,
+            credential_keys: Vec::new(),
+            status,
+            latency_ms: 0,
+            error_code: error_code.map(str::to_owned),
+            actor: caller.actor.id(),
+            created_at: store::now(),
+        });
+    }
+}
+
+fn empty() -> ProxyBody {
+    Full::new(Bytes::new())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::StatusCode;
+
+    fn headers(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::PROXY_AUTHORIZATION, value.parse().unwrap());
+        headers
+    }
+
+    fn basic(userinfo: &str) -> String {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(userinfo)
+        )
+    }
+
+    #[test]
+    fn proxy_credentials_come_as_basic_token_and_vault_or_bearer() {
+        let both = proxy_credentials(&headers(&basic("av_sess_abc:team"))).unwrap();
+        assert_eq!(
+            (both.token.as_str(), both.vault.as_deref()),
+            ("av_sess_abc", Some("team"))
+        );
+        let no_vault = proxy_credentials(&headers(&basic("av_agt_abc:"))).unwrap();
+        assert_eq!(no_vault.vault, None);
+        let encoded = proxy_credentials(&headers(&basic("av_agt_abc:my%20vault"))).unwrap();
+        assert_eq!(encoded.vault.as_deref(), Some("my vault"));
+        let bearer = proxy_credentials(&headers("Bearer av_sess_xyz")).unwrap();
+        assert_eq!(bearer.token.as_str(), "av_sess_xyz");
+        for bad in [
+            "",
+            "Basic",
+            "Basic !!!",
+            "Digest x",
+            "Bearer ",
+            &basic(":team"),
+        ] {
+            let error = proxy_credentials(&headers(bad)).unwrap_err();
+            assert_eq!(
+                error.status(),
+                StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+                "{bad}"
+            );
+        }
+        assert!(proxy_credentials(&HeaderMap::new()).is_err());
+        assert!(!format!("{both:?}").contains("av_sess_abc"));
+    }
+
+    #[test]
+    fn connect_targets_are_host_and_port() {
+        let target = |text: &str| {
+            let authority: http::uri::Authority = text.parse().unwrap();
+            connect_target(Some(&authority))
+        };
+        assert_eq!(
+            target("API.Example.com:443").unwrap(),
+            ("api.example.com".into(), 443)
+        );
+        assert_eq!(target("[::1]:8443").unwrap(), ("::1".into(), 8443));
+        assert!(target("api.example.com").is_err());
+        assert!(target("api.example.com:0").is_err());
+        assert!(target("bad_host.example:443").is_err());
+        assert!(connect_target(None).is_err());
+    }
+}

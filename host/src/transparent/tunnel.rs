@@ -1,0 +1,144 @@
+//! Inside a CONNECT tunnel: intercepted (TLS terminated with a leaf from the local CA, each
+//! request served like one of the explicit ingress), or blind (bytes copied both ways).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http::Response;
+use hyper::body::Incoming;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpStream;
+
+use super::{ProxyCredentials, Transparent, caller, valid_host};
+use crate::forward::ProxyBody;
+use crate::proxy::{Ingress, ProxyError, Target, serve_request};
+use crate::request::Scheme;
+
+/// Copy bytes between the agent and the upstream until either side closes.
+pub(super) async fn blind(upgraded: Upgraded, mut upstream: TcpStream) {
+    let mut agent = TokioIo::new(upgraded);
+    if let Err(error) = tokio::io::copy_bidirectional(&mut agent, &mut upstream).await {
+        tracing::debug!("blind tunnel ended: {error}");
+    }
+}
+
+/// Terminate TLS for `host` and serve the requests inside, HTTP/1.1 or HTTP/2 as the agent's
+/// ALPN chose.
+pub(super) async fn intercept(
+    transparent: Arc<Transparent>,
+    upgraded: Upgraded,
+    host: String,
+    port: u16,
+    credentials: ProxyCredentials,
+) {
+    let acceptor = tokio_rustls::LazyConfigAcceptor::new(
+        rustls::server::Acceptor::default(),
+        TokioIo::new(upgraded),
+    );
+    let start = match acceptor.await {
+        Ok(start) => start,
+        Err(error) => {
+            tracing::debug!(%host, "TLS from the agent failed: {error}");
+            return;
+        }
+    };
+    // The name the agent's TLS asks for must be the one it CONNECTed to: a certificate for
+    // another name would let a tunnel opened to one host carry requests for another.
+    if let Some(sni) = start.client_hello().server_name()
+        && !sni.eq_ignore_ascii_case(&host)
+    {
+        tracing::warn!(connect = %host, sni, "refused a tunnel whose TLS names another host");
+        return;
+    }
+    let config = match transparent.ca.server_config(&host) {
+        Ok(config) => config,
+        Err(error) => {
+            tracing::error!(%host, "cannot make a certificate: {error}");
+            return;
+        }
+    };
+    let tls = match start.into_stream(config).await {
+        Ok(tls) => tls,
+        Err(error) => {
+            tracing::debug!(%host, "TLS handshake with the agent failed: {error}");
+            return;
+        }
+    };
+    let tunnel = Arc::new(Tunnel {
+        transparent,
+        host,
+        port,
+        credentials,
+    });
+    let service = hyper::service::service_fn(move |request| {
+        let tunnel = tunnel.clone();
+        async move { Ok::<_, Infallible>(tunnel.serve(request).await) }
+    });
+    if let Err(error) = auto::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(tls), service)
+        .await
+    {
+        tracing::debug!("intercepted tunnel ended: {error}");
+    }
+}
+
+/// One intercepted tunnel: where it goes and who opened it.
+struct Tunnel {
+    transparent: Arc<Transparent>,
+    host: String,
+    port: u16,
+    credentials: ProxyCredentials,
+}
+
+impl Tunnel {
+    async fn serve(&self, request: http::Request<Incoming>) -> Response<ProxyBody> {
+        let proxy = &self.transparent.proxy;
+        // Checked again for every request: a token revoked or expired while the tunnel is
+        // open stops working at once.
+        let caller = match caller(proxy, &self.credentials).await {
+            Ok(caller) => caller,
+            Err(ProxyError::ProxyAuthRequired(message)) => {
+                return ProxyError::Unauthorized(message).into_response();
+            }
+            Err(error) => return error.into_response(),
+        };
+        if let Err(error) = self.check_host(&request) {
+            return error.into_response();
+        }
+        let target = Target {
+            scheme: Scheme::Https,
+            host: self.host.clone(),
+            port: self.port,
+            path: request.uri().path().to_owned(),
+            query: request.uri().query().map(str::to_owned),
+        };
+        serve_request(proxy, &caller, &target, request, Ingress::Transparent).await
+    }
+
+    /// The request's host (HTTP/2 `:authority`, else `Host`) must be the tunnel's.
+    fn check_host(&self, request: &http::Request<Incoming>) -> Result<(), ProxyError> {
+        let authority = match request.uri().authority() {
+            Some(authority) => Some(authority.clone()),
+            None => request
+                .headers()
+                .get(http::header::HOST)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.parse::<http::uri::Authority>().ok()),
+        };
+        let Some(authority) = authority else {
+            return Err(ProxyError::BadRequest("the request has no Host".into()));
+        };
+        let same_host = valid_host(authority.host()).is_some_and(|host| host == self.host);
+        let same_port = authority.port_u16().is_none_or(|port| port == self.port);
+        if same_host && same_port {
+            Ok(())
+        } else {
+            Err(ProxyError::Misdirected(format!(
+                "This tunnel goes to {}:{}, not to {authority}",
+                self.host, self.port
+            )))
+        }
+    }
+}

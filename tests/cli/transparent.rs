@@ -1,0 +1,400 @@
+//! The transparent ingress: unmodified clients that honour `HTTPS_PROXY` call an upstream by
+//! its own name, and the credential is attached inside the intercepted tunnel; hosts no
+//! service covers get a blind tunnel; the proxy's own authentication, the SNI and Host
+//! checks and the network guard hold.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::proxy::{Proxy, send_raw};
+
+/// A server with the transparent proxy on, a bearer service for `api.test.example`, and the
+/// local CA written to a file.
+struct Transparent {
+    proxy: Proxy,
+    /// `127.0.0.1:PORT` of the forward proxy.
+    address: String,
+    ca_file: PathBuf,
+}
+
+impl Transparent {
+    fn start() -> Transparent {
+        Transparent::start_with(&[("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.1/32")])
+    }
+
+    fn start_with(env: &[(&str, &str)]) -> Transparent {
+        let proxy = Proxy::start_with(&["--mitm-port", "auto"], env);
+        proxy.credentials(json!({ "ITEMS_KEY": "sk_live_transparent_0007" }));
+        proxy.services(json!([
+            { "name": "items", "host": "api.test.example", "auth": { "type": "bearer", "token": "ITEMS_KEY" } }
+        ]));
+        let address = proxy
+            .server
+            .transparent
+            .clone()
+            .expect("the transparent proxy is on");
+        let ca = send_raw(&proxy.server.address, "GET", "/v1/mitm/ca.pem", &[], b"");
+        assert_eq!(ca.status, 200);
+        assert_eq!(
+            ca.header("x-mitm-port"),
+            Some(address.rsplit(':').next().unwrap())
+        );
+        let ca_file = proxy.data.path().join("mitm-ca.pem");
+        std::fs::write(&ca_file, &ca.body).unwrap();
+        Transparent {
+            proxy,
+            address,
+            ca_file,
+        }
+    }
+
+    /// `https://{name}:{port}{path}` of the recording upstream.
+    fn url(&self, name: &str, path: &str) -> String {
+        format!("https://{name}:{}{path}", self.proxy.upstream.port)
+    }
+
+    /// curl through the proxy with the vault token; (exit code, stdout, stderr).
+    fn curl(&self, extra: &[&str], url: &str) -> (i32, String, String) {
+        let proxy = format!("http://{}", self.address);
+        let user = format!("{}:default", self.proxy.token);
+        let output = Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "20",
+                "--proxy",
+                &proxy,
+                "--proxy-user",
+                &user,
+            ])
+            .args(extra)
+            .arg(url)
+            .env_remove("HTTPS_PROXY")
+            .env_remove("https_proxy")
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy")
+            .output()
+            .expect("curl runs");
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+}
+
+#[test]
+fn curl_through_https_proxy_gets_the_credential_attached() {
+    let t = Transparent::start();
+    let ca = t.ca_file.to_str().unwrap();
+    let (code, body, stderr) = t.curl(
+        &["--cacert", ca, "-w", "\n%{http_code} %{http_version}"],
+        &t.url("api.test.example", "/v1/items?limit=2"),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(body.ends_with("\n200 2"), "HTTP/2 to the agent: {body}");
+    let received = t.proxy.upstream.last();
+    assert_eq!(received.target, "/v1/items?limit=2");
+    assert_eq!(
+        received.header("authorization"),
+        ["Bearer sk_live_transparent_0007"]
+    );
+    assert!(received.header("proxy-authorization").is_empty());
+    assert!(
+        received
+            .headers
+            .iter()
+            .all(|(_, value)| !value.contains(&t.proxy.token)),
+        "the agent's token reached the upstream"
+    );
+
+    // HTTP/1.1 works the same.
+    let (code, body, stderr) = t.curl(
+        &[
+            "--cacert",
+            ca,
+            "--http1.1",
+            "-w",
+            "\n%{http_code} %{http_version}",
+        ],
+        &t.url("api.test.example", "/v1/items"),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(body.ends_with("\n200 1.1"), "{body}");
+
+    // The request log names the ingress (rows are written in batches: wait for them).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let logs = t.proxy.api("GET", "/v1/vaults/default/logs", json!({}));
+        let rows = logs["logs"].as_array().unwrap();
+        if rows.len() >= 2 {
+            assert!(
+                rows.iter().all(|row| row["ingress"] == "transparent"),
+                "{logs}"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no log rows: {logs}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_host_no_service_covers_gets_a_blind_tunnel() {
+    let t = Transparent::start();
+    let url = t.url("other.test.example", "/blind");
+    // The client sees the upstream's own certificate: our CA does not verify it...
+    let (code, _, _) = t.curl(&["--cacert", t.ca_file.to_str().unwrap()], &url);
+    assert_ne!(code, 0, "a blind tunnel must not be intercepted");
+    // ...the upstream's CA does, and nothing was attached.
+    let upstream_ca = t.proxy.upstream.ca_file.to_str().unwrap().to_owned();
+    let (code, _, stderr) = t.curl(&["--cacert", &upstream_ca], &url);
+    assert_eq!(code, 0, "{stderr}");
+    let received = t.proxy.upstream.last();
+    assert_eq!(received.target, "/blind");
+    assert!(received.header("authorization").is_empty());
+
+    // Under the deny policy the CONNECT is refused with the proposal hint.
+    t.proxy.api(
+        "PATCH",
+        "/v1/vaults/default/settings",
+        json!({ "unmatched_host_policy": "deny" }),
+    );
+    let connect = connect_raw(
+        &t,
+        "other.test.example",
+        t.proxy.upstream.port,
+        Some(&t.proxy.token),
+    );
+    assert!(connect.starts_with("HTTP/1.1 403"), "{connect}");
+    assert!(connect.contains("\"proposal_hint\""), "{connect}");
+}
+
+/// A raw CONNECT; the proxy's whole answer (head, and body if it refused).
+fn connect_raw(t: &Transparent, host: &str, port: u16, token: Option<&str>) -> String {
+    let mut stream = TcpStream::connect(&t.address).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut request = format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n");
+    if let Some(token) = token {
+        use base64::Engine as _;
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{token}:default"));
+        request.push_str(&format!("Proxy-Authorization: Basic {basic}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                answer.extend_from_slice(&buffer[..n]);
+                let text = String::from_utf8_lossy(&answer);
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length = text[..end]
+                        .lines()
+                        .find_map(|line| {
+                            line.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if answer.len() >= end + 4 + length {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn the_proxy_wants_its_own_credentials() {
+    let t = Transparent::start();
+    let missing = connect_raw(&t, "api.test.example", t.proxy.upstream.port, None);
+    assert!(missing.starts_with("HTTP/1.1 407"), "{missing}");
+    assert!(
+        missing
+            .to_ascii_lowercase()
+            .contains("proxy-authenticate: basic realm=\"agent-vault\""),
+        "{missing}"
+    );
+    let wrong = connect_raw(
+        &t,
+        "api.test.example",
+        t.proxy.upstream.port,
+        Some("av_sess_0000"),
+    );
+    assert!(wrong.starts_with("HTTP/1.1 407"), "{wrong}");
+    // curl sees the 407 too.
+    let proxy = format!("http://{}", t.address);
+    let output = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "20",
+            "--proxy",
+            &proxy,
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_connect}",
+        ])
+        .arg(t.url("api.test.example", "/"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "407");
+}
+
+#[test]
+fn connect_to_a_blocked_address_is_refused() {
+    // No allowlist: the upstream's loopback address is off limits.
+    let t = Transparent::start_with(&[]);
+    let refused = connect_raw(
+        &t,
+        "api.test.example",
+        t.proxy.upstream.port,
+        Some(&t.proxy.token),
+    );
+    assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+    assert!(refused.contains("upstream_blocked"), "{refused}");
+    let metadata = connect_raw(&t, "169.254.169.254", 80, Some(&t.proxy.token));
+    assert!(metadata.starts_with("HTTP/1.1 403"), "{metadata}");
+}
+
+/// A TLS client that trusts exactly `ca_pem`, naming `sni`.
+fn tls_client(ca_pem: &[u8]) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::pem::PemObject::pem_slice_iter(ca_pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+/// An open, intercepted tunnel: CONNECT to `host`, then TLS naming `sni`.
+fn tunnel(
+    t: &Transparent,
+    token: &str,
+    host: &str,
+    sni: &str,
+) -> std::io::Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
+    let port = t.proxy.upstream.port;
+    let mut stream = TcpStream::connect(&t.address)?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{token}:"));
+    write!(
+        stream,
+        "CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\nProxy-Authorization: Basic {basic}\r\n\r\n"
+    )?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte)?;
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    let ca = std::fs::read(&t.ca_file)?;
+    let name = rustls_pki_types::ServerName::try_from(sni.to_owned()).unwrap();
+    let connection = rustls::ClientConnection::new(tls_client(&ca), name).unwrap();
+    let mut tls = rustls::StreamOwned::new(connection, stream);
+    tls.flush()?;
+    Ok(tls)
+}
+
+/// One HTTP/1.1 request on a kept-alive tunnel; the status.
+fn get(
+    tls: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+    host_header: &str,
+    path: &str,
+) -> std::io::Result<u16> {
+    write!(tls, "GET {path} HTTP/1.1\r\nHost: {host_header}\r\n\r\n")?;
+    tls.flush()?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tls.read_exact(&mut byte)?;
+        head.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let status: u16 = text[9..12].parse().unwrap();
+    let lower = text.to_ascii_lowercase();
+    if let Some(length) = lower.lines().find_map(|line| {
+        line.strip_prefix("content-length:")
+            .map(|v| v.trim().parse::<usize>().unwrap())
+    }) {
+        let mut body = vec![0u8; length];
+        tls.read_exact(&mut body)?;
+    } else {
+        assert!(
+            !lower.contains("chunked"),
+            "a chunked answer in this test: {text}"
+        );
+    }
+    Ok(status)
+}
+
+#[test]
+fn a_token_revoked_while_the_tunnel_is_open_stops_working() {
+    let t = Transparent::start();
+    let agent = t.proxy.api(
+        "POST",
+        "/v1/agents",
+        json!({ "name": "tunnel-bot", "vaults": [{ "vault_name": "default" }] }),
+    );
+    let token = agent["av_agent_token"].as_str().unwrap();
+    let host = format!("api.test.example:{}", t.proxy.upstream.port);
+    let mut tls = tunnel(&t, token, "api.test.example", "api.test.example").unwrap();
+    assert_eq!(get(&mut tls, &host, "/first").unwrap(), 200);
+    assert_eq!(get(&mut tls, &host, "/second").unwrap(), 200);
+    t.proxy.api("DELETE", "/v1/agents/tunnel-bot", json!({}));
+    assert_eq!(get(&mut tls, &host, "/third").unwrap(), 401);
+    let targets: Vec<String> = t
+        .proxy
+        .upstream
+        .received()
+        .iter()
+        .map(|r| r.target.clone())
+        .collect();
+    assert!(!targets.contains(&"/third".to_owned()), "{targets:?}");
+}
+
+#[test]
+fn the_sni_and_the_host_must_be_the_connect_target() {
+    let t = Transparent::start();
+    // TLS naming another host than the CONNECT: no certificate, no tunnel.
+    let refused = tunnel(&t, &t.proxy.token, "api.test.example", "other.test.example")
+        .and_then(|mut tls| get(&mut tls, "other.test.example", "/"));
+    assert!(refused.is_err(), "{refused:?}");
+    // A Host header naming another host inside a good tunnel: 421.
+    let mut tls = tunnel(&t, &t.proxy.token, "api.test.example", "api.test.example").unwrap();
+    assert_eq!(get(&mut tls, "other.test.example", "/").unwrap(), 421);
+    let port = t.proxy.upstream.port;
+    assert_eq!(
+        get(&mut tls, &format!("api.test.example:{}", port + 1), "/").unwrap(),
+        421
+    );
+    assert_eq!(
+        get(&mut tls, &format!("api.test.example:{port}"), "/ok").unwrap(),
+        200
+    );
+}
