@@ -398,3 +398,101 @@ fn the_sni_and_the_host_must_be_the_connect_target() {
         200
     );
 }
+
+/// `agent-vault vault run --data-dir {data} -- CMD...` with `token` as the caller's token.
+fn vault_run(t: &Transparent, token: &str, command: &[&str]) -> std::process::Output {
+    let data = t.proxy.data.path().join("cli");
+    let mut args = vec!["vault", "run", "--data-dir", data.to_str().unwrap(), "--"];
+    args.extend_from_slice(command);
+    let url = t.proxy.server.url();
+    Command::new(crate::support::binary())
+        .args(&args)
+        .env("AGENT_VAULT_TOKEN", token)
+        .env("AGENT_VAULT_ADDR", &url)
+        .env("NO_PROXY", "internal.example")
+        .env_remove("AGENT_VAULT_HOME")
+        .env_remove("HTTPS_PROXY")
+        .env_remove("https_proxy")
+        .env_remove("SSL_CERT_FILE")
+        .output()
+        .expect("agent-vault runs")
+}
+
+fn agent_token(t: &Transparent, name: &str) -> String {
+    let agent = t.proxy.api(
+        "POST",
+        "/v1/agents",
+        json!({ "name": name, "vaults": [{ "vault_name": "default" }] }),
+    );
+    agent["av_agent_token"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn curl_runs_unmodified_under_vault_run() {
+    let t = Transparent::start();
+    let token = agent_token(&t, "curl-bot");
+    let url = t.url("api.test.example", "/v1/items");
+    let output = vault_run(&t, &token, &["curl", "-sS", "-w", "\n%{http_code}", &url]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.ends_with("\n200"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        t.proxy.upstream.last().header("authorization"),
+        ["Bearer sk_live_transparent_0007"]
+    );
+}
+
+#[test]
+fn vault_run_sets_up_the_environment_and_passes_the_exit_status_on() {
+    let t = Transparent::start();
+    // A person's login: vault run makes a vault session for the command.
+    let script = "printf '%s\\n' \"$AGENT_VAULT_ADDR\" \"$AGENT_VAULT_TOKEN\" \"$AGENT_VAULT_SESSION_TOKEN\" \
+                  \"$AGENT_VAULT_VAULT\" \"$HTTPS_PROXY\" \"$NO_PROXY\" \"$NODE_USE_ENV_PROXY\" \
+                  \"$SSL_CERT_FILE\" \"$NODE_EXTRA_CA_CERTS\" \"$REQUESTS_CA_BUNDLE\" \"$CURL_CA_BUNDLE\" \
+                  \"$GIT_SSL_CAINFO\" \"$DENO_CERT\"";
+    let output = vault_run(&t, &t.proxy.owner, &["sh", "-c", script]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], t.proxy.server.url());
+    assert!(
+        lines[1].starts_with("av_sess_"),
+        "a vault session, not the login: {}",
+        lines[1]
+    );
+    assert_ne!(lines[1], t.proxy.owner);
+    assert_eq!(lines[2], lines[1]);
+    assert_eq!(lines[3], "default");
+    assert_eq!(
+        lines[4],
+        format!("http://{}:default@{}", lines[1], t.address)
+    );
+    assert_eq!(lines[5], "internal.example,localhost,127.0.0.1,::1");
+    assert_eq!(lines[6], "1");
+    let bundle = lines[7];
+    assert!(lines[8..13].iter().all(|line| *line == bundle), "{stdout}");
+    let bundle_text = std::fs::read_to_string(bundle).unwrap();
+    let ca = std::fs::read_to_string(&t.ca_file).unwrap();
+    assert!(
+        bundle_text.ends_with(&ca),
+        "the bundle ends with the local CA"
+    );
+    assert!(
+        bundle_text.matches("BEGIN CERTIFICATE").count() > 1,
+        "the bundle keeps the system's roots"
+    );
+
+    // The exit status and a deadly signal are the command's own.
+    let exited = vault_run(&t, &t.proxy.owner, &["sh", "-c", "exit 7"]);
+    assert_eq!(exited.status.code(), Some(7));
+    let killed = vault_run(&t, &t.proxy.owner, &["sh", "-c", "kill -TERM $$"]);
+    use std::os::unix::process::ExitStatusExt as _;
+    assert_eq!(killed.status.signal(), Some(15));
+}

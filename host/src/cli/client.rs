@@ -334,8 +334,51 @@ impl Client {
         self.send(Method::DELETE, path, body)
     }
 
+    /// A GET whose answer is not JSON: the headers and the body of a 2xx answer.
+    pub fn get_raw(&self, path: &str) -> Result<(http::HeaderMap, Bytes), ClientError> {
+        let (status, headers, body) = self.exchange(Method::GET, path, None)?;
+        if status.is_success() {
+            return Ok((headers, body));
+        }
+        Err(self.refusal(status, &body))
+    }
+
     /// One request; the JSON of a 2xx answer, else the server's message as an error.
     fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, ClientError> {
+        let (status, _, body) = self.exchange(method, path, body)?;
+        if status.is_success() {
+            if body.is_empty() {
+                return Ok(Value::Null);
+            }
+            return serde_json::from_slice(&body).map_err(|_| ClientError::NotJson {
+                address: self.address.clone(),
+                status,
+            });
+        }
+        Err(self.refusal(status, &body))
+    }
+
+    /// The error for a non-2xx answer, with the server's own message.
+    fn refusal(&self, status: StatusCode, body: &[u8]) -> ClientError {
+        let json: Option<Value> = serde_json::from_slice(body).ok();
+        let message = json
+            .as_ref()
+            .map(describe_error)
+            .unwrap_or_else(|| format!("the server answered {status}"));
+        match (status, &self.token, self.agent_mode) {
+            (StatusCode::UNAUTHORIZED, Some(_), true) => ClientError::TokenRefused(message),
+            (StatusCode::UNAUTHORIZED, Some(_), false) => ClientError::SessionRefused(message),
+            _ => ClientError::Api { status, message },
+        }
+    }
+
+    /// One request; the status, headers and body.
+    fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, http::HeaderMap, Bytes), ClientError> {
         let transport = |reason: String| ClientError::Transport {
             address: self.address.clone(),
             reason,
@@ -366,7 +409,7 @@ impl Client {
         let request = request
             .body(Full::new(bytes))
             .map_err(|error| transport(error.to_string()))?;
-        let (status, body) = self.runtime.block_on(async {
+        self.runtime.block_on(async {
             let response = tokio::time::timeout(REQUEST_TIMEOUT, self.http.request(request))
                 .await
                 .map_err(|_| ClientError::Timeout {
@@ -374,6 +417,7 @@ impl Client {
                 })?
                 .map_err(|error| self.request_failed(&error))?;
             let status = response.status();
+            let headers = response.headers().clone();
             let body = tokio::time::timeout(
                 REQUEST_TIMEOUT,
                 Limited::new(response.into_body(), MAX_RESPONSE).collect(),
@@ -384,27 +428,7 @@ impl Client {
             })?
             .map_err(|error| transport(format!("reading the answer: {error}")))?
             .to_bytes();
-            Ok::<_, ClientError>((status, body))
-        })?;
-        let json: Option<Value> = if body.is_empty() {
-            Some(Value::Null)
-        } else {
-            serde_json::from_slice(&body).ok()
-        };
-        if status.is_success() {
-            return json.ok_or(ClientError::NotJson {
-                address: self.address.clone(),
-                status,
-            });
-        }
-        let message = json
-            .as_ref()
-            .map(describe_error)
-            .unwrap_or_else(|| format!("the server answered {status}"));
-        Err(match (status, &self.token, self.agent_mode) {
-            (StatusCode::UNAUTHORIZED, Some(_), true) => ClientError::TokenRefused(message),
-            (StatusCode::UNAUTHORIZED, Some(_), false) => ClientError::SessionRefused(message),
-            _ => ClientError::Api { status, message },
+            Ok::<_, ClientError>((status, headers, body))
         })
     }
 

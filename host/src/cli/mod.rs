@@ -15,6 +15,7 @@ mod logs;
 mod master_password;
 mod plugin;
 mod proposal;
+mod run;
 mod server;
 mod service;
 mod user;
@@ -52,6 +53,8 @@ enum Command {
     /// Inspect and try auth plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// The transparent proxy's certificate authority.
+    Ca(run::CaArgs),
 }
 
 /// Where state lives: `--data-dir`, else `$AGENT_VAULT_HOME`, else `~/.agent-vault`.
@@ -103,6 +106,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::User(args) => user::run(args),
         Command::MasterPassword(command) => master_password::run(command),
         Command::Plugin(command) => plugin::run(command),
+        Command::Ca(args) => run::run_ca(args),
     }
 }
 

@@ -58,6 +58,9 @@ enum VaultCommand {
     Logs(logs::LogsArgs),
     /// Proposals agents make: list, show, approve, reject, review; create (for agents).
     Proposal(proposal::ProposalArgs),
+    /// Run a command behind the transparent proxy (HTTPS_PROXY and CA trust set), with a
+    /// token for the vault.
+    Run(super::run::RunArgs),
 }
 
 /// `--vault`, accepted anywhere after the command that takes it.
@@ -108,6 +111,7 @@ pub fn run(args: VaultArgs) -> anyhow::Result<ExitCode> {
         VaultCommand::Token(token_args) => token(client_args, &token_args),
         VaultCommand::Logs(logs_args) => logs::run(client_args, &logs_args),
         VaultCommand::Proposal(proposal_args) => proposal::run(client_args, proposal_args),
+        VaultCommand::Run(run_args) => return super::run::run(client_args, run_args),
     }?;
     Ok(ExitCode::SUCCESS)
 }
