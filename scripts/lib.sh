@@ -20,14 +20,22 @@ if [ ! -d "$sysroot/lib/rustlib/wasm32-wasip2" ]; then
   fi
 fi
 
-# The end-to-end test of the approval page drives a real headless browser with JavaScript
-# off (tests/browser/approve.mjs), to prove the page works as plain HTML forms. It uses
-# Debian's Chromium rather than a browser build that Playwright would download, and
-# playwright-core from tests/browser/package-lock.json. Called by scripts/test only: the
-# server itself needs neither.
-install_browser_test_deps() {
-  if [ ! -x /usr/bin/chromium ]; then
-    echo "Installing Debian's chromium (needed by the approval page browser test)..." >&2
+# Tools the black-box tests run, beyond the Rust toolchain. Called by scripts/test only:
+# the server itself needs none of them.
+# - Debian's chromium and playwright-core (tests/browser/package-lock.json): the end-to-end
+#   test of the approval page drives a real headless browser with JavaScript off
+#   (tests/browser/approve.mjs), to prove the page works as plain HTML forms. Debian's
+#   Chromium, rather than a browser build that Playwright would download.
+# - curl, Python's requests and Node's fetch (undici from tests/clients/package-lock.json):
+#   the transparent proxy tests run these real clients, unmodified, through `vault run`
+#   (tests/clients/requests_get.py and tests/clients/fetch.mjs), to prove they honour
+#   HTTPS_PROXY with its credentials and trust the proxy's CA.
+install_test_deps() {
+  local debs=()
+  [ -x /usr/bin/chromium ] || debs+=(chromium)
+  command -v curl >/dev/null 2>&1 || debs+=(curl)
+  if [ "${#debs[@]}" -gt 0 ]; then
+    echo "Installing Debian's ${debs[*]} (needed by the browser and transparent proxy tests)..." >&2
     local sudo=()
     if [ "$(id -u)" -ne 0 ]; then
       command -v sudo >/dev/null 2>&1 && sudo=(sudo)
@@ -35,8 +43,19 @@ install_browser_test_deps() {
     if [ "$(id -u)" -ne 0 ] && [ "${#sudo[@]}" -eq 0 ] \
       || ! command -v apt-get >/dev/null 2>&1 \
       || ! { "${sudo[@]}" apt-get update >&2 \
-        && "${sudo[@]}" apt-get install -y --no-install-recommends chromium >&2; }; then
-      echo "error: could not install chromium; install Debian's \`chromium\` package (/usr/bin/chromium) and try again" >&2
+        && "${sudo[@]}" apt-get install -y --no-install-recommends "${debs[@]}" >&2; }; then
+      echo "error: could not install ${debs[*]}; install Debian's \`${debs[*]}\` package(s) (chromium as /usr/bin/chromium) and try again" >&2
+      exit 1
+    fi
+  fi
+  if ! command -v python3 >/dev/null 2>&1; then
+    echo "error: python3 is not installed; install Python 3 (Debian: \`apt-get install python3 python3-pip\`) and try again" >&2
+    exit 1
+  fi
+  if ! python3 -c 'import requests' >/dev/null 2>&1; then
+    echo "Installing Python's requests (needed by the transparent proxy tests)..." >&2
+    if ! python3 -m pip install --quiet --disable-pip-version-check requests >&2; then
+      echo "error: could not install Python's requests; run \`python3 -m pip install requests\` (Debian: \`apt-get install python3-requests\`) and try again" >&2
       exit 1
     fi
   fi
@@ -44,12 +63,16 @@ install_browser_test_deps() {
     echo "error: node and npm are not installed; install Node.js 20 or newer (Debian: \`apt-get install nodejs npm\`) and try again" >&2
     exit 1
   fi
-  # `npm ci` installs exactly the locked playwright-core; skip it when already there.
-  if [ ! -d "$repo/tests/browser/node_modules/playwright-core" ]; then
-    echo "Installing the browser test's Node packages (npm ci in tests/browser)..." >&2
-    if ! (cd "$repo/tests/browser" && npm ci --no-audit --no-fund >&2); then
-      echo "error: npm ci failed in tests/browser; run \`npm ci\` there and try again" >&2
-      exit 1
+  # `npm ci` installs exactly the locked packages; skip it where they are already there.
+  local dir package
+  for dir in browser:playwright-core clients:undici; do
+    package="${dir#*:}" dir="tests/${dir%%:*}"
+    if [ ! -d "$repo/$dir/node_modules/$package" ]; then
+      echo "Installing the Node packages of $dir (npm ci there)..." >&2
+      if ! (cd "$repo/$dir" && npm ci --no-audit --no-fund >&2); then
+        echo "error: npm ci failed in $dir; run \`npm ci\` there and try again" >&2
+        exit 1
+      fi
     fi
-  fi
+  done
 }

@@ -496,3 +496,138 @@ fn vault_run_sets_up_the_environment_and_passes_the_exit_status_on() {
     use std::os::unix::process::ExitStatusExt as _;
     assert_eq!(killed.status.signal(), Some(15));
 }
+
+/// Read an HTTP head (through the blank line) from a stream.
+fn read_head(stream: &mut impl Read) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+#[test]
+fn a_websocket_handshake_gets_the_credential_and_then_carries_bytes_both_ways() {
+    let t = Transparent::start();
+    let mut tls = tunnel(&t, &t.proxy.token, "api.test.example", "api.test.example").unwrap();
+    let key = "dGhlIHNhbXBsZSBub25jZQ==";
+    write!(
+        tls,
+        "GET /ws HTTP/1.1\r\nHost: api.test.example:{}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n",
+        t.proxy.upstream.port
+    )
+    .unwrap();
+    tls.flush().unwrap();
+    let head = read_head(&mut tls);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let lower = head.to_ascii_lowercase();
+    assert!(lower.contains("upgrade: websocket"), "{head}");
+    assert!(
+        lower.contains(&format!(
+            "sec-websocket-accept: {}",
+            crate::upstream::websocket_accept(key.as_bytes()).to_ascii_lowercase()
+        )),
+        "{head}"
+    );
+    assert!(!lower.contains("set-cookie"), "{head}");
+    let handshake = t.proxy.upstream.last();
+    assert_eq!(handshake.target, "/ws");
+    assert_eq!(
+        handshake.header("authorization"),
+        ["Bearer sk_live_transparent_0007"]
+    );
+    assert_eq!(handshake.header("upgrade"), ["websocket"]);
+
+    // After the switch the tunnel carries raw bytes (here: the upstream echoes them).
+    for message in ["first frame bytes", "second"] {
+        tls.write_all(message.as_bytes()).unwrap();
+        tls.flush().unwrap();
+        let mut echoed = vec![0u8; message.len()];
+        tls.read_exact(&mut echoed).unwrap();
+        assert_eq!(echoed, message.as_bytes());
+    }
+}
+
+#[test]
+fn python_requests_and_node_fetch_run_unmodified_under_vault_run() {
+    let t = Transparent::start();
+    let token = agent_token(&t, "client-bot");
+    let clients = crate::support::workspace_root().join("tests/clients");
+    assert!(
+        clients.join("node_modules/undici").is_dir(),
+        "the Node client needs undici: run ./scripts/test, which installs it"
+    );
+    for (program, script) in [("python3", "requests_get.py"), ("node", "fetch.mjs")] {
+        let path = format!("/v1/from-{program}");
+        let url = t.url("api.test.example", &path);
+        let script = clients.join(script);
+        let output = vault_run(&t, &token, &[program, script.to_str().unwrap(), &url]);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.lines().next() == Some("200"),
+            "{program}: {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let received = t.proxy.upstream.last();
+        assert_eq!(received.target, path);
+        assert_eq!(
+            received.header("authorization"),
+            ["Bearer sk_live_transparent_0007"],
+            "{program}"
+        );
+    }
+}
+
+#[test]
+fn a_plain_http_request_is_forwarded_with_the_credential() {
+    // A plain-http upstream that records the head of the one request it gets.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (sender, received) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        if let Ok((mut stream, _)) = listener.accept() {
+            let head = read_head(&mut stream);
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nplain",
+            );
+            let _ = sender.send(head);
+        }
+    });
+    let pin = format!("plain.test.example:{port}:127.0.0.1");
+    let proxy = Proxy::start_with(
+        &["--mitm-port", "auto", "--resolve", &pin],
+        &[("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.1/32")],
+    );
+    proxy.credentials(json!({ "PLAIN_KEY": "sk_live_plain_0008" }));
+    proxy.services(json!([
+        { "name": "plain", "host": "plain.test.example", "auth": { "type": "bearer", "token": "PLAIN_KEY" } }
+    ]));
+    let address = proxy.server.transparent.clone().unwrap();
+    let output = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "--proxy"])
+        .arg(format!("http://{address}"))
+        .arg("--proxy-user")
+        .arg(format!("{}:default", proxy.token))
+        .arg(format!("http://plain.test.example:{port}/v1/plain?x=1"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "plain",
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let head = received
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    assert!(head.starts_with("GET /v1/plain?x=1 HTTP/1.1"), "{head}");
+    let lower = head.to_ascii_lowercase();
+    assert!(
+        lower.contains("authorization: bearer sk_live_plain_0008"),
+        "{head}"
+    );
+    assert!(!lower.contains("proxy-authorization"), "{head}");
+}

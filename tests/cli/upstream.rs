@@ -108,7 +108,7 @@ impl Upstream {
                     let service =
                         hyper::service::service_fn(move |request| answer(request, record.clone()));
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tls), service)
+                        .serve_connection_with_upgrades(TokioIo::new(tls), service)
                         .await;
                 });
             }
@@ -138,9 +138,20 @@ impl Upstream {
 type AnswerBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
 async fn answer(
-    request: Request<Incoming>,
+    mut request: Request<Incoming>,
     record: Arc<Mutex<Vec<Received>>>,
 ) -> Result<Response<AnswerBody>, Infallible> {
+    // `/ws`: a WebSocket handshake, then every byte echoed back.
+    let websocket = (request.uri().path() == "/ws")
+        .then(|| {
+            let key = request
+                .headers()
+                .get("sec-websocket-key")?
+                .as_bytes()
+                .to_vec();
+            Some((key, hyper::upgrade::on(&mut request)))
+        })
+        .flatten();
     let (parts, body) = request.into_parts();
     let body = body
         .collect()
@@ -173,6 +184,22 @@ async fn answer(
         version: format!("{:?}", parts.version),
     });
     let full = |text: &'static str| Full::new(Bytes::from_static(text.as_bytes())).boxed();
+    if let Some((key, upgrade)) = websocket {
+        tokio::spawn(async move {
+            if let Ok(upgraded) = upgrade.await {
+                let (mut reader, mut writer) = tokio::io::split(TokioIo::new(upgraded));
+                let _ = tokio::io::copy(&mut reader, &mut writer).await;
+            }
+        });
+        return Ok(Response::builder()
+            .status(101)
+            .header("connection", "Upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-accept", websocket_accept(&key))
+            .header("set-cookie", "ws=upstream-secret")
+            .body(full(""))
+            .unwrap());
+    }
     let response = match parts.uri.path() {
         "/set-cookie" => Response::builder()
             .header("set-cookie", "session=upstream-secret; HttpOnly")
@@ -208,6 +235,16 @@ async fn answer(
             .body(full("{\"ok\":true}")),
     };
     Ok(response.unwrap())
+}
+
+/// `Sec-WebSocket-Accept` for a key (RFC 6455).
+pub fn websocket_accept(key: &[u8]) -> String {
+    use base64::Engine as _;
+    use sha1::Digest as _;
+    let mut hasher = sha1::Sha1::new();
+    hasher.update(key);
+    hasher.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64::engine::general_purpose::STANDARD.encode(hasher.finalize())
 }
 
 /// An mpsc receiver as a `Stream`.

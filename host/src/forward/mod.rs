@@ -17,6 +17,9 @@
 //! or a body. This module knows nothing of plugins, vaults or agents.
 
 pub mod netguard;
+mod upgrade;
+
+pub use upgrade::Upgrading;
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -272,6 +275,8 @@ fn blocked_message(host: &str, addr: &IpAddr, reason: &netguard::Blocked) -> Str
 pub struct Upstream {
     client: Client<HttpsConnector<GuardedConnector>, WatchedBody>,
     connector: Arc<ConnectConfig>,
+    /// The same trust with ALPN `http/1.1` only, for `Upgrade` handshakes.
+    tls_http1: Arc<rustls::ClientConfig>,
     response_header_timeout: Duration,
 }
 
@@ -300,6 +305,8 @@ impl Upstream {
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
             .with_root_certificates(roots)
             .with_no_client_auth();
+        let mut tls_http1 = tls.clone();
+        tls_http1.alpn_protocols = vec![b"http/1.1".to_vec()];
         let connect = Arc::new(ConnectConfig {
             resolve: settings.resolve,
             allowlist: settings.allowlist,
@@ -322,6 +329,7 @@ impl Upstream {
         Ok(Upstream {
             client,
             connector: connect,
+            tls_http1: Arc::new(tls_http1),
             response_header_timeout: settings.response_header_timeout,
         })
     }

@@ -96,6 +96,21 @@ pub fn request_head(parts: &Parts, target: &Target) -> RequestHead {
     }
 }
 
+/// The protocol an `Upgrade` request asks for (`Connection: upgrade` and an `Upgrade`
+/// header), if it is one.
+pub fn upgrade_protocol(headers: &HeaderMap) -> Option<http::HeaderValue> {
+    let connection_upgrade = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    if !connection_upgrade {
+        return None;
+    }
+    headers.get(http::header::UPGRADE).cloned()
+}
+
 /// The request's declared body length, if any.
 pub fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers

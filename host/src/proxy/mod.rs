@@ -30,7 +30,9 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 
 use crate::api::ApiState;
-use crate::forward::{BoxError, ProxyBody, Upstream, UpstreamError, clean_response_headers};
+use crate::forward::{
+    BoxError, ProxyBody, Upgrading, Upstream, UpstreamError, clean_response_headers,
+};
 use crate::plugin::body::hash_body;
 use crate::plugin::{Call, Outcome, needs_body_sha256};
 use crate::ratelimit::RateLimiter;
@@ -158,10 +160,17 @@ async fn exchange(
     state: &ProxyState,
     caller: &Caller,
     target: &Target,
-    parts: http::request::Parts,
+    mut parts: http::request::Parts,
     body: Incoming,
     draft: &mut LogDraft,
 ) -> Result<Response<ProxyBody>, ProxyError> {
+    // A WebSocket (or other) upgrade: the protocol asked for, and the agent's side of it.
+    let upgrade = ingress::upgrade_protocol(&parts.headers).map(|protocol| {
+        (
+            protocol,
+            parts.extensions.remove::<hyper::upgrade::OnUpgrade>(),
+        )
+    });
     if ingress::content_length(&parts.headers)
         .is_some_and(|length| length > state.settings.max_request_bytes)
     {
@@ -279,11 +288,31 @@ async fn exchange(
     drop(credentials);
 
     // 5. Forward.
-    let response = state
-        .upstream
-        .send(head, body)
-        .await
-        .map_err(|error| upstream_failure(error, body_limit))?;
+    let response = match upgrade {
+        Some((protocol, agent)) => {
+            let agent = agent.ok_or_else(|| {
+                ProxyError::BadRequest(
+                    "this connection cannot be upgraded (use HTTP/1.1 for WebSocket)".into(),
+                )
+            })?;
+            match state
+                .upstream
+                .upgrade(head, protocol)
+                .await
+                .map_err(ProxyError::Upstream)?
+            {
+                Upgrading::Answered(response) => response,
+                Upgrading::Switched { response, upstream } => {
+                    return Ok(switched(response, agent, upstream, permit));
+                }
+            }
+        }
+        None => state
+            .upstream
+            .send(head, body)
+            .await
+            .map_err(|error| upstream_failure(error, body_limit))?,
+    };
     let (mut parts, body) = response.into_parts();
     clean_response_headers(&mut parts.headers);
     let body = match state.settings.max_response_bytes {
@@ -304,6 +333,41 @@ async fn exchange(
         })
         .boxed_unsync();
     Ok(Response::from_parts(parts, body))
+}
+
+/// The agent's `101`, once the upstream switched: the upstream's headers (without cookies),
+/// and a task that joins the two upgraded connections, holding the rate-limit permit as long
+/// as they are open.
+fn switched(
+    response: Response<()>,
+    agent: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::Upgraded,
+    permit: crate::ratelimit::Permit,
+) -> Response<ProxyBody> {
+    let (mut parts, ()) = response.into_parts();
+    let upgrade = parts.headers.get(http::header::UPGRADE).cloned();
+    clean_response_headers(&mut parts.headers);
+    if let Some(upgrade) = upgrade {
+        parts.headers.insert(http::header::UPGRADE, upgrade);
+    }
+    parts.headers.insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("upgrade"),
+    );
+    tokio::spawn(async move {
+        let _held = permit;
+        match agent.await {
+            Ok(agent) => {
+                let mut agent = hyper_util::rt::TokioIo::new(agent);
+                let mut upstream = hyper_util::rt::TokioIo::new(upstream);
+                if let Err(error) = tokio::io::copy_bidirectional(&mut agent, &mut upstream).await {
+                    tracing::debug!("upgraded connection ended: {error}");
+                }
+            }
+            Err(error) => tracing::debug!("the agent's side of the upgrade failed: {error}"),
+        }
+    });
+    Response::from_parts(parts, full(Bytes::new()))
 }
 
 /// An upstream failure, unless it was the agent's body that failed: too large (413) or cut

@@ -77,7 +77,7 @@ pub(super) async fn intercept(
         async move { Ok::<_, Infallible>(tunnel.serve(request).await) }
     });
     if let Err(error) = auto::Builder::new(TokioExecutor::new())
-        .serve_connection(TokioIo::new(tls), service)
+        .serve_connection_with_upgrades(TokioIo::new(tls), service)
         .await
     {
         tracing::debug!("intercepted tunnel ended: {error}");
