@@ -55,6 +55,8 @@ mod tests {
             "Retry-After",
             "POST \"$AGENT_VAULT_ADDR/v1/proposals\"",
             "approval_url",
+            "HTTPS_PROXY",
+            "/v1/mitm/ca.pem",
         ] {
             assert!(guide.contains(needle), "the guide lacks {needle:?}");
         }
