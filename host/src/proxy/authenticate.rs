@@ -22,6 +22,7 @@ pub struct Caller {
 /// The caller of the explicit ingress: `Authorization: Bearer` and, for agent tokens,
 /// `X-Vault`.
 pub async fn caller(state: &ProxyState, headers: &HeaderMap) -> Result<Caller, ProxyError> {
+    require_initialized(state).await?;
     let header = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
@@ -41,14 +42,7 @@ pub async fn token_caller(
     named_vault: Option<String>,
     infer_vault: bool,
 ) -> Result<Caller, ProxyError> {
-    if !state
-        .api
-        .initialized()
-        .await
-        .map_err(|error| ProxyError::Internal(error.message))?
-    {
-        return Err(ProxyError::NotInitialized);
-    }
+    require_initialized(state).await?;
     let session = state
         .directory
         .session(token)
@@ -98,6 +92,21 @@ pub async fn token_caller(
         Actor::User(_) => Err(ProxyError::Forbidden(
             "Session requires vault scope: use a vault token (agent-vault vault token) or an agent token with X-Vault".into(),
         )),
+    }
+}
+
+/// 503 until the instance has an owner: before that no token can be valid, and saying so
+/// beats a 401.
+async fn require_initialized(state: &ProxyState) -> Result<(), ProxyError> {
+    let initialized = state
+        .api
+        .initialized()
+        .await
+        .map_err(|error| ProxyError::Internal(error.message))?;
+    if initialized {
+        Ok(())
+    } else {
+        Err(ProxyError::NotInitialized)
     }
 }
 
