@@ -631,3 +631,92 @@ fn a_plain_http_request_is_forwarded_with_the_credential() {
     );
     assert!(!lower.contains("proxy-authorization"), "{head}");
 }
+
+#[test]
+fn an_http2_only_client_works_through_the_tunnel() {
+    let t = Transparent::start();
+    let port = t.proxy.upstream.port;
+    let ca = std::fs::read(&t.ca_file).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (status, alpn) = runtime.block_on(async {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut tcp = tokio::net::TcpStream::connect(&t.address).await.unwrap();
+        let credentials = {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(format!("{}:default", t.proxy.token))
+        };
+        tcp.write_all(
+            format!(
+                "CONNECT api.test.example:{port} HTTP/1.1\r\nHost: api.test.example:{port}\r\n\
+                 Proxy-Authorization: Basic {credentials}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            head.push(tcp.read_u8().await.unwrap());
+        }
+        assert!(head.starts_with(b"HTTP/1.1 200"));
+        // Offer h2 and nothing else.
+        let mut config = (*tls_client(&ca)).clone();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let name = rustls_pki_types::ServerName::try_from("api.test.example").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+        let (mut sender, connection) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tls),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(connection);
+        let request = http::Request::get(format!("https://api.test.example:{port}/h2-only"))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        (response.status().as_u16(), alpn)
+    });
+    assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
+    assert_eq!(status, 200);
+    let received = t.proxy.upstream.last();
+    assert_eq!(received.target, "/h2-only");
+    assert_eq!(
+        received.header("authorization"),
+        ["Bearer sk_live_transparent_0007"]
+    );
+}
+
+#[test]
+fn ca_fetch_saves_the_local_ca() {
+    let t = Transparent::start();
+    let out = t.proxy.data.path().join("fetched-ca.pem");
+    let run = crate::support::agent_vault_with_env(
+        &["ca", "fetch", "-o", out.to_str().unwrap()],
+        &[("AGENT_VAULT_ADDR", &t.proxy.server.url())],
+    );
+    assert!(run.0.status.success(), "{}", run.stderr());
+    assert!(
+        run.stderr()
+            .contains("Wrote the CA of the transparent proxy (port")
+    );
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        std::fs::read(&t.ca_file).unwrap()
+    );
+    let printed = crate::support::agent_vault_with_env(
+        &["ca", "fetch"],
+        &[("AGENT_VAULT_ADDR", &t.proxy.server.url())],
+    );
+    assert_eq!(
+        printed.stdout().as_bytes(),
+        std::fs::read(&t.ca_file).unwrap()
+    );
+}
