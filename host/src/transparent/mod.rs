@@ -59,6 +59,10 @@ impl std::fmt::Debug for ProxyCredentials {
     }
 }
 
+/// How long a client may take to send a request head, or to finish a TLS handshake inside a
+/// tunnel.
+pub(crate) const HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 const AUTH_HELP: &str = "Proxy credentials required: set HTTPS_PROXY=http://{token}:{vault}@{proxy address} \
      (or send Proxy-Authorization: Bearer {token})";
 
@@ -173,7 +177,11 @@ pub async fn serve(
                         let transparent = transparent.clone();
                         async move { Ok::<_, Infallible>(transparent.handle(request).await) }
                     });
+                    // A client that never finishes its request head must not hold a
+                    // connection forever.
                     let connection = hyper::server::conn::http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(HEAD_TIMEOUT)
                         .serve_connection(TokioIo::new(stream), service)
                         .with_upgrades();
                     if let Err(error) = connection.await {

@@ -37,10 +37,14 @@ pub(super) async fn intercept(
         rustls::server::Acceptor::default(),
         TokioIo::new(upgraded),
     );
-    let start = match acceptor.await {
-        Ok(start) => start,
-        Err(error) => {
+    let start = match tokio::time::timeout(super::HEAD_TIMEOUT, acceptor).await {
+        Ok(Ok(start)) => start,
+        Ok(Err(error)) => {
             tracing::debug!(%host, "TLS from the agent failed: {error}");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%host, "the agent did not start TLS in time");
             return;
         }
     };
@@ -59,10 +63,14 @@ pub(super) async fn intercept(
             return;
         }
     };
-    let tls = match start.into_stream(config).await {
-        Ok(tls) => tls,
-        Err(error) => {
+    let tls = match tokio::time::timeout(super::HEAD_TIMEOUT, start.into_stream(config)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(error)) => {
             tracing::debug!(%host, "TLS handshake with the agent failed: {error}");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%host, "the TLS handshake with the agent timed out");
             return;
         }
     };
