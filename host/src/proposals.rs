@@ -578,7 +578,10 @@ mod tests {
             "credentials[0]: key \"lower\" must be UPPER_SNAKE_CASE (e.g. STRIPE_KEY)"
         );
         assert_eq!(
-            refused(json!([]), json!([{ "key": "A_KEY", "value": "not-a-real-key" }])),
+            refused(
+                json!([]),
+                json!([{ "key": "A_KEY", "value": "not-a-real-key" }])
+            ),
             "credentials[0]: value: an agent never sends a credential value; whoever approves types it"
         );
         assert_eq!(

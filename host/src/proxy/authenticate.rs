@@ -69,7 +69,13 @@ pub async fn token_caller(
                 named => named,
             };
             let name = named_vault.ok_or_else(|| {
-                ProxyError::BadRequest("Agent tokens require an X-Vault header naming the vault to use".into())
+                ProxyError::BadRequest(if infer_vault {
+                    "This agent has several vaults: name one, as in \
+                     HTTPS_PROXY=http://{token}:{vault}@{proxy address}"
+                        .into()
+                } else {
+                    "Agent tokens require an X-Vault header naming the vault to use".into()
+                })
             })?;
             let vault = state
                 .directory

@@ -112,13 +112,6 @@ pub(crate) async fn caller(
         .await
         .map_err(|error| match error {
             ProxyError::Unauthorized(message) => ProxyError::ProxyAuthRequired(message),
-            ProxyError::BadRequest(message) if message.contains("X-Vault") => {
-                ProxyError::BadRequest(
-                    "This agent has several vaults: name one, as in \
-                     HTTPS_PROXY=http://{token}:{vault}@{proxy address}"
-                        .into(),
-                )
-            }
             other => other,
         })
 }
