@@ -233,15 +233,16 @@ impl Transparent {
             self.log_tunnel(&caller, &host, port, 403, Some(error.code()));
             return Err(error);
         }
-        // Refuse a blocked address now, with a clear answer, rather than as a broken tunnel.
-        self.proxy
-            .upstream
-            .check_reachable(&host, port)
-            .await
-            .map_err(ProxyError::Upstream)?;
         let upgrade = hyper::upgrade::on(&mut request);
         let transparent = self.clone();
         if intercept {
+            // Refuse a blocked address now, with a clear answer, rather than as a broken
+            // tunnel (a blind tunnel connects first, which checks it).
+            self.proxy
+                .upstream
+                .check_reachable(&host, port)
+                .await
+                .map_err(ProxyError::Upstream)?;
             tokio::spawn(async move {
                 match upgrade.await {
                     Ok(upgraded) => {
