@@ -657,3 +657,66 @@ fn an_interactive_review_goes_through_the_pending_proposals_oldest_first() {
     let keys = proxy.api("GET", "/v1/credentials?vault=default", json!({}));
     assert_eq!(keys["keys"], json!(["SECOND_KEY"]));
 }
+
+#[test]
+fn a_login_posted_from_another_site_is_refused() {
+    let proxy = Proxy::start();
+    let (_, created) = propose(&proxy, &proxy.token, &items_proposal());
+    let token = created["approval_url"]
+        .as_str()
+        .unwrap()
+        .rsplit('=')
+        .next()
+        .unwrap()
+        .to_owned();
+    let form = format!("token={token}&email=owner%40example.com&password=owner+password");
+    let login = |origin: &str| {
+        send_raw(
+            &proxy.server.address,
+            "POST",
+            "/approve/1/login",
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("origin", origin),
+            ],
+            form.as_bytes(),
+        )
+    };
+    // Another site's form would log this browser into the attacker's account.
+    let forged = login("https://evil.example");
+    assert_eq!(forged.status, 403);
+    assert!(forged.header("set-cookie").is_none());
+    let fetch_site = send_raw(
+        &proxy.server.address,
+        "POST",
+        "/approve/1/login",
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("origin", "null"),
+            ("sec-fetch-site", "cross-site"),
+        ],
+        form.as_bytes(),
+    );
+    assert_eq!(fetch_site.status, 403);
+
+    let own = login(&proxy.server.url());
+    assert_eq!(own.status, 303);
+    let cookie = own.header("set-cookie").unwrap();
+    assert!(
+        cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict")
+            && cookie.contains("Path=/approve"),
+        "{cookie}"
+    );
+    let session = cookie.split(';').next().unwrap().to_owned();
+    let page = send_raw(
+        &proxy.server.address,
+        "GET",
+        own.header("location").unwrap(),
+        &[("cookie", session.as_str())],
+        b"",
+    );
+    let html = String::from_utf8_lossy(&page.body);
+    assert!(html.contains("Logged in as owner@example.com."), "{html}");
+    assert!(html.contains("id=\"approve\""));
+}

@@ -383,11 +383,19 @@ async fn render(
             match proposal_api::may_review(state, &session.actor, &opened.vault, &opened.proposal)
                 .await
             {
-                Ok(()) => body.push_str(&decision_forms(
-                    opened,
-                    &checked,
-                    &csrf(token, &opened.proposal),
-                )),
+                Ok(()) => {
+                    // Whoever decides sees whose account decides: a page someone else
+                    // logged this browser into would show their name here.
+                    body.push_str(&format!(
+                        "<p class=\"muted\">Logged in as {}.</p>",
+                        escape(&session.actor.display_name())
+                    ));
+                    body.push_str(&decision_forms(
+                        opened,
+                        &checked,
+                        &csrf(token, &opened.proposal),
+                    ));
+                }
                 Err(denied) if error.is_none() => {
                     body.push_str(&format!(
                         "<p id=\"error\">Logged in as {}: {}</p>",
@@ -426,9 +434,39 @@ pub async fn show(state: &ApiState, request: &Request, id: &str) -> Response<Ful
     render(state, &opened, session.as_ref(), None).await
 }
 
+/// Whether a form post came from another site: the browser says so (`Sec-Fetch-Site`), or,
+/// for browsers that do not send it, its `Origin` names another host than the one it posted
+/// to. Such a login would sign this browser into someone else's account (login CSRF). The
+/// page's `Referrer-Policy: no-referrer` makes browsers send `Origin: null`, which says
+/// nothing either way.
+fn cross_site(request: &Request) -> bool {
+    let header = |name: &str| {
+        request
+            .headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+    };
+    if let Some(site) = header("sec-fetch-site") {
+        return !matches!(site, "same-origin" | "none");
+    }
+    match (header("origin"), header("host")) {
+        (Some("null") | None, _) => false,
+        (Some(origin), Some(host)) => origin
+            .split_once("://")
+            .is_none_or(|(_, authority)| !authority.eq_ignore_ascii_case(host)),
+        (Some(_), None) => true,
+    }
+}
+
 pub async fn login(state: &ApiState, request: &Request, id: &str) -> Response<Full<Bytes>> {
     if let Err(limited) = request.attempt(state) {
         return problem(limited.status, &limited.message);
+    }
+    if cross_site(request) {
+        return problem(
+            StatusCode::FORBIDDEN,
+            "This login did not come from this page; open the approval link again.",
+        );
     }
     let fields = form(request);
     let field = |name: &str| fields.get(name).map(|v| v.as_str().to_owned());
