@@ -501,12 +501,19 @@ pub async fn login(state: &ApiState, request: &Request, id: &str) -> Response<Fu
     )
 }
 
-/// The session and form of a decision, checked: logged in, and the CSRF token matches.
+/// A checked decision: the proposal, the logged-in session (and its cookie token) and the
+/// form, once the CSRF token matched.
+struct Decision {
+    opened: Opened,
+    session: (Session, String),
+    fields: BTreeMap<String, Zeroizing<String>>,
+}
+
 async fn decision(
     state: &ApiState,
     request: &Request,
     id: &str,
-) -> Result<(Opened, Session, BTreeMap<String, Zeroizing<String>>), Response<Full<Bytes>>> {
+) -> Result<Decision, Response<Full<Bytes>>> {
     let fields = form(request);
     let token = fields.get("token").map(|v| v.as_str().to_owned());
     let opened = open(state, id, token.as_deref()).await?;
@@ -530,79 +537,95 @@ async fn decision(
             "This form did not come from this page; open the approval link again.",
         ));
     }
-    Ok((opened, session.0, fields))
+    Ok(Decision {
+        opened,
+        session,
+        fields,
+    })
+}
+
+/// The page after a decision: its outcome, or the page again with what went wrong.
+async fn decided(
+    state: &ApiState,
+    decision: &Decision,
+    result: Result<(), ApiError>,
+    word: &str,
+    detail: &str,
+) -> Response<Full<Bytes>> {
+    match result {
+        Ok(()) => outcome(&decision.opened, word, detail),
+        Err(error) => {
+            render(
+                state,
+                &decision.opened,
+                Some(&decision.session),
+                Some((error.status, error.message)),
+            )
+            .await
+        }
+    }
 }
 
 pub async fn approve(state: &ApiState, request: &Request, id: &str) -> Response<Full<Bytes>> {
-    let (opened, session, fields) = match decision(state, request, id).await {
-        Ok(decided) => decided,
+    let mut decision = match decision(state, request, id).await {
+        Ok(decision) => decision,
         Err(page) => return page,
     };
-    let values: BTreeMap<String, Zeroizing<String>> = fields
+    let values: BTreeMap<String, Zeroizing<String>> = std::mem::take(&mut decision.fields)
         .into_iter()
         .filter_map(|(name, value)| {
             name.strip_prefix("credential:")
                 .map(|key| (key.to_owned(), value))
         })
         .collect();
-    match proposal_api::approve(
+    let Decision {
+        opened, session, ..
+    } = &decision;
+    let result = proposal_api::approve(
         state,
-        &session.actor,
+        &session.0.actor,
         &opened.vault,
         &opened.proposal,
         values,
     )
+    .await;
+    decided(
+        state,
+        &decision,
+        result,
+        "Approved",
+        "the services and credentials are in the vault; the agent can use them now.",
+    )
     .await
-    {
-        Ok(()) => outcome(
-            &opened,
-            "Approved",
-            "the services and credentials are in the vault; the agent can use them now.",
-        ),
-        Err(error) => {
-            let session = cookie_session(state, request).await;
-            render(
-                state,
-                &opened,
-                session.as_ref(),
-                Some((error.status, error.message)),
-            )
-            .await
-        }
-    }
 }
 
 pub async fn reject(state: &ApiState, request: &Request, id: &str) -> Response<Full<Bytes>> {
-    let (opened, session, fields) = match decision(state, request, id).await {
-        Ok(decided) => decided,
+    let decision = match decision(state, request, id).await {
+        Ok(decision) => decision,
         Err(page) => return page,
     };
+    let Decision {
+        opened,
+        session,
+        fields,
+    } = &decision;
     let reason = fields.get("reason").map(|v| v.as_str().to_owned());
-    match proposal_api::reject(
+    let result = proposal_api::reject(
         state,
-        &session.actor,
+        &session.0.actor,
         &opened.vault,
         &opened.proposal,
         reason,
     )
+    .await;
+    decided(
+        state,
+        &decision,
+        result,
+        "Rejected",
+        "the agent will see that it was rejected.",
+    )
     .await
-    {
-        Ok(()) => outcome(
-            &opened,
-            "Rejected",
-            "the agent will see that it was rejected.",
-        ),
-        Err(error) => {
-            let session = cookie_session(state, request).await;
-            render(
-                state,
-                &opened,
-                session.as_ref(),
-                Some((error.status, error.message)),
-            )
-            .await
-        }
-    }
 }
 
 #[cfg(test)]

@@ -328,14 +328,7 @@ pub async fn admin_get(
     let session = request.session(state).await?;
     let vault = review_vault(state, &session, request.query("vault")).await?;
     let proposal = load(state, &vault, id).await?;
-    let (_, existing, _) = vault_contents(state, &vault).await?;
-    let checked = proposals::stored(
-        &proposal.services_json,
-        &proposal.credentials_json,
-        &existing,
-        rules(state),
-    )
-    .ok();
+    let checked = pending_changes(state, &vault, &proposal).await.ok();
     let mut body = detail(&proposal, checked.as_ref(), store::now());
     body["vault"] = json!(vault.name);
     ok(&body)
