@@ -23,7 +23,10 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { chromium } from 'playwright-core';
 
-const TIMEOUT_MS = 15_000;
+// Generous: the tests run next to many others on two cores, and Chromium's start alone
+// took more than 15 s in one such run.
+const TIMEOUT_MS = 45_000;
+const LAUNCH_TIMEOUT_MS = 90_000;
 const CHROMIUM = '/usr/bin/chromium';
 
 class Failure extends Error {
@@ -178,7 +181,7 @@ async function main() {
       executablePath: CHROMIUM,
       headless: true,
       args: ['--no-sandbox'],
-      timeout: TIMEOUT_MS,
+      timeout: LAUNCH_TIMEOUT_MS,
     });
     const context = await browser.newContext({ javaScriptEnabled: false });
     context.setDefaultTimeout(TIMEOUT_MS);

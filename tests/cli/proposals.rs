@@ -45,7 +45,14 @@ struct Browser {
     stderr: String,
 }
 
+/// One browser at a time: two Chromiums starting together on a busy 2-core machine are slow
+/// enough to time out.
+static ONE_BROWSER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn browser(url: &str, credentials: Value, action: &str, reason: &str, screenshot: &str) -> Browser {
+    let _one = ONE_BROWSER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let dir = workspace_root().join("tests/browser");
     assert!(
         dir.join("node_modules/playwright-core").is_dir()
