@@ -142,12 +142,11 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(server::run(
-        config,
-        Arc::new(store),
-        data_key,
-        server::shutdown_signal(),
-    ))?;
+    runtime.block_on(async {
+        let shutdown = server::shutdown_signal().context("installing the signal handlers")?;
+        server::run(config, Arc::new(store), data_key, shutdown).await?;
+        anyhow::Ok(())
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
