@@ -18,6 +18,7 @@
 
 pub mod netguard;
 mod upgrade;
+pub mod websocket;
 
 pub use upgrade::Upgrading;
 

@@ -13,7 +13,10 @@
 pub mod crypto;
 pub mod keyring;
 pub mod master;
+pub mod redact;
 pub mod render;
+pub mod replace;
+pub mod substitute;
 
 use std::fmt;
 use std::sync::Arc;
@@ -81,6 +84,18 @@ impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list().entries(self.slot_names()).finish()
     }
+}
+
+/// A search for `(value, label)` pairs in responses, each found value replaced by its label
+/// (see `redact.rs`); `None` when no value is long enough to look for.
+pub fn redactor<'a>(
+    values: impl IntoIterator<Item = (&'a Secret, &'a str)>,
+) -> Option<redact::Redactor> {
+    redact::Redactor::new(
+        values
+            .into_iter()
+            .map(|(secret, label)| (secret.expose(), label)),
+    )
 }
 
 /// A credential slot the request needs but the service does not bind.

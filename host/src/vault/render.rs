@@ -194,7 +194,7 @@ fn raw_credential_slot(value: &[Part]) -> Option<&str> {
         })
 }
 
-fn check_path(path: &[u8]) -> Result<(), RenderError> {
+pub(super) fn check_path(path: &[u8]) -> Result<(), RenderError> {
     if path.first() != Some(&b'/') {
         return Err(RenderError::InvalidPath("must start with \"/\""));
     }

@@ -1,0 +1,463 @@
+//! Finding the credential values bound to a service in its responses, and replacing each
+//! with a label before the response reaches the agent: an upstream may echo the request back
+//! (an `/anything` endpoint, an error body quoting a header, a `Location` with a signed key).
+//!
+//! This module owns which encoded forms of a value are looked for: raw, base64 at every
+//! alignment, percent-encoded and JSON-escaped. It does not choose the values or the labels
+//! (the caller passes them) and does not do the matching itself ([`super::replace`] does).
+//! A value embedded in some other encoding, or split by the upstream, is not found.
+
+use std::fmt;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+use http::header::Entry;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
+use zeroize::Zeroizing;
+
+use super::replace::{Replacements, StreamReplacer};
+
+/// Values shorter than this are not looked for: they would match ordinary text by chance.
+pub const MIN_REDACTED_LEN: usize = 6;
+
+/// Every byte outside RFC 3986 unreserved (`A-Za-z0-9-._~`).
+const NOT_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The credential values to find in a response, each with its label.
+pub struct Redactor {
+    replacements: Arc<Replacements>,
+}
+
+impl Redactor {
+    /// `values`: (credential bytes, label). `None` when no value is long enough.
+    pub fn new<'a>(values: impl IntoIterator<Item = (&'a [u8], &'a str)>) -> Option<Redactor> {
+        let mut pairs = Vec::new();
+        for (value, label) in values {
+            if value.len() < MIN_REDACTED_LEN {
+                continue;
+            }
+            for mut form in forms(value) {
+                if form.len() >= MIN_REDACTED_LEN {
+                    // Replacements zeroizes the pattern once the searcher is built.
+                    pairs.push((std::mem::take(&mut *form), label.as_bytes().to_vec()));
+                }
+            }
+        }
+        let replacements = Replacements::new(pairs)?;
+        Some(Redactor {
+            replacements: Arc::new(replacements),
+        })
+    }
+
+    /// Redacts every header value in place; names are untouched. A value that is not a valid
+    /// header value after redaction is removed. Returns how many matches were replaced.
+    pub fn headers(&self, headers: &mut HeaderMap) -> u64 {
+        let names: Vec<HeaderName> = headers.keys().cloned().collect();
+        let mut matches = 0;
+        for name in names {
+            let mut changed = false;
+            let mut redacted = Vec::new();
+            for value in headers.get_all(&name) {
+                let Some((output, count)) = self.replacements.replace_all_counted(value.as_bytes())
+                else {
+                    redacted.push(value.clone());
+                    continue;
+                };
+                changed = true;
+                matches += count;
+                if let Ok(mut output) = HeaderValue::from_bytes(&output) {
+                    output.set_sensitive(value.is_sensitive());
+                    redacted.push(output);
+                }
+            }
+            if !changed {
+                continue;
+            }
+            // Rewriting the entry in place keeps the header where it was in the map.
+            let mut kept = redacted.into_iter();
+            match (headers.entry(&name), kept.next()) {
+                (Entry::Occupied(mut entry), Some(first)) => {
+                    drop(entry.insert_mult(first));
+                    kept.for_each(|value| entry.append(value));
+                }
+                (Entry::Occupied(entry), None) => drop(entry.remove_entry_mult()),
+                (Entry::Vacant(_), _) => {}
+            }
+        }
+        matches
+    }
+
+    /// A replacer for a body stream, to wrap in a [`super::replace::ReplacedBody`].
+    pub fn stream(&self) -> StreamReplacer {
+        StreamReplacer::new(self.replacements.clone())
+    }
+}
+
+impl fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Redactor")
+            .field("patterns", &self.replacements.pattern_count())
+            .finish()
+    }
+}
+
+/// The forms `value` may take in a response. Duplicates and short forms are left for the
+/// caller to drop.
+fn forms(value: &[u8]) -> Vec<Zeroizing<Vec<u8>>> {
+    let mut forms = vec![Zeroizing::new(value.to_vec())];
+    base64_forms(value, &mut forms);
+    percent_forms(value, &mut forms);
+    json_forms(value, &mut forms);
+    forms
+}
+
+/// The value in base64, standard and URL-safe: whole and unpadded, and as it appears inside
+/// a longer base64 text at each of the three alignments (the value preceded by 0, 1 or 2
+/// other bytes, like the password in `Basic base64("user:password")`).
+fn base64_forms(value: &[u8], forms: &mut Vec<Zeroizing<Vec<u8>>>) {
+    for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+        forms.push(Zeroizing::new(engine.encode(value).into_bytes()));
+        for filler in 0..3 {
+            let mut shifted = Zeroizing::new(vec![0u8; filler]);
+            shifted.extend_from_slice(value);
+            let encoded = Zeroizing::new(engine.encode(&shifted[..]).into_bytes());
+            // Character i carries bits 6i..6i+6; keep those that come from the value alone.
+            let first = (8 * filler).div_ceil(6);
+            let end = (8 * (filler + value.len())) / 6;
+            if let Some(inner) = encoded.get(first..end) {
+                forms.push(Zeroizing::new(inner.to_vec()));
+            }
+        }
+    }
+}
+
+/// The value percent-encoded, with upper- and lower-case hex, and with space as `+` as in a
+/// form; only the variants that differ from the raw value.
+fn percent_forms(value: &[u8], forms: &mut Vec<Zeroizing<Vec<u8>>>) {
+    let mut upper = Zeroizing::new(Vec::with_capacity(value.len() * 3));
+    for piece in percent_encoding::percent_encode(value, NOT_UNRESERVED) {
+        upper.extend_from_slice(piece.as_bytes());
+    }
+    if *upper == value {
+        return;
+    }
+    let lower = lower_hex(&upper);
+    for encoded in [upper, lower] {
+        if value.contains(&b' ') {
+            forms.push(space_as_plus(&encoded));
+        }
+        forms.push(encoded);
+    }
+}
+
+/// `encoded` with the two hex digits after each `%` in lower case.
+fn lower_hex(encoded: &[u8]) -> Zeroizing<Vec<u8>> {
+    let mut lower = Zeroizing::new(encoded.to_vec());
+    let mut index = 0;
+    while index < lower.len() {
+        if lower[index] == b'%' {
+            for digit in lower.iter_mut().skip(index + 1).take(2) {
+                digit.make_ascii_lowercase();
+            }
+            index += 3;
+        } else {
+            index += 1;
+        }
+    }
+    lower
+}
+
+/// `encoded` with `%20` as `+`; a literal `%` is itself encoded, so every `%20` is a space.
+fn space_as_plus(encoded: &[u8]) -> Zeroizing<Vec<u8>> {
+    let mut form = Zeroizing::new(Vec::with_capacity(encoded.len()));
+    let mut rest = encoded;
+    while !rest.is_empty() {
+        if rest.starts_with(b"%20") {
+            form.push(b'+');
+            rest = &rest[3..];
+        } else {
+            form.push(rest[0]);
+            rest = &rest[1..];
+        }
+    }
+    form
+}
+
+/// The value as the contents of a JSON string: as serde_json writes it, with non-ASCII as
+/// `\u` escapes (Python's default, which echo services like httpbin use), escaped twice (a
+/// JSON body quoted inside a JSON answer), and each of those with `/` as `\/` (PHP's
+/// default). Skipped when the value is not UTF-8.
+fn json_forms(value: &[u8], forms: &mut Vec<Zeroizing<Vec<u8>>>) {
+    let Ok(text) = std::str::from_utf8(value) else {
+        return;
+    };
+    // Sized for the worst case (every byte as `\u00XX`) so no copy is left behind by a regrow.
+    let mut quoted = Zeroizing::new(Vec::with_capacity(text.len() * 6 + 2));
+    if serde_json::to_writer(&mut *quoted, text).is_err() {
+        return;
+    }
+    let escaped = quoted
+        .strip_prefix(b"\"")
+        .and_then(|quoted| quoted.strip_suffix(b"\""))
+        .unwrap_or(&quoted);
+    let mut variants = vec![Zeroizing::new(escaped.to_vec())];
+    if !text.is_ascii() {
+        variants.push(ascii_only(escaped));
+    }
+    // Escaped twice: a JSON request body quoted as a string in a JSON answer (httpbin's
+    // `data`), the value's own escapes escaped again.
+    if let Ok(once) = std::str::from_utf8(escaped) {
+        let mut twice = Zeroizing::new(Vec::with_capacity(once.len() * 6 + 2));
+        if serde_json::to_writer(&mut *twice, once).is_ok() && twice.len() != quoted.len() {
+            variants.push(Zeroizing::new(twice[1..twice.len() - 1].to_vec()));
+        }
+    }
+    for variant in variants {
+        if text.contains('/') {
+            forms.push(slashes_escaped(&variant));
+        }
+        forms.push(variant);
+    }
+}
+
+/// JSON string contents with every non-ASCII character as `\uXXXX` (UTF-16, lower-case hex).
+fn ascii_only(escaped: &[u8]) -> Zeroizing<Vec<u8>> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    // A non-ASCII character of n bytes becomes at most 12 bytes: never more than 3 per byte.
+    let mut ascii = Zeroizing::new(Vec::with_capacity(escaped.len() * 3));
+    let mut units = [0u16; 2];
+    for character in String::from_utf8_lossy(escaped).chars() {
+        if character.is_ascii() {
+            ascii.push(character as u8);
+            continue;
+        }
+        for unit in character.encode_utf16(&mut units) {
+            ascii.extend_from_slice(b"\\u");
+            for shift in [12, 8, 4, 0] {
+                ascii.push(HEX[usize::from((*unit >> shift) & 0xf)]);
+            }
+        }
+    }
+    ascii
+}
+
+/// JSON string contents with every `/` as `\/`.
+fn slashes_escaped(escaped: &[u8]) -> Zeroizing<Vec<u8>> {
+    let mut output = Zeroizing::new(Vec::with_capacity(escaped.len() * 2));
+    for &byte in escaped {
+        if byte == b'/' {
+            output.push(b'\\');
+        }
+        output.push(byte);
+    }
+    output
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LABEL: &str = "[REDACTED:KEY]";
+
+    fn redactor(value: &[u8]) -> Redactor {
+        Redactor::new([(value, LABEL)]).expect("a long enough value")
+    }
+
+    fn redact(redactor: &Redactor, input: &[u8]) -> Vec<u8> {
+        match redactor.replacements.replace_all(input) {
+            Some(output) => output.to_vec(),
+            None => input.to_vec(),
+        }
+    }
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack
+            .windows(needle.len())
+            .any(|window| window == needle)
+    }
+
+    #[test]
+    fn every_form_of_the_value_is_replaced_in_one_text() {
+        let value = "sk live/é+key&x=1 ~ok";
+        let redactor = redactor(value.as_bytes());
+        let encoded = [
+            value.to_string(),
+            STANDARD_NO_PAD.encode(value),
+            URL_SAFE_NO_PAD.encode(value),
+            "sk%20live%2F%C3%A9%2Bkey%26x%3D1%20~ok".to_string(),
+            "sk%20live%2f%c3%a9%2bkey%26x%3d1%20~ok".to_string(),
+            "sk+live%2F%C3%A9%2Bkey%26x%3D1+~ok".to_string(),
+            serde_json::to_string(value).expect("a string serializes"),
+            "sk live\\/é+key&x=1 ~ok".to_string(),
+            "sk live/\\u00e9+key&x=1 ~ok".to_string(),
+            "sk live\\/\\u00e9+key&x=1 ~ok".to_string(),
+        ];
+        let text = encoded.join(" | ");
+        let output = String::from_utf8(redact(&redactor, text.as_bytes())).expect("utf-8");
+        // The JSON form keeps its quotes; only the contents are replaced.
+        let mut expected = vec![LABEL.to_string(); encoded.len()];
+        expected[6] = format!("\"{LABEL}\"");
+        let expected = expected.join(" | ");
+        assert_eq!(output, expected);
+    }
+
+    #[test]
+    fn the_value_is_found_inside_base64_at_every_alignment() {
+        let secret = b"correct-horse-battery";
+        let redactor = redactor(secret);
+        for prefix_len in 0..="alice:".len() {
+            for suffix in [&b""[..], b"!", b"?x", b":suffix"] {
+                let mut plain = b"alice:"[..prefix_len].to_vec();
+                plain.extend_from_slice(secret);
+                plain.extend_from_slice(suffix);
+                for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+                    let encoded = engine.encode(&plain);
+                    let output = redact(&redactor, encoded.as_bytes());
+                    assert!(
+                        contains(&output, LABEL.as_bytes()),
+                        "prefix {prefix_len}, suffix {suffix:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_basic_authorization_header_has_its_password_redacted() {
+        let password = b"s3cr3t-passw0rd";
+        let redactor = redactor(password);
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("alice:s3cr3t-passw0rd")
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-echo-authorization",
+            HeaderValue::from_str(&basic).expect("valid"),
+        );
+        assert_eq!(redactor.headers(&mut headers), 1);
+        let redacted = headers["x-echo-authorization"].as_bytes();
+        assert!(contains(redacted, LABEL.as_bytes()));
+        assert!(!contains(
+            redacted,
+            &STANDARD_NO_PAD.encode(password).as_bytes()[2..12]
+        ));
+    }
+
+    #[test]
+    fn header_values_are_redacted_and_names_kept() {
+        let value = b"AKIA/secret+key";
+        let redactor = Redactor::new([(&value[..], "__aws_key__")]).expect("long enough");
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "location",
+            HeaderValue::from_static("https://x/?key=AKIA%2Fsecret%2Bkey&a=1"),
+        );
+        headers.insert(
+            "www-authenticate",
+            HeaderValue::from_static("Bearer error=\"invalid_token\", token=\"AKIA/secret+key\""),
+        );
+        headers.append("x-echo", HeaderValue::from_static("untouched"));
+        headers.append(
+            "x-echo",
+            HeaderValue::from_str(&STANDARD_NO_PAD.encode(value)).expect("valid"),
+        );
+        headers.insert("content-type", HeaderValue::from_static("text/plain"));
+
+        let names: Vec<HeaderName> = headers.keys().cloned().collect();
+        assert_eq!(redactor.headers(&mut headers), 3);
+        assert_eq!(headers.keys().cloned().collect::<Vec<_>>(), names);
+        assert_eq!(headers["location"], "https://x/?key=__aws_key__&a=1");
+        assert_eq!(
+            headers["www-authenticate"],
+            "Bearer error=\"invalid_token\", token=\"__aws_key__\""
+        );
+        let echoes: Vec<_> = headers.get_all("x-echo").iter().collect();
+        assert_eq!(echoes, ["untouched", "__aws_key__"]);
+        assert_eq!(headers["content-type"], "text/plain");
+    }
+
+    #[test]
+    fn a_header_value_invalid_after_redaction_is_removed() {
+        let redactor = Redactor::new([(&b"secret-value"[..], "bad\nlabel")]).expect("long enough");
+        let mut headers = HeaderMap::new();
+        headers.append("x-echo", HeaderValue::from_static("keep"));
+        headers.append("x-echo", HeaderValue::from_static("v=secret-value"));
+        assert_eq!(redactor.headers(&mut headers), 1);
+        let echoes: Vec<_> = headers.get_all("x-echo").iter().collect();
+        assert_eq!(echoes, ["keep"]);
+    }
+
+    #[test]
+    fn a_value_shorter_than_the_minimum_is_not_looked_for() {
+        assert!(Redactor::new([(&b"12345"[..], LABEL)]).is_none());
+        let redactor = Redactor::new([(&b"12345"[..], LABEL), (&b"123456"[..], LABEL)])
+            .expect("one value is long enough");
+        assert_eq!(redact(&redactor, b"12345 "), b"12345 ".to_vec());
+        assert_eq!(redact(&redactor, b"123456"), LABEL.as_bytes().to_vec());
+    }
+
+    #[test]
+    fn debug_output_shows_no_value() {
+        let redactor = redactor(b"hunter2-very-secret");
+        let shown = format!("{redactor:?} {:?}", redactor.stream());
+        assert!(!shown.contains("hunter2"));
+        assert!(!shown.contains(&STANDARD_NO_PAD.encode("hunter2-very-secret")[..8]));
+    }
+
+    #[test]
+    fn redacting_a_stream_in_one_byte_chunks_equals_redacting_the_whole_body() {
+        let value = "tok/en with spaces+é";
+        let redactor = Redactor::new([
+            (value.as_bytes(), "__a__"),
+            (&b"another-credential"[..], "__b__"),
+        ])
+        .expect("long enough");
+        let body = format!(
+            "{{\"url\":\"https://x/?t={}\",\"json\":{},\"auth\":\"Basic {}\",\"raw\":\"{value}\",\"b\":\"another-credential\"}}",
+            "tok%2Fen+with+spaces%2B%C3%A9",
+            serde_json::to_string(value).expect("a string serializes"),
+            STANDARD_NO_PAD.encode(format!("me:{value}")),
+        );
+        let whole = redact(&redactor, body.as_bytes());
+        let mut replacer = redactor.stream();
+        let mut streamed = Vec::new();
+        for byte in body.as_bytes() {
+            streamed.extend_from_slice(&replacer.feed(std::slice::from_ref(byte)));
+        }
+        streamed.extend_from_slice(&replacer.finish());
+        assert_eq!(streamed, whole);
+        assert_eq!(replacer.matches(), 5);
+        assert!(!contains(&streamed, value.as_bytes()));
+        assert!(!contains(&streamed, b"another-credential"));
+    }
+
+    #[test]
+    fn a_json_body_quoted_inside_a_json_answer_is_redacted() {
+        let value = b"pa ss\"word/1";
+        let redactor = redactor(value);
+        let body = serde_json::to_string(&serde_json::json!({ "s": "pa ss\"word/1" })).unwrap();
+        let answer = serde_json::to_string(&serde_json::json!({ "data": body })).unwrap();
+        let redacted = String::from_utf8(redact(&redactor, answer.as_bytes())).unwrap();
+        let parsed: serde_json::Value = serde_json::from_str(&redacted).unwrap();
+        assert_eq!(parsed["data"], format!("{{\"s\":\"{LABEL}\"}}"));
+    }
+
+    #[test]
+    fn identical_forms_are_looked_for_once() {
+        // An unreserved ASCII value is its own percent-encoding and JSON form.
+        let value = b"plain-value_123";
+        let mut distinct: Vec<Vec<u8>> = forms(value).iter().map(|form| form.to_vec()).collect();
+        let all = distinct.len();
+        distinct.sort();
+        distinct.dedup();
+        assert!(distinct.len() < all);
+        assert_eq!(redactor(value).replacements.pattern_count(), distinct.len());
+    }
+}
