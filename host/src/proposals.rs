@@ -400,7 +400,15 @@ pub fn merge(
     for change in changes {
         let position = services.iter().position(|s| s.name == change.name);
         match (change.action, &change.service, change.enabled, position) {
-            (Action::Set, Some(service), _, Some(index)) => services[index] = service.clone(),
+            (Action::Set, Some(service), _, Some(index)) => {
+                // A proposal that replaces a service's auth without a word on its
+                // substitutions keeps them (the agent may not know they exist).
+                let mut service = service.clone();
+                if change.entry.get("substitutions").is_none() {
+                    service.substitutions = std::mem::take(&mut services[index].substitutions);
+                }
+                services[index] = service;
+            }
             (Action::Set, Some(service), _, None) => services.push(service.clone()),
             (Action::Set, None, Some(enabled), Some(index)) => services[index].enabled = enabled,
             (Action::Set, None, _, None) => {
@@ -466,8 +474,22 @@ pub fn describe(change: &ServiceChange) -> String {
             } else {
                 " (switched off)"
             };
+            let placeholders: String = service
+                .substitutions
+                .iter()
+                .map(|substitution| {
+                    let surfaces: Vec<&str> =
+                        substitution.surfaces.iter().map(|s| s.as_str()).collect();
+                    format!(
+                        "; puts {} where the request has {} (in {})",
+                        substitution.key,
+                        substitution.placeholder,
+                        surfaces.join(", ")
+                    )
+                })
+                .collect();
             format!(
-                "Service {} for https://{}: {how}{with}; allows {allowed}{state}",
+                "Service {} for https://{}: {how}{with}; allows {allowed}{placeholders}{state}",
                 service.name,
                 service.inline_host()
             )
@@ -697,6 +719,52 @@ mod tests {
             ),
             other => panic!("expected candidates, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_new_auth_keeps_the_substitutions_the_proposal_says_nothing_about() {
+        let mut services = existing();
+        services[0].substitutions = vec![services::Substitution {
+            key: "GITHUB_TOKEN".into(),
+            placeholder: "__gh_token__".into(),
+            surfaces: vec![services::Surface::Path],
+        }];
+        let set = |entry: Value| {
+            validate(
+                &request(json!([entry]), json!([{ "key": "NEW_TOKEN" }])),
+                &services,
+                &[],
+                rules(),
+            )
+            .unwrap()
+        };
+        let silent = set(json!({
+            "name": "github", "host": "api.github.com",
+            "auth": { "type": "bearer", "token": "NEW_TOKEN" }
+        }));
+        let merged = merge(services.clone(), &silent.services).unwrap();
+        assert_eq!(merged[0].credential_keys(), ["NEW_TOKEN", "GITHUB_TOKEN"]);
+        assert_eq!(merged[0].substitutions[0].placeholder, "__gh_token__");
+
+        let cleared = set(json!({
+            "name": "github", "host": "api.github.com",
+            "auth": { "type": "bearer", "token": "NEW_TOKEN" }, "substitutions": []
+        }));
+        let merged = merge(services.clone(), &cleared.services).unwrap();
+        assert!(merged[0].substitutions.is_empty());
+
+        let replaced = set(json!({
+            "name": "github", "host": "api.github.com",
+            "auth": { "type": "passthrough" },
+            "substitutions": [{ "key": "NEW_TOKEN", "placeholder": "__new__", "in": ["header"] }]
+        }));
+        assert_eq!(
+            describe(&replaced.services[0]),
+            "Service github for https://api.github.com: passthrough auth with NEW_TOKEN; allows \
+             every method and path; puts NEW_TOKEN where the request has __new__ (in header)"
+        );
+        let merged = merge(services, &replaced.services).unwrap();
+        assert_eq!(merged[0].substitutions[0].placeholder, "__new__");
     }
 
     #[test]

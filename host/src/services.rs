@@ -59,6 +59,10 @@ pub struct ServiceSpec {
     pub description: Option<Value>,
     #[serde(default)]
     pub substitutions: Option<Value>,
+    #[serde(default)]
+    pub redact_echo: Option<bool>,
+    #[serde(default)]
+    pub compressed_responses: Option<String>,
 }
 
 /// Requests a service lets through: any of `methods` (or `*`) on any of `paths` (globs).
@@ -83,6 +87,76 @@ pub struct Service {
     pub enabled: bool,
     pub auth: Auth,
     pub allow: Vec<AllowRule>,
+    /// Placeholders the agent writes where a credential goes.
+    pub substitutions: Vec<Substitution>,
+    /// What the proxy does to the upstream's answers.
+    pub responses: ResponsePolicy,
+}
+
+/// A placeholder in the agent's request that the proxy replaces with a credential value on
+/// the way out, on the surfaces listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Substitution {
+    pub key: String,
+    pub placeholder: String,
+    pub surfaces: Vec<Surface>,
+}
+
+/// A part of the request a placeholder is looked for in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    Path,
+    Query,
+    Header,
+    Body,
+    WebSocket,
+}
+
+impl Surface {
+    pub const ALL: [Surface; 5] = [
+        Surface::Path,
+        Surface::Query,
+        Surface::Header,
+        Surface::Body,
+        Surface::WebSocket,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Surface::Path => "path",
+            Surface::Query => "query",
+            Surface::Header => "header",
+            Surface::Body => "body",
+            Surface::WebSocket => "websocket",
+        }
+    }
+}
+
+/// How the proxy treats a service's responses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponsePolicy {
+    /// Replace any credential value bound to the service (and its base64, percent-encoded
+    /// and JSON-escaped forms) in response headers and bodies.
+    pub redact_echo: bool,
+    /// What happens to a compressed response body, which redaction cannot read.
+    pub compressed: CompressedResponses,
+}
+
+impl Default for ResponsePolicy {
+    fn default() -> Self {
+        ResponsePolicy {
+            redact_echo: true,
+            compressed: CompressedResponses::Refuse,
+        }
+    }
+}
+
+/// A compressed response body of a service that redacts echoes: refused with 502
+/// (`compressed_response`), or passed on unread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompressedResponses {
+    Refuse,
+    Pass,
 }
 
 /// How a service attaches its credential.
@@ -229,11 +303,25 @@ impl Service {
 
     /// The credential keys this service uses.
     pub fn credential_keys(&self) -> Vec<String> {
-        self.binding()
+        let mut keys: Vec<String> = self
+            .binding()
             .credentials
             .into_iter()
             .map(|(_, key)| key)
-            .collect()
+            .collect();
+        for substitution in &self.substitutions {
+            if !keys.contains(&substitution.key) {
+                keys.push(substitution.key.clone());
+            }
+        }
+        keys
+    }
+
+    /// Whether any placeholder is looked for on `surface`.
+    pub fn substitutes_on(&self, surface: Surface) -> bool {
+        self.substitutions
+            .iter()
+            .any(|substitution| substitution.surfaces.contains(&surface))
     }
 
     /// The JSON form a client reads back.
@@ -248,6 +336,34 @@ impl Service {
                 "allow".into(),
                 serde_json::to_value(&self.allow).expect("plain data"),
             );
+        }
+        if !self.substitutions.is_empty() {
+            let list = self
+                .substitutions
+                .iter()
+                .map(|substitution| {
+                    serde_json::json!({
+                        "key": substitution.key,
+                        "placeholder": substitution.placeholder,
+                        "in": substitution.surfaces.iter().map(|surface| surface.as_str()).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            object.insert("substitutions".into(), Value::Array(list));
+        }
+        let defaults = ResponsePolicy::default();
+        if self.responses.redact_echo != defaults.redact_echo {
+            object.insert(
+                "redact_echo".into(),
+                Value::Bool(self.responses.redact_echo),
+            );
+        }
+        if self.responses.compressed != defaults.compressed {
+            let text = match self.responses.compressed {
+                CompressedResponses::Refuse => "refuse",
+                CompressedResponses::Pass => "pass",
+            };
+            object.insert("compressed_responses".into(), Value::String(text.into()));
         }
         Value::Object(object)
     }
@@ -340,9 +456,6 @@ fn validate_one(spec: &ServiceSpec, rules: Rules<'_>) -> Result<Service, String>
     if spec.description.is_some() {
         return Err("description is no longer supported; remove it".into());
     }
-    if spec.substitutions.is_some() {
-        return Err("substitutions are not supported yet".into());
-    }
     let inline = spec.host.as_deref().map(str::trim).unwrap_or_default();
     if inline.is_empty() {
         return Err("host is required".into());
@@ -379,6 +492,19 @@ fn validate_one(spec: &ServiceSpec, rules: Rules<'_>) -> Result<Service, String>
     for (index, rule) in allow.iter().enumerate() {
         check_allow_rule(rule).map_err(|message| format!("allow {index}: {message}"))?;
     }
+    let substitutions = match &spec.substitutions {
+        None | Some(Value::Null) => Vec::new(),
+        Some(value) => parse_substitutions(value)?,
+    };
+    let compressed = match spec.compressed_responses.as_deref() {
+        None | Some("refuse") => CompressedResponses::Refuse,
+        Some("pass") => CompressedResponses::Pass,
+        Some(other) => {
+            return Err(format!(
+                "compressed_responses {other:?} must be \"refuse\" or \"pass\""
+            ));
+        }
+    };
     let service = Service {
         name,
         host,
@@ -387,6 +513,11 @@ fn validate_one(spec: &ServiceSpec, rules: Rules<'_>) -> Result<Service, String>
         enabled: spec.enabled.unwrap_or(true),
         auth,
         allow,
+        substitutions,
+        responses: ResponsePolicy {
+            redact_echo: spec.redact_echo.unwrap_or(true),
+            compressed,
+        },
     };
     if let Some(registry) = rules.plugins {
         check_plugin(&service, registry)?;
@@ -681,6 +812,120 @@ fn parse_auth(value: &Value) -> Result<Auth, String> {
     })
 }
 
+/// The `substitutions` list: `{key, placeholder, in}` entries, `in` defaulting to path and
+/// query, placeholders unique within the service.
+fn parse_substitutions(value: &Value) -> Result<Vec<Substitution>, String> {
+    let Value::Array(entries) = value else {
+        return Err("substitutions must be a list of {key, placeholder, in}".into());
+    };
+    let mut substitutions: Vec<Substitution> = Vec::with_capacity(entries.len());
+    for (index, entry) in entries.iter().enumerate() {
+        let at = |message: String| format!("substitution {index}: {message}");
+        let Value::Object(fields) = entry else {
+            return Err(at("must be an object {key, placeholder, in}".into()));
+        };
+        if let Some(field) = fields
+            .keys()
+            .find(|field| !["key", "placeholder", "in"].contains(&field.as_str()))
+        {
+            return Err(at(format!(
+                "unexpected field {field:?} (only key, placeholder, in)"
+            )));
+        }
+        let key = match fields.get("key") {
+            Some(Value::String(key)) => key.clone(),
+            _ => return Err(at("key is required (a credential key)".into())),
+        };
+        check_credential_key(&key).map_err(|message| at(format!("key {message}")))?;
+        let placeholder = match fields.get("placeholder") {
+            Some(Value::String(placeholder)) => placeholder.clone(),
+            _ => return Err(at("placeholder is required (e.g. \"__api_key__\")".into())),
+        };
+        check_placeholder(&placeholder).map_err(at)?;
+        if let Some(other) = substitutions
+            .iter()
+            .position(|s| s.placeholder == placeholder)
+        {
+            return Err(at(format!(
+                "placeholder {placeholder:?} is already used by substitution {other}"
+            )));
+        }
+        let surfaces = match fields.get("in") {
+            None | Some(Value::Null) => vec![Surface::Path, Surface::Query],
+            Some(Value::Array(names)) => {
+                if names.is_empty() {
+                    return Err(at(
+                        "in must name at least one of path, query, header, body, websocket".into(),
+                    ));
+                }
+                let mut surfaces = Vec::with_capacity(names.len());
+                for name in names {
+                    let surface = name
+                        .as_str()
+                        .and_then(|name| Surface::ALL.into_iter().find(|s| s.as_str() == name))
+                        .ok_or_else(|| {
+                            at(format!(
+                                "invalid substitution surface {name} (supported: path, query, header, body, websocket)"
+                            ))
+                        })?;
+                    if surfaces.contains(&surface) {
+                        return Err(at(format!(
+                            "surface \"{}\" is listed twice",
+                            surface.as_str()
+                        )));
+                    }
+                    surfaces.push(surface);
+                }
+                surfaces
+            }
+            Some(_) => return Err(at("in must be a list of surfaces".into())),
+        };
+        substitutions.push(Substitution {
+            key,
+            placeholder,
+            surfaces,
+        });
+    }
+    Ok(substitutions)
+}
+
+/// A placeholder: at least 4 characters of `A-Za-z0-9_.~-`, with `__` or one of `.~-` (so it
+/// does not look like an ordinary word), and at least one letter or digit. Matched literally
+/// and case-sensitively.
+pub fn check_placeholder(placeholder: &str) -> Result<(), String> {
+    let hint = "use something like \"__api_key__\"";
+    if placeholder.len() < 4 {
+        return Err(format!(
+            "placeholder {placeholder:?} must be at least 4 characters; {hint}"
+        ));
+    }
+    if placeholder.len() > 128 {
+        return Err(format!(
+            "placeholder {placeholder:?} must be at most 128 characters"
+        ));
+    }
+    if let Some(bad) = placeholder
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "_.~-".contains(*c)))
+    {
+        return Err(format!(
+            "placeholder {placeholder:?} must only contain letters, digits, _ . ~ and - (not {bad:?}); {hint}"
+        ));
+    }
+    let marked = placeholder.contains("__") || placeholder.contains(['.', '~', '-']);
+    if !marked {
+        return Err(format!(
+            "placeholder {placeholder:?} could be an ordinary word; mark it with __ or . ~ -, e.g. \"__{placeholder}__\""
+        ));
+    }
+    if !placeholder.chars().any(|c| c.is_ascii_alphanumeric()) {
+        return Err(format!(
+            "placeholder {placeholder:?} needs a letter or digit; {hint}"
+        ));
+    }
+    Ok(())
+}
+
 /// The `{{ KEY }}` references of a custom-header template, in order.
 fn template_keys(template: &str) -> Vec<String> {
     let mut keys = Vec::new();
@@ -918,5 +1163,101 @@ mod tests {
         .unwrap();
         assert_eq!(services[1].binding().plugin, "ledger-signature");
         assert_eq!(services[0].allow[0].methods, ["GET", "POST"]);
+    }
+    fn with_substitutions(substitutions: Value) -> Result<Vec<Service>, String> {
+        check(json!([{
+            "name": "telegram", "host": "api.telegram.org",
+            "auth": {"type": "passthrough"},
+            "substitutions": substitutions,
+        }]))
+    }
+
+    #[test]
+    fn placeholders_must_look_like_placeholders() {
+        for bad in ["account_sid", "abc", "____", "__a b__", "__tök__"] {
+            let error =
+                with_substitutions(json!([{"key": "SID", "placeholder": bad}])).expect_err(bad);
+            assert!(error.contains("placeholder"), "{bad}: {error}");
+        }
+        let error =
+            with_substitutions(json!([{"key": "SID", "placeholder": "account_sid"}])).unwrap_err();
+        assert!(error.contains("\"__account_sid__\""), "{error}");
+        for good in ["__account_sid__", "sid.value", "~sid~", "__SID__"] {
+            with_substitutions(json!([{"key": "SID", "placeholder": good}])).expect(good);
+        }
+    }
+
+    #[test]
+    fn substitutions_default_to_path_and_query_and_name_known_surfaces_once() {
+        let services =
+            with_substitutions(json!([{"key": "BOT_TOKEN", "placeholder": "__bot_token__"}]))
+                .unwrap();
+        assert_eq!(
+            services[0].substitutions[0].surfaces,
+            [Surface::Path, Surface::Query]
+        );
+        assert_eq!(services[0].credential_keys(), ["BOT_TOKEN"]);
+        let error =
+            with_substitutions(json!([{"key": "SID", "placeholder": "__sid__", "in": ["cookie"]}]))
+                .unwrap_err();
+        assert!(
+            error.contains("invalid substitution surface \"cookie\""),
+            "{error}"
+        );
+        let error = with_substitutions(
+            json!([{"key": "SID", "placeholder": "__sid__", "in": ["body", "body"]}]),
+        )
+        .unwrap_err();
+        assert!(error.contains("listed twice"), "{error}");
+        let error = with_substitutions(json!([{"key": "SID", "placeholder": "__sid__", "in": []}]))
+            .unwrap_err();
+        assert!(error.contains("at least one"), "{error}");
+        let error = with_substitutions(json!([
+            {"key": "A_KEY", "placeholder": "__same__"},
+            {"key": "B_KEY", "placeholder": "__same__", "in": ["body"]},
+        ]))
+        .unwrap_err();
+        assert!(error.contains("already used"), "{error}");
+        let error =
+            with_substitutions(json!([{"key": "sid", "placeholder": "__sid__"}])).unwrap_err();
+        assert!(error.contains("UPPER_SNAKE_CASE"), "{error}");
+        let error = with_substitutions(
+            json!([{"key": "SID", "placeholder": "__sid__", "where": ["path"]}]),
+        )
+        .unwrap_err();
+        assert!(error.contains("unexpected field \"where\""), "{error}");
+    }
+
+    #[test]
+    fn substitutions_and_response_settings_survive_storage() {
+        let services = check(json!([{
+            "name": "twilio", "host": "api.twilio.com",
+            "auth": {"type": "basic", "username": "TWILIO_SID", "password": "TWILIO_TOKEN"},
+            "substitutions": [{"key": "TWILIO_SID", "placeholder": "__sid__", "in": ["path", "body", "websocket"]}],
+            "redact_echo": false,
+            "compressed_responses": "pass",
+        }]))
+        .unwrap();
+        assert!(!services[0].responses.redact_echo);
+        assert_eq!(services[0].responses.compressed, CompressedResponses::Pass);
+        assert_eq!(from_document(&to_document(&services)).unwrap(), services);
+        assert_eq!(
+            services[0].to_json()["substitutions"],
+            json!([{"key": "TWILIO_SID", "placeholder": "__sid__", "in": ["path", "body", "websocket"]}])
+        );
+        let defaults = check(json!([{
+            "name": "stripe", "host": "api.stripe.com",
+            "auth": {"type": "bearer", "token": "STRIPE_KEY"},
+        }]))
+        .unwrap();
+        assert_eq!(defaults[0].responses, ResponsePolicy::default());
+        assert!(defaults[0].to_json().get("redact_echo").is_none());
+        let error = check(json!([{
+            "name": "stripe", "host": "api.stripe.com",
+            "auth": {"type": "bearer", "token": "STRIPE_KEY"},
+            "compressed_responses": "gzip",
+        }]))
+        .unwrap_err();
+        assert!(error.contains("\"refuse\" or \"pass\""), "{error}");
     }
 }

@@ -13,5 +13,6 @@ mod proposals;
 mod proxy;
 mod request_log;
 mod server;
+mod substitutions;
 mod transparent;
 mod upstream;

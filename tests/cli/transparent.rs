@@ -15,15 +15,15 @@ use crate::proxy::{Proxy, send_raw};
 
 /// A server with the transparent proxy on, a bearer service for `api.test.example`, and the
 /// local CA written to a file.
-struct Transparent {
-    proxy: Proxy,
+pub struct Transparent {
+    pub proxy: Proxy,
     /// `127.0.0.1:PORT` of the forward proxy.
-    address: String,
-    ca_file: PathBuf,
+    pub address: String,
+    pub ca_file: PathBuf,
 }
 
 impl Transparent {
-    fn start() -> Transparent {
+    pub fn start() -> Transparent {
         Transparent::start_with(&[("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.1/32")])
     }
 
@@ -54,12 +54,17 @@ impl Transparent {
     }
 
     /// `https://{name}:{port}{path}` of the recording upstream.
-    fn url(&self, name: &str, path: &str) -> String {
+    pub fn url(&self, name: &str, path: &str) -> String {
         format!("https://{name}:{}{path}", self.proxy.upstream.port)
     }
 
+    /// curl's arguments to trust the local CA.
+    pub fn trust(&self) -> Vec<&str> {
+        vec!["--cacert", self.ca_file.to_str().unwrap()]
+    }
+
     /// curl through the proxy with the vault token; (exit code, stdout, stderr).
-    fn curl(&self, extra: &[&str], url: &str) -> (i32, String, String) {
+    pub fn curl(&self, extra: &[&str], url: &str) -> (i32, String, String) {
         let proxy = format!("http://{}", self.address);
         let user = format!("{}:default", self.proxy.token);
         let output = Command::new("curl")
@@ -287,7 +292,7 @@ fn tls_client(ca_pem: &[u8]) -> Arc<rustls::ClientConfig> {
 }
 
 /// An open, intercepted tunnel: CONNECT to `host`, then TLS naming `sni`.
-fn tunnel(
+pub fn tunnel(
     t: &Transparent,
     token: &str,
     host: &str,
@@ -498,7 +503,7 @@ fn vault_run_sets_up_the_environment_and_passes_the_exit_status_on() {
 }
 
 /// Read an HTTP head (through the blank line) from a stream.
-fn read_head(stream: &mut impl Read) -> String {
+pub fn read_head(stream: &mut impl Read) -> String {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {

@@ -4,7 +4,11 @@
 //!
 //! Paths with a meaning: `/set-cookie` answers with `Set-Cookie` and `X-Upstream`,
 //! `/redirect` with a 302, `/hang` never answers, `/stream` sends three chunks a little apart,
-//! `/big` sends 64 KiB; anything else answers 200 `{"ok":true}`.
+//! `/big` sends 64 KiB; a path with an `echo` segment answers with the request (httpbin style: method, target,
+//! headers and body as JSON, the query in a `Location` header and the `Authorization` in
+//! `WWW-Authenticate` and `X-Echo-Authorization`), `echo-stream` the same in small chunks
+//! without a length, `echo-gzip` the same labelled `Content-Encoding: gzip`; anything else
+//! answers 200 `{"ok":true}`.
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -176,6 +180,12 @@ async fn answer(
             headers.insert(0, ("host".to_owned(), authority.to_string()));
         }
     }
+    let echoed = parts
+        .uri
+        .path()
+        .split('/')
+        .find_map(|segment| segment.strip_prefix("echo"))
+        .map(|mode| echo(mode, &parts, &headers, &body, &target));
     record.lock().unwrap().push(Received {
         method: parts.method.to_string(),
         target: target.clone(),
@@ -183,6 +193,9 @@ async fn answer(
         body,
         version: format!("{:?}", parts.version),
     });
+    if let Some(response) = echoed {
+        return Ok(response);
+    }
     let full = |text: &'static str| Full::new(Bytes::from_static(text.as_bytes())).boxed();
     if let Some((key, upgrade)) = websocket {
         tokio::spawn(async move {
@@ -235,6 +248,71 @@ async fn answer(
             .body(full("{\"ok\":true}")),
     };
     Ok(response.unwrap())
+}
+
+/// The request, echoed back in the body and in headers, as APIs that quote what they got do.
+fn echo(
+    mode: &str,
+    parts: &http::request::Parts,
+    headers: &[(String, String)],
+    body: &[u8],
+    target: &str,
+) -> Response<AnswerBody> {
+    let mut quoted = serde_json::Map::new();
+    for (name, value) in headers {
+        quoted.insert(name.clone(), serde_json::Value::String(value.clone()));
+    }
+    let text = serde_json::json!({
+        "method": parts.method.as_str(),
+        "target": target,
+        "headers": quoted,
+        "body": String::from_utf8_lossy(body),
+    })
+    .to_string();
+    let authorization = parts
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .cloned()
+        .unwrap_or(http::HeaderValue::from_static("none"));
+    let mut response = Response::builder()
+        .header("content-type", "application/json")
+        .header(
+            "location",
+            format!(
+                "https://elsewhere.example/next?{}",
+                parts.uri.query().unwrap_or_default()
+            ),
+        )
+        .header(
+            "www-authenticate",
+            format!(
+                "Bearer error=\"invalid_token\", token=\"{}\"",
+                String::from_utf8_lossy(authorization.as_bytes())
+            ),
+        )
+        .header("x-echo-authorization", authorization);
+    let body = match mode {
+        "-stream" => {
+            let (sender, receiver) =
+                tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(64);
+            let bytes = text.into_bytes();
+            tokio::spawn(async move {
+                for piece in bytes.chunks(7) {
+                    let _ = sender
+                        .send(Ok(Frame::data(Bytes::copy_from_slice(piece))))
+                        .await;
+                    tokio::task::yield_now().await;
+                }
+            });
+            StreamBody::new(tokio_stream_from(receiver)).boxed()
+        }
+        "-gzip" => {
+            response = response.header("content-encoding", "gzip");
+            Full::new(Bytes::from(text)).boxed()
+        }
+        _ => Full::new(Bytes::from(text)).boxed(),
+    };
+    response.body(body).unwrap()
 }
 
 /// `Sec-WebSocket-Accept` for a key (RFC 6455).

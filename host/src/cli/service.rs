@@ -89,6 +89,7 @@ struct AddArgs {
     #[arg(short = 'f', long = "file", value_name = "FILE", conflicts_with_all = [
         "name", "host", "auth_type", "token_key", "username_key", "password_key", "api_key_key",
         "api_key_header", "api_key_prefix", "headers", "plugin", "config", "credentials", "disabled",
+        "substitutions", "no_redact_echo", "compressed_responses",
     ])]
     file: Option<PathBuf>,
     /// The service's name (lower-case letters, digits and hyphens).
@@ -130,6 +131,19 @@ struct AddArgs {
     /// plugin: the credential key that fills a slot (repeatable).
     #[arg(long = "credential", value_name = "SLOT=KEY")]
     credentials: Vec<String>,
+    /// A placeholder the agent writes where a credential goes, replaced on the way out:
+    /// `KEY=PLACEHOLDER`, optionally `@` and surfaces among path, query, header, body,
+    /// websocket [default: path,query], e.g. `BOT_TOKEN=__bot_token__@path` (repeatable).
+    #[arg(long = "substitute", value_name = "KEY=PLACEHOLDER[@SURFACES]")]
+    substitutions: Vec<String>,
+    /// Do not look for the service's credential values in its responses (on by default:
+    /// an echoed value is replaced by its placeholder or `[REDACTED:KEY]`).
+    #[arg(long)]
+    no_redact_echo: bool,
+    /// A compressed response, which redaction cannot read: refuse it with 502 (default) or
+    /// pass it on unread.
+    #[arg(long, value_name = "refuse|pass")]
+    compressed_responses: Option<String>,
     /// Add the service disabled.
     #[arg(long)]
     disabled: bool,
@@ -409,7 +423,43 @@ fn from_flags(add: &AddArgs) -> anyhow::Result<Value> {
     if add.disabled {
         service["enabled"] = json!(false);
     }
+    if !add.substitutions.is_empty() {
+        service["substitutions"] = add
+            .substitutions
+            .iter()
+            .map(|entry| substitution(entry))
+            .collect::<anyhow::Result<Vec<Value>>>()?
+            .into();
+    }
+    if add.no_redact_echo {
+        service["redact_echo"] = json!(false);
+    }
+    if let Some(compressed) = &add.compressed_responses {
+        service["compressed_responses"] = json!(compressed);
+    }
     Ok(service)
+}
+
+/// `KEY=PLACEHOLDER[@surface,...]` as a substitution entry; the server checks the parts.
+fn substitution(entry: &str) -> anyhow::Result<Value> {
+    let (key, rest) = entry.split_once('=').ok_or_else(|| {
+        anyhow::anyhow!(
+            "--substitute {entry:?} must be KEY=PLACEHOLDER[@SURFACES], e.g. BOT_TOKEN=__bot_token__@path"
+        )
+    })?;
+    let mut value = json!({ "key": key.trim() });
+    match rest.split_once('@') {
+        Some((placeholder, surfaces)) => {
+            value["placeholder"] = json!(placeholder);
+            value["in"] = surfaces
+                .split(',')
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .into();
+        }
+        None => value["placeholder"] = json!(rest),
+    }
+    Ok(value)
 }
 
 /// `k=v` entries as a JSON object.

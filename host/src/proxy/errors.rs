@@ -65,6 +65,16 @@ pub enum ProxyError {
     },
     #[error("{0}")]
     Plugin(String),
+    /// A placeholder could not be replaced (the value does not fit where it goes).
+    #[error("{0}")]
+    Substitution(String),
+    /// A compressed response of a service that redacts echoes and refuses those.
+    #[error(
+        "The upstream of service \"{service}\" sent a compressed response, which agent-vault \
+         cannot check for echoed credentials; the service refuses those (its \
+         compressed_responses setting is \"refuse\")"
+    )]
+    CompressedResponse { service: String },
     #[error(transparent)]
     Upstream(UpstreamError),
     #[error("The request body is larger than {limit} bytes")]
@@ -79,8 +89,12 @@ impl ProxyError {
     pub fn side(&self) -> Side {
         match self {
             ProxyError::Plugin(_) => Side::Plugin,
-            ProxyError::Upstream(_) | ProxyError::ResponseTooLarge { .. } => Side::Upstream,
-            ProxyError::Internal(_) | ProxyError::CredentialNotFound { .. } => Side::Internal,
+            ProxyError::Upstream(_)
+            | ProxyError::ResponseTooLarge { .. }
+            | ProxyError::CompressedResponse { .. } => Side::Upstream,
+            ProxyError::Internal(_)
+            | ProxyError::CredentialNotFound { .. }
+            | ProxyError::Substitution(_) => Side::Internal,
             _ => Side::Client,
         }
     }
@@ -100,6 +114,8 @@ impl ProxyError {
             ProxyError::RateLimited(limited) => limited.code(),
             ProxyError::CredentialNotFound { .. } => "credential_not_found",
             ProxyError::Plugin(_) => "plugin_error",
+            ProxyError::Substitution(_) => "substitution_error",
+            ProxyError::CompressedResponse { .. } => "compressed_response",
             ProxyError::Upstream(error) => error.code(),
             ProxyError::RequestTooLarge { .. } => "request_too_large",
             ProxyError::ResponseTooLarge { .. } => "response_too_large",
@@ -125,6 +141,8 @@ impl ProxyError {
             ProxyError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::CredentialNotFound { .. }
             | ProxyError::Plugin(_)
+            | ProxyError::Substitution(_)
+            | ProxyError::CompressedResponse { .. }
             | ProxyError::ResponseTooLarge { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::Upstream(error) => match error.code() {
                 "upstream_timeout" => StatusCode::GATEWAY_TIMEOUT,

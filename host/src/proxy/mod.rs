@@ -15,11 +15,14 @@
 //! Every failure is a [`ProxyError`], turned into a response in `errors.rs` alone.
 
 pub mod authenticate;
+mod credentials;
 pub mod directory;
 mod discover;
+mod echo;
 pub mod errors;
 pub mod ingress;
 pub mod route;
+mod substitution;
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -37,7 +40,8 @@ use crate::plugin::body::hash_body;
 use crate::plugin::{Call, Outcome, needs_body_sha256};
 use crate::ratelimit::RateLimiter;
 use crate::store::{self, LogEntry};
-use crate::vault::Credentials;
+use crate::vault::redact::Redactor;
+use crate::vault::replace::Replacements;
 pub use authenticate::Caller;
 pub use directory::Directory;
 pub use errors::ProxyError;
@@ -164,6 +168,7 @@ async fn exchange(
     body: Incoming,
     draft: &mut LogDraft,
 ) -> Result<Response<ProxyBody>, ProxyError> {
+    let request_method = parts.method.clone();
     // A WebSocket (or other) upgrade: the protocol asked for, and the agent's side of it.
     let upgrade = ingress::upgrade_protocol(&parts.headers).map(|protocol| {
         (
@@ -210,6 +215,13 @@ async fn exchange(
             vault: caller.vault.name.clone(),
         });
     }
+    if parts.method == Method::TRACE {
+        return Err(ProxyError::PathNotAllowed(format!(
+            "TRACE is not forwarded: the upstream would echo the request back, credential \
+             included (service \"{}\")",
+            service.name
+        )));
+    }
     if !route::allowed(&service.allow, parts.method.as_str(), &path) {
         return Err(ProxyError::PathNotAllowed(format!(
             "{} {path} is not allowed by the allow rules of service \"{}\"",
@@ -219,41 +231,26 @@ async fn exchange(
 
     // 4. Plugin.
     let binding = service.binding();
-    draft.credential_keys = binding
-        .credentials
-        .iter()
-        .map(|(_, key)| key.clone())
-        .collect();
+    draft.credential_keys = service.credential_keys();
     let plugin = state
         .api
         .plugins
         .get_pinned(&binding.plugin, binding.sha256.as_deref())
         .map_err(|error| ProxyError::Plugin(error.to_string()))?;
-    let mut secrets = Vec::with_capacity(binding.credentials.len());
-    for (slot, key) in &binding.credentials {
-        let sealed = view
-            .credentials
-            .get(key)
-            .ok_or_else(|| ProxyError::CredentialNotFound {
-                key: key.clone(),
-                service: service.name.clone(),
-                vault: caller.vault.name.clone(),
-            })?;
-        let secret = state
-            .api
-            .data_key
-            .open_credential(&caller.vault.id, key, sealed)
-            .map_err(|error| {
-                ProxyError::Internal(format!("credential \"{key}\" cannot be opened: {error}"))
-            })?;
-        secrets.push((slot.clone(), secret));
-    }
-    let credentials = Credentials::new(secrets);
+    let opened = credentials::open(state, caller, &view, service, &binding)?;
     let requirements = view
         .requirements(service, &plugin)
         .map_err(ProxyError::Plugin)?;
     let mut head = ingress::request_head(&parts, target);
+    if opened.redactor.is_some() {
+        // Redaction reads response bodies; ask for them uncompressed (see echo.rs).
+        head.headers.insert(
+            http::header::ACCEPT_ENCODING,
+            http::HeaderValue::from_static("identity"),
+        );
+    }
     let body_limit = state.settings.max_request_bytes;
+    let body_replacements = substitution::body_replacements(service, &opened.placeholders, &head)?;
     let (body, body_sha256) = if needs_body_sha256(&requirements.body, &head) {
         let limit = state
             .settings
@@ -267,11 +264,23 @@ async fn exchange(
                 ProxyError::BadRequest(format!("reading the request body failed: {reason}"))
             }
         })?;
+        // A signing plugin signs the body that goes out, placeholders already replaced.
+        let hashed = substitution::replace_hashed(hashed, body_replacements, &mut head.headers);
         (full(hashed.bytes), Some(hashed.sha256))
     } else {
-        let limited = Limited::new(body, usize::try_from(body_limit).unwrap_or(usize::MAX));
-        (limited.map_err(BoxError::from).boxed_unsync(), None)
+        let limited = Limited::new(body, usize::try_from(body_limit).unwrap_or(usize::MAX))
+            .map_err(BoxError::from)
+            .boxed_unsync();
+        let body = match body_replacements {
+            Some(replacements) => {
+                substitution::replace_streamed(limited, replacements, &mut head.headers, body_limit)
+                    .await?
+            }
+            None => limited,
+        };
+        (body, None)
     };
+    let credentials = opened.credentials;
     let call = Call {
         service: &service.name,
         vault: &caller.vault.name,
@@ -286,6 +295,23 @@ async fn exchange(
         Err(error) => return Err(ProxyError::Plugin(error.to_string())),
     }
     drop(credentials);
+    opened
+        .placeholders
+        .apply_to_head(&mut head)
+        .map_err(|error| ProxyError::Substitution(error.to_string()))?;
+    let websocket = match &upgrade {
+        Some((protocol, _)) if protocol.as_bytes().eq_ignore_ascii_case(b"websocket") => {
+            let replacements = opened.placeholders.for_websocket();
+            if replacements.is_some() {
+                // Frames are rewritten as they pass, which no negotiated extension (such as
+                // compression) would survive.
+                head.headers.remove(http::header::SEC_WEBSOCKET_EXTENSIONS);
+            }
+            replacements
+        }
+        _ => None,
+    };
+    drop(opened.placeholders);
 
     // 5. Forward.
     let response = match upgrade {
@@ -303,7 +329,14 @@ async fn exchange(
             {
                 Upgrading::Answered(response) => response,
                 Upgrading::Switched { response, upstream } => {
-                    return Ok(switched(response, agent, upstream, permit));
+                    return Ok(switched(
+                        response,
+                        agent,
+                        upstream,
+                        permit,
+                        websocket,
+                        opened.redactor.as_ref(),
+                    ));
                 }
             }
         }
@@ -326,6 +359,20 @@ async fn exchange(
         }
         None => body.map_err(BoxError::from).boxed_unsync(),
     };
+    let body = match opened.redactor {
+        Some(redactor) => {
+            let echo = echo::Echo {
+                service: &service.name,
+                vault: &caller.vault.name,
+                policy: service.responses,
+                request_method: &request_method,
+                host: &target.host,
+                response_limit: state.settings.max_response_bytes,
+            };
+            echo::redact(&echo, &redactor, &mut parts, body).await?
+        }
+        None => body,
+    };
     let body = body
         .map_frame(move |frame| {
             let _held = &permit;
@@ -343,10 +390,15 @@ fn switched(
     agent: hyper::upgrade::OnUpgrade,
     upstream: hyper::upgrade::Upgraded,
     permit: crate::ratelimit::Permit,
+    websocket: Option<Arc<Replacements>>,
+    redactor: Option<&Redactor>,
 ) -> Response<ProxyBody> {
     let (mut parts, ()) = response.into_parts();
     let upgrade = parts.headers.get(http::header::UPGRADE).cloned();
     clean_response_headers(&mut parts.headers);
+    if let Some(redactor) = redactor {
+        redactor.headers(&mut parts.headers);
+    }
     if let Some(upgrade) = upgrade {
         parts.headers.insert(http::header::UPGRADE, upgrade);
     }
@@ -360,7 +412,18 @@ fn switched(
             Ok(agent) => {
                 let mut agent = hyper_util::rt::TokioIo::new(agent);
                 let mut upstream = hyper_util::rt::TokioIo::new(upstream);
-                if let Err(error) = tokio::io::copy_bidirectional(&mut agent, &mut upstream).await {
+                let ended = match websocket {
+                    Some(replacements) => {
+                        crate::forward::websocket::join(agent, upstream, move || {
+                            substitution::text_rewriter(&replacements)
+                        })
+                        .await
+                    }
+                    None => tokio::io::copy_bidirectional(&mut agent, &mut upstream)
+                        .await
+                        .map(drop),
+                };
+                if let Err(error) = ended {
                     tracing::debug!("upgraded connection ended: {error}");
                 }
             }

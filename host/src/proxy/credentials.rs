@@ -1,0 +1,100 @@
+//! Step 4's first half: the service's credentials opened from the vault, once each, and
+//! handed to their three uses: the plugin's slots ([`Credentials`]), the placeholders the
+//! agent wrote ([`Placeholders`]), and the search for echoed values in the response
+//! ([`Redactor`]). The values stay inside `crate::vault` types throughout.
+
+use std::collections::HashMap;
+
+use super::{Caller, ProxyError, ProxyState};
+use crate::proxy::directory::VaultView;
+use crate::services::{PluginBinding, Service};
+use crate::vault::redact::Redactor;
+use crate::vault::substitute::Placeholders;
+use crate::vault::{Credentials, Secret, redactor};
+
+/// A request's credentials, ready for each use.
+#[derive(Debug)]
+pub struct Opened {
+    pub credentials: Credentials,
+    pub placeholders: Placeholders,
+    /// `None` when the service opts out of redaction or binds no credential.
+    pub redactor: Option<Redactor>,
+}
+
+/// Open every credential `service` uses (its plugin's slots and its substitutions).
+pub fn open(
+    state: &ProxyState,
+    caller: &Caller,
+    view: &VaultView,
+    service: &Service,
+    binding: &PluginBinding,
+) -> Result<Opened, ProxyError> {
+    let mut opened: HashMap<&str, Secret> = HashMap::new();
+    for key in binding
+        .credentials
+        .iter()
+        .map(|(_, key)| key.as_str())
+        .chain(service.substitutions.iter().map(|s| s.key.as_str()))
+    {
+        if opened.contains_key(key) {
+            continue;
+        }
+        let sealed = view
+            .credentials
+            .get(key)
+            .ok_or_else(|| ProxyError::CredentialNotFound {
+                key: key.to_owned(),
+                service: service.name.clone(),
+                vault: caller.vault.name.clone(),
+            })?;
+        let secret = state
+            .api
+            .data_key
+            .open_credential(&caller.vault.id, key, sealed)
+            .map_err(|error| {
+                ProxyError::Internal(format!("credential \"{key}\" cannot be opened: {error}"))
+            })?;
+        opened.insert(key, secret);
+    }
+    let credentials = Credentials::new(
+        binding
+            .credentials
+            .iter()
+            .map(|(slot, key)| (slot.clone(), opened[key.as_str()].clone())),
+    );
+    let placeholders = Placeholders::new(service.substitutions.iter().map(|substitution| {
+        (
+            substitution.key.clone(),
+            substitution.placeholder.clone(),
+            substitution.surfaces.clone(),
+            opened[substitution.key.as_str()].clone(),
+        )
+    }));
+    let redactor = if service.responses.redact_echo {
+        // An echoed value becomes its placeholder where it has one, so an agent that sends
+        // it back gets it substituted again.
+        let labels: Vec<(&Secret, String)> = opened
+            .iter()
+            .map(|(key, secret)| {
+                let label = service
+                    .substitutions
+                    .iter()
+                    .find(|substitution| substitution.key == *key)
+                    .map_or_else(|| format!("[REDACTED:{key}]"), |s| s.placeholder.clone());
+                (secret, label)
+            })
+            .collect();
+        redactor(
+            labels
+                .iter()
+                .map(|(secret, label)| (*secret, label.as_str())),
+        )
+    } else {
+        None
+    };
+    Ok(Opened {
+        credentials,
+        placeholders,
+        redactor,
+    })
+}
