@@ -100,11 +100,11 @@ pub async fn redact(
                     }),
                 })?
                 .to_bytes();
-            let mut stream = redactor.stream();
-            let mut redacted = stream.feed(&bytes).to_vec();
-            redacted.extend_from_slice(&stream.finish());
-            echo.report(stream.matches(), "body");
-            let bytes = Bytes::from(redacted);
+            let Some((redacted, matches)) = redactor.body(&bytes) else {
+                return Ok(full(bytes));
+            };
+            echo.report(matches, "body");
+            let bytes = Bytes::copy_from_slice(&redacted);
             parts
                 .headers
                 .insert(http::header::CONTENT_LENGTH, bytes.len().into());

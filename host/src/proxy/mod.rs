@@ -231,7 +231,17 @@ async fn exchange(
 
     // 4. Plugin.
     let binding = service.binding();
-    draft.credential_keys = service.credential_keys();
+    draft.credential_keys = binding
+        .credentials
+        .iter()
+        .map(|(_, key)| key)
+        .chain(service.substitutions.iter().map(|s| &s.key))
+        .fold(Vec::new(), |mut keys, key| {
+            if !keys.contains(key) {
+                keys.push(key.clone());
+            }
+            keys
+        });
     let plugin = state
         .api
         .plugins

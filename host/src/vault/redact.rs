@@ -58,7 +58,18 @@ impl Redactor {
     /// Redacts every header value in place; names are untouched. A value that is not a valid
     /// header value after redaction is removed. Returns how many matches were replaced.
     pub fn headers(&self, headers: &mut HeaderMap) -> u64 {
-        let names: Vec<HeaderName> = headers.keys().cloned().collect();
+        // Most responses carry no credential: find the names to rewrite first, copying none.
+        let mut names: Vec<HeaderName> = Vec::new();
+        for (name, value) in headers.iter() {
+            if !names.contains(name)
+                && self
+                    .replacements
+                    .replace_all_counted(value.as_bytes())
+                    .is_some()
+            {
+                names.push(name.clone());
+            }
+        }
         let mut matches = 0;
         for name in names {
             let mut changed = false;
@@ -91,6 +102,12 @@ impl Redactor {
             }
         }
         matches
+    }
+
+    /// A whole body with every value replaced and the number of matches; `None` when it
+    /// carries none (the caller keeps the original).
+    pub fn body(&self, input: &[u8]) -> Option<(Zeroizing<Vec<u8>>, u64)> {
+        self.replacements.replace_all_counted(input)
     }
 
     /// A replacer for a body stream, to wrap in a [`super::replace::ReplacedBody`].

@@ -9,7 +9,7 @@
 
 use std::fmt;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use aho_corasick::{AhoCorasick, MatchKind};
@@ -20,9 +20,16 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::forward::BoxError;
 
+/// Texts up to this long are searched pattern by pattern; longer ones with an automaton.
+const DIRECT_SEARCH_LIMIT: usize = 8 * 1024;
+
 /// A set of literal patterns, each with its replacement; built once per request.
 pub struct Replacements {
-    searcher: AhoCorasick,
+    /// Built on first use over a long text: building one costs more than searching a
+    /// response's headers or a small body pattern by pattern.
+    searcher: OnceLock<Option<AhoCorasick>>,
+    /// One per pattern, for the search pattern by pattern; built on first use.
+    finders: OnceLock<Vec<memchr::memmem::Finder<'static>>>,
     /// Indexed by the searcher's pattern id.
     replacements: Vec<Zeroizing<Vec<u8>>>,
     /// The patterns again, to tell which bytes at the end of a chunk could begin one.
@@ -49,16 +56,13 @@ impl Replacements {
             replacements.push(replacement);
         }
         let longest = patterns.iter().map(|pattern| pattern.len()).max()?;
-        let searcher = AhoCorasick::builder()
-            .match_kind(MatchKind::LeftmostLongest)
-            .build(patterns.iter().map(|pattern| pattern.as_slice()))
-            .ok()?;
         let mut first_bytes = [false; 256];
         for pattern in &patterns {
             first_bytes[usize::from(pattern[0])] = true;
         }
         Some(Replacements {
-            searcher,
+            searcher: OnceLock::new(),
+            finders: OnceLock::new(),
             replacements,
             patterns,
             first_bytes,
@@ -103,11 +107,71 @@ impl Replacements {
 
     /// [`Replacements::replace_all`], with the number of matches replaced.
     pub fn replace_all_counted(&self, input: &[u8]) -> Option<(Zeroizing<Vec<u8>>, u64)> {
-        let first = self.searcher.find(input)?;
+        let found = self.find_all(input, 0, input.len());
+        let first = found.first()?.0;
         let mut output = Zeroizing::new(Vec::with_capacity(input.len()));
-        output.extend_from_slice(&input[..first.start()]);
-        let (_, matches) = self.rewrite(input, first.start(), input.len(), &mut output);
+        output.extend_from_slice(&input[..first]);
+        let (_, matches) = self.rewrite(input, first, input.len(), &mut output);
         Some((output, matches))
+    }
+
+    /// The leftmost-longest, non-overlapping matches in `haystack[from..]` that start before
+    /// `before`, as (start, end, pattern index).
+    fn find_all(&self, haystack: &[u8], from: usize, before: usize) -> Vec<(usize, usize, usize)> {
+        let searcher = if haystack.len() - from > DIRECT_SEARCH_LIMIT {
+            self.searcher
+                .get_or_init(|| {
+                    AhoCorasick::builder()
+                        .match_kind(MatchKind::LeftmostLongest)
+                        .build(self.patterns.iter().map(|pattern| pattern.as_slice()))
+                        .ok()
+                })
+                .as_ref()
+        } else {
+            None
+        };
+        if let Some(searcher) = searcher {
+            let input = aho_corasick::Input::new(haystack).range(from..);
+            return searcher
+                .find_iter(input)
+                .take_while(|found| found.start() < before)
+                .map(|found| (found.start(), found.end(), found.pattern().as_usize()))
+                .collect();
+        }
+        // Every occurrence of every pattern (overlapping ones too), then the leftmost and,
+        // among those, the longest, skipping what overlaps a match already taken: the same
+        // matches as the automaton's leftmost-longest search.
+        let mut candidates = Vec::new();
+        let finders = self.finders.get_or_init(|| {
+            self.patterns
+                .iter()
+                .map(|pattern| memchr::memmem::Finder::new(pattern.as_slice()).into_owned())
+                .collect()
+        });
+        for (index, finder) in finders.iter().enumerate() {
+            if finder.needle().len() > haystack.len() - from {
+                continue;
+            }
+            let mut at = from;
+            while let Some(offset) = finder.find(&haystack[at..]) {
+                let start = at + offset;
+                if start >= before {
+                    break;
+                }
+                candidates.push((start, start + finder.needle().len(), index));
+                at = start + 1;
+            }
+        }
+        candidates.sort_unstable_by_key(|&(start, end, _)| (start, std::cmp::Reverse(end)));
+        let mut position = from;
+        candidates.retain(|&(start, end, _)| {
+            let taken = start >= position;
+            if taken {
+                position = end;
+            }
+            taken
+        });
+        candidates
     }
 
     /// Appends `haystack[from..]` to `output` with every match that starts before `decided`
@@ -122,14 +186,10 @@ impl Replacements {
     ) -> (usize, u64) {
         let mut position = from;
         let mut matches = 0;
-        let input = aho_corasick::Input::new(haystack).range(from..);
-        for found in self.searcher.find_iter(input) {
-            if found.start() >= decided {
-                break;
-            }
-            output.extend_from_slice(&haystack[position..found.start()]);
-            output.extend_from_slice(&self.replacements[found.pattern().as_usize()]);
-            position = found.end();
+        for (start, end, pattern) in self.find_all(haystack, from, decided) {
+            output.extend_from_slice(&haystack[position..start]);
+            output.extend_from_slice(&self.replacements[pattern]);
+            position = end;
             matches += 1;
         }
         let end = decided.max(position);
@@ -494,6 +554,32 @@ mod tests {
 
             let (expected, expected_matches) = naive(&list, &input);
             assert_eq!(whole(&replacements, &input), expected, "round {round}");
+            let (output, matches) = streamed(&replacements, &input, &sizes);
+            assert_eq!(output, expected, "round {round}, sizes {sizes:?}");
+            assert_eq!(matches, expected_matches, "round {round}");
+        }
+    }
+
+    #[test]
+    fn the_automaton_and_the_direct_search_find_the_same_matches() {
+        // Texts over DIRECT_SEARCH_LIMIT go through the automaton, small chunks of them
+        // through the direct search; both must agree with the naive reference.
+        let pattern_sets: [&[&str]; 2] = [&["aab", "ab", "abab", "b"], &["a", "aa", "ba", "bab"]];
+        let mut random = XorShift(0x2545_f491_4f6c_dd1d);
+        for round in 0..40 {
+            let set = pattern_sets[round % pattern_sets.len()];
+            let list: Vec<(Vec<u8>, Vec<u8>)> = set
+                .iter()
+                .enumerate()
+                .map(|(index, pattern)| (pattern.as_bytes().to_vec(), vec![b'0' + index as u8]))
+                .collect();
+            let replacements = Arc::new(Replacements::new(list.clone()).expect("patterns"));
+            let input: Vec<u8> = (0..DIRECT_SEARCH_LIMIT + 1 + random.below(20_000))
+                .map(|_| b"abx"[random.below(3)])
+                .collect();
+            let (expected, expected_matches) = naive(&list, &input);
+            assert_eq!(whole(&replacements, &input), expected, "round {round}");
+            let sizes = [1 + random.below(3000)];
             let (output, matches) = streamed(&replacements, &input, &sizes);
             assert_eq!(output, expected, "round {round}, sizes {sizes:?}");
             assert_eq!(matches, expected_matches, "round {round}");
