@@ -236,6 +236,14 @@ fn placeholders_are_checked_when_services_are_written() {
         services["services"][0]["substitutions"],
         json!([{ "key": "SID", "placeholder": "~sid~", "in": ["path", "query"] }])
     );
+    // Agents learn the placeholders from /discover.
+    let auth = format!("Bearer {}", proxy.token);
+    let discovered = proxy.send("GET", "/discover", &[("authorization", &auth)], b"");
+    assert_eq!(
+        discovered.json()["services"],
+        json!([{ "name": "sub", "host": "api.test.example",
+                 "placeholders": [{ "placeholder": "~sid~", "in": ["path", "query"] }] }])
+    );
 }
 
 /// A masked client frame.

@@ -1,5 +1,6 @@
-//! `GET /discover`: what an agent can reach through this vault: the services (name and host)
-//! and the names of the credentials, never their values.
+//! `GET /discover`: what an agent can reach through this vault: the services (name and host,
+//! and the placeholders to write where a credential goes, for services that have them) and
+//! the names of the credentials, never their values.
 
 use http::Response;
 use hyper::body::Incoming;
@@ -24,7 +25,21 @@ pub async fn discover(
     let services: Vec<_> = view
         .services
         .iter()
-        .map(|service| json!({ "name": service.name, "host": service.inline_host() }))
+        .map(|service| {
+            let mut entry = json!({ "name": service.name, "host": service.inline_host() });
+            if !service.substitutions.is_empty() {
+                entry["placeholders"] = service
+                    .substitutions
+                    .iter()
+                    .map(|substitution| {
+                        let surfaces: Vec<&str> =
+                            substitution.surfaces.iter().map(|s| s.as_str()).collect();
+                        json!({ "placeholder": substitution.placeholder, "in": surfaces })
+                    })
+                    .collect();
+            }
+            entry
+        })
         .collect();
     let mut keys: Vec<&String> = view.credentials.keys().collect();
     keys.sort();
