@@ -534,6 +534,68 @@ fn service_validation_errors_are_printed_as_the_server_words_them() {
 }
 
 #[test]
+fn a_placeholder_is_added_from_the_command_line_and_listed_back() {
+    let instance = Instance::start();
+    let add = |extra: &[&str]| {
+        let mut all = vec![
+            "vault",
+            "service",
+            "add",
+            "--name",
+            "telegram",
+            "--host",
+            "api.telegram.org",
+            "--auth-type",
+            "passthrough",
+        ];
+        all.extend_from_slice(extra);
+        instance.owner.run(&all)
+    };
+    assert_eq!(
+        add(&["--substitute", "TELEGRAM_BOT_TOKEN=telegram_token@path"]).fails(),
+        "error: Invalid services: service 0: substitution 0: placeholder \"telegram_token\" could \
+         be an ordinary word; mark it with __ or . ~ -, e.g. \"__telegram_token__\"\n"
+    );
+    assert_eq!(
+        add(&["--substitute", "TELEGRAM_BOT_TOKEN"]).fails(),
+        "error: --substitute \"TELEGRAM_BOT_TOKEN\" must be KEY=PLACEHOLDER[@SURFACES], e.g. \
+         BOT_TOKEN=__bot_token__@path\n"
+    );
+    add(&[
+        "--substitute",
+        "TELEGRAM_BOT_TOKEN=__telegram_bot_token__@path,body",
+        "--substitute",
+        "TELEGRAM_CHAT=__chat__",
+        "--compressed-responses",
+        "pass",
+    ])
+    .ok();
+    assert_eq!(
+        instance.owner(&["vault", "service", "list"]),
+        "\
+services:
+- name: telegram
+  host: api.telegram.org
+  enabled: true
+  auth:
+    type: passthrough
+  substitutions:
+  - key: TELEGRAM_BOT_TOKEN
+    placeholder: __telegram_bot_token__
+    in:
+    - path
+    - body
+  - key: TELEGRAM_CHAT
+    placeholder: __chat__
+    in:
+    - path
+    - query
+  compressed_responses: pass
+"
+    );
+}
+
+#[test]
 fn a_vault_token_is_a_proxy_session_of_that_vault() {
     let instance = Instance::start();
     instance.owner_uses_new_vault("team");

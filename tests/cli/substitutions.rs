@@ -389,7 +389,8 @@ fn assert_no_echo(answer: &crate::proxy::Answer, value: &str, context: &str) {
 
 #[test]
 fn an_upstream_that_echoes_the_request_never_returns_a_credential() {
-    let proxy = Proxy::start();
+    let t = Transparent::start();
+    let proxy = &t.proxy;
     let secrets = [
         ("API_TOKEN", "tok/en+value=1"),
         ("USER", "user@example.com"),
@@ -459,6 +460,35 @@ fn an_upstream_that_echoes_the_request_never_returns_a_credential() {
             for (_, value) in secrets {
                 assert_no_echo(&answer, value, &path);
             }
+        }
+        // The same through HTTPS_PROXY, by curl (headers and body in its output).
+        let mut args = t.trust();
+        args.extend([
+            "-i",
+            "-H",
+            "content-type: application/json",
+            "-H",
+            "x-sub: __sub__",
+            "--data-binary",
+            r#"{"s":"__sub__"}"#,
+        ]);
+        let url = t.url(
+            "api.test.example",
+            &format!("/{service}/echo/__sub__?q=__sub__"),
+        );
+        let (code, stdout, stderr) = t.curl(&args, &url);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(
+            stdout.starts_with("HTTP/1.1 200") && stdout.contains(r#""method":"POST""#),
+            "{stdout}"
+        );
+        let answer = crate::proxy::Answer {
+            status: 200,
+            headers: Vec::new(),
+            body: stdout.into_bytes(),
+        };
+        for (_, value) in secrets {
+            assert_no_echo(&answer, value, &url);
         }
     }
     // What the agent sees instead: the placeholder where there is one, else the key.

@@ -6,10 +6,11 @@
 //! 2. authenticate (`authenticate.rs`): the token and the vault it acts in, then the rate
 //!    limits;
 //! 3. route (`route.rs`): the vault's service for the host, port and path, and its allow rules;
-//! 4. plugin (`crate::plugin`): credentials opened from the vault, the service's plugin shapes
-//!    the request (hashing the body first if it signs it);
+//! 4. plugin (`crate::plugin`): credentials opened from the vault (`credentials.rs`), the
+//!    service's plugin shapes the request (hashing the body first if it signs it), then the
+//!    service's placeholders become values (`substitution.rs`, `crate::vault::substitute`);
 //! 5. forward (`crate::forward`): to the upstream over TLS, the answer streamed back without
-//!    hop-by-hop headers or `Set-Cookie`;
+//!    hop-by-hop headers or `Set-Cookie`, searched for echoed credentials (`echo.rs`);
 //! 6. log (`crate::audit`): one metadata-only row per request.
 //!
 //! Every failure is a [`ProxyError`], turned into a response in `errors.rs` alone.
