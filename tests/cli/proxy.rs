@@ -908,3 +908,24 @@ fn a_large_upload_streams_through_without_buffering() {
         "the server's peak memory grew by {growth} bytes for a {size}-byte upload"
     );
 }
+
+#[test]
+fn a_101_without_the_right_websocket_accept_is_not_relayed() {
+    let proxy = Proxy::start();
+    proxy.credentials(json!({ "API_TOKEN": "tok" }));
+    proxy.services(json!([bearer_service("api", "api.test.example")]));
+    let answer = proxy.call(
+        "GET",
+        "api.test.example",
+        "/ws-bad-accept",
+        &[
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+            ("sec-websocket-version", "13"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ],
+    );
+    assert_eq!(answer.proxy_error(), (502, "upstream_error".into()));
+    let message = answer.json()["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("Sec-WebSocket-Accept"), "{message}");
+}

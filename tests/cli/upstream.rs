@@ -2,7 +2,8 @@
 //! any names the test asks for, HTTP/1.1 and HTTP/2, and every request it receives kept for
 //! the test to look at.
 //!
-//! Paths with a meaning: `/set-cookie` answers with `Set-Cookie` and `X-Upstream`,
+//! Paths with a meaning: `/ws` is a WebSocket echo (`/ws-bad-accept` answers its 101 with
+//! the wrong `Sec-WebSocket-Accept`), `/set-cookie` answers with `Set-Cookie` and `X-Upstream`,
 //! `/redirect` with a 302, `/hang` never answers, `/stream` sends three chunks a little apart,
 //! `/big` sends 64 KiB; a path with an `echo` segment answers with the request (httpbin style: method, target,
 //! headers and body as JSON, the query in a `Location` header and the `Authorization` in
@@ -146,7 +147,7 @@ async fn answer(
     record: Arc<Mutex<Vec<Received>>>,
 ) -> Result<Response<AnswerBody>, Infallible> {
     // `/ws`: a WebSocket handshake, then every byte echoed back.
-    let websocket = (request.uri().path() == "/ws")
+    let websocket = matches!(request.uri().path(), "/ws" | "/ws-bad-accept")
         .then(|| {
             let key = request
                 .headers()
@@ -198,6 +199,11 @@ async fn answer(
     }
     let full = |text: &'static str| Full::new(Bytes::from_static(text.as_bytes())).boxed();
     if let Some((key, upgrade)) = websocket {
+        let accept = if target == "/ws-bad-accept" {
+            websocket_accept(b"another key")
+        } else {
+            websocket_accept(&key)
+        };
         tokio::spawn(async move {
             if let Ok(upgraded) = upgrade.await {
                 let (mut reader, mut writer) = tokio::io::split(TokioIo::new(upgraded));
@@ -208,7 +214,7 @@ async fn answer(
             .status(101)
             .header("connection", "Upgrade")
             .header("upgrade", "websocket")
-            .header("sec-websocket-accept", websocket_accept(&key))
+            .header("sec-websocket-accept", accept)
             .header("set-cookie", "ws=upstream-secret")
             .body(full(""))
             .unwrap());

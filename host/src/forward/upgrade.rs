@@ -2,7 +2,9 @@
 //! handshake, through the same resolution, pins, network guard and trust as every request,
 //! with the request's headers as the plugin left them plus `Connection: upgrade` and the
 //! agent's `Upgrade`. A `101` hands back the upgraded connection; any other answer is an
-//! ordinary response.
+//! ordinary response. A WebSocket `101` counts only with the `Sec-WebSocket-Accept` that
+//! answers the handshake's key (RFC 6455 §4.1): anything else is an upstream that did not
+//! really switch, and bytes relayed after it could be smuggled requests (RFC 9931).
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, Uri};
@@ -93,6 +95,7 @@ impl Upstream {
             Ok(Err(error)) => return Err(error),
             Err(error) => return Err(protocol_error(error.to_string())),
         };
+        let websocket_key = head.headers.get("sec-websocket-key").cloned();
         let uri: Uri = head
             .path_and_query()
             .parse()
@@ -121,6 +124,20 @@ impl Upstream {
         if response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
             return Ok(Upgrading::Answered(response));
         }
+        if let Some(key) = websocket_key {
+            let accepted = response
+                .headers()
+                .get("sec-websocket-accept")
+                .is_some_and(|accept| {
+                    accept.as_bytes() == websocket_accept(key.as_bytes()).as_bytes()
+                });
+            if !accepted {
+                return Err(protocol_error(
+                    "the upstream answered 101 without the Sec-WebSocket-Accept of the handshake"
+                        .to_owned(),
+                ));
+            }
+        }
         let (parts, body) = response.into_parts();
         let mut upgradable = Response::from_parts(parts.clone(), body);
         let upstream = hyper::upgrade::on(&mut upgradable)
@@ -130,5 +147,28 @@ impl Upstream {
             response: Response::from_parts(parts, ()),
             upstream,
         })
+    }
+}
+
+/// The `Sec-WebSocket-Accept` that answers a `Sec-WebSocket-Key` (RFC 6455 §4.2.2).
+fn websocket_accept(key: &[u8]) -> String {
+    use base64::Engine as _;
+    use sha1::Digest as _;
+    let mut hasher = sha1::Sha1::new();
+    hasher.update(key);
+    hasher.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64::engine::general_purpose::STANDARD.encode(hasher.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_accept_value_is_the_one_in_rfc_6455() {
+        assert_eq!(
+            websocket_accept(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
     }
 }
