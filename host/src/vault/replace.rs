@@ -28,8 +28,9 @@ pub struct Replacements {
     /// Built on first use over a long text: building one costs more than searching a
     /// response's headers or a small body pattern by pattern.
     searcher: OnceLock<Option<AhoCorasick>>,
-    /// One per pattern, for the search pattern by pattern; built on first use.
-    finders: OnceLock<Vec<memchr::memmem::Finder<'static>>>,
+    /// One per pattern, for the search pattern by pattern; each built the first time a text
+    /// is long enough to hold its pattern (most response headers hold none).
+    finders: Vec<OnceLock<memchr::memmem::Finder<'static>>>,
     /// Indexed by the searcher's pattern id.
     replacements: Vec<Zeroizing<Vec<u8>>>,
     /// The patterns again, to tell which bytes at the end of a chunk could begin one.
@@ -62,7 +63,7 @@ impl Replacements {
         }
         Some(Replacements {
             searcher: OnceLock::new(),
-            finders: OnceLock::new(),
+            finders: patterns.iter().map(|_| OnceLock::new()).collect(),
             replacements,
             patterns,
             first_bytes,
@@ -142,16 +143,12 @@ impl Replacements {
         // among those, the longest, skipping what overlaps a match already taken: the same
         // matches as the automaton's leftmost-longest search.
         let mut candidates = Vec::new();
-        let finders = self.finders.get_or_init(|| {
-            self.patterns
-                .iter()
-                .map(|pattern| memchr::memmem::Finder::new(pattern.as_slice()).into_owned())
-                .collect()
-        });
-        for (index, finder) in finders.iter().enumerate() {
-            if finder.needle().len() > haystack.len() - from {
+        for (index, pattern) in self.patterns.iter().enumerate() {
+            if pattern.len() > haystack.len() - from {
                 continue;
             }
+            let finder = self.finders[index]
+                .get_or_init(|| memchr::memmem::Finder::new(pattern.as_slice()).into_owned());
             let mut at = from;
             while let Some(offset) = finder.find(&haystack[at..]) {
                 let start = at + offset;
