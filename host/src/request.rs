@@ -198,6 +198,20 @@ impl fmt::Display for RequestHead {
     }
 }
 
+/// Whether a message's body has a content coding (`Content-Encoding` other than
+/// `identity`): its bytes are not the content, so they cannot be searched or rewritten.
+pub fn has_content_coding(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(http::header::CONTENT_ENCODING)
+        .iter()
+        .any(|value| {
+            !value
+                .as_bytes()
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"identity")
+        })
+}
+
 /// `(raw name, raw value)` for each non-empty `&`-separated pair of a raw query.
 pub fn raw_query_pairs(query: Option<&str>) -> impl Iterator<Item = (&str, &str)> {
     query

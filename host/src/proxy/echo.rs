@@ -17,6 +17,7 @@ use http_body_util::{BodyExt, LengthLimitError};
 
 use super::{ProxyError, full, ingress};
 use crate::forward::{ProxyBody, UpstreamError};
+use crate::request::has_content_coding;
 use crate::services::{CompressedResponses, ResponsePolicy};
 use crate::vault::redact::Redactor;
 use crate::vault::replace::ReplacedBody;
@@ -67,17 +68,7 @@ pub async fn redact(
     if bodiless {
         return Ok(body);
     }
-    let compressed = parts
-        .headers
-        .get_all(http::header::CONTENT_ENCODING)
-        .iter()
-        .any(|value| {
-            !value
-                .as_bytes()
-                .trim_ascii()
-                .eq_ignore_ascii_case(b"identity")
-        });
-    if compressed {
+    if has_content_coding(&parts.headers) {
         return match echo.policy.compressed {
             CompressedResponses::Refuse => Err(ProxyError::CompressedResponse {
                 service: echo.service.to_owned(),

@@ -369,16 +369,16 @@ mod tests {
 
     #[test]
     fn header_values_are_redacted_and_names_kept() {
-        let value = b"AKIA/secret+key";
+        let value = b"keyid/secret+key";
         let redactor = Redactor::new([(&value[..], "__aws_key__")]).expect("long enough");
         let mut headers = HeaderMap::new();
         headers.insert(
             "location",
-            HeaderValue::from_static("https://x/?key=AKIA%2Fsecret%2Bkey&a=1"),
+            HeaderValue::from_static("https://x/?key=keyid%2Fsecret%2Bkey&a=1"),
         );
         headers.insert(
             "www-authenticate",
-            HeaderValue::from_static("Bearer error=\"invalid_token\", token=\"AKIA/secret+key\""),
+            HeaderValue::from_static("Bearer error=\"invalid_token\", token=\"keyid/secret+key\""),
         );
         headers.append("x-echo", HeaderValue::from_static("untouched"));
         headers.append(

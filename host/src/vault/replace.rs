@@ -647,14 +647,14 @@ mod tests {
 
     #[test]
     fn a_chunk_whose_end_cannot_begin_a_pattern_goes_out_whole() {
-        let replacements = replacements(&[("sk_live_0123456789", "[REDACTED:KEY]")]);
+        let replacements = replacements(&[("tok_live_0123456789", "[REDACTED:KEY]")]);
         let mut replacer = StreamReplacer::new(replacements);
         let event = b"data: {\"token\":\"hello\"}\n\n";
         assert_eq!(replacer.feed(event).as_ref(), event);
         assert_eq!(replacer.carried(), 0);
         // A tail that could begin the pattern waits for the next chunk, and only that tail.
-        assert_eq!(replacer.feed(b"data: sk_li").as_ref(), b"data: ");
-        assert_eq!(replacer.carried(), 5);
+        assert_eq!(replacer.feed(b"data: tok_li").as_ref(), b"data: ");
+        assert_eq!(replacer.carried(), 6);
         assert_eq!(
             replacer.feed(b"ve_0123456789\n\n").as_ref(),
             b"[REDACTED:KEY]\n\n"

@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 use super::Secret;
 use super::render::check_path;
 use super::replace::Replacements;
-use crate::request::{QUERY_COMPONENT, RequestHead};
+use crate::request::{QUERY_COMPONENT, RequestHead, has_content_coding};
 use crate::services::Surface;
 
 /// A substitution that cannot be made; the request is not sent. Names the credential key,
@@ -72,16 +72,7 @@ impl BodyKind {
     /// The kind of a request body, or `None` for bodies left untouched: multipart (its parts
     /// have their own types and lengths) and compressed ones.
     pub fn of(headers: &HeaderMap) -> Option<BodyKind> {
-        let encoded = headers
-            .get_all(http::header::CONTENT_ENCODING)
-            .iter()
-            .any(|value| {
-                !value
-                    .as_bytes()
-                    .trim_ascii()
-                    .eq_ignore_ascii_case(b"identity")
-            });
-        if encoded {
+        if has_content_coding(headers) {
             return None;
         }
         let content_type = headers
