@@ -11,7 +11,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD_NO_PAD;
 use http::header::Entry;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
@@ -138,25 +138,43 @@ fn forms(value: &[u8]) -> Vec<Zeroizing<Vec<u8>>> {
 /// a longer base64 text at each of the three alignments (the value preceded by 0, 1 or 2
 /// other bytes, like the password in `Basic base64("user:password")`).
 fn base64_forms(value: &[u8], forms: &mut Vec<Zeroizing<Vec<u8>>>) {
-    for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
-        forms.push(Zeroizing::new(engine.encode(value).into_bytes()));
-        for filler in 0..3 {
-            let mut shifted = Zeroizing::new(vec![0u8; filler]);
-            shifted.extend_from_slice(value);
-            let encoded = Zeroizing::new(engine.encode(&shifted[..]).into_bytes());
-            // Character i carries bits 6i..6i+6; keep those that come from the value alone.
-            let first = (8 * filler).div_ceil(6);
-            let end = (8 * (filler + value.len())) / 6;
-            if let Some(inner) = encoded.get(first..end) {
-                forms.push(Zeroizing::new(inner.to_vec()));
-            }
+    let mut standard = vec![Zeroizing::new(STANDARD_NO_PAD.encode(value).into_bytes())];
+    let mut shifted = Zeroizing::new(Vec::with_capacity(value.len() + 2));
+    for filler in 0..3 {
+        shifted.clear();
+        shifted.resize(filler, 0);
+        shifted.extend_from_slice(value);
+        let encoded = Zeroizing::new(STANDARD_NO_PAD.encode(&shifted[..]).into_bytes());
+        // Character i carries bits 6i..6i+6; keep those that come from the value alone.
+        let first = (8 * filler).div_ceil(6);
+        let end = (8 * (filler + value.len())) / 6;
+        if let Some(inner) = encoded.get(first..end) {
+            standard.push(Zeroizing::new(inner.to_vec()));
         }
     }
+    // The URL-safe alphabet differs only in two characters.
+    for form in &standard {
+        if form.iter().any(|&c| c == b'+' || c == b'/') {
+            let url_safe = form.iter().map(|&c| match c {
+                b'+' => b'-',
+                b'/' => b'_',
+                c => c,
+            });
+            forms.push(Zeroizing::new(url_safe.collect()));
+        }
+    }
+    forms.extend(standard);
 }
 
 /// The value percent-encoded, with upper- and lower-case hex, and with space as `+` as in a
 /// form; only the variants that differ from the raw value.
 fn percent_forms(value: &[u8], forms: &mut Vec<Zeroizing<Vec<u8>>>) {
+    if value
+        .iter()
+        .all(|&byte| byte.is_ascii_alphanumeric() || b"-._~".contains(&byte))
+    {
+        return;
+    }
     let mut upper = Zeroizing::new(Vec::with_capacity(value.len() * 3));
     for piece in percent_encoding::percent_encode(value, NOT_UNRESERVED) {
         upper.extend_from_slice(piece.as_bytes());
@@ -211,6 +229,13 @@ fn space_as_plus(encoded: &[u8]) -> Zeroizing<Vec<u8>> {
 /// JSON body quoted inside a JSON answer), and each of those with `/` as `\/` (PHP's
 /// default). Skipped when the value is not UTF-8.
 fn json_forms(value: &[u8], forms: &mut Vec<Zeroizing<Vec<u8>>>) {
+    // Printable ASCII without `"`, `\` and `/` is its own JSON escape, once and twice.
+    if value
+        .iter()
+        .all(|&byte| (0x20..0x7f).contains(&byte) && !b"\"\\/".contains(&byte))
+    {
+        return;
+    }
     let Ok(text) = std::str::from_utf8(value) else {
         return;
     };
@@ -279,6 +304,7 @@ fn slashes_escaped(escaped: &[u8]) -> Zeroizing<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     const LABEL: &str = "[REDACTED:KEY]";
 
