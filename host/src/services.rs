@@ -303,11 +303,16 @@ impl Service {
 
     /// The credential keys this service uses.
     pub fn credential_keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self
-            .binding()
+        self.credential_keys_with(&self.binding())
+    }
+
+    /// [`Service::credential_keys`], for a caller that already holds the binding: its keys,
+    /// then the substitutions' keys it lacks.
+    pub fn credential_keys_with(&self, binding: &PluginBinding) -> Vec<String> {
+        let mut keys: Vec<String> = binding
             .credentials
-            .into_iter()
-            .map(|(_, key)| key)
+            .iter()
+            .map(|(_, key)| key.clone())
             .collect();
         for substitution in &self.substitutions {
             if !keys.contains(&substitution.key) {

@@ -724,6 +724,27 @@ mod tests {
         (result, received)
     }
 
+    /// Sends the rest of the agent's input and closes, reading what the upstream gets until
+    /// the relay closes it.
+    async fn send_rest_and_read(
+        agent: &mut DuplexStream,
+        upstream: &mut DuplexStream,
+        rest: &[u8],
+    ) -> Vec<u8> {
+        let sending = async {
+            agent.write_all(rest).await.expect("write the rest");
+            agent.shutdown().await.expect("close the agent");
+        };
+        let mut received = Vec::new();
+        let ((), read) = timeout(PATIENCE, async {
+            tokio::join!(sending, upstream.read_to_end(&mut received))
+        })
+        .await
+        .expect("the rest arrives in time");
+        read.expect("read upstream");
+        received
+    }
+
     fn assert_invalid_data(result: io::Result<()>, words: &str) {
         let error = result.expect_err("the relay must fail");
         assert_eq!(error.kind(), io::ErrorKind::InvalidData, "{error}");
@@ -898,17 +919,7 @@ mod tests {
         assert!(!first.fin);
         assert!(!first.payload.is_empty());
 
-        let sending = async {
-            agent.write_all(rest).await.expect("write the rest");
-            agent.shutdown().await.expect("close the agent");
-        };
-        let mut received = Vec::new();
-        let ((), read) = timeout(PATIENCE, async {
-            tokio::join!(sending, upstream.read_to_end(&mut received))
-        })
-        .await
-        .expect("the rest arrives in time");
-        read.expect("read upstream");
+        let received = send_rest_and_read(&mut agent, &mut upstream, rest).await;
         let mut frames = vec![first];
         frames.extend(decode_frames(&received));
         assert_eq!(text_message_payload(&frames), payload);
@@ -934,17 +945,7 @@ mod tests {
             .expect("read upstream");
         assert_eq!(start, head);
 
-        let sending = async {
-            agent.write_all(rest).await.expect("write the rest");
-            agent.shutdown().await.expect("close the agent");
-        };
-        let mut received = Vec::new();
-        let ((), read) = timeout(PATIENCE, async {
-            tokio::join!(sending, upstream.read_to_end(&mut received))
-        })
-        .await
-        .expect("the rest arrives in time");
-        read.expect("read upstream");
+        let received = send_rest_and_read(&mut agent, &mut upstream, rest).await;
         assert_eq!(received, rest);
         relaying
             .await

@@ -21,21 +21,18 @@ pub struct Opened {
     pub redactor: Option<Redactor>,
 }
 
-/// Open every credential `service` uses (its plugin's slots and its substitutions).
+/// Open every credential `service` uses: `keys`, its plugin's slots and its substitutions
+/// (`Service::credential_keys_with`).
 pub fn open(
     state: &ProxyState,
     caller: &Caller,
     view: &VaultView,
     service: &Service,
     binding: &PluginBinding,
+    keys: &[String],
 ) -> Result<Opened, ProxyError> {
     let mut opened: HashMap<&str, Secret> = HashMap::new();
-    for key in binding
-        .credentials
-        .iter()
-        .map(|(_, key)| key.as_str())
-        .chain(service.substitutions.iter().map(|s| s.key.as_str()))
-    {
+    for key in keys.iter().map(String::as_str) {
         if opened.contains_key(key) {
             continue;
         }

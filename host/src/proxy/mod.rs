@@ -232,23 +232,20 @@ async fn exchange(
 
     // 4. Plugin.
     let binding = service.binding();
-    draft.credential_keys = binding
-        .credentials
-        .iter()
-        .map(|(_, key)| key)
-        .chain(service.substitutions.iter().map(|s| &s.key))
-        .fold(Vec::new(), |mut keys, key| {
-            if !keys.contains(key) {
-                keys.push(key.clone());
-            }
-            keys
-        });
+    draft.credential_keys = service.credential_keys_with(&binding);
     let plugin = state
         .api
         .plugins
         .get_pinned(&binding.plugin, binding.sha256.as_deref())
         .map_err(|error| ProxyError::Plugin(error.to_string()))?;
-    let opened = credentials::open(state, caller, &view, service, &binding)?;
+    let opened = credentials::open(
+        state,
+        caller,
+        &view,
+        service,
+        &binding,
+        &draft.credential_keys,
+    )?;
     let requirements = view
         .requirements(service, &plugin)
         .map_err(ProxyError::Plugin)?;
