@@ -5,7 +5,7 @@
 //! The queue is bounded (16,384 entries, about half a second of traffic at full load, a few
 //! megabytes). When it is full, as when the store is slower than
 //! the traffic, entries are dropped and counted rather than slowing requests down; so are
-//! the entries of a batch the store refuses. A batch is written when it reaches 100 entries
+//! the entries of a batch the store refuses. A batch is written when it reaches 1,000 entries
 //! or 250 ms after its first entry arrived, whichever comes first. [`LogWriter::shutdown`]
 //! writes what is queued, within a deadline. What an entry holds (metadata only, never a
 //! credential or a header value) is decided where it is built, in the pipeline; this module
@@ -28,7 +28,7 @@ use crate::store::{self, Db, LogEntry};
 /// (below) at full load: at 26k requests/s, 1,024 entries lasted 40 ms and 2-4% were lost.
 const QUEUE: usize = 16 * 1024;
 /// The most entries written in one transaction.
-const BATCH: usize = 100;
+const BATCH: usize = 1000;
 /// How long the first entry of a batch waits for the batch to fill.
 const FLUSH_AFTER: Duration = Duration::from_millis(250);
 
@@ -373,20 +373,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn entries_arrive_in_order_in_batches_of_100() {
+    async fn entries_arrive_in_order_in_batches_of_1000() {
         let fixture = Fixture::new();
         let (log, writer) = fixture.start(QUEUE, |_| false);
-        for n in 0..250 {
+        for n in 0..2500 {
             log.record(fixture.entry(n));
         }
-        fixture.until_written(200).await;
-        // The last 50 wait for their batch to fill, or for 250 ms.
+        fixture.until_written(2000).await;
+        // The last 500 wait for their batch to fill, or for 250 ms.
         fixture.clock.until_sleepers(1).await;
-        assert_eq!(fixture.batches(), [100, 100]);
+        assert_eq!(fixture.batches(), [1000, 1000]);
         fixture.clock.advance(FLUSH_AFTER);
-        fixture.until_written(250).await;
-        assert_eq!(fixture.batches(), [100, 100, 50]);
-        assert_eq!(fixture.written(), paths(0..250));
+        fixture.until_written(2500).await;
+        assert_eq!(fixture.batches(), [1000, 1000, 500]);
+        assert_eq!(fixture.written(), paths(0..2500));
         assert_eq!(log.dropped(), 0);
         writer.shutdown(Duration::from_secs(3)).await;
     }
@@ -435,14 +435,14 @@ mod tests {
     async fn shutdown_writes_what_is_queued() {
         let fixture = Fixture::new();
         let (log, writer) = fixture.start(QUEUE, |_| false);
-        for n in 0..130 {
+        for n in 0..1030 {
             log.record(fixture.entry(n));
         }
         // No time passes: the 30 after the first batch are written because of the shutdown.
         writer.shutdown(Duration::from_secs(3)).await;
-        assert_eq!(fixture.written(), paths(0..130));
-        assert_eq!(fixture.batches(), [100, 30]);
-        log.record(fixture.entry(130));
+        assert_eq!(fixture.written(), paths(0..1030));
+        assert_eq!(fixture.batches(), [1000, 30]);
+        log.record(fixture.entry(1030));
         assert_eq!(log.dropped(), 1, "after shutdown, entries are dropped");
     }
 
@@ -450,13 +450,13 @@ mod tests {
     async fn a_refused_batch_is_dropped_and_counted() {
         let fixture = Fixture::new();
         let (log, writer) = fixture.start(QUEUE, |batch| batch == 1);
-        for n in 0..150 {
+        for n in 0..1050 {
             log.record(fixture.entry(n));
         }
         writer.shutdown(Duration::from_secs(3)).await;
-        assert_eq!(fixture.batches(), [100, 50]);
-        assert_eq!(fixture.written(), paths(100..150));
-        assert_eq!(log.dropped(), 100);
+        assert_eq!(fixture.batches(), [1000, 50]);
+        assert_eq!(fixture.written(), paths(1000..1050));
+        assert_eq!(log.dropped(), 1000);
     }
 
     #[tokio::test]

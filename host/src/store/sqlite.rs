@@ -106,6 +106,11 @@ impl SqliteStore {
         log_connection
             .pragma_update(None, "synchronous", "NORMAL")
             .map_err(cannot_open)?;
+        // Room for the log's recent pages (its table and two indexes, some 10 MB at the
+        // default retention), so that inserting and pruning do not read them back from disk.
+        log_connection
+            .pragma_update(None, "cache_size", -16_384)
+            .map_err(cannot_open)?;
         Ok(SqliteStore {
             path: path.to_owned(),
             connection: Mutex::new(connection),
@@ -1806,7 +1811,10 @@ impl Store for SqliteStore {
     }
 
     fn prune_logs(&self, older_than: UnixTime, max_rows_per_vault: u32) -> Result<usize> {
-        self.write("prune the request log", |tx| {
+        // On the log's own connection: a commit on the main one would make the log
+        // connection drop its page cache and read the log's pages again.
+        let behavior = TransactionBehavior::Immediate;
+        Self::transaction_on(&self.log_connection, "prune the request log", behavior, |tx| {
             let mut deleted = tx.execute(
                 "DELETE FROM request_logs WHERE created_at < ?1",
                 [older_than],
