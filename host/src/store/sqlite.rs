@@ -1814,39 +1814,44 @@ impl Store for SqliteStore {
         // On the log's own connection: a commit on the main one would make the log
         // connection drop its page cache and read the log's pages again.
         let behavior = TransactionBehavior::Immediate;
-        Self::transaction_on(&self.log_connection, "prune the request log", behavior, |tx| {
-            let mut deleted = tx.execute(
-                "DELETE FROM request_logs WHERE created_at < ?1",
-                [older_than],
-            )?;
-            if max_rows_per_vault == 0 {
-                return Ok(deleted);
-            }
-            let vault_ids: Vec<String> = query_all(
-                tx,
-                "SELECT DISTINCT vault_id FROM request_logs",
-                [],
-                |row| row.get(0),
-            )?;
-            for vault_id in vault_ids {
-                // The newest entry beyond the cap: it and everything older goes.
-                let first_dropped: Option<i64> = tx
-                    .query_row(
-                        "SELECT id FROM request_logs WHERE vault_id = ?1
-                         ORDER BY id DESC LIMIT 1 OFFSET ?2",
-                        params![vault_id, max_rows_per_vault],
-                        |row| row.get(0),
-                    )
-                    .optional()?;
-                if let Some(id) = first_dropped {
-                    deleted += tx.execute(
-                        "DELETE FROM request_logs WHERE vault_id = ?1 AND id <= ?2",
-                        params![vault_id, id],
-                    )?;
+        Self::transaction_on(
+            &self.log_connection,
+            "prune the request log",
+            behavior,
+            |tx| {
+                let mut deleted = tx.execute(
+                    "DELETE FROM request_logs WHERE created_at < ?1",
+                    [older_than],
+                )?;
+                if max_rows_per_vault == 0 {
+                    return Ok(deleted);
                 }
-            }
-            Ok(deleted)
-        })
+                let vault_ids: Vec<String> = query_all(
+                    tx,
+                    "SELECT DISTINCT vault_id FROM request_logs",
+                    [],
+                    |row| row.get(0),
+                )?;
+                for vault_id in vault_ids {
+                    // The newest entry beyond the cap: it and everything older goes.
+                    let first_dropped: Option<i64> = tx
+                        .query_row(
+                            "SELECT id FROM request_logs WHERE vault_id = ?1
+                         ORDER BY id DESC LIMIT 1 OFFSET ?2",
+                            params![vault_id, max_rows_per_vault],
+                            |row| row.get(0),
+                        )
+                        .optional()?;
+                    if let Some(id) = first_dropped {
+                        deleted += tx.execute(
+                            "DELETE FROM request_logs WHERE vault_id = ?1 AND id <= ?2",
+                            params![vault_id, id],
+                        )?;
+                    }
+                }
+                Ok(deleted)
+            },
+        )
     }
 }
 
