@@ -25,3 +25,4 @@ pub mod services;
 pub mod store;
 pub mod transparent;
 pub mod vault;
+pub mod workers;

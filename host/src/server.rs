@@ -31,6 +31,7 @@ use crate::ratelimit::{AttemptLimiter, RateLimiter, RateLimits};
 use crate::store::{self, Db, Store};
 use crate::transparent::{LocalCa, Transparent};
 use crate::vault::crypto::{DataKey, KdfParams};
+use crate::workers::Workers;
 
 /// How often the plugin directory is rescanned; a changed plugin serves within this plus
 /// its compile time.
@@ -80,6 +81,8 @@ pub enum ServerError {
     Upstream(#[from] crate::forward::UpstreamConfigError),
     #[error("cannot set up the transparent proxy: {0}")]
     Ca(crate::store::StoreError),
+    #[error("cannot start the connection workers: {0}")]
+    Workers(std::io::Error),
     #[error("cannot listen on {addr}: {source} (is another agent-vault running? try --port)")]
     Bind {
         addr: SocketAddr,
@@ -161,6 +164,20 @@ pub async fn run(
         settings: config.proxy,
         api: state.clone(),
     });
+    // Each worker gets its own upstream pool, so that an upstream connection lives on the
+    // thread of the requests it carries; the cache and the limits are shared.
+    let workers = Workers::per_core().map_err(ServerError::Workers)?;
+    let worker_proxies = (0..workers.len())
+        .map(|_| {
+            Ok(Arc::new(ProxyState {
+                upstream: Upstream::new(config.upstream.clone())?,
+                directory: proxy.directory.clone(),
+                limits: proxy.limits.clone(),
+                settings: proxy.settings,
+                api: state.clone(),
+            }))
+        })
+        .collect::<Result<Vec<_>, ServerError>>()?;
     let upkeep = tokio::spawn(upkeep(db, config.log_retention));
     tracing::info!(
         data_dir = %config.data_dir.display(),
@@ -198,10 +215,19 @@ pub async fn run(
                         continue;
                     }
                 };
-                let (state, proxy) = (state.clone(), proxy.clone());
                 // Small responses must not wait for Nagle's algorithm (a 40 ms stall with
                 // delayed ACKs on the other side).
                 let _ = stream.set_nodelay(true);
+                // The socket moves to the worker's runtime, which polls it from then on.
+                let stream = match stream.into_std() {
+                    Ok(stream) => stream,
+                    Err(error) => {
+                        tracing::warn!(%peer, "cannot hand the connection to a worker: {error}");
+                        continue;
+                    }
+                };
+                let worker = workers.next_index();
+                let (state, proxy) = (state.clone(), worker_proxies[worker].clone());
                 let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
                     let (state, proxy) = (state.clone(), proxy.clone());
                     async move {
@@ -215,10 +241,17 @@ pub async fn run(
                         Ok::<_, Infallible>(response)
                     }
                 });
-                let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-                let connection = graceful.watch(connection);
-                tokio::spawn(async move {
-                    if let Err(error) = connection.await {
+                let (builder, watcher) = (builder.clone(), graceful.watcher());
+                workers.spawn(worker, async move {
+                    let stream = match tokio::net::TcpStream::from_std(stream) {
+                        Ok(stream) => stream,
+                        Err(error) => {
+                            tracing::warn!(%peer, "a worker cannot take the connection: {error}");
+                            return;
+                        }
+                    };
+                    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    if let Err(error) = watcher.watch(connection.into_owned()).await {
                         tracing::debug!(%peer, "connection ended: {error}");
                     }
                 });
@@ -238,6 +271,7 @@ pub async fn run(
             tracing::warn!("requests still in flight after 10 s; stopping anyway");
         }
     }
+    let _ = tokio::task::spawn_blocking(move || workers.stop()).await;
     log_writer.shutdown(REQUEST_LOG_FLUSH).await;
     Ok(())
 }
