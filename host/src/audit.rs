@@ -171,18 +171,13 @@ impl LogWriter {
 /// A batch for the store thread, and where its outcome goes.
 type StoreJob = (Vec<LogEntry>, oneshot::Sender<store::Result<()>>);
 
-/// The thread that writes batches to the store and trims the log. It runs at a lower
-/// scheduling priority than the threads serving requests: its work can wait a few
-/// milliseconds, theirs cannot. A busy proxy writes about 25 batches a second of a few
-/// milliseconds each; on the same priority, on a machine whose cores are all busy, each
-/// one held a request thread off a core, and the request path's p99 latency tripled
-/// (bench/README.md). It still gets a fair share, so under sustained load it keeps up.
+/// The thread that writes batches to the store and trims the log: its own, rather than the
+/// runtime's blocking pool, so that a busy log never queues the control plane's store calls
+/// behind it. It runs at the same priority as the request threads: at nice 5 it fell behind
+/// under full load on two cores (bench/proxy counted 0.7% of entries dropped).
 struct StoreThread {
     jobs: std::sync::mpsc::Sender<StoreJob>,
 }
-
-/// How much lower: nice 5 weighs about a third of nice 0.
-const STORE_THREAD_NICENESS: i32 = 5;
 
 impl StoreThread {
     fn start(db: Db, retention: LogRetention) -> StoreThread {
@@ -190,7 +185,6 @@ impl StoreThread {
         let spawned = std::thread::Builder::new()
             .name("agent-vault-log".to_owned())
             .spawn(move || {
-                lower_priority(STORE_THREAD_NICENESS);
                 let mut last_trim = std::time::Instant::now();
                 for (batch, outcome) in received {
                     let store = db.store();
@@ -224,20 +218,6 @@ impl StoreThread {
 
 fn stopped() -> store::StoreError {
     store::StoreError::Database("the request log's thread has stopped".to_owned())
-}
-
-/// Lower the calling thread's scheduling priority (raise its nice value); Linux only, where
-/// a thread has its own. A failure costs only latency, so it is logged and ignored.
-fn lower_priority(niceness: i32) {
-    #[cfg(target_os = "linux")]
-    {
-        let thread = rustix::thread::gettid();
-        if let Err(error) = rustix::process::setpriority_process(Some(thread), niceness) {
-            tracing::debug!("cannot lower the request log thread's priority: {error}");
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = niceness;
 }
 
 /// The writer task: batches until told to stop (or every `RequestLog` is gone), then what
