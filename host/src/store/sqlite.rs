@@ -48,6 +48,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("migrations/003_proposals.sql"),
     ),
     ("004_mitm_ca", include_str!("migrations/004_mitm_ca.sql")),
+    (
+        "005_request_log_by_id",
+        include_str!("migrations/005_request_log_by_id.sql"),
+    ),
 ];
 
 /// How long a statement waits for another connection (the CLI next to a running server)
@@ -1754,19 +1758,32 @@ impl Store for SqliteStore {
             behavior,
             |tx| {
                 // Entries of a vault deleted since the request are dropped, as its older entries
-                // were: the foreign key would otherwise fail the whole batch.
-                let mut statement = tx.prepare_cached(&format!(
+                // were: the foreign key would otherwise fail the whole batch. Checked once per
+                // vault in the batch (usually one), so that each row is a plain insert.
+                let mut vaults: Vec<(&str, bool)> = Vec::new();
+                let mut exists = tx.prepare_cached("SELECT 1 FROM vaults WHERE id = ?1")?;
+                let mut insert = tx.prepare_cached(&format!(
                     "INSERT INTO request_logs ({})
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13
-                 WHERE EXISTS (SELECT 1 FROM vaults WHERE id = ?1)",
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                     LOG_COLUMNS.trim_start_matches("id, ")
                 ))?;
                 for entry in entries {
+                    let known = match vaults.iter().find(|(id, _)| *id == entry.vault_id) {
+                        Some((_, known)) => *known,
+                        None => {
+                            let known = exists.exists([&entry.vault_id])?;
+                            vaults.push((&entry.vault_id, known));
+                            known
+                        }
+                    };
+                    if !known {
+                        continue;
+                    }
                     let keys = serde_json::to_string(&entry.credential_keys).map_err(|error| {
                         misuse(&format!("cannot encode credential key names: {error}"))
                     })?;
                     let (actor_type, actor_id) = actor_columns(entry.actor.as_ref());
-                    statement.execute(params![
+                    insert.execute(params![
                         entry.vault_id,
                         entry.ingress,
                         entry.method,
@@ -1819,8 +1836,13 @@ impl Store for SqliteStore {
             "prune the request log",
             behavior,
             |tx| {
+                // Entries are written in the order requests finish, so their times rise
+                // with their ids: the old ones are those before the first recent one, found
+                // by walking ids up from the oldest, which visits no more rows than it deletes.
                 let mut deleted = tx.execute(
-                    "DELETE FROM request_logs WHERE created_at < ?1",
+                    "DELETE FROM request_logs WHERE id < COALESCE(
+                         (SELECT id FROM request_logs WHERE created_at >= ?1 ORDER BY id LIMIT 1),
+                         (SELECT MAX(id) + 1 FROM request_logs))",
                     [older_than],
                 )?;
                 if max_rows_per_vault == 0 {
