@@ -1,6 +1,7 @@
 //! The request log's writer: the last step of the request path. The pipeline hands each
 //! finished request's metadata ([`LogEntry`]) to [`RequestLog::record`], which never waits;
-//! a background task writes the entries to the store in batches.
+//! a background task gathers them into batches, and a thread of its own writes each batch
+//! to the store.
 //!
 //! The queue is bounded (16,384 entries, about half a second of traffic at full load, a few
 //! megabytes). When it is full, as when the store is slower than

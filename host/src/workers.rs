@@ -4,7 +4,7 @@
 //! connection stays on its worker for its whole life, with everything it starts (its HTTP/2
 //! streams, its upstream connections, their TLS), so a request is read, sent upstream and
 //! answered on one thread: no work stealing, no waking another thread between the agent's
-//! socket and the upstream's. On the 2-core reference machine this took about a fifth off the
+//! socket and the upstream's. On the 2-core reference machine this took about a tenth off the
 //! proxy's CPU per request against tokio's multi-threaded scheduler (bench/README.md). The
 //! cost is balance: connections are dealt out in turn, not by load.
 //!
