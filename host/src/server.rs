@@ -131,7 +131,8 @@ pub async fn run(
     })?;
     let db = Db::new(store);
     let data_key = Arc::new(data_key);
-    let upstream = Upstream::new(config.upstream.clone())?;
+    // Webhooks go out from tasks on this runtime, through a client of their own.
+    let webhook_client = Upstream::new(config.upstream.clone())?;
     let mitm = match config.mitm_listen {
         Some(addr) => open_transparent(&db, &data_key, addr).await?,
         None => None,
@@ -151,29 +152,24 @@ pub async fn run(
             request_log,
         )
         .with_attempts(AttemptLimiter::new(config.rate_limits))
-        .with_notifier(Notifier::new(Some(upstream.clone())))
+        .with_notifier(Notifier::new(Some(webhook_client)))
         .with_mitm(mitm.as_ref().map(|(listener, ca)| MitmInfo {
             ca_pem: ca.cert_pem().to_owned(),
             port: listener.local_addr().map_or(0, |addr| addr.port()),
         })),
     );
-    let proxy = Arc::new(ProxyState {
-        directory: Directory::new(db.clone(), state.generation.clone()),
-        upstream,
-        limits: RateLimiter::new(config.rate_limits),
-        settings: config.proxy,
-        api: state.clone(),
-    });
     // Each worker gets its own upstream pool, so that an upstream connection lives on the
     // thread of the requests it carries; the cache and the limits are shared.
+    let directory = Directory::new(db.clone(), state.generation.clone());
+    let limits = RateLimiter::new(config.rate_limits);
     let workers = Workers::per_core().map_err(ServerError::Workers)?;
     let worker_proxies = (0..workers.len())
         .map(|_| {
             Ok(Arc::new(ProxyState {
                 upstream: Upstream::new(config.upstream.clone())?,
-                directory: proxy.directory.clone(),
-                limits: proxy.limits.clone(),
-                settings: proxy.settings,
+                directory: directory.clone(),
+                limits: limits.clone(),
+                settings: config.proxy,
                 api: state.clone(),
             }))
         })
@@ -187,20 +183,26 @@ pub async fn run(
     );
     // Scripts and tests read the address from this line.
     println!("agent-vault listening on http://{local}");
-    let (stop_transparent, transparent_stopped) = tokio::sync::watch::channel(false);
-    let transparent = mitm.map(|(listener, ca)| {
-        if let Ok(addr) = listener.local_addr() {
-            println!("agent-vault transparent proxy listening on http://{addr}");
+    // The transparent listener's connections are dealt to the same workers, each with a
+    // `Transparent` around that worker's proxy state.
+    let (mitm_listener, transparents) = match mitm {
+        Some((listener, ca)) => {
+            if let Ok(addr) = listener.local_addr() {
+                println!("agent-vault transparent proxy listening on http://{addr}");
+            }
+            let transparents: Vec<Arc<Transparent>> = worker_proxies
+                .iter()
+                .map(|proxy| {
+                    Arc::new(Transparent {
+                        proxy: proxy.clone(),
+                        ca: ca.clone(),
+                    })
+                })
+                .collect();
+            (Some(listener), transparents)
         }
-        let shared = Arc::new(Transparent {
-            proxy: proxy.clone(),
-            ca,
-        });
-        let mut stopped = transparent_stopped.clone();
-        tokio::spawn(crate::transparent::serve(listener, shared, async move {
-            let _ = stopped.changed().await;
-        }))
-    });
+        None => (None, Vec::new()),
+    };
 
     let graceful = GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
@@ -208,23 +210,8 @@ pub async fn run(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        tracing::warn!("accept failed: {error}");
-                        continue;
-                    }
-                };
-                // Small responses must not wait for Nagle's algorithm (a 40 ms stall with
-                // delayed ACKs on the other side).
-                let _ = stream.set_nodelay(true);
-                // The socket moves to the worker's runtime, which polls it from then on.
-                let stream = match stream.into_std() {
-                    Ok(stream) => stream,
-                    Err(error) => {
-                        tracing::warn!(%peer, "cannot hand the connection to a worker: {error}");
-                        continue;
-                    }
+                let Some((stream, peer)) = hand_off(accepted) else {
+                    continue;
                 };
                 let worker = workers.next_index();
                 let (state, proxy) = (state.clone(), worker_proxies[worker].clone());
@@ -256,15 +243,20 @@ pub async fn run(
                     }
                 });
             }
+            accepted = accept_on(mitm_listener.as_ref()) => {
+                let Some((stream, peer)) = hand_off(accepted) else {
+                    continue;
+                };
+                let worker = workers.next_index();
+                let transparent = transparents[worker].clone();
+                workers.spawn(worker, crate::transparent::serve_connection(transparent, stream, peer));
+            }
             () = &mut shutdown => break,
         }
     }
     tracing::info!("shutting down; waiting for requests in flight");
     upkeep.abort();
-    let _ = stop_transparent.send(true);
-    if let Some(transparent) = transparent {
-        let _ = transparent.await;
-    }
+    drop(mitm_listener);
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(Duration::from_secs(10)) => {
@@ -274,6 +266,40 @@ pub async fn run(
     let _ = tokio::task::spawn_blocking(move || workers.stop()).await;
     log_writer.shutdown(REQUEST_LOG_FLUSH).await;
     Ok(())
+}
+
+/// The next connection on `listener`; never, without one.
+async fn accept_on(
+    listener: Option<&TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// An accepted connection, made ready to move to a worker's runtime (which polls it from
+/// then on); `None`, with a warning, if it cannot be.
+fn hand_off(
+    accepted: std::io::Result<(tokio::net::TcpStream, SocketAddr)>,
+) -> Option<(std::net::TcpStream, SocketAddr)> {
+    let (stream, peer) = match accepted {
+        Ok(accepted) => accepted,
+        Err(error) => {
+            tracing::warn!("accept failed: {error}");
+            return None;
+        }
+    };
+    // Small responses must not wait for Nagle's algorithm (a 40 ms stall with delayed ACKs
+    // on the other side).
+    let _ = stream.set_nodelay(true);
+    match stream.into_std() {
+        Ok(stream) => Some((stream, peer)),
+        Err(error) => {
+            tracing::warn!(%peer, "cannot hand the connection to a worker: {error}");
+            None
+        }
+    }
 }
 
 /// The transparent proxy's listener and the local CA, or `None` if the port cannot be

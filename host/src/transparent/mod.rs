@@ -20,6 +20,7 @@ pub mod ca;
 mod tunnel;
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -28,7 +29,7 @@ use http::{HeaderMap, Method, Response, header};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use tokio::net::TcpStream;
 use zeroize::Zeroizing;
 
 use crate::forward::ProxyBody;
@@ -146,44 +147,33 @@ fn connect_target(authority: Option<&http::uri::Authority>) -> Result<(String, u
     Ok((host, port))
 }
 
-/// Run the listener until `shutdown` completes.
-pub async fn serve(
-    listener: TcpListener,
+/// Serve one connection of the transparent listener until the client closes it. The server
+/// hands it to a worker with that worker's [`Transparent`], so the connection, its tunnels and
+/// its upstream connections all live on that worker's thread.
+pub async fn serve_connection(
     transparent: Arc<Transparent>,
-    shutdown: impl std::future::Future<Output = ()>,
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
 ) {
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        tracing::warn!("transparent proxy: accept failed: {error}");
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let transparent = transparent.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |request| {
-                        let transparent = transparent.clone();
-                        async move { Ok::<_, Infallible>(transparent.handle(request).await) }
-                    });
-                    // A client that never finishes its request head must not hold a
-                    // connection forever.
-                    let connection = hyper::server::conn::http1::Builder::new()
-                        .timer(hyper_util::rt::TokioTimer::new())
-                        .header_read_timeout(HEAD_TIMEOUT)
-                        .serve_connection(TokioIo::new(stream), service)
-                        .with_upgrades();
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%peer, "transparent proxy connection ended: {error}");
-                    }
-                });
-            }
-            () = &mut shutdown => break,
+    let stream = match TcpStream::from_std(stream) {
+        Ok(stream) => stream,
+        Err(error) => {
+            tracing::warn!(%peer, "a worker cannot take the transparent proxy connection: {error}");
+            return;
         }
+    };
+    let service = hyper::service::service_fn(move |request| {
+        let transparent = transparent.clone();
+        async move { Ok::<_, Infallible>(transparent.handle(request).await) }
+    });
+    // A client that never finishes its request head must not hold a connection forever.
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEAD_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    if let Err(error) = connection.await {
+        tracing::debug!(%peer, "transparent proxy connection ended: {error}");
     }
 }
 
