@@ -1,5 +1,6 @@
-//! The server process: the plugin registry with hot reload, the control plane's listener and
-//! API, and the background upkeep (request-log retention, expired tokens).
+//! The server process: the plugin registry with hot reload, the listeners (the control plane
+//! and API, and the transparent proxy) handing connections to the workers, and the background
+//! upkeep (request-log retention, expired tokens).
 //!
 //! The caller opens the store and unlocks the data key first (that may prompt for the master
 //! password); [`run`] serves until `shutdown` completes, then stops accepting and lets
