@@ -211,7 +211,7 @@ pub async fn run(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Some((stream, peer)) = hand_off(accepted) else {
+                let Some((stream, peer)) = hand_off(accepted, "control plane") else {
                     continue;
                 };
                 let worker = workers.next_index();
@@ -245,7 +245,7 @@ pub async fn run(
                 });
             }
             accepted = accept_on(mitm_listener.as_ref()) => {
-                let Some((stream, peer)) = hand_off(accepted) else {
+                let Some((stream, peer)) = hand_off(accepted, "transparent proxy") else {
                     continue;
                 };
                 let worker = workers.next_index();
@@ -280,14 +280,15 @@ async fn accept_on(
 }
 
 /// An accepted connection, made ready to move to a worker's runtime (which polls it from
-/// then on); `None`, with a warning, if it cannot be.
+/// then on); `None`, with a warning naming the `listener`, if it cannot be.
 fn hand_off(
     accepted: std::io::Result<(tokio::net::TcpStream, SocketAddr)>,
+    listener: &str,
 ) -> Option<(std::net::TcpStream, SocketAddr)> {
     let (stream, peer) = match accepted {
         Ok(accepted) => accepted,
         Err(error) => {
-            tracing::warn!("accept failed: {error}");
+            tracing::warn!("{listener}: accept failed: {error}");
             return None;
         }
     };
@@ -297,7 +298,7 @@ fn hand_off(
     match stream.into_std() {
         Ok(stream) => Some((stream, peer)),
         Err(error) => {
-            tracing::warn!(%peer, "cannot hand the connection to a worker: {error}");
+            tracing::warn!(%peer, "{listener}: cannot hand the connection to a worker: {error}");
             None
         }
     }
