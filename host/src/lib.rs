@@ -12,6 +12,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod cli;
+pub mod drain;
 pub mod forward;
 pub mod guide;
 pub mod notify;

@@ -4,7 +4,8 @@
 //!
 //! The caller opens the store and unlocks the data key first (that may prompt for the master
 //! password); [`run`] serves until `shutdown` completes, then stops accepting and lets
-//! requests in flight finish.
+//! requests in flight finish, on both listeners and inside intercepted tunnels
+//! (`drain.rs`).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,7 +16,6 @@ use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use http_body_util::BodyExt as _;
@@ -23,6 +23,7 @@ use http_body_util::BodyExt as _;
 use crate::api::MitmInfo;
 use crate::api::{self, ApiState};
 use crate::audit::RequestLog;
+use crate::drain::Drain;
 use crate::forward::{Upstream, UpstreamSettings};
 use crate::notify::Notifier;
 use crate::plugin::registry::{Registry, RegistryError, RegistrySettings};
@@ -205,7 +206,7 @@ pub async fn run(
         None => (None, Vec::new()),
     };
 
-    let graceful = GracefulShutdown::new();
+    let drain = Drain::new();
     let builder = auto::Builder::new(TokioExecutor::new());
     tokio::pin!(shutdown);
     loop {
@@ -229,7 +230,7 @@ pub async fn run(
                         Ok::<_, Infallible>(response)
                     }
                 });
-                let (builder, watcher) = (builder.clone(), graceful.watcher());
+                let (builder, watcher) = (builder.clone(), drain.watcher());
                 workers.spawn(worker, async move {
                     let stream = match tokio::net::TcpStream::from_std(stream) {
                         Ok(stream) => stream,
@@ -238,8 +239,11 @@ pub async fn run(
                             return;
                         }
                     };
-                    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    if let Err(error) = watcher.watch(connection.into_owned()).await {
+                    let connection = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned();
+                    let finished = watcher.watch(connection, |connection| connection.graceful_shutdown());
+                    if let Err(error) = finished.await {
                         tracing::debug!(%peer, "connection ended: {error}");
                     }
                 });
@@ -250,7 +254,8 @@ pub async fn run(
                 };
                 let worker = workers.next_index();
                 let transparent = transparents[worker].clone();
-                workers.spawn(worker, crate::transparent::serve_connection(transparent, stream, peer));
+                let connection = crate::transparent::serve_connection(transparent, stream, peer, drain.watcher());
+                workers.spawn(worker, connection);
             }
             () = &mut shutdown => break,
         }
@@ -259,7 +264,7 @@ pub async fn run(
     upkeep.abort();
     drop(mitm_listener);
     tokio::select! {
-        () = graceful.shutdown() => {}
+        () = drain.drain() => {}
         () = tokio::time::sleep(Duration::from_secs(10)) => {
             tracing::warn!("requests still in flight after 10 s; stopping anyway");
         }

@@ -642,6 +642,74 @@ fn a_streamed_response_arrives_as_it_is_sent() {
     );
 }
 
+/// Read from `stream` until `needle` has arrived; everything read so far.
+pub fn read_until(stream: &mut impl Read, needle: &str) -> String {
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let read = stream.read(&mut chunk).unwrap();
+        assert!(
+            read > 0,
+            "ended before {needle:?}: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&chunk[..read]);
+        if String::from_utf8_lossy(&seen).contains(needle) {
+            return String::from_utf8_lossy(&seen).into_owned();
+        }
+    }
+}
+
+/// After SIGTERM: the server exited cleanly, without waiting out the grace period for a
+/// connection that never finished.
+pub fn assert_stopped_cleanly(server: &mut Server) {
+    let exit = server.child.wait().unwrap();
+    assert!(exit.success(), "{exit}");
+    let log = server.rest_of_log();
+    assert!(
+        !log.iter().any(|line| line.contains("still in flight")),
+        "{log:#?}"
+    );
+}
+
+#[test]
+fn stopping_the_server_lets_an_answer_in_flight_finish() {
+    let mut proxy = Proxy::start();
+    proxy.credentials(json!({ "API_TOKEN": "tok" }));
+    proxy.services(json!([bearer_service("api", "api.test.example")]));
+    // An idle keep-alive connection must not hold the shutdown up...
+    let mut idle = TcpStream::connect(&proxy.server.address).unwrap();
+    write!(idle, "GET /health HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+    read_until(&mut idle, "\"ok\"");
+    // ...and an event stream under way is answered to its end.
+    let mut stream = TcpStream::connect(&proxy.server.address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\n\r\n",
+        proxy.target("api.test.example", "/stream"),
+        proxy.token
+    )
+    .unwrap();
+    let first = read_until(&mut stream, "data: 0");
+    assert!(!first.contains("data: 2"), "{first}");
+
+    proxy.server.terminate();
+    let mut rest = String::new();
+    stream.read_to_string(&mut rest).unwrap();
+    assert!(
+        rest.contains("data: 1") && rest.contains("data: 2"),
+        "{rest}"
+    );
+    assert!(
+        rest.ends_with("0\r\n\r\n"),
+        "the chunked body ended: {rest:?}"
+    );
+    assert_stopped_cleanly(&mut proxy.server);
+}
+
 #[test]
 fn no_spelling_of_a_path_reaches_what_an_allow_rule_excludes() {
     let proxy = Proxy::start();

@@ -1,8 +1,6 @@
 //! `agent-vault server`: starts on embedded defaults, answers /health, reloads plugins
 //! dropped into its plugin directory, and stops cleanly on SIGTERM.
 
-use std::process::Command;
-
 use crate::support::{DataDir, Server, built_wasm};
 
 #[test]
@@ -42,11 +40,7 @@ fn the_server_loads_a_plugin_dropped_in_while_it_runs() {
 fn sigterm_stops_the_server_cleanly() {
     let data = DataDir::new();
     let mut server = Server::start(&data);
-    let status = Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    server.terminate();
     let exit = server.child.wait().unwrap();
     assert!(exit.success(), "{exit}");
     server.wait_for_log(&["shutting down"]);

@@ -343,6 +343,24 @@ impl Server {
         (status, serde_json::from_str(&json).unwrap_or(Value::Null))
     }
 
+    /// Send SIGTERM, as a service manager stopping the server does.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// The log lines not read yet, up to the end (call once the server has exited).
+    pub fn rest_of_log(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        while let Ok(line) = self.log.recv_timeout(Duration::from_secs(20)) {
+            lines.push(line);
+        }
+        lines
+    }
+
     /// Wait (bounded) for a log line containing all of `needles`.
     pub fn wait_for_log(&self, needles: &[&str]) -> String {
         loop {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use crate::proxy::{Proxy, send_raw};
+use crate::proxy::{Proxy, assert_stopped_cleanly, read_until, send_raw};
 
 /// A server with the transparent proxy on, a bearer service for `api.test.example`, and the
 /// local CA written to a file.
@@ -63,11 +63,12 @@ impl Transparent {
         vec!["--cacert", self.ca_file.to_str().unwrap()]
     }
 
-    /// curl through the proxy with the vault token; (exit code, stdout, stderr).
-    pub fn curl(&self, extra: &[&str], url: &str) -> (i32, String, String) {
+    /// curl through the proxy with the vault token, ready to run.
+    pub fn curl_command(&self, extra: &[&str], url: &str) -> Command {
         let proxy = format!("http://{}", self.address);
         let user = format!("{}:default", self.proxy.token);
-        let output = Command::new("curl")
+        let mut command = Command::new("curl");
+        command
             .args([
                 "-sS",
                 "--max-time",
@@ -82,9 +83,13 @@ impl Transparent {
             .env_remove("HTTPS_PROXY")
             .env_remove("https_proxy")
             .env_remove("NO_PROXY")
-            .env_remove("no_proxy")
-            .output()
-            .expect("curl runs");
+            .env_remove("no_proxy");
+        command
+    }
+
+    /// curl through the proxy with the vault token; (exit code, stdout, stderr).
+    pub fn curl(&self, extra: &[&str], url: &str) -> (i32, String, String) {
+        let output = self.curl_command(extra, url).output().expect("curl runs");
         (
             output.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -182,6 +187,16 @@ fn a_host_no_service_covers_gets_a_blind_tunnel() {
 
 /// A raw CONNECT; the proxy's whole answer (head, and body if it refused).
 fn connect_raw(t: &Transparent, host: &str, port: u16, token: Option<&str>) -> String {
+    connect_open(t, host, port, token).1
+}
+
+/// A raw CONNECT: the connection, left open, and the proxy's answer.
+fn connect_open(
+    t: &Transparent,
+    host: &str,
+    port: u16,
+    token: Option<&str>,
+) -> (TcpStream, String) {
     let mut stream = TcpStream::connect(&t.address).unwrap();
     stream
         .set_read_timeout(Some(std::time::Duration::from_secs(10)))
@@ -218,7 +233,61 @@ fn connect_raw(t: &Transparent, host: &str, port: u16, token: Option<&str>) -> S
             }
         }
     }
-    String::from_utf8_lossy(&answer).into_owned()
+    (stream, String::from_utf8_lossy(&answer).into_owned())
+}
+
+#[test]
+fn stopping_the_server_lets_an_answer_in_flight_finish_inside_a_tunnel() {
+    for version in ["--http2", "--http1.1"] {
+        let mut t = Transparent::start();
+        // Tunnels that are open but idle must not hold the shutdown up: an intercepted one
+        // that has served a request...
+        let mut idle = tunnel(&t, &t.proxy.token, "api.test.example", "api.test.example").unwrap();
+        assert_eq!(
+            get(&mut idle, "api.test.example", "/v1/items").unwrap(),
+            200
+        );
+        // ...and a blind one.
+        let (_blind, answer) = connect_open(
+            &t,
+            "other.test.example",
+            t.proxy.upstream.port,
+            Some(&t.proxy.token),
+        );
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+        // An event stream under way through another tunnel is answered to its end.
+        let ca = t.ca_file.to_str().unwrap().to_owned();
+        let mut curl = t
+            .curl_command(
+                &["--cacert", &ca, "-N", version],
+                &t.url("api.test.example", "/stream"),
+            )
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("curl runs");
+        let mut stdout = curl.stdout.take().unwrap();
+        let first = read_until(&mut stdout, "data: 0");
+        assert!(!first.contains("data: 2"), "{first}");
+
+        t.proxy.server.terminate();
+        let mut rest = String::new();
+        stdout.read_to_string(&mut rest).unwrap();
+        let mut stderr = String::new();
+        curl.stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        let status = curl.wait().unwrap();
+        assert!(status.success(), "{version}: {status} {stderr}");
+        assert!(
+            rest.contains("data: 1") && rest.contains("data: 2"),
+            "{version}: {rest}"
+        );
+        assert_stopped_cleanly(&mut t.proxy.server);
+    }
 }
 
 #[test]

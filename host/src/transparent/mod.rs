@@ -32,6 +32,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use zeroize::Zeroizing;
 
+use crate::drain::DrainWatcher;
 use crate::forward::ProxyBody;
 use crate::proxy::{Caller, Ingress, ProxyError, ProxyState, Target, authenticate, route};
 use crate::request::Scheme;
@@ -147,13 +148,15 @@ fn connect_target(authority: Option<&http::uri::Authority>) -> Result<(String, u
     Ok((host, port))
 }
 
-/// Serve one connection of the transparent listener until the client closes it. The server
-/// hands it to a worker with that worker's [`Transparent`], so the connection, its tunnels and
-/// its upstream connections all live on that worker's thread.
+/// Serve one connection of the transparent listener until the client closes it, or until
+/// shutdown once its request in flight is answered (intercepted tunnels it opened get their
+/// own watcher). The server hands it to a worker with that worker's [`Transparent`], so the
+/// connection, its tunnels and its upstream connections all live on that worker's thread.
 pub async fn serve_connection(
     transparent: Arc<Transparent>,
     stream: std::net::TcpStream,
     peer: SocketAddr,
+    watcher: DrainWatcher,
 ) {
     let stream = match TcpStream::from_std(stream) {
         Ok(stream) => stream,
@@ -162,9 +165,10 @@ pub async fn serve_connection(
             return;
         }
     };
+    let tunnels = watcher.clone();
     let service = hyper::service::service_fn(move |request| {
-        let transparent = transparent.clone();
-        async move { Ok::<_, Infallible>(transparent.handle(request).await) }
+        let (transparent, tunnels) = (transparent.clone(), tunnels.clone());
+        async move { Ok::<_, Infallible>(transparent.handle(request, tunnels).await) }
     });
     // A client that never finishes its request head must not hold a connection forever.
     let connection = hyper::server::conn::http1::Builder::new()
@@ -172,17 +176,23 @@ pub async fn serve_connection(
         .header_read_timeout(HEAD_TIMEOUT)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
-    if let Err(error) = connection.await {
+    let finished = watcher.watch(connection, |connection| connection.graceful_shutdown());
+    if let Err(error) = finished.await {
         tracing::debug!(%peer, "transparent proxy connection ended: {error}");
     }
 }
 
 impl Transparent {
-    /// One request on the proxy hop: a CONNECT, an absolute-form request, or a mistake.
-    async fn handle(self: Arc<Self>, request: http::Request<Incoming>) -> Response<ProxyBody> {
+    /// One request on the proxy hop: a CONNECT, an absolute-form request, or a mistake. An
+    /// intercepted tunnel runs under `tunnels`, a watcher of its own.
+    async fn handle(
+        self: Arc<Self>,
+        request: http::Request<Incoming>,
+        tunnels: DrainWatcher,
+    ) -> Response<ProxyBody> {
         if request.method() == Method::CONNECT {
             return self
-                .connect(request)
+                .connect(request, tunnels)
                 .await
                 .unwrap_or_else(ProxyError::into_response);
         }
@@ -203,6 +213,7 @@ impl Transparent {
     async fn connect(
         self: &Arc<Self>,
         mut request: http::Request<Incoming>,
+        watcher: DrainWatcher,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let (host, port) = connect_target(request.uri().authority())?;
         let credentials = proxy_credentials(request.headers())?;
@@ -236,7 +247,13 @@ impl Transparent {
             tokio::spawn(async move {
                 match upgrade.await {
                     Ok(upgraded) => {
-                        tunnel::intercept(transparent, upgraded, host, port, credentials).await
+                        let tunnel = tunnel::Tunnel {
+                            transparent,
+                            host,
+                            port,
+                            credentials,
+                        };
+                        tunnel::intercept(tunnel, upgraded, watcher).await
                     }
                     Err(error) => tracing::debug!("CONNECT upgrade failed: {error}"),
                 }

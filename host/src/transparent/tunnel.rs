@@ -12,6 +12,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
 
 use super::{ProxyCredentials, Transparent, caller, valid_host};
+use crate::drain::DrainWatcher;
 use crate::forward::ProxyBody;
 use crate::proxy::{Ingress, ProxyError, Target, serve_request};
 use crate::request::Scheme;
@@ -24,15 +25,36 @@ pub(super) async fn blind(upgraded: Upgraded, mut upstream: TcpStream) {
     }
 }
 
-/// Terminate TLS for `host` and serve the requests inside, HTTP/1.1 or HTTP/2 as the agent's
-/// ALPN chose.
-pub(super) async fn intercept(
-    transparent: Arc<Transparent>,
+/// Terminate TLS for the tunnel's host and serve the requests inside, HTTP/1.1 or HTTP/2 as
+/// the agent's ALPN chose. At shutdown a tunnel still in its handshake is dropped (nothing
+/// was asked yet); one serving requests answers the one in flight, then closes.
+pub(super) async fn intercept(tunnel: Tunnel, upgraded: Upgraded, mut watcher: DrainWatcher) {
+    let tls = tokio::select! {
+        tls = accept_tls(&tunnel, upgraded) => tls,
+        () = watcher.draining() => None,
+    };
+    let Some(tls) = tls else { return };
+    let tunnel = Arc::new(tunnel);
+    let service = hyper::service::service_fn(move |request| {
+        let tunnel = tunnel.clone();
+        async move { Ok::<_, Infallible>(tunnel.serve(request).await) }
+    });
+    let connection = auto::Builder::new(TokioExecutor::new())
+        .serve_connection_with_upgrades(TokioIo::new(tls), service)
+        .into_owned();
+    let finished = watcher.watch(connection, |connection| connection.graceful_shutdown());
+    if let Err(error) = finished.await {
+        tracing::debug!("intercepted tunnel ended: {error}");
+    }
+}
+
+/// The agent's TLS, terminated with a certificate for the tunnel's host; `None` (logged) if
+/// the handshake fails, times out or names another host.
+async fn accept_tls(
+    tunnel: &Tunnel,
     upgraded: Upgraded,
-    host: String,
-    port: u16,
-    credentials: ProxyCredentials,
-) {
+) -> Option<tokio_rustls::server::TlsStream<TokioIo<Upgraded>>> {
+    let host = &tunnel.host;
     let acceptor = tokio_rustls::LazyConfigAcceptor::new(
         rustls::server::Acceptor::default(),
         TokioIo::new(upgraded),
@@ -41,63 +63,47 @@ pub(super) async fn intercept(
         Ok(Ok(start)) => start,
         Ok(Err(error)) => {
             tracing::debug!(%host, "TLS from the agent failed: {error}");
-            return;
+            return None;
         }
         Err(_) => {
             tracing::debug!(%host, "the agent did not start TLS in time");
-            return;
+            return None;
         }
     };
     // The name the agent's TLS asks for must be the one it CONNECTed to: a certificate for
     // another name would let a tunnel opened to one host carry requests for another.
     if let Some(sni) = start.client_hello().server_name()
-        && !sni.eq_ignore_ascii_case(&host)
+        && !sni.eq_ignore_ascii_case(host)
     {
         tracing::warn!(connect = %host, sni, "refused a tunnel whose TLS names another host");
-        return;
+        return None;
     }
-    let config = match transparent.ca.server_config(&host) {
+    let config = match tunnel.transparent.ca.server_config(host) {
         Ok(config) => config,
         Err(error) => {
             tracing::error!(%host, "cannot make a certificate: {error}");
-            return;
+            return None;
         }
     };
-    let tls = match tokio::time::timeout(super::HEAD_TIMEOUT, start.into_stream(config)).await {
-        Ok(Ok(tls)) => tls,
+    match tokio::time::timeout(super::HEAD_TIMEOUT, start.into_stream(config)).await {
+        Ok(Ok(tls)) => Some(tls),
         Ok(Err(error)) => {
             tracing::debug!(%host, "TLS handshake with the agent failed: {error}");
-            return;
+            None
         }
         Err(_) => {
             tracing::debug!(%host, "the TLS handshake with the agent timed out");
-            return;
+            None
         }
-    };
-    let tunnel = Arc::new(Tunnel {
-        transparent,
-        host,
-        port,
-        credentials,
-    });
-    let service = hyper::service::service_fn(move |request| {
-        let tunnel = tunnel.clone();
-        async move { Ok::<_, Infallible>(tunnel.serve(request).await) }
-    });
-    if let Err(error) = auto::Builder::new(TokioExecutor::new())
-        .serve_connection_with_upgrades(TokioIo::new(tls), service)
-        .await
-    {
-        tracing::debug!("intercepted tunnel ended: {error}");
     }
 }
 
 /// One intercepted tunnel: where it goes and who opened it.
-struct Tunnel {
-    transparent: Arc<Transparent>,
-    host: String,
-    port: u16,
-    credentials: ProxyCredentials,
+pub(super) struct Tunnel {
+    pub(super) transparent: Arc<Transparent>,
+    pub(super) host: String,
+    pub(super) port: u16,
+    pub(super) credentials: ProxyCredentials,
 }
 
 impl Tunnel {
