@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::proxy::Proxy;
 use crate::transparent::{Transparent, read_head, tunnel};
+use crate::upstream::{client_frame, read_frame};
 
 fn passthrough_with(substitutions: Value) -> Value {
     json!([{
@@ -246,48 +247,6 @@ fn placeholders_are_checked_when_services_are_written() {
     );
 }
 
-/// A masked client frame.
-fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x37, 0xfa, 0x21, 0x3d];
-    let mut frame = vec![0x80 | opcode];
-    match payload.len() {
-        n if n < 126 => frame.push(0x80 | n as u8),
-        n => {
-            frame.push(0x80 | 126);
-            frame.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-    }
-    frame.extend_from_slice(&mask);
-    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    frame
-}
-
-/// One frame as the upstream echoed it back: (opcode, unmasked payload).
-fn read_frame(stream: &mut impl Read) -> (u8, Vec<u8>) {
-    let mut head = [0u8; 2];
-    stream.read_exact(&mut head).unwrap();
-    let mut length = u64::from(head[1] & 0x7f);
-    if length == 126 {
-        let mut bytes = [0u8; 2];
-        stream.read_exact(&mut bytes).unwrap();
-        length = u64::from(u16::from_be_bytes(bytes));
-    } else if length == 127 {
-        let mut bytes = [0u8; 8];
-        stream.read_exact(&mut bytes).unwrap();
-        length = u64::from_be_bytes(bytes);
-    }
-    let mut mask = [0u8; 4];
-    if head[1] & 0x80 != 0 {
-        stream.read_exact(&mut mask).unwrap();
-    }
-    let mut payload = vec![0u8; length as usize];
-    stream.read_exact(&mut payload).unwrap();
-    for (i, byte) in payload.iter_mut().enumerate() {
-        *byte ^= mask[i % 4];
-    }
-    (head[0] & 0x0f, payload)
-}
-
 /// The handshake and two frames over `stream`; what the upstream got back to us.
 fn websocket_exchange(stream: &mut (impl Read + Write), host: &str, extra: &str) {
     let key = "dGhlIHNhbXBsZSBub25jZQ==";
@@ -308,12 +267,23 @@ fn websocket_exchange(stream: &mut (impl Read + Write), host: &str, extra: &str)
         .write_all(&client_frame(2, b"__bot__ binary"))
         .unwrap();
     stream.flush().unwrap();
-    // The upstream echoes the frames exactly as it received them.
-    assert_eq!(
-        read_frame(stream),
-        (1, br#"{"token":"bot-token-123456"}"#.to_vec())
-    );
+    // The upstream echoes each message back; the credential in the echo is redacted to its
+    // placeholder again on the way to the agent.
+    assert_eq!(read_frame(stream), (1, br#"{"token":"__bot__"}"#.to_vec()));
     assert_eq!(read_frame(stream), (2, b"__bot__ binary".to_vec()));
+}
+
+/// The last two messages the upstream received: the text one with the credential, the
+/// binary one untouched.
+fn assert_upstream_got_the_credential(t: &Transparent) {
+    let frames = t.proxy.upstream.websocket_frames();
+    assert_eq!(
+        frames[frames.len() - 2..],
+        [
+            (1, br#"{"token":"bot-token-123456"}"#.to_vec()),
+            (2, b"__bot__ binary".to_vec())
+        ]
+    );
 }
 
 #[test]
@@ -326,6 +296,7 @@ fn websocket_text_frames_carry_the_credential_through_either_ingress() {
 
     let mut tls = tunnel(&t, &t.proxy.token, "api.test.example", "api.test.example").unwrap();
     websocket_exchange(&mut tls, "", "");
+    assert_upstream_got_the_credential(&t);
     let handshake = t.proxy.upstream.last();
     assert_eq!(handshake.target, "/ws");
     assert!(handshake.header("sec-websocket-extensions").is_empty());
@@ -340,6 +311,7 @@ fn websocket_text_frames_carry_the_credential_through_either_ingress() {
         &target,
         &format!("Authorization: Bearer {}\r\n", t.proxy.token),
     );
+    assert_upstream_got_the_credential(&t);
     assert!(
         t.proxy
             .upstream

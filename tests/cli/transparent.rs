@@ -12,6 +12,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use crate::proxy::{Proxy, assert_stopped_cleanly, read_until, send_raw};
+use crate::upstream::{client_frame, read_frame};
 
 /// A server with the transparent proxy on, a bearer service for `api.test.example`, and the
 /// local CA written to a file.
@@ -583,14 +584,15 @@ pub fn read_head(stream: &mut impl Read) -> String {
 }
 
 #[test]
-fn a_websocket_handshake_gets_the_credential_and_then_carries_bytes_both_ways() {
+fn a_websocket_handshake_gets_the_credential_and_then_carries_messages_both_ways() {
     let t = Transparent::start();
     let mut tls = tunnel(&t, &t.proxy.token, "api.test.example", "api.test.example").unwrap();
     let key = "dGhlIHNhbXBsZSBub25jZQ==";
     write!(
         tls,
-        "GET /ws HTTP/1.1\r\nHost: api.test.example:{}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n",
+        "GET /ws-greet HTTP/1.1\r\nHost: api.test.example:{}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\
+         Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
         t.proxy.upstream.port
     )
     .unwrap();
@@ -608,21 +610,37 @@ fn a_websocket_handshake_gets_the_credential_and_then_carries_bytes_both_ways() 
     );
     assert!(!lower.contains("set-cookie"), "{head}");
     let handshake = t.proxy.upstream.last();
-    assert_eq!(handshake.target, "/ws");
+    assert_eq!(handshake.target, "/ws-greet");
     assert_eq!(
         handshake.header("authorization"),
         ["Bearer sk_live_transparent_0007"]
     );
     assert_eq!(handshake.header("upgrade"), ["websocket"]);
+    // The upstream's messages are searched for the credential: no compression may be agreed.
+    assert!(handshake.header("sec-websocket-extensions").is_empty());
 
-    // After the switch the tunnel carries raw bytes (here: the upstream echoes them).
-    for message in ["first frame bytes", "second"] {
-        tls.write_all(message.as_bytes()).unwrap();
+    // The upstream greets with the Authorization it got: the agent sees it redacted.
+    let (opcode, greeting) = read_frame(&mut tls);
+    assert_eq!(opcode, 1);
+    let greeting = String::from_utf8(greeting).unwrap();
+    assert_eq!(greeting, "hello, Bearer [REDACTED:ITEMS_KEY]");
+    t.proxy
+        .server
+        .wait_for_log(&["credential echo", "websocket message", "service=\"items\""]);
+
+    // Then messages go both ways (the upstream echoes them).
+    for (opcode, message) in [(1, &b"first message"[..]), (2, b"\x00binary\xff")] {
+        tls.write_all(&client_frame(opcode, message)).unwrap();
         tls.flush().unwrap();
-        let mut echoed = vec![0u8; message.len()];
-        tls.read_exact(&mut echoed).unwrap();
-        assert_eq!(echoed, message.as_bytes());
+        assert_eq!(read_frame(&mut tls), (opcode, message.to_vec()));
     }
+    assert_eq!(
+        t.proxy.upstream.websocket_frames(),
+        [
+            (1, b"first message".to_vec()),
+            (2, b"\x00binary\xff".to_vec())
+        ]
+    );
 }
 
 #[test]

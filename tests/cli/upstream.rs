@@ -2,8 +2,10 @@
 //! any names the test asks for, HTTP/1.1 and HTTP/2, and every request it receives kept for
 //! the test to look at.
 //!
-//! Paths with a meaning: `/ws` is a WebSocket echo (`/ws-bad-accept` answers its 101 with
-//! the wrong `Sec-WebSocket-Accept`), `/set-cookie` answers with `Set-Cookie` and `X-Upstream`,
+//! Paths with a meaning: `/ws` is a WebSocket echo server, sending each message back as it
+//! came (`/ws-greet` first greets with the `Authorization` it was sent, as a service quoting
+//! the handshake would; `/ws-bad-accept` answers its 101 with the wrong
+//! `Sec-WebSocket-Accept`), `/set-cookie` answers with `Set-Cookie` and `X-Upstream`,
 //! `/redirect` with a 302, `/hang` never answers, `/stream` sends three chunks a little apart,
 //! `/big` sends 64 KiB; a path with an `echo` segment answers with the request (httpbin style: method, target,
 //! headers and body as JSON, the query in a `Location` header and the `Authorization` in
@@ -52,6 +54,7 @@ pub struct Upstream {
     /// PEM of the CA that signed the upstream's certificate.
     pub ca_file: PathBuf,
     received: Arc<Mutex<Vec<Received>>>,
+    messages: WebSocketFrames,
     _dir: tempfile::TempDir,
     _runtime: tokio::runtime::Runtime,
 }
@@ -98,7 +101,11 @@ impl Upstream {
         let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
         let port = listener.local_addr().unwrap().port();
         let received = Arc::new(Mutex::new(Vec::new()));
-        let record = received.clone();
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let record = Recorder {
+            requests: received.clone(),
+            messages: messages.clone(),
+        };
         runtime.spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -122,6 +129,7 @@ impl Upstream {
             port,
             ca_file,
             received,
+            messages,
             _dir: dir,
             _runtime: runtime,
         }
@@ -130,6 +138,12 @@ impl Upstream {
     /// Everything received so far.
     pub fn received(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
+    }
+
+    /// The WebSocket frames received so far, over every connection: (opcode, unmasked
+    /// payload).
+    pub fn websocket_frames(&self) -> Vec<(u8, Vec<u8>)> {
+        self.messages.lock().unwrap().clone()
     }
 
     /// The last request received.
@@ -142,12 +156,22 @@ impl Upstream {
 
 type AnswerBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
+/// The WebSocket frames received: (opcode, unmasked payload).
+type WebSocketFrames = Arc<Mutex<Vec<(u8, Vec<u8>)>>>;
+
+/// Where the upstream keeps what it received.
+#[derive(Clone)]
+struct Recorder {
+    requests: Arc<Mutex<Vec<Received>>>,
+    messages: WebSocketFrames,
+}
+
 async fn answer(
     mut request: Request<Incoming>,
-    record: Arc<Mutex<Vec<Received>>>,
+    record: Recorder,
 ) -> Result<Response<AnswerBody>, Infallible> {
-    // `/ws`: a WebSocket handshake, then every byte echoed back.
-    let websocket = matches!(request.uri().path(), "/ws" | "/ws-bad-accept")
+    // `/ws`: a WebSocket handshake, then every frame echoed back.
+    let websocket = matches!(request.uri().path(), "/ws" | "/ws-greet" | "/ws-bad-accept")
         .then(|| {
             let key = request
                 .headers()
@@ -187,7 +211,12 @@ async fn answer(
         .split('/')
         .find_map(|segment| segment.strip_prefix("echo"))
         .map(|mode| echo(mode, &parts, &headers, &body, &target));
-    record.lock().unwrap().push(Received {
+    let authorization = headers
+        .iter()
+        .find(|(name, _)| name == "authorization")
+        .map(|(_, value)| value.clone())
+        .unwrap_or_default();
+    record.requests.lock().unwrap().push(Received {
         method: parts.method.to_string(),
         target: target.clone(),
         headers,
@@ -204,10 +233,11 @@ async fn answer(
         } else {
             websocket_accept(&key)
         };
+        let greeting = (target == "/ws-greet").then(|| format!("hello, {authorization}"));
+        let messages = record.messages.clone();
         tokio::spawn(async move {
             if let Ok(upgraded) = upgrade.await {
-                let (mut reader, mut writer) = tokio::io::split(TokioIo::new(upgraded));
-                let _ = tokio::io::copy(&mut reader, &mut writer).await;
+                let _ = echo_frames(TokioIo::new(upgraded), greeting, messages).await;
             }
         });
         return Ok(Response::builder()
@@ -319,6 +349,122 @@ fn echo(
         _ => Full::new(Bytes::from(text)).boxed(),
     };
     response.body(body).unwrap()
+}
+
+/// A WebSocket echo server's side of an upgraded connection: an optional greeting, then each
+/// frame received (masked, as clients send them) sent back unmasked, as servers send them,
+/// until the client closes.
+async fn echo_frames(
+    mut connection: TokioIo<hyper::upgrade::Upgraded>,
+    greeting: Option<String>,
+    messages: WebSocketFrames,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt as _;
+    if let Some(greeting) = greeting {
+        connection
+            .write_all(&server_frame(0x1, greeting.as_bytes()))
+            .await?;
+    }
+    loop {
+        let (opcode, payload) = read_frame_async(&mut connection).await?;
+        messages.lock().unwrap().push((opcode, payload.clone()));
+        connection
+            .write_all(&server_frame(opcode, &payload))
+            .await?;
+        if opcode == 0x8 {
+            return connection.shutdown().await;
+        }
+    }
+}
+
+async fn read_frame_async(
+    stream: &mut (impl tokio::io::AsyncRead + Unpin),
+) -> std::io::Result<(u8, Vec<u8>)> {
+    use tokio::io::AsyncReadExt as _;
+    let mut head = [0u8; 2];
+    stream.read_exact(&mut head).await?;
+    let mut length = u64::from(head[1] & 0x7f);
+    if length == 126 {
+        let mut bytes = [0u8; 2];
+        stream.read_exact(&mut bytes).await?;
+        length = u64::from(u16::from_be_bytes(bytes));
+    } else if length == 127 {
+        let mut bytes = [0u8; 8];
+        stream.read_exact(&mut bytes).await?;
+        length = u64::from_be_bytes(bytes);
+    }
+    let mut mask = [0u8; 4];
+    if head[1] & 0x80 != 0 {
+        stream.read_exact(&mut mask).await?;
+    }
+    let mut payload = vec![0u8; length as usize];
+    stream.read_exact(&mut payload).await?;
+    unmask(&mut payload, mask);
+    Ok((head[0] & 0x0f, payload))
+}
+
+fn unmask(payload: &mut [u8], mask: [u8; 4]) {
+    for (i, byte) in payload.iter_mut().enumerate() {
+        *byte ^= mask[i % 4];
+    }
+}
+
+fn encode_frame(opcode: u8, mask: Option<[u8; 4]>, payload: &[u8]) -> Vec<u8> {
+    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
+    let mut frame = vec![0x80 | opcode];
+    match payload.len() {
+        n if n < 126 => frame.push(mask_bit | n as u8),
+        n if n <= 0xffff => {
+            frame.push(mask_bit | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(mask_bit | 127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    match mask {
+        Some(mask) => {
+            frame.extend_from_slice(&mask);
+            frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        }
+        None => frame.extend_from_slice(payload),
+    }
+    frame
+}
+
+/// A whole (final) frame as a WebSocket client sends it: masked.
+pub fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    encode_frame(opcode, Some([0x37, 0xfa, 0x21, 0x3d]), payload)
+}
+
+/// A whole (final) frame as a WebSocket server sends it: unmasked.
+fn server_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    encode_frame(opcode, None, payload)
+}
+
+/// One frame as a WebSocket client reads it: (opcode, unmasked payload).
+pub fn read_frame(stream: &mut impl std::io::Read) -> (u8, Vec<u8>) {
+    let mut head = [0u8; 2];
+    stream.read_exact(&mut head).unwrap();
+    let mut length = u64::from(head[1] & 0x7f);
+    if length == 126 {
+        let mut bytes = [0u8; 2];
+        stream.read_exact(&mut bytes).unwrap();
+        length = u64::from(u16::from_be_bytes(bytes));
+    } else if length == 127 {
+        let mut bytes = [0u8; 8];
+        stream.read_exact(&mut bytes).unwrap();
+        length = u64::from_be_bytes(bytes);
+    }
+    let mut mask = [0u8; 4];
+    if head[1] & 0x80 != 0 {
+        stream.read_exact(&mut mask).unwrap();
+    }
+    let mut payload = vec![0u8; length as usize];
+    stream.read_exact(&mut payload).unwrap();
+    unmask(&mut payload, mask);
+    (head[0] & 0x0f, payload)
 }
 
 /// `Sec-WebSocket-Accept` for a key (RFC 6455).

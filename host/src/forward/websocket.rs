@@ -1,20 +1,24 @@
 //! Relays an upgraded WebSocket connection between the agent and the upstream. This module
-//! owns the framing of the agent-to-upstream direction: it parses the agent's masked frames,
-//! rejects what RFC 6455 forbids, streams binary messages and control frames through byte for
-//! byte, and passes the payload of every text message through a [`TextRewriter`], re-masking
-//! what comes out (and re-fragmenting frames larger than 64 KiB so memory stays bounded).
-//! It knows nothing about credentials or placeholders: what a text message becomes is entirely
-//! the rewriter's business. Nor does it do the handshake: the caller upgrades both sides, and
+//! owns the framing of both directions: it parses the frames one side sends (the agent's
+//! masked, the upstream's unmasked), rejects what RFC 6455 forbids, streams control frames
+//! and untouched messages through byte for byte, and passes the payload of every message it
+//! rewrites through a [`MessageRewriter`], framing what comes out afresh (masked toward the
+//! upstream, and re-fragmented above 64 KiB so memory stays bounded). The agent's text
+//! messages are rewritten (placeholders); the upstream's text and binary messages are (echoed
+//! credentials). A direction without a rewriter is copied as plain bytes.
+//!
+//! It knows nothing about credentials or placeholders: what a message becomes is entirely the
+//! rewriter's business. Nor does it do the handshake: the caller upgrades both sides, and
 //! strips `Sec-WebSocket-Extensions` when rewriting is on, which is what lets this module change
-//! how text messages are fragmented. The upstream-to-agent direction is copied as plain bytes.
+//! how messages are fragmented.
 
 use std::io;
 
 use bytes::Bytes;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
-/// Rewrites the payload of one text message as it streams through, fragment by fragment.
-pub trait TextRewriter: Send {
+/// Rewrites the payload of one message as it streams through, fragment by fragment.
+pub trait MessageRewriter: Send {
     /// The next payload bytes of the message, unmasked; returns the bytes to send instead (may
     /// be empty: it may hold bytes back).
     fn feed(&mut self, payload: &[u8]) -> Bytes;
@@ -22,7 +26,11 @@ pub trait TextRewriter: Send {
     fn finish(&mut self) -> Bytes;
 }
 
-/// The most payload of a text frame read at once, and so the largest frame re-emitted whole.
+/// A new rewriter for each message of one direction.
+pub type NewRewriter = Box<dyn FnMut() -> Box<dyn MessageRewriter> + Send>;
+
+/// The most payload of a rewritten frame read at once, and so the largest frame re-emitted
+/// whole.
 const TEXT_PIECE: usize = 64 * 1024;
 /// Bytes passed through verbatim are gathered up to this size before being written.
 const VERBATIM_PIECE: usize = 64 * 1024;
@@ -41,55 +49,77 @@ const OPCODE_PONG: u8 = 0xA;
 const FIN_BIT: u8 = 0x80;
 const MASK_BIT: u8 = 0x80;
 
-/// Relay frames from the agent (a WebSocket client: its frames are masked) to the upstream,
-/// rewriting text messages; returns when the agent's side ends (EOF after a whole frame: Ok;
-/// EOF mid-frame or a protocol violation: an io::Error of kind InvalidData with a clear
-/// lower-case message). Flushes and shuts down the upstream writer at the end.
-pub async fn relay_agent_frames<R, W>(
-    agent: R,
-    upstream: W,
-    new_rewriter: impl FnMut() -> Box<dyn TextRewriter> + Send,
+/// Which side of the connection frames come from: it decides the masking (RFC 6455 §5.1:
+/// a client masks every frame, a server none) and which messages are rewritten.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Side {
+    /// The agent (the WebSocket client): its text messages are rewritten.
+    Agent,
+    /// The upstream (the server): its text and binary messages are rewritten.
+    Upstream,
+}
+
+impl Side {
+    fn masks(self) -> bool {
+        self == Side::Agent
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Side::Agent => "the agent",
+            Side::Upstream => "the upstream",
+        }
+    }
+}
+
+/// Relay frames from `from` (sent by `side`) to `to`, rewriting messages; returns when
+/// `from` ends (EOF after a whole frame: Ok; EOF mid-frame or a protocol violation: an
+/// io::Error of kind InvalidData with a clear lower-case message). Flushes and shuts down the
+/// writer at the end.
+pub async fn relay_frames<R, W>(
+    side: Side,
+    from: R,
+    to: W,
+    new_rewriter: impl FnMut() -> Box<dyn MessageRewriter> + Send,
 ) -> io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut relay = AgentRelay {
-        agent: BufReader::with_capacity(READ_BUFFER, agent),
-        upstream,
+    let mut relay = FrameRelay {
+        side,
+        from: BufReader::with_capacity(READ_BUFFER, from),
+        to,
         new_rewriter,
         message: None,
         buf: Vec::new(),
     };
     let relayed = relay.run().await;
-    // The upstream must learn that the agent is gone even when the agent misbehaved.
-    let closed = relay.close_upstream().await;
+    // The other side must learn that this one is gone even when it misbehaved.
+    let closed = relay.close_writer().await;
     relayed.and(closed)
 }
 
-/// Join both sides of an upgraded connection: agent->upstream through [`relay_agent_frames`],
-/// upstream->agent as plain bytes. Ends when both directions are done, like
+/// Join both sides of an upgraded connection, each direction through [`relay_frames`] when
+/// it has a rewriter, as plain bytes otherwise. Ends when both directions are done, like
 /// `tokio::io::copy_bidirectional`: when one direction ends, the write side it feeds is shut
 /// down and the other keeps running until it ends too. An error ends its direction only; the
 /// first error to happen is returned.
 pub async fn join<A, U>(
     agent: A,
     upstream: U,
-    new_rewriter: impl FnMut() -> Box<dyn TextRewriter> + Send,
+    to_upstream: Option<NewRewriter>,
+    to_agent: Option<NewRewriter>,
 ) -> io::Result<()>
 where
     A: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
 {
-    let (agent_reader, mut agent_writer) = tokio::io::split(agent);
-    let (mut upstream_reader, upstream_writer) = tokio::io::split(upstream);
+    let (agent_reader, agent_writer) = tokio::io::split(agent);
+    let (upstream_reader, upstream_writer) = tokio::io::split(upstream);
 
-    let to_upstream = relay_agent_frames(agent_reader, upstream_writer, new_rewriter);
-    let to_agent = async {
-        let copied = tokio::io::copy(&mut upstream_reader, &mut agent_writer).await;
-        let closed = agent_writer.shutdown().await;
-        copied.and(closed)
-    };
+    let to_upstream = one_direction(Side::Agent, agent_reader, upstream_writer, to_upstream);
+    let to_agent = one_direction(Side::Upstream, upstream_reader, agent_writer, to_agent);
     tokio::pin!(to_upstream, to_agent);
 
     let mut to_upstream_done = false;
@@ -114,6 +144,26 @@ where
     first_error.map_or(Ok(()), Err)
 }
 
+async fn one_direction<R, W>(
+    side: Side,
+    mut from: R,
+    mut to: W,
+    rewriter: Option<NewRewriter>,
+) -> io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    match rewriter {
+        Some(new_rewriter) => relay_frames(side, from, to, new_rewriter).await,
+        None => {
+            let copied = tokio::io::copy(&mut from, &mut to).await;
+            let closed = to.shutdown().await;
+            copied.and(closed).map(drop)
+        }
+    }
+}
+
 /// What the frame carries, as far as relaying it is concerned.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum FrameKind {
@@ -127,9 +177,10 @@ struct FrameHeader {
     fin: bool,
     rsv: u8,
     kind: FrameKind,
-    mask: [u8; 4],
+    /// `None` for the upstream's frames, which are not masked.
+    mask: Option<[u8; 4]>,
     payload_len: u64,
-    /// The header exactly as the agent sent it, for frames relayed verbatim.
+    /// The header exactly as it was sent, for frames relayed verbatim.
     raw: [u8; MAX_HEADER_LEN],
     raw_len: usize,
 }
@@ -144,29 +195,32 @@ impl FrameHeader {
 enum Message {
     /// Binary, or text using an extension (RSV bits): passed through untouched.
     Verbatim,
-    Rewritten(RewrittenText),
+    Rewritten(RewrittenMessage),
 }
 
-struct RewrittenText {
-    rewriter: Box<dyn TextRewriter>,
-    /// Whether a frame of this message went out yet: the first one must carry the text opcode.
+struct RewrittenMessage {
+    rewriter: Box<dyn MessageRewriter>,
+    /// The message's opcode (text or binary), which its first frame out must carry.
+    opcode: u8,
+    /// Whether a frame of this message went out yet.
     started: bool,
 }
 
-struct AgentRelay<R, W, F> {
-    agent: BufReader<R>,
-    upstream: W,
+struct FrameRelay<R, W, F> {
+    side: Side,
+    from: BufReader<R>,
+    to: W,
     new_rewriter: F,
     message: Option<Message>,
     /// Reused for every frame: the bytes in flight, never more than about one piece.
     buf: Vec<u8>,
 }
 
-impl<R, W, F> AgentRelay<R, W, F>
+impl<R, W, F> FrameRelay<R, W, F>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
-    F: FnMut() -> Box<dyn TextRewriter>,
+    F: FnMut() -> Box<dyn MessageRewriter>,
 {
     async fn run(&mut self) -> io::Result<()> {
         while let Some(header) = self.read_header().await? {
@@ -175,18 +229,18 @@ where
         Ok(())
     }
 
-    async fn close_upstream(&mut self) -> io::Result<()> {
-        self.upstream.flush().await?;
-        self.upstream.shutdown().await
+    async fn close_writer(&mut self) -> io::Result<()> {
+        self.to.flush().await?;
+        self.to.shutdown().await
     }
 
-    /// `None` when the agent's side ended cleanly, between two frames.
+    /// `None` when the sending side ended cleanly, between two frames.
     async fn read_header(&mut self) -> io::Result<Option<FrameHeader>> {
-        if self.agent.fill_buf().await?.is_empty() {
+        if self.from.fill_buf().await?.is_empty() {
             return Ok(None);
         }
         let mut raw = [0u8; MAX_HEADER_LEN];
-        read_frame_bytes(&mut self.agent, &mut raw[..2]).await?;
+        read_frame_bytes(&mut self.from, self.side, &mut raw[..2]).await?;
         let fin = raw[0] & FIN_BIT != 0;
         let rsv = (raw[0] >> 4) & 0x7;
         let kind = match raw[0] & 0x0F {
@@ -211,20 +265,30 @@ where
                 ));
             }
         }
-        if raw[1] & MASK_BIT == 0 {
-            return Err(protocol_violation(
-                "websocket frame from the agent is not masked",
-            ));
+        match (self.side.masks(), raw[1] & MASK_BIT != 0) {
+            (true, false) => {
+                return Err(protocol_violation(format!(
+                    "websocket frame from {} is not masked",
+                    self.side.name()
+                )));
+            }
+            (false, true) => {
+                return Err(protocol_violation(format!(
+                    "websocket frame from {} is masked",
+                    self.side.name()
+                )));
+            }
+            _ => {}
         }
 
         let (payload_len, mask_at) = match short_len {
             126 => {
-                read_frame_bytes(&mut self.agent, &mut raw[2..4]).await?;
+                read_frame_bytes(&mut self.from, self.side, &mut raw[2..4]).await?;
                 (u64::from(u16::from_be_bytes([raw[2], raw[3]])), 4)
             }
             127 => {
                 let mut len = [0u8; 8];
-                read_frame_bytes(&mut self.agent, &mut len).await?;
+                read_frame_bytes(&mut self.from, self.side, &mut len).await?;
                 raw[2..10].copy_from_slice(&len);
                 let len = u64::from_be_bytes(len);
                 if len >> 63 != 0 {
@@ -236,9 +300,15 @@ where
             }
             len => (u64::from(len), 2),
         };
-        let mut mask = [0u8; 4];
-        read_frame_bytes(&mut self.agent, &mut mask).await?;
-        raw[mask_at..mask_at + 4].copy_from_slice(&mask);
+        let mut mask = None;
+        let mut raw_len = mask_at;
+        if self.side.masks() {
+            let mut key = [0u8; 4];
+            read_frame_bytes(&mut self.from, self.side, &mut key).await?;
+            raw[mask_at..mask_at + 4].copy_from_slice(&key);
+            mask = Some(key);
+            raw_len += 4;
+        }
 
         Ok(Some(FrameHeader {
             fin,
@@ -247,7 +317,7 @@ where
             mask,
             payload_len,
             raw,
-            raw_len: mask_at + 4,
+            raw_len,
         }))
     }
 
@@ -268,29 +338,46 @@ where
                     "websocket data frame starting a message before the previous one finished",
                 ));
             }
-            (FrameKind::Text, None) if header.rsv == 0 => Message::Rewritten(RewrittenText {
-                rewriter: (self.new_rewriter)(),
-                started: false,
-            }),
-            // Binary, or text whose RSV bits say an extension (compression...) encoded it: a
-            // rewriter could not read it, and re-framing it would break the extension.
+            (FrameKind::Text | FrameKind::Binary, None)
+                if header.rsv != 0 && self.side == Side::Upstream =>
+            {
+                // The rewriter could not read a message an extension (compression...) encoded,
+                // and none can have been agreed: the caller strips the offer when rewriting.
+                return Err(protocol_violation(
+                    "websocket message from the upstream with reserved bits set, though no extension was agreed",
+                ));
+            }
+            (FrameKind::Text, None) if header.rsv == 0 => self.rewritten(OPCODE_TEXT),
+            (FrameKind::Binary, None) if self.side == Side::Upstream => {
+                self.rewritten(OPCODE_BINARY)
+            }
+            // The agent's binary messages, or text whose RSV bits say an extension encoded
+            // it: a rewriter could not read it, and re-framing it would break the extension.
             (_, None) => Message::Verbatim,
         };
         match &mut message {
             Message::Verbatim => self.relay_verbatim(header).await?,
-            Message::Rewritten(text) => {
+            Message::Rewritten(rewritten) => {
                 if header.rsv != 0 {
                     return Err(protocol_violation(
-                        "websocket continuation frame with reserved bits set in a text message without extensions",
+                        "websocket continuation frame with reserved bits set in a message without extensions",
                     ));
                 }
-                self.relay_rewritten(header, text).await?;
+                self.relay_rewritten(header, rewritten).await?;
             }
         }
         if !header.fin {
             self.message = Some(message);
         }
         Ok(())
+    }
+
+    fn rewritten(&mut self, opcode: u8) -> Message {
+        Message::Rewritten(RewrittenMessage {
+            rewriter: (self.new_rewriter)(),
+            opcode,
+            started: false,
+        })
     }
 
     /// Passes the frame on byte for byte, forwarding its payload as it arrives.
@@ -300,20 +387,19 @@ where
         let mut remaining = header.payload_len;
         loop {
             if remaining > 0 {
-                let available = self.agent.fill_buf().await?;
+                let available = self.from.fill_buf().await?;
                 if available.is_empty() {
-                    return Err(ended_mid_frame());
+                    return Err(ended_mid_frame(self.side));
                 }
                 let taken = available
                     .len()
                     .min(usize::try_from(remaining).unwrap_or(usize::MAX));
                 self.buf.extend_from_slice(&available[..taken]);
-                self.agent.consume(taken);
+                self.from.consume(taken);
                 remaining -= taken as u64;
             }
             // Write when the next read might wait, so a slowly arriving frame is not held back.
-            if remaining == 0 || self.agent.buffer().is_empty() || self.buf.len() >= VERBATIM_PIECE
-            {
+            if remaining == 0 || self.from.buffer().is_empty() || self.buf.len() >= VERBATIM_PIECE {
                 self.send_buf().await?;
             }
             if remaining == 0 {
@@ -323,11 +409,11 @@ where
     }
 
     /// Unmasks the payload piece by piece, feeds it to the message's rewriter and sends what
-    /// comes back as freshly masked frames.
+    /// comes back as fresh frames (freshly masked toward the upstream).
     async fn relay_rewritten(
         &mut self,
         header: &FrameHeader,
-        text: &mut RewrittenText,
+        text: &mut RewrittenMessage,
     ) -> io::Result<()> {
         let mut remaining = header.payload_len;
         let mut mask_phase = 0;
@@ -335,9 +421,11 @@ where
             let piece_len = remaining.min(TEXT_PIECE as u64) as usize;
             self.buf.clear();
             self.buf.resize(piece_len, 0);
-            read_frame_bytes(&mut self.agent, &mut self.buf).await?;
-            apply_mask(&mut self.buf, header.mask, mask_phase);
-            mask_phase = (mask_phase + piece_len) % 4;
+            read_frame_bytes(&mut self.from, self.side, &mut self.buf).await?;
+            if let Some(mask) = header.mask {
+                apply_mask(&mut self.buf, mask, mask_phase);
+                mask_phase = (mask_phase + piece_len) % 4;
+            }
             remaining -= piece_len as u64;
 
             let last_piece = remaining == 0;
@@ -357,10 +445,10 @@ where
                 let opcode = if text.started {
                     OPCODE_CONTINUATION
                 } else {
-                    OPCODE_TEXT
+                    text.opcode
                 };
                 text.started = true;
-                self.send_masked_frame(ends_message, opcode, &[&rewritten, &held_back])
+                self.send_frame(ends_message, opcode, &[&rewritten, &held_back])
                     .await?;
             }
             if last_piece {
@@ -369,34 +457,42 @@ where
         }
     }
 
-    async fn send_masked_frame(
+    async fn send_frame(
         &mut self,
         fin: bool,
         opcode: u8,
         payload_parts: &[&[u8]],
     ) -> io::Result<()> {
         let payload_len = payload_parts.iter().map(|part| part.len()).sum();
-        // RFC 6455 section 10.3: masks must be unpredictable, so fresh from the OS each frame.
-        let mut mask = [0u8; 4];
-        getrandom::getrandom(&mut mask).map_err(|error| {
-            io::Error::other(format!("no randomness for a websocket frame mask: {error}"))
-        })?;
+        let mask = if self.side.masks() {
+            // RFC 6455 section 10.3: masks must be unpredictable, so fresh from the OS each
+            // frame.
+            let mut mask = [0u8; 4];
+            getrandom::getrandom(&mut mask).map_err(|error| {
+                io::Error::other(format!("no randomness for a websocket frame mask: {error}"))
+            })?;
+            Some(mask)
+        } else {
+            None
+        };
         self.buf.clear();
         encode_header(&mut self.buf, fin, opcode, mask, payload_len);
         let payload_start = self.buf.len();
         for part in payload_parts {
             self.buf.extend_from_slice(part);
         }
-        apply_mask(&mut self.buf[payload_start..], mask, 0);
+        if let Some(mask) = mask {
+            apply_mask(&mut self.buf[payload_start..], mask, 0);
+        }
         self.send_buf().await
     }
 
     async fn send_buf(&mut self) -> io::Result<()> {
-        self.upstream.write_all(&self.buf).await?;
+        self.to.write_all(&self.buf).await?;
         self.buf.clear();
-        // Flush before the relay may wait on the agent, so nothing sits in a writer's buffer.
-        if self.agent.buffer().is_empty() {
-            self.upstream.flush().await?;
+        // Flush before the relay may wait on the sender, so nothing sits in a writer's buffer.
+        if self.from.buffer().is_empty() {
+            self.to.flush().await?;
         }
         Ok(())
     }
@@ -404,30 +500,40 @@ where
 
 /// Reads bytes that belong to a frame already begun: EOF here is a truncated frame.
 async fn read_frame_bytes<R: AsyncRead + Unpin>(
-    agent: &mut BufReader<R>,
+    from: &mut BufReader<R>,
+    side: Side,
     buf: &mut [u8],
 ) -> io::Result<()> {
-    match agent.read_exact(buf).await {
+    match from.read_exact(buf).await {
         Ok(_) => Ok(()),
-        Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => Err(ended_mid_frame()),
+        Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => Err(ended_mid_frame(side)),
         Err(error) => Err(error),
     }
 }
 
-fn encode_header(out: &mut Vec<u8>, fin: bool, opcode: u8, mask: [u8; 4], payload_len: usize) {
+fn encode_header(
+    out: &mut Vec<u8>,
+    fin: bool,
+    opcode: u8,
+    mask: Option<[u8; 4]>,
+    payload_len: usize,
+) {
     out.push(if fin { FIN_BIT | opcode } else { opcode });
+    let mask_bit = if mask.is_some() { MASK_BIT } else { 0 };
     match payload_len {
-        0..=125 => out.push(MASK_BIT | payload_len as u8),
+        0..=125 => out.push(mask_bit | payload_len as u8),
         126..=0xFFFF => {
-            out.push(MASK_BIT | 126);
+            out.push(mask_bit | 126);
             out.extend_from_slice(&(payload_len as u16).to_be_bytes());
         }
         _ => {
-            out.push(MASK_BIT | 127);
+            out.push(mask_bit | 127);
             out.extend_from_slice(&(payload_len as u64).to_be_bytes());
         }
     }
-    out.extend_from_slice(&mask);
+    if let Some(mask) = mask {
+        out.extend_from_slice(&mask);
+    }
 }
 
 /// XORs `bytes` with `mask`; `phase` is the position of `bytes[0]` within the frame's payload.
@@ -445,8 +551,11 @@ fn protocol_violation(reason: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, reason.into())
 }
 
-fn ended_mid_frame() -> io::Error {
-    protocol_violation("the agent's connection ended in the middle of a websocket frame")
+fn ended_mid_frame(side: Side) -> io::Error {
+    protocol_violation(format!(
+        "{}'s connection ended in the middle of a websocket frame",
+        side.name()
+    ))
 }
 
 #[cfg(test)]
@@ -474,7 +583,7 @@ mod tests {
         pending: Vec<u8>,
     }
 
-    impl TextRewriter for Replace {
+    impl MessageRewriter for Replace {
         fn feed(&mut self, payload: &[u8]) -> Bytes {
             self.pending.extend_from_slice(payload);
             let mut out = Vec::with_capacity(self.pending.len());
@@ -500,7 +609,7 @@ mod tests {
     /// Sends nothing until the message ends.
     struct HoldEverything(Vec<u8>);
 
-    impl TextRewriter for HoldEverything {
+    impl MessageRewriter for HoldEverything {
         fn feed(&mut self, payload: &[u8]) -> Bytes {
             self.0.extend_from_slice(payload);
             Bytes::new()
@@ -514,7 +623,7 @@ mod tests {
     fn replacing(
         from: &'static [u8],
         to: &'static [u8],
-    ) -> impl FnMut() -> Box<dyn TextRewriter> + Send + 'static {
+    ) -> impl FnMut() -> Box<dyn MessageRewriter> + Send + 'static {
         move || {
             Box::new(Replace {
                 from,
@@ -524,13 +633,13 @@ mod tests {
         }
     }
 
-    fn bot_token() -> impl FnMut() -> Box<dyn TextRewriter> + Send + 'static {
+    fn bot_token() -> impl FnMut() -> Box<dyn MessageRewriter> + Send + 'static {
         replacing(PLACEHOLDER, SECRET)
     }
 
     fn counted_bot_token(
         made: &Arc<AtomicUsize>,
-    ) -> impl FnMut() -> Box<dyn TextRewriter> + Send + 'static {
+    ) -> impl FnMut() -> Box<dyn MessageRewriter> + Send + 'static {
         let made = Arc::clone(made);
         let mut make = bot_token();
         move || {
@@ -698,7 +807,17 @@ mod tests {
     /// upstream received.
     async fn relay(
         input: Vec<u8>,
-        new_rewriter: impl FnMut() -> Box<dyn TextRewriter> + Send,
+        new_rewriter: impl FnMut() -> Box<dyn MessageRewriter> + Send,
+    ) -> (io::Result<()>, Vec<u8>) {
+        relay_from(Side::Agent, input, new_rewriter).await
+    }
+
+    /// Sends `input` as `side` and closes; returns how the relay ended and what the other
+    /// side received.
+    async fn relay_from(
+        side: Side,
+        input: Vec<u8>,
+        new_rewriter: impl FnMut() -> Box<dyn MessageRewriter> + Send,
     ) -> (io::Result<()>, Vec<u8>) {
         let (mut agent, agent_side) = duplex(PIPE);
         let (upstream_side, mut upstream) = duplex(PIPE);
@@ -715,7 +834,7 @@ mod tests {
                 .expect("read upstream");
             received
         };
-        let relaying = relay_agent_frames(agent_side, upstream_side, new_rewriter);
+        let relaying = relay_frames(side, agent_side, upstream_side, new_rewriter);
         let ((), result, received) = timeout(PATIENCE, async {
             tokio::join!(sending, relaying, receiving)
         })
@@ -905,7 +1024,12 @@ mod tests {
     async fn large_text_frame_is_forwarded_before_it_has_fully_arrived() {
         let (mut agent, agent_side) = duplex(PIPE);
         let (upstream_side, mut upstream) = duplex(PIPE);
-        let relaying = tokio::spawn(relay_agent_frames(agent_side, upstream_side, bot_token()));
+        let relaying = tokio::spawn(relay_frames(
+            Side::Agent,
+            agent_side,
+            upstream_side,
+            bot_token(),
+        ));
         let payload = vec![b'a'; 1 << 20];
         let input = client_frame(true, OPCODE_TEXT, &payload);
         let (head, rest) = input.split_at(14 + 2 * 64 * 1024);
@@ -933,7 +1057,12 @@ mod tests {
     async fn large_binary_frame_is_forwarded_before_it_has_fully_arrived() {
         let (mut agent, agent_side) = duplex(PIPE);
         let (upstream_side, mut upstream) = duplex(PIPE);
-        let relaying = tokio::spawn(relay_agent_frames(agent_side, upstream_side, bot_token()));
+        let relaying = tokio::spawn(relay_frames(
+            Side::Agent,
+            agent_side,
+            upstream_side,
+            bot_token(),
+        ));
         let input = client_frame(true, OPCODE_BINARY, &vec![5; 1 << 20]);
         let (head, rest) = input.split_at(14 + 100);
 
@@ -1073,7 +1202,7 @@ mod tests {
         let mut input = client_frame(false, OPCODE_TEXT, b"ab");
         input.extend(client_frame(false, OPCODE_CONTINUATION, b"cd"));
         input.extend(client_frame(true, OPCODE_CONTINUATION, b"ef"));
-        let hold = || Box::new(HoldEverything(Vec::new())) as Box<dyn TextRewriter>;
+        let hold = || Box::new(HoldEverything(Vec::new())) as Box<dyn MessageRewriter>;
         let (result, received) = relay(input, hold).await;
         result.expect("the relay ends cleanly");
         let frames = decode_frames(&received);
@@ -1095,7 +1224,12 @@ mod tests {
     async fn join_copies_upstream_bytes_unchanged_rewrites_agent_frames_and_ends_when_both_close() {
         let (mut agent, agent_side) = duplex(PIPE);
         let (upstream_side, mut upstream) = duplex(PIPE);
-        let joined = tokio::spawn(join(agent_side, upstream_side, bot_token()));
+        let joined = tokio::spawn(join(
+            agent_side,
+            upstream_side,
+            Some(Box::new(bot_token())),
+            None,
+        ));
 
         // The upstream speaks and stops sending first...
         let from_upstream = encode_frame(0x80 | OPCODE_TEXT, None, b"__bot__ from the server");
@@ -1136,7 +1270,12 @@ mod tests {
     async fn join_reports_a_protocol_violation_once_both_directions_end() {
         let (mut agent, agent_side) = duplex(PIPE);
         let (upstream_side, mut upstream) = duplex(PIPE);
-        let joined = tokio::spawn(join(agent_side, upstream_side, bot_token()));
+        let joined = tokio::spawn(join(
+            agent_side,
+            upstream_side,
+            Some(Box::new(bot_token())),
+            None,
+        ));
 
         let unmasked = encode_frame(0x80 | OPCODE_TEXT, None, b"__bot__");
         agent.write_all(&unmasked).await.expect("agent writes");
@@ -1164,5 +1303,128 @@ mod tests {
             .expect("join ends once both directions ended")
             .expect("the join task");
         assert_invalid_data(result, "not masked");
+    }
+
+    /// A frame as a WebSocket server sends it: unmasked.
+    fn server_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let first_byte = if fin { 0x80 | opcode } else { opcode };
+        encode_frame(first_byte, None, payload)
+    }
+
+    const REDACTED: &[u8] = b"[REDACTED:TOKEN]";
+
+    fn redacting() -> impl FnMut() -> Box<dyn MessageRewriter> + Send + 'static {
+        replacing(SECRET, REDACTED)
+    }
+
+    /// Checks the frames form one message with `opcode` as the proxy sends it to the agent
+    /// (unmasked), and returns its payload.
+    fn message_to_agent(frames: &[Frame], opcode: u8) -> Vec<u8> {
+        assert!(!frames.is_empty(), "no frame at all");
+        for (index, frame) in frames.iter().enumerate() {
+            let expected = if index == 0 {
+                opcode
+            } else {
+                OPCODE_CONTINUATION
+            };
+            assert_eq!(frame.opcode, expected, "opcode of frame {index}");
+            assert_eq!(frame.fin, index == frames.len() - 1, "FIN of frame {index}");
+            assert_eq!(frame.mask, None, "frames to the agent are not masked");
+        }
+        frames
+            .iter()
+            .flat_map(|frame| frame.payload.clone())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_upstreams_text_and_binary_messages_reach_the_agent_without_the_secret() {
+        let mut input = server_frame(true, OPCODE_TEXT, b"you sent: s3cret-token");
+        input.extend(server_frame(true, OPCODE_PING, b"ping"));
+        input.extend(server_frame(
+            true,
+            OPCODE_BINARY,
+            b"\x00\x01s3cret-token\x02",
+        ));
+        let (result, received) = relay_from(Side::Upstream, input, redacting()).await;
+        result.expect("the relay ends cleanly");
+        let frames = decode_frames(&received);
+        assert_eq!(frames.len(), 3);
+        assert_eq!(
+            message_to_agent(&frames[..1], OPCODE_TEXT),
+            b"you sent: [REDACTED:TOKEN]"
+        );
+        assert_eq!(frames[1].raw, server_frame(true, OPCODE_PING, b"ping"));
+        assert_eq!(
+            message_to_agent(&frames[2..], OPCODE_BINARY),
+            b"\x00\x01[REDACTED:TOKEN]\x02"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_secret_split_across_the_upstreams_fragments_is_still_found() {
+        let mut input = server_frame(false, OPCODE_TEXT, b"echo: s3cr");
+        input.extend(server_frame(true, OPCODE_PONG, b""));
+        input.extend(server_frame(false, OPCODE_CONTINUATION, b"et-to"));
+        input.extend(server_frame(true, OPCODE_CONTINUATION, b"ken!"));
+        let (result, received) = relay_from(Side::Upstream, input, redacting()).await;
+        result.expect("the relay ends cleanly");
+        let frames = decode_frames(&received);
+        let data: Vec<Frame> = frames
+            .into_iter()
+            .filter(|frame| frame.opcode != OPCODE_PONG)
+            .collect();
+        assert_eq!(
+            message_to_agent(&data, OPCODE_TEXT),
+            b"echo: [REDACTED:TOKEN]!"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_masked_frame_from_the_upstream_stops_the_relay() {
+        let input = client_frame(true, OPCODE_TEXT, b"s3cret-token");
+        let (result, received) = relay_from(Side::Upstream, input, redacting()).await;
+        assert_invalid_data(result, "from the upstream is masked");
+        assert!(received.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_upstream_message_an_extension_encoded_is_not_passed_on_unread() {
+        // RSV1: compressed with permessage-deflate, which the proxy never lets be agreed.
+        let input = server_frame(true, 0x40 | OPCODE_TEXT, b"s3cret-token");
+        let (result, received) = relay_from(Side::Upstream, input, redacting()).await;
+        assert_invalid_data(result, "reserved bits");
+        assert!(received.is_empty());
+    }
+
+    #[tokio::test]
+    async fn join_rewrites_both_directions_when_both_have_a_rewriter() {
+        let (mut agent, agent_side) = duplex(PIPE);
+        let (upstream_side, mut upstream) = duplex(PIPE);
+        let joined = tokio::spawn(join(
+            agent_side,
+            upstream_side,
+            Some(Box::new(bot_token())),
+            Some(Box::new(redacting())),
+        ));
+        let from_agent = client_frame(true, OPCODE_TEXT, b"token=__bot__");
+        agent.write_all(&from_agent).await.expect("agent writes");
+        let at_upstream = read_one_frame(&mut upstream).await;
+        assert_eq!(at_upstream.payload, b"token=s3cret-token");
+
+        // An echo server sends it straight back.
+        let echoed = server_frame(true, OPCODE_TEXT, &at_upstream.payload);
+        upstream.write_all(&echoed).await.expect("upstream writes");
+        let at_agent = read_one_frame(&mut agent).await;
+        assert_eq!(at_agent.payload, b"token=[REDACTED:TOKEN]");
+        assert_eq!(at_agent.mask, None);
+
+        agent.shutdown().await.expect("agent stops sending");
+        upstream.shutdown().await.expect("upstream stops sending");
+        timeout(PATIENCE, joined)
+            .await
+            .expect("join ends once both sides closed")
+            .expect("the join task")
+            .expect("join ends cleanly");
     }
 }

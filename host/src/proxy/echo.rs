@@ -10,17 +10,23 @@
 //! unread. Bodies with a known length up to [`WHOLE_RESPONSE_LIMIT`] are redacted whole and
 //! keep an exact `Content-Length`; others stream through a bounded window and go out without
 //! one. Every redaction is logged as a warning, with the service and the count, never a value.
+//!
+//! After a WebSocket upgrade, the upstream's messages are searched the same way, each one
+//! as it streams through (`websocket_message`).
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError};
 
 use super::{ProxyError, full, ingress};
+use crate::forward::websocket::{MessageRewriter, NewRewriter};
 use crate::forward::{ProxyBody, UpstreamError};
 use crate::request::has_content_coding;
 use crate::services::{CompressedResponses, ResponsePolicy};
 use crate::vault::redact::Redactor;
-use crate::vault::replace::ReplacedBody;
+use crate::vault::replace::{ReplacedBody, StreamReplacer};
 
 /// The longest response with a known length that is redacted in memory.
 pub const WHOLE_RESPONSE_LIMIT: u64 = 64 * 1024;
@@ -49,8 +55,44 @@ fn report(service: &str, vault: &str, matches: u64, place: &str) {
         service,
         vault,
         matches,
-        "credential echo: the upstream's response {place} carried a credential value; redacted"
+        "credential echo: the upstream's {place} carried a credential value; redacted"
     );
+}
+
+/// A new rewriter for each of the upstream's WebSocket messages (text or binary): credential
+/// values replaced as in bodies, the matches reported when each message ends. The caller
+/// keeps WebSocket extensions from being agreed, so every message can be read.
+pub fn websocket_messages(redactor: &Redactor, service: &str, vault: &str) -> NewRewriter {
+    let (redactor, service, vault): (Redactor, Arc<str>, Arc<str>) =
+        (redactor.clone(), service.into(), vault.into());
+    Box::new(move || {
+        Box::new(EchoedMessage {
+            replacer: redactor.stream(),
+            service: service.clone(),
+            vault: vault.clone(),
+        })
+    })
+}
+
+struct EchoedMessage {
+    replacer: StreamReplacer,
+    service: Arc<str>,
+    vault: Arc<str>,
+}
+
+impl MessageRewriter for EchoedMessage {
+    fn feed(&mut self, payload: &[u8]) -> Bytes {
+        self.replacer.feed(payload)
+    }
+
+    fn finish(&mut self) -> Bytes {
+        let rest = self.replacer.finish();
+        let matches = self.replacer.matches();
+        if matches > 0 {
+            report(&self.service, &self.vault, matches, "websocket message");
+        }
+        rest
+    }
 }
 
 /// Redact the response's headers, and its body unless it has none or it is compressed.
@@ -60,7 +102,7 @@ pub async fn redact(
     parts: &mut http::response::Parts,
     body: ProxyBody,
 ) -> Result<ProxyBody, ProxyError> {
-    echo.report(redactor.headers(&mut parts.headers), "headers");
+    echo.report(redactor.headers(&mut parts.headers), "response headers");
     let bodiless = *echo.request_method == Method::HEAD
         || parts.status.is_informational()
         || parts.status == StatusCode::NO_CONTENT
@@ -94,7 +136,7 @@ pub async fn redact(
             let Some((redacted, matches)) = redactor.body(&bytes) else {
                 return Ok(full(bytes));
             };
-            echo.report(matches, "body");
+            echo.report(matches, "response body");
             let bytes = Bytes::copy_from_slice(&redacted);
             parts
                 .headers
@@ -107,7 +149,7 @@ pub async fn redact(
             Ok(ReplacedBody::new(body, redactor.stream())
                 .on_end(move |matches| {
                     if matches > 0 {
-                        report(&service, &vault, matches, "body");
+                        report(&service, &vault, matches, "response body");
                     }
                 })
                 .boxed_unsync())

@@ -34,6 +34,7 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 
 use crate::api::ApiState;
+use crate::forward::websocket::NewRewriter;
 use crate::forward::{
     BoxError, ProxyBody, Upgrading, Upstream, UpstreamError, clean_response_headers,
 };
@@ -42,7 +43,6 @@ use crate::plugin::{Call, Outcome, needs_body_sha256};
 use crate::ratelimit::RateLimiter;
 use crate::store::{self, LogEntry};
 use crate::vault::redact::Redactor;
-use crate::vault::replace::Replacements;
 pub use authenticate::Caller;
 pub use directory::Directory;
 pub use errors::ProxyError;
@@ -307,18 +307,17 @@ async fn exchange(
         .placeholders
         .apply_to_head(&mut head)
         .map_err(|error| ProxyError::Substitution(error.to_string()))?;
-    let websocket = match &upgrade {
-        Some((protocol, _)) if protocol.as_bytes().eq_ignore_ascii_case(b"websocket") => {
-            let replacements = opened.placeholders.for_websocket();
-            if replacements.is_some() {
-                // Frames are rewritten as they pass, which no negotiated extension (such as
-                // compression) would survive.
-                head.headers.remove(http::header::SEC_WEBSOCKET_EXTENSIONS);
-            }
-            replacements
-        }
-        _ => None,
-    };
+    let websocket = matches!(&upgrade, Some((protocol, _))
+        if protocol.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    // The agent's placeholders in its messages, if the service substitutes there.
+    let message_placeholders = websocket
+        .then(|| opened.placeholders.for_websocket())
+        .flatten();
+    if message_placeholders.is_some() || (websocket && opened.redactor.is_some()) {
+        // Messages are rewritten as they pass (placeholders one way, echoed credentials the
+        // other), which no negotiated extension (such as compression) would survive.
+        head.headers.remove(http::header::SEC_WEBSOCKET_EXTENSIONS);
+    }
     drop(opened.placeholders);
 
     // 5. Forward.
@@ -337,13 +336,24 @@ async fn exchange(
             {
                 Upgrading::Answered(response) => response,
                 Upgrading::Switched { response, upstream } => {
+                    let to_upstream = message_placeholders.map(|replacements| -> NewRewriter {
+                        Box::new(move || substitution::text_rewriter(&replacements))
+                    });
+                    let to_agent = match &opened.redactor {
+                        Some(redactor) if websocket => Some(echo::websocket_messages(
+                            redactor,
+                            &service.name,
+                            &caller.vault.name,
+                        )),
+                        _ => None,
+                    };
                     return Ok(switched(
                         response,
                         agent,
                         upstream,
                         permit,
-                        websocket,
                         opened.redactor.as_ref(),
+                        (to_upstream, to_agent),
                     ));
                 }
             }
@@ -390,16 +400,17 @@ async fn exchange(
     Ok(Response::from_parts(parts, body))
 }
 
-/// The agent's `101`, once the upstream switched: the upstream's headers (without cookies),
-/// and a task that joins the two upgraded connections, holding the rate-limit permit as long
-/// as they are open.
+/// The agent's `101`, once the upstream switched: the upstream's headers (without cookies,
+/// searched for credentials), and a task that joins the two upgraded connections, holding
+/// the rate-limit permit as long as they are open. A direction with a rewriter (a WebSocket's
+/// messages) goes through the frame relay; without either, the bytes are copied.
 fn switched(
     response: Response<()>,
     agent: hyper::upgrade::OnUpgrade,
     upstream: hyper::upgrade::Upgraded,
     permit: crate::ratelimit::Permit,
-    websocket: Option<Arc<Replacements>>,
     redactor: Option<&Redactor>,
+    (to_upstream, to_agent): (Option<NewRewriter>, Option<NewRewriter>),
 ) -> Response<ProxyBody> {
     let (mut parts, ()) = response.into_parts();
     let upgrade = parts.headers.get(http::header::UPGRADE).cloned();
@@ -420,16 +431,12 @@ fn switched(
             Ok(agent) => {
                 let mut agent = hyper_util::rt::TokioIo::new(agent);
                 let mut upstream = hyper_util::rt::TokioIo::new(upstream);
-                let ended = match websocket {
-                    Some(replacements) => {
-                        crate::forward::websocket::join(agent, upstream, move || {
-                            substitution::text_rewriter(&replacements)
-                        })
+                let ended = if to_upstream.is_none() && to_agent.is_none() {
+                    tokio::io::copy_bidirectional(&mut agent, &mut upstream)
                         .await
-                    }
-                    None => tokio::io::copy_bidirectional(&mut agent, &mut upstream)
-                        .await
-                        .map(drop),
+                        .map(drop)
+                } else {
+                    crate::forward::websocket::join(agent, upstream, to_upstream, to_agent).await
                 };
                 if let Err(error) = ended {
                     tracing::debug!("upgraded connection ended: {error}");

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::{ProxyError, full, ingress};
 use crate::forward::ProxyBody;
-use crate::forward::websocket::TextRewriter;
+use crate::forward::websocket::MessageRewriter;
 use crate::plugin::body::HashedBody;
 use crate::request::RequestHead;
 use crate::services::{Service, Surface};
@@ -101,14 +101,14 @@ pub async fn replace_streamed(
     }
 }
 
-/// A rewriter for one WebSocket text message.
-pub fn text_rewriter(replacements: &Arc<Replacements>) -> Box<dyn TextRewriter> {
+/// A rewriter for one of the agent's WebSocket text messages.
+pub fn text_rewriter(replacements: &Arc<Replacements>) -> Box<dyn MessageRewriter> {
     Box::new(MessageReplacer(StreamReplacer::new(replacements.clone())))
 }
 
 struct MessageReplacer(StreamReplacer);
 
-impl TextRewriter for MessageReplacer {
+impl MessageRewriter for MessageReplacer {
     fn feed(&mut self, payload: &[u8]) -> Bytes {
         self.0.feed(payload)
     }

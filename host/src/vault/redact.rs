@@ -29,7 +29,9 @@ const NOT_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-/// The credential values to find in a response, each with its label.
+/// The credential values to find in a response, each with its label. Clones share the
+/// search.
+#[derive(Clone)]
 pub struct Redactor {
     replacements: Arc<Replacements>,
 }
