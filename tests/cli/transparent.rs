@@ -188,24 +188,26 @@ fn a_host_no_service_covers_gets_a_blind_tunnel() {
 
 /// A raw CONNECT; the proxy's whole answer (head, and body if it refused).
 fn connect_raw(t: &Transparent, host: &str, port: u16, token: Option<&str>) -> String {
-    connect_open(t, host, port, token).1
+    let userinfo = token.map(|token| format!("{token}:default"));
+    connect_open(t, host, port, userinfo.as_deref()).1
 }
 
-/// A raw CONNECT: the connection, left open, and the proxy's answer.
+/// A raw CONNECT with `userinfo` (`token:vault`) as the Basic proxy credentials: the
+/// connection, left open, and the proxy's answer.
 fn connect_open(
     t: &Transparent,
     host: &str,
     port: u16,
-    token: Option<&str>,
+    userinfo: Option<&str>,
 ) -> (TcpStream, String) {
     let mut stream = TcpStream::connect(&t.address).unwrap();
     stream
         .set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .unwrap();
     let mut request = format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n");
-    if let Some(token) = token {
+    if let Some(userinfo) = userinfo {
         use base64::Engine as _;
-        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{token}:default"));
+        let basic = base64::engine::general_purpose::STANDARD.encode(userinfo);
         request.push_str(&format!("Proxy-Authorization: Basic {basic}\r\n"));
     }
     request.push_str("\r\n");
@@ -253,7 +255,7 @@ fn stopping_the_server_lets_an_answer_in_flight_finish_inside_a_tunnel() {
             &t,
             "other.test.example",
             t.proxy.upstream.port,
-            Some(&t.proxy.token),
+            Some(&format!("{}:default", t.proxy.token)),
         );
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 
@@ -500,6 +502,76 @@ fn agent_token(t: &Transparent, name: &str) -> String {
         json!({ "name": name, "vaults": [{ "vault_name": "default" }] }),
     );
     agent["av_agent_token"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn an_agent_with_several_vaults_names_one_in_its_proxy_credentials() {
+    let t = Transparent::start();
+    t.proxy.api("POST", "/v1/vaults", json!({ "name": "team" }));
+    t.proxy.api(
+        "POST",
+        "/v1/credentials",
+        json!({ "vault": "team", "credentials": { "TEAM_KEY": "sk_live_team_vault_0042" } }),
+    );
+    t.proxy.api(
+        "PUT",
+        "/v1/vaults/team/services",
+        json!({ "services": [{ "name": "items", "host": "api.test.example",
+                               "auth": { "type": "bearer", "token": "TEAM_KEY" } }] }),
+    );
+    let agent = t.proxy.api(
+        "POST",
+        "/v1/agents",
+        json!({ "name": "two-vault-bot", "vaults": [{ "vault_name": "default" }, { "vault_name": "team" }] }),
+    );
+    let token = agent["av_agent_token"].as_str().unwrap();
+    let url = t.url("api.test.example", "/v1/items");
+    let ca = t.ca_file.to_str().unwrap();
+    let through = |user: &str| {
+        let output = Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "20",
+                "--cacert",
+                ca,
+                "-w",
+                "\n%{http_code}",
+            ])
+            .args([
+                "--proxy",
+                &format!("http://{}", t.address),
+                "--proxy-user",
+                user,
+            ])
+            .arg(&url)
+            .env_remove("HTTPS_PROXY")
+            .env_remove("https_proxy")
+            .output()
+            .expect("curl runs");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr)
+    };
+
+    // Without a vault, the proxy cannot tell which of the two is meant: the CONNECT is
+    // refused, and the answer says how to name one.
+    let port = t.proxy.upstream.port;
+    let (_, connect) = connect_open(&t, "api.test.example", port, Some(&format!("{token}:")));
+    assert!(connect.starts_with("HTTP/1.1 400"), "{connect}");
+    assert!(
+        connect.contains("HTTPS_PROXY=http://{token}:{vault}@"),
+        "{connect}"
+    );
+    let refused = through(&format!("{token}:"));
+    assert!(!refused.ends_with("\n200"), "{refused}");
+
+    // Naming a vault picks its service and its credential.
+    let answer = through(&format!("{token}:team"));
+    assert!(answer.ends_with("\n200"), "{answer}");
+    assert_eq!(
+        t.proxy.upstream.last().header("authorization"),
+        ["Bearer sk_live_team_vault_0042"]
+    );
 }
 
 #[test]
