@@ -99,6 +99,7 @@ fn run_once(plugin: &Plugin, case: &Case, mut request: RequestHead) -> RequestHe
         credentials: &case.credentials,
         now: SystemTime::now(),
         body_sha256: case.body_sha256.as_ref(),
+        placeholders: None,
     };
     let outcome = plugin.authorize(&mut request, &call).unwrap();
     assert_eq!(outcome, Outcome::Forward);

@@ -242,7 +242,8 @@ pub async fn run(
                     let connection = builder
                         .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .into_owned();
-                    let finished = watcher.watch(connection, |connection| connection.graceful_shutdown());
+                    let finished =
+                        watcher.watch(connection, |connection| connection.graceful_shutdown());
                     if let Err(error) = finished.await {
                         tracing::debug!(%peer, "connection ended: {error}");
                     }
@@ -254,7 +255,9 @@ pub async fn run(
                 };
                 let worker = workers.next_index();
                 let transparent = transparents[worker].clone();
-                let connection = crate::transparent::serve_connection(transparent, stream, peer, drain.watcher());
+                let watcher = drain.watcher();
+                let connection =
+                    crate::transparent::serve_connection(transparent, stream, peer, watcher);
                 workers.spawn(worker, connection);
             }
             () = &mut shutdown => break,

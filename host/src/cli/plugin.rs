@@ -252,6 +252,7 @@ fn test(args: &TestArgs) -> anyhow::Result<ExitCode> {
         credentials: &credentials,
         now,
         body_sha256: body_sha256.as_ref(),
+        placeholders: None,
     };
     let mut masks = Masks::default();
     let outcome = plugin.authorize_masked(&mut head, &call, Some(&mut masks))?;

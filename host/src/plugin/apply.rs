@@ -1,5 +1,6 @@
 //! Applying a checked decision to the outgoing request: edits in order, credentials rendered
-//! by the vault, then the signer last so that it signs exactly what goes out.
+//! by the vault, the service's placeholders replaced by the vault, then the signer last so
+//! that it signs exactly what goes out.
 //!
 //! On error the request is left half-edited; callers refuse it (a request is never forwarded
 //! after a failed apply). `Masks` optionally records how each credential-bearing value
@@ -14,6 +15,7 @@ use super::sigv4;
 use crate::request::RequestHead;
 use crate::vault::Credentials;
 use crate::vault::render::{self, RenderError};
+use crate::vault::substitute::{Placeholders, SubstitutionError};
 
 /// What the signer and the renderer need besides the decision.
 #[derive(Debug, Clone, Copy)]
@@ -21,12 +23,15 @@ pub struct ApplyContext<'a> {
     pub credentials: &'a Credentials,
     pub now: SystemTime,
     pub body_sha256: Option<&'a [u8; 32]>,
+    pub placeholders: Option<&'a Placeholders>,
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ApplyError {
     #[error(transparent)]
     Render(#[from] RenderError),
+    #[error(transparent)]
+    Substitution(#[from] SubstitutionError),
     #[error(transparent)]
     Sign(#[from] sigv4::SignError),
 }
@@ -136,6 +141,9 @@ pub fn apply(
                 }
             }
         }
+    }
+    if let Some(placeholders) = context.placeholders {
+        placeholders.apply_to_head(head)?;
     }
     match &forward.sign {
         Some(Signer::AwsSigv4(params)) => sigv4::sign(params, head, context, masks)?,

@@ -32,6 +32,7 @@ pub use wasm::{
 
 use crate::request::RequestHead;
 use crate::vault::Credentials;
+use crate::vault::substitute::Placeholders;
 use contract::{AuthError, BodyNeed, Decision, PluginInfo, Requirements};
 
 /// Where a loaded plugin came from.
@@ -73,6 +74,10 @@ pub struct Call<'a> {
     pub now: SystemTime,
     /// The body's SHA-256, when the service's requirements ask for it.
     pub body_sha256: Option<&'a [u8; 32]>,
+    /// The service's placeholders in the path, query and headers: replaced by their values
+    /// after the plugin's edits and before a signer signs, so that the signature covers
+    /// what goes out.
+    pub placeholders: Option<&'a Placeholders>,
 }
 
 /// What the plugin decided, once applied.
@@ -215,6 +220,7 @@ impl Plugin {
                     credentials: call.credentials,
                     now: call.now,
                     body_sha256: call.body_sha256,
+                    placeholders: call.placeholders,
                 };
                 apply::apply(&forward, head, context, masks).map_err(|error| {
                     PluginError::Apply {

@@ -7,8 +7,9 @@
 //!    limits;
 //! 3. route (`route.rs`): the vault's service for the host, port and path, and its allow rules;
 //! 4. plugin (`crate::plugin`): credentials opened from the vault (`credentials.rs`), the
-//!    service's plugin shapes the request (hashing the body first if it signs it), then the
-//!    service's placeholders become values (`substitution.rs`, `crate::vault::substitute`);
+//!    service's plugin shapes the request (hashing the body first if it signs it), and the
+//!    service's placeholders become values (`substitution.rs`, `crate::vault::substitute`;
+//!    in the path, query and headers before a signer signs);
 //! 5. forward (`crate::forward`): to the upstream over TLS, the answer streamed back without
 //!    hop-by-hop headers or `Set-Cookie`, searched for echoed credentials (`echo.rs`);
 //! 6. log (`crate::audit`): one metadata-only row per request.
@@ -38,8 +39,9 @@ use crate::forward::websocket::NewRewriter;
 use crate::forward::{
     BoxError, ProxyBody, Upgrading, Upstream, UpstreamError, clean_response_headers,
 };
+use crate::plugin::apply::ApplyError;
 use crate::plugin::body::hash_body;
-use crate::plugin::{Call, Outcome, needs_body_sha256};
+use crate::plugin::{Call, Outcome, PluginError, needs_body_sha256};
 use crate::ratelimit::RateLimiter;
 use crate::store::{self, LogEntry};
 use crate::vault::redact::Redactor;
@@ -296,17 +298,18 @@ async fn exchange(
         credentials: &credentials,
         now: SystemTime::now(),
         body_sha256: body_sha256.as_ref(),
+        placeholders: Some(&opened.placeholders),
     };
     match plugin.authorize(&mut head, &call) {
         Ok(Outcome::Forward) => {}
         Ok(Outcome::Deny { status, reason }) => return Err(ProxyError::Denied { status, reason }),
+        Err(PluginError::Apply {
+            error: ApplyError::Substitution(error),
+            ..
+        }) => return Err(ProxyError::Substitution(error.to_string())),
         Err(error) => return Err(ProxyError::Plugin(error.to_string())),
     }
     drop(credentials);
-    opened
-        .placeholders
-        .apply_to_head(&mut head)
-        .map_err(|error| ProxyError::Substitution(error.to_string()))?;
     let websocket = matches!(&upgrade, Some((protocol, _))
         if protocol.as_bytes().eq_ignore_ascii_case(b"websocket"));
     // The agent's placeholders in its messages, if the service substitutes there.

@@ -14,6 +14,9 @@ use std::time::{Duration, SystemTime};
 use agent_vault::plugin::Outcome;
 use agent_vault::plugin::sigv4::{canonical_request, signed_header_names, string_to_sign};
 use agent_vault::request::{RequestHead, Scheme};
+use agent_vault::services::Surface;
+use agent_vault::vault::Secret;
+use agent_vault::vault::substitute::Placeholders;
 use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use sha2::{Digest, Sha256};
@@ -557,6 +560,49 @@ fn an_sdk_session_token_is_dropped_when_the_service_binds_none() {
     assert_eq!(sent.header("authorization"), [expected]);
     assert_eq!(sent.header("x-amz-date"), [SUITE_DATE]);
     assert!(sent.header("x-amz-security-token").is_empty());
+}
+
+#[test]
+fn placeholders_are_replaced_before_the_request_is_signed() {
+    // The agent names the account by its placeholder in the path, the query and a header;
+    // the signature must cover the value that goes out, or AWS refuses it.
+    let head = request(
+        "GET",
+        "https://example.amazonaws.com/accounts/__acct__?owner=__acct__",
+        &[("x-account", "__acct__")],
+    );
+    let everywhere = vec![Surface::Path, Surface::Query, Surface::Header];
+    let placeholders = Placeholders::new([(
+        "ACCOUNT".to_owned(),
+        "__acct__".to_owned(),
+        everywhere,
+        Secret::new("123456789012"),
+    )]);
+    let plugin = aws_sigv4();
+    let sent = Attempt::new(&plugin, head)
+        .config(&[("region", "us-east-1"), ("service", "service")])
+        .credentials(&[
+            ("access_key_id", ACCESS_KEY_ID),
+            ("secret_access_key", SECRET_ACCESS_KEY),
+        ])
+        .now(aws_suite_time())
+        .body(b"")
+        .placeholders(placeholders)
+        .run();
+    sent.forwarded();
+
+    assert_eq!(sent.request.path, "/accounts/123456789012");
+    assert_eq!(sent.request.query.as_deref(), Some("owner=123456789012"));
+    assert_eq!(sent.header("x-account"), ["123456789012"]);
+    let empty = hex::encode(Sha256::digest(b""));
+    let canonical = format!(
+        "GET\n/accounts/123456789012\nowner=123456789012\nhost:example.amazonaws.com\n\
+         x-account:123456789012\nx-amz-date:20150830T123600Z\n\nhost;x-account;x-amz-date\n{empty}"
+    );
+    assert_eq!(
+        sent.header("authorization"),
+        [reference_authorization("service", &canonical)]
+    );
 }
 
 #[test]

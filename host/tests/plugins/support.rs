@@ -11,6 +11,7 @@ use agent_vault::plugin::{
     PluginError,
 };
 use agent_vault::request::RequestHead;
+use agent_vault::vault::substitute::Placeholders;
 use agent_vault::vault::{Credentials, Secret};
 use http::Method;
 
@@ -114,6 +115,7 @@ pub struct Attempt<'a> {
     now: SystemTime,
     vault: String,
     body: Option<Vec<u8>>,
+    placeholders: Option<Placeholders>,
 }
 
 impl<'a> Attempt<'a> {
@@ -126,6 +128,7 @@ impl<'a> Attempt<'a> {
             now: SystemTime::now(),
             vault: "default".into(),
             body: None,
+            placeholders: None,
         }
     }
 
@@ -149,6 +152,12 @@ impl<'a> Attempt<'a> {
         self
     }
 
+    /// The service's placeholders, replaced in the request as the proxy does.
+    pub fn placeholders(mut self, placeholders: Placeholders) -> Self {
+        self.placeholders = Some(placeholders);
+        self
+    }
+
     /// The body whose SHA-256 the host passes to the plugin.
     pub fn body(mut self, body: &[u8]) -> Self {
         self.body = Some(body.to_vec());
@@ -168,6 +177,7 @@ impl<'a> Attempt<'a> {
             credentials: &self.credentials,
             now: self.now,
             body_sha256: body_sha256.as_ref(),
+            placeholders: self.placeholders.as_ref(),
         };
         let outcome = self.plugin.authorize(&mut self.request, &call);
         Authorized {
