@@ -64,6 +64,8 @@ pub struct ServerConfig {
     pub proxy: ProxySettings,
     /// Rate limits of the proxy (`None`: off).
     pub rate_limits: Option<RateLimits>,
+    /// How long requests in flight may take to finish once shutdown begins.
+    pub shutdown_grace: Duration,
 }
 
 pub use crate::audit::LogRetention;
@@ -268,8 +270,11 @@ pub async fn run(
     drop(mitm_listener);
     tokio::select! {
         () = drain.drain() => {}
-        () = tokio::time::sleep(Duration::from_secs(10)) => {
-            tracing::warn!("requests still in flight after 10 s; stopping anyway");
+        () = tokio::time::sleep(config.shutdown_grace) => {
+            tracing::warn!(
+                "requests still in flight after {} s (--shutdown-grace); stopping anyway",
+                config.shutdown_grace.as_secs()
+            );
         }
     }
     let _ = tokio::task::spawn_blocking(move || workers.stop()).await;

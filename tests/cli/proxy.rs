@@ -711,6 +711,53 @@ fn stopping_the_server_lets_an_answer_in_flight_finish() {
 }
 
 #[test]
+fn an_answer_that_outlasts_the_shutdown_grace_is_cut_with_a_warning() {
+    let mut proxy = Proxy::start_with(
+        &["--shutdown-grace", "1"],
+        &[("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.1/32")],
+    );
+    proxy.credentials(json!({ "API_TOKEN": "tok" }));
+    proxy.services(json!([bearer_service("api", "api.test.example")]));
+    let mut stream = TcpStream::connect(&proxy.server.address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\n\r\n",
+        proxy.target("api.test.example", "/hang"),
+        proxy.token
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !proxy
+        .upstream
+        .received()
+        .iter()
+        .any(|received| received.target == "/hang")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the request never reached the upstream"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    proxy.server.terminate();
+    let exit = proxy.server.child.wait().unwrap();
+    assert!(exit.success(), "{exit}");
+    let log = proxy.server.rest_of_log();
+    assert!(
+        log.iter()
+            .any(|line| line.contains("requests still in flight after 1 s")),
+        "{log:#?}"
+    );
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+}
+
+#[test]
 fn no_spelling_of_a_path_reaches_what_an_allow_rule_excludes() {
     let proxy = Proxy::start();
     proxy.credentials(json!({ "API_TOKEN": "tok" }));

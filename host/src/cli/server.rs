@@ -89,6 +89,15 @@ pub struct ServerArgs {
     /// Proxy rate limits: default, strict, loose or off.
     #[arg(long, default_value = "default", env = "AGENT_VAULT_RATELIMIT_PROFILE")]
     rate_limit_profile: String,
+    /// Seconds to let requests in flight finish on SIGTERM or SIGINT (a long streamed answer
+    /// may need more) before stopping anyway.
+    #[arg(
+        long,
+        default_value_t = 10,
+        value_name = "SECONDS",
+        env = "AGENT_VAULT_SHUTDOWN_GRACE"
+    )]
+    shutdown_grace: u64,
     #[command(flatten)]
     dirs: DataDirArgs,
 }
@@ -137,6 +146,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
             ..ProxySettings::default()
         },
         rate_limits,
+        shutdown_grace: Duration::from_secs(args.shutdown_grace),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
