@@ -244,16 +244,24 @@ fn stopping_the_server_lets_an_answer_in_flight_finish_inside_a_tunnel() {
     for version in ["--http2", "--http1.1"] {
         let mut t = Transparent::start();
         // Tunnels that are open but idle must not hold the shutdown up: an intercepted one
-        // that has served a request...
+        // that has served a request,...
         let mut idle = tunnel(&t, &t.proxy.token, "api.test.example", "api.test.example").unwrap();
         assert_eq!(
             get(&mut idle, "api.test.example", "/v1/items").unwrap(),
             200
         );
-        // ...and a blind one.
+        // a blind one...
         let (_blind, answer) = connect_open(
             &t,
             "other.test.example",
+            t.proxy.upstream.port,
+            Some(&format!("{}:default", t.proxy.token)),
+        );
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        // ...and an intercepted one whose agent has not started TLS yet.
+        let (_silent, answer) = connect_open(
+            &t,
+            "api.test.example",
             t.proxy.upstream.port,
             Some(&format!("{}:default", t.proxy.token)),
         );
