@@ -234,13 +234,7 @@ pub async fn run(
                 });
                 let (builder, watcher) = (builder.clone(), drain.watcher());
                 workers.spawn(worker, async move {
-                    let stream = match tokio::net::TcpStream::from_std(stream) {
-                        Ok(stream) => stream,
-                        Err(error) => {
-                            tracing::warn!(%peer, "a worker cannot take the connection: {error}");
-                            return;
-                        }
-                    };
+                    let Some(stream) = adopt(stream, peer) else { return };
                     let connection = builder
                         .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .into_owned();
@@ -258,9 +252,10 @@ pub async fn run(
                 let worker = workers.next_index();
                 let transparent = transparents[worker].clone();
                 let watcher = drain.watcher();
-                let connection =
-                    crate::transparent::serve_connection(transparent, stream, peer, watcher);
-                workers.spawn(worker, connection);
+                workers.spawn(worker, async move {
+                    let Some(stream) = adopt(stream, peer) else { return };
+                    crate::transparent::serve_connection(transparent, stream, peer, watcher).await;
+                });
             }
             () = &mut shutdown => break,
         }
@@ -312,6 +307,18 @@ fn hand_off(
         Ok(stream) => Some((stream, peer)),
         Err(error) => {
             tracing::warn!(%peer, "{listener}: cannot hand the connection to a worker: {error}");
+            None
+        }
+    }
+}
+
+/// The connection a worker was handed, registered with that worker's runtime (call it
+/// there); `None`, with a warning, if it cannot be.
+fn adopt(stream: std::net::TcpStream, peer: SocketAddr) -> Option<tokio::net::TcpStream> {
+    match tokio::net::TcpStream::from_std(stream) {
+        Ok(stream) => Some(stream),
+        Err(error) => {
+            tracing::warn!(%peer, "a worker cannot take the connection: {error}");
             None
         }
     }

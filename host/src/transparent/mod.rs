@@ -154,17 +154,10 @@ fn connect_target(authority: Option<&http::uri::Authority>) -> Result<(String, u
 /// connection, its tunnels and its upstream connections all live on that worker's thread.
 pub async fn serve_connection(
     transparent: Arc<Transparent>,
-    stream: std::net::TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
     watcher: DrainWatcher,
 ) {
-    let stream = match TcpStream::from_std(stream) {
-        Ok(stream) => stream,
-        Err(error) => {
-            tracing::warn!(%peer, "a worker cannot take the transparent proxy connection: {error}");
-            return;
-        }
-    };
     let tunnels = watcher.clone();
     let service = hyper::service::service_fn(move |request| {
         let (transparent, tunnels) = (transparent.clone(), tunnels.clone());
