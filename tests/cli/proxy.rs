@@ -660,6 +660,23 @@ pub fn read_until(stream: &mut impl Read, needle: &str) -> String {
     }
 }
 
+/// An agent's GET of `path` on the upstream through the explicit ingress, sent on a
+/// connection of its own; the connection, to read the answer from.
+fn send_get(proxy: &Proxy, path: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(&proxy.server.address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\n\r\n",
+        proxy.target("api.test.example", path),
+        proxy.token
+    )
+    .unwrap();
+    stream
+}
+
 /// After SIGTERM: the server exited cleanly, without waiting out the grace period for a
 /// connection that never finished.
 pub fn assert_stopped_cleanly(server: &mut Server) {
@@ -682,17 +699,7 @@ fn stopping_the_server_lets_an_answer_in_flight_finish() {
     write!(idle, "GET /health HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
     read_until(&mut idle, "\"ok\"");
     // ...and an event stream under way is answered to its end.
-    let mut stream = TcpStream::connect(&proxy.server.address).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\n\r\n",
-        proxy.target("api.test.example", "/stream"),
-        proxy.token
-    )
-    .unwrap();
+    let mut stream = send_get(&proxy, "/stream");
     let first = read_until(&mut stream, "data: 0");
     assert!(!first.contains("data: 2"), "{first}");
 
@@ -718,17 +725,7 @@ fn an_answer_that_outlasts_the_shutdown_grace_is_cut_with_a_warning() {
     );
     proxy.credentials(json!({ "API_TOKEN": "tok" }));
     proxy.services(json!([bearer_service("api", "api.test.example")]));
-    let mut stream = TcpStream::connect(&proxy.server.address).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\n\r\n",
-        proxy.target("api.test.example", "/hang"),
-        proxy.token
-    )
-    .unwrap();
+    let mut stream = send_get(&proxy, "/hang");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !proxy
         .upstream

@@ -781,26 +781,34 @@ mod tests {
         }
     }
 
-    /// Checks the frames form one text message as the proxy must send it, and returns its
+    /// Checks the frames form one message as the proxy must send it (the message's opcode
+    /// first, then continuations, FIN on the last only, no reserved bits), and returns its
     /// payload.
-    fn text_message_payload(frames: &[Frame]) -> Vec<u8> {
+    fn message_payload(frames: &[Frame], opcode: u8) -> Vec<u8> {
         assert!(!frames.is_empty(), "no frame at all");
         for (index, frame) in frames.iter().enumerate() {
-            let expected_opcode = if index == 0 {
-                OPCODE_TEXT
+            let expected = if index == 0 {
+                opcode
             } else {
                 OPCODE_CONTINUATION
             };
-            assert_eq!(frame.opcode, expected_opcode, "opcode of frame {index}");
+            assert_eq!(frame.opcode, expected, "opcode of frame {index}");
             assert_eq!(frame.fin, index == frames.len() - 1, "FIN of frame {index}");
             assert_eq!(frame.rsv, 0);
-            let mask = frame.mask.expect("frames to the upstream are masked");
-            assert_ne!(mask, AGENT_MASK, "the agent's mask was reused");
         }
         frames
             .iter()
             .flat_map(|frame| frame.payload.clone())
             .collect()
+    }
+
+    /// [`message_payload`] of a text message to the upstream: freshly masked.
+    fn text_message_payload(frames: &[Frame]) -> Vec<u8> {
+        for frame in frames {
+            let mask = frame.mask.expect("frames to the upstream are masked");
+            assert_ne!(mask, AGENT_MASK, "the agent's mask was reused");
+        }
+        message_payload(frames, OPCODE_TEXT)
     }
 
     /// Sends `input` as the agent and closes; returns how the relay ended and what the
@@ -1317,24 +1325,12 @@ mod tests {
         replacing(SECRET, REDACTED)
     }
 
-    /// Checks the frames form one message with `opcode` as the proxy sends it to the agent
-    /// (unmasked), and returns its payload.
+    /// [`message_payload`] of a message to the agent: not masked.
     fn message_to_agent(frames: &[Frame], opcode: u8) -> Vec<u8> {
-        assert!(!frames.is_empty(), "no frame at all");
-        for (index, frame) in frames.iter().enumerate() {
-            let expected = if index == 0 {
-                opcode
-            } else {
-                OPCODE_CONTINUATION
-            };
-            assert_eq!(frame.opcode, expected, "opcode of frame {index}");
-            assert_eq!(frame.fin, index == frames.len() - 1, "FIN of frame {index}");
+        for frame in frames {
             assert_eq!(frame.mask, None, "frames to the agent are not masked");
         }
-        frames
-            .iter()
-            .flat_map(|frame| frame.payload.clone())
-            .collect()
+        message_payload(frames, opcode)
     }
 
     #[tokio::test]
