@@ -31,7 +31,7 @@ pub type NewRewriter = Box<dyn FnMut() -> Box<dyn MessageRewriter> + Send>;
 
 /// The most payload of a rewritten frame read at once, and so the largest frame re-emitted
 /// whole.
-const TEXT_PIECE: usize = 64 * 1024;
+const REWRITE_PIECE: usize = 64 * 1024;
 /// Bytes passed through verbatim are gathered up to this size before being written.
 const VERBATIM_PIECE: usize = 64 * 1024;
 const READ_BUFFER: usize = 16 * 1024;
@@ -418,7 +418,7 @@ where
         let mut remaining = header.payload_len;
         let mut mask_phase = 0;
         loop {
-            let piece_len = remaining.min(TEXT_PIECE as u64) as usize;
+            let piece_len = remaining.min(REWRITE_PIECE as u64) as usize;
             self.buf.clear();
             self.buf.resize(piece_len, 0);
             read_frame_bytes(&mut self.from, self.side, &mut self.buf).await?;
