@@ -1,24 +1,31 @@
 //! The request log's writer: the last step of the request path. The pipeline hands each
-//! finished request's metadata ([`LogEntry`]) to [`RequestLog::record`], which never waits;
-//! a background task gathers them into batches, and a thread of its own writes each batch
-//! to the store.
+//! finished request's metadata ([`LogEntry`]) to [`RequestLog::record`]; a background task
+//! gathers them into batches, and a thread of its own writes each batch to the store.
 //!
-//! The queue is bounded (16,384 entries, about half a second of traffic at full load, a few
-//! megabytes). When it is full, as when the store is slower than
-//! the traffic, entries are dropped and counted rather than slowing requests down; so are
-//! the entries of a batch the store refuses. A batch is written when it reaches 1,000 entries
-//! or 250 ms after its first entry arrived, whichever comes first. [`LogWriter::shutdown`]
-//! writes what is queued, within a deadline. What an entry holds (metadata only, never a
-//! credential or a header value) is decided where it is built, in the pipeline; this module
-//! logs counts, never entry contents. Reading the log is `api/logs.rs`; retention is the
-//! server's upkeep.
+//! The log loses nothing while the server runs, as an audit trail must not
+//! (`../shared/research/security.md` §1.4: auditing fails closed):
+//!
+//! - the queue is bounded (16,384 entries, about half a second of traffic at full load, a few
+//!   megabytes); when it is full, as when the store is slower than the traffic, `record`
+//!   waits for room, which slows requests down to the pace the log is written at;
+//! - a batch the store refuses (disk full, database locked) is kept and written again, a
+//!   little later each time, and until one is written [`RequestLog::accepting`] says no:
+//!   the proxy refuses new requests (503) rather than forward requests nobody records.
+//!
+//! A batch is written when it reaches 1,000 entries or 250 ms after its first entry arrived,
+//! whichever comes first. [`LogWriter::shutdown`] writes what is queued, within a deadline;
+//! what it cannot write then is the one loss, counted and logged. What an entry holds
+//! (metadata only, never a credential or a header value) is decided where it is built, in
+//! the pipeline; this module logs counts, never entry contents. Reading the log is
+//! `api/logs.rs`; retention is the server's upkeep.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -32,10 +39,16 @@ const QUEUE: usize = 16 * 1024;
 const BATCH: usize = 1000;
 /// How long the first entry of a batch waits for the batch to fill.
 const FLUSH_AFTER: Duration = Duration::from_millis(250);
+/// How long after a refused write the batch is tried again; the wait doubles with each
+/// refusal, up to [`RETRY_AT_MOST`].
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_AT_MOST: Duration = Duration::from_secs(5);
+
+/// A batch, shared so that a refused one can be offered again.
+type Batch = Arc<Vec<LogEntry>>;
 
 /// Where the writer's batches go: the store, or a test's recorder in front of it.
-type Sink =
-    Box<dyn FnMut(Vec<LogEntry>) -> Pin<Box<dyn Future<Output = store::Result<()>> + Send>> + Send>;
+type Sink = Box<dyn FnMut(Batch) -> Pin<Box<dyn Future<Output = store::Result<()>> + Send>> + Send>;
 
 /// The request path's handle on the request log; cheap to clone.
 #[derive(Debug, Clone)]
@@ -79,8 +92,13 @@ impl Default for LogRetention {
 
 #[derive(Debug, Default)]
 struct Counters {
-    /// Entries that never reached the store.
+    /// Entries that never reached the store (queued at shutdown and not written by its
+    /// deadline, or recorded after it).
     dropped: AtomicU64,
+    /// Entries that found the queue full and waited for room.
+    waited: AtomicU64,
+    /// Whether the store refused the last write; cleared when a write succeeds.
+    failing: AtomicBool,
     /// Entries taken from the queue and not yet written.
     in_batch: AtomicUsize,
     /// Signalled when a batch's worth of entries is queued.
@@ -93,7 +111,7 @@ impl RequestLog {
     /// however fast requests come.
     pub fn start(db: Db, retention: LogRetention) -> (RequestLog, LogWriter) {
         let store_thread = StoreThread::start(db, retention);
-        let sink: Sink = Box::new(move |batch: Vec<LogEntry>| Box::pin(store_thread.write(batch)));
+        let sink: Sink = Box::new(move |batch: Batch| Box::pin(store_thread.write(batch)));
         RequestLog::start_with(sink, Arc::new(TokioClock), QUEUE)
     }
 
@@ -118,12 +136,34 @@ impl RequestLog {
         (RequestLog { queue, counters }, writer)
     }
 
-    /// Queue one entry without waiting; when the queue is full (or the writer has stopped)
-    /// the entry is dropped and counted.
-    pub fn record(&self, entry: LogEntry) {
-        if self.queue.try_send(entry).is_err() {
-            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
+    /// Whether requests may go ahead: not while the store refuses the log's writes, nor
+    /// once the writer has stopped. The proxy asks before it forwards anything, so that no
+    /// request goes out that the log could not record.
+    pub fn accepting(&self) -> Result<(), LogUnavailable> {
+        if self.counters.failing.load(Ordering::Relaxed) || self.queue.is_closed() {
+            return Err(LogUnavailable);
+        }
+        Ok(())
+    }
+
+    /// Queue one entry. When the queue is full this waits for room (the writer is behind);
+    /// only once the writer has stopped, at shutdown, is the entry dropped and counted.
+    pub async fn record(&self, entry: LogEntry) {
+        match self.queue.try_send(entry) {
+            Ok(()) => {}
+            Err(TrySendError::Full(entry)) => {
+                self.counters.waited.fetch_add(1, Ordering::Relaxed);
+                // A full queue holds a batch: make sure the writer is not waiting for one.
+                self.counters.batch_ready.notify_one();
+                if self.queue.send(entry).await.is_err() {
+                    self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                return;
+            }
+            Err(TrySendError::Closed(_)) => {
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
         }
         // The writer holds at least one entry while it waits for the rest of a batch.
         let queued = self.queue.max_capacity() - self.queue.capacity();
@@ -132,12 +172,22 @@ impl RequestLog {
         }
     }
 
-    /// Entries dropped so far: queue full, batch refused by the store, or still unwritten at
-    /// the shutdown deadline.
+    /// Entries dropped so far: still unwritten at the shutdown deadline, or recorded after
+    /// the writer stopped.
     pub fn dropped(&self) -> u64 {
         self.counters.dropped.load(Ordering::Relaxed)
     }
+
+    /// Entries so far that found the queue full and waited for room.
+    pub fn waited(&self) -> u64 {
+        self.counters.waited.load(Ordering::Relaxed)
+    }
 }
+
+/// The request log cannot take entries now; see [`RequestLog::accepting`].
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the request log cannot be written")]
+pub struct LogUnavailable;
 
 impl LogWriter {
     /// Write what is queued and stop; entries not written within `deadline` are dropped
@@ -170,7 +220,7 @@ impl LogWriter {
 }
 
 /// A batch for the store thread, and where its outcome goes.
-type StoreJob = (Vec<LogEntry>, oneshot::Sender<store::Result<()>>);
+type StoreJob = (Batch, oneshot::Sender<store::Result<()>>);
 
 /// The thread that writes batches to the store and trims the log: its own, rather than the
 /// runtime's blocking pool, so that a busy log never queues the control plane's store calls
@@ -207,7 +257,7 @@ impl StoreThread {
         StoreThread { jobs }
     }
 
-    fn write(&self, batch: Vec<LogEntry>) -> impl Future<Output = store::Result<()>> + use<> {
+    fn write(&self, batch: Batch) -> impl Future<Output = store::Result<()>> + use<> {
         let (outcome, written) = oneshot::channel();
         let sent = self.jobs.send((batch, outcome));
         async move {
@@ -231,7 +281,7 @@ async fn write_batches(
     counters: Arc<Counters>,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
-    let mut reported_drops = 0;
+    let mut reported = Reported::default();
     loop {
         let mut stopping = false;
         tokio::select! {
@@ -263,44 +313,92 @@ async fn write_batches(
                 batch.push(entry);
             }
         }
-        write(&mut sink, &mut batch, &counters).await;
-        report_drops(&counters, &mut reported_drops);
+        write(&mut sink, &mut batch, &*clock, &counters).await;
+        reported.report(&counters);
         if stopping {
             break;
         }
     }
     entries.close();
     while entries.recv_many(&mut batch, BATCH).await > 0 {
-        write(&mut sink, &mut batch, &counters).await;
+        write(&mut sink, &mut batch, &*clock, &counters).await;
     }
-    report_drops(&counters, &mut reported_drops);
+    reported.report(&counters);
 }
 
-/// Write and empty `batch`; a refused batch is dropped, counted and logged.
-async fn write(sink: &mut Sink, batch: &mut Vec<LogEntry>, counters: &Counters) {
+/// Write and empty `batch`. A refused batch is offered again, after a wait that doubles
+/// each time, until the store takes it; meanwhile the log is marked failing, which makes
+/// the proxy refuse new requests. Only the shutdown deadline ends the retries.
+async fn write(sink: &mut Sink, batch: &mut Vec<LogEntry>, clock: &dyn Clock, counters: &Counters) {
     if batch.is_empty() {
         return;
     }
     let count = batch.len();
     counters.in_batch.store(count, Ordering::Relaxed);
-    let entries = std::mem::replace(batch, Vec::with_capacity(BATCH));
-    if let Err(error) = sink(entries).await {
-        counters.dropped.fetch_add(count as u64, Ordering::Relaxed);
-        tracing::warn!(entries = count, "cannot write the request log: {error}");
+    let entries = Arc::new(std::mem::replace(batch, Vec::with_capacity(BATCH)));
+    let mut wait = RETRY_FIRST;
+    let mut refusals = 0u32;
+    loop {
+        match sink(entries.clone()).await {
+            Ok(()) => break,
+            Err(error) => {
+                refusals += 1;
+                if !counters.failing.swap(true, Ordering::Relaxed) {
+                    tracing::error!(
+                        entries = count,
+                        "cannot write the request log: {error}; proxy requests are refused \
+                         until it can be written"
+                    );
+                } else {
+                    tracing::warn!(
+                        entries = count,
+                        refusals,
+                        "still cannot write the request log: {error}"
+                    );
+                }
+                clock.sleep_until(clock.now() + wait).await;
+                wait = (wait * 2).min(RETRY_AT_MOST);
+            }
+        }
+    }
+    if counters.failing.swap(false, Ordering::Relaxed) {
+        tracing::info!(
+            entries = count,
+            refusals,
+            "the request log is written again; proxy requests are accepted"
+        );
     }
     counters.in_batch.store(0, Ordering::Relaxed);
 }
 
-/// Say, once per batch at most, how many entries the full queue turned away.
-fn report_drops(counters: &Counters, reported: &mut u64) {
-    let dropped = counters.dropped.load(Ordering::Relaxed);
-    if dropped > *reported {
-        tracing::warn!(
-            dropped = dropped - *reported,
-            total = dropped,
-            "request log entries dropped (queue full or store failing)"
-        );
-        *reported = dropped;
+/// What the operator has been told so far: once per batch at most, how many entries waited
+/// for room in a full queue (the store is slower than the traffic) and how many were lost.
+#[derive(Debug, Default)]
+struct Reported {
+    dropped: u64,
+    waited: u64,
+}
+
+impl Reported {
+    fn report(&mut self, counters: &Counters) {
+        let waited = counters.waited.load(Ordering::Relaxed);
+        if waited > self.waited {
+            tracing::warn!(
+                waited = waited - self.waited,
+                waited_total = waited,
+                "the request log is behind: requests waited for room in its queue"
+            );
+            self.waited = waited;
+        }
+        let dropped = counters.dropped.load(Ordering::Relaxed);
+        if dropped > self.dropped {
+            tracing::warn!(
+                dropped = dropped - self.dropped,
+                total = dropped,
+                "request log entries dropped (not written by the shutdown deadline)"
+            );
+            self.dropped = dropped;
+        }
     }
 }
 
@@ -347,7 +445,7 @@ mod tests {
         ) -> (RequestLog, LogWriter) {
             let db = Db::new(self.store.clone());
             let batches = self.batches.clone();
-            let sink: Sink = Box::new(move |batch: Vec<LogEntry>| {
+            let sink: Sink = Box::new(move |batch: Batch| {
                 let number = {
                     let mut batches = batches.lock().unwrap();
                     batches.push(batch.len());
@@ -423,7 +521,7 @@ mod tests {
         let fixture = Fixture::new();
         let (log, writer) = fixture.start(QUEUE, |_| false);
         for n in 0..2500 {
-            log.record(fixture.entry(n));
+            log.record(fixture.entry(n)).await;
         }
         fixture.until_written(2000).await;
         // The last 500 wait for their batch to fill, or for 250 ms.
@@ -441,10 +539,10 @@ mod tests {
     async fn a_lone_entry_is_written_250_ms_after_it_arrived() {
         let fixture = Fixture::new();
         let (log, writer) = fixture.start(QUEUE, |_| false);
-        log.record(fixture.entry(0));
+        log.record(fixture.entry(0)).await;
         fixture.clock.until_sleepers(1).await;
         fixture.clock.advance(FLUSH_AFTER - MS);
-        log.record(fixture.entry(1));
+        log.record(fixture.entry(1)).await;
         for _ in 0..100 {
             tokio::task::yield_now().await;
         }
@@ -454,7 +552,7 @@ mod tests {
         assert_eq!(fixture.batches(), [2]);
 
         // The next entry starts a new 250 ms.
-        log.record(fixture.entry(2));
+        log.record(fixture.entry(2)).await;
         fixture.clock.until_sleepers(1).await;
         fixture.clock.advance(FLUSH_AFTER);
         fixture.until_written(3).await;
@@ -463,18 +561,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_full_queue_drops_and_counts() {
+    async fn a_full_queue_makes_requests_wait_and_loses_nothing() {
         let fixture = Fixture::new();
         let capacity = 1024;
         let (log, writer) = fixture.start(capacity, |_| false);
-        // The writer has not run yet (one thread, no await): the queue fills up.
-        for n in 0..capacity + 5 {
-            log.record(fixture.entry(n));
+        // The writer has not run yet (one thread, no await so far): the queue fills up.
+        for n in 0..capacity {
+            log.record(fixture.entry(n)).await;
         }
-        assert_eq!(log.dropped(), 5);
+        assert_eq!(log.waited(), 0);
+        // The next requests wait for the writer to make room, then go in, in order.
+        for n in capacity..capacity + 5 {
+            log.record(fixture.entry(n)).await;
+        }
+        assert_eq!(log.waited(), 1, "only the first found the queue full");
         writer.shutdown(Duration::from_secs(3)).await;
-        assert_eq!(fixture.written(), paths(0..capacity));
-        assert_eq!(log.dropped(), 5);
+        assert_eq!(fixture.written(), paths(0..capacity + 5));
+        assert_eq!(log.dropped(), 0);
     }
 
     #[tokio::test]
@@ -482,27 +585,67 @@ mod tests {
         let fixture = Fixture::new();
         let (log, writer) = fixture.start(QUEUE, |_| false);
         for n in 0..1030 {
-            log.record(fixture.entry(n));
+            log.record(fixture.entry(n)).await;
         }
         // No time passes: the 30 after the first batch are written because of the shutdown.
         writer.shutdown(Duration::from_secs(3)).await;
         assert_eq!(fixture.written(), paths(0..1030));
         assert_eq!(fixture.batches(), [1000, 30]);
-        log.record(fixture.entry(1030));
+        log.record(fixture.entry(1030)).await;
         assert_eq!(log.dropped(), 1, "after shutdown, entries are dropped");
     }
 
     #[tokio::test]
-    async fn a_refused_batch_is_dropped_and_counted() {
+    async fn a_refused_batch_is_written_later_and_requests_are_refused_meanwhile() {
         let fixture = Fixture::new();
-        let (log, writer) = fixture.start(QUEUE, |batch| batch == 1);
-        for n in 0..1050 {
-            log.record(fixture.entry(n));
+        // The store refuses the first two attempts (a full disk, say), then recovers.
+        let (log, writer) = fixture.start(QUEUE, |attempt| attempt <= 2);
+        assert!(log.accepting().is_ok());
+        for n in 0..1000 {
+            log.record(fixture.entry(n)).await;
         }
+        // The first attempt is refused; the writer waits 100 ms to try again.
+        fixture.clock.until_sleepers(1).await;
+        assert_eq!(fixture.batches(), [1000]);
+        assert!(log.accepting().is_err(), "no requests while the log fails");
+        fixture.clock.advance(RETRY_FIRST);
+        // Refused again: the next wait is twice as long.
+        while fixture.batches().len() < 2 {
+            tokio::task::yield_now().await;
+        }
+        fixture.clock.until_sleepers(1).await;
+        fixture.clock.advance(RETRY_FIRST);
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(fixture.batches().len(), 2, "not yet");
+        assert!(log.accepting().is_err());
+        fixture.clock.advance(RETRY_FIRST);
+        fixture.until_written(1000).await;
+        assert_eq!(fixture.batches(), [1000, 1000, 1000]);
+        while log.accepting().is_err() {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(fixture.written(), paths(0..1000));
+        assert_eq!(log.dropped(), 0);
         writer.shutdown(Duration::from_secs(3)).await;
-        assert_eq!(fixture.batches(), [1000, 50]);
-        assert_eq!(fixture.written(), paths(1000..1050));
-        assert_eq!(log.dropped(), 1000);
+    }
+
+    #[tokio::test]
+    async fn a_log_that_cannot_be_written_by_the_shutdown_deadline_counts_what_is_lost() {
+        let fixture = Fixture::new();
+        let (log, writer) = fixture.start(QUEUE, |_| true);
+        for n in 0..10 {
+            log.record(fixture.entry(n)).await;
+        }
+        let shutdown = tokio::spawn(writer.shutdown(Duration::from_secs(3)));
+        // The shutdown's deadline, and the writer's wait before its next attempt.
+        fixture.clock.until_sleepers(2).await;
+        fixture.clock.advance(Duration::from_secs(3));
+        shutdown.await.unwrap();
+        assert_eq!(log.dropped(), 10);
+        assert!(fixture.written().is_empty());
+        assert!(log.accepting().is_err(), "the writer has stopped");
     }
 
     #[tokio::test]
@@ -513,7 +656,7 @@ mod tests {
         let sink: Sink = Box::new(|_| Box::pin(std::future::pending()));
         let (log, writer) = RequestLog::start_with(sink, clock.clone(), 8);
         for n in 0..5 {
-            log.record(fixture.entry(n));
+            log.record(fixture.entry(n)).await;
         }
         clock.until_sleepers(1).await;
         clock.advance(FLUSH_AFTER);
@@ -522,7 +665,7 @@ mod tests {
             tokio::task::yield_now().await;
         }
         for n in 5..7 {
-            log.record(fixture.entry(n));
+            log.record(fixture.entry(n)).await;
         }
         let shutdown = tokio::spawn(writer.shutdown(Duration::from_secs(3)));
         clock.until_sleepers(1).await;

@@ -837,6 +837,72 @@ fn every_proxied_request_is_logged_without_query_or_values() {
 }
 
 #[test]
+fn while_the_request_log_cannot_be_written_requests_are_refused_and_no_entry_is_lost() {
+    let proxy = Proxy::start();
+    proxy.credentials(json!({ "API_TOKEN": "sk_test_log_outage" }));
+    proxy.services(json!([bearer_service("api", "api.test.example")]));
+    let call = || proxy.call("GET", "api.test.example", "/v1/charges", &[]);
+    assert_eq!(call().status, 200);
+
+    // Another program takes the database's write lock (a backup, say) and keeps it longer
+    // than the server waits for it (5 s). The log's next write fails; from then on the
+    // proxy refuses requests rather than forward ones it cannot record.
+    let database = rusqlite::Connection::open(proxy.data.path().join("agent-vault.db")).unwrap();
+    database.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let refused = loop {
+        let answer = call();
+        match answer.status {
+            200 => {}
+            503 => break answer,
+            status => panic!("unexpected {status}: {answer:?}"),
+        }
+        assert!(Instant::now() < deadline, "the proxy never refused");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        refused.proxy_error(),
+        (503, "request_log_unavailable".to_owned())
+    );
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    proxy
+        .server
+        .wait_for_log(&["cannot write the request log", "refused"]);
+
+    // The lock is let go: the batch the store refused is written, and requests go through.
+    database.execute_batch("COMMIT").unwrap();
+    drop(database);
+    loop {
+        let answer = call();
+        if answer.status == 200 {
+            break;
+        }
+        assert_eq!(answer.status, 503, "{answer:?}");
+        assert!(Instant::now() < deadline, "the proxy never recovered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    proxy
+        .server
+        .wait_for_log(&["the request log is written again"]);
+
+    // Every request that reached the upstream is in the log; the refused ones are not.
+    let forwarded = proxy.upstream.received().len();
+    let entries = loop {
+        let logs = proxy.api("GET", "/v1/vaults/default/logs?limit=200", json!({}));
+        let entries = logs["logs"].as_array().unwrap().clone();
+        if entries.len() >= forwarded || Instant::now() > deadline {
+            break entries;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(entries.len(), forwarded, "{entries:?}");
+    assert!(
+        entries.iter().all(|entry| entry["status"] == 200),
+        "{entries:?}"
+    );
+}
+
+#[test]
 fn a_failing_plugin_refuses_and_a_denying_plugin_is_passed_on() {
     let proxy = Proxy::start_plugins(&["fixture_trap", "fixture_deny"]);
     proxy.credentials(json!({ "API_TOKEN": "tok" }));

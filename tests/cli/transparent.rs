@@ -186,6 +186,32 @@ fn a_host_no_service_covers_gets_a_blind_tunnel() {
     assert!(connect.contains("\"proposal_hint\""), "{connect}");
 }
 
+#[test]
+fn no_tunnel_opens_while_the_request_log_cannot_be_written() {
+    let t = Transparent::start();
+    // Another program holds the database's write lock longer than the server waits for it.
+    let database = rusqlite::Connection::open(t.proxy.data.path().join("agent-vault.db")).unwrap();
+    database.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let refused = loop {
+        // A blind tunnel is logged when it opens; the log fails 5 s after the first.
+        let connect = connect_raw(
+            &t,
+            "other.test.example",
+            t.proxy.upstream.port,
+            Some(&t.proxy.token),
+        );
+        if !connect.starts_with("HTTP/1.1 200") {
+            break connect;
+        }
+        assert!(std::time::Instant::now() < deadline, "never refused");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(refused.contains("\"request_log_unavailable\""), "{refused}");
+    database.execute_batch("COMMIT").unwrap();
+}
+
 /// A raw CONNECT; the proxy's whole answer (head, and body if it refused).
 fn connect_raw(t: &Transparent, host: &str, port: u16, token: Option<&str>) -> String {
     let userinfo = token.map(|token| format!("{token}:default"));

@@ -83,6 +83,12 @@ pub enum ProxyError {
     ResponseTooLarge { limit: u64 },
     #[error("{0}")]
     Internal(String),
+    /// The request log cannot be written; nothing is forwarded that it could not record.
+    #[error(
+        "agent-vault cannot write its request log right now, so it forwards no requests; \
+         retry later (the server's own log says why)"
+    )]
+    LogUnavailable,
 }
 
 impl ProxyError {
@@ -94,7 +100,8 @@ impl ProxyError {
             | ProxyError::CompressedResponse { .. } => Side::Upstream,
             ProxyError::Internal(_)
             | ProxyError::CredentialNotFound { .. }
-            | ProxyError::Substitution(_) => Side::Internal,
+            | ProxyError::Substitution(_)
+            | ProxyError::LogUnavailable => Side::Internal,
             _ => Side::Client,
         }
     }
@@ -120,6 +127,7 @@ impl ProxyError {
             ProxyError::RequestTooLarge { .. } => "request_too_large",
             ProxyError::ResponseTooLarge { .. } => "response_too_large",
             ProxyError::Internal(_) => "internal",
+            ProxyError::LogUnavailable => "request_log_unavailable",
         }
     }
 
@@ -151,6 +159,7 @@ impl ProxyError {
             },
             ProxyError::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::LogUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -174,13 +183,15 @@ impl ProxyError {
     /// The one place a proxy error becomes a response.
     pub fn into_response(self) -> Response<ProxyBody> {
         let status = self.status();
-        if self.side() == Side::Internal {
+        // The request log's writer says itself, once, why it cannot write.
+        if self.side() == Side::Internal && !matches!(self, ProxyError::LogUnavailable) {
             tracing::error!(code = self.code(), "proxy error: {self}");
         }
         let retry_after = match &self {
             ProxyError::RateLimited(
                 Limited::Rate { retry_after } | Limited::Concurrency { retry_after },
             ) => Some(*retry_after),
+            ProxyError::LogUnavailable => Some(Duration::from_secs(1)),
             _ => None,
         };
         let bytes = Bytes::from(self.body().to_string());

@@ -106,7 +106,7 @@ pub async fn handle(
         }
     };
     if let Some(entry) = draft.finish(response.status().as_u16(), started) {
-        state.api.request_log.record(entry);
+        state.api.request_log.record(entry).await;
     }
     response
 }
@@ -150,15 +150,18 @@ pub async fn serve_request(
     let response = match exchange(state, caller, target, parts, body, &mut draft).await {
         Ok(response) => response,
         Err(error) => {
-            draft
-                .vault_id
-                .get_or_insert_with(|| caller.vault.id.clone());
+            // A refusal because the log cannot be written is the one failure not logged.
+            if !matches!(error, ProxyError::LogUnavailable) {
+                draft
+                    .vault_id
+                    .get_or_insert_with(|| caller.vault.id.clone());
+            }
             draft.error_code = Some(error.code());
             error.into_response()
         }
     };
     if let Some(entry) = draft.finish(response.status().as_u16(), started) {
-        state.api.request_log.record(entry);
+        state.api.request_log.record(entry).await;
     }
     response
 }
@@ -187,7 +190,12 @@ async fn exchange(
         });
     }
 
-    // Admit.
+    // Admit: nothing goes out that the request log could not record.
+    state
+        .api
+        .request_log
+        .accepting()
+        .map_err(|_| ProxyError::LogUnavailable)?;
     draft.vault_id = Some(caller.vault.id.clone());
     draft.actor = caller.actor.id();
     // Held until the response body is done, so the concurrency cap counts whole exchanges.

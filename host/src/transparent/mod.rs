@@ -211,6 +211,13 @@ impl Transparent {
         let (host, port) = connect_target(request.uri().authority())?;
         let credentials = proxy_credentials(request.headers())?;
         let caller = caller(&self.proxy, &credentials).await?;
+        // Nothing opens that the request log cannot record (an intercepted tunnel's
+        // requests are also admitted one by one, as they come).
+        self.proxy
+            .api
+            .request_log
+            .accepting()
+            .map_err(|_| ProxyError::LogUnavailable)?;
         let view = self
             .proxy
             .directory
@@ -224,7 +231,8 @@ impl Transparent {
                 vault: caller.vault.name.clone(),
                 base_url: self.proxy.api.base_url.clone(),
             };
-            self.log_tunnel(&caller, &host, port, 403, Some(error.code()));
+            self.log_tunnel(&caller, &host, port, 403, Some(error.code()))
+                .await;
             return Err(error);
         }
         let upgrade = hyper::upgrade::on(&mut request);
@@ -258,7 +266,7 @@ impl Transparent {
                 .connect_tcp(&host, port)
                 .await
                 .map_err(ProxyError::Upstream)?;
-            self.log_tunnel(&caller, &host, port, 200, None);
+            self.log_tunnel(&caller, &host, port, 200, None).await;
             tokio::spawn(async move {
                 match upgrade.await {
                     Ok(upgraded) => tunnel::blind(upgraded, upstream).await,
@@ -298,7 +306,7 @@ impl Transparent {
     }
 
     /// A request-log row for a tunnel that carries no intercepted requests.
-    fn log_tunnel(
+    async fn log_tunnel(
         &self,
         caller: &Caller,
         host: &str,
@@ -306,7 +314,7 @@ impl Transparent {
         status: u16,
         error_code: Option<&str>,
     ) {
-        self.proxy.api.request_log.record(LogEntry {
+        let entry = LogEntry {
             id: 0,
             vault_id: caller.vault.id.clone(),
             ingress: Ingress::Transparent.as_str().into(),
@@ -320,7 +328,8 @@ impl Transparent {
             error_code: error_code.map(str::to_owned),
             actor: caller.actor.id(),
             created_at: store::now(),
-        });
+        };
+        self.proxy.api.request_log.record(entry).await;
     }
 }
 
