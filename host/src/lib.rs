@@ -14,6 +14,7 @@ pub mod auth;
 pub mod cli;
 pub mod drain;
 pub mod forward;
+pub mod forwarded;
 pub mod guide;
 pub mod notify;
 pub mod plugin;

@@ -66,9 +66,12 @@ pub struct ServerConfig {
     pub rate_limits: Option<RateLimits>,
     /// How long requests in flight may take to finish once shutdown begins.
     pub shutdown_grace: Duration,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (none by default).
+    pub trusted_proxies: TrustedProxies,
 }
 
 pub use crate::audit::LogRetention;
+pub use crate::forwarded::TrustedProxies;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -156,6 +159,7 @@ pub async fn run(
             request_log,
         )
         .with_attempts(AttemptLimiter::new(config.rate_limits))
+        .with_trusted_proxies(config.trusted_proxies.clone())
         .with_notifier(Notifier::new(Some(webhook_client)))
         .with_mitm(mitm.as_ref().map(|(listener, ca)| MitmInfo {
             ca_pem: ca.cert_pem().to_owned(),

@@ -442,6 +442,52 @@ fn redeem_attempts_are_limited_per_client_address() {
 }
 
 #[test]
+fn behind_a_trusted_reverse_proxy_attempts_count_per_forwarded_client() {
+    // agent-vault behind a reverse proxy on the same host, which appends the address of
+    // whoever it talked to to X-Forwarded-For.
+    let proxy = Proxy::start_with(&["--trusted-proxies", "127.0.0.0/8"], &[]);
+    let guess = |n: usize| format!("/v1/invites/av_inv_{n:064x}/redeem");
+    let redeem_as = |forwarded_for: &str, n: usize| {
+        send_raw(
+            &proxy.server.address,
+            "POST",
+            &guess(n),
+            &[("x-forwarded-for", forwarded_for)],
+            b"",
+        )
+        .status
+    };
+    for n in 0..50 {
+        assert_eq!(redeem_as("203.0.113.7", n), 404, "attempt {n}");
+    }
+    assert_eq!(redeem_as("203.0.113.7", 50), 429);
+    // The client writing the header itself does not make it someone else: what the
+    // reverse proxy appended, on the right, is what counts.
+    assert_eq!(redeem_as("198.51.100.1, 203.0.113.7", 51), 429);
+    // Another client behind the same reverse proxy is not held back.
+    assert_eq!(redeem_as("203.0.113.8", 52), 404);
+
+    // Trusting no proxy (the default), the header is ignored: every request comes from
+    // the TCP peer, whatever it claims.
+    let untrusting = Proxy::start();
+    let refused_at = (0..60).find(|&n| {
+        send_raw(
+            &untrusting.server.address,
+            "POST",
+            &guess(n),
+            &[("x-forwarded-for", &format!("203.0.113.{n}"))],
+            b"",
+        )
+        .status
+            == 429
+    });
+    assert!(
+        refused_at.is_some_and(|n| n <= 50),
+        "refused at {refused_at:?}"
+    );
+}
+
+#[test]
 fn the_skill_endpoint_serves_the_same_guide_as_a_redeemed_invite() {
     let proxy = Proxy::start();
     let skill = send_raw(&proxy.server.address, "GET", "/v1/skills/cli", &[], b"");

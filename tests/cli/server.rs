@@ -45,3 +45,29 @@ fn sigterm_stops_the_server_cleanly() {
     assert!(exit.success(), "{exit}");
     server.wait_for_log(&["shutting down"]);
 }
+
+#[test]
+fn a_bad_address_list_stops_the_server_before_it_starts_and_names_the_entry() {
+    let data = DataDir::new();
+    let error = data
+        .command(&[
+            "server",
+            "--passwordless",
+            "--port",
+            "0",
+            "--mitm-port",
+            "0",
+            "--trusted-proxies",
+            "10.0.0.0/8, proxy.internal",
+        ])
+        .run()
+        .fails();
+    assert!(
+        error.contains("--trusted-proxies: \"proxy.internal\" is not a CIDR or an IP address"),
+        "{error}"
+    );
+    assert!(
+        !data.path().join("agent-vault.db").exists(),
+        "nothing is set up on the way to the error"
+    );
+}

@@ -37,6 +37,7 @@ use crate::auth::{AuthError, Session};
 use crate::plugin::registry::Registry;
 use crate::ratelimit::{self, AttemptLimiter};
 use crate::store::{Db, StoreError, Vault};
+use crate::forwarded::TrustedProxies;
 use crate::vault::crypto::{CryptoError, DataKey, KdfParams};
 
 /// The largest JSON body the API reads.
@@ -63,6 +64,8 @@ pub struct ApiState {
     pub request_log: crate::audit::RequestLog,
     /// The AUTH tier: attempts at the routes that take no session, per client address.
     pub attempts: AttemptLimiter,
+    /// The reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: TrustedProxies,
     /// Proposal notifications (the log, and webhooks).
     pub notifier: crate::notify::Notifier,
     /// The transparent proxy, if it listens: for `/v1/mitm/ca.pem`.
@@ -107,6 +110,7 @@ impl ApiState {
             generation: Generation::default(),
             request_log,
             attempts: AttemptLimiter::new(Some(ratelimit::RateLimits::DEFAULT)),
+            trusted_proxies: TrustedProxies::default(),
             notifier: crate::notify::Notifier::new(None),
             mitm: None,
         }
@@ -121,6 +125,12 @@ impl ApiState {
     /// With a notifier that sends proposal webhooks.
     pub fn with_notifier(mut self, notifier: crate::notify::Notifier) -> Self {
         self.notifier = notifier;
+        self
+    }
+
+    /// With reverse proxies whose `X-Forwarded-For` is believed.
+    pub fn with_trusted_proxies(mut self, trusted_proxies: TrustedProxies) -> Self {
+        self.trusted_proxies = trusted_proxies;
         self
     }
 
@@ -166,7 +176,8 @@ pub struct Request {
     pub query: HashMap<String, String>,
     pub headers: HeaderMap,
     pub body: Bytes,
-    /// The address of the client (the TCP peer: agent-vault trusts no forwarding header).
+    /// The address of the client: the TCP peer, or who a trusted reverse proxy says it
+    /// talked to (`crate::forwarded`).
     pub client: IpAddr,
 }
 
@@ -367,12 +378,13 @@ pub fn created(body: &impl Serialize) -> Result<Response<Full<Bytes>>, ApiError>
     Ok(json_response(StatusCode::CREATED, body))
 }
 
-/// Serve one request.
+/// Serve one request from the TCP peer `peer`.
 pub async fn handle(
     state: Arc<ApiState>,
     request: http::Request<Incoming>,
-    client: IpAddr,
+    peer: IpAddr,
 ) -> Response<Full<Bytes>> {
+    let client = state.trusted_proxies.client(peer, request.headers());
     let writes = request.method() != Method::GET && request.method() != Method::HEAD;
     let mut response = match read(request, client).await {
         Ok(request) => route(&state, &request)

@@ -98,6 +98,16 @@ pub struct ServerArgs {
         env = "AGENT_VAULT_SHUTDOWN_GRACE"
     )]
     shutdown_grace: u64,
+    /// Reverse proxies in front of the server whose `X-Forwarded-For` names the client, for
+    /// the per-address attempt limits: comma-separated CIDRs or addresses. Trust only
+    /// proxies that append to the header.
+    #[arg(
+        long,
+        env = "AGENT_VAULT_TRUSTED_PROXIES",
+        value_name = "CIDRS",
+        default_value = ""
+    )]
+    trusted_proxies: String,
     #[command(flatten)]
     dirs: DataDirArgs,
 }
@@ -106,21 +116,25 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     // First, before any other thread exists: take the password out of the environment.
     let env_password = take_master_password_from_env();
     init_logging();
-    let data_dir = args.dirs.data_dir()?;
-    let store = SqliteStore::open(&server::database_path(&data_dir))
-        .with_context(|| format!("opening the database in {}", data_dir.display()))?;
-    let data_key = unlock_or_set_up(&store, &args, env_password)?;
+    // Flags first: a mistyped one must not set up a new instance on its way to failing.
+    let allowlist = parse_allowlist(&args.network_allowlist)?;
+    let trusted_proxies = crate::forwarded::parse(&args.trusted_proxies)
+        .map_err(|message| anyhow::anyhow!("--trusted-proxies: {message}"))?;
+    let rate_limits = RateLimits::profile(&args.rate_limit_profile)
+        .map_err(|message| anyhow::anyhow!("--rate-limit-profile: {message}"))?;
     let mut upstream = UpstreamSettings {
         resolve: args.resolve.clone(),
-        allowlist: parse_allowlist(&args.network_allowlist)?,
+        allowlist,
         response_header_timeout: Duration::from_secs(args.upstream_timeout.max(1)),
         ..UpstreamSettings::default()
     };
     for file in &args.upstream_ca {
         upstream.extra_roots.extend(load_ca_file(file)?);
     }
-    let rate_limits = RateLimits::profile(&args.rate_limit_profile)
-        .map_err(|message| anyhow::anyhow!("--rate-limit-profile: {message}"))?;
+    let data_dir = args.dirs.data_dir()?;
+    let store = SqliteStore::open(&server::database_path(&data_dir))
+        .with_context(|| format!("opening the database in {}", data_dir.display()))?;
+    let data_key = unlock_or_set_up(&store, &args, env_password)?;
     let config = ServerConfig {
         listen: SocketAddr::new(args.host, args.port),
         mitm_listen: match args.mitm_port {
@@ -147,6 +161,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         },
         rate_limits,
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
+        trusted_proxies,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
