@@ -16,8 +16,9 @@
 //! whichever comes first. [`LogWriter::shutdown`] writes what is queued, within a deadline;
 //! what it cannot write then is the one loss, counted and logged. What an entry holds
 //! (metadata only, never a credential or a header value) is decided where it is built, in
-//! the pipeline; this module logs counts, never entry contents. Reading the log is
-//! `api/logs.rs`; retention is the server's upkeep.
+//! the pipeline; this module's warnings hold counts, never entry contents, and at debug
+//! level each entry is also one `proxy_request` line with the same metadata. Reading the log
+//! is `api/logs.rs`; retention is the server's upkeep.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -149,6 +150,18 @@ impl RequestLog {
     /// Queue one entry. When the queue is full this waits for room (the writer is behind);
     /// only once the writer has stopped, at shutdown, is the entry dropped and counted.
     pub async fn record(&self, entry: LogEntry) {
+        tracing::debug!(
+            ingress = %entry.ingress,
+            method = %entry.method,
+            host = %entry.host,
+            path = %entry.path,
+            service = %entry.matched_service.as_deref().unwrap_or("-"),
+            credential_keys = %entry.credential_keys.join(","),
+            status = entry.status,
+            latency_ms = entry.latency_ms,
+            error = %entry.error_code.as_deref().unwrap_or("-"),
+            "proxy_request"
+        );
         match self.queue.try_send(entry) {
             Ok(()) => {}
             Err(TrySendError::Full(entry)) => {

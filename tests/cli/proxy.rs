@@ -551,6 +551,17 @@ fn each_error_row_of_the_contract() {
 }
 
 #[test]
+fn allowing_private_ranges_reaches_an_internal_upstream_without_an_allowlist() {
+    for (setting, expected) in [("true", 200), ("false", 403)] {
+        let proxy = Proxy::start_with(&[], &[("AGENT_VAULT_ALLOW_PRIVATE_RANGES", setting)]);
+        proxy.credentials(json!({ "API_TOKEN": "tok" }));
+        proxy.services(json!([bearer_service("api", "api.test.example")]));
+        let answer = proxy.call("GET", "api.test.example", "/", &[]);
+        assert_eq!(answer.status, expected, "{setting}: {answer:?}");
+    }
+}
+
+#[test]
 fn upstream_failures_are_told_apart() {
     // Not allowlisted: the pinned loopback address is refused.
     let blocked = Proxy::start_with(&[], &[]);
@@ -900,6 +911,43 @@ fn while_the_request_log_cannot_be_written_requests_are_refused_and_no_entry_is_
         entries.iter().all(|entry| entry["status"] == 200),
         "{entries:?}"
     );
+}
+
+#[test]
+fn at_debug_level_each_request_is_one_line_without_values_tokens_or_query() {
+    let proxy = Proxy::start_with(
+        &["--log-level", "debug"],
+        &[("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.1/32")],
+    );
+    proxy.credentials(json!({ "API_TOKEN": "sk_debug_never_logged" }));
+    proxy.services(json!([bearer_service("api", "api.test.example")]));
+    let answer = proxy.call("GET", "api.test.example", "/v1/items?secret_param=x", &[]);
+    assert_eq!(answer.status, 200);
+    proxy.server.terminate();
+    let log = proxy.server.rest_of_log();
+    let lines: Vec<&String> = log
+        .iter()
+        .filter(|line| line.contains("proxy_request"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{log:#?}");
+    for field in [
+        "method=GET",
+        "path=/v1/items ",
+        "service=api",
+        "credential_keys=API_TOKEN",
+        "status=200",
+    ] {
+        assert!(lines[0].contains(field), "{field} in {}", lines[0]);
+    }
+    for line in &log {
+        assert!(
+            !line.contains("sk_debug_never_logged")
+                && !line.contains(&proxy.token)
+                && !line.contains(&proxy.owner)
+                && !line.contains("secret_param"),
+            "{line}"
+        );
+    }
 }
 
 #[test]

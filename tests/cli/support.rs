@@ -253,7 +253,14 @@ impl Server {
             .args(args)
             .env_remove("AGENT_VAULT_MASTER_PASSWORD")
             .env_remove("AGENT_VAULT_HOME")
-            .env("AGENT_VAULT_LOG", "info")
+            .env_remove("AGENT_VAULT_LOG_LEVEL");
+        // At info unless the test chose a level.
+        if !args.contains(&"--log-level") {
+            command.env("AGENT_VAULT_LOG", "info");
+        } else {
+            command.env_remove("AGENT_VAULT_LOG");
+        }
+        command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

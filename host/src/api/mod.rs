@@ -34,10 +34,10 @@ use serde_json::{Value, json};
 
 use crate::auth::access::{AccessError, Denied};
 use crate::auth::{AuthError, Session};
+use crate::forwarded::TrustedProxies;
 use crate::plugin::registry::Registry;
 use crate::ratelimit::{self, AttemptLimiter};
 use crate::store::{Db, StoreError, Vault};
-use crate::forwarded::TrustedProxies;
 use crate::vault::crypto::{CryptoError, DataKey, KdfParams};
 
 /// The largest JSON body the API reads.

@@ -77,6 +77,10 @@ pub struct ServerArgs {
         default_value = ""
     )]
     network_allowlist: String,
+    /// Allow upstreams on private networks, loopback, link-local and shared (CGNAT) addresses,
+    /// as if those ranges were in the network allowlist. Cloud metadata stays refused.
+    #[arg(long, env = "AGENT_VAULT_ALLOW_PRIVATE_RANGES")]
+    allow_private_ranges: bool,
     /// Seconds to wait for an upstream's response headers once it has the whole request.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     upstream_timeout: u64,
@@ -108,6 +112,16 @@ pub struct ServerArgs {
         default_value = ""
     )]
     trusted_proxies: String,
+    /// How much the server logs: error, warn, info or debug (debug adds a `proxy_request`
+    /// line per proxied request, with the request log's metadata). `AGENT_VAULT_LOG`, a full
+    /// tracing filter, overrides it.
+    #[arg(
+        long,
+        env = "AGENT_VAULT_LOG_LEVEL",
+        default_value = "info",
+        value_parser = ["error", "warn", "info", "debug"]
+    )]
+    log_level: String,
     #[command(flatten)]
     dirs: DataDirArgs,
 }
@@ -115,9 +129,12 @@ pub struct ServerArgs {
 pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     // First, before any other thread exists: take the password out of the environment.
     let env_password = take_master_password_from_env();
-    init_logging();
+    init_logging(&args.log_level);
     // Flags first: a mistyped one must not set up a new instance on its way to failing.
-    let allowlist = parse_allowlist(&args.network_allowlist)?;
+    let mut allowlist = parse_allowlist(&args.network_allowlist)?;
+    if args.allow_private_ranges {
+        allowlist.extend(crate::forward::netguard::private_ranges());
+    }
     let trusted_proxies = crate::forwarded::parse(&args.trusted_proxies)
         .map_err(|message| anyhow::anyhow!("--trusted-proxies: {message}"))?;
     let rate_limits = RateLimits::profile(&args.rate_limit_profile)
@@ -145,9 +162,10 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         plugin_dir: args.dirs.plugin_dir()?,
         cache_dir: args.dirs.cache_dir()?,
         data_dir,
-        base_url: std::env::var("AGENT_VAULT_ADDR")
-            .ok()
-            .filter(|addr| !addr.is_empty()),
+        base_url: base_url(
+            std::env::var("AGENT_VAULT_ADDR").ok(),
+            std::env::var("FLY_APP_NAME").ok(),
+        ),
         dev_mode: args.dev_mode,
         log_retention: LogRetention {
             max_age: Duration::from_secs(args.logs_max_age_hours * 3600),
@@ -325,13 +343,54 @@ fn parse_allowlist(text: &str) -> anyhow::Result<Vec<ipnet::IpNet>> {
         .collect()
 }
 
-/// Logs go to stderr; `AGENT_VAULT_LOG` filters them (default `info`).
-fn init_logging() {
+/// The address clients and links use: `AGENT_VAULT_ADDR`, else the Fly.io app's public
+/// address when running there (`FLY_APP_NAME`), else (`None`) the listening address.
+fn base_url(addr: Option<String>, fly_app_name: Option<String>) -> Option<String> {
+    if let Some(addr) = addr.filter(|addr| !addr.is_empty()) {
+        return Some(addr);
+    }
+    let app = fly_app_name?;
+    let valid = !app.is_empty()
+        && app
+            .bytes()
+            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-');
+    valid.then(|| format!("https://{app}.fly.dev"))
+}
+
+/// Logs go to stderr, at `level`; `AGENT_VAULT_LOG`, a full filter, overrides it.
+fn init_logging(level: &str) {
+    // At debug, the libraries underneath (hyper, h2, rustls) stay at info: their debug
+    // lines are about connection internals, not about what the server does.
+    let level = match level {
+        "debug" => "info,agent_vault=debug",
+        other => other,
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("AGENT_VAULT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_base_url_is_agent_vault_addr_else_the_fly_app_else_unset() {
+        let some = |text: &str| Some(text.to_owned());
+        assert_eq!(
+            base_url(some("https://vault.example.com"), some("my-vault")),
+            some("https://vault.example.com")
+        );
+        assert_eq!(
+            base_url(some(""), some("my-vault")),
+            some("https://my-vault.fly.dev")
+        );
+        assert_eq!(base_url(None, None), None);
+        // Not a Fly app name: no link is built from it.
+        assert_eq!(base_url(None, some("evil.example/x")), None);
+    }
 }

@@ -141,6 +141,26 @@ impl fmt::Display for Embedding {
     }
 }
 
+/// The ranges `AGENT_VAULT_ALLOW_PRIVATE_RANGES` opens, as Agent Vault defines it: private
+/// networks, loopback, link-local and shared (CGNAT) space. Cloud metadata addresses inside
+/// them stay refused; multicast, reserved and documentation space stay closed.
+pub fn private_ranges() -> Vec<IpNet> {
+    [
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "100.64.0.0/10",
+        "::1/128",
+        "fe80::/10",
+        "fc00::/7",
+    ]
+    .iter()
+    .map(|range| range.parse().expect("a valid range"))
+    .collect()
+}
+
 /// Cloud metadata services: they answer with the machine's own cloud credentials, so no
 /// allowlist opens them.
 const METADATA: [IpAddr; 6] = [
@@ -593,6 +613,31 @@ mod tests {
                 ("fd00:ec2::253", Ok(())),
             ],
         );
+    }
+
+    #[test]
+    fn allowing_private_ranges_opens_internal_networks_but_not_metadata_or_multicast() {
+        let allowlist = private_ranges();
+        let check = |addr: &str| check(ip(addr), &allowlist);
+        for open in [
+            "10.1.2.3",
+            "172.31.255.1",
+            "192.168.1.10",
+            "127.0.0.1",
+            "169.254.10.1",
+            "100.64.0.1",
+            "::1",
+            "fe80::1",
+            "fd12:3456::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert_eq!(check(open), Ok(()), "{open}");
+        }
+        assert_eq!(check("169.254.169.254"), refused(R::Metadata));
+        assert_eq!(check("fd00:ec2::254"), refused(R::Metadata));
+        assert_eq!(check("224.0.0.1"), refused(R::Multicast));
+        assert_eq!(check("0.0.0.0"), refused(R::Unspecified));
+        assert_eq!(check("192.0.2.1"), refused(R::Documentation));
     }
 
     #[test]
