@@ -93,9 +93,12 @@ pub fn agent_vault(args: &[&str]) -> Run {
 }
 
 /// The environment variables `agent-vault` reads, none of which a test inherits.
-const OUR_ENVIRONMENT: [&str; 7] = [
+const OUR_ENVIRONMENT: [&str; 10] = [
     "AGENT_VAULT_HOME",
     "AGENT_VAULT_LOG",
+    "AGENT_VAULT_LOG_LEVEL",
+    "AGENT_VAULT_TRUSTED_PROXIES",
+    "AGENT_VAULT_ALLOW_PRIVATE_RANGES",
     "AGENT_VAULT_TOKEN",
     "AGENT_VAULT_ADDR",
     "AGENT_VAULT_VAULT",

@@ -8,11 +8,13 @@
 
 mod agent;
 mod auth;
+mod background;
 mod client;
 mod credential;
 mod input;
 mod logs;
 mod master_password;
+mod pidfile;
 mod plugin;
 mod proposal;
 mod run;

@@ -4,6 +4,9 @@
 //! The master password comes from `AGENT_VAULT_MASTER_PASSWORD` (removed from the process
 //! environment as soon as it is read), `--password-stdin`, or a prompt. A new instance can
 //! instead run `--passwordless`, which stores the data key unencrypted and says so.
+//!
+//! One server runs per data directory (`pidfile.rs`); `-d` runs it in the background and
+//! `server stop` stops it (`background.rs`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
@@ -13,8 +16,10 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use zeroize::Zeroizing;
 
-use super::DataDirArgs;
+use super::background;
 use super::input;
+use super::pidfile::PidFile;
+use super::{DataDirArgs, data_dir_or_home};
 use crate::forward::{ResolvePin, UpstreamSettings, load_ca_file};
 use crate::proxy::ProxySettings;
 use crate::ratelimit::RateLimits;
@@ -27,7 +32,14 @@ use crate::vault::master::{self, MasterKeyError, PASSWORDLESS_WARNING};
 pub const MASTER_PASSWORD_ENV: &str = "AGENT_VAULT_MASTER_PASSWORD";
 
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct ServerArgs {
+    #[command(subcommand)]
+    action: Option<ServerAction>,
+    /// Run in the background: return once the server answers, its output appended to
+    /// `<data-dir>/server.log` (stop it with `agent-vault server stop`).
+    #[arg(long, short = 'd')]
+    detach: bool,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     host: IpAddr,
@@ -126,7 +138,28 @@ pub struct ServerArgs {
     dirs: DataDirArgs,
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum ServerAction {
+    /// Stop the server running with this data directory (SIGTERM: requests in flight
+    /// finish), and wait until it has exited.
+    Stop(StopArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct StopArgs {
+    /// Directory of the server's state.
+    #[arg(long, env = "AGENT_VAULT_HOME", value_name = "DIR")]
+    data_dir: Option<std::path::PathBuf>,
+    /// Seconds to wait for the server to exit.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    timeout: u64,
+}
+
 pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
+    if let Some(ServerAction::Stop(stop)) = &args.action {
+        let data_dir = data_dir_or_home(stop.data_dir.as_deref())?;
+        return background::stop(&data_dir, Duration::from_secs(stop.timeout));
+    }
     // First, before any other thread exists: take the password out of the environment.
     let env_password = take_master_password_from_env();
     init_logging(&args.log_level);
@@ -149,9 +182,19 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         upstream.extra_roots.extend(load_ca_file(file)?);
     }
     let data_dir = args.dirs.data_dir()?;
+    let detach = args.detach && !background::is_detached_child();
+    // Held while the server runs. Taken here, before the password is asked for, so that a
+    // second start on a data directory in use stops at once with the pid of the first.
+    let pid_file = PidFile::acquire(&data_dir)?;
     let store = SqliteStore::open(&server::database_path(&data_dir))
         .with_context(|| format!("opening the database in {}", data_dir.display()))?;
-    let data_key = unlock_or_set_up(&store, &args, env_password)?;
+    let (data_key, password) = unlock_or_set_up(&store, &args, env_password)?;
+    if detach {
+        // The background server takes the data directory over.
+        drop((data_key, store, pid_file));
+        return background::start(&data_dir, password);
+    }
+    drop(password);
     let config = ServerConfig {
         listen: SocketAddr::new(args.host, args.port),
         mitm_listen: match args.mitm_port {
@@ -232,11 +275,13 @@ fn take_master_password_from_env() -> Option<Zeroizing<String>> {
     password.filter(|password| !password.is_empty())
 }
 
+/// The data key, and the master password that opened it (`None` for a passwordless
+/// instance), which a background server needs too.
 fn unlock_or_set_up(
     store: &SqliteStore,
     args: &ServerArgs,
     env_password: Option<Zeroizing<String>>,
-) -> anyhow::Result<DataKey> {
+) -> anyhow::Result<(DataKey, Option<Zeroizing<String>>)> {
     let given = match (env_password, args.password_stdin) {
         (Some(password), _) => Some(password),
         (None, true) => Some(input::stdin_line()?),
@@ -246,7 +291,7 @@ fn unlock_or_set_up(
         None => set_up(store, args, given),
         Some(false) => {
             tracing::warn!("{PASSWORDLESS_WARNING}");
-            Ok(master::unlock(store, None)?)
+            Ok((master::unlock(store, None)?, None))
         }
         Some(true) => unlock(store, given),
     }
@@ -256,7 +301,7 @@ fn set_up(
     store: &SqliteStore,
     args: &ServerArgs,
     given: Option<Zeroizing<String>>,
-) -> anyhow::Result<DataKey> {
+) -> anyhow::Result<(DataKey, Option<Zeroizing<String>>)> {
     if args.passwordless && given.is_some() {
         bail!("--passwordless and a master password were both given; choose one");
     }
@@ -288,23 +333,28 @@ fn set_up(
     if password.is_none() {
         tracing::warn!("{PASSWORDLESS_WARNING}");
     }
-    Ok(master::initialize(
+    let data_key = master::initialize(
         store,
         password.as_deref().map(String::as_str),
         KdfParams::default(),
-    )?)
+    )?;
+    Ok((data_key, password))
 }
 
-fn unlock(store: &SqliteStore, given: Option<Zeroizing<String>>) -> anyhow::Result<DataKey> {
+fn unlock(
+    store: &SqliteStore,
+    given: Option<Zeroizing<String>>,
+) -> anyhow::Result<(DataKey, Option<Zeroizing<String>>)> {
     if let Some(password) = given {
-        return master::unlock(store, Some(&password)).map_err(|error| match error {
+        let unlocked = master::unlock(store, Some(&password)).map_err(|error| match error {
             MasterKeyError::WrongPassword => anyhow::anyhow!(
                 "wrong master password: give the one chosen when {} was set up \
                  ({MASTER_PASSWORD_ENV} or --password-stdin)",
                 store.path().display()
             ),
             other => other.into(),
-        });
+        })?;
+        return Ok((unlocked, Some(password)));
     }
     if !input::interactive() {
         bail!(
@@ -315,7 +365,7 @@ fn unlock(store: &SqliteStore, given: Option<Zeroizing<String>>) -> anyhow::Resu
     for attempt in 1..=3 {
         let password = input::prompt_secret("Master password: ")?;
         match master::unlock(store, Some(&password)) {
-            Ok(data_key) => return Ok(data_key),
+            Ok(data_key) => return Ok((data_key, Some(password))),
             Err(MasterKeyError::WrongPassword) if attempt < 3 => {
                 eprintln!("Wrong master password; try again.")
             }
