@@ -406,6 +406,23 @@ impl AttemptLimiter {
         AttemptLimiter { shared }
     }
 
+    /// Whether `client` has attempts left, without counting one: for callers that count
+    /// only failures, and refuse a client that has failed too often before trying again.
+    pub fn check(&self, client: IpAddr) -> Result<(), Limited> {
+        let Some(shared) = &self.shared else {
+            return Ok(());
+        };
+        let now = shared.clock.now();
+        let state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+        match state.buckets.get(&attempt_key(client)) {
+            Some(bucket) => bucket
+                .take(&shared.rate, now)
+                .map(drop)
+                .map_err(|retry_after| Limited::Rate { retry_after }),
+            None => Ok(()),
+        }
+    }
+
     /// Count one attempt from `client`; `Limited::Rate` once its bucket is empty.
     pub fn attempt(&self, client: IpAddr) -> Result<(), Limited> {
         let Some(shared) = &self.shared else {
@@ -935,6 +952,25 @@ mod tests {
         for _ in 0..50 {
             assert_eq!(limiter.attempt(ip("192.0.2.7")), Ok(()));
         }
+    }
+
+    #[test]
+    fn checking_counts_nothing_and_refuses_once_the_attempts_are_spent() {
+        let (limiter, clock) = attempts(Some(RateLimits {
+            auth_burst: 2,
+            ..RateLimits::DEFAULT
+        }));
+        for _ in 0..10 {
+            assert_eq!(limiter.check(ip("192.0.2.7")), Ok(()));
+        }
+        limiter.attempt(ip("192.0.2.7")).unwrap();
+        assert_eq!(limiter.check(ip("192.0.2.7")), Ok(()), "one left");
+        limiter.attempt(ip("192.0.2.7")).unwrap();
+        let refused = limiter.check(ip("192.0.2.7")).unwrap_err();
+        assert_eq!(refused.retry_after(), Duration::from_secs(6));
+        assert_eq!(limiter.check(ip("192.0.2.8")), Ok(()));
+        clock.advance(Duration::from_secs(6));
+        assert_eq!(limiter.check(ip("192.0.2.7")), Ok(()));
     }
 
     #[test]

@@ -170,6 +170,7 @@ pub async fn run(
     // thread of the requests it carries; the cache and the limits are shared.
     let directory = Directory::new(db.clone(), state.generation.clone());
     let limits = RateLimiter::new(config.rate_limits);
+    let auth_failures = AttemptLimiter::new(config.rate_limits);
     let workers = Workers::per_core().map_err(ServerError::Workers)?;
     let worker_proxies = (0..workers.len())
         .map(|_| {
@@ -177,6 +178,7 @@ pub async fn run(
                 upstream: Upstream::new(config.upstream.clone())?,
                 directory: directory.clone(),
                 limits: limits.clone(),
+                auth_failures: auth_failures.clone(),
                 settings: config.proxy,
                 api: state.clone(),
             }))
@@ -227,7 +229,7 @@ pub async fn run(
                     let (state, proxy) = (state.clone(), proxy.clone());
                     async move {
                         let response = if proxy::is_proxy_request(request.uri().path()) {
-                            proxy::handle(proxy, request).await
+                            proxy::handle(proxy, request, peer.ip()).await
                         } else {
                             api::handle(state, request, peer.ip())
                                 .await

@@ -1008,6 +1008,54 @@ fn too_many_requests_get_429_with_retry_after() {
 }
 
 #[test]
+fn a_client_whose_tokens_keep_failing_is_refused_before_the_next_is_looked_up() {
+    // Remote clients reach the proxy through a reverse proxy on this host, which names them
+    // in X-Forwarded-For.
+    let proxy = Proxy::start_with(
+        &["--trusted-proxies", "127.0.0.1"],
+        &[("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.1/32")],
+    );
+    proxy.credentials(json!({ "API_TOKEN": "tok" }));
+    proxy.services(json!([bearer_service("api", "api.test.example")]));
+    let target = proxy.target("api.test.example", "/");
+    let call_as = |client: &str, token: &str| {
+        let auth = format!("Bearer {token}");
+        proxy.send(
+            "GET",
+            &target,
+            &[("authorization", &auth), ("x-forwarded-for", client)],
+            b"",
+        )
+    };
+    let guess = |n: usize| format!("av_sess_{n:064x}");
+    // 50 failures per 5 minutes (the default profile)...
+    for n in 0..50 {
+        assert_eq!(call_as("203.0.113.9", &guess(n)).status, 401, "guess {n}");
+    }
+    // ...then the client waits, whatever token it sends.
+    let refused = call_as("203.0.113.9", &guess(50));
+    assert_eq!(refused.proxy_error(), (429, "rate_limit_scope".into()));
+    assert_eq!(refused.header("retry-after"), Some("6"));
+    assert_eq!(call_as("203.0.113.9", &proxy.token).status, 429);
+    // Other clients are not held back, and successes are not counted.
+    assert_eq!(call_as("203.0.113.10", &guess(51)).status, 401);
+    for _ in 0..60 {
+        assert_eq!(call_as("203.0.113.11", &proxy.token).status, 200);
+    }
+    // Agents on the server's own host are never counted.
+    for n in 0..60 {
+        let auth = format!("Bearer {}", guess(100 + n));
+        assert_eq!(
+            proxy
+                .send("GET", &target, &[("authorization", &auth)], b"")
+                .status,
+            401
+        );
+    }
+    assert_eq!(proxy.upstream.received().len(), 60);
+}
+
+#[test]
 fn revoked_disabled_and_expired_access_stops_at_the_next_request() {
     let proxy = Proxy::start();
     proxy.credentials(json!({ "API_TOKEN": "tok" }));

@@ -3,6 +3,12 @@
 //! A vault-scoped session acts in its own vault (an `X-Vault` naming another is refused); an
 //! agent token names its vault with `X-Vault` and needs a grant there; a user's login session
 //! cannot proxy (it would act with the user's full rights: mint a vault token instead).
+//!
+//! A client whose tokens keep failing is refused for a while (429) before its next token is
+//! even looked up: the AUTH tier's attempts, counted here for failures only. Loopback
+//! clients, the agents on the server's own host, are not counted.
+
+use std::net::IpAddr;
 
 use http::HeaderMap;
 
@@ -21,7 +27,11 @@ pub struct Caller {
 
 /// The caller of the explicit ingress: `Authorization: Bearer` and, for agent tokens,
 /// `X-Vault`.
-pub async fn caller(state: &ProxyState, headers: &HeaderMap) -> Result<Caller, ProxyError> {
+pub async fn caller(
+    state: &ProxyState,
+    headers: &HeaderMap,
+    client: IpAddr,
+) -> Result<Caller, ProxyError> {
     require_initialized(state).await?;
     let header = headers
         .get(http::header::AUTHORIZATION)
@@ -31,7 +41,7 @@ pub async fn caller(state: &ProxyState, headers: &HeaderMap) -> Result<Caller, P
         .get("x-vault")
         .map(|value| value.to_str().map(str::trim).unwrap_or_default().to_owned())
         .filter(|name| !name.is_empty());
-    token_caller(state, token, named_vault, false).await
+    token_caller(state, token, named_vault, false, client).await
 }
 
 /// The caller behind `token` acting in `named_vault`. A vault session acts in its own vault;
@@ -41,16 +51,29 @@ pub async fn token_caller(
     token: &str,
     named_vault: Option<String>,
     infer_vault: bool,
+    client: IpAddr,
 ) -> Result<Caller, ProxyError> {
     require_initialized(state).await?;
-    let session = state
-        .directory
-        .session(token)
-        .await
-        .map_err(|error| match error {
-            crate::auth::AuthError::Store(error) => ProxyError::Internal(error.to_string()),
-            other => ProxyError::Unauthorized(other.to_string()),
-        })?;
+    let counted = !client.to_canonical().is_loopback();
+    if counted {
+        state
+            .auth_failures
+            .check(client)
+            .map_err(ProxyError::RateLimited)?;
+    }
+    let session = match state.directory.session(token).await {
+        Ok(session) => session,
+        Err(crate::auth::AuthError::Store(error)) => {
+            return Err(ProxyError::Internal(error.to_string()));
+        }
+        Err(refused) => {
+            if counted {
+                // Counted, not refused: this answer is the 401 the token deserves.
+                let _ = state.auth_failures.attempt(client);
+            }
+            return Err(ProxyError::Unauthorized(refused.to_string()));
+        }
+    };
     match session.actor {
         Actor::Scoped { ref vault_id, .. } => {
             let vault = vault_by_id(state, vault_id).await?;

@@ -12,11 +12,12 @@ use crate::forward::ProxyBody;
 pub async fn discover(
     state: &ProxyState,
     request: &http::Request<Incoming>,
+    client: std::net::IpAddr,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     if request.method() != http::Method::GET {
         return Err(ProxyError::BadRequest("use GET /discover".into()));
     }
-    let caller = authenticate::caller(state, request.headers()).await?;
+    let caller = authenticate::caller(state, request.headers(), client).await?;
     let view = state
         .directory
         .view(&caller.vault)

@@ -26,6 +26,7 @@ pub mod ingress;
 pub mod route;
 mod substitution;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -42,7 +43,7 @@ use crate::forward::{
 use crate::plugin::apply::ApplyError;
 use crate::plugin::body::hash_body;
 use crate::plugin::{Call, Outcome, PluginError, needs_body_sha256};
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::{AttemptLimiter, RateLimiter};
 use crate::store::{self, LogEntry};
 use crate::vault::redact::Redactor;
 pub use authenticate::Caller;
@@ -78,6 +79,8 @@ pub struct ProxyState {
     pub directory: Directory,
     pub upstream: Upstream,
     pub limits: RateLimiter,
+    /// Failed token lookups per client address (the AUTH tier, failures only).
+    pub auth_failures: AttemptLimiter,
     pub settings: ProxySettings,
 }
 
@@ -86,19 +89,21 @@ pub fn is_proxy_request(path: &str) -> bool {
     path.starts_with("/proxy/") || path == "/discover"
 }
 
-/// Serve one proxy request (or `GET /discover`).
+/// Serve one proxy request (or `GET /discover`) from the TCP peer `peer`.
 pub async fn handle(
     state: Arc<ProxyState>,
     request: http::Request<Incoming>,
+    peer: IpAddr,
 ) -> Response<ProxyBody> {
+    let client = state.api.trusted_proxies.client(peer, request.headers());
     if request.uri().path() == "/discover" {
-        return discover::discover(&state, &request)
+        return discover::discover(&state, &request, client)
             .await
             .unwrap_or_else(ProxyError::into_response);
     }
     let started = Instant::now();
     let mut draft = LogDraft::new(request.method(), Ingress::Explicit);
-    let response = match proxy(&state, request, &mut draft).await {
+    let response = match proxy(&state, request, client, &mut draft).await {
         Ok(response) => response,
         Err(error) => {
             draft.error_code = Some(error.code());
@@ -114,6 +119,7 @@ pub async fn handle(
 async fn proxy(
     state: &ProxyState,
     request: http::Request<Incoming>,
+    client: IpAddr,
     draft: &mut LogDraft,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     // 1. Accept.
@@ -128,7 +134,7 @@ async fn proxy(
     }
 
     // 2. Authenticate.
-    let caller = authenticate::caller(state, &parts.headers).await?;
+    let caller = authenticate::caller(state, &parts.headers, client).await?;
     exchange(state, &caller, &target, parts, body, draft).await
 }
 

@@ -20,7 +20,7 @@ pub mod ca;
 mod tunnel;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -104,13 +104,15 @@ fn proxy_credentials(headers: &HeaderMap) -> Result<ProxyCredentials, ProxyError
     })
 }
 
-/// Who is calling, from the proxy credentials: an unknown or expired token is a 407, as
-/// proxies answer it.
+/// Who is calling from `client`, by the proxy credentials: an unknown or expired token is
+/// a 407, as proxies answer it.
 pub(crate) async fn caller(
     proxy: &ProxyState,
     credentials: &ProxyCredentials,
+    client: IpAddr,
 ) -> Result<Caller, ProxyError> {
-    authenticate::token_caller(proxy, &credentials.token, credentials.vault.clone(), true)
+    let vault = credentials.vault.clone();
+    authenticate::token_caller(proxy, &credentials.token, vault, true, client)
         .await
         .map_err(|error| match error {
             ProxyError::Unauthorized(message) => ProxyError::ProxyAuthRequired(message),
@@ -161,7 +163,7 @@ pub async fn serve_connection(
     let tunnels = watcher.clone();
     let service = hyper::service::service_fn(move |request| {
         let (transparent, tunnels) = (transparent.clone(), tunnels.clone());
-        async move { Ok::<_, Infallible>(transparent.handle(request, tunnels).await) }
+        async move { Ok::<_, Infallible>(transparent.handle(request, tunnels, peer.ip()).await) }
     });
     // A client that never finishes its request head must not hold a connection forever.
     let connection = hyper::server::conn::http1::Builder::new()
@@ -182,16 +184,17 @@ impl Transparent {
         self: Arc<Self>,
         request: http::Request<Incoming>,
         tunnels: DrainWatcher,
+        client: IpAddr,
     ) -> Response<ProxyBody> {
         if request.method() == Method::CONNECT {
             return self
-                .connect(request, tunnels)
+                .connect(request, tunnels, client)
                 .await
                 .unwrap_or_else(ProxyError::into_response);
         }
         if request.uri().scheme_str() == Some("http") {
             return self
-                .plain_http(request)
+                .plain_http(request, client)
                 .await
                 .unwrap_or_else(ProxyError::into_response);
         }
@@ -207,10 +210,11 @@ impl Transparent {
         self: &Arc<Self>,
         mut request: http::Request<Incoming>,
         watcher: DrainWatcher,
+        client: IpAddr,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let (host, port) = connect_target(request.uri().authority())?;
         let credentials = proxy_credentials(request.headers())?;
-        let caller = caller(&self.proxy, &credentials).await?;
+        let caller = caller(&self.proxy, &credentials, client).await?;
         // Nothing opens that the request log cannot record (an intercepted tunnel's
         // requests are also admitted one by one, as they come).
         self.proxy
@@ -253,6 +257,7 @@ impl Transparent {
                             host,
                             port,
                             credentials,
+                            client,
                         };
                         tunnel::intercept(tunnel, upgraded, watcher).await
                     }
@@ -280,6 +285,7 @@ impl Transparent {
     async fn plain_http(
         &self,
         request: http::Request<Incoming>,
+        client: IpAddr,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let uri = request.uri();
         let host = uri
@@ -294,7 +300,7 @@ impl Transparent {
             query: uri.query().map(str::to_owned),
         };
         let credentials = proxy_credentials(request.headers())?;
-        let caller = caller(&self.proxy, &credentials).await?;
+        let caller = caller(&self.proxy, &credentials, client).await?;
         Ok(crate::proxy::serve_request(
             &self.proxy,
             &caller,

@@ -104,6 +104,8 @@ pub(super) struct Tunnel {
     pub(super) host: String,
     pub(super) port: u16,
     pub(super) credentials: ProxyCredentials,
+    /// Who opened it, for the authentication failures counted per client.
+    pub(super) client: std::net::IpAddr,
 }
 
 impl Tunnel {
@@ -111,7 +113,7 @@ impl Tunnel {
         let proxy = &self.transparent.proxy;
         // Checked again for every request: a token revoked or expired while the tunnel is
         // open stops working at once.
-        let caller = match caller(proxy, &self.credentials).await {
+        let caller = match caller(proxy, &self.credentials, self.client).await {
             Ok(caller) => caller,
             Err(ProxyError::ProxyAuthRequired(message)) => {
                 return ProxyError::Unauthorized(message).into_response();
