@@ -107,7 +107,111 @@ impl RateLimits {
     }
 }
 
-/// Why a request was refused.
+/// The prefix of the environment variables that tune one limit of one tier:
+/// `AGENT_VAULT_RATELIMIT_<TIER>_<KNOB>`, as Agent Vault names them.
+pub const OVERRIDE_PREFIX: &str = "AGENT_VAULT_RATELIMIT_";
+
+/// Lowest values the overrides accept, as Agent Vault's: below them an instance could lock
+/// out its own users or stall under ordinary load.
+const AUTH_MAX_FLOOR: u32 = 5;
+const GLOBAL_RATE_FLOOR: f64 = 100.0;
+const GLOBAL_CONCURRENCY_FLOOR: u32 = 32;
+
+impl RateLimits {
+    /// These limits with the per-knob overrides among `variables` (name, value) applied:
+    /// `PROXY_` and `GLOBAL_` with `RATE` (requests per second), `BURST` and `CONCURRENCY`;
+    /// `AUTH_` with `MAX` (attempts) and `WINDOW` (`300`, `90s`, `5m`, `1h`: the time in which
+    /// MAX attempts come back). Other variables are ignored, except that the knobs of the
+    /// `AUTHED` tier, which agent-vault does not have, come back as warnings. A value that
+    /// does not parse, or is below its floor, is an error naming the variable.
+    pub fn with_overrides<'a>(
+        mut self,
+        variables: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<(RateLimits, Vec<String>), String> {
+        let mut warnings = Vec::new();
+        let (mut auth_max, mut auth_window) = (None, None);
+        for (name, value) in variables {
+            let Some(knob) = name.strip_prefix(OVERRIDE_PREFIX) else {
+                continue;
+            };
+            let value = value.trim();
+            let invalid = |what: &str| format!("{name}={value:?}: {what}");
+            let count = || {
+                value
+                    .parse::<u32>()
+                    .map_err(|_| invalid("not a whole number"))
+            };
+            let rate = || match value.parse::<f64>() {
+                Ok(rate) if rate.is_finite() && rate >= 0.0 => Ok(rate),
+                _ => Err(invalid("not a number of requests per second")),
+            };
+            match knob {
+                "PROXY_RATE" => self.proxy_rate = rate()?,
+                "PROXY_BURST" => self.proxy_burst = count()?,
+                "PROXY_CONCURRENCY" => self.proxy_concurrency = count()?,
+                "GLOBAL_RATE" => {
+                    self.global_rate = rate()?;
+                    if self.global_rate < GLOBAL_RATE_FLOOR {
+                        return Err(invalid(&format!("at least {GLOBAL_RATE_FLOOR}")));
+                    }
+                }
+                "GLOBAL_BURST" => self.global_burst = count()?,
+                "GLOBAL_CONCURRENCY" => {
+                    self.global_concurrency = count()?;
+                    if self.global_concurrency < GLOBAL_CONCURRENCY_FLOOR {
+                        return Err(invalid(&format!("at least {GLOBAL_CONCURRENCY_FLOOR}")));
+                    }
+                }
+                "AUTH_MAX" => {
+                    let max = count()?;
+                    if max < AUTH_MAX_FLOOR {
+                        return Err(invalid(&format!("at least {AUTH_MAX_FLOOR}")));
+                    }
+                    auth_max = Some(max);
+                }
+                "AUTH_WINDOW" => {
+                    auth_window = Some(
+                        parse_window(value)
+                            .ok_or_else(|| invalid("not a duration such as 300, 90s, 5m or 1h"))?,
+                    );
+                }
+                "PROFILE" | "LOCK" => {}
+                authed if authed.starts_with("AUTHED_") => warnings.push(format!(
+                    "{name} is ignored: agent-vault does not rate-limit the management API \
+                     per actor (the AUTHED tier)"
+                )),
+                _ => return Err(format!("{name}: not a rate-limit setting")),
+            }
+        }
+        if auth_max.is_some() || auth_window.is_some() {
+            let max = auth_max.unwrap_or(self.auth_burst);
+            let window = auth_window.unwrap_or_else(|| {
+                Duration::from_secs_f64(f64::from(self.auth_burst) / self.auth_rate)
+            });
+            self.auth_burst = max;
+            self.auth_rate = f64::from(max) / window.as_secs_f64();
+        }
+        Ok((self, warnings))
+    }
+}
+
+/// `300` (seconds), `90s`, `5m`, `1h`: a positive duration.
+fn parse_window(text: &str) -> Option<Duration> {
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let number: u64 = number.parse().ok()?;
+    let seconds = match unit {
+        "s" => number,
+        "m" => number.checked_mul(60)?,
+        "h" => number.checked_mul(3600)?,
+        _ => return None,
+    };
+    (seconds > 0).then(|| Duration::from_secs(seconds))
+}
+
+/// Why a request was refused./// Why a request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Limited {
     /// The scope's or the server's token bucket is empty; a token is back after `retry_after`.
@@ -952,6 +1056,71 @@ mod tests {
         for _ in 0..50 {
             assert_eq!(limiter.attempt(ip("192.0.2.7")), Ok(()));
         }
+    }
+
+    #[test]
+    fn overrides_set_one_knob_each_on_top_of_the_profile() {
+        let strict = RateLimits::profile("strict").unwrap().unwrap();
+        let (limits, warnings) = strict
+            .with_overrides([
+                ("AGENT_VAULT_RATELIMIT_PROXY_RATE", "100"),
+                ("AGENT_VAULT_RATELIMIT_PROXY_BURST", "500"),
+                ("AGENT_VAULT_RATELIMIT_GLOBAL_CONCURRENCY", "1024"),
+                ("AGENT_VAULT_RATELIMIT_AUTH_MAX", "10"),
+                ("AGENT_VAULT_RATELIMIT_AUTH_WINDOW", "1m"),
+                ("AGENT_VAULT_RATELIMIT_PROFILE", "strict"),
+                ("AGENT_VAULT_HOME", "/elsewhere"),
+            ])
+            .unwrap();
+        assert!(warnings.is_empty());
+        assert_eq!(limits.proxy_rate, 100.0);
+        assert_eq!(limits.proxy_burst, 500);
+        assert_eq!(limits.global_concurrency, 1024);
+        assert_eq!(limits.auth_burst, 10);
+        assert!((limits.auth_rate - 10.0 / 60.0).abs() < 1e-9);
+        // What was not overridden is the profile's.
+        assert_eq!(limits.proxy_concurrency, strict.proxy_concurrency);
+        assert_eq!(limits.global_rate, strict.global_rate);
+
+        // A window alone keeps the profile's number of attempts.
+        let (limits, _) = RateLimits::DEFAULT
+            .with_overrides([("AGENT_VAULT_RATELIMIT_AUTH_WINDOW", "600")])
+            .unwrap();
+        assert_eq!(limits.auth_burst, 50);
+        assert!((limits.auth_rate - 50.0 / 600.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_bad_override_names_its_variable_and_the_authed_tier_is_only_a_warning() {
+        let refuse = |name: &str, value: &str| {
+            RateLimits::DEFAULT
+                .with_overrides([(name, value)])
+                .unwrap_err()
+        };
+        assert_eq!(
+            refuse("AGENT_VAULT_RATELIMIT_PROXY_BURST", "lots"),
+            "AGENT_VAULT_RATELIMIT_PROXY_BURST=\"lots\": not a whole number"
+        );
+        assert_eq!(
+            refuse("AGENT_VAULT_RATELIMIT_AUTH_MAX", "2"),
+            "AGENT_VAULT_RATELIMIT_AUTH_MAX=\"2\": at least 5"
+        );
+        assert_eq!(
+            refuse("AGENT_VAULT_RATELIMIT_GLOBAL_RATE", "10"),
+            "AGENT_VAULT_RATELIMIT_GLOBAL_RATE=\"10\": at least 100"
+        );
+        assert!(
+            refuse("AGENT_VAULT_RATELIMIT_AUTH_WINDOW", "5 minutes").contains("not a duration")
+        );
+        assert_eq!(
+            refuse("AGENT_VAULT_RATELIMIT_PROXY_SPEED", "9"),
+            "AGENT_VAULT_RATELIMIT_PROXY_SPEED: not a rate-limit setting"
+        );
+        let (_, warnings) = RateLimits::DEFAULT
+            .with_overrides([("AGENT_VAULT_RATELIMIT_AUTHED_RATE", "5")])
+            .unwrap();
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].starts_with("AGENT_VAULT_RATELIMIT_AUTHED_RATE is ignored"));
     }
 
     #[test]

@@ -1008,6 +1008,45 @@ fn too_many_requests_get_429_with_retry_after() {
 }
 
 #[test]
+fn one_limit_is_tuned_from_the_environment_and_a_bad_value_stops_the_start() {
+    let proxy = Proxy::start_with(
+        &[],
+        &[
+            ("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.1/32"),
+            ("AGENT_VAULT_RATELIMIT_PROXY_BURST", "3"),
+            ("AGENT_VAULT_RATELIMIT_PROXY_RATE", "0.1"),
+        ],
+    );
+    proxy.credentials(json!({ "API_TOKEN": "tok" }));
+    proxy.services(json!([bearer_service("api", "api.test.example")]));
+    for n in 0..3 {
+        let answer = proxy.call("GET", "api.test.example", "/", &[]);
+        assert_eq!(answer.status, 200, "request {n}");
+    }
+    let limited = proxy.call("GET", "api.test.example", "/", &[]);
+    assert_eq!(limited.proxy_error(), (429, "rate_limit_scope".into()));
+    assert_eq!(limited.header("retry-after"), Some("10"));
+
+    let data = DataDir::new();
+    let refused = data
+        .command(&[
+            "server",
+            "--passwordless",
+            "--port",
+            "0",
+            "--mitm-port",
+            "0",
+        ])
+        .env("AGENT_VAULT_RATELIMIT_AUTH_MAX", "1")
+        .run()
+        .fails();
+    assert!(
+        refused.contains("AGENT_VAULT_RATELIMIT_AUTH_MAX=\"1\": at least 5"),
+        "{refused}"
+    );
+}
+
+#[test]
 fn a_client_whose_tokens_keep_failing_is_refused_before_the_next_is_looked_up() {
     // Remote clients reach the proxy through a reverse proxy on this host, which names them
     // in X-Forwarded-For.

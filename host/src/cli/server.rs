@@ -172,6 +172,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         .map_err(|message| anyhow::anyhow!("--trusted-proxies: {message}"))?;
     let rate_limits = RateLimits::profile(&args.rate_limit_profile)
         .map_err(|message| anyhow::anyhow!("--rate-limit-profile: {message}"))?;
+    let rate_limits = with_rate_limit_overrides(rate_limits)?;
     let mut upstream = UpstreamSettings {
         resolve: args.resolve.clone(),
         allowlist,
@@ -373,6 +374,36 @@ fn unlock(
         }
     }
     unreachable!("the third attempt returns")
+}
+
+/// The profile's limits with the `AGENT_VAULT_RATELIMIT_<TIER>_<KNOB>` variables of the
+/// environment applied.
+fn with_rate_limit_overrides(limits: Option<RateLimits>) -> anyhow::Result<Option<RateLimits>> {
+    let variables: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
+        .filter(|(name, _)| {
+            name.starts_with(crate::ratelimit::OVERRIDE_PREFIX)
+                && !name.ends_with("_PROFILE")
+                && !name.ends_with("_LOCK")
+        })
+        .collect();
+    let Some(limits) = limits else {
+        if let Some((name, _)) = variables.first() {
+            tracing::warn!("{name} is ignored: rate limits are off (--rate-limit-profile off)");
+        }
+        return Ok(None);
+    };
+    let (limits, warnings) = limits
+        .with_overrides(
+            variables
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_str())),
+        )
+        .map_err(anyhow::Error::msg)?;
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    Ok(Some(limits))
 }
 
 /// `10.0.0.0/8,127.0.0.1` into networks (a bare address is its own /32 or /128).
