@@ -500,6 +500,7 @@ mod tests {
                 before: None,
                 after: Some(0),
                 limit: 10_000,
+                ..LogQuery::default()
             };
             let mut entries = self.store.logs(&self.vault_id, &query).unwrap();
             entries.reverse();

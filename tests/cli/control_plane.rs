@@ -11,7 +11,7 @@ use std::net::TcpListener;
 
 use serde_json::{Value, json};
 
-use crate::support::{DataDir, Invocation, MASTER_PASSWORD, Server};
+use crate::support::{DataDir, Invocation, MASTER_PASSWORD, Server, session_token};
 
 const OWNER: &str = "owner@example.com";
 const OWNER_PASSWORD: &str = "correct horse battery staple";
@@ -69,13 +69,6 @@ impl Instance {
             format!("Now using vault {name}.\n")
         );
     }
-}
-
-/// The token `auth` kept in a CLI data directory.
-fn session_token(cli: &DataDir) -> String {
-    let text = std::fs::read_to_string(cli.path().join("session.json")).unwrap();
-    let session: Value = serde_json::from_str(&text).unwrap();
-    session["token"].as_str().unwrap().to_owned()
 }
 
 #[test]

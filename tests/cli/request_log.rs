@@ -289,6 +289,67 @@ fn vault_logs_prints_the_newest_entries_oldest_first() {
     assert!(lines[239].starts_with("GET     api.stripe.com/v1/charges/249  200"));
 }
 
+#[test]
+fn vault_logs_shows_only_one_service_status_class_or_ingress_when_asked() {
+    let (server_data, server, owner) = server_with_owner();
+    insert_rows(
+        &server_data,
+        "default",
+        &[&CHARGE, &ISSUE, &UNMATCHED, &CHARGE],
+    );
+    let logs = |filter: &[&str]| {
+        let mut args = vec!["vault", "logs"];
+        args.extend(filter);
+        without_time(&owner.run(&args).ok())
+    };
+    assert_eq!(logs(&["--service", "stripe"]), [CHARGE_LINE, CHARGE_LINE]);
+    assert_eq!(logs(&["--status", "5xx"]), [ISSUE_LINE]);
+    assert_eq!(
+        logs(&["--status", "2xx", "--service", "github"]),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        logs(&["--ingress", "explicit", "-n", "2"]),
+        [UNMATCHED_LINE, CHARGE_LINE]
+    );
+    let none = owner.run(&["vault", "logs", "--ingress", "transparent"]);
+    assert_eq!(none.ok(), "");
+    assert_eq!(
+        none.stderr(),
+        "No requests that match logged in vault default.\n"
+    );
+
+    // The API names what it does not understand.
+    let refused = owner.run(&["vault", "logs", "--status", "200"]).fails();
+    assert!(
+        refused.contains("status_bucket must be 1xx to 5xx"),
+        "{refused}"
+    );
+    let token = support::session_token(&owner);
+    let (status, answer) = server.call(
+        "GET",
+        "/v1/vaults/default/logs?ingress=sideways",
+        Some(&token),
+        None,
+    );
+    assert_eq!(status, 400);
+    assert_eq!(
+        answer["error"],
+        "ingress must be explicit or transparent (mitm), not \"sideways\""
+    );
+    // Agent Vault's name for the transparent ingress is understood.
+    let (status, answer) = server.call(
+        "GET",
+        "/v1/vaults/default/logs?ingress=mitm",
+        Some(&token),
+        None,
+    );
+    assert_eq!(
+        (status, answer["logs"].as_array().map(Vec::len)),
+        (200, Some(0))
+    );
+}
+
 /// A command left running; killed when dropped, so that a failed test leaves nothing behind.
 struct Running(Child);
 

@@ -454,3 +454,10 @@ pub fn try_call(
     let (_, json) = response.split_once("\r\n\r\n")?;
     Some((status, serde_json::from_str(&decode_chunked(json)).ok()?))
 }
+
+/// The token `auth` kept in a CLI data directory.
+pub fn session_token(cli: &DataDir) -> String {
+    let text = std::fs::read_to_string(cli.path().join("session.json")).unwrap();
+    let session: Value = serde_json::from_str(&text).unwrap();
+    session["token"].as_str().unwrap().to_owned()
+}

@@ -1,5 +1,7 @@
 //! `GET /v1/vaults/{name}/logs`: the vault's request log, newest first, paged by id cursors
-//! (`before` for older entries, `after` for newer ones). Members and admins only.
+//! (`before` for older entries, `after` for newer ones), optionally only the entries of one
+//! `ingress` (`explicit`, or `transparent`, which Agent Vault calls `mitm`), one
+//! `status_bucket` (`2xx` to `5xx`) or one `service`. Members and admins only.
 
 use bytes::Bytes;
 use http::Response;
@@ -8,7 +10,7 @@ use serde_json::json;
 
 use super::vaults::{Check, authorized_vault};
 use super::{ApiError, ApiState, Request, ok, rfc3339};
-use crate::store::{LogQuery, VaultRole};
+use crate::store::{LogFilter, LogQuery, VaultRole};
 
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 200;
@@ -47,6 +49,7 @@ pub async fn list(
         before,
         after,
         limit,
+        filter: filter(request)?,
     };
     let vault_id = vault.id.clone();
     let entries = state
@@ -78,4 +81,34 @@ pub async fn list(
         })
         .collect();
     ok(&json!({ "logs": logs, "next_cursor": next_cursor, "latest_id": latest_id }))
+}
+
+/// The `ingress`, `status_bucket` and `service` parameters; empty ones are no condition.
+fn filter(request: &Request) -> Result<LogFilter, ApiError> {
+    let given = |name: &str| request.query(name).filter(|value| !value.is_empty());
+    let ingress = given("ingress")
+        .map(|ingress| match ingress {
+            "explicit" => Ok("explicit"),
+            "transparent" | "mitm" => Ok("transparent"),
+            other => Err(ApiError::bad_request(format!(
+                "ingress must be explicit or transparent (mitm), not {other:?}"
+            ))),
+        })
+        .transpose()?;
+    let status = given("status_bucket")
+        .map(|bucket| match bucket.as_bytes() {
+            [hundreds @ b'1'..=b'5', b'x' | b'X', b'x' | b'X'] => {
+                let from = u16::from(hundreds - b'0') * 100;
+                Ok((from, from + 99))
+            }
+            _ => Err(ApiError::bad_request(format!(
+                "status_bucket must be 1xx to 5xx, not {bucket:?}"
+            ))),
+        })
+        .transpose()?;
+    Ok(LogFilter {
+        ingress: ingress.map(str::to_owned),
+        status,
+        service: given("service").map(str::to_owned),
+    })
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde_json::Value;
 
-use super::client::{Client, ClientArgs, ClientError, segment};
+use super::client::{Client, ClientArgs, ClientError, query_value, segment};
 use super::vault::VaultSelect;
 
 /// The most entries the API answers at once.
@@ -27,6 +27,16 @@ pub struct LogsArgs {
     /// Keep printing new entries as they are logged, until interrupted.
     #[arg(long, short = 'f')]
     follow: bool,
+    /// Only the requests of this service.
+    #[arg(long, value_name = "NAME")]
+    service: Option<String>,
+    /// Only the requests answered with this class of status: 2xx, 3xx, 4xx or 5xx.
+    #[arg(long, value_name = "NXX")]
+    status: Option<String>,
+    /// Only the requests that came in by this door: explicit (/proxy/...) or transparent
+    /// (HTTPS_PROXY).
+    #[arg(long, value_name = "INGRESS")]
+    ingress: Option<String>,
     #[command(flatten)]
     vault: VaultSelect,
 }
@@ -34,12 +44,25 @@ pub struct LogsArgs {
 pub fn run(args: &ClientArgs, logs_args: &LogsArgs) -> anyhow::Result<()> {
     let client = Client::logged_in(args)?;
     let vault = logs_args.vault.resolve(&args.data_dir()?)?;
-    let path = format!("/v1/vaults/{}/logs", segment(&vault));
+    // Every page's query starts with the filters, so each request adds `limit=...` and a
+    // cursor to `{path}`.
+    let mut path = format!("/v1/vaults/{}/logs?", segment(&vault));
+    for (name, value) in [
+        ("service", &logs_args.service),
+        ("status_bucket", &logs_args.status),
+        ("ingress", &logs_args.ingress),
+    ] {
+        if let Some(value) = value {
+            path.push_str(&format!("{name}={}&", query_value(value)));
+        }
+    }
 
     let (mut entries, latest) = newest(&client, &path, logs_args.limit)?;
     entries.reverse();
     if entries.is_empty() && logs_args.limit > 0 && !logs_args.follow {
-        eprintln!("No requests logged in vault {vault}.");
+        let filtered = path.ends_with('&');
+        let matching = if filtered { " that match" } else { "" };
+        eprintln!("No requests{matching} logged in vault {vault}.");
     }
     if !print(&entries)? || !logs_args.follow {
         return Ok(());
@@ -54,7 +77,7 @@ fn newest(client: &Client, path: &str, limit: u32) -> anyhow::Result<(Vec<Value>
     let mut before: Option<i64> = None;
     while entries.len() < limit as usize {
         let want = (limit as usize - entries.len()).min(PAGE as usize);
-        let mut query = format!("{path}?limit={want}");
+        let mut query = format!("{path}limit={want}");
         if let Some(before) = before {
             query.push_str(&format!("&before={before}"));
         }
@@ -68,7 +91,7 @@ fn newest(client: &Client, path: &str, limit: u32) -> anyhow::Result<(Vec<Value>
     }
     if limit == 0 {
         // Nothing to print, but `--follow` starts after the newest entry.
-        latest = client.get(&format!("{path}?limit=1"))?["latest_id"].as_i64();
+        latest = client.get(&format!("{path}limit=1"))?["latest_id"].as_i64();
     }
     Ok((entries, latest))
 }
@@ -77,7 +100,7 @@ fn newest(client: &Client, path: &str, limit: u32) -> anyhow::Result<(Vec<Value>
 fn follow(client: &Client, path: &str, mut after: i64) -> anyhow::Result<()> {
     let mut unreachable = false;
     loop {
-        let page = match client.get(&format!("{path}?after={after}&limit={PAGE}")) {
+        let page = match client.get(&format!("{path}after={after}&limit={PAGE}")) {
             Ok(page) => page,
             // A server restarting is waited for; anything it says is final.
             Err(

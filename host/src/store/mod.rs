@@ -388,12 +388,25 @@ pub struct LogEntry {
     pub created_at: UnixTime,
 }
 
-/// A page of the request log: newest first, before or after an id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A page of the request log: newest first, before or after an id, of the entries that
+/// pass `filter`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LogQuery {
     pub before: Option<i64>,
     pub after: Option<i64>,
     pub limit: u32,
+    pub filter: LogFilter,
+}
+
+/// Which entries a page holds; every condition set must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogFilter {
+    /// `explicit` or `transparent`.
+    pub ingress: Option<String>,
+    /// Statuses from the first to the second, both included.
+    pub status: Option<(u16, u16)>,
+    /// The matched service's name.
+    pub service: Option<String>,
 }
 
 /// Persistent state. Every method is one transaction.

@@ -1857,14 +1857,28 @@ impl Store for SqliteStore {
             // newest first), so that following new entries never skips any; otherwise the
             // newest entries before `before`.
             let order = if query.after.is_some() { "ASC" } else { "DESC" };
+            let filter = &query.filter;
+            let (status_from, status_to) = filter.status.unzip();
             let mut entries = query_all(
                 tx,
                 &format!(
                     "SELECT {LOG_COLUMNS} FROM request_logs
                      WHERE vault_id = ?1 AND (?2 IS NULL OR id < ?2) AND (?3 IS NULL OR id > ?3)
+                       AND (?5 IS NULL OR ingress = ?5)
+                       AND (?6 IS NULL OR status BETWEEN ?6 AND ?7)
+                       AND (?8 IS NULL OR matched_service = ?8)
                      ORDER BY id {order} LIMIT ?4"
                 ),
-                params![vault_id, query.before, query.after, query.limit],
+                params![
+                    vault_id,
+                    query.before,
+                    query.after,
+                    query.limit,
+                    filter.ingress,
+                    status_from,
+                    status_to,
+                    filter.service
+                ],
                 log_row,
             )?;
             if query.after.is_some() {
@@ -2128,6 +2142,7 @@ mod tests {
                     before,
                     after,
                     limit,
+                    ..LogQuery::default()
                 },
             )
             .unwrap()
@@ -3438,6 +3453,7 @@ mod tests {
                     before: None,
                     after: None,
                     limit: 10,
+                    ..LogQuery::default()
                 },
             )
             .unwrap();
@@ -3475,6 +3491,7 @@ mod tests {
             before: None,
             after: None,
             limit: 1000,
+            ..LogQuery::default()
         };
         let mut written = store.logs(DEFAULT_VAULT_ID, &query).unwrap();
         written.reverse();
