@@ -845,6 +845,10 @@ fn every_proxied_request_is_logged_without_query_or_values() {
     assert!(
         !logs.to_string().contains("sk_never_logged") && !logs.to_string().contains("secret_param")
     );
+    // The refused host is one the vault may want a service for.
+    let discovered = proxy.api("GET", "/v1/vaults/default/discovered-hosts", json!({}));
+    assert_eq!(discovered["hosts"][0]["host"], "nowhere.test.example");
+    assert_eq!(discovered["total"], 1);
 }
 
 #[test]

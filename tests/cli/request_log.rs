@@ -350,6 +350,119 @@ fn vault_logs_shows_only_one_service_status_class_or_ingress_when_asked() {
     );
 }
 
+#[test]
+fn discovered_hosts_are_the_hosts_agents_tried_that_no_service_covers() {
+    let (server_data, server, owner) = server_with_owner();
+    owner
+        .command(&[
+            "vault",
+            "credential",
+            "set",
+            "STRIPE_KEY=sk_test_discovered",
+        ])
+        .run()
+        .ok();
+    owner
+        .run(&[
+            "vault",
+            "service",
+            "add",
+            "--name",
+            "stripe",
+            "--host",
+            "api.stripe.com",
+            "--auth-type",
+            "bearer",
+            "--token-key",
+            "STRIPE_KEY",
+        ])
+        .ok();
+    let refused = |host: &'static str| Row {
+        method: "POST",
+        host,
+        path: "/v1/chat/completions",
+        service: None,
+        keys: "[]",
+        status: 403,
+        latency_ms: 0,
+        error: Some("forbidden"),
+    };
+    let tunnelled = Row {
+        method: "CONNECT",
+        host: "uploads.example.com:443",
+        path: "",
+        service: None,
+        keys: "[]",
+        status: 200,
+        latency_ms: 0,
+        error: None,
+    };
+    let openai = refused("api.openai.com:443");
+    let openai_other_port = refused("api.openai.com:8443");
+    // Covered by the stripe service since these were refused.
+    let stripe = refused("api.stripe.com:443");
+    insert_rows(
+        &server_data,
+        "default",
+        &[
+            &openai,
+            &stripe,
+            &tunnelled,
+            &openai,
+            &stripe,
+            &openai_other_port,
+            &tunnelled,
+            &openai,
+            &CHARGE,
+            &ISSUE,
+        ],
+    );
+    let token = support::session_token(&owner);
+    let discovered = |query: &str| {
+        let (status, answer) = server.call(
+            "GET",
+            &format!("/v1/vaults/default/discovered-hosts{query}"),
+            Some(&token),
+            None,
+        );
+        assert_eq!(status, 200, "{answer}");
+        answer
+    };
+    let all = discovered("");
+    assert_eq!(all["total"], 2);
+    let hosts = all["hosts"].as_array().unwrap();
+    assert_eq!(
+        hosts
+            .iter()
+            .map(|host| (
+                host["host"].as_str().unwrap(),
+                host["request_count"].as_u64().unwrap()
+            ))
+            .collect::<Vec<_>>(),
+        [("api.openai.com", 4), ("uploads.example.com", 2)]
+    );
+    assert!(hosts[0]["last_seen"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(discovered("?limit=1")["hosts"].as_array().unwrap().len(), 1);
+    let count_only = discovered("?limit=0");
+    assert_eq!(
+        (
+            count_only["hosts"].as_array().unwrap().len(),
+            &count_only["total"]
+        ),
+        (0, &json!(2))
+    );
+    let (status, answer) = server.call(
+        "GET",
+        "/v1/vaults/default/discovered-hosts?limit=500",
+        Some(&token),
+        None,
+    );
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (400, Some("limit must be 0 to 100"))
+    );
+}
+
 /// A command left running; killed when dropped, so that a failed test leaves nothing behind.
 struct Running(Child);
 

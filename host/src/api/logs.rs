@@ -2,6 +2,9 @@
 //! (`before` for older entries, `after` for newer ones), optionally only the entries of one
 //! `ingress` (`explicit`, or `transparent`, which Agent Vault calls `mitm`), one
 //! `status_bucket` (`2xx` to `5xx`) or one `service`. Members and admins only.
+//!
+//! `GET /v1/vaults/{name}/discovered-hosts`: the hosts agents tried that no service of the
+//! vault covers, from the same log, most tried first: where a new service is likely wanted.
 
 use bytes::Bytes;
 use http::Response;
@@ -111,4 +114,67 @@ fn filter(request: &Request) -> Result<LogFilter, ApiError> {
         status,
         service: given("service").map(str::to_owned),
     })
+}
+
+/// How many discovered hosts are answered by default, and at most.
+const HOSTS_DEFAULT: usize = 5;
+const HOSTS_MAX: usize = 100;
+
+pub async fn discovered_hosts(
+    state: &ApiState,
+    request: &Request,
+    name: &str,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let (_, vault) = authorized_vault(state, request, name, Check::Role(VaultRole::Member)).await?;
+    let limit = match request.query("limit") {
+        Some(value) => value
+            .parse::<usize>()
+            .ok()
+            .filter(|limit| *limit <= HOSTS_MAX)
+            .ok_or_else(|| ApiError::bad_request(format!("limit must be 0 to {HOSTS_MAX}")))?,
+        None => HOSTS_DEFAULT,
+    };
+    let vault_id = vault.id.clone();
+    let seen = state
+        .db
+        .run(move |store| store.unmatched_hosts(&vault_id))
+        .await?;
+    let services = super::services::load(state, &vault).await?;
+    // Port-stripped: one row per host name, over the ports it was tried on, leaving out
+    // what a service covers by now.
+    let mut hosts: Vec<(String, u64, i64)> = Vec::new();
+    for host_seen in seen {
+        let (host, port) = split_port(&host_seen.host);
+        if crate::proxy::route::covers_host(&services, host, port) {
+            continue;
+        }
+        match hosts.iter_mut().find(|(name, _, _)| name == host) {
+            Some((_, requests, last_seen)) => {
+                *requests += host_seen.requests;
+                *last_seen = (*last_seen).max(host_seen.last_seen);
+            }
+            None => hosts.push((host.to_owned(), host_seen.requests, host_seen.last_seen)),
+        }
+    }
+    hosts.sort_by(|a, b| b.1.cmp(&a.1).then(b.2.cmp(&a.2)).then(a.0.cmp(&b.0)));
+    let total = hosts.len();
+    let listed: Vec<_> = hosts
+        .into_iter()
+        .take(limit)
+        .map(|(host, requests, last_seen)| {
+            json!({ "host": host, "request_count": requests, "last_seen": rfc3339(last_seen) })
+        })
+        .collect();
+    ok(&json!({ "hosts": listed, "total": total }))
+}
+
+/// `host:port` (IPv6 in brackets) as logged; 443 if there is no port.
+fn split_port(logged: &str) -> (&str, u16) {
+    match logged.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(':') => match port.parse() {
+            Ok(port) => (host.trim_start_matches('[').trim_end_matches(']'), port),
+            Err(_) => (logged, 443),
+        },
+        _ => (logged, 443),
+    }
 }

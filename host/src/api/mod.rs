@@ -581,6 +581,9 @@ async fn route(state: &ApiState, request: &Request) -> Result<Response<Full<Byte
         }
 
         (&Method::GET, ["v1", "vaults", name, "logs"]) => logs::list(state, request, name).await,
+        (&Method::GET, ["v1", "vaults", name, "discovered-hosts"]) => {
+            logs::discovered_hosts(state, request, name).await
+        }
 
         (&Method::POST, ["v1", "proposals"]) => proposals::create(state, request).await,
         (&Method::GET, ["v1", "proposals"]) => proposals::list(state, request).await,

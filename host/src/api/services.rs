@@ -22,7 +22,7 @@ struct ServicesBody {
     services: Vec<ServiceSpec>,
 }
 
-async fn load(state: &ApiState, vault: &Vault) -> Result<Vec<Service>, ApiError> {
+pub(super) async fn load(state: &ApiState, vault: &Vault) -> Result<Vec<Service>, ApiError> {
     let id = vault.id.clone();
     match state.db.run(move |store| store.services(&id)).await? {
         Some(document) => services::from_document(&document).map_err(|message| {

@@ -398,6 +398,15 @@ pub struct LogQuery {
     pub filter: LogFilter,
 }
 
+/// A host in the request log, as [`Store::unmatched_hosts`] counts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostSeen {
+    /// `host:port`, as logged.
+    pub host: String,
+    pub requests: u64,
+    pub last_seen: UnixTime,
+}
+
 /// Which entries a page holds; every condition set must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LogFilter {
@@ -564,6 +573,10 @@ pub trait Store: Send + Sync + 'static {
     // The request log.
     fn insert_logs(&self, entries: &[LogEntry]) -> Result<()>;
     fn logs(&self, vault_id: &str, query: &LogQuery) -> Result<Vec<LogEntry>>;
+    /// The `host:port`s of the vault's logged requests that no service matched and that were
+    /// refused for it (`forbidden`), answered 401 or 403, or tunnelled blind: how many, and
+    /// when the last was.
+    fn unmatched_hosts(&self, vault_id: &str) -> Result<Vec<HostSeen>>;
     /// Delete entries older than `older_than` and all but the newest `max_rows_per_vault` of
     /// each vault (0: no row cap); how many.
     fn prune_logs(&self, older_than: UnixTime, max_rows_per_vault: u32) -> Result<usize>;

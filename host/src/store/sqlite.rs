@@ -28,10 +28,10 @@ use rusqlite::{
 };
 
 use super::{
-    ActorId, ActorKind, Agent, AgentInvite, AgentStatus, DEFAULT_VAULT, Grant, InstanceRole,
-    Invite, InviteStatus, KeyProtection, LogEntry, LogQuery, MasterKeyRecord, Proposal,
-    ProposalApplication, Result, Store, StoreError, StoredCa, StoredCredential, TokenKind,
-    TokenRecord, UnixTime, User, Vault, VaultRole, now,
+    ActorId, ActorKind, Agent, AgentInvite, AgentStatus, DEFAULT_VAULT, Grant, HostSeen,
+    InstanceRole, Invite, InviteStatus, KeyProtection, LogEntry, LogQuery, MasterKeyRecord,
+    Proposal, ProposalApplication, Result, Store, StoreError, StoredCa, StoredCredential,
+    TokenKind, TokenRecord, UnixTime, User, Vault, VaultRole, now,
 };
 use crate::vault::crypto::{KdfParams, Sealed, random};
 
@@ -1885,6 +1885,26 @@ impl Store for SqliteStore {
                 entries.reverse();
             }
             Ok(entries)
+        })
+    }
+
+    fn unmatched_hosts(&self, vault_id: &str) -> Result<Vec<HostSeen>> {
+        self.read("read the request log", |tx| {
+            query_all(
+                tx,
+                "SELECT host, COUNT(*), MAX(created_at) FROM request_logs
+                 WHERE vault_id = ?1 AND matched_service IS NULL
+                   AND (error_code = 'forbidden' OR status IN (401, 403) OR method = 'CONNECT')
+                 GROUP BY host",
+                [vault_id],
+                |row| {
+                    Ok(HostSeen {
+                        host: row.get(0)?,
+                        requests: row.get::<_, i64>(1)?.try_into().unwrap_or(0),
+                        last_seen: row.get(2)?,
+                    })
+                },
+            )
         })
     }
 
