@@ -986,3 +986,89 @@ fn commands_say_when_nobody_is_logged_in_or_the_server_is_down() {
         "error: pass --email (standard input is not a terminal to ask on)\n"
     );
 }
+
+#[test]
+fn a_changed_password_ends_every_other_session_and_the_old_password() {
+    let instance = Instance::start();
+    // A second login of the same owner, elsewhere.
+    let laptop = DataDir::new();
+    laptop
+        .command(&[
+            "auth",
+            "login",
+            "--address",
+            &instance.server.url(),
+            "--email",
+            OWNER,
+            "--password-stdin",
+        ])
+        .stdin(&format!("{OWNER_PASSWORD}\n"))
+        .run()
+        .ok();
+    let old_token = session_token(&instance.owner);
+    assert_eq!(
+        instance.owner(&["account", "whoami"]),
+        "owner@example.com (owner)\n"
+    );
+
+    // A wrong current password changes nothing.
+    let wrong = instance
+        .owner
+        .command(&["account", "change-password", "--password-stdin"])
+        .stdin("not my password\nsomething new and long\n")
+        .run()
+        .fails();
+    assert!(wrong.contains("The current password is wrong"), "{wrong}");
+    let short = instance
+        .owner
+        .command(&["account", "change-password", "--password-stdin"])
+        .stdin(&format!("{OWNER_PASSWORD}\nshort\n"))
+        .run()
+        .fails();
+    assert!(short.contains("Password must be at least"), "{short}");
+    assert_eq!(
+        laptop.run(&["account", "whoami"]).ok(),
+        "owner@example.com (owner)\n"
+    );
+
+    let changed = instance
+        .owner
+        .command(&["account", "change-password", "--password-stdin"])
+        .stdin(&format!("{OWNER_PASSWORD}\na brand new passphrase\n"))
+        .run()
+        .ok();
+    assert_eq!(
+        changed,
+        "Password changed for owner@example.com; your other sessions have ended.\n"
+    );
+    // This CLI keeps working with its renewed session; the old token and the other login
+    // are dead, and so is the old password.
+    assert_ne!(session_token(&instance.owner), old_token);
+    assert_eq!(
+        instance.owner(&["account", "whoami"]),
+        "owner@example.com (owner)\n"
+    );
+    let (status, _) = instance
+        .server
+        .call("GET", "/v1/auth/me", Some(&old_token), None);
+    assert_eq!(status, 401);
+    let ended = laptop.run(&["account", "whoami"]).fails();
+    assert!(
+        ended.contains("not logged in or session expired"),
+        "{ended}"
+    );
+    let (status, _) = instance.server.call(
+        "POST",
+        "/v1/auth/login",
+        None,
+        Some(&json!({ "email": OWNER, "password": OWNER_PASSWORD })),
+    );
+    assert_eq!(status, 401);
+    let (status, _) = instance.server.call(
+        "POST",
+        "/v1/auth/login",
+        None,
+        Some(&json!({ "email": OWNER, "password": "a brand new passphrase" })),
+    );
+    assert_eq!(status, 200);
+}

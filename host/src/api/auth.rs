@@ -189,6 +189,51 @@ pub async fn logout(
     ok(&json!({ "status": "ok" }))
 }
 
+#[derive(Deserialize)]
+struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+/// `POST /v1/auth/change-password`: a signed-in user's new password. Every login session of
+/// theirs ends (one stolen with the old password too); the answer carries a new one.
+pub async fn change_password(
+    state: &ApiState,
+    request: &Request,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let session = request.session(state).await?;
+    let Actor::User(user) = session.actor else {
+        return Err(ApiError::forbidden(
+            "Only a signed-in user can change their password",
+        ));
+    };
+    // Guessing the current password with a stolen session counts as sign-in attempts.
+    request.attempt(state)?;
+    let body: PasswordChange = request.json()?;
+    check_password(&body.new_password)?;
+    let user = check_login(state, &user.email, body.current_password)
+        .await
+        .map_err(|error| {
+            if error.status == StatusCode::UNAUTHORIZED {
+                ApiError::new(StatusCode::UNAUTHORIZED, "The current password is wrong")
+            } else {
+                error
+            }
+        })?;
+    let password_hash = hash_password(state, body.new_password).await?;
+    let id = user.id.clone();
+    state
+        .db
+        .run(move |store| store.set_user_password(&id, &password_hash))
+        .await?;
+    let (token, expires_at) = start_login_session(state, &user).await?;
+    ok(&json!({
+        "message": "Password changed; every other session of yours has ended.",
+        "token": token,
+        "expires_at": rfc3339(expires_at),
+    }))
+}
+
 pub async fn me(state: &ApiState, request: &Request) -> Result<Response<Full<Bytes>>, ApiError> {
     let session = request.session(state).await?;
     match session.actor {

@@ -1,5 +1,6 @@
 //! `agent-vault auth register | login | logout | accept-invite`: get a login session on a
-//! server and keep it in `<data-dir>/session.json` (0600) for the other commands.
+//! server and keep it in `<data-dir>/session.json` (0600) for the other commands; and
+//! `agent-vault account whoami | change-password` for the account behind it.
 //!
 //! Passwords are prompted without echo (new ones twice), or read as one line of standard
 //! input with `--password-stdin`. They go to the server and nowhere else.
@@ -38,6 +39,27 @@ enum AuthCommand {
         #[arg(value_name = "TOKEN_OR_LINK")]
         invite: String,
         /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AccountArgs {
+    #[command(subcommand)]
+    command: AccountCommand,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum AccountCommand {
+    /// Who the session (or AGENT_VAULT_TOKEN) is.
+    Whoami,
+    /// Choose a new password; every other session of yours ends, this one is renewed.
+    ChangePassword {
+        /// Read the current password, then the new one, from the first two lines of
+        /// standard input.
         #[arg(long)]
         password_stdin: bool,
     },
@@ -147,6 +169,57 @@ fn accept_invite(args: &ClientArgs, invite: &str, password_stdin: bool) -> anyho
     )?;
     let (session, role) = keep_session(client, &answer, &data_dir)?;
     println!("Joined as {} ({role}); logged in.", session.email);
+    Ok(())
+}
+
+pub fn run_account(args: AccountArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        AccountCommand::Whoami => whoami(&args.client),
+        AccountCommand::ChangePassword { password_stdin } => {
+            change_password(&args.client, password_stdin)
+        }
+    }?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn whoami(args: &ClientArgs) -> anyhow::Result<()> {
+    let me = Client::logged_in(args)?.get("/v1/auth/me")?;
+    let role = client::field(&me, "role").unwrap_or("-");
+    match me["type"].as_str() {
+        Some("user") => println!("{} ({role})", client::field(&me, "email")?),
+        Some("agent") => println!("agent {} ({role})", client::field(&me, "agent_name")?),
+        _ => println!(
+            "a vault token of {} ({})",
+            me["vault"].as_str().unwrap_or("-"),
+            me["vault_role"].as_str().unwrap_or("-")
+        ),
+    }
+    Ok(())
+}
+
+fn change_password(args: &ClientArgs, password_stdin: bool) -> anyhow::Result<()> {
+    let data_dir = args.data_dir()?;
+    let client = Client::logged_in(args)?;
+    let (current, new) = if password_stdin {
+        (input::stdin_line()?, input::stdin_line()?)
+    } else {
+        if !input::interactive() {
+            bail!("pass --password-stdin (standard input is not a terminal to ask on)");
+        }
+        (
+            input::prompt_secret("Current password: ")?,
+            input::prompt_new_secret("New password: ", false)?,
+        )
+    };
+    let answer = client.post(
+        "/v1/auth/change-password",
+        &json!({ "current_password": current.as_str(), "new_password": new.as_str() }),
+    )?;
+    let (session, _) = keep_session(client, &answer, &data_dir)?;
+    println!(
+        "Password changed for {}; your other sessions have ended.",
+        session.email
+    );
     Ok(())
 }
 

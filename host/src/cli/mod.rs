@@ -43,6 +43,8 @@ enum Command {
     Server(server::ServerArgs),
     /// Register, log in and out, accept an invite.
     Auth(auth::AuthArgs),
+    /// The account you are logged in as: who it is, and its password.
+    Account(auth::AccountArgs),
     /// Vaults, their credentials and services, and vault-scoped tokens.
     Vault(vault::VaultArgs),
     /// Named agents with long-lived tokens.
@@ -103,6 +105,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Server(args) => server::run(args),
         Command::Auth(args) => auth::run(args),
+        Command::Account(args) => auth::run_account(args),
         Command::Vault(args) => vault::run(args),
         Command::Agent(args) => agent::run(args),
         Command::User(args) => user::run(args),

@@ -463,6 +463,8 @@ pub trait Store: Send + Sync + 'static {
     fn users(&self) -> Result<Vec<User>>;
     /// `LastOwner` if this demotes the last owner.
     fn set_user_role(&self, id: &str, role: InstanceRole) -> Result<()>;
+    /// Set the user's password and end every login session of theirs (vault tokens they
+    /// minted stay valid): a new login is the caller's to start.
     fn set_user_password(&self, id: &str, password_hash: &str) -> Result<()>;
     /// Delete a user, its grants, its sessions and the scoped tokens it minted, and revoke
     /// the agent invites it created; `LastOwner` if it is the last owner.

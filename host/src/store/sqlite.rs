@@ -1271,6 +1271,10 @@ impl Store for SqliteStore {
             {
                 return Err(StoreError::NotFound("user".into()).into());
             }
+            tx.execute(
+                "DELETE FROM tokens WHERE kind = 'login' AND user_id = ?1",
+                [id],
+            )?;
             Ok(())
         })
     }
@@ -2738,11 +2742,22 @@ mod tests {
             .collect();
         assert_eq!(emails, ["alice@example.com", "bob@example.com"]);
 
+        store
+            .insert_token(&login_token("bob", "bob-login", T0, 3600))
+            .unwrap();
+        store
+            .insert_token(&login_token("alice", "alice-login", T0, 3600))
+            .unwrap();
         store.set_user_password("bob", "$argon2id$new").unwrap();
         assert_eq!(
             store.user("bob").unwrap().unwrap().password_hash,
             "$argon2id$new"
         );
+        assert!(
+            store.user_sessions("bob").unwrap().is_empty(),
+            "a new password ends the user's login sessions"
+        );
+        assert_eq!(store.user_sessions("alice").unwrap().len(), 1);
         store.set_user_role("bob", InstanceRole::NoAccess).unwrap();
         assert_eq!(
             store.user("bob").unwrap().unwrap().role,
