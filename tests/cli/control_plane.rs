@@ -1072,3 +1072,65 @@ fn a_changed_password_ends_every_other_session_and_the_old_password() {
     );
     assert_eq!(status, 200);
 }
+
+#[test]
+fn a_user_lists_their_login_sessions_and_ends_one_elsewhere() {
+    let instance = Instance::start();
+    let laptop = DataDir::new();
+    laptop
+        .command(&[
+            "auth",
+            "login",
+            "--address",
+            &instance.server.url(),
+            "--email",
+            OWNER,
+            "--password-stdin",
+        ])
+        .stdin(&format!("{OWNER_PASSWORD}\n"))
+        .run()
+        .ok();
+    let listed = instance.owner(&["auth", "sessions"]);
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(lines.len(), 3, "{listed}");
+    assert!(lines[0].starts_with("ID  "), "{listed}");
+    let ours: Vec<&&str> = lines[1..]
+        .iter()
+        .filter(|line| line.ends_with('*'))
+        .collect();
+    assert_eq!(
+        ours.len(),
+        1,
+        "exactly this CLI's session is marked: {listed}"
+    );
+    let laptop_id = lines[1..]
+        .iter()
+        .find(|line| !line.ends_with('*'))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+
+    assert_eq!(
+        instance.owner(&["auth", "sessions", "revoke", laptop_id]),
+        format!("Ended session {laptop_id}.\n")
+    );
+    assert!(
+        laptop
+            .run(&["account", "whoami"])
+            .fails()
+            .contains("not logged in or session expired")
+    );
+    assert_eq!(
+        instance
+            .owner(&["auth", "sessions", "list"])
+            .lines()
+            .count(),
+        2
+    );
+    let unknown = instance
+        .owner
+        .run(&["auth", "sessions", "revoke", laptop_id])
+        .fails();
+    assert!(unknown.contains("No such session of yours"), "{unknown}");
+}

@@ -234,6 +234,74 @@ pub async fn change_password(
     }))
 }
 
+/// The signed-in user of `request`, and the hash of the token it came with.
+async fn signed_in_user(state: &ApiState, request: &Request) -> Result<(User, String), ApiError> {
+    let session = request.session(state).await?;
+    match session.actor {
+        Actor::User(user) => Ok((user, session.token_hash)),
+        _ => Err(ApiError::forbidden(
+            "Only a signed-in user has login sessions",
+        )),
+    }
+}
+
+/// `GET /v1/auth/sessions`: the user's login sessions, the one asking marked `current`.
+pub async fn sessions(
+    state: &ApiState,
+    request: &Request,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let (user, current) = signed_in_user(state, request).await?;
+    let records = state
+        .db
+        .run(move |store| store.user_sessions(&user.id))
+        .await?;
+    let sessions: Vec<_> = records
+        .iter()
+        .map(|record| {
+            let idle_expiry = match &record.kind {
+                TokenKind::Login { idle_seconds, .. } => Some(record.last_used_at + idle_seconds),
+                _ => None,
+            };
+            let expires_at = match (record.expires_at, idle_expiry) {
+                (Some(at), Some(idle)) => Some(at.min(idle)),
+                (at, idle) => at.or(idle),
+            };
+            json!({
+                "id": record.public_id,
+                "created_at": rfc3339(record.created_at),
+                "last_used_at": rfc3339(record.last_used_at),
+                "expires_at": expires_at.map(rfc3339),
+                "current": record.hash == current,
+            })
+        })
+        .collect();
+    ok(&json!({ "sessions": sessions }))
+}
+
+/// `DELETE /v1/auth/sessions/{id}`: end one of the user's login sessions (the asking one
+/// too, if named).
+pub async fn revoke_session(
+    state: &ApiState,
+    request: &Request,
+    id: &str,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let (user, current) = signed_in_user(state, request).await?;
+    let records = state
+        .db
+        .run(move |store| store.user_sessions(&user.id))
+        .await?;
+    let record = records
+        .into_iter()
+        .find(|record| record.public_id == id)
+        .ok_or_else(|| ApiError::not_found("No such session of yours"))?;
+    let is_current = record.hash == current;
+    state
+        .db
+        .run(move |store| store.delete_token(&record.hash))
+        .await?;
+    ok(&json!({ "status": "revoked", "current": is_current }))
+}
+
 pub async fn me(state: &ApiState, request: &Request) -> Result<Response<Full<Bytes>>, ApiError> {
     let session = request.session(state).await?;
     match session.actor {

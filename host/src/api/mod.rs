@@ -489,6 +489,10 @@ async fn route(state: &ApiState, request: &Request) -> Result<Response<Full<Byte
         (&Method::POST, ["v1", "auth", "login"]) => auth::login(state, request).await,
         (&Method::POST, ["v1", "auth", "logout"]) => auth::logout(state, request).await,
         (&Method::GET, ["v1", "auth", "me"]) => auth::me(state, request).await,
+        (&Method::GET, ["v1", "auth", "sessions"]) => auth::sessions(state, request).await,
+        (&Method::DELETE, ["v1", "auth", "sessions", id]) => {
+            auth::revoke_session(state, request, id).await
+        }
         (&Method::POST, ["v1", "auth", "change-password"]) => {
             auth::change_password(state, request).await
         }

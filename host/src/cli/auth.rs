@@ -33,6 +33,11 @@ enum AuthCommand {
     Login(Credentials),
     /// End the session on the server and forget it here.
     Logout,
+    /// Your login sessions on the server (`list`, the default), or end one (`revoke ID`).
+    Sessions {
+        #[command(subcommand)]
+        action: Option<SessionsAction>,
+    },
     /// Join with an invite link (or its av_uinv_ token), choose a password, and log in.
     AcceptInvite {
         /// The link from `agent-vault user invite`, or the token at its end.
@@ -42,6 +47,14 @@ enum AuthCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum SessionsAction {
+    /// List them, the one this CLI uses marked.
+    List,
+    /// End the session with this ID (from `list`).
+    Revoke { id: String },
 }
 
 #[derive(Debug, clap::Args)]
@@ -81,6 +94,7 @@ pub fn run(args: AuthArgs) -> anyhow::Result<ExitCode> {
         AuthCommand::Register(credentials) => sign_in(client_args, &credentials, true),
         AuthCommand::Login(credentials) => sign_in(client_args, &credentials, false),
         AuthCommand::Logout => logout(client_args),
+        AuthCommand::Sessions { action } => sessions(client_args, action),
         AuthCommand::AcceptInvite {
             invite,
             password_stdin,
@@ -169,6 +183,46 @@ fn accept_invite(args: &ClientArgs, invite: &str, password_stdin: bool) -> anyho
     )?;
     let (session, role) = keep_session(client, &answer, &data_dir)?;
     println!("Joined as {} ({role}); logged in.", session.email);
+    Ok(())
+}
+
+fn sessions(args: &ClientArgs, action: Option<SessionsAction>) -> anyhow::Result<()> {
+    let client = Client::logged_in(args)?;
+    match action.unwrap_or(SessionsAction::List) {
+        SessionsAction::List => {
+            let answer = client.get("/v1/auth/sessions")?;
+            let rows: Vec<Vec<String>> = answer["sessions"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|session| {
+                    let text = |name: &str| session[name].as_str().unwrap_or("-").to_owned();
+                    let current = if session["current"] == true { "*" } else { "" };
+                    vec![
+                        text("id"),
+                        text("created_at"),
+                        text("last_used_at"),
+                        text("expires_at"),
+                        current.to_owned(),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                super::table(&["ID", "CREATED", "LAST USED", "EXPIRES", "THIS"], &rows)
+            );
+        }
+        SessionsAction::Revoke { id } => {
+            let answer = client.delete(&format!("/v1/auth/sessions/{}", segment(&id)), None)?;
+            if answer["current"] == true {
+                SessionFile::remove(&args.data_dir()?)?;
+                println!("Ended session {id}, the one this CLI used; log in again.");
+            } else {
+                println!("Ended session {id}.");
+            }
+        }
+    }
     Ok(())
 }
 
