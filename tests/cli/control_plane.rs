@@ -1134,3 +1134,49 @@ fn a_user_lists_their_login_sessions_and_ends_one_elsewhere() {
         .fails();
     assert!(unknown.contains("No such session of yours"), "{unknown}");
 }
+
+#[test]
+fn a_vault_is_renamed_and_the_cli_follows_it() {
+    let instance = Instance::start();
+    instance.owner_uses_new_vault("staging");
+    instance.owner(&["vault", "credential", "set", "API_KEY=sk_test_rename"]);
+    assert_eq!(
+        instance.owner(&["vault", "rename", "staging", "preprod"]),
+        "Renamed vault staging to preprod.\n"
+    );
+    // The current vault followed, and the credentials are where they were.
+    assert_eq!(instance.owner(&["vault", "current"]), "preprod\n");
+    assert!(
+        instance
+            .owner(&["vault", "credential", "list"])
+            .contains("API_KEY")
+    );
+    let gone = instance
+        .owner
+        .run(&["vault", "credential", "list", "--vault", "staging"])
+        .fails();
+    assert!(gone.contains("Vault not found: staging"), "{gone}");
+
+    instance.owner(&["vault", "create", "other"]);
+    let taken = instance
+        .owner
+        .run(&["vault", "rename", "preprod", "other"])
+        .fails();
+    assert!(taken.contains("vault other already exists"), "{taken}");
+    let default = instance
+        .owner
+        .run(&["vault", "rename", "default", "main"])
+        .fails();
+    assert!(
+        default.contains("Cannot rename the default vault"),
+        "{default}"
+    );
+    let bad = instance
+        .owner
+        .run(&["vault", "rename", "preprod", "Not A Slug"])
+        .fails();
+    assert!(
+        bad.contains("must be lower-case letters, digits and hyphens"),
+        "{bad}"
+    );
+}

@@ -500,6 +500,9 @@ async fn route(state: &ApiState, request: &Request) -> Result<Response<Full<Byte
         (&Method::POST, ["v1", "vaults"]) => vaults::create(state, request).await,
         (&Method::GET, ["v1", "vaults"]) => vaults::list(state, request).await,
         (&Method::DELETE, ["v1", "vaults", name]) => vaults::delete(state, request, name).await,
+        (&Method::POST, ["v1", "vaults", name, "rename"]) => {
+            vaults::rename(state, request, name).await
+        }
         (&Method::GET, ["v1", "vaults", name, "settings"]) => {
             vaults::settings(state, request, name).await
         }

@@ -101,6 +101,35 @@ pub async fn delete(
     ok(&json!({ "name": vault.name, "deleted": true }))
 }
 
+#[derive(Deserialize)]
+struct RenameVault {
+    name: String,
+}
+
+/// `POST /v1/vaults/{name}/rename`: its admins and owners give it a new name. Agents that
+/// name it in `X-Vault` must use the new one; tokens scoped to it are unaffected.
+pub async fn rename(
+    state: &ApiState,
+    request: &Request,
+    name: &str,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let (_, vault) = authorized_vault(state, request, name, Check::AdminOrOwner).await?;
+    if vault.name == store::DEFAULT_VAULT {
+        return Err(ApiError::bad_request("Cannot rename the default vault"));
+    }
+    let body: RenameVault = request.json()?;
+    check_name(&body.name).map_err(ApiError::bad_request)?;
+    if body.name == "users" {
+        return Err(ApiError::bad_request("name \"users\" is reserved"));
+    }
+    let (id, new_name) = (vault.id.clone(), body.name.clone());
+    state
+        .db
+        .run(move |store| store.rename_vault(&id, &new_name))
+        .await?;
+    ok(&json!({ "id": vault.id, "old_name": vault.name, "name": body.name }))
+}
+
 pub async fn settings(
     state: &ApiState,
     request: &Request,

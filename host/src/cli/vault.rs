@@ -38,6 +38,8 @@ enum VaultCommand {
     Use { name: String },
     /// Print the current vault.
     Current,
+    /// Give a vault a new name (agents naming it in X-Vault must follow).
+    Rename { name: String, new_name: String },
     /// Delete a vault with its credentials and services.
     Delete {
         name: String,
@@ -105,6 +107,7 @@ pub fn run(args: VaultArgs) -> anyhow::Result<ExitCode> {
         VaultCommand::List => list(client_args),
         VaultCommand::Use { name } => use_vault(client_args, &name),
         VaultCommand::Current => current(client_args),
+        VaultCommand::Rename { name, new_name } => rename(client_args, &name, &new_name),
         VaultCommand::Delete { name, yes } => delete(client_args, &name, yes),
         VaultCommand::Credential(command) => credential::run(client_args, command),
         VaultCommand::Service(command) => service::run(client_args, command),
@@ -181,11 +184,7 @@ fn use_vault(args: &ClientArgs, name: &str) -> anyhow::Result<()> {
     if !exists {
         bail!("no vault named {name} that you can see (run `agent-vault vault list`)");
     }
-    client::write_private(
-        &args.data_dir()?,
-        CONTEXT_FILE,
-        format!("{name}\n").as_bytes(),
-    )?;
+    write_context(&args.data_dir()?, name)?;
     println!("Now using vault {name}.");
     Ok(())
 }
@@ -195,6 +194,20 @@ fn current(args: &ClientArgs) -> anyhow::Result<()> {
         "{}",
         VaultSelect { vault: None }.resolve(&args.data_dir()?)?
     );
+    Ok(())
+}
+
+fn rename(args: &ClientArgs, name: &str, new_name: &str) -> anyhow::Result<()> {
+    let client = Client::logged_in(args)?;
+    client.post(
+        &format!("/v1/vaults/{}/rename", segment(name)),
+        &json!({ "name": new_name }),
+    )?;
+    let data_dir = args.data_dir()?;
+    if read_context(&data_dir)?.as_deref() == Some(name) {
+        write_context(&data_dir, new_name)?;
+    }
+    println!("Renamed vault {name} to {new_name}.");
     Ok(())
 }
 
@@ -233,6 +246,11 @@ fn token(args: &ClientArgs, token_args: &TokenArgs) -> anyhow::Result<()> {
 }
 
 /// The vault of `<data-dir>/context`, if one was chosen.
+/// Make `name` the current vault of later commands.
+fn write_context(data_dir: &Path, name: &str) -> anyhow::Result<()> {
+    client::write_private(data_dir, CONTEXT_FILE, format!("{name}\n").as_bytes())
+}
+
 fn read_context(data_dir: &Path) -> anyhow::Result<Option<String>> {
     let path = data_dir.join(CONTEXT_FILE);
     match std::fs::read_to_string(&path) {

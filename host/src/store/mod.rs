@@ -436,6 +436,8 @@ pub trait Store: Send + Sync + 'static {
     /// Delete a vault and everything in it (credentials, services, grants, scoped tokens,
     /// logs, settings).
     fn delete_vault(&self, id: &str) -> Result<()>;
+    /// `Conflict` if another vault has the name; `NotFound` if there is no vault `id`.
+    fn rename_vault(&self, id: &str, name: &str) -> Result<()>;
     fn vault_setting(&self, vault_id: &str, key: &str) -> Result<Option<String>>;
     /// Set a setting, or remove it with `None`.
     fn set_vault_setting(&self, vault_id: &str, key: &str, value: Option<&str>) -> Result<()>;

@@ -1067,6 +1067,23 @@ impl Store for SqliteStore {
         })
     }
 
+    fn rename_vault(&self, id: &str, name: &str) -> Result<()> {
+        self.write("rename the vault", |tx| {
+            if id == DEFAULT_VAULT_ID {
+                return Err(misuse(&format!(
+                    "the {DEFAULT_VAULT} vault cannot be renamed"
+                )));
+            }
+            let renamed = tx
+                .execute("UPDATE vaults SET name = ?2 WHERE id = ?1", [id, name])
+                .on_unique(&format!("vault {name}"))?;
+            if renamed == 0 {
+                return Err(StoreError::NotFound("vault".into()).into());
+            }
+            Ok(())
+        })
+    }
+
     fn delete_vault(&self, id: &str) -> Result<()> {
         self.write("delete the vault", |tx| {
             // The backstop for a caller that did not refuse first: every instance keeps its
