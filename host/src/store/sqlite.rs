@@ -2555,6 +2555,31 @@ mod tests {
     }
 
     #[test]
+    fn a_vault_is_renamed_unless_the_name_is_taken_or_it_is_the_default() {
+        let (_dir, store) = store_with_owner();
+        let payments = store.create_vault("payments", None).unwrap();
+        store.create_vault("billing", None).unwrap();
+        store.rename_vault(&payments.id, "payments-eu").unwrap();
+        assert_eq!(store.vault("payments").unwrap(), None);
+        assert_eq!(
+            store.vault("payments-eu").unwrap().map(|vault| vault.id),
+            Some(payments.id.clone())
+        );
+        assert_eq!(
+            store.rename_vault(&payments.id, "billing").unwrap_err(),
+            StoreError::Conflict("vault billing".into())
+        );
+        assert_eq!(
+            store.rename_vault(DEFAULT_VAULT_ID, "main").unwrap_err(),
+            StoreError::Database("the default vault cannot be renamed".into())
+        );
+        assert_eq!(
+            store.rename_vault("nope", "x").unwrap_err(),
+            StoreError::NotFound("vault".into())
+        );
+    }
+
+    #[test]
     fn credentials_are_stored_listed_replaced_and_deleted() {
         let (_dir, store) = open_store();
         let vault = DEFAULT_VAULT_ID;
