@@ -1180,3 +1180,68 @@ fn a_vault_is_renamed_and_the_cli_follows_it() {
         "{bad}"
     );
 }
+
+#[test]
+fn an_agent_is_renamed_and_given_another_role_keeping_its_token() {
+    let instance = Instance::start();
+    instance.owner_uses_new_vault("team");
+    let token = instance
+        .owner(&["agent", "create", "bot", "--vault", "team"])
+        .trim_end()
+        .to_owned();
+    let as_agent = |args: &[&str]| {
+        DataDir::new()
+            .command(args)
+            .env("AGENT_VAULT_TOKEN", &token)
+            .env("AGENT_VAULT_ADDR", &instance.server.url())
+            .run()
+    };
+    assert_eq!(
+        as_agent(&["account", "whoami"]).ok(),
+        "agent bot (no-access)\n"
+    );
+
+    assert_eq!(
+        instance.owner(&["agent", "rename", "bot", "billing-bot"]),
+        "Renamed agent bot to billing-bot.\n"
+    );
+    assert_eq!(
+        instance.owner(&["agent", "role", "billing-bot", "member"]),
+        "Agent billing-bot is now member (was no-access).\n"
+    );
+    // The same token, under its new name and role.
+    assert_eq!(
+        as_agent(&["account", "whoami"]).ok(),
+        "agent billing-bot (member)\n"
+    );
+    assert!(
+        instance
+            .owner(&["agent", "list"])
+            .contains("billing-bot  member")
+    );
+
+    instance.owner(&["agent", "create", "other-bot"]);
+    let taken = instance
+        .owner
+        .run(&["agent", "rename", "other-bot", "billing-bot"])
+        .fails();
+    assert!(
+        taken.contains("agent billing-bot already exists"),
+        "{taken}"
+    );
+    let unknown = instance
+        .owner
+        .run(&["agent", "role", "nobody", "member"])
+        .fails();
+    assert!(unknown.contains("Agent not found: nobody"), "{unknown}");
+    // A revoked agent keeps its role until it is reactivated.
+    instance.owner(&["agent", "revoke", "other-bot"]);
+    let revoked = instance
+        .owner
+        .run(&["agent", "role", "other-bot", "member"])
+        .fails();
+    assert!(
+        revoked.contains("Agent other-bot is revoked; rotate its token to reactivate it first"),
+        "{revoked}"
+    );
+}

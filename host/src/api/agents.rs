@@ -298,3 +298,58 @@ pub async fn rotate(
         .await?;
     ok(&json!({ "av_agent_token": token, "name": agent.name, "rotated_at": rfc3339(store::now()) }))
 }
+
+#[derive(Deserialize)]
+struct Rename {
+    name: String,
+}
+
+/// `POST /v1/agents/{name}/rename`: its creator or an owner gives it a new name; its token
+/// and grants stay.
+pub async fn rename(
+    state: &ApiState,
+    request: &Request,
+    name: &str,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let (_, agent) = managed_agent(state, request, name).await?;
+    let body: Rename = request.json()?;
+    check_agent_name(&body.name)?;
+    let (id, new_name) = (agent.id.clone(), body.name.clone());
+    state
+        .db
+        .run(move |store| store.rename_agent(&id, &new_name, store::now()))
+        .await?;
+    ok(&json!({
+        "message": format!("Agent {} is now {}", agent.name, body.name),
+        "old_name": agent.name,
+        "new_name": body.name,
+    }))
+}
+
+#[derive(Deserialize)]
+struct RoleChange {
+    role: InstanceRole,
+}
+
+/// `POST /v1/agents/{name}/role`: an owner changes an agent's instance role.
+pub async fn set_role(
+    state: &ApiState,
+    request: &Request,
+    name: &str,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let session = request.session(state).await?;
+    access::require_instance(&session.actor, InstanceRole::Owner)?;
+    let agent = agent_named(state, name).await?;
+    if agent.status == AgentStatus::Revoked {
+        return Err(ApiError::conflict(format!(
+            "Agent {name} is revoked; rotate its token to reactivate it first"
+        )));
+    }
+    let body: RoleChange = request.json()?;
+    let (id, role) = (agent.id.clone(), body.role);
+    state
+        .db
+        .run(move |store| store.set_agent_role(&id, role))
+        .await?;
+    ok(&json!({ "agent": agent.name, "old_role": agent.role, "new_role": body.role }))
+}

@@ -576,6 +576,12 @@ async fn route(state: &ApiState, request: &Request) -> Result<Response<Full<Byte
         (&Method::POST, ["v1", "agents", name, "rotate"]) => {
             agents::rotate(state, request, name).await
         }
+        (&Method::POST, ["v1", "agents", name, "rename"]) => {
+            agents::rename(state, request, name).await
+        }
+        (&Method::POST, ["v1", "agents", name, "role"]) => {
+            agents::set_role(state, request, name).await
+        }
 
         (&Method::GET, ["v1", "users"]) => users::list(state, request).await,
         (&Method::POST, ["v1", "users", "invites"]) => users::invite(state, request).await,

@@ -46,6 +46,14 @@ enum AgentCommand {
     Rotate { name: String },
     /// Revoke an agent: its token and the sessions it minted stop working.
     Revoke { name: String },
+    /// Give an agent a new name; its token and vaults stay.
+    Rename { name: String, new_name: String },
+    /// Change an agent's instance role (owners only).
+    Role {
+        name: String,
+        #[arg(value_parser = ["owner", "member", "no-access"])]
+        role: String,
+    },
     /// Delete an agent.
     Delete {
         name: String,
@@ -148,6 +156,24 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         AgentCommand::Revoke { name } => {
             client.delete(&agent_path(&name), None)?;
             println!("Revoked agent {name}: its token and the sessions it minted no longer work.");
+        }
+        AgentCommand::Rename { name, new_name } => {
+            client.post(
+                &format!("{}/rename", agent_path(&name)),
+                &json!({ "name": new_name }),
+            )?;
+            println!("Renamed agent {name} to {new_name}.");
+        }
+        AgentCommand::Role { name, role } => {
+            let changed = client.post(
+                &format!("{}/role", agent_path(&name)),
+                &json!({ "role": role }),
+            )?;
+            println!(
+                "Agent {name} is now {} (was {}).",
+                client::field(&changed, "new_role")?,
+                client::field(&changed, "old_role")?
+            );
         }
         AgentCommand::Delete { name, yes } => {
             confirm_or_yes(

@@ -546,6 +546,10 @@ pub trait Store: Send + Sync + 'static {
     fn delete_agent(&self, id: &str) -> Result<()>;
     /// Replace all of the agent's tokens with `token` and make it active again.
     fn rotate_agent_token(&self, id: &str, token: &TokenRecord) -> Result<()>;
+    /// `Conflict` if another agent, or a pending invite unexpired at `at`, has the name.
+    fn rename_agent(&self, id: &str, name: &str, at: UnixTime) -> Result<()>;
+    /// `LastOwner` if this demotes the last active owner.
+    fn set_agent_role(&self, id: &str, role: InstanceRole) -> Result<()>;
 
     // Vault grants.
     fn grants_of(&self, actor: &ActorId) -> Result<Vec<Grant>>;

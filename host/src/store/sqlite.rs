@@ -1598,6 +1598,33 @@ impl Store for SqliteStore {
         })
     }
 
+    fn rename_agent(&self, id: &str, name: &str, at: UnixTime) -> Result<()> {
+        self.write("rename the agent", |tx| {
+            find_agent(tx, id)?;
+            agent_invites::check_name_free(tx, name, at)?;
+            tx.execute("UPDATE agents SET name = ?2 WHERE id = ?1", [id, name])
+                .on_unique(&format!("agent {name}"))?;
+            Ok(())
+        })
+    }
+
+    fn set_agent_role(&self, id: &str, role: InstanceRole) -> Result<()> {
+        self.write("change the agent's role", |tx| {
+            let agent = find_agent(tx, id)?;
+            keep_an_owner(
+                tx,
+                agent.role == InstanceRole::Owner
+                    && agent.status == AgentStatus::Active
+                    && role != InstanceRole::Owner,
+            )?;
+            tx.execute(
+                "UPDATE agents SET role = ?1 WHERE id = ?2",
+                [role.as_str(), id],
+            )?;
+            Ok(())
+        })
+    }
+
     fn rotate_agent_token(&self, id: &str, token: &TokenRecord) -> Result<()> {
         if !matches!(&token.kind, TokenKind::Agent { agent_id } if agent_id == id) {
             return Err(StoreError::Database(
@@ -2705,6 +2732,33 @@ mod tests {
             StoreError::Conflict("an owner".into())
         );
         assert_eq!(store.user("bob").unwrap(), None);
+    }
+
+    #[test]
+    fn an_agent_is_renamed_and_its_role_changed_but_the_last_owner_stays() {
+        let (_dir, store) = open_store();
+        add_agent(&store, "ops", InstanceRole::Owner, &[]);
+        add_agent(&store, "bot", InstanceRole::NoAccess, &[]);
+        let ops_name = store.agent("ops").unwrap().unwrap().name;
+        store.rename_agent("bot", "billing-bot", T0).unwrap();
+        assert_eq!(store.agent("bot").unwrap().unwrap().name, "billing-bot");
+        assert_eq!(
+            store.rename_agent("bot", &ops_name, T0).unwrap_err(),
+            StoreError::Conflict(format!("agent {ops_name}"))
+        );
+        assert_eq!(
+            store.rename_agent("nope", "x", T0).unwrap_err(),
+            StoreError::NotFound("agent".into())
+        );
+
+        store.set_agent_role("bot", InstanceRole::Member).unwrap();
+        assert_eq!(store.agent("bot").unwrap().unwrap().role, InstanceRole::Member);
+        assert_eq!(
+            store.set_agent_role("ops", InstanceRole::Member).unwrap_err(),
+            StoreError::LastOwner
+        );
+        store.set_agent_role("bot", InstanceRole::Owner).unwrap();
+        store.set_agent_role("ops", InstanceRole::Member).unwrap();
     }
 
     #[test]
