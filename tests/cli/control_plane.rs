@@ -1245,3 +1245,89 @@ fn an_agent_is_renamed_and_given_another_role_keeping_its_token() {
         "{revoked}"
     );
 }
+
+#[test]
+fn the_services_using_a_credential_are_listed_before_it_goes() {
+    let instance = Instance::start();
+    instance.owner(&[
+        "vault",
+        "credential",
+        "set",
+        "SHARED_KEY=sk_shared",
+        "OTHER_KEY=sk_other",
+    ]);
+    for (name, host, key) in [
+        ("payments", "api.stripe.com", "SHARED_KEY"),
+        ("billing", "billing.example.com", "SHARED_KEY"),
+        ("search", "api.search.example", "OTHER_KEY"),
+    ] {
+        instance.owner(&[
+            "vault",
+            "service",
+            "add",
+            "--name",
+            name,
+            "--host",
+            host,
+            "--auth-type",
+            "bearer",
+            "--token-key",
+            key,
+        ]);
+    }
+    let token = session_token(&instance.owner);
+    let usage = |query: &str| {
+        instance.server.call(
+            "GET",
+            &format!("/v1/vaults/default/services/credential-usage{query}"),
+            Some(&token),
+            None,
+        )
+    };
+    let (status, answer) = usage("?key=SHARED_KEY");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer,
+        json!({ "services": [
+            { "name": "payments", "host": "api.stripe.com" },
+            { "name": "billing", "host": "billing.example.com" },
+        ] })
+    );
+    assert_eq!(usage("?key=UNUSED").1, json!({ "services": [] }));
+    let (status, answer) = usage("");
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (400, Some("key is required"))
+    );
+}
+
+#[test]
+fn a_caller_reads_its_role_in_a_vault_and_owners_list_every_vault() {
+    let instance = Instance::start();
+    instance.owner(&["vault", "create", "team"]);
+    let owner = session_token(&instance.owner);
+    let vault_token = instance.owner(&["vault", "token", "--vault", "team"]);
+    let vault_token = vault_token.trim_end();
+    let get = |path: &str, token: &str| instance.server.call("GET", path, Some(token), None);
+
+    assert_eq!(
+        get("/v1/vaults/team/context", &owner),
+        (200, json!({ "vault_name": "team", "vault_role": "admin" }))
+    );
+    assert_eq!(
+        get("/v1/vaults/team/context", vault_token),
+        (200, json!({ "vault_name": "team", "vault_role": "proxy" }))
+    );
+    assert_eq!(get("/v1/vaults/default/context", vault_token).0, 403);
+
+    let (status, all) = get("/v1/admin/vaults", &owner);
+    assert_eq!(status, 200, "{all}");
+    let vaults: Vec<(&str, bool)> = all["vaults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|vault| (vault["name"].as_str().unwrap(), vault["is_default"] == true))
+        .collect();
+    assert_eq!(vaults, [("default", true), ("team", false)]);
+    assert_eq!(get("/v1/admin/vaults", vault_token).0, 403);
+}

@@ -500,6 +500,10 @@ async fn route(state: &ApiState, request: &Request) -> Result<Response<Full<Byte
         (&Method::POST, ["v1", "vaults"]) => vaults::create(state, request).await,
         (&Method::GET, ["v1", "vaults"]) => vaults::list(state, request).await,
         (&Method::DELETE, ["v1", "vaults", name]) => vaults::delete(state, request, name).await,
+        (&Method::GET, ["v1", "vaults", name, "context"]) => {
+            vaults::context(state, request, name).await
+        }
+        (&Method::GET, ["v1", "admin", "vaults"]) => vaults::all(state, request).await,
         (&Method::POST, ["v1", "vaults", name, "rename"]) => {
             vaults::rename(state, request, name).await
         }
@@ -538,6 +542,9 @@ async fn route(state: &ApiState, request: &Request) -> Result<Response<Full<Byte
         (&Method::POST, ["v1", "credentials"]) => credentials::set(state, request).await,
         (&Method::DELETE, ["v1", "credentials"]) => credentials::delete(state, request).await,
 
+        (&Method::GET, ["v1", "vaults", name, "services", "credential-usage"]) => {
+            services::credential_usage(state, request, name).await
+        }
         (&Method::GET, ["v1", "vaults", name, "services"]) => {
             services::list(state, request, name).await
         }

@@ -75,6 +75,27 @@ pub async fn list(
     ok(&json!({ "vault": vault.name, "services": json }))
 }
 
+/// `GET /v1/vaults/{name}/services/credential-usage?key=`: the services that use a
+/// credential key, say before it is deleted or rotated.
+pub async fn credential_usage(
+    state: &ApiState,
+    request: &Request,
+    name: &str,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let vault = vault_for(state, request, name, VaultRole::Proxy).await?;
+    let key = request
+        .query("key")
+        .filter(|key| !key.is_empty())
+        .ok_or_else(|| ApiError::bad_request("key is required"))?;
+    let services = load(state, &vault).await?;
+    let using: Vec<_> = services
+        .iter()
+        .filter(|service| service.credential_keys().iter().any(|used| used == key))
+        .map(|service| json!({ "name": service.name, "host": service.inline_host() }))
+        .collect();
+    ok(&json!({ "services": using }))
+}
+
 pub async fn upsert(
     state: &ApiState,
     request: &Request,

@@ -130,6 +130,49 @@ pub async fn rename(
     ok(&json!({ "id": vault.id, "old_name": vault.name, "name": body.name }))
 }
 
+/// `GET /v1/vaults/{name}/context`: the vault as the caller sees it: its name and the
+/// caller's role there.
+pub async fn context(
+    state: &ApiState,
+    request: &Request,
+    name: &str,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let session = request.session(state).await?;
+    let vault = find_vault(state, name).await?;
+    let (actor, checked) = (session.actor, vault.clone());
+    let role = state
+        .db
+        .run(move |store| {
+            Ok(access::require_vault(
+                store,
+                &actor,
+                &checked,
+                VaultRole::Proxy,
+            ))
+        })
+        .await??;
+    ok(&json!({ "vault_name": vault.name, "vault_role": role }))
+}
+
+/// `GET /v1/admin/vaults`: every vault of the instance, for its owners.
+pub async fn all(state: &ApiState, request: &Request) -> Result<Response<Full<Bytes>>, ApiError> {
+    let session = request.session(state).await?;
+    access::require_instance(&session.actor, InstanceRole::Owner)?;
+    let vaults = state.db.run(|store| store.vaults()).await?;
+    let listed: Vec<_> = vaults
+        .iter()
+        .map(|vault| {
+            json!({
+                "id": vault.id,
+                "name": vault.name,
+                "is_default": vault.name == store::DEFAULT_VAULT,
+                "created_at": rfc3339(vault.created_at),
+            })
+        })
+        .collect();
+    ok(&json!({ "vaults": listed }))
+}
+
 pub async fn settings(
     state: &ApiState,
     request: &Request,

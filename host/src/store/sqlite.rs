@@ -2752,9 +2752,14 @@ mod tests {
         );
 
         store.set_agent_role("bot", InstanceRole::Member).unwrap();
-        assert_eq!(store.agent("bot").unwrap().unwrap().role, InstanceRole::Member);
         assert_eq!(
-            store.set_agent_role("ops", InstanceRole::Member).unwrap_err(),
+            store.agent("bot").unwrap().unwrap().role,
+            InstanceRole::Member
+        );
+        assert_eq!(
+            store
+                .set_agent_role("ops", InstanceRole::Member)
+                .unwrap_err(),
             StoreError::LastOwner
         );
         store.set_agent_role("bot", InstanceRole::Owner).unwrap();
