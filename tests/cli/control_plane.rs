@@ -53,6 +53,25 @@ impl Instance {
         }
     }
 
+    /// The owner logs in again from another CLI data directory (another machine).
+    fn owner_logs_in_elsewhere(&self) -> DataDir {
+        let elsewhere = DataDir::new();
+        elsewhere
+            .command(&[
+                "auth",
+                "login",
+                "--address",
+                &self.server.url(),
+                "--email",
+                OWNER,
+                "--password-stdin",
+            ])
+            .stdin(&format!("{OWNER_PASSWORD}\n"))
+            .run()
+            .ok();
+        elsewhere
+    }
+
     /// `agent-vault ARGS...` as the owner; its stdout.
     fn owner(&self, args: &[&str]) -> String {
         self.owner.run(args).ok()
@@ -991,20 +1010,7 @@ fn commands_say_when_nobody_is_logged_in_or_the_server_is_down() {
 fn a_changed_password_ends_every_other_session_and_the_old_password() {
     let instance = Instance::start();
     // A second login of the same owner, elsewhere.
-    let laptop = DataDir::new();
-    laptop
-        .command(&[
-            "auth",
-            "login",
-            "--address",
-            &instance.server.url(),
-            "--email",
-            OWNER,
-            "--password-stdin",
-        ])
-        .stdin(&format!("{OWNER_PASSWORD}\n"))
-        .run()
-        .ok();
+    let laptop = instance.owner_logs_in_elsewhere();
     let old_token = session_token(&instance.owner);
     assert_eq!(
         instance.owner(&["account", "whoami"]),
@@ -1076,20 +1082,7 @@ fn a_changed_password_ends_every_other_session_and_the_old_password() {
 #[test]
 fn a_user_lists_their_login_sessions_and_ends_one_elsewhere() {
     let instance = Instance::start();
-    let laptop = DataDir::new();
-    laptop
-        .command(&[
-            "auth",
-            "login",
-            "--address",
-            &instance.server.url(),
-            "--email",
-            OWNER,
-            "--password-stdin",
-        ])
-        .stdin(&format!("{OWNER_PASSWORD}\n"))
-        .run()
-        .ok();
+    let laptop = instance.owner_logs_in_elsewhere();
     let listed = instance.owner(&["auth", "sessions"]);
     let lines: Vec<&str> = listed.lines().collect();
     assert_eq!(lines.len(), 3, "{listed}");

@@ -234,15 +234,23 @@ pub async fn change_password(
     }))
 }
 
-/// The signed-in user of `request`, and the hash of the token it came with.
-async fn signed_in_user(state: &ApiState, request: &Request) -> Result<(User, String), ApiError> {
+/// The login sessions of the user signed in with `request`, and the hash of the token it
+/// came with.
+async fn own_login_sessions(
+    state: &ApiState,
+    request: &Request,
+) -> Result<(Vec<TokenRecord>, String), ApiError> {
     let session = request.session(state).await?;
-    match session.actor {
-        Actor::User(user) => Ok((user, session.token_hash)),
-        _ => Err(ApiError::forbidden(
+    let Actor::User(user) = session.actor else {
+        return Err(ApiError::forbidden(
             "Only a signed-in user has login sessions",
-        )),
-    }
+        ));
+    };
+    let records = state
+        .db
+        .run(move |store| store.user_sessions(&user.id))
+        .await?;
+    Ok((records, session.token_hash))
 }
 
 /// `GET /v1/auth/sessions`: the user's login sessions, the one asking marked `current`.
@@ -250,11 +258,7 @@ pub async fn sessions(
     state: &ApiState,
     request: &Request,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let (user, current) = signed_in_user(state, request).await?;
-    let records = state
-        .db
-        .run(move |store| store.user_sessions(&user.id))
-        .await?;
+    let (records, current) = own_login_sessions(state, request).await?;
     let sessions: Vec<_> = records
         .iter()
         .map(|record| {
@@ -285,11 +289,7 @@ pub async fn revoke_session(
     request: &Request,
     id: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let (user, current) = signed_in_user(state, request).await?;
-    let records = state
-        .db
-        .run(move |store| store.user_sessions(&user.id))
-        .await?;
+    let (records, current) = own_login_sessions(state, request).await?;
     let record = records
         .into_iter()
         .find(|record| record.public_id == id)
