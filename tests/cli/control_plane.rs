@@ -72,6 +72,11 @@ impl Instance {
         elsewhere
     }
 
+    /// `agent-vault ARGS...` as the owner, which must fail; its stderr.
+    fn owner_fails(&self, args: &[&str]) -> String {
+        self.owner.run(args).fails()
+    }
+
     /// `agent-vault ARGS...` as the owner; its stdout.
     fn owner(&self, args: &[&str]) -> String {
         self.owner.run(args).ok()
@@ -139,17 +144,11 @@ fn an_owner_keeps_credentials_in_a_vault_of_their_own() {
         "Deleted STRIPE_KEY from vault team.\n"
     );
     assert_eq!(
-        instance
-            .owner
-            .run(&["vault", "credential", "delete", "STRIPE_KEY"])
-            .fails(),
+        instance.owner_fails(&["vault", "credential", "delete", "STRIPE_KEY"]),
         "error: vault team has no credential STRIPE_KEY\n"
     );
     assert_eq!(
-        instance
-            .owner
-            .run(&["vault", "credential", "set", "lower_case=x"])
-            .fails(),
+        instance.owner_fails(&["vault", "credential", "set", "lower_case=x"]),
         "error: credential key \"lower_case\" must be UPPER_SNAKE_CASE (e.g. STRIPE_KEY)\n"
     );
 }
@@ -203,15 +202,15 @@ fn a_vault_is_chosen_by_flag_environment_or_context_and_deleted_only_when_confir
         "default\n"
     );
     assert_eq!(
-        instance.owner.run(&["vault", "use", "nope"]).fails(),
+        instance.owner_fails(&["vault", "use", "nope"]),
         "error: no vault named nope that you can see (run `agent-vault vault list`)\n"
     );
     assert_eq!(
-        instance.owner.run(&["vault", "create", "team"]).fails(),
+        instance.owner_fails(&["vault", "create", "team"]),
         "error: vault team already exists\n"
     );
     assert_eq!(
-        instance.owner.run(&["vault", "delete", "team"]).fails(),
+        instance.owner_fails(&["vault", "delete", "team"]),
         "error: deleting vault team needs --yes when standard input is not a terminal\n"
     );
     assert_eq!(
@@ -392,10 +391,7 @@ services:
         "Disabled stripe (api.stripe.com) in vault team.\n"
     );
     assert_eq!(
-        instance
-            .owner
-            .run(&["vault", "service", "remove", "jira"])
-            .fails(),
+        instance.owner_fails(&["vault", "service", "remove", "jira"]),
         "error: removing service jira needs --yes when standard input is not a terminal\n"
     );
     assert_eq!(
@@ -403,10 +399,7 @@ services:
         "Removed jira (acme.atlassian.net) from vault team (5 services left).\n"
     );
     assert_eq!(
-        instance
-            .owner
-            .run(&["vault", "service", "enable", "jira"])
-            .fails(),
+        instance.owner_fails(&["vault", "service", "enable", "jira"]),
         "error: Service not found: jira\n"
     );
 
@@ -636,17 +629,11 @@ fn a_vault_token_is_a_proxy_session_of_that_vault() {
         json!({"type": "session", "vault": "team", "vault_role": "proxy"})
     );
     assert_eq!(
-        instance
-            .owner
-            .run(&["vault", "token", "--ttl", "1m"])
-            .fails(),
+        instance.owner_fails(&["vault", "token", "--ttl", "1m"]),
         "error: ttl_seconds must be between 300 and 604800\n"
     );
     assert_eq!(
-        instance
-            .owner
-            .run(&["vault", "token", "--ttl", "soon"])
-            .fails(),
+        instance.owner_fails(&["vault", "token", "--ttl", "soon"]),
         "error: --ttl \"soon\" is not a duration: use seconds or a number with s, m, h or d (e.g. 30m, 24h, 7d)\n"
     );
 }
@@ -717,7 +704,7 @@ fn an_agent_gets_its_token_once_and_loses_it_on_rotation_and_revocation() {
     );
     assert_eq!(me(&second).0, 401);
     assert_eq!(
-        instance.owner.run(&["agent", "delete", "bot"]).fails(),
+        instance.owner_fails(&["agent", "delete", "bot"]),
         "error: deleting agent bot needs --yes when standard input is not a terminal\n"
     );
     assert_eq!(
@@ -729,7 +716,7 @@ fn an_agent_gets_its_token_once_and_loses_it_on_rotation_and_revocation() {
         "NAME  ROLE  STATUS  VAULTS  CREATED\n"
     );
     assert_eq!(
-        instance.owner.run(&["agent", "rotate", "bot"]).fails(),
+        instance.owner_fails(&["agent", "rotate", "bot"]),
         "error: Agent not found: bot\n"
     );
 }
@@ -1121,10 +1108,7 @@ fn a_user_lists_their_login_sessions_and_ends_one_elsewhere() {
             .count(),
         2
     );
-    let unknown = instance
-        .owner
-        .run(&["auth", "sessions", "revoke", laptop_id])
-        .fails();
+    let unknown = instance.owner_fails(&["auth", "sessions", "revoke", laptop_id]);
     assert!(unknown.contains("No such session of yours"), "{unknown}");
 }
 
@@ -1144,30 +1128,18 @@ fn a_vault_is_renamed_and_the_cli_follows_it() {
             .owner(&["vault", "credential", "list"])
             .contains("API_KEY")
     );
-    let gone = instance
-        .owner
-        .run(&["vault", "credential", "list", "--vault", "staging"])
-        .fails();
+    let gone = instance.owner_fails(&["vault", "credential", "list", "--vault", "staging"]);
     assert!(gone.contains("Vault not found: staging"), "{gone}");
 
     instance.owner(&["vault", "create", "other"]);
-    let taken = instance
-        .owner
-        .run(&["vault", "rename", "preprod", "other"])
-        .fails();
+    let taken = instance.owner_fails(&["vault", "rename", "preprod", "other"]);
     assert!(taken.contains("vault other already exists"), "{taken}");
-    let default = instance
-        .owner
-        .run(&["vault", "rename", "default", "main"])
-        .fails();
+    let default = instance.owner_fails(&["vault", "rename", "default", "main"]);
     assert!(
         default.contains("Cannot rename the default vault"),
         "{default}"
     );
-    let bad = instance
-        .owner
-        .run(&["vault", "rename", "preprod", "Not A Slug"])
-        .fails();
+    let bad = instance.owner_fails(&["vault", "rename", "preprod", "Not A Slug"]);
     assert!(
         bad.contains("must be lower-case letters, digits and hyphens"),
         "{bad}"
@@ -1214,25 +1186,16 @@ fn an_agent_is_renamed_and_given_another_role_keeping_its_token() {
     );
 
     instance.owner(&["agent", "create", "other-bot"]);
-    let taken = instance
-        .owner
-        .run(&["agent", "rename", "other-bot", "billing-bot"])
-        .fails();
+    let taken = instance.owner_fails(&["agent", "rename", "other-bot", "billing-bot"]);
     assert!(
         taken.contains("agent billing-bot already exists"),
         "{taken}"
     );
-    let unknown = instance
-        .owner
-        .run(&["agent", "role", "nobody", "member"])
-        .fails();
+    let unknown = instance.owner_fails(&["agent", "role", "nobody", "member"]);
     assert!(unknown.contains("Agent not found: nobody"), "{unknown}");
     // A revoked agent keeps its role until it is reactivated.
     instance.owner(&["agent", "revoke", "other-bot"]);
-    let revoked = instance
-        .owner
-        .run(&["agent", "role", "other-bot", "member"])
-        .fails();
+    let revoked = instance.owner_fails(&["agent", "role", "other-bot", "member"]);
     assert!(
         revoked.contains("Agent other-bot is revoked; rotate its token to reactivate it first"),
         "{revoked}"
