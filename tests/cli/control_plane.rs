@@ -1287,3 +1287,41 @@ fn a_caller_reads_its_role_in_a_vault_and_owners_list_every_vault() {
     assert_eq!(vaults, [("default", true), ("team", false)]);
     assert_eq!(get("/v1/admin/vaults", vault_token).0, 403);
 }
+
+#[test]
+fn an_owner_leaves_a_vault_another_admin_keeps_and_joins_it_again() {
+    let instance = Instance::start();
+    instance.owner(&["vault", "create", "team"]);
+    assert!(
+        instance
+            .owner_fails(&["vault", "join", "team"])
+            .contains("You are already a member of vault team")
+    );
+    assert!(
+        instance
+            .owner_fails(&["vault", "leave", "team"])
+            .contains("This would leave the vault without an admin")
+    );
+    instance.owner(&["agent", "create", "ops", "--vault", "team:admin"]);
+    assert_eq!(
+        instance.owner(&["vault", "leave", "team"]),
+        "You left vault team.\n"
+    );
+    assert!(
+        instance
+            .owner_fails(&["vault", "leave", "team"])
+            .contains("You have no grant in vault team to leave")
+    );
+    assert_eq!(
+        instance.owner(&["vault", "join", "team"]),
+        "Joined vault team as an admin.\n"
+    );
+    let vault_token = instance.owner(&["vault", "token", "--vault", "team"]);
+    let (status, answer) = instance.server.call(
+        "POST",
+        "/v1/vaults/team/leave",
+        Some(vault_token.trim_end()),
+        Some(&json!({})),
+    );
+    assert_eq!(status, 403, "{answer}");
+}

@@ -30,7 +30,7 @@ impl Transparent {
 
     fn start_with(env: &[(&str, &str)]) -> Transparent {
         let proxy = Proxy::start_with(&["--mitm-port", "auto"], env);
-        proxy.credentials(json!({ "ITEMS_KEY": "sk_live_transparent_0007" }));
+        proxy.credentials(json!({ "ITEMS_KEY": "sk_test_transparent_0007" }));
         proxy.services(json!([
             { "name": "items", "host": "api.test.example", "auth": { "type": "bearer", "token": "ITEMS_KEY" } }
         ]));
@@ -113,7 +113,7 @@ fn curl_through_https_proxy_gets_the_credential_attached() {
     assert_eq!(received.target, "/v1/items?limit=2");
     assert_eq!(
         received.header("authorization"),
-        ["Bearer sk_live_transparent_0007"]
+        ["Bearer sk_test_transparent_0007"]
     );
     assert!(received.header("proxy-authorization").is_empty());
     assert!(
@@ -622,7 +622,7 @@ fn curl_runs_unmodified_under_vault_run() {
     );
     assert_eq!(
         t.proxy.upstream.last().header("authorization"),
-        ["Bearer sk_live_transparent_0007"]
+        ["Bearer sk_test_transparent_0007"]
     );
 }
 
@@ -719,7 +719,7 @@ fn a_websocket_handshake_gets_the_credential_and_then_carries_messages_both_ways
     assert_eq!(handshake.target, "/ws-greet");
     assert_eq!(
         handshake.header("authorization"),
-        ["Bearer sk_live_transparent_0007"]
+        ["Bearer sk_test_transparent_0007"]
     );
     assert_eq!(handshake.header("upgrade"), ["websocket"]);
     // The upstream's messages are searched for the credential: no compression may be agreed.
@@ -773,7 +773,7 @@ fn python_requests_and_node_fetch_run_unmodified_under_vault_run() {
         assert_eq!(received.target, path);
         assert_eq!(
             received.header("authorization"),
-            ["Bearer sk_live_transparent_0007"],
+            ["Bearer sk_test_transparent_0007"],
             "{program}"
         );
     }
@@ -888,7 +888,7 @@ fn an_http2_only_client_works_through_the_tunnel() {
     assert_eq!(received.target, "/h2-only");
     assert_eq!(
         received.header("authorization"),
-        ["Bearer sk_live_transparent_0007"]
+        ["Bearer sk_test_transparent_0007"]
     );
 }
 

@@ -504,6 +504,10 @@ async fn route(state: &ApiState, request: &Request) -> Result<Response<Full<Byte
             vaults::context(state, request, name).await
         }
         (&Method::GET, ["v1", "admin", "vaults"]) => vaults::all(state, request).await,
+        (&Method::POST, ["v1", "vaults", name, "join"]) => vaults::join(state, request, name).await,
+        (&Method::POST, ["v1", "vaults", name, "leave"]) => {
+            vaults::leave(state, request, name).await
+        }
         (&Method::POST, ["v1", "vaults", name, "rename"]) => {
             vaults::rename(state, request, name).await
         }

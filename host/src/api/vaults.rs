@@ -173,6 +173,61 @@ pub async fn all(state: &ApiState, request: &Request) -> Result<Response<Full<By
     ok(&json!({ "vaults": listed }))
 }
 
+/// `POST /v1/vaults/{name}/join`: an owner, who sees every vault, becomes one of its
+/// admins.
+pub async fn join(
+    state: &ApiState,
+    request: &Request,
+    name: &str,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let session = request.session(state).await?;
+    access::require_instance(&session.actor, InstanceRole::Owner)?;
+    let actor = session
+        .actor
+        .id()
+        .ok_or_else(|| ApiError::forbidden("Owner role required"))?;
+    let vault = find_vault(state, name).await?;
+    if grant_in(state, &actor, &vault.id).await?.is_some() {
+        return Err(ApiError::conflict(format!(
+            "You are already a member of vault {}",
+            vault.name
+        )));
+    }
+    let grant = Grant {
+        actor,
+        vault_id: vault.id.clone(),
+        role: VaultRole::Admin,
+    };
+    state.db.run(move |store| store.set_grant(&grant)).await?;
+    ok(&json!({ "vault": vault.name, "role": VaultRole::Admin, "joined": true }))
+}
+
+/// `POST /v1/vaults/{name}/leave`: a user or agent gives up its own grant in the vault
+/// (not the last admin's).
+pub async fn leave(
+    state: &ApiState,
+    request: &Request,
+    name: &str,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let session = request.session(state).await?;
+    let actor = session.actor.id().ok_or_else(|| {
+        ApiError::forbidden("A vault token cannot leave its vault; revoke it instead")
+    })?;
+    let vault = find_vault(state, name).await?;
+    if grant_in(state, &actor, &vault.id).await?.is_none() {
+        return Err(ApiError::conflict(format!(
+            "You have no grant in vault {} to leave",
+            vault.name
+        )));
+    }
+    let vault_id = vault.id.clone();
+    state
+        .db
+        .run(move |store| store.remove_grant(&actor, &vault_id))
+        .await?;
+    ok(&json!({ "message": format!("You left vault {}", vault.name) }))
+}
+
 pub async fn settings(
     state: &ApiState,
     request: &Request,

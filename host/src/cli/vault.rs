@@ -40,6 +40,10 @@ enum VaultCommand {
     Current,
     /// Give a vault a new name (agents naming it in X-Vault must follow).
     Rename { name: String, new_name: String },
+    /// Become an admin of a vault (owners, who see every vault).
+    Join { name: String },
+    /// Give up your own access to a vault.
+    Leave { name: String },
     /// Delete a vault with its credentials and services.
     Delete {
         name: String,
@@ -108,6 +112,18 @@ pub fn run(args: VaultArgs) -> anyhow::Result<ExitCode> {
         VaultCommand::Use { name } => use_vault(client_args, &name),
         VaultCommand::Current => current(client_args),
         VaultCommand::Rename { name, new_name } => rename(client_args, &name, &new_name),
+        VaultCommand::Join { name } => {
+            let client = Client::logged_in(client_args)?;
+            client.post(&format!("/v1/vaults/{}/join", segment(&name)), &json!({}))?;
+            println!("Joined vault {name} as an admin.");
+            Ok(())
+        }
+        VaultCommand::Leave { name } => {
+            let client = Client::logged_in(client_args)?;
+            let left = client.post(&format!("/v1/vaults/{}/leave", segment(&name)), &json!({}))?;
+            println!("{}.", client::field(&left, "message")?);
+            Ok(())
+        }
         VaultCommand::Delete { name, yes } => delete(client_args, &name, yes),
         VaultCommand::Credential(command) => credential::run(client_args, command),
         VaultCommand::Service(command) => service::run(client_args, command),
