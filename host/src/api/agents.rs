@@ -299,11 +299,6 @@ pub async fn rotate(
     ok(&json!({ "av_agent_token": token, "name": agent.name, "rotated_at": rfc3339(store::now()) }))
 }
 
-#[derive(Deserialize)]
-struct Rename {
-    name: String,
-}
-
 /// `POST /v1/agents/{name}/rename`: its creator or an owner gives it a new name; its token
 /// and grants stay.
 pub async fn rename(
@@ -312,7 +307,7 @@ pub async fn rename(
     name: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let (_, agent) = managed_agent(state, request, name).await?;
-    let body: Rename = request.json()?;
+    let body: super::NewName = request.json()?;
     check_agent_name(&body.name)?;
     let (id, new_name) = (agent.id.clone(), body.name.clone());
     state

@@ -28,8 +28,8 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::auth::access::{AccessError, Denied};
@@ -166,6 +166,12 @@ impl Generation {
     pub fn current(&self) -> u64 {
         self.0.load(Ordering::Acquire)
     }
+}
+
+/// The body of a rename (of a vault, of an agent).
+#[derive(Deserialize)]
+struct NewName {
+    name: String,
 }
 
 /// A request as handlers see it: the body read in full (at most 1 MiB).

@@ -32,10 +32,7 @@ pub async fn create(
     let session = request.session(state).await?;
     access::require_instance(&session.actor, InstanceRole::Member)?;
     let body: CreateVault = request.json()?;
-    check_name(&body.name).map_err(ApiError::bad_request)?;
-    if body.name == "users" {
-        return Err(ApiError::bad_request("name \"users\" is reserved"));
-    }
+    check_vault_name(&body.name)?;
     let admin = session.actor.id();
     let name = body.name;
     let vault = state
@@ -101,9 +98,13 @@ pub async fn delete(
     ok(&json!({ "name": vault.name, "deleted": true }))
 }
 
-#[derive(Deserialize)]
-struct RenameVault {
-    name: String,
+/// A name a vault may have: a slug, and not `users`.
+fn check_vault_name(name: &str) -> Result<(), ApiError> {
+    check_name(name).map_err(ApiError::bad_request)?;
+    if name == "users" {
+        return Err(ApiError::bad_request("name \"users\" is reserved"));
+    }
+    Ok(())
 }
 
 /// `POST /v1/vaults/{name}/rename`: its admins and owners give it a new name. Agents that
@@ -117,11 +118,8 @@ pub async fn rename(
     if vault.name == store::DEFAULT_VAULT {
         return Err(ApiError::bad_request("Cannot rename the default vault"));
     }
-    let body: RenameVault = request.json()?;
-    check_name(&body.name).map_err(ApiError::bad_request)?;
-    if body.name == "users" {
-        return Err(ApiError::bad_request("name \"users\" is reserved"));
-    }
+    let body: super::NewName = request.json()?;
+    check_vault_name(&body.name)?;
     let (id, new_name) = (vault.id.clone(), body.name.clone());
     state
         .db
