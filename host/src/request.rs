@@ -154,6 +154,23 @@ impl RequestHead {
         };
     }
 
+    /// Remove every parameter whose decoded value contains `needle`.
+    pub fn remove_query_values_containing(&mut self, needle: &str) {
+        let Some(query) = &self.query else { return };
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|pair| {
+                let raw_value = pair.split_once('=').map_or("", |(_, v)| v);
+                !decode_component(raw_value).contains(needle)
+            })
+            .collect();
+        self.query = if kept.is_empty() {
+            None
+        } else {
+            Some(kept.join("&"))
+        };
+    }
+
     /// Replace every parameter named `name` with one `name=value`, encoding both, at the
     /// position of the first one replaced (or at the end).
     pub fn set_query_param(&mut self, name: &str, value: &[u8]) {

@@ -63,6 +63,8 @@ pub struct ServiceSpec {
     pub redact_echo: Option<bool>,
     #[serde(default)]
     pub compressed_responses: Option<String>,
+    #[serde(default)]
+    pub allow_plaintext: Option<bool>,
 }
 
 /// Requests a service lets through: any of `methods` (or `*`) on any of `paths` (globs).
@@ -91,6 +93,9 @@ pub struct Service {
     pub substitutions: Vec<Substitution>,
     /// What the proxy does to the upstream's answers.
     pub responses: ResponsePolicy,
+    /// Whether the credential may go out over plain HTTP (a lab upstream without TLS); off,
+    /// a plain-http request to the service is refused with `plaintext_refused`.
+    pub allow_plaintext: bool,
 }
 
 /// A placeholder in the agent's request that the proxy replaces with a credential value on
@@ -370,6 +375,9 @@ impl Service {
             };
             object.insert("compressed_responses".into(), Value::String(text.into()));
         }
+        if self.allow_plaintext {
+            object.insert("allow_plaintext".into(), Value::Bool(true));
+        }
         Value::Object(object)
     }
 }
@@ -523,6 +531,7 @@ fn validate_one(spec: &ServiceSpec, rules: Rules<'_>) -> Result<Service, String>
             redact_echo: spec.redact_echo.unwrap_or(true),
             compressed,
         },
+        allow_plaintext: spec.allow_plaintext.unwrap_or(false),
     };
     if let Some(registry) = rules.plugins {
         check_plugin(&service, registry)?;

@@ -533,6 +533,6 @@ fn trace_is_never_forwarded_to_a_service() {
     ]));
     let before = proxy.upstream.received().len();
     let answer = proxy.call("TRACE", "api.test.example", "/x", &[]);
-    assert_eq!(answer.proxy_error(), (403, "path_not_allowed".into()));
+    assert_eq!(answer.proxy_error(), (405, "method_not_allowed".into()));
     assert_eq!(proxy.upstream.received().len(), before);
 }

@@ -780,7 +780,7 @@ fn python_requests_and_node_fetch_run_unmodified_under_vault_run() {
 }
 
 #[test]
-fn a_plain_http_request_is_forwarded_with_the_credential() {
+fn a_plain_http_request_carries_a_credential_only_where_the_service_allows_plaintext() {
     // A plain-http upstream that records the head of the one request it gets.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -788,10 +788,10 @@ fn a_plain_http_request_is_forwarded_with_the_credential() {
     std::thread::spawn(move || {
         if let Ok((mut stream, _)) = listener.accept() {
             let head = read_head(&mut stream);
+            let _ = sender.send(head);
             let _ = stream.write_all(
                 b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nplain",
             );
-            let _ = sender.send(head);
         }
     });
     let pin = format!("plain.test.example:{port}:127.0.0.1");
@@ -800,21 +800,41 @@ fn a_plain_http_request_is_forwarded_with_the_credential() {
         &[("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.1/32")],
     );
     proxy.credentials(json!({ "PLAIN_KEY": "sk_live_plain_0008" }));
-    proxy.services(json!([
-        { "name": "plain", "host": "plain.test.example", "auth": { "type": "bearer", "token": "PLAIN_KEY" } }
-    ]));
+    let service = |allow_plaintext: bool| {
+        json!([{
+            "name": "plain", "host": "plain.test.example",
+            "auth": { "type": "bearer", "token": "PLAIN_KEY" },
+            "allow_plaintext": allow_plaintext,
+        }])
+    };
     let address = proxy.server.transparent.clone().unwrap();
-    let output = Command::new("curl")
-        .args(["-sS", "--max-time", "20", "--proxy"])
-        .arg(format!("http://{address}"))
-        .arg("--proxy-user")
-        .arg(format!("{}:default", proxy.token))
-        .arg(format!("http://plain.test.example:{port}/v1/plain?x=1"))
-        .output()
-        .unwrap();
+    let curl = || {
+        Command::new("curl")
+            .args(["-sS", "--max-time", "20", "--proxy"])
+            .arg(format!("http://{address}"))
+            .arg("--proxy-user")
+            .arg(format!("{}:default", proxy.token))
+            .args(["-w", "\n%{http_code}"])
+            .arg(format!("http://plain.test.example:{port}/v1/plain?x=1"))
+            .output()
+            .unwrap()
+    };
+
+    // By default the credential never leaves in clear text: refused before any connection.
+    proxy.services(service(false));
+    let refused = String::from_utf8_lossy(&curl().stdout).into_owned();
+    assert!(refused.ends_with("\n403"), "{refused}");
+    assert!(refused.contains(r#""error":"plaintext_refused""#), "{refused}");
+    assert!(refused.contains("allow_plaintext"), "{refused}");
+    assert!(!refused.contains("sk_live_plain_0008"), "{refused}");
+    assert!(received.try_recv().is_err(), "the upstream got a request");
+
+    // A lab upstream without TLS, allowed explicitly.
+    proxy.services(service(true));
+    let output = curl();
     assert_eq!(
         String::from_utf8_lossy(&output.stdout),
-        "plain",
+        "plain\n200",
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );

@@ -11,6 +11,7 @@
 use std::net::IpAddr;
 
 use http::HeaderMap;
+use zeroize::Zeroizing;
 
 use super::{ProxyError, ProxyState};
 use crate::auth::{Actor, bearer};
@@ -23,6 +24,9 @@ pub struct Caller {
     pub vault: Vault,
     /// The rate-limit scope: one per token holder and vault.
     pub scope: String,
+    /// The token itself, so that no copy of it the agent sends along (a cookie, a query
+    /// parameter) goes upstream.
+    pub token: Zeroizing<String>,
 }
 
 /// The caller of the explicit ingress: `Authorization: Bearer` and, for agent tokens,
@@ -84,7 +88,7 @@ pub async fn token_caller(
                 )));
             }
             let scope = format!("session:{}:{}", &session.token_hash[..16], vault.id);
-            Ok(Caller { actor: session.actor, vault, scope })
+            Ok(Caller { actor: session.actor, vault, scope, token: Zeroizing::new(token.to_owned()) })
         }
         Actor::Agent(ref agent) => {
             let named_vault = match named_vault {
@@ -116,7 +120,7 @@ pub async fn token_caller(
                 return Err(ProxyError::Forbidden(format!("Agent \"{}\" has no access to vault \"{name}\"", agent.name)));
             }
             let scope = format!("agent:{}:{}", agent.id, vault.id);
-            Ok(Caller { actor: session.actor, vault, scope })
+            Ok(Caller { actor: session.actor, vault, scope, token: Zeroizing::new(token.to_owned()) })
         }
         Actor::User(_) => Err(ProxyError::Forbidden(
             "Session requires vault scope: use a vault token (agent-vault vault token) or an agent token with X-Vault".into(),

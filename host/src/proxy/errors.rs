@@ -52,6 +52,17 @@ pub enum ProxyError {
     ServiceDisabled { service: String, vault: String },
     #[error("{0}")]
     PathNotAllowed(String),
+    /// A method the proxy does not forward (TRACE, CONNECT inside a tunnel, or one outside
+    /// the standard set that no allow rule names).
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// A credential would leave over plain HTTP and the service does not allow that.
+    #[error(
+        "Service \"{service}\" attaches a credential, which agent-vault sends only over TLS: \
+         use https://{host}, or, for a lab upstream that has no TLS, set \
+         \"allow_plaintext\": true on the service"
+    )]
+    PlaintextRefused { service: String, host: String },
     /// The service's plugin refused the request.
     #[error("{reason}")]
     Denied { status: u16, reason: String },
@@ -118,6 +129,8 @@ impl ProxyError {
             ProxyError::Forbidden(_) | ProxyError::NoService { .. } => "forbidden",
             ProxyError::ServiceDisabled { .. } => "service_disabled",
             ProxyError::PathNotAllowed(_) | ProxyError::Denied { .. } => "path_not_allowed",
+            ProxyError::MethodNotAllowed(_) => "method_not_allowed",
+            ProxyError::PlaintextRefused { .. } => "plaintext_refused",
             ProxyError::RateLimited(limited) => limited.code(),
             ProxyError::CredentialNotFound { .. } => "credential_not_found",
             ProxyError::Plugin(_) => "plugin_error",
@@ -142,7 +155,9 @@ impl ProxyError {
             ProxyError::Forbidden(_)
             | ProxyError::NoService { .. }
             | ProxyError::ServiceDisabled { .. }
-            | ProxyError::PathNotAllowed(_) => StatusCode::FORBIDDEN,
+            | ProxyError::PathNotAllowed(_)
+            | ProxyError::PlaintextRefused { .. } => StatusCode::FORBIDDEN,
+            ProxyError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::Denied { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::FORBIDDEN)
             }

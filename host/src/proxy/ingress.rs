@@ -96,6 +96,50 @@ pub fn request_head(parts: &Parts, target: &Target) -> RequestHead {
     }
 }
 
+/// The cookie of the web console's login session, Agent Vault's name for it.
+const SESSION_COOKIE: &str = "av_session";
+
+/// Take the agent's own session material out of what goes upstream: the console's session
+/// cookie, and any header value, cookie or query parameter that carries `token` (the token
+/// the agent authenticated with). The upstream must never be able to act as the agent.
+pub fn drop_session_material(head: &mut RequestHead, token: &str) {
+    let carries = |value: &[u8]| memchr::memmem::find(value, token.as_bytes()).is_some();
+    let mut kept = HeaderMap::with_capacity(head.headers.len());
+    let mut changed = false;
+    for (name, value) in head.headers.iter() {
+        if name == http::header::COOKIE {
+            let text = String::from_utf8_lossy(value.as_bytes());
+            let pairs: Vec<&str> = text
+                .split(';')
+                .map(str::trim)
+                .filter(|pair| {
+                    let cookie_name = pair.split_once('=').map_or(*pair, |(n, _)| n).trim();
+                    !pair.is_empty()
+                        && cookie_name != SESSION_COOKIE
+                        && !carries(pair.as_bytes())
+                })
+                .collect();
+            let joined = pairs.join("; ");
+            if joined.as_bytes() != value.as_bytes() {
+                changed = true;
+            }
+            if let Ok(value) = http::HeaderValue::from_str(&joined)
+                && !joined.is_empty()
+            {
+                kept.append(name.clone(), value);
+            }
+        } else if carries(value.as_bytes()) {
+            changed = true;
+        } else {
+            kept.append(name.clone(), value.clone());
+        }
+    }
+    if changed {
+        head.headers = kept;
+    }
+    head.remove_query_values_containing(token);
+}
+
 /// The protocol an `Upgrade` request asks for (`Connection: upgrade` and an `Upgrade`
 /// header), if it is one.
 pub fn upgrade_protocol(headers: &HeaderMap) -> Option<http::HeaderValue> {
@@ -136,6 +180,28 @@ mod tests {
         );
         let t = parse("/proxy/internal.example.com:8443").unwrap();
         assert_eq!((t.port, t.path.as_str()), (8443, "/"));
+    }
+
+    #[test]
+    fn the_agents_session_never_goes_upstream() {
+        let token = "av_sess_0123456789abcdef";
+        let request = http::Request::builder()
+            .uri(format!("/proxy/api.example.com/x?a=1&t={token}&b=2"))
+            .header("cookie", format!("theme=dark; av_session=other; sid={token}; lang=en"))
+            .header("cookie", "av_session=abc")
+            .header("x-echo", format!("Bearer {token}"))
+            .header("accept", "*/*")
+            .body(())
+            .unwrap();
+        let (parts, ()) = request.into_parts();
+        let target = target(&parts.uri).unwrap();
+        let mut head = request_head(&parts, &target);
+        drop_session_material(&mut head, token);
+        let cookies: Vec<_> = head.headers.get_all("cookie").iter().collect();
+        assert_eq!(cookies, ["theme=dark; lang=en"]);
+        assert!(head.headers.get("x-echo").is_none());
+        assert_eq!(head.headers.get("accept").unwrap(), "*/*");
+        assert_eq!(head.query.as_deref(), Some("a=1&b=2"));
     }
 
     #[test]

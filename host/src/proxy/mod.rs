@@ -44,6 +44,7 @@ use crate::plugin::apply::ApplyError;
 use crate::plugin::body::hash_body;
 use crate::plugin::{Call, Outcome, PluginError, needs_body_sha256};
 use crate::ratelimit::{AttemptLimiter, RateLimiter};
+use crate::request::Scheme;
 use crate::store::{self, LogEntry};
 use crate::vault::redact::Redactor;
 pub use authenticate::Caller;
@@ -232,13 +233,9 @@ async fn exchange(
             vault: caller.vault.name.clone(),
         });
     }
-    if parts.method == Method::TRACE {
-        return Err(ProxyError::PathNotAllowed(format!(
-            "TRACE is not forwarded: the upstream would echo the request back, credential \
-             included (service \"{}\")",
-            service.name
-        )));
-    }
+    route::check_method(&service.allow, &parts.method).map_err(|refusal| {
+        ProxyError::MethodNotAllowed(format!("{refusal} (service \"{}\")", service.name))
+    })?;
     if !route::allowed(&service.allow, parts.method.as_str(), &path) {
         return Err(ProxyError::PathNotAllowed(format!(
             "{} {path} is not allowed by the allow rules of service \"{}\"",
@@ -249,6 +246,13 @@ async fn exchange(
     // 4. Plugin.
     let binding = service.binding();
     draft.credential_keys = service.credential_keys_with(&binding);
+    if target.scheme == Scheme::Http && !draft.credential_keys.is_empty() && !service.allow_plaintext
+    {
+        return Err(ProxyError::PlaintextRefused {
+            service: service.name.clone(),
+            host: target.host.clone(),
+        });
+    }
     let plugin = state
         .api
         .plugins
@@ -266,6 +270,7 @@ async fn exchange(
         .requirements(service, &plugin)
         .map_err(ProxyError::Plugin)?;
     let mut head = ingress::request_head(&parts, target);
+    ingress::drop_session_material(&mut head, &caller.token);
     if opened.redactor.is_some() {
         // Redaction reads response bodies; ask for them uncompressed (see echo.rs).
         head.headers.insert(

@@ -5,8 +5,12 @@
 //! apex), a service with the request's port beats one without a port, the longest literal path
 //! prefix (the characters before the first `*`) wins, then declaration order. Paths are
 //! matched in a canonical form — percent-decoded once, `\` read as `/`, runs of `/` collapsed —
-//! and a request path with `.` or `..` segments (however encoded) is refused outright, so no
-//! spelling of a path can reach what a rule excludes.
+//! and a path whose meaning depends on who decodes it is refused outright: `.` or `..`
+//! segments in any encoding (`..;x` included, which Java servers read as `..`), an escape of
+//! an escape (`%252e`, which a server that decodes twice reads as `.`), bytes that are not
+//! UTF-8 once decoded (overlong forms such as `%c0%ae`), and control characters (`%00`). What
+//! is left is forwarded as the agent wrote it: an unambiguous spelling of the path the rules
+//! were checked on.
 
 use crate::services::{AllowRule, Service};
 
@@ -17,36 +21,38 @@ pub enum PathError {
     DotSegment,
     #[error("the path has a \"%\" that is not followed by two hex digits")]
     BadEncoding,
+    #[error(
+        "the path has an escaped escape (\"%25\" followed by two hex digits), which servers \
+         that decode twice read differently; send the character once-encoded"
+    )]
+    DoubleEncoding,
+    #[error("the path is not UTF-8 once percent-decoded (overlong or invalid byte sequences)")]
+    NotUtf8,
+    #[error("the path must not contain control characters (such as %00)")]
+    ControlCharacter,
+    #[error("the path must start with \"/\"")]
+    NotAbsolute,
 }
 
 /// The form of a request path that services and allow rules are matched against.
 pub fn canonical_path(raw: &str) -> Result<String, PathError> {
-    let bytes = raw.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        match bytes[index] {
-            b'%' => {
-                let hex = bytes
-                    .get(index + 1..index + 3)
-                    .ok_or(PathError::BadEncoding)?;
-                let text = std::str::from_utf8(hex).map_err(|_| PathError::BadEncoding)?;
-                let value = u8::from_str_radix(text, 16).map_err(|_| PathError::BadEncoding)?;
-                decoded.push(value);
-                index += 3;
-            }
-            byte => {
-                decoded.push(byte);
-                index += 1;
-            }
-        }
+    if !(raw.is_empty() || raw.starts_with('/')) {
+        return Err(PathError::NotAbsolute);
     }
-    let decoded = String::from_utf8_lossy(&decoded).replace('\\', "/");
+    let decoded = String::from_utf8(percent_decode(raw.as_bytes())?)
+        .map_err(|_| PathError::NotUtf8)?;
+    if decoded.chars().any(char::is_control) {
+        return Err(PathError::ControlCharacter);
+    }
+    let decoded = decoded.replace('\\', "/");
     let mut canonical = String::with_capacity(decoded.len() + 1);
     for segment in decoded.split('/') {
+        // `..;jsessionid=x` is `..` to servlet containers: judge a segment without its
+        // parameters.
+        let bare = segment.split(';').next().unwrap_or_default();
         match segment {
             "" => {}
-            "." | ".." => return Err(PathError::DotSegment),
+            _ if bare == "." || bare == ".." => return Err(PathError::DotSegment),
             segment => {
                 canonical.push('/');
                 canonical.push_str(segment);
@@ -57,6 +63,34 @@ pub fn canonical_path(raw: &str) -> Result<String, PathError> {
         canonical.push('/');
     }
     Ok(canonical)
+}
+
+/// `raw` with every `%XX` decoded, once; an escaped escape (`%25XX`) is refused.
+fn percent_decode(raw: &[u8]) -> Result<Vec<u8>, PathError> {
+    let mut decoded = Vec::with_capacity(raw.len());
+    let mut index = 0;
+    while index < raw.len() {
+        if raw[index] != b'%' {
+            decoded.push(raw[index]);
+            index += 1;
+            continue;
+        }
+        let value = hex_byte(raw.get(index + 1..index + 3)).ok_or(PathError::BadEncoding)?;
+        if value == b'%' && hex_byte(raw.get(index + 3..index + 5)).is_some() {
+            return Err(PathError::DoubleEncoding);
+        }
+        decoded.push(value);
+        index += 3;
+    }
+    Ok(decoded)
+}
+
+fn hex_byte(pair: Option<&[u8]>) -> Option<u8> {
+    let text = std::str::from_utf8(pair?).ok()?;
+    if text.len() != 2 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u8::from_str_radix(text, 16).ok()
 }
 
 /// `*` matches any run of characters, `/` included; everything else matches itself.
@@ -133,6 +167,54 @@ pub fn covers_host(services: &[Service], host: &str, port: u16) -> bool {
     services.iter().any(|service| {
         host_tier(&service.host, host).is_some() && service.port.is_none_or(|wanted| wanted == port)
     })
+}
+
+/// Methods forwarded whatever the rules: the ones APIs are built on.
+const STANDARD_METHODS: [http::Method; 7] = [
+    http::Method::GET,
+    http::Method::HEAD,
+    http::Method::POST,
+    http::Method::PUT,
+    http::Method::DELETE,
+    http::Method::PATCH,
+    http::Method::OPTIONS,
+];
+
+/// Why a method is not forwarded at all (before the allow rules' paths are looked at).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MethodRefusal {
+    #[error("TRACE is not forwarded: the upstream would echo the request back, credential included")]
+    Trace,
+    #[error("CONNECT is not forwarded: a tunnel inside a tunnel would carry requests no rule checks")]
+    Connect,
+    #[error(
+        "{0} is not a standard HTTP method; it is forwarded only if an allow rule names it \
+         (\"methods\": [\"{0}\"]; \"*\" does not count)"
+    )]
+    NotStandard(String),
+}
+
+/// Whether `method` may be forwarded at all: the standard methods may, TRACE and CONNECT
+/// never, and any other (WebDAV's PROPFIND, a made-up TRACK) only when one of the service's
+/// allow rules names it, so that a method the rules' author never thought of does not carry
+/// the credential.
+pub fn check_method(rules: &[AllowRule], method: &http::Method) -> Result<(), MethodRefusal> {
+    if *method == http::Method::TRACE {
+        return Err(MethodRefusal::Trace);
+    }
+    if *method == http::Method::CONNECT {
+        return Err(MethodRefusal::Connect);
+    }
+    let named = || {
+        rules
+            .iter()
+            .any(|rule| rule.methods.iter().any(|m| m == method.as_str()))
+    };
+    if STANDARD_METHODS.contains(method) || named() {
+        Ok(())
+    } else {
+        Err(MethodRefusal::NotStandard(method.as_str().to_owned()))
+    }
 }
 
 /// Whether the service's allow rules let `method` on `path` through (no rules: anything).
@@ -246,11 +328,7 @@ mod tests {
         assert_eq!(canonical_path("").unwrap(), "/");
         assert_eq!(canonical_path("/repos%2Fx").unwrap(), "/repos/x");
         assert_eq!(canonical_path("/a%5Cb").unwrap(), "/a/b");
-        assert_eq!(
-            canonical_path("/%252e%252e/x").unwrap(),
-            "/%2e%2e/x",
-            "decoded once, like the upstream"
-        );
+        assert_eq!(canonical_path("/a%20b/%7Euser").unwrap(), "/a b/~user");
         for traversal in [
             "/a/../admin",
             "/a/./b",
@@ -268,6 +346,31 @@ mod tests {
             );
         }
         assert_eq!(canonical_path("/a%zz"), Err(PathError::BadEncoding));
+        assert_eq!(canonical_path("/a%2"), Err(PathError::BadEncoding));
+    }
+
+    #[test]
+    fn paths_that_servers_read_differently_are_refused() {
+        for (path, error) in [
+            ("/repos/org/x/..;/admin", PathError::DotSegment),
+            ("/a/..;jsessionid=1/b", PathError::DotSegment),
+            ("/a/.;/b", PathError::DotSegment),
+            ("/repos/org/%252e%252e/admin", PathError::DoubleEncoding),
+            ("/a/%252F", PathError::DoubleEncoding),
+            ("/a/%c0%ae%c0%ae/admin", PathError::NotUtf8),
+            ("/a/%ff", PathError::NotUtf8),
+            ("/repos/org/%00/x", PathError::ControlCharacter),
+            ("/a%0d%0aX-Injected:%201", PathError::ControlCharacter),
+            ("/a%7f", PathError::ControlCharacter),
+            ("*", PathError::NotAbsolute),
+            ("admin", PathError::NotAbsolute),
+        ] {
+            assert_eq!(canonical_path(path), Err(error), "{path}");
+        }
+        // A literal percent sign, and parameters that are not dot segments, stay usable.
+        assert_eq!(canonical_path("/100%25/x").unwrap(), "/100%/x");
+        assert_eq!(canonical_path("/a;v=1/b").unwrap(), "/a;v=1/b");
+        assert_eq!(canonical_path("/caf%C3%A9").unwrap(), "/café");
     }
 
     #[test]
@@ -283,6 +386,30 @@ mod tests {
         assert!(!check("GET", "/v1/refunds"));
         assert!(!check("GET", "/V1/charges"), "matching is case-sensitive");
         assert!(allowed(&[], "DELETE", "/anything"));
+    }
+
+    #[test]
+    fn only_standard_methods_go_unless_a_rule_names_another() {
+        let method = |name: &str| http::Method::from_bytes(name.as_bytes()).unwrap();
+        assert_eq!(check_method(&[], &method("GET")), Ok(()));
+        assert_eq!(check_method(&[], &method("PATCH")), Ok(()));
+        assert_eq!(check_method(&[], &method("TRACE")), Err(MethodRefusal::Trace));
+        assert_eq!(check_method(&[], &method("CONNECT")), Err(MethodRefusal::Connect));
+        assert_eq!(
+            check_method(&[], &method("TRACK")),
+            Err(MethodRefusal::NotStandard("TRACK".into()))
+        );
+        let star = vec![AllowRule {
+            methods: vec!["*".into()],
+            paths: vec![],
+        }];
+        assert!(check_method(&star, &method("PROPFIND")).is_err());
+        let webdav = vec![AllowRule {
+            methods: vec!["PROPFIND".into(), "TRACE".into()],
+            paths: vec!["/dav/*".into()],
+        }];
+        assert_eq!(check_method(&webdav, &method("PROPFIND")), Ok(()));
+        assert_eq!(check_method(&webdav, &method("TRACE")), Err(MethodRefusal::Trace));
     }
 
     #[test]
