@@ -138,12 +138,21 @@ pub async fn run(
     })?;
     let db = Db::new(store);
     let data_key = Arc::new(data_key);
-    // Webhooks go out from tasks on this runtime, through a client of their own.
-    let webhook_client = Upstream::new(config.upstream.clone())?;
     let mitm = match config.mitm_listen {
         Some(addr) => open_transparent(&db, &data_key, addr).await?,
         None => None,
     };
+    // No upstream client ever connects back to one of these.
+    let mut upstream_settings = config.upstream.clone();
+    upstream_settings.own_listeners.push(local);
+    if let Some(addr) = mitm
+        .as_ref()
+        .and_then(|(listener, _)| listener.local_addr().ok())
+    {
+        upstream_settings.own_listeners.push(addr);
+    }
+    // Webhooks go out from tasks on this runtime, through a client of their own.
+    let webhook_client = Upstream::new(upstream_settings.clone())?;
     let (request_log, log_writer) = RequestLog::start(db.clone(), config.log_retention);
     let state = Arc::new(
         ApiState::new(
@@ -175,7 +184,7 @@ pub async fn run(
     let worker_proxies = (0..workers.len())
         .map(|_| {
             Ok(Arc::new(ProxyState {
-                upstream: Upstream::new(config.upstream.clone())?,
+                upstream: Upstream::new(upstream_settings.clone())?,
                 directory: directory.clone(),
                 limits: limits.clone(),
                 auth_failures: auth_failures.clone(),

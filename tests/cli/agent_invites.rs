@@ -106,7 +106,7 @@ fn an_invited_agent_connects_itself_and_its_requests_carry_the_credential() {
         discovered.json(),
         json!({
             "vault": "default",
-            "services": [{ "name": "items", "host": "api.test.example" }],
+            "services": [{ "name": "items", "host": "api.test.example", "any_port": true }],
             "available_credentials": ["API_TOKEN"],
         })
     );

@@ -365,7 +365,7 @@ fn discover_lists_services_and_credential_names() {
     assert_eq!(answer.status, 200);
     assert_eq!(
         answer.json(),
-        json!({ "vault": "default", "services": [{ "name": "api", "host": "api.test.example/v1/*" }], "available_credentials": ["API_TOKEN"] })
+        json!({ "vault": "default", "services": [{ "name": "api", "host": "api.test.example/v1/*", "any_port": true }], "available_credentials": ["API_TOKEN"] })
     );
     let owner = proxy.send(
         "GET",

@@ -824,7 +824,10 @@ fn a_plain_http_request_carries_a_credential_only_where_the_service_allows_plain
     proxy.services(service(false));
     let refused = String::from_utf8_lossy(&curl().stdout).into_owned();
     assert!(refused.ends_with("\n403"), "{refused}");
-    assert!(refused.contains(r#""error":"plaintext_refused""#), "{refused}");
+    assert!(
+        refused.contains(r#""error":"plaintext_refused""#),
+        "{refused}"
+    );
     assert!(refused.contains("allow_plaintext"), "{refused}");
     assert!(!refused.contains("sk_live_plain_0008"), "{refused}");
     assert!(received.try_recv().is_err(), "the upstream got a request");

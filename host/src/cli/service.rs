@@ -159,6 +159,9 @@ pub fn run(args: &ClientArgs, service_args: ServiceArgs) -> anyhow::Result<()> {
             let answer = client.get(&services_path)?;
             let services = answer.get("services").cloned().unwrap_or(json!([]));
             print!("{}", render(&json!({ "services": services }), format)?);
+            for service in services.as_array().into_iter().flatten() {
+                warn_if_any_port(service);
+            }
         }
         ServiceCommand::Add(add) => {
             let services = match &add.file {
@@ -176,6 +179,9 @@ pub fn run(args: &ClientArgs, service_args: ServiceArgs) -> anyhow::Result<()> {
                 names.join(", "),
                 count(&answer)
             );
+            for service in &services {
+                warn_if_any_port(service);
+            }
         }
         ServiceCommand::Set { file } => {
             let services = read_services(&file)?;
@@ -211,6 +217,31 @@ pub fn run(args: &ClientArgs, service_args: ServiceArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A note on standard error for a service without a port: it covers every port of its host
+/// (Agent Vault's rule, kept so that configurations move over unchanged), which is rarely
+/// what a person writing `api.example.com` means.
+fn warn_if_any_port(service: &Value) {
+    let host = service
+        .get("host")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let authority = host.split('/').next().unwrap_or_default();
+    if authority.is_empty()
+        || authority.contains(':')
+        || service.get("port").is_some_and(|p| !p.is_null())
+    {
+        return;
+    }
+    let name = service
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or(authority);
+    eprintln!(
+        "note: service {name} has no port, so it covers every port of {authority}; \
+         write {authority}:443 to attach its credential on port 443 only"
+    );
 }
 
 /// `name (host)` from two fields of an answer.

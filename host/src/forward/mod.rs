@@ -73,6 +73,8 @@ pub struct UpstreamSettings {
     pub response_header_timeout: Duration,
     /// How long a pooled connection may stay unused.
     pub idle_timeout: Duration,
+    /// The addresses agent-vault itself listens on, which the proxy never connects to.
+    pub own_listeners: Vec<SocketAddr>,
 }
 
 impl Default for UpstreamSettings {
@@ -84,6 +86,7 @@ impl Default for UpstreamSettings {
             connect_timeout: Duration::from_secs(10),
             response_header_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(90),
+            own_listeners: Vec::new(),
         }
     }
 }
@@ -311,6 +314,7 @@ impl Upstream {
         let connect = Arc::new(ConnectConfig {
             resolve: settings.resolve,
             allowlist: settings.allowlist,
+            own_listeners: settings.own_listeners,
             connect_timeout: settings.connect_timeout,
         });
         let connector = GuardedConnector {
@@ -685,6 +689,7 @@ struct GuardedConnector {
 struct ConnectConfig {
     resolve: Vec<ResolvePin>,
     allowlist: Vec<IpNet>,
+    own_listeners: Vec<SocketAddr>,
     connect_timeout: Duration,
 }
 
@@ -735,11 +740,13 @@ impl ConnectConfig {
     ) -> Result<Vec<IpAddr>, UpstreamError> {
         let addrs = self.resolve(host, port, deadline).await?;
         for &addr in &addrs {
-            netguard::check(addr, &self.allowlist).map_err(|reason| UpstreamError::Blocked {
-                host: host.to_owned(),
-                addr,
-                reason,
-            })?;
+            netguard::check(addr, &self.allowlist)
+                .and_then(|()| netguard::check_not_own_listener(addr, port, &self.own_listeners))
+                .map_err(|reason| UpstreamError::Blocked {
+                    host: host.to_owned(),
+                    addr,
+                    reason,
+                })?;
         }
         Ok(addrs)
     }

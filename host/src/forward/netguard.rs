@@ -16,7 +16,7 @@
 //! checks every resolved address and connects only to checked ones.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use ipnet::IpNet;
 
@@ -85,6 +85,9 @@ pub enum Range {
     LocalNat64,
     /// Any IPv6 address outside 2000::/3, the space the global unicast addresses come from.
     NotGlobalUnicast,
+    /// One of agent-vault's own listeners: the proxy would call itself, and reach its own
+    /// management API from inside.
+    OwnListener,
 }
 
 impl fmt::Display for Range {
@@ -110,6 +113,7 @@ impl fmt::Display for Range {
             Range::Ipv4Compatible => "a deprecated IPv4-compatible address",
             Range::LocalNat64 => "a local-use NAT64 address",
             Range::NotGlobalUnicast => "an address outside global unicast space",
+            Range::OwnListener => "one of agent-vault's own listeners (never allowed)",
         })
     }
 }
@@ -308,6 +312,35 @@ pub fn check(addr: IpAddr, allowlist: &[IpNet]) -> Result<(), Blocked> {
         });
     }
     Ok(())
+}
+
+/// Whether the proxy may connect to `addr:port`, given the addresses agent-vault itself
+/// listens on (`own`): never to one of them, whatever the allowlist says. A listener on
+/// `0.0.0.0` or `::` is reached through any address of this host, so for its port every
+/// loopback, unspecified or local-interface address is refused.
+pub fn check_not_own_listener(addr: IpAddr, port: u16, own: &[SocketAddr]) -> Result<(), Blocked> {
+    let addr = addr.to_canonical();
+    let mut listeners = own.iter().filter(|listener| listener.port() == port);
+    let reaches = |listener: &SocketAddr| {
+        let bound = listener.ip().to_canonical();
+        bound == addr
+            || addr.is_unspecified()
+            || (bound.is_unspecified() && (addr.is_loopback() || is_local_address(addr)))
+            || (bound.is_loopback() && addr.is_loopback())
+    };
+    if listeners.any(reaches) {
+        Err(Blocked {
+            range: Range::OwnListener,
+            embedded: None,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether `addr` belongs to this host: only then can a socket be bound to it.
+fn is_local_address(addr: IpAddr) -> bool {
+    std::net::UdpSocket::bind(SocketAddr::new(addr, 0)).is_ok()
 }
 
 /// Whether an allowlist entry holds `addr` (canonical). An IPv4 address also matches an
@@ -677,6 +710,37 @@ mod tests {
                 ("64:ff9b:1::10.0.0.1", Ok(())),
                 ("fd13::1", refused(Range::UniqueLocal)),
             ],
+        );
+    }
+
+    #[test]
+    fn the_servers_own_listeners_are_never_reached() {
+        let own: Vec<SocketAddr> = vec![
+            "127.0.0.1:14321".parse().unwrap(),
+            "0.0.0.0:14322".parse().unwrap(),
+        ];
+        let check = |addr: &str, port| check_not_own_listener(ip(addr), port, &own);
+        let refused = Err(Blocked {
+            range: Range::OwnListener,
+            embedded: None,
+        });
+        for (addr, port) in [
+            ("127.0.0.1", 14321),
+            ("127.0.0.2", 14321),
+            ("::ffff:127.0.0.1", 14321),
+            ("0.0.0.0", 14321),
+            ("127.0.0.1", 14322),
+            ("::1", 14322),
+            ("0.0.0.0", 14322),
+        ] {
+            assert_eq!(check(addr, port), refused, "{addr}:{port}");
+        }
+        assert_eq!(check("127.0.0.1", 8443), Ok(()));
+        assert_eq!(check("93.184.216.34", 14321), Ok(()));
+        assert_eq!(
+            check("93.184.216.34", 14322),
+            Ok(()),
+            "not an address of this host"
         );
     }
 

@@ -1,6 +1,7 @@
 //! `GET /discover`: what an agent can reach through this vault: the services (name and host,
 //! and the placeholders to write where a credential goes, for services that have them) and
-//! the names of the credentials, never their values.
+//! the names of the credentials, never their values. A service written without a port covers
+//! every port of its host, and says so (`"any_port": true`).
 
 use http::Response;
 use hyper::body::Incoming;
@@ -28,6 +29,10 @@ pub async fn discover(
         .iter()
         .map(|service| {
             let mut entry = json!({ "name": service.name, "host": service.inline_host() });
+            if service.port.is_none() {
+                // As in Agent Vault, a host without a port is covered on every port.
+                entry["any_port"] = json!(true);
+            }
             if !service.substitutions.is_empty() {
                 entry["placeholders"] = service
                     .substitutions

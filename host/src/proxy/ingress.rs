@@ -114,9 +114,7 @@ pub fn drop_session_material(head: &mut RequestHead, token: &str) {
                 .map(str::trim)
                 .filter(|pair| {
                     let cookie_name = pair.split_once('=').map_or(*pair, |(n, _)| n).trim();
-                    !pair.is_empty()
-                        && cookie_name != SESSION_COOKIE
-                        && !carries(pair.as_bytes())
+                    !pair.is_empty() && cookie_name != SESSION_COOKIE && !carries(pair.as_bytes())
                 })
                 .collect();
             let joined = pairs.join("; ");
@@ -187,7 +185,10 @@ mod tests {
         let token = "av_sess_0123456789abcdef";
         let request = http::Request::builder()
             .uri(format!("/proxy/api.example.com/x?a=1&t={token}&b=2"))
-            .header("cookie", format!("theme=dark; av_session=other; sid={token}; lang=en"))
+            .header(
+                "cookie",
+                format!("theme=dark; av_session=other; sid={token}; lang=en"),
+            )
             .header("cookie", "av_session=abc")
             .header("x-echo", format!("Bearer {token}"))
             .header("accept", "*/*")

@@ -246,7 +246,9 @@ async fn exchange(
     // 4. Plugin.
     let binding = service.binding();
     draft.credential_keys = service.credential_keys_with(&binding);
-    if target.scheme == Scheme::Http && !draft.credential_keys.is_empty() && !service.allow_plaintext
+    if target.scheme == Scheme::Http
+        && !draft.credential_keys.is_empty()
+        && !service.allow_plaintext
     {
         return Err(ProxyError::PlaintextRefused {
             service: service.name.clone(),

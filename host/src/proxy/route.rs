@@ -39,8 +39,8 @@ pub fn canonical_path(raw: &str) -> Result<String, PathError> {
     if !(raw.is_empty() || raw.starts_with('/')) {
         return Err(PathError::NotAbsolute);
     }
-    let decoded = String::from_utf8(percent_decode(raw.as_bytes())?)
-        .map_err(|_| PathError::NotUtf8)?;
+    let decoded =
+        String::from_utf8(percent_decode(raw.as_bytes())?).map_err(|_| PathError::NotUtf8)?;
     if decoded.chars().any(char::is_control) {
         return Err(PathError::ControlCharacter);
     }
@@ -183,9 +183,13 @@ const STANDARD_METHODS: [http::Method; 7] = [
 /// Why a method is not forwarded at all (before the allow rules' paths are looked at).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MethodRefusal {
-    #[error("TRACE is not forwarded: the upstream would echo the request back, credential included")]
+    #[error(
+        "TRACE is not forwarded: the upstream would echo the request back, credential included"
+    )]
     Trace,
-    #[error("CONNECT is not forwarded: a tunnel inside a tunnel would carry requests no rule checks")]
+    #[error(
+        "CONNECT is not forwarded: a tunnel inside a tunnel would carry requests no rule checks"
+    )]
     Connect,
     #[error(
         "{0} is not a standard HTTP method; it is forwarded only if an allow rule names it \
@@ -393,8 +397,14 @@ mod tests {
         let method = |name: &str| http::Method::from_bytes(name.as_bytes()).unwrap();
         assert_eq!(check_method(&[], &method("GET")), Ok(()));
         assert_eq!(check_method(&[], &method("PATCH")), Ok(()));
-        assert_eq!(check_method(&[], &method("TRACE")), Err(MethodRefusal::Trace));
-        assert_eq!(check_method(&[], &method("CONNECT")), Err(MethodRefusal::Connect));
+        assert_eq!(
+            check_method(&[], &method("TRACE")),
+            Err(MethodRefusal::Trace)
+        );
+        assert_eq!(
+            check_method(&[], &method("CONNECT")),
+            Err(MethodRefusal::Connect)
+        );
         assert_eq!(
             check_method(&[], &method("TRACK")),
             Err(MethodRefusal::NotStandard("TRACK".into()))
@@ -409,7 +419,10 @@ mod tests {
             paths: vec!["/dav/*".into()],
         }];
         assert_eq!(check_method(&webdav, &method("PROPFIND")), Ok(()));
-        assert_eq!(check_method(&webdav, &method("TRACE")), Err(MethodRefusal::Trace));
+        assert_eq!(
+            check_method(&webdav, &method("TRACE")),
+            Err(MethodRefusal::Trace)
+        );
     }
 
     #[test]
