@@ -3,6 +3,7 @@
 
 mod support;
 
+mod adversarial;
 mod agent_invites;
 mod api_permissions;
 mod at_rest;

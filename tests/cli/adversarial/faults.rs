@@ -1,0 +1,1 @@
+//! Adversarial the ten fault-injection scenarios.

@@ -1,0 +1,1 @@
+//! Adversarial cases 13-19: HTTP framing and headers.

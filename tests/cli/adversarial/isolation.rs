@@ -1,0 +1,1 @@
+//! Adversarial cases 27-28: vault isolation and upstream TLS.

@@ -1,0 +1,1 @@
+//! Adversarial cases 23-26: credential leakage.

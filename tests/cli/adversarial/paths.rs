@@ -1,0 +1,1 @@
+//! Adversarial cases 11-12: path scopes and methods.

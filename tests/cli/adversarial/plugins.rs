@@ -1,0 +1,1 @@
+//! Adversarial cases 29-30: misbehaving and exfiltrating plugins.

@@ -1,0 +1,1 @@
+//! Adversarial cases 20-22: resource abuse.
