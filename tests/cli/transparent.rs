@@ -28,7 +28,7 @@ impl Transparent {
         Transparent::start_with(&[("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.1/32")])
     }
 
-    fn start_with(env: &[(&str, &str)]) -> Transparent {
+    pub fn start_with(env: &[(&str, &str)]) -> Transparent {
         let proxy = Proxy::start_with(&["--mitm-port", "auto"], env);
         proxy.credentials(json!({ "ITEMS_KEY": "sk_test_transparent_0007" }));
         proxy.services(json!([
@@ -213,14 +213,14 @@ fn no_tunnel_opens_while_the_request_log_cannot_be_written() {
 }
 
 /// A raw CONNECT; the proxy's whole answer (head, and body if it refused).
-fn connect_raw(t: &Transparent, host: &str, port: u16, token: Option<&str>) -> String {
+pub fn connect_raw(t: &Transparent, host: &str, port: u16, token: Option<&str>) -> String {
     let userinfo = token.map(|token| format!("{token}:default"));
     connect_open(t, host, port, userinfo.as_deref()).1
 }
 
 /// A raw CONNECT with `userinfo` (`token:vault`) as the Basic proxy credentials: the
 /// connection, left open, and the proxy's answer.
-fn connect_open(
+pub fn connect_open(
     t: &Transparent,
     host: &str,
     port: u16,
@@ -382,7 +382,7 @@ fn connect_to_a_blocked_address_is_refused() {
 }
 
 /// A TLS client that trusts exactly `ca_pem`, naming `sni`.
-fn tls_client(ca_pem: &[u8]) -> Arc<rustls::ClientConfig> {
+pub fn tls_client(ca_pem: &[u8]) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pki_types::pem::PemObject::pem_slice_iter(ca_pem) {
         roots.add(cert.unwrap()).unwrap();
@@ -433,7 +433,7 @@ pub fn tunnel(
 }
 
 /// One HTTP/1.1 request on a kept-alive tunnel; the status.
-fn get(
+pub fn get(
     tls: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
     host_header: &str,
     path: &str,

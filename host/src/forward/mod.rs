@@ -75,6 +75,19 @@ pub struct UpstreamSettings {
     pub idle_timeout: Duration,
     /// The addresses agent-vault itself listens on, which the proxy never connects to.
     pub own_listeners: Vec<SocketAddr>,
+    /// Name lookups other than the system's (`None`: the system resolver).
+    pub resolver: Option<Resolver>,
+}
+
+/// A name lookup in place of the system resolver: `(host, port)` to its addresses. For
+/// embedders with a resolver of their own, and for tests that need DNS to misbehave.
+#[derive(Clone)]
+pub struct Resolver(pub Arc<dyn Fn(&str, u16) -> std::io::Result<Vec<IpAddr>> + Send + Sync>);
+
+impl fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Resolver")
+    }
 }
 
 impl Default for UpstreamSettings {
@@ -87,6 +100,7 @@ impl Default for UpstreamSettings {
             response_header_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(90),
             own_listeners: Vec::new(),
+            resolver: None,
         }
     }
 }
@@ -315,6 +329,7 @@ impl Upstream {
             resolve: settings.resolve,
             allowlist: settings.allowlist,
             own_listeners: settings.own_listeners,
+            resolver: settings.resolver,
             connect_timeout: settings.connect_timeout,
         });
         let connector = GuardedConnector {
@@ -690,6 +705,7 @@ struct ConnectConfig {
     resolve: Vec<ResolvePin>,
     allowlist: Vec<IpNet>,
     own_listeners: Vec<SocketAddr>,
+    resolver: Option<Resolver>,
     connect_timeout: Duration,
 }
 
@@ -800,6 +816,19 @@ impl ConnectConfig {
             .collect();
         if !pinned.is_empty() {
             return Ok(pinned);
+        }
+        if let Some(Resolver(lookup)) = &self.resolver {
+            let addrs = lookup(host, port).map_err(|error| UpstreamError::Resolve {
+                host: host.to_owned(),
+                reason: error.to_string(),
+            })?;
+            if addrs.is_empty() {
+                return Err(UpstreamError::Resolve {
+                    host: host.to_owned(),
+                    reason: "no addresses".to_owned(),
+                });
+            }
+            return Ok(addrs);
         }
         let lookup = tokio::net::lookup_host((host, port));
         let found = tokio::time::timeout_at(deadline, lookup)

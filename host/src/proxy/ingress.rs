@@ -54,6 +54,8 @@ pub fn target(uri: &Uri) -> Result<Target, ProxyError> {
         }
         None => (authority, 443),
     };
+    // `api.example.com.` (fully qualified) is the same host as `api.example.com`.
+    let host = host.strip_suffix('.').unwrap_or(host);
     let valid_host = !host.is_empty()
         && host.len() <= 253
         && !host.starts_with('.')
@@ -178,6 +180,11 @@ mod tests {
         );
         let t = parse("/proxy/internal.example.com:8443").unwrap();
         assert_eq!((t.port, t.path.as_str()), (8443, "/"));
+        let t = parse("/proxy/API.Stripe.com./v1").unwrap();
+        assert_eq!(
+            t.host, "api.stripe.com",
+            "a fully qualified name is the same host"
+        );
     }
 
     #[test]
@@ -213,6 +220,7 @@ mod tests {
             "/proxy/api.x.com:0/",
             "/proxy/api.x.com:99999/",
             "/proxy/.x.com/",
+            "/proxy/x.com../",
             "/proxy/x%2e.com/",
         ] {
             assert!(

@@ -127,6 +127,8 @@ fn valid_host(host: &str) -> Option<String> {
     if host.parse::<std::net::IpAddr>().is_ok() {
         return Some(host.to_ascii_lowercase());
     }
+    // `api.example.com.` (fully qualified) is the same host as `api.example.com`.
+    let host = host.strip_suffix('.').unwrap_or(host);
     let valid = !host.is_empty()
         && host.len() <= 253
         && !host.starts_with('.')
@@ -409,6 +411,10 @@ mod tests {
         assert!(target("api.example.com").is_err());
         assert!(target("api.example.com:0").is_err());
         assert!(target("bad_host.example:443").is_err());
+        assert_eq!(
+            target("api.example.com.:443").unwrap(),
+            ("api.example.com".into(), 443)
+        );
         assert!(connect_target(None).is_err());
     }
 }

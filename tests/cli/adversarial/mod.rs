@@ -51,7 +51,10 @@ impl Canary {
             hex::encode(raw),
             hex::encode_upper(raw),
             raw.iter().map(|b| format!("%{b:02X}")).collect(),
-            serde_json::to_string(&self.value).unwrap().trim_matches('"').to_owned(),
+            serde_json::to_string(&self.value)
+                .unwrap()
+                .trim_matches('"')
+                .to_owned(),
         ];
         forms.extend(engines.iter().map(|engine| engine.encode(raw)));
         forms
@@ -84,4 +87,176 @@ fn rand_bytes<const N: usize>() -> [u8; N] {
         chunk.copy_from_slice(&bytes[..chunk.len()]);
     }
     out
+}
+
+/// A TCP listener that accepts nothing itself and counts the connections that reached it:
+/// the witness that a refused destination was never dialled.
+pub struct Witness {
+    listener: std::net::TcpListener,
+    pub port: u16,
+}
+
+impl Witness {
+    /// On `ip` (any loopback address), port 0 or `port`.
+    pub fn on(ip: &str, port: u16) -> Witness {
+        let listener = std::net::TcpListener::bind((ip, port)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        Witness { listener, port }
+    }
+
+    /// How many connections reached the listener so far.
+    pub fn connections(&self) -> usize {
+        let mut count = 0;
+        while self.listener.accept().is_ok() {
+            count += 1;
+        }
+        count
+    }
+}
+
+/// A raw `CONNECT target` to the transparent proxy at `address` with the vault token as its
+/// Basic proxy credentials; the proxy's answer (head and body) as text.
+pub fn connect(address: &str, token: &str, target: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{token}:default"));
+    write!(
+        stream,
+        "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: Basic {basic}\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                answer.extend_from_slice(&buffer[..n]);
+                let text = String::from_utf8_lossy(&answer);
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length = text[..end]
+                        .lines()
+                        .find_map(|line| {
+                            line.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if answer.len() >= end + 4 + length {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The transparent proxy's address of a server started with `--mitm-port auto`.
+pub fn transparent_address(proxy: &crate::proxy::Proxy) -> String {
+    proxy
+        .server
+        .transparent
+        .clone()
+        .expect("the transparent proxy is on")
+}
+
+/// One HTTP/2 request inside an intercepted tunnel to `api.test.example` (TLS with ALPN
+/// `h2` only): the status and body the agent gets.
+pub fn h2_in_tunnel(
+    t: &crate::transparent::Transparent,
+    request: http::Request<http_body_util::Full<bytes::Bytes>>,
+) -> (u16, Vec<u8>) {
+    use http_body_util::BodyExt as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let port = t.proxy.upstream.port;
+    let ca = std::fs::read(&t.ca_file).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut tcp = tokio::net::TcpStream::connect(&t.address).await.unwrap();
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode(format!("{}:default", t.proxy.token));
+        tcp.write_all(
+            format!(
+                "CONNECT api.test.example:{port} HTTP/1.1\r\nHost: api.test.example:{port}\r\n\
+                 Proxy-Authorization: Basic {basic}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            head.push(tcp.read_u8().await.unwrap());
+        }
+        assert!(
+            head.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        let mut config = (*crate::transparent::tls_client(&ca)).clone();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let name = rustls_pki_types::ServerName::try_from("api.test.example").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        let (mut sender, connection) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tls),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(connection);
+        let response = sender.send_request(request).await.unwrap();
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map(|collected| collected.to_bytes().to_vec())
+            .unwrap_or_default();
+        (status, body)
+    })
+}
+
+/// A plain-http upstream on 127.0.0.1 that hands each request head it receives to the test
+/// and answers `200 ok`.
+pub struct PlainUpstream {
+    pub port: u16,
+    heads: std::sync::mpsc::Receiver<String>,
+}
+
+impl PlainUpstream {
+    pub fn start() -> PlainUpstream {
+        use std::io::Write as _;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (sender, heads) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let head = crate::transparent::read_head(&mut stream);
+                let _ = sender.send(head);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                );
+            }
+        });
+        PlainUpstream { port, heads }
+    }
+
+    /// The next request head the upstream received.
+    pub fn next_head(&self) -> String {
+        self.heads
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the upstream received a request")
+    }
 }
