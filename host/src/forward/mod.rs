@@ -82,7 +82,10 @@ pub struct UpstreamSettings {
 /// A name lookup in place of the system resolver: `(host, port)` to its addresses. For
 /// embedders with a resolver of their own, and for tests that need DNS to misbehave.
 #[derive(Clone)]
-pub struct Resolver(pub Arc<dyn Fn(&str, u16) -> std::io::Result<Vec<IpAddr>> + Send + Sync>);
+pub struct Resolver(pub Arc<LookupFn>);
+
+/// What a [`Resolver`] calls: `(host, port)` to the host's addresses.
+pub type LookupFn = dyn Fn(&str, u16) -> std::io::Result<Vec<IpAddr>> + Send + Sync;
 
 impl fmt::Debug for Resolver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
