@@ -155,6 +155,32 @@ pub fn upgrade_protocol(headers: &HeaderMap) -> Option<http::HeaderValue> {
     headers.get(http::header::UPGRADE).cloned()
 }
 
+/// Refuse a request whose framing two parsers could read differently (RFC 9112 §6.1, §6.3):
+/// `Content-Length` together with `Transfer-Encoding`, or `Transfer-Encoding` that is not
+/// exactly one `chunked`. hyper has already taken the body by `Transfer-Encoding` and closes
+/// the connection after such a message; refusing it means nothing of it goes upstream either.
+pub fn check_framing(headers: &HeaderMap) -> Result<(), ProxyError> {
+    let encodings: Vec<&[u8]> = headers
+        .get_all(http::header::TRANSFER_ENCODING)
+        .iter()
+        .map(|value| value.as_bytes())
+        .collect();
+    if encodings.is_empty() {
+        return Ok(());
+    }
+    if headers.contains_key(http::header::CONTENT_LENGTH) {
+        return Err(ProxyError::BadRequest(
+            "the request has both Content-Length and Transfer-Encoding; send one".into(),
+        ));
+    }
+    if encodings.len() > 1 || !encodings[0].eq_ignore_ascii_case(b"chunked") {
+        return Err(ProxyError::BadRequest(
+            "the request's Transfer-Encoding must be exactly \"chunked\"".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The request's declared body length, if any.
 pub fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers
@@ -210,6 +236,28 @@ mod tests {
         assert!(head.headers.get("x-echo").is_none());
         assert_eq!(head.headers.get("accept").unwrap(), "*/*");
         assert_eq!(head.query.as_deref(), Some("a=1&b=2"));
+    }
+
+    #[test]
+    fn ambiguous_framing_is_refused() {
+        let check = |pairs: &[(&str, &str)]| {
+            let mut headers = HeaderMap::new();
+            for (name, value) in pairs {
+                headers.append(
+                    HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    value.parse().unwrap(),
+                );
+            }
+            check_framing(&headers).is_ok()
+        };
+        assert!(check(&[]));
+        assert!(check(&[("content-length", "4")]));
+        assert!(check(&[("transfer-encoding", "chunked")]));
+        assert!(check(&[("transfer-encoding", "Chunked")]));
+        assert!(!check(&[("content-length", "4"), ("transfer-encoding", "chunked")]));
+        assert!(!check(&[("transfer-encoding", "chunked"), ("transfer-encoding", "chunked")]));
+        assert!(!check(&[("transfer-encoding", "chunked, chunked")]));
+        assert!(!check(&[("transfer-encoding", "gzip, chunked")]));
     }
 
     #[test]

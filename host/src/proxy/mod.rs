@@ -189,6 +189,7 @@ async fn exchange(
             parts.extensions.remove::<hyper::upgrade::OnUpgrade>(),
         )
     });
+    ingress::check_framing(&parts.headers)?;
     if ingress::content_length(&parts.headers)
         .is_some_and(|length| length > state.settings.max_request_bytes)
     {

@@ -260,3 +260,29 @@ impl PlainUpstream {
             .expect("the upstream received a request")
     }
 }
+
+/// An open intercepted tunnel to `api.test.example` (HTTP/1.1 over TLS).
+pub type Tunnel = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
+
+/// Write `raw` (a whole HTTP/1.1 request, head and body) into a tunnel; the status of the
+/// answer and its body (read by `Content-Length`; none otherwise).
+pub fn exchange_in_tunnel(tls: &mut Tunnel, raw: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
+    use std::io::{Read, Write};
+    tls.write_all(raw)?;
+    tls.flush()?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tls.read_exact(&mut byte)?;
+        head.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let status: u16 = text[9..12].parse().unwrap();
+    let length = text
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .map_or(0, |value| value.trim().parse::<usize>().unwrap());
+    let mut body = vec![0u8; length];
+    tls.read_exact(&mut body)?;
+    Ok((status, body))
+}
