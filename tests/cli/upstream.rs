@@ -7,10 +7,13 @@
 //! the handshake would; `/ws-bad-accept` answers its 101 with the wrong
 //! `Sec-WebSocket-Accept`), `/set-cookie` answers with `Set-Cookie` and `X-Upstream`,
 //! `/redirect` with a 302, `/hang` never answers, `/stream` sends three chunks a little apart,
-//! `/big` sends 64 KiB; a path with an `echo` segment answers with the request (httpbin style: method, target,
+//! `/big` sends 64 KiB, `/endless` never stops sending, `/gzip-bomb` sends 10 MB of zeros
+//! gzipped (about 10 KB, labelled `Content-Encoding: gzip`), `/redirect-307` redirects to
+//! `attacker.test.example`; a path with an `echo` segment answers with the request (httpbin style: method, target,
 //! headers and body as JSON, the query in a `Location` header and the `Authorization` in
 //! `WWW-Authenticate` and `X-Echo-Authorization`), `echo-stream` the same in small chunks
-//! without a length, `echo-gzip` the same labelled `Content-Encoding: gzip`; anything else
+//! without a length, `echo-gzip` the same labelled `Content-Encoding: gzip`, `echo-encoded` the `Authorization` in
+//! hex (both cases), percent-encoded and base64 (both alphabets); anything else
 //! answers 200 `{"ok":true}`.
 
 use std::convert::Infallible;
@@ -279,6 +282,23 @@ async fn answer(
                 .body(StreamBody::new(stream).boxed())
         }
         "/big" => Response::builder().body(Full::new(Bytes::from(vec![b'x'; 64 * 1024])).boxed()),
+        "/redirect-307" => Response::builder()
+            .status(307)
+            .header("location", "https://attacker.test.example/steal")
+            .body(full("")),
+        "/endless" => {
+            let (sender, receiver) =
+                tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
+            tokio::spawn(async move {
+                let chunk = Bytes::from(vec![b'z'; 64 * 1024]);
+                while sender.send(Ok(Frame::data(chunk.clone()))).await.is_ok() {}
+            });
+            Response::builder().body(StreamBody::new(tokio_stream_from(receiver)).boxed())
+        }
+        "/gzip-bomb" => Response::builder()
+            .header("content-encoding", "gzip")
+            .header("content-type", "text/plain")
+            .body(Full::new(Bytes::from(gzip_bomb().to_vec())).boxed()),
         _ => Response::builder()
             .header("content-type", "application/json")
             .body(full("{\"ok\":true}")),
@@ -326,7 +346,7 @@ fn echo(
                 String::from_utf8_lossy(authorization.as_bytes())
             ),
         )
-        .header("x-echo-authorization", authorization);
+        .header("x-echo-authorization", authorization.clone());
     let body = match mode {
         "-stream" => {
             let (sender, receiver) =
@@ -346,9 +366,44 @@ fn echo(
             response = response.header("content-encoding", "gzip");
             Full::new(Bytes::from(text)).boxed()
         }
+        "-encoded" => {
+            // The Authorization value in every encoding a sloppy API might quote it in.
+            use base64::Engine as _;
+            let value = authorization.as_bytes();
+            let engines = [
+                &base64::engine::general_purpose::STANDARD,
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            ];
+            let mut forms = vec![
+                hex::encode(value),
+                hex::encode_upper(value),
+                crate::adversarial::percent_encoded(value),
+            ];
+            forms.extend(engines.iter().map(|engine| engine.encode(value)));
+            Full::new(Bytes::from(
+                serde_json::json!({ "forms": forms }).to_string(),
+            ))
+            .boxed()
+        }
         _ => Full::new(Bytes::from(text)).boxed(),
     };
     response.body(body).unwrap()
+}
+
+/// Ten million zero bytes, gzipped (about 10 KB): what a decompressing proxy would blow up.
+fn gzip_bomb() -> &'static [u8] {
+    static BOMB: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    BOMB.get_or_init(|| {
+        let output = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import gzip, sys; sys.stdout.buffer.write(gzip.compress(bytes(10_000_000)))",
+            ])
+            .output()
+            .expect("python3 runs");
+        assert!(output.status.success());
+        output.stdout
+    })
 }
 
 /// A WebSocket echo server's side of an upgraded connection: an optional greeting, then each

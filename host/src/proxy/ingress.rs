@@ -254,8 +254,14 @@ mod tests {
         assert!(check(&[("content-length", "4")]));
         assert!(check(&[("transfer-encoding", "chunked")]));
         assert!(check(&[("transfer-encoding", "Chunked")]));
-        assert!(!check(&[("content-length", "4"), ("transfer-encoding", "chunked")]));
-        assert!(!check(&[("transfer-encoding", "chunked"), ("transfer-encoding", "chunked")]));
+        assert!(!check(&[
+            ("content-length", "4"),
+            ("transfer-encoding", "chunked")
+        ]));
+        assert!(!check(&[
+            ("transfer-encoding", "chunked"),
+            ("transfer-encoding", "chunked")
+        ]));
         assert!(!check(&[("transfer-encoding", "chunked, chunked")]));
         assert!(!check(&[("transfer-encoding", "gzip, chunked")]));
     }

@@ -16,7 +16,9 @@ use crate::transparent::{Transparent, tunnel};
 /// stops answering for 5 s): every status line it sent, and whether it closed.
 fn raw_exchange(address: &str, raw: &[u8]) -> (Vec<u16>, bool) {
     let mut stream = TcpStream::connect(address).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     stream.write_all(raw).unwrap();
     let mut answer = Vec::new();
     let mut buffer = [0u8; 8192];
@@ -74,7 +76,10 @@ fn case_13_content_length_with_transfer_encoding_smuggles_nothing() {
         assert!(closed, "{encoding:?}: the connection stayed open");
         // Refused outright, or the first request alone, re-framed (hyper reads the body by
         // Transfer-Encoding and closes the connection after it).
-        assert!(answers == [400] || answers == [200], "{encoding:?}: {answers:?}");
+        assert!(
+            answers == [400] || answers == [200],
+            "{encoding:?}: {answers:?}"
+        );
     }
     // Inside a tunnel, where the smuggled request would go straight upstream.
     let t = Transparent::start();
@@ -94,13 +99,24 @@ fn case_13_content_length_with_transfer_encoding_smuggles_nothing() {
         );
         let mut rest = Vec::new();
         let _ = tls.read_to_end(&mut rest);
-        assert_eq!(statuses(&rest), Vec::<u16>::new(), "{encoding:?}: a second answer");
+        assert_eq!(
+            statuses(&rest),
+            Vec::<u16>::new(),
+            "{encoding:?}: a second answer"
+        );
     }
     for upstream in [&proxy.upstream, &t.proxy.upstream] {
         for received in upstream.received() {
-            assert!(!received.target.contains("admin"), "smuggled: {}", received.target);
+            assert!(
+                !received.target.contains("admin"),
+                "smuggled: {}",
+                received.target
+            );
             assert_eq!(received.method, "POST");
-            assert!(received.body.is_empty(), "re-framed with its real, empty body");
+            assert!(
+                received.body.is_empty(),
+                "re-framed with its real, empty body"
+            );
         }
     }
 }
@@ -160,7 +176,10 @@ fn case_15_raw_injection_in_header_values_is_refused() {
         let (answers, _) = raw_exchange(&proxy.server.address, request.as_bytes());
         assert_eq!(answers, [400], "{injected:?}");
     }
-    assert!(proxy.upstream.received().is_empty(), "an injected request went out");
+    assert!(
+        proxy.upstream.received().is_empty(),
+        "an injected request went out"
+    );
 }
 
 #[test]
@@ -178,7 +197,10 @@ fn case_16_the_agents_own_credential_header_never_reaches_the_upstream() {
         let mut tls = tunnel(&t, &t.proxy.token, "api.test.example", "api.test.example").unwrap();
         let raw = format!("GET /x HTTP/1.1\r\n{host}{headers}\r\n");
         assert_eq!(exchange_in_tunnel(&mut tls, raw.as_bytes()).unwrap().0, 200);
-        assert_eq!(t.proxy.upstream.last().header("authorization"), [injected.as_str()]);
+        assert_eq!(
+            t.proxy.upstream.last().header("authorization"),
+            [injected.as_str()]
+        );
     }
     // An api-key service: the agent's X-Api-Key, twice.
     t.proxy.services(json!([{
@@ -186,9 +208,13 @@ fn case_16_the_agents_own_credential_header_never_reaches_the_upstream() {
         "auth": { "type": "api-key", "key": "ITEMS_KEY", "header": "X-Api-Key" },
     }]));
     let mut tls = tunnel(&t, &t.proxy.token, "api.test.example", "api.test.example").unwrap();
-    let raw = format!("GET /x HTTP/1.1\r\n{host}X-Api-Key: attacker\r\nx-api-key: attacker-2\r\n\r\n");
+    let raw =
+        format!("GET /x HTTP/1.1\r\n{host}X-Api-Key: attacker\r\nx-api-key: attacker-2\r\n\r\n");
     assert_eq!(exchange_in_tunnel(&mut tls, raw.as_bytes()).unwrap().0, 200);
-    assert_eq!(t.proxy.upstream.last().header("x-api-key"), [canary.value.as_str()]);
+    assert_eq!(
+        t.proxy.upstream.last().header("x-api-key"),
+        [canary.value.as_str()]
+    );
 }
 
 #[test]
@@ -198,10 +224,17 @@ fn case_17_headers_named_in_connection_are_dropped_before_the_credential_is_atta
     t.proxy.credentials(json!({ "ITEMS_KEY": canary.value }));
     let host = format!("Host: api.test.example:{}\r\n", t.proxy.upstream.port);
     for (service, header) in [
-        (json!({ "type": "bearer", "token": "ITEMS_KEY" }), "authorization"),
-        (json!({ "type": "api-key", "key": "ITEMS_KEY", "header": "X-Api-Key" }), "x-api-key"),
+        (
+            json!({ "type": "bearer", "token": "ITEMS_KEY" }),
+            "authorization",
+        ),
+        (
+            json!({ "type": "api-key", "key": "ITEMS_KEY", "header": "X-Api-Key" }),
+            "x-api-key",
+        ),
     ] {
-        t.proxy.services(json!([{ "name": "items", "host": "api.test.example", "auth": service }]));
+        t.proxy
+            .services(json!([{ "name": "items", "host": "api.test.example", "auth": service }]));
         let mut tls = tunnel(&t, &t.proxy.token, "api.test.example", "api.test.example").unwrap();
         let raw = format!(
             "GET /x HTTP/1.1\r\n{host}Connection: close, Authorization, X-Api-Key, Proxy-Authorization\r\n\
@@ -213,7 +246,10 @@ fn case_17_headers_named_in_connection_are_dropped_before_the_credential_is_atta
         assert_eq!(value.len(), 1, "{header}: {value:?}");
         assert!(value[0].contains(&canary.value), "{header}: {value:?}");
         assert!(received.header("proxy-authorization").is_empty());
-        assert!(!format!("{received:?}").contains("attacker"), "{received:?}");
+        assert!(
+            !format!("{received:?}").contains("attacker"),
+            "{received:?}"
+        );
     }
 }
 
@@ -252,7 +288,10 @@ fn case_18_the_session_token_goes_nowhere_upstream() {
     assert_eq!(received[1].header("cookie"), ["lang=en"]);
     for request in &received {
         let seen = format!("{request:?}");
-        assert!(!seen.contains(&token), "the session token went upstream: {seen}");
+        assert!(
+            !seen.contains(&token),
+            "the session token went upstream: {seen}"
+        );
         assert!(request.header("x-vault").is_empty());
         assert!(request.header("proxy-authorization").is_empty());
     }

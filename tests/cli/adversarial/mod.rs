@@ -50,7 +50,7 @@ impl Canary {
             self.value.clone(),
             hex::encode(raw),
             hex::encode_upper(raw),
-            raw.iter().map(|b| format!("%{b:02X}")).collect(),
+            percent_encoded(raw),
             serde_json::to_string(&self.value)
                 .unwrap()
                 .trim_matches('"')
@@ -70,6 +70,21 @@ impl Canary {
             );
         }
     }
+}
+
+/// Percent-encoding of every byte but `A-Z a-z 0-9 - . _ ~`, as URLs and the plugin
+/// contract's `percent` encoding write it.
+pub fn percent_encoded(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|&b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 fn rand_bytes<const N: usize>() -> [u8; N] {

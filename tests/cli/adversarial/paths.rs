@@ -46,7 +46,8 @@ fn refused(status: u16, body: &[u8]) -> bool {
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    (status, code.as_str()) == (400, "bad_request") || (status, code.as_str()) == (403, "path_not_allowed")
+    (status, code.as_str()) == (400, "bad_request")
+        || (status, code.as_str()) == (403, "path_not_allowed")
 }
 
 #[test]
@@ -55,7 +56,9 @@ fn case_11_no_spelling_of_a_path_leaves_the_scope_on_either_ingress_or_protocol(
     let t = scoped(&canary);
     let port = t.proxy.upstream.port;
     // Within the scope, a spelling with doubled slashes passes and goes out as written.
-    let fine = t.proxy.call("GET", "api.test.example", "/repos/org//app", &[]);
+    let fine = t
+        .proxy
+        .call("GET", "api.test.example", "/repos/org//app", &[]);
     assert_eq!(fine.status, 200, "{fine:?}");
     assert_eq!(t.proxy.upstream.last().target, "/repos/org//app");
     let delivered = t.proxy.upstream.received().len();
@@ -63,7 +66,10 @@ fn case_11_no_spelling_of_a_path_leaves_the_scope_on_either_ingress_or_protocol(
     for path in BYPASSES {
         // The explicit ingress.
         let answer = t.proxy.call("GET", "api.test.example", path, &[]);
-        assert!(refused(answer.status, &answer.body), "explicit {path}: {answer:?}");
+        assert!(
+            refused(answer.status, &answer.body),
+            "explicit {path}: {answer:?}"
+        );
         // HTTP/1.1 inside a tunnel.
         let mut tls = open(&t);
         let raw = format!("GET {path} HTTP/1.1\r\nHost: api.test.example:{port}\r\n\r\n");
@@ -79,7 +85,11 @@ fn case_11_no_spelling_of_a_path_leaves_the_scope_on_either_ingress_or_protocol(
     let received = t.proxy.upstream.received();
     assert_eq!(received.len(), delivered, "a bypass reached the upstream");
     for request in received {
-        assert!(request.target.starts_with("/repos/org/"), "{}", request.target);
+        assert!(
+            request.target.starts_with("/repos/org/"),
+            "{}",
+            request.target
+        );
     }
 }
 
@@ -90,26 +100,43 @@ fn case_12_trace_track_nested_connect_and_options_star_never_carry_the_credentia
     let port = t.proxy.upstream.port;
     let delivered = t.proxy.upstream.received().len();
     for method in ["TRACE", "TRACK", "PROPFIND"] {
-        let answer = t.proxy.call(method, "api.test.example", "/repos/org/x", &[]);
-        assert_eq!(answer.proxy_error(), (405, "method_not_allowed".into()), "{method}");
+        let answer = t
+            .proxy
+            .call(method, "api.test.example", "/repos/org/x", &[]);
+        assert_eq!(
+            answer.proxy_error(),
+            (405, "method_not_allowed".into()),
+            "{method}"
+        );
         let mut tls = open(&t);
-        let raw = format!("{method} /repos/org/x HTTP/1.1\r\nHost: api.test.example:{port}\r\n\r\n");
+        let raw =
+            format!("{method} /repos/org/x HTTP/1.1\r\nHost: api.test.example:{port}\r\n\r\n");
         let (status, _) = exchange_in_tunnel(&mut tls, raw.as_bytes()).unwrap();
         assert_eq!(status, 405, "{method} in a tunnel");
     }
     // A CONNECT inside the tunnel: to the tunnel's own host, and to another.
-    for authority in [format!("api.test.example:{port}"), "other.test.example:443".to_owned()] {
+    for authority in [
+        format!("api.test.example:{port}"),
+        "other.test.example:443".to_owned(),
+    ] {
         let mut tls = open(&t);
         let raw = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n");
         let (status, _) = exchange_in_tunnel(&mut tls, raw.as_bytes()).unwrap();
-        assert!(status == 405 || status == 421, "nested CONNECT {authority}: {status}");
+        assert!(
+            status == 405 || status == 421,
+            "nested CONNECT {authority}: {status}"
+        );
     }
     // `OPTIONS *` names no path: refused rather than sent with the credential.
     let mut tls = open(&t);
     let raw = format!("OPTIONS * HTTP/1.1\r\nHost: api.test.example:{port}\r\n\r\n");
     let (status, _) = exchange_in_tunnel(&mut tls, raw.as_bytes()).unwrap();
     assert_eq!(status, 400, "OPTIONS *");
-    assert_eq!(t.proxy.upstream.received().len(), delivered, "a refused method went out");
+    assert_eq!(
+        t.proxy.upstream.received().len(),
+        delivered,
+        "a refused method went out"
+    );
 
     // A method outside the standard set goes out only when a rule names it.
     t.proxy.services(json!([{
@@ -117,9 +144,14 @@ fn case_12_trace_track_nested_connect_and_options_star_never_carry_the_credentia
         "auth": { "type": "bearer", "token": "ITEMS_KEY" },
         "allow": [{ "methods": ["GET", "PROPFIND"], "paths": ["/repos/org/*"] }],
     }]));
-    let answer = t.proxy.call("PROPFIND", "api.test.example", "/repos/org/x", &[]);
+    let answer = t
+        .proxy
+        .call("PROPFIND", "api.test.example", "/repos/org/x", &[]);
     assert_eq!(answer.status, 200, "{answer:?}");
     let received = t.proxy.upstream.last();
     assert_eq!(received.method, "PROPFIND");
-    assert_eq!(received.header("authorization"), [format!("Bearer {}", canary.value)]);
+    assert_eq!(
+        received.header("authorization"),
+        [format!("Bearer {}", canary.value)]
+    );
 }
