@@ -397,7 +397,7 @@ fn gzip_bomb() -> &'static [u8] {
         let output = std::process::Command::new("python3")
             .args([
                 "-c",
-                "import gzip, sys; sys.stdout.buffer.write(gzip.compress(bytes(10_000_000)))",
+                "import gzip, sys; sys.stdout.buffer.write(gzip.compress(bytes(10_000_000), mtime=0))",
             ])
             .output()
             .expect("python3 runs");

@@ -48,8 +48,10 @@ pub fn open(
             .api
             .data_key
             .open_credential(&caller.vault.id, key, sealed)
-            .map_err(|error| {
-                ProxyError::Internal(format!("credential \"{key}\" cannot be opened: {error}"))
+            .map_err(|_| ProxyError::CredentialUnreadable {
+                key: key.to_owned(),
+                service: service.name.clone(),
+                vault: caller.vault.name.clone(),
             })?;
         opened.insert(key, secret);
     }

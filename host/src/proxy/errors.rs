@@ -74,6 +74,17 @@ pub enum ProxyError {
         service: String,
         vault: String,
     },
+    /// A sealed credential did not open: moved from another row, or damaged. The integrity
+    /// of the store is in question, so it is logged as an error.
+    #[error(
+        "Credential \"{key}\" used by service \"{service}\" cannot be decrypted (it was not \
+         sealed for this vault and key, or the data is damaged); nothing was sent"
+    )]
+    CredentialUnreadable {
+        key: String,
+        service: String,
+        vault: String,
+    },
     #[error("{0}")]
     Plugin(String),
     /// A placeholder could not be replaced (the value does not fit where it goes).
@@ -111,6 +122,7 @@ impl ProxyError {
             | ProxyError::CompressedResponse { .. } => Side::Upstream,
             ProxyError::Internal(_)
             | ProxyError::CredentialNotFound { .. }
+            | ProxyError::CredentialUnreadable { .. }
             | ProxyError::Substitution(_)
             | ProxyError::LogUnavailable => Side::Internal,
             _ => Side::Client,
@@ -133,6 +145,7 @@ impl ProxyError {
             ProxyError::PlaintextRefused { .. } => "plaintext_refused",
             ProxyError::RateLimited(limited) => limited.code(),
             ProxyError::CredentialNotFound { .. } => "credential_not_found",
+            ProxyError::CredentialUnreadable { .. } => "credential_unreadable",
             ProxyError::Plugin(_) => "plugin_error",
             ProxyError::Substitution(_) => "substitution_error",
             ProxyError::CompressedResponse { .. } => "compressed_response",
@@ -163,6 +176,7 @@ impl ProxyError {
             }
             ProxyError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::CredentialNotFound { .. }
+            | ProxyError::CredentialUnreadable { .. }
             | ProxyError::Plugin(_)
             | ProxyError::Substitution(_)
             | ProxyError::CompressedResponse { .. }
