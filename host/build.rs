@@ -88,8 +88,8 @@ fn check_wasm_target() {
     if !target.exists() {
         panic!(
             "\n\nagent-vault embeds WebAssembly plugins built for wasm32-wasip2, and that target \
-             is not installed.\nRun `rustup target add wasm32-wasip2` (scripts/setup does it \
-             for you) and build again.\n\n"
+             is not installed.\nRun `rustup target add wasm32-wasip2` (scripts/server and \
+             scripts/test do it for you) and build again.\n\n"
         );
     }
 }
