@@ -201,4 +201,35 @@ fn case_26_sessions_end_inside_open_tunnels_and_failures_look_alike() {
     };
     assert_eq!(strip_date(&shaped), strip_date(&random));
     assert!(shaped.starts_with("HTTP/1.1 407"), "{shaped}");
+
+    // A client guessing tokens is held back after the burst (50 in 5 minutes), whatever it
+    // sends next; here it comes through a reverse proxy that names it.
+    let proxy = Proxy::start_with(
+        &["--trusted-proxies", "127.0.0.1"],
+        &[("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.1/32")],
+    );
+    let target = proxy.target("api.test.example", "/");
+    let guess = |n: usize| {
+        let auth = format!("Bearer av_sess_{n:064x}");
+        proxy
+            .send(
+                "GET",
+                &target,
+                &[
+                    ("authorization", &auth),
+                    ("x-forwarded-for", "198.51.100.7"),
+                ],
+                b"",
+            )
+            .status
+    };
+    let statuses: Vec<u16> = (0..60).map(guess).collect();
+    assert!(
+        statuses[..50].iter().all(|&status| status == 401),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses[50..].iter().all(|&status| status == 429),
+        "{statuses:?}"
+    );
 }
