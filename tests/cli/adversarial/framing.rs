@@ -202,6 +202,20 @@ fn case_16_the_agents_own_credential_header_never_reaches_the_upstream() {
             [injected.as_str()]
         );
     }
+    // The same over HTTP/2.
+    let request = http::Request::get(format!(
+        "https://api.test.example:{}/h2",
+        t.proxy.upstream.port
+    ))
+    .header("authorization", "Bearer attacker")
+    .header("authorization", "Bearer attacker-2")
+    .body(Default::default())
+    .unwrap();
+    assert_eq!(super::h2_in_tunnel(&t, request).0, 200);
+    assert_eq!(
+        t.proxy.upstream.last().header("authorization"),
+        [injected.as_str()]
+    );
     // An api-key service: the agent's X-Api-Key, twice.
     t.proxy.services(json!([{
         "name": "items", "host": "api.test.example",
@@ -280,8 +294,18 @@ fn case_18_the_session_token_goes_nowhere_upstream() {
          Cookie: av_session={token}; lang=en\r\nX-Vault: default\r\n\r\n"
     );
     assert_eq!(exchange_in_tunnel(&mut tls, raw.as_bytes()).unwrap().0, 200);
+    // HTTP/2: the query and a cookie.
+    let request = http::Request::get(format!(
+        "https://api.test.example:{port}/z?t={token}&keep=3"
+    ))
+    .header("cookie", format!("a=1; sid={token}"))
+    .body(Default::default())
+    .unwrap();
+    assert_eq!(super::h2_in_tunnel(&t, request).0, 200);
     let received = t.proxy.upstream.received();
-    assert_eq!(received.len(), 2);
+    assert_eq!(received.len(), 3);
+    assert_eq!(received[2].target, "/z?keep=3");
+    assert_eq!(received[2].header("cookie"), ["a=1"]);
     assert_eq!(received[0].target, "/x?keep=1");
     assert_eq!(received[0].header("cookie"), ["theme=dark"]);
     assert_eq!(received[1].target, "/y?keep=2");
