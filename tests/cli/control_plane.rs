@@ -677,7 +677,8 @@ fn an_agent_gets_its_token_once_and_loses_it_on_rotation_and_revocation() {
     );
     assert_eq!(
         as_agent(&first, &["vault", "credential", "list", "--reveal"]).fails(),
-        "error: Member role required\n"
+        "error: Credential values are shown only to people signed in with their own login; \
+         agents and vault sessions can set and delete credentials but never read them back\n"
     );
 
     let second = instance

@@ -15,6 +15,7 @@ mod logs;
 mod proposals;
 mod services;
 mod sessions;
+mod settings;
 mod status;
 mod users;
 mod vaults;
@@ -206,6 +207,34 @@ impl Request {
         }
         serde_json::from_slice(&self.body)
             .map_err(|error| ApiError::bad_request(format!("invalid JSON body: {error}")))
+    }
+
+    /// The body as JSON of type `T`, for bodies that carry credential values (setting them,
+    /// approving a proposal): serde's messages quote what they could not read, so a body
+    /// that does not fit is refused with where and what kind of error it is, never its text.
+    pub fn json_with_secrets<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        let body: &[u8] = if self.body.is_empty() {
+            b"{}"
+        } else {
+            &self.body
+        };
+        serde_json::from_slice(body).map_err(|error| {
+            let what = match error.classify() {
+                serde_json::error::Category::Data => {
+                    "a field has the wrong type or an unknown name"
+                }
+                serde_json::error::Category::Eof => "the body ends too early",
+                serde_json::error::Category::Syntax | serde_json::error::Category::Io => {
+                    "the body is not JSON"
+                }
+            };
+            ApiError::bad_request(format!(
+                "invalid JSON body at line {}, column {}: {what} (the body carries credential \
+                 values, so the error does not quote it)",
+                error.line(),
+                error.column()
+            ))
+        })
     }
 
     /// A query parameter.
@@ -510,6 +539,8 @@ async fn route(state: &ApiState, request: &Request) -> Result<Response<Full<Byte
             vaults::context(state, request, name).await
         }
         (&Method::GET, ["v1", "admin", "vaults"]) => vaults::all(state, request).await,
+        (&Method::GET, ["v1", "admin", "settings"]) => settings::get(state, request).await,
+        (&Method::PUT, ["v1", "admin", "settings"]) => settings::put(state, request).await,
         (&Method::POST, ["v1", "vaults", name, "join"]) => vaults::join(state, request, name).await,
         (&Method::POST, ["v1", "vaults", name, "leave"]) => {
             vaults::leave(state, request, name).await
