@@ -472,9 +472,6 @@ fn cross_site(request: &Request) -> bool {
 }
 
 pub async fn login(state: &ApiState, request: &Request, id: &str) -> Response<Full<Bytes>> {
-    if let Err(limited) = request.attempt(state) {
-        return problem(limited.status, &limited.message);
-    }
     if cross_site(request) {
         return problem(
             StatusCode::FORBIDDEN,
@@ -489,7 +486,7 @@ pub async fn login(state: &ApiState, request: &Request, id: &str) -> Response<Fu
     };
     let email = field("email").unwrap_or_default();
     let password = field("password").unwrap_or_default();
-    let user = match check_login(state, &email, password).await {
+    let user = match check_login(state, request.client, &email, password).await {
         Ok(user) => user,
         Err(error) => {
             return render(state, &opened, None, Some((error.status, error.message))).await;
