@@ -1102,6 +1102,7 @@ fn a_proposal_stored_without_its_creator_is_never_approved() {
         json!({ "name": "old-bot", "vaults": [{ "vault_name": "default", "vault_role": "member" }] }),
     );
     let agent = agent["av_agent_token"].as_str().unwrap().to_owned();
+    let mut links = Vec::new();
     for key in ["KEPT_KEY", "GONE_KEY"] {
         let (_, minted) = call(
             &server,
@@ -1112,7 +1113,10 @@ fn a_proposal_stored_without_its_creator_is_never_approved() {
         );
         let session = minted["token"].as_str().unwrap();
         let body = json!({ "credentials": [{ "key": key }] });
-        assert_eq!(call(&server, session, "POST", "/v1/proposals", body).0, 201);
+        let (status, created) = call(&server, session, "POST", "/v1/proposals", body);
+        assert_eq!(status, 201);
+        let link = created["approval_url"].as_str().unwrap();
+        links.push(link.strip_prefix(&server.url()).unwrap().to_owned());
     }
     drop(server);
 
@@ -1161,10 +1165,24 @@ fn a_proposal_stored_without_its_creator_is_never_approved() {
     assert_eq!(approve(1, "KEPT_KEY").0, 200);
     let (status, answer) = approve(2, "GONE_KEY");
     assert_eq!(status, 403);
-    assert_eq!(
-        answer["error"],
-        "This proposal does not record who made it (it was made before this server recorded \
-         creators), so it cannot be approved; reject it and ask for it again"
+    let unknown = "This proposal does not record who made it (it was made before this server \
+                   recorded creators), so it cannot be approved; reject it and ask for it again";
+    assert_eq!(answer["error"], unknown);
+    // The approval page offers a person only the reject form, and says why.
+    let page = send_raw(
+        &server.address,
+        "GET",
+        &links[1],
+        &[("cookie", &format!("av_session={owner}"))],
+        b"",
+    );
+    let html = String::from_utf8_lossy(&page.body);
+    assert_eq!(page.status, 200);
+    assert!(!html.contains("id=\"approve\""), "{html}");
+    assert!(html.contains("id=\"reject\""), "{html}");
+    assert!(
+        html.contains(&format!("<p id=\"error\">{unknown}</p>")),
+        "{html}"
     );
     let (status, _) = call(
         &server,
