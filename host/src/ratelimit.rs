@@ -7,7 +7,9 @@
 //! [`RateLimiter::admit`] is the proxy's one entry point: it takes a token from the scope's
 //! bucket and from the global one (both or neither), then a slot of each, and hands back a
 //! [`Permit`] that holds the slots until the response is done. [`AttemptLimiter::attempt`] is
-//! the AUTH tier's. A refusal is a [`Limited`] with the time after which a retry can succeed;
+//! the AUTH tier's, per client address; where a password is checked, the AUTH tier counts
+//! failures per account and address instead ([`SignInLimiter`], `sign_in.rs`). A refusal is
+//! a [`Limited`] with the time after which a retry can succeed;
 //! turning it into a 429 with `Retry-After` is the caller's job. The AUTHED tier (the
 //! management API per actor) is not here.
 //!
@@ -26,6 +28,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+mod sign_in;
+
+pub use sign_in::{SignInAttempt, SignInLimiter, SignInRefused};
 
 /// How often idle scopes are forgotten (at the next request after this much time).
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
@@ -610,6 +616,14 @@ impl Bucket {
 
     fn is_full(&self, now: Instant) -> bool {
         self.full_at <= now
+    }
+
+    /// The bucket after a token taken earlier is put back at `now` (never fuller than full).
+    fn give_back(&self, rate: &Rate, now: Instant) -> Bucket {
+        let full_at = self.full_at.checked_sub(rate.interval).unwrap_or(now);
+        Bucket {
+            full_at: full_at.max(now),
+        }
     }
 
     /// The bucket after taking one token at `now`, or how long until a token is there.

@@ -190,6 +190,11 @@ const ADMIN_REQUIRED: (u16, &str) = (403, "Admin role required");
 const NO_VAULT_ACCESS: (u16, &str) = (403, "No access to this vault");
 const INSTANCE_MEMBER_REQUIRED: (u16, &str) = (403, "Instance member role required");
 const OWNER_REQUIRED: (u16, &str) = (403, "Owner role required");
+const VALUES_ARE_FOR_PEOPLE: (u16, &str) = (
+    403,
+    "Credential values are shown only to people signed in with their own login; agents and \
+     vault sessions can set and delete credentials but never read them back",
+);
 const NEEDS_ACCOUNT: (u16, &str) = (
     403,
     "This needs a user or agent token, not a vault-scoped session",
@@ -377,7 +382,7 @@ fn every_vault_role_lists_credential_names_and_services() {
 }
 
 #[test]
-fn only_members_and_admins_read_or_write_credential_values() {
+fn only_people_read_credential_values_and_members_write_them() {
     let world = World::new();
     world.expect(
         "reveal values",
@@ -385,8 +390,9 @@ fn only_members_and_admins_read_or_write_credential_values() {
         "/v1/credentials?vault=team&reveal=true",
         json!({}),
         &[
-            (Who::ProxyAgent, Err(MEMBER_REQUIRED)),
-            (Who::Scoped, Err(MEMBER_REQUIRED)),
+            (Who::ProxyAgent, Err(VALUES_ARE_FOR_PEOPLE)),
+            (Who::Scoped, Err(VALUES_ARE_FOR_PEOPLE)),
+            (Who::NoAccess, Err(NO_VAULT_ACCESS)),
             (Who::VaultMember, Ok(200)),
             (Who::VaultAdmin, Ok(200)),
         ],
@@ -420,6 +426,108 @@ fn only_members_and_admins_read_or_write_credential_values() {
             (Who::Scoped, Err(MEMBER_REQUIRED)),
             (Who::VaultMember, Ok(200)),
         ],
+    );
+}
+
+/// The security issue's item 1: a member-role agent read every credential value with
+/// `GET /v1/credentials?reveal=true`, as Agent Vault allows. Here no agent token, and no vault
+/// session whoever minted it, ever receives one, whatever the role; agents still set and
+/// delete credentials.
+#[test]
+fn no_agent_or_vault_session_reads_a_credential_value_whatever_its_role() {
+    let world = World::new();
+    let agent = |name: &str, role: &str, vault_role: &str| {
+        let created = ok(
+            &world.server,
+            "POST",
+            "/v1/agents",
+            &world.owner,
+            json!({ "name": name, "role": role, "vaults": [{ "vault_name": "team", "vault_role": vault_role }] }),
+        );
+        created["av_agent_token"].as_str().unwrap().to_owned()
+    };
+    let member_agent = agent("member-bot", "member", "member");
+    let admin_agent = agent("admin-bot", "member", "admin");
+    let owner_agent = agent("owner-bot", "owner", "admin");
+    let minted_by = |token: &str| {
+        ok(
+            &world.server,
+            "POST",
+            "/v1/sessions",
+            token,
+            json!({ "vault": "team" }),
+        )["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let agents_session = minted_by(&member_agent);
+    let members_session = minted_by(&world.vault_member);
+    let callers = [
+        ("member agent", member_agent.as_str()),
+        ("admin agent", admin_agent.as_str()),
+        ("owner agent", owner_agent.as_str()),
+        ("session an agent minted", agents_session.as_str()),
+        ("session a member minted", members_session.as_str()),
+        ("session the owner minted", world.scoped.as_str()),
+        ("proxy agent", world.proxy_agent.as_str()),
+    ];
+    for (who, token) in callers {
+        for path in [
+            "/v1/credentials?vault=team&reveal=true",
+            "/v1/credentials?vault=team&key=STRIPE_KEY&reveal=true",
+            "/v1/credentials?reveal=true&vault=team&key=NO_SUCH_KEY",
+        ] {
+            let (status, answer) = world.server.call("GET", path, Some(token), None);
+            assert_eq!(
+                (status, answer["error"].as_str()),
+                (VALUES_ARE_FOR_PEOPLE.0, Some(VALUES_ARE_FOR_PEOPLE.1)),
+                "{who}: {path}"
+            );
+            assert!(
+                !answer.to_string().contains("sk_test_team"),
+                "{who}: {answer}"
+            );
+        }
+        // Names, yes.
+        let (status, listed) =
+            world
+                .server
+                .call("GET", "/v1/credentials?vault=team", Some(token), None);
+        assert_eq!(
+            (status, &listed),
+            (200, &json!({ "keys": ["STRIPE_KEY"] })),
+            "{who}"
+        );
+    }
+    // A member agent sets and deletes values, and cannot read back the one it set.
+    ok(
+        &world.server,
+        "POST",
+        "/v1/credentials",
+        &member_agent,
+        json!({ "vault": "team", "credentials": { "AGENT_SET_KEY": "sk_test_set_by_agent" } }),
+    );
+    let (status, _) = world.server.call(
+        "GET",
+        "/v1/credentials?vault=team&key=AGENT_SET_KEY&reveal=true",
+        Some(&member_agent),
+        None,
+    );
+    assert_eq!(status, 403);
+    let (_, revealed) = world.call(
+        Who::VaultMember,
+        "GET",
+        "/v1/credentials?vault=team&key=AGENT_SET_KEY&reveal=true",
+        json!({}),
+    );
+    assert_eq!(revealed["credentials"][0]["value"], "sk_test_set_by_agent");
+    ok(
+        &world.server,
+        "DELETE",
+        "/v1/credentials",
+        &member_agent,
+        json!({ "vault": "team", "keys": ["AGENT_SET_KEY"] }),
     );
 }
 
@@ -650,4 +758,43 @@ fn service_writes_are_checked_against_the_plugins() {
         "maps.example.com",
     );
     assert_eq!(status, 200, "{answer}");
+}
+
+#[test]
+fn a_body_with_credential_values_that_does_not_fit_is_not_quoted_back() {
+    let world = World::new();
+    // serde's own message would be: invalid type: string "sk_live_...", expected a map.
+    let pasted = "sk_live_pasted_in_the_wrong_place";
+    for (path, body, column) in [
+        (
+            "/v1/credentials",
+            format!(r#"{{"vault": "team", "credentials": "{pasted}"}}"#),
+            68,
+        ),
+        (
+            "/v1/admin/proposals/1/approve",
+            format!(r#"{{"vault": "team", "credentials": {{"STRIPE_KEY": ["{pasted}"]}}}}"#),
+            48,
+        ),
+    ] {
+        let answer = crate::proxy::send_raw(
+            &world.server.address,
+            "POST",
+            path,
+            &[
+                ("authorization", &format!("Bearer {}", world.owner)),
+                ("content-type", "application/json"),
+            ],
+            body.as_bytes(),
+        );
+        assert_eq!(answer.status, 400, "{path}");
+        assert_eq!(
+            answer.json()["error"],
+            format!(
+                "invalid JSON body at line 1, column {column}: a field has the wrong type or an \
+                 unknown name (the body carries credential values, so the error does not quote it)"
+            ),
+            "{path}"
+        );
+    }
 }

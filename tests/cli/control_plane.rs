@@ -677,7 +677,8 @@ fn an_agent_gets_its_token_once_and_loses_it_on_rotation_and_revocation() {
     );
     assert_eq!(
         as_agent(&first, &["vault", "credential", "list", "--reveal"]).fails(),
-        "error: Member role required\n"
+        "error: Credential values are shown only to people signed in with their own login; \
+         agents and vault sessions can set and delete credentials but never read them back\n"
     );
 
     let second = instance
@@ -1324,4 +1325,110 @@ fn an_owner_leaves_a_vault_another_admin_keeps_and_joins_it_again() {
         Some(&json!({})),
     );
     assert_eq!(status, 403, "{answer}");
+}
+
+/// The security issue's item 6: any local process could lock the owner out of signing in by
+/// failing 50 times, because failures counted per client address and every local client is
+/// 127.0.0.1. Failures now count per account and address.
+#[test]
+fn another_clients_failed_sign_ins_never_lock_the_owner_out() {
+    let server_data = DataDir::new();
+    // Behind a reverse proxy on this host, which says who it talked to in X-Forwarded-For;
+    // a request without it comes from this host itself.
+    // Failures come back one every half hour (50 a day), so that however slowly this machine
+    // hashes passwords, none is back before the test is done.
+    let server = Server::start_with(
+        &server_data,
+        &["--trusted-proxies", "127.0.0.1"],
+        &[
+            ("AGENT_VAULT_MASTER_PASSWORD", MASTER_PASSWORD),
+            ("AGENT_VAULT_RATELIMIT_AUTH_WINDOW", "24h"),
+        ],
+    );
+    let owner = DataDir::new();
+    let owner_signs_in = || {
+        owner
+            .command(&[
+                "auth",
+                "login",
+                "--address",
+                &server.url(),
+                "--email",
+                OWNER,
+                "--password-stdin",
+            ])
+            .stdin(&format!("{OWNER_PASSWORD}\n"))
+            .run()
+    };
+    owner
+        .command(&[
+            "auth",
+            "register",
+            "--address",
+            &server.url(),
+            "--email",
+            OWNER,
+            "--password-stdin",
+        ])
+        .stdin(&format!("{OWNER_PASSWORD}\n"))
+        .run()
+        .ok();
+    let sign_in = |forwarded_for: Option<&str>, email: &str, password: &str| {
+        let mut headers = vec![("content-type", "application/json")];
+        if let Some(client) = forwarded_for {
+            headers.push(("x-forwarded-for", client));
+        }
+        let body = json!({ "email": email, "password": password }).to_string();
+        let answer = crate::proxy::send_raw(
+            &server.address,
+            "POST",
+            "/v1/auth/login",
+            &headers,
+            body.as_bytes(),
+        );
+        let retry_after = answer.header("retry-after").map(str::to_owned);
+        (answer.status, answer.json()["error"].clone(), retry_after)
+    };
+    let invalid = (401, json!("Invalid email or password"), None);
+
+    // Another process on the owner's machine fails 60 times at other accounts...
+    for n in 0..60 {
+        let email = format!("guess{n}@example.com");
+        assert_eq!(sign_in(None, &email, "wrong password"), invalid, "{n}");
+    }
+    // ... and the owner, from that same machine, signs in.
+    assert_eq!(
+        owner_signs_in().ok(),
+        "Logged in as owner@example.com (owner).\n"
+    );
+
+    // A client elsewhere fails 60 times at the owner's account: it is held back after 50,
+    // even once it has the right password...
+    let elsewhere = Some("203.0.113.9");
+    for n in 0..50 {
+        assert_eq!(sign_in(elsewhere, OWNER, "wrong password"), invalid, "{n}");
+    }
+    let assert_held_back = |(status, error, retry_after): (u16, Value, Option<String>)| {
+        assert_eq!(status, 429, "{error}");
+        let seconds = retry_after.expect("a Retry-After header");
+        assert_eq!(
+            error,
+            format!(
+                "Too many failed sign-ins to this account from your address; try again in \
+                 {seconds} s"
+            )
+        );
+        assert!(seconds.parse::<u64>().unwrap() > 0);
+    };
+    for _ in 50..60 {
+        assert_held_back(sign_in(elsewhere, OWNER, "wrong password"));
+    }
+    assert_held_back(sign_in(elsewhere, OWNER, OWNER_PASSWORD));
+    // ... but not at other accounts, and the owner is not held back at all.
+    assert_eq!(sign_in(elsewhere, "bob@example.com", "a guess"), invalid);
+    assert_eq!(
+        owner_signs_in().ok(),
+        "Logged in as owner@example.com (owner).\n"
+    );
+    assert_eq!(sign_in(Some("198.51.100.7"), OWNER, OWNER_PASSWORD).0, 200);
 }

@@ -7,7 +7,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 
 use crate::proxy::{Proxy, send_raw};
-use crate::support::{Run, agent_vault_with_env, workspace_root};
+use crate::support::{DataDir, Run, Server, agent_vault_with_env, workspace_root};
 
 const OWNER_EMAIL: &str = "owner@example.com";
 const OWNER_PASSWORD: &str = "owner password";
@@ -206,6 +206,10 @@ fn the_same_flow_through_the_cli() {
         "{listed}"
     );
     let shown = owner_cli(&proxy, &["vault", "proposal", "show", "1"]).ok();
+    assert!(
+        shown.contains("\nProposed by the agent script-bot\n"),
+        "{shown}"
+    );
     assert!(
         shown.contains("Service items for https://api.test.example: bearer auth with ITEMS_KEY"),
         "{shown}"
@@ -726,4 +730,466 @@ fn a_login_posted_from_another_site_is_refused() {
     let html = String::from_utf8_lossy(&page.body);
     assert!(html.contains("Logged in as owner@example.com."), "{html}");
     assert!(html.contains("id=\"approve\""));
+}
+
+const REVIEW_IS_FOR_PEOPLE: &str = "Proposals are approved and rejected by people signed in with \
+     their own login, not by agents (an owner can let agents review other agents' proposals with \
+     the instance setting agents_can_approve_proposals)";
+const OWN_PROPOSAL: &str = "A proposal cannot be approved or rejected by whoever made it, \
+     directly or through a vault session they minted";
+
+/// An agent with a grant on the default vault; its token.
+fn agent_with_role(proxy: &Proxy, name: &str, vault_role: &str) -> String {
+    let agent = proxy.api(
+        "POST",
+        "/v1/agents",
+        json!({ "name": name, "vaults": [{ "vault_name": "default", "vault_role": vault_role }] }),
+    );
+    agent["av_agent_token"].as_str().unwrap().to_owned()
+}
+
+/// A vault session for the default vault, minted with `token`.
+fn session_minted_by(proxy: &Proxy, token: &str) -> String {
+    let (status, minted) = proxy.server.call(
+        "POST",
+        "/v1/sessions",
+        Some(token),
+        Some(&json!({ "vault": "default" })),
+    );
+    assert_eq!(status, 200, "{minted}");
+    minted["token"].as_str().unwrap().to_owned()
+}
+
+fn decide(proxy: &Proxy, token: &str, id: u64, decision: &str, body: Value) -> (u16, Value) {
+    proxy.server.call(
+        "POST",
+        &format!("/v1/admin/proposals/{id}/{decision}"),
+        Some(token),
+        Some(&body),
+    )
+}
+
+fn proposal_status(proxy: &Proxy, id: u64) -> Value {
+    proxy
+        .api("GET", &format!("/v1/admin/proposals/{id}"), json!({}))
+        .get("status")
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// What approving on the page as the holder of `session_token` (its `av_session` cookie)
+/// gets: the CSRF token is computable by whoever holds the session and the link.
+fn approve_on_the_page(proxy: &Proxy, approval_url: &str, session_token: &str) -> (u16, String) {
+    use sha2::{Digest, Sha256};
+    let token = approval_url.rsplit('=').next().unwrap();
+    let approval_hash = hex::encode(Sha256::digest(token.as_bytes()));
+    let mut digest = Sha256::new();
+    digest.update(b"agent-vault approval form\0");
+    digest.update(session_token.as_bytes());
+    digest.update(b"\0");
+    digest.update(approval_hash.as_bytes());
+    let csrf = hex::encode(digest.finalize());
+    let cookie = format!("av_session={session_token}");
+    let path = local(proxy, approval_url);
+    let shown = send_raw(
+        &proxy.server.address,
+        "GET",
+        &path,
+        &[("cookie", &cookie)],
+        b"",
+    );
+    let html = String::from_utf8_lossy(&shown.body).into_owned();
+    assert!(!html.contains("id=\"approve\""), "{html}");
+    let id = path.split('/').nth(2).unwrap().split('?').next().unwrap();
+    let posted = send_raw(
+        &proxy.server.address,
+        "POST",
+        &format!("/approve/{id}/approve"),
+        &[
+            ("cookie", &cookie),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        format!("token={token}&csrf={csrf}").as_bytes(),
+    );
+    (
+        posted.status,
+        String::from_utf8_lossy(&posted.body).into_owned(),
+    )
+}
+
+/// The security issue's item 1: a member-role agent may not write services, so it minted a
+/// vault session, proposed through it a service for a host of its own bound to an existing
+/// credential, and approved that with its agent token; the proxy then sent the credential to
+/// its host.
+#[test]
+fn an_agent_cannot_approve_what_it_proposed_through_a_session_it_minted() {
+    let proxy = Proxy::start();
+    let secret = "sk_live_items_only_for_items_4e7d";
+    proxy.credentials(json!({ "ITEMS_KEY": secret }));
+    proxy.services(json!([{ "name": "items", "host": "api.test.example",
+                            "auth": { "type": "bearer", "token": "ITEMS_KEY" } }]));
+    let agent = agent_with_role(&proxy, "member-bot", "member");
+    let mirror = json!({ "services": [{ "name": "mirror", "host": "other.test.example",
+                                        "auth": { "type": "bearer", "token": "ITEMS_KEY" } }] });
+    let (status, answer) = proxy.server.call(
+        "POST",
+        "/v1/vaults/default/services",
+        Some(&agent),
+        Some(&mirror),
+    );
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (403, Some("Admin role required"))
+    );
+
+    let session = session_minted_by(&proxy, &agent);
+    let mut proposal = mirror.clone();
+    proposal["message"] = json!("I need the mirror");
+    let (status, created) = propose(&proxy, &session, &proposal);
+    assert_eq!(status, 201, "{created}");
+    let url = created["approval_url"].as_str().unwrap().to_owned();
+
+    // Its own token cannot approve or reject it, nor can the session.
+    for (token, expected) in [
+        (&agent, REVIEW_IS_FOR_PEOPLE),
+        (
+            &session,
+            "A vault session cannot review proposals; log in as a vault member",
+        ),
+    ] {
+        for decision in ["approve", "reject"] {
+            let (status, answer) =
+                decide(&proxy, token, 1, decision, json!({ "vault": "default" }));
+            assert_eq!(
+                (status, answer["error"].as_str()),
+                (403, Some(expected)),
+                "{decision}"
+            );
+        }
+    }
+    // Nor the approval page, with its token as the page's session cookie.
+    let (status, page) = approve_on_the_page(&proxy, &url, &agent);
+    assert_eq!(status, 403, "{page}");
+    assert!(
+        page.contains(
+            "<p id=\"error\">Proposals are approved and rejected by people signed in with \
+             their own login, not by agents"
+        ),
+        "{page}"
+    );
+    assert_eq!(proposal_status(&proxy, 1), "pending");
+
+    // So the credential never goes to its host.
+    let answer = send_raw(
+        &proxy.server.address,
+        "GET",
+        &proxy.target("other.test.example", "/collect"),
+        &[("authorization", &format!("Bearer {session}"))],
+        b"",
+    );
+    assert_eq!(answer.proxy_error(), (403, "forbidden".to_owned()));
+    assert!(
+        proxy
+            .upstream
+            .received()
+            .iter()
+            .all(|received| !format!("{:?}", received.headers).contains(secret))
+    );
+
+    // The reviewer is told who is behind it.
+    let shown = proxy.api("GET", "/v1/admin/proposals/1", json!({}));
+    assert_eq!(
+        shown["proposed_by"],
+        "an agent with a vault session that the agent member-bot minted"
+    );
+
+    // Even once an owner lets agents review proposals, this one is its own.
+    let address = proxy.server.url();
+    let set = crate::support::Invocation::new(&[
+        "owner",
+        "config",
+        "set",
+        "--agents-can-approve-proposals",
+        "true",
+    ])
+    .env("AGENT_VAULT_TOKEN", &proxy.owner)
+    .env("AGENT_VAULT_ADDR", &address)
+    .run()
+    .ok();
+    assert_eq!(set, "agents_can_approve_proposals: true\n");
+    let (status, answer) = decide(&proxy, &agent, 1, "approve", json!({ "vault": "default" }));
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (403, Some(OWN_PROPOSAL))
+    );
+    assert_eq!(proposal_status(&proxy, 1), "pending");
+}
+
+#[test]
+fn agents_review_other_agents_proposals_only_when_an_owner_allows_it() {
+    let proxy = Proxy::start();
+    let asker = agent_with_role(&proxy, "asker-bot", "proxy");
+    let reviewer = agent_with_role(&proxy, "reviewer-bot", "member");
+    let (status, _) = proxy.server.call(
+        "POST",
+        "/v1/proposals?vault=default",
+        Some(&asker),
+        Some(&items_proposal()),
+    );
+    assert_eq!(status, 201);
+    let approve =
+        json!({ "vault": "default", "credentials": { "ITEMS_KEY": "sk_live_agent_ok_0007" } });
+    let (status, answer) = decide(&proxy, &reviewer, 1, "approve", approve.clone());
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (403, Some(REVIEW_IS_FOR_PEOPLE))
+    );
+
+    // Only an owner changes the setting, and only as a person.
+    let settings = proxy.api("GET", "/v1/admin/settings", json!({}));
+    assert_eq!(settings, json!({ "agents_can_approve_proposals": false }));
+    let owner_bot = proxy.api(
+        "POST",
+        "/v1/agents",
+        json!({ "name": "owner-bot", "role": "owner" }),
+    );
+    let owner_bot = owner_bot["av_agent_token"].as_str().unwrap();
+    let allow = json!({ "agents_can_approve_proposals": true });
+    for (token, expected) in [
+        (reviewer.as_str(), (403, "Owner role required")),
+        (
+            owner_bot,
+            (
+                403,
+                "Instance settings are changed by an owner signed in with their own login",
+            ),
+        ),
+        (
+            proxy.token.as_str(),
+            (
+                403,
+                "This needs a user or agent token, not a vault-scoped session",
+            ),
+        ),
+    ] {
+        let (status, answer) =
+            proxy
+                .server
+                .call("PUT", "/v1/admin/settings", Some(token), Some(&allow));
+        assert_eq!((status, answer["error"].as_str().unwrap()), expected);
+    }
+    let (status, answer) = proxy.server.call(
+        "PUT",
+        "/v1/admin/settings",
+        Some(&proxy.owner),
+        Some(&json!({ "agents_can_approve": true })),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains(
+            "unknown field `agents_can_approve`, expected `agents_can_approve_proposals`"
+        ),
+        "{answer}"
+    );
+    assert_eq!(
+        proxy.api("PUT", "/v1/admin/settings", allow),
+        json!({ "agents_can_approve_proposals": true })
+    );
+
+    // Now a member agent approves another agent's proposal; a proxy-role one still cannot.
+    let (status, answer) = decide(&proxy, &asker, 1, "approve", approve.clone());
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (403, Some("Member role required"))
+    );
+    let (status, answer) = decide(&proxy, &reviewer, 1, "approve", approve);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(proposal_status(&proxy, 1), "applied");
+
+    // Turned off again, agents are refused again.
+    let (status, _) = proxy.server.call(
+        "POST",
+        "/v1/proposals?vault=default",
+        Some(&asker),
+        Some(&json!({ "credentials": [{ "key": "SPARE_KEY" }] })),
+    );
+    assert_eq!(status, 201);
+    let off = crate::support::Invocation::new(&[
+        "owner",
+        "config",
+        "set",
+        "--agents-can-approve-proposals",
+        "false",
+    ])
+    .env("AGENT_VAULT_TOKEN", &proxy.owner)
+    .env("AGENT_VAULT_ADDR", &proxy.server.url())
+    .run()
+    .ok();
+    assert_eq!(off, "agents_can_approve_proposals: false\n");
+    let (status, answer) = decide(
+        &proxy,
+        &reviewer,
+        2,
+        "reject",
+        json!({ "vault": "default" }),
+    );
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (403, Some(REVIEW_IS_FOR_PEOPLE))
+    );
+}
+
+#[test]
+fn a_vault_member_cannot_approve_what_came_through_a_session_they_minted() {
+    let proxy = Proxy::start();
+    // A person with the member role: they may not write services.
+    let invite = proxy.api(
+        "POST",
+        "/v1/users/invites",
+        json!({ "email": "member@example.com", "vaults": [{ "vault_name": "default", "vault_role": "member" }] }),
+    );
+    let (status, accepted) = proxy.server.call(
+        "POST",
+        &format!(
+            "/v1/users/invites/{}/accept",
+            invite["token"].as_str().unwrap()
+        ),
+        None,
+        Some(&json!({ "password": "a member password" })),
+    );
+    assert_eq!(status, 200, "{accepted}");
+    let member = accepted["token"].as_str().unwrap().to_owned();
+    let session = session_minted_by(&proxy, &member);
+    assert_eq!(propose(&proxy, &session, &items_proposal()).0, 201);
+    let approve =
+        json!({ "vault": "default", "credentials": { "ITEMS_KEY": "sk_live_member_0008" } });
+    let (status, answer) = decide(&proxy, &member, 1, "approve", approve.clone());
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (403, Some(OWN_PROPOSAL))
+    );
+    let shown = proxy.api("GET", "/v1/admin/proposals/1", json!({}));
+    assert_eq!(
+        shown["proposed_by"],
+        "an agent with a vault session that member@example.com minted"
+    );
+    // The vault's admin decides. (An admin may also approve what came through a session
+    // they minted, as the browser test does: they may write all of it directly anyway.)
+    let (status, answer) = decide(&proxy, &proxy.owner, 1, "approve", approve);
+    assert_eq!(status, 200, "{answer}");
+}
+
+#[test]
+fn a_proposal_stored_without_its_creator_is_never_approved() {
+    let data = DataDir::new();
+    let server = Server::start(&data);
+    let (status, registered) = server.call(
+        "POST",
+        "/v1/auth/register",
+        None,
+        Some(&json!({ "email": OWNER_EMAIL, "password": OWNER_PASSWORD })),
+    );
+    assert_eq!(status, 201, "{registered}");
+    let owner = registered["token"].as_str().unwrap().to_owned();
+    let call = |server: &Server, token: &str, method: &str, path: &str, body: Value| {
+        server.call(method, path, Some(token), Some(&body))
+    };
+    let (_, agent) = call(
+        &server,
+        &owner,
+        "POST",
+        "/v1/agents",
+        json!({ "name": "old-bot", "vaults": [{ "vault_name": "default", "vault_role": "member" }] }),
+    );
+    let agent = agent["av_agent_token"].as_str().unwrap().to_owned();
+    let mut links = Vec::new();
+    for key in ["KEPT_KEY", "GONE_KEY"] {
+        let (_, minted) = call(
+            &server,
+            &agent,
+            "POST",
+            "/v1/sessions",
+            json!({ "vault": "default" }),
+        );
+        let session = minted["token"].as_str().unwrap();
+        let body = json!({ "credentials": [{ "key": key }] });
+        let (status, created) = call(&server, session, "POST", "/v1/proposals", body);
+        assert_eq!(status, 201);
+        let link = created["approval_url"].as_str().unwrap();
+        links.push(link.strip_prefix(&server.url()).unwrap().to_owned());
+    }
+    drop(server);
+
+    // As an older agent-vault stored proposals made through a vault session: no creator. The
+    // second one's session has ended since.
+    let database = rusqlite::Connection::open(data.path().join("agent-vault.db")).unwrap();
+    database
+        .execute_batch(
+            "UPDATE proposals SET created_by_type = NULL, created_by_id = NULL;
+             DELETE FROM tokens WHERE public_id =
+                 (SELECT created_by_session FROM proposals WHERE id = 2);
+             PRAGMA user_version = 6;",
+        )
+        .unwrap();
+    drop(database);
+
+    // Upgraded, the server finds who minted the session that still exists.
+    let server = Server::start(&data);
+    let shown = |id: u64| {
+        call(
+            &server,
+            &owner,
+            "GET",
+            &format!("/v1/admin/proposals/{id}"),
+            json!({}),
+        )
+        .1
+    };
+    assert_eq!(
+        shown(1)["proposed_by"],
+        "an agent with a vault session that the agent old-bot minted"
+    );
+    assert_eq!(
+        shown(2)["proposed_by"],
+        "an agent (who made it was not recorded)"
+    );
+    let approve = |id: u64, key: &str| {
+        call(
+            &server,
+            &owner,
+            "POST",
+            &format!("/v1/admin/proposals/{id}/approve"),
+            json!({ "credentials": { key: "sk_live_upgraded_0009" } }),
+        )
+    };
+    assert_eq!(approve(1, "KEPT_KEY").0, 200);
+    let (status, answer) = approve(2, "GONE_KEY");
+    assert_eq!(status, 403);
+    let unknown = "This proposal does not record who made it (it was made before this server \
+                   recorded creators), so it cannot be approved; reject it and ask for it again";
+    assert_eq!(answer["error"], unknown);
+    // The approval page offers a person only the reject form, and says why.
+    let page = send_raw(
+        &server.address,
+        "GET",
+        &links[1],
+        &[("cookie", &format!("av_session={owner}"))],
+        b"",
+    );
+    let html = String::from_utf8_lossy(&page.body);
+    assert_eq!(page.status, 200);
+    assert!(!html.contains("id=\"approve\""), "{html}");
+    assert!(html.contains("id=\"reject\""), "{html}");
+    assert!(
+        html.contains(&format!("<p id=\"error\">{unknown}</p>")),
+        "{html}"
+    );
+    let (status, _) = call(
+        &server,
+        &owner,
+        "POST",
+        "/v1/admin/proposals/2/reject",
+        json!({ "reason": "ask again" }),
+    );
+    assert_eq!(status, 200);
 }

@@ -2,8 +2,9 @@
 //! server-rendered HTML that works with JavaScript off.
 //!
 //! The token in the link lets anyone holding it read what the agent asks for (host, methods
-//! and paths, auth type, plugin, the credentials wanted) for 24 hours; deciding needs a member
-//! or admin of the vault, who logs in on the same page. The login sets an `av_session` cookie
+//! and paths, auth type, plugin, the credentials wanted) for 24 hours; deciding needs a person
+//! with the member or admin role in the vault (`access::check_review`), who logs in on the
+//! same page. The login sets an `av_session` cookie
 //! (HttpOnly, SameSite=Strict, sent only to `/approve`) that only these pages read; every form carries a CSRF token
 //! derived from that session and this proposal. Credential values go from the form straight
 //! to the vault and are never rendered back. Every piece of text an agent wrote is escaped,
@@ -23,6 +24,7 @@ use super::auth::{LOGIN_MAX_SECONDS, check_login, start_login_session};
 use super::proposals::{self as proposal_api, status_now};
 use super::{ApiError, ApiState, Request, rfc3339};
 use crate::auth::Session;
+use crate::auth::access::Review;
 use crate::proposals::{Action, Checked};
 use crate::store::{self, Proposal, Vault};
 
@@ -216,19 +218,13 @@ async fn open(
     })
 }
 
-/// Who proposed, in words.
-async fn proposer_name(state: &ApiState, proposal: &Proposal) -> String {
-    match &proposal.created_by {
-        Some(actor) if actor.kind == store::ActorKind::Agent => {
-            let id = actor.id.clone();
-            match state.db.run(move |store| store.agent(&id)).await {
-                Ok(Some(agent)) => format!("The agent {}", agent.name),
-                _ => "An agent".to_owned(),
-            }
-        }
-        Some(_) => "A user".to_owned(),
-        None => "An agent with a vault session".to_owned(),
-    }
+/// `text` with its first letter in upper case, to open a sentence.
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 /// The proposal in plain words: who, why, what changes, which credentials.
@@ -239,7 +235,9 @@ async fn summary(state: &ApiState, opened: &Opened, checked: Option<&Checked>) -
          it expires {} unless approved.</p>",
         proposal.id,
         escape(&opened.vault.name),
-        escape(&proposer_name(state, proposal).await),
+        escape(&capitalized(
+            &proposal_api::proposed_by(state, proposal).await
+        )),
         rfc3339(proposal.created_at),
         rfc3339(proposal.expires_at),
     );
@@ -329,7 +327,13 @@ fn login_form(opened: &Opened) -> String {
     )
 }
 
-fn decision_forms(opened: &Opened, checked: &Checked, csrf: &str) -> String {
+/// The approve form (or, if `approvable` says why not, that reason) and the reject form.
+fn decision_forms(
+    opened: &Opened,
+    checked: &Checked,
+    csrf: &str,
+    approvable: Result<(), String>,
+) -> String {
     let hidden = format!(
         "<input type=\"hidden\" name=\"token\" value=\"{}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">",
         escape(&opened.token),
@@ -343,14 +347,19 @@ fn decision_forms(opened: &Opened, checked: &Checked, csrf: &str) -> String {
     } else {
         ""
     };
+    let approve = match approvable {
+        Ok(()) => format!(
+            "<form id=\"approve\" method=\"post\" action=\"/approve/{id}/approve\">{hidden}\
+             {values_heading}{}<button type=\"submit\">Approve</button></form>",
+            credential_inputs(checked),
+        ),
+        Err(why) => format!("<p id=\"error\">{}</p>", escape(&why)),
+    };
     format!(
-        "<form id=\"approve\" method=\"post\" action=\"/approve/{id}/approve\">{hidden}\
-         {values_heading}{}<button type=\"submit\">Approve</button></form>\
-         <form id=\"reject\" method=\"post\" action=\"/approve/{id}/reject\">{hidden}\
+        "{approve}<form id=\"reject\" method=\"post\" action=\"/approve/{id}/reject\">{hidden}\
          <h2>Or reject</h2><label for=\"reason\">Reason (the agent can read it)</label>\
          <textarea id=\"reason\" name=\"reason\" rows=\"3\" maxlength=\"2000\"></textarea>\
          <button type=\"submit\">Reject</button></form>",
-        credential_inputs(checked),
     )
 }
 
@@ -380,10 +389,13 @@ async fn render(
     match (session, checked) {
         (None, _) => body.push_str(&login_form(opened)),
         (Some((session, token)), Some(checked)) => {
-            match proposal_api::may_review(state, &session.actor, &opened.vault, &opened.proposal)
-                .await
-            {
+            let (actor, vault, proposal) = (&session.actor, &opened.vault, &opened.proposal);
+            match proposal_api::may_review(state, actor, vault, proposal, Review::Reject).await {
                 Ok(()) => {
+                    let approvable =
+                        proposal_api::may_review(state, actor, vault, proposal, Review::Approve)
+                            .await
+                            .map_err(|denied| denied.message);
                     // Whoever decides sees whose account decides: a page someone else
                     // logged this browser into would show their name here.
                     body.push_str(&format!(
@@ -394,6 +406,7 @@ async fn render(
                         opened,
                         &checked,
                         &csrf(token, &opened.proposal),
+                        approvable,
                     ));
                 }
                 Err(denied) if error.is_none() => {
@@ -459,9 +472,6 @@ fn cross_site(request: &Request) -> bool {
 }
 
 pub async fn login(state: &ApiState, request: &Request, id: &str) -> Response<Full<Bytes>> {
-    if let Err(limited) = request.attempt(state) {
-        return problem(limited.status, &limited.message);
-    }
     if cross_site(request) {
         return problem(
             StatusCode::FORBIDDEN,
@@ -476,7 +486,7 @@ pub async fn login(state: &ApiState, request: &Request, id: &str) -> Response<Fu
     };
     let email = field("email").unwrap_or_default();
     let password = field("password").unwrap_or_default();
-    let user = match check_login(state, &email, password).await {
+    let user = match check_login(state, request.client, &email, password).await {
         Ok(user) => user,
         Err(error) => {
             return render(state, &opened, None, Some((error.status, error.message))).await;

@@ -2,7 +2,11 @@
 //!
 //! After the first owner, people join by invite (`/v1/users/invites`); registration answers
 //! 403 and says so. Login sessions expire after 30 days without use and after a year in any
-//! case. Unknown emails cost the same password hashing as known ones.
+//! case. Unknown emails cost the same password hashing as known ones. Failed passwords are
+//! counted per account and client address (`ratelimit::SignInLimiter`), never per address
+//! alone, so another client's failures do not lock a person out.
+
+use std::net::IpAddr;
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
@@ -27,10 +31,13 @@ struct Credentials {
     password: String,
 }
 
+/// The longest email an account can have.
+const MAX_EMAIL_LEN: usize = 254;
+
 /// Lower-cased, checked email.
 pub fn normalize_email(email: &str) -> Result<String, ApiError> {
     let email = email.trim().to_ascii_lowercase();
-    let valid = email.len() <= 254
+    let valid = email.len() <= MAX_EMAIL_LEN
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
         && email.split_once('@').is_some_and(|(local, domain)| {
             !local.is_empty()
@@ -135,17 +142,28 @@ pub async fn register(
     }))
 }
 
-/// The user whose email and password these are; 401 otherwise (an unknown email costs the
-/// same hashing as a wrong password).
+/// The user whose email and password these are, tried from `client`; 401 otherwise (an
+/// unknown email costs the same hashing as a wrong password), 429 once this client has
+/// failed too often at this account or across accounts.
 pub async fn check_login(
     state: &ApiState,
+    client: IpAddr,
     email: &str,
     password: String,
 ) -> Result<User, ApiError> {
     if email.is_empty() || password.is_empty() {
         return Err(ApiError::bad_request("Email and password are required"));
     }
+    let invalid = || ApiError::new(StatusCode::UNAUTHORIZED, "Invalid email or password");
     let email = email.trim().to_ascii_lowercase();
+    if email.len() > MAX_EMAIL_LEN {
+        // No account has such an email (`normalize_email`), and it is not worth a bucket.
+        return Err(invalid());
+    }
+    let attempt = state
+        .sign_ins
+        .attempt(&email, client)
+        .map_err(ApiError::too_many_sign_ins)?;
     let user = state
         .db
         .run(move |store| store.user_by_email(&email))
@@ -157,18 +175,18 @@ pub async fn check_login(
             .await
             .unwrap_or(false);
     match (valid, user) {
-        (true, Some(user)) => Ok(user),
-        _ => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "Invalid email or password",
-        )),
+        (true, Some(user)) => {
+            attempt.succeeded();
+            Ok(user)
+        }
+        // The attempt stays counted as a failure.
+        _ => Err(invalid()),
     }
 }
 
 pub async fn login(state: &ApiState, request: &Request) -> Result<Response<Full<Bytes>>, ApiError> {
-    request.attempt(state)?;
     let body: Credentials = request.json()?;
-    let user = check_login(state, &body.email, body.password).await?;
+    let user = check_login(state, request.client, &body.email, body.password).await?;
     let (token, expires_at) = start_login_session(state, &user).await?;
     ok(&json!({
         "token": token,
@@ -207,11 +225,10 @@ pub async fn change_password(
             "Only a signed-in user can change their password",
         ));
     };
-    // Guessing the current password with a stolen session counts as sign-in attempts.
-    request.attempt(state)?;
+    // Guessing the current password with a stolen session counts as failed sign-ins.
     let body: PasswordChange = request.json()?;
     check_password(&body.new_password)?;
-    let user = check_login(state, &user.email, body.current_password)
+    let user = check_login(state, request.client, &user.email, body.current_password)
         .await
         .map_err(|error| {
             if error.status == StatusCode::UNAUTHORIZED {

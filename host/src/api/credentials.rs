@@ -1,8 +1,9 @@
 //! `/v1/credentials`: set, list and delete a vault's credentials.
 //!
 //! Values are sealed (vault id, key name and key version bound in) before they reach the
-//! store, and are write-only for proxy-role callers: they list names, never values. Members
-//! and admins may ask for values with `?reveal=true`.
+//! store. Every role lists names; members and admins set and delete values. Reading values
+//! back (`?reveal=true`) is for people only (`access::require_reveal`): an agent or a vault
+//! session never receives one, whatever its role.
 
 use std::collections::BTreeMap;
 
@@ -14,7 +15,7 @@ use serde_json::json;
 
 use super::vaults::{Check, check};
 use super::{ApiError, ApiState, Request, find_vault, ok, vault_name_or_default};
-use crate::auth::{Actor, Session};
+use crate::auth::{Actor, Session, access};
 use crate::services::check_credential_key;
 use crate::store::{StoredCredential, Vault, VaultRole};
 use crate::vault::Secret;
@@ -41,17 +42,15 @@ pub async fn list(state: &ApiState, request: &Request) -> Result<Response<Full<B
     let session = request.session(state).await?;
     let vault = target_vault(state, &session, request.query("vault")).await?;
     let reveal = request.query("reveal") == Some("true");
-    check(
-        state,
-        &session.actor,
-        &vault,
-        Check::Role(if reveal {
-            VaultRole::Member
-        } else {
-            VaultRole::Proxy
-        }),
-    )
-    .await?;
+    if reveal {
+        let (actor, checked) = (session.actor.clone(), vault.clone());
+        state
+            .db
+            .run(move |store| Ok(access::require_reveal(store, &actor, &checked)))
+            .await??;
+    } else {
+        check(state, &session.actor, &vault, Check::Role(VaultRole::Proxy)).await?;
+    }
     let vault_id = vault.id.clone();
     let mut keys = state
         .db
@@ -106,7 +105,7 @@ struct SetCredentials {
 
 pub async fn set(state: &ApiState, request: &Request) -> Result<Response<Full<Bytes>>, ApiError> {
     let session = request.session(state).await?;
-    let body: SetCredentials = request.json()?;
+    let body: SetCredentials = request.json_with_secrets()?;
     let vault = target_vault(state, &session, body.vault.as_deref()).await?;
     check(
         state,

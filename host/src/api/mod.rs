@@ -15,6 +15,7 @@ mod logs;
 mod proposals;
 mod services;
 mod sessions;
+mod settings;
 mod status;
 mod users;
 mod vaults;
@@ -36,7 +37,7 @@ use crate::auth::access::{AccessError, Denied};
 use crate::auth::{AuthError, Session};
 use crate::forwarded::TrustedProxies;
 use crate::plugin::registry::Registry;
-use crate::ratelimit::{self, AttemptLimiter};
+use crate::ratelimit::{self, AttemptLimiter, SignInLimiter, SignInRefused};
 use crate::store::{Db, StoreError, Vault};
 use crate::vault::crypto::{CryptoError, DataKey, KdfParams};
 
@@ -62,8 +63,11 @@ pub struct ApiState {
     pub generation: Generation,
     /// The request log's queue; the proxy records each request here.
     pub request_log: crate::audit::RequestLog,
-    /// The AUTH tier: attempts at the routes that take no session, per client address.
+    /// The AUTH tier: attempts at the routes that take no session and no password, per
+    /// client address.
     pub attempts: AttemptLimiter,
+    /// The AUTH tier where a password is checked: failures per account and client address.
+    pub sign_ins: SignInLimiter,
     /// The reverse proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: TrustedProxies,
     /// Proposal notifications (the log, and webhooks).
@@ -98,6 +102,7 @@ impl ApiState {
         dev_mode: bool,
         request_log: crate::audit::RequestLog,
     ) -> Self {
+        let attempts = AttemptLimiter::new(Some(ratelimit::RateLimits::DEFAULT));
         ApiState {
             db,
             data_key,
@@ -109,7 +114,8 @@ impl ApiState {
             services_lock: tokio::sync::Mutex::new(()),
             generation: Generation::default(),
             request_log,
-            attempts: AttemptLimiter::new(Some(ratelimit::RateLimits::DEFAULT)),
+            sign_ins: SignInLimiter::alongside(&attempts),
+            attempts,
             trusted_proxies: TrustedProxies::default(),
             notifier: crate::notify::Notifier::new(None),
             mitm: None,
@@ -134,8 +140,9 @@ impl ApiState {
         self
     }
 
-    /// With the AUTH tier of another rate-limit profile than the default.
+    /// With the AUTH tier of another rate-limit profile than the default (for sign-ins too).
     pub fn with_attempts(mut self, attempts: AttemptLimiter) -> Self {
+        self.sign_ins = SignInLimiter::alongside(&attempts);
         self.attempts = attempts;
         self
     }
@@ -208,13 +215,42 @@ impl Request {
             .map_err(|error| ApiError::bad_request(format!("invalid JSON body: {error}")))
     }
 
+    /// The body as JSON of type `T`, for bodies that carry credential values (setting them,
+    /// approving a proposal): serde's messages quote what they could not read, so a body
+    /// that does not fit is refused with where and what kind of error it is, never its text.
+    pub fn json_with_secrets<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        let body: &[u8] = if self.body.is_empty() {
+            b"{}"
+        } else {
+            &self.body
+        };
+        serde_json::from_slice(body).map_err(|error| {
+            let what = match error.classify() {
+                serde_json::error::Category::Data => {
+                    "a field has the wrong type or an unknown name"
+                }
+                serde_json::error::Category::Eof => "the body ends too early",
+                serde_json::error::Category::Syntax | serde_json::error::Category::Io => {
+                    "the body is not JSON"
+                }
+            };
+            ApiError::bad_request(format!(
+                "invalid JSON body at line {}, column {}: {what} (the body carries credential \
+                 values, so the error does not quote it)",
+                error.line(),
+                error.column()
+            ))
+        })
+    }
+
     /// A query parameter.
     pub fn query(&self, name: &str) -> Option<&str> {
         self.query.get(name).map(String::as_str)
     }
 
-    /// Count an attempt at a route that takes no session (signing in, registering, an
-    /// invite) against the client's address: 429 once it has made too many.
+    /// Count an attempt at a route that takes no session (registering, an invite) against
+    /// the client's address: 429 once it has made too many. Signing in counts failures per
+    /// account and address instead (`auth::check_login`).
     pub fn attempt(&self, state: &ApiState) -> Result<(), ApiError> {
         state
             .attempts
@@ -268,6 +304,22 @@ impl ApiError {
         )
         .with(json!({ "code": "too_many_requests" }));
         error.retry_after = Some(limited.retry_after());
+        error
+    }
+
+    /// 429 for a client that failed too often to sign in (at one account, or at many).
+    pub fn too_many_sign_ins(refused: SignInRefused) -> Self {
+        let seconds = refused.retry_after().as_secs_f64().ceil().max(1.0);
+        let what = match refused {
+            SignInRefused::Account { .. } => "to this account from your address",
+            SignInRefused::Client { .. } => "from your address",
+        };
+        let mut error = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("Too many failed sign-ins {what}; try again in {seconds} s"),
+        )
+        .with(json!({ "code": "too_many_requests" }));
+        error.retry_after = Some(refused.retry_after());
         error
     }
 
@@ -510,6 +562,8 @@ async fn route(state: &ApiState, request: &Request) -> Result<Response<Full<Byte
             vaults::context(state, request, name).await
         }
         (&Method::GET, ["v1", "admin", "vaults"]) => vaults::all(state, request).await,
+        (&Method::GET, ["v1", "admin", "settings"]) => settings::get(state, request).await,
+        (&Method::PUT, ["v1", "admin", "settings"]) => settings::put(state, request).await,
         (&Method::POST, ["v1", "vaults", name, "join"]) => vaults::join(state, request, name).await,
         (&Method::POST, ["v1", "vaults", name, "leave"]) => {
             vaults::leave(state, request, name).await

@@ -4,9 +4,11 @@
 //! An agent (a vault session, or an agent token with `X-Vault`) posts services and credential
 //! slots; the answer carries an approval link with a one-time `av_appr_` token (stored only as
 //! SHA-256, 24 hours) that opens the approval page. At most 20 proposals of a vault are
-//! pending; a pending proposal expires after 7 days. A member or admin of the vault, other
-//! than whoever proposed, approves (typing the credential values) or rejects; approving
-//! writes the merged services and the credentials in one transaction, at most once.
+//! pending; a pending proposal expires after 7 days. Every proposal records who is answerable
+//! for it: the agent behind the token, or whoever minted the vault session it came through.
+//! A person with the member or admin role in the vault approves (typing the credential
+//! values) or rejects, never one who made it (`access::check_review` has the whole rule);
+//! approving writes the merged services and the credentials in one transaction, at most once.
 
 use std::collections::BTreeMap;
 
@@ -19,7 +21,7 @@ use zeroize::Zeroizing;
 
 use super::vaults::{Check, check};
 use super::{ApiError, ApiState, Request, created, find_vault, ok, rfc3339, vault_name_or_default};
-use crate::auth::access::Denied;
+use crate::auth::access::{self, Denied, Origin, Review};
 use crate::auth::{Actor, Session, tokens};
 use crate::notify::Event;
 use crate::proposals::{self, Checked, ProposalRequest, Refused};
@@ -141,6 +143,11 @@ pub async fn create(
     request: &Request,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let (session, vault) = proposer(state, request).await?;
+    let Some(creator) = session.actor.accountable() else {
+        return Err(ApiError::forbidden(
+            "This vault session does not record who minted it; ask for a new one",
+        ));
+    };
     let body: ProposalRequest = request.json()?;
     let (_, existing, keys) = vault_contents(state, &vault).await?;
     let checked = proposals::validate(&body, &existing, &keys, rules(state)).map_err(refused)?;
@@ -154,7 +161,7 @@ pub async fn create(
         credentials_json: checked.credentials_json(),
         message: body.message.clone(),
         user_message: body.user_message.clone(),
-        created_by: session.actor.id(),
+        created_by: Some(creator),
         created_by_session: match session.actor {
             Actor::Scoped { .. } => Some(session.record.public_id.clone()),
             _ => None,
@@ -320,6 +327,33 @@ pub async fn admin_list(
     ok(&json!({ "vault": vault.name, "proposals": proposals }))
 }
 
+/// Who made `proposal`, in words a reviewer reads: "the agent build-bot", "an agent with a
+/// vault session that alice@example.com minted".
+pub async fn proposed_by(state: &ApiState, proposal: &Proposal) -> String {
+    let Some(creator) = proposal.created_by.clone() else {
+        return "an agent (who made it was not recorded)".to_owned();
+    };
+    let name = state
+        .db
+        .run(move |store| {
+            Ok(match creator.kind {
+                store::ActorKind::Agent => store
+                    .agent(&creator.id)?
+                    .map(|agent| format!("the agent {}", agent.name)),
+                store::ActorKind::User => store.user(&creator.id)?.map(|user| user.email),
+            })
+        })
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| "someone since removed".to_owned());
+    if proposal.created_by_session.is_some() {
+        format!("an agent with a vault session that {name} minted")
+    } else {
+        name
+    }
+}
+
 pub async fn admin_get(
     state: &ApiState,
     request: &Request,
@@ -331,6 +365,7 @@ pub async fn admin_get(
     let checked = pending_changes(state, &vault, &proposal).await.ok();
     let mut body = detail(&proposal, checked.as_ref(), store::now());
     body["vault"] = json!(vault.name);
+    body["proposed_by"] = json!(proposed_by(state, &proposal).await);
     ok(&body)
 }
 
@@ -353,7 +388,7 @@ pub async fn admin_approve(
     id: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let session = request.session(state).await?;
-    let body: Approve = request.json()?;
+    let body: Approve = request.json_with_secrets()?;
     let vault = find_vault(
         state,
         &vault_name_or_default(body.vault.as_deref().or(request.query("vault"))),
@@ -386,25 +421,44 @@ pub async fn admin_reject(
     ok(&json!({ "id": proposal.id, "status": "rejected" }))
 }
 
-/// Whether `actor` may decide on `proposal`: a user or agent with member or admin role in the
-/// vault, and not whoever proposed it (an agent with a member grant must not approve itself).
+/// Whether `actor` may `review` `proposal`: a member or admin of the vault, and then
+/// `access::check_review` (people decide, agents only if an owner allows it, never on one's
+/// own proposal).
 pub async fn may_review(
     state: &ApiState,
     actor: &Actor,
     vault: &Vault,
     proposal: &Proposal,
+    review: Review,
 ) -> Result<(), ApiError> {
     if matches!(actor, Actor::Scoped { .. }) {
-        return Err(ApiError::forbidden(
-            "A vault session cannot review proposals; log in as a vault member",
-        ));
+        return Err(Denied::SessionCannotReview.into());
     }
-    check(state, actor, vault, Check::Role(VaultRole::Member)).await?;
-    if actor.id().is_some() && actor.id() == proposal.created_by {
-        return Err(ApiError::forbidden(
-            "A proposal cannot be approved or rejected by whoever made it",
-        ));
-    }
+    let (checked_actor, checked_vault) = (actor.clone(), vault.clone());
+    let role = state
+        .db
+        .run(move |store| {
+            Ok(access::require_vault(
+                store,
+                &checked_actor,
+                &checked_vault,
+                VaultRole::Member,
+            ))
+        })
+        .await??;
+    let agents_may_review = match actor {
+        Actor::Agent(_) => {
+            super::settings::load(state)
+                .await?
+                .agents_can_approve_proposals
+        }
+        _ => false,
+    };
+    let origin = Origin {
+        created_by: proposal.created_by.as_ref(),
+        through_session: proposal.created_by_session.is_some(),
+    };
+    access::check_review(actor, role, origin, review, agents_may_review)?;
     Ok(())
 }
 
@@ -448,7 +502,7 @@ pub async fn approve(
     proposal: &Proposal,
     mut values: BTreeMap<String, Zeroizing<String>>,
 ) -> Result<(), ApiError> {
-    may_review(state, actor, vault, proposal).await?;
+    may_review(state, actor, vault, proposal, Review::Approve).await?;
     require_pending(proposal)?;
     let _writing = state.services_lock.lock().await;
     let (document, existing, _) = vault_contents(state, vault).await?;
@@ -530,7 +584,7 @@ pub async fn reject(
     proposal: &Proposal,
     reason: Option<String>,
 ) -> Result<(), ApiError> {
-    may_review(state, actor, vault, proposal).await?;
+    may_review(state, actor, vault, proposal, Review::Reject).await?;
     require_pending(proposal)?;
     let reason = reason
         .map(|r| r.trim().to_owned())

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::vaults::{Check, authorized_vault, check};
 use super::{ApiError, ApiState, Request, find_vault, ok, rfc3339};
-use crate::auth::{Actor, tokens};
+use crate::auth::tokens;
 use crate::store::{self, ActorKind, TokenKind, TokenRecord, VaultRole};
 
 pub const MIN_TTL: i64 = 300;
@@ -64,10 +64,7 @@ pub async fn create(
         Check::Role(VaultRole::Member),
     )
     .await?;
-    let created_by = match &session.actor {
-        Actor::Scoped { created_by, .. } => created_by.clone(),
-        actor => actor.id(),
-    };
+    let created_by = session.actor.accountable();
     let minted = tokens::mint(tokens::SESSION_PREFIX)?;
     let now = store::now();
     let expires_at = now + ttl;

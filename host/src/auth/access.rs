@@ -4,9 +4,15 @@
 //! Owners are not implicit members of vaults: vault content needs an explicit grant. A
 //! vault-scoped session acts only in its own vault, with its own role, and never on the
 //! instance. The messages are the agent protocol's.
+//!
+//! Two things are for people only, whatever an agent's role: reading credential values
+//! ([`require_reveal`]) and deciding on proposals ([`check_review`]). A person is a user's
+//! own login session; a vault-scoped session is what agents are handed, so it counts as an
+//! agent even when a user minted it. This is stricter than Agent Vault, where a member-role
+//! agent reads every value and approves proposals.
 
 use super::Actor;
-use crate::store::{InstanceRole, Store, StoreError, Vault, VaultRole};
+use crate::store::{ActorId, ActorKind, InstanceRole, Store, StoreError, Vault, VaultRole};
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum Denied {
@@ -24,6 +30,31 @@ pub enum Denied {
     WrongVault,
     #[error("This needs a user or agent token, not a vault-scoped session")]
     NeedsAccount,
+    #[error(
+        "Credential values are shown only to people signed in with their own login; agents \
+         and vault sessions can set and delete credentials but never read them back"
+    )]
+    ValuesAreForPeople,
+    #[error("A vault session cannot review proposals; log in as a vault member")]
+    SessionCannotReview,
+    #[error(
+        "Proposals are approved and rejected by people signed in with their own login, not by \
+         agents (an owner can let agents review other agents' proposals with the instance \
+         setting agents_can_approve_proposals)"
+    )]
+    ReviewIsForPeople,
+    #[error(
+        "A proposal cannot be approved or rejected by whoever made it, directly or through a \
+         vault session they minted"
+    )]
+    OwnProposal,
+    #[error(
+        "This proposal does not record who made it (it was made before this server recorded \
+         creators), so it cannot be approved; reject it and ask for it again"
+    )]
+    UnknownProposer,
+    #[error("Instance settings are changed by an owner signed in with their own login")]
+    SettingsAreForPeople,
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -96,4 +127,214 @@ pub fn require_vault_admin_or_owner(
         return Ok(());
     }
     require_vault(store, actor, vault, VaultRole::Admin).map(|_| ())
+}
+
+/// A person's role in `vault` if it is at least `member`: what reading credential values
+/// takes. Agents and vault-scoped sessions are refused whatever their role: they may set and
+/// delete credentials, never read them back.
+pub fn require_reveal(
+    store: &dyn Store,
+    actor: &Actor,
+    vault: &Vault,
+) -> Result<VaultRole, AccessError> {
+    // Someone with no access to the vault learns only that.
+    let role = require_vault(store, actor, vault, VaultRole::Proxy)?;
+    if !actor.is_person() {
+        return Err(Denied::ValuesAreForPeople.into());
+    }
+    require_vault(store, actor, vault, VaultRole::Member).map(|_| role)
+}
+
+/// What a reviewer does to a proposal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Review {
+    Approve,
+    Reject,
+}
+
+/// Where a proposal came from, as the review rule sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    /// Who is answerable for it: the token's user or agent, or the minter of the vault
+    /// session it came through; `None` if that was never recorded.
+    pub created_by: Option<&'a ActorId>,
+    /// Whether it came through a vault-scoped session.
+    pub through_session: bool,
+}
+
+/// Whether `actor`, whose role in the proposal's vault is `role` (at least `member`, checked
+/// before), may `review` a proposal from `origin`:
+///
+/// - people decide; agents only if `agents_may_review` (an owner's instance setting), and
+///   vault-scoped sessions never;
+/// - nobody decides on a proposal they made, directly or through a vault session they minted.
+///   One exception: a vault admin may decide on what came through a session they minted
+///   (they handed it to an agent, as `vault run` does), since an admin may make every change
+///   a proposal carries directly anyway. A member may not: that would let them write
+///   services, which takes an admin;
+/// - a proposal that records no creator is never approved (anyone might have made it); it
+///   can be rejected.
+pub fn check_review(
+    actor: &Actor,
+    role: VaultRole,
+    origin: Origin<'_>,
+    review: Review,
+    agents_may_review: bool,
+) -> Result<(), Denied> {
+    match actor {
+        Actor::Scoped { .. } => return Err(Denied::SessionCannotReview),
+        Actor::Agent(_) if !agents_may_review => return Err(Denied::ReviewIsForPeople),
+        Actor::User(_) | Actor::Agent(_) => {}
+    }
+    let Some(creator) = origin.created_by else {
+        return match review {
+            Review::Approve => Err(Denied::UnknownProposer),
+            Review::Reject => Ok(()),
+        };
+    };
+    if actor.id().as_ref() != Some(creator) {
+        return Ok(());
+    }
+    let handed_to_an_agent =
+        origin.through_session && creator.kind == ActorKind::User && role == VaultRole::Admin;
+    if handed_to_an_agent {
+        Ok(())
+    } else {
+        Err(Denied::OwnProposal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Agent, AgentStatus, User};
+
+    fn person(id: &str) -> Actor {
+        Actor::User(User {
+            id: id.into(),
+            email: format!("{id}@example.com"),
+            role: InstanceRole::Member,
+            password_hash: String::new(),
+            created_at: 0,
+        })
+    }
+
+    fn agent(id: &str) -> Actor {
+        Actor::Agent(Agent {
+            id: id.into(),
+            name: id.into(),
+            role: InstanceRole::Member,
+            status: AgentStatus::Active,
+            created_by: None,
+            created_at: 0,
+            revoked_at: None,
+        })
+    }
+
+    fn from(creator: &ActorId, through_session: bool) -> Origin<'_> {
+        Origin {
+            created_by: Some(creator),
+            through_session,
+        }
+    }
+
+    use Review::{Approve, Reject};
+    use VaultRole::{Admin, Member};
+
+    #[test]
+    fn people_review_what_others_proposed() {
+        let bot = ActorId::agent("bot");
+        for role in [Member, Admin] {
+            for review in [Approve, Reject] {
+                for through_session in [false, true] {
+                    let origin = from(&bot, through_session);
+                    assert_eq!(
+                        check_review(&person("alice"), role, origin, review, false),
+                        Ok(())
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn agents_review_only_when_an_owner_allows_it_and_never_their_own() {
+        let other = ActorId::agent("other");
+        let origin = from(&other, false);
+        assert_eq!(
+            check_review(&agent("bot"), Admin, origin, Approve, false),
+            Err(Denied::ReviewIsForPeople)
+        );
+        assert_eq!(
+            check_review(&agent("bot"), Member, origin, Approve, true),
+            Ok(())
+        );
+        let own = ActorId::agent("bot");
+        for through_session in [false, true] {
+            for role in [Member, Admin] {
+                assert_eq!(
+                    check_review(
+                        &agent("bot"),
+                        role,
+                        from(&own, through_session),
+                        Approve,
+                        true
+                    ),
+                    Err(Denied::OwnProposal)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_vault_session_never_reviews_whoever_minted_it() {
+        let session = Actor::Scoped {
+            vault_id: "v".into(),
+            role: VaultRole::Proxy,
+            created_by: Some(ActorId::user("alice")),
+        };
+        let bot = ActorId::agent("bot");
+        assert_eq!(
+            check_review(&session, Admin, from(&bot, false), Approve, true),
+            Err(Denied::SessionCannotReview)
+        );
+    }
+
+    #[test]
+    fn a_person_reviews_what_came_through_their_session_only_as_an_admin() {
+        let alice = ActorId::user("alice");
+        assert_eq!(
+            check_review(&person("alice"), Admin, from(&alice, true), Approve, false),
+            Ok(())
+        );
+        assert_eq!(
+            check_review(&person("alice"), Member, from(&alice, true), Approve, false),
+            Err(Denied::OwnProposal)
+        );
+        assert_eq!(
+            check_review(&person("alice"), Admin, from(&alice, false), Approve, false),
+            Err(Denied::OwnProposal),
+            "a proposal a user made directly is theirs, admin or not"
+        );
+    }
+
+    #[test]
+    fn a_proposal_without_a_creator_is_rejected_never_approved() {
+        let unknown = Origin {
+            created_by: None,
+            through_session: true,
+        };
+        assert_eq!(
+            check_review(&person("alice"), Admin, unknown, Approve, false),
+            Err(Denied::UnknownProposer)
+        );
+        assert_eq!(
+            check_review(&person("alice"), Admin, unknown, Reject, false),
+            Ok(())
+        );
+        assert_eq!(
+            check_review(&agent("bot"), Admin, unknown, Reject, true),
+            Ok(())
+        );
+    }
 }

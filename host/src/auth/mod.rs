@@ -41,6 +41,21 @@ impl Actor {
         }
     }
 
+    /// The user or agent answerable for the request: the caller, or for a vault-scoped
+    /// session whoever minted it (`None` only if that was never recorded).
+    pub fn accountable(&self) -> Option<ActorId> {
+        match self {
+            Actor::Scoped { created_by, .. } => created_by.clone(),
+            actor => actor.id(),
+        }
+    }
+
+    /// Whether a person is calling: a user's own login session. Agents and vault-scoped
+    /// sessions (what agents are handed, whoever minted them) are not.
+    pub fn is_person(&self) -> bool {
+        matches!(self, Actor::User(_))
+    }
+
     /// The instance role of a user or agent; scoped sessions have none.
     pub fn instance_role(&self) -> Option<InstanceRole> {
         match self {

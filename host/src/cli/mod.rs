@@ -1,8 +1,8 @@
 //! The command line: one file per subcommand group. `main.rs` parses, calls [`run`], and
 //! prints the error chain once; commands return `anyhow` errors with context a user can act on.
 //!
-//! `server` and `plugin` work on the local data directory. `auth`, `vault`, `agent` and
-//! `user` drive a server's `/v1` API through [`client`] (which finds the server and the
+//! `server` and `plugin` work on the local data directory. `auth`, `vault`, `agent`, `user`
+//! and `owner` drive a server's `/v1` API through [`client`] (which finds the server and the
 //! token); `master-password` opens the database directly, so it works with or without a
 //! server running.
 
@@ -14,6 +14,7 @@ mod credential;
 mod input;
 mod logs;
 mod master_password;
+mod owner;
 mod pidfile;
 mod plugin;
 mod proposal;
@@ -51,6 +52,8 @@ enum Command {
     Agent(agent::AgentArgs),
     /// The people of the instance, and invites.
     User(user::UserArgs),
+    /// The instance's settings (owners).
+    Owner(owner::OwnerArgs),
     /// Change or remove the master password that protects the data key.
     #[command(subcommand)]
     MasterPassword(master_password::MasterPasswordCommand),
@@ -109,6 +112,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Vault(args) => vault::run(args),
         Command::Agent(args) => agent::run(args),
         Command::User(args) => user::run(args),
+        Command::Owner(args) => owner::run(args),
         Command::MasterPassword(command) => master_password::run(command),
         Command::Plugin(command) => plugin::run(command),
         Command::Ca(args) => run::run_ca(args),

@@ -163,6 +163,9 @@ fn describe(proposal: &Value) -> String {
         text("status"),
         text("created_at"),
     );
+    if !text("proposed_by").is_empty() {
+        out.push_str(&format!("Proposed by {}\n", text("proposed_by")));
+    }
     if !text("user_message").is_empty() {
         out.push_str(&format!("Message to you: {}\n", text("user_message")));
     }

@@ -1,6 +1,6 @@
 //! Persistent state behind one small trait: vaults, sealed credentials, services, users,
-//! agents, vault grants, tokens (stored only as SHA-256), user and agent invites, the master
-//! key record and the request log.
+//! agents, vault grants, tokens (stored only as SHA-256), user and agent invites, proposals,
+//! instance settings, the master key record and the request log.
 //!
 //! [`Store`] is synchronous: backends do blocking IO, and callers on async threads go through
 //! [`Db::run`], which moves the work to the blocking pool. Rules that must hold under
@@ -321,9 +321,11 @@ pub struct Proposal {
     pub credentials_json: String,
     pub message: String,
     pub user_message: String,
-    /// The user or agent who proposed; `None` for a vault session.
+    /// Who is answerable for the proposal: the user or agent whose token made it, or whoever
+    /// minted the vault session it came through. `None` only for proposals stored before
+    /// creators were recorded whose session was gone by then; those are never approved.
     pub created_by: Option<ActorId>,
-    /// The public id of the vault session that proposed, if one did.
+    /// The public id of the vault session it came through, if it did.
     pub created_by_session: Option<String>,
     /// SHA-256 of the approval link's token.
     pub approval_hash: String,
@@ -441,6 +443,11 @@ pub trait Store: Send + Sync + 'static {
     fn vault_setting(&self, vault_id: &str, key: &str) -> Result<Option<String>>;
     /// Set a setting, or remove it with `None`.
     fn set_vault_setting(&self, vault_id: &str, key: &str, value: Option<&str>) -> Result<()>;
+
+    // Instance settings.
+    fn instance_setting(&self, key: &str) -> Result<Option<String>>;
+    /// Set an instance setting, or remove it (back to its default) with `None`.
+    fn set_instance_setting(&self, key: &str, value: Option<&str>) -> Result<()>;
 
     // Credentials.
     /// Insert or replace credentials, all or none.

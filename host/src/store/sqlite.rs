@@ -52,6 +52,14 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "005_request_log_by_id",
         include_str!("migrations/005_request_log_by_id.sql"),
     ),
+    (
+        "006_instance_settings",
+        include_str!("migrations/006_instance_settings.sql"),
+    ),
+    (
+        "007_proposal_creators",
+        include_str!("migrations/007_proposal_creators.sql"),
+    ),
 ];
 
 /// How long a statement waits for another connection (the CLI next to a running server)
@@ -1148,6 +1156,32 @@ impl Store for SqliteStore {
         })
     }
 
+    fn instance_setting(&self, key: &str) -> Result<Option<String>> {
+        self.read("read the instance setting", |tx| {
+            Ok(tx
+                .query_row(
+                    "SELECT value FROM instance_settings WHERE key = ?1",
+                    [key],
+                    |row| row.get(0),
+                )
+                .optional()?)
+        })
+    }
+
+    fn set_instance_setting(&self, key: &str, value: Option<&str>) -> Result<()> {
+        self.write("change the instance setting", |tx| {
+            match value {
+                Some(value) => tx.execute(
+                    "INSERT INTO instance_settings (key, value) VALUES (?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    [key, value],
+                )?,
+                None => tx.execute("DELETE FROM instance_settings WHERE key = ?1", [key])?,
+            };
+            Ok(())
+        })
+    }
+
     fn put_credentials(&self, vault_id: &str, credentials: &[StoredCredential]) -> Result<()> {
         let updated_at = now();
         self.write("store the credentials", |tx| {
@@ -2134,7 +2168,7 @@ mod tests {
         }
     }
 
-    fn scoped_token(
+    pub(super) fn scoped_token(
         vault_id: &str,
         hash: &str,
         created_by: Option<ActorId>,
@@ -2489,6 +2523,23 @@ mod tests {
                 .unwrap_err(),
             StoreError::NotFound("vault".into())
         );
+    }
+
+    #[test]
+    fn instance_settings_are_set_replaced_and_removed() {
+        let (_dir, store) = open_store();
+        let key = "agents_can_approve_proposals";
+        assert_eq!(store.instance_setting(key).unwrap(), None);
+        store.set_instance_setting(key, Some("true")).unwrap();
+        store.set_instance_setting(key, Some("false")).unwrap();
+        assert_eq!(
+            store.instance_setting(key).unwrap().as_deref(),
+            Some("false")
+        );
+        store.set_instance_setting(key, None).unwrap();
+        assert_eq!(store.instance_setting(key).unwrap(), None);
+        // Removing what is not there is not an error.
+        store.set_instance_setting(key, None).unwrap();
     }
 
     #[test]

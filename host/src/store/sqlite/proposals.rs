@@ -207,7 +207,7 @@ pub(super) fn reject(
 #[cfg(test)]
 mod tests {
     use super::super::DEFAULT_VAULT_ID;
-    use super::super::tests::{T0, sealed, store_with_owner};
+    use super::super::tests::{T0, scoped_token, sealed, store_with_owner};
     use crate::store::{
         ActorId, Proposal, ProposalApplication, ProposalStatus, Store, StoreError, StoredCredential,
     };
@@ -380,6 +380,47 @@ mod tests {
             store.proposal(DEFAULT_VAULT_ID, 1).unwrap().unwrap().status,
             ProposalStatus::Pending
         );
+    }
+
+    #[test]
+    fn upgrading_records_the_minter_of_the_session_an_old_proposal_came_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent-vault.db");
+        {
+            let store = super::super::SqliteStore::open(&path).unwrap();
+            let session = scoped_token(DEFAULT_VAULT_ID, "s1", Some(ActorId::agent("bot")), None);
+            store.insert_token(&session).unwrap();
+            // As proposals through a vault session were stored before creators were
+            // recorded: the session's public id, no creator.
+            for (approval, session) in [("a1", "pub-s1"), ("a2", "pub-gone"), ("a3", "pub-s1")] {
+                store
+                    .create_proposal(
+                        &Proposal {
+                            created_by: None,
+                            created_by_session: Some(session.into()),
+                            ..proposal(approval)
+                        },
+                        20,
+                    )
+                    .unwrap();
+            }
+            store
+                .reject_proposal(DEFAULT_VAULT_ID, 3, &alice(), None, T0 + 1)
+                .unwrap();
+            let connection = store.connection.lock().unwrap();
+            connection.pragma_update(None, "user_version", 6).unwrap();
+        }
+        let store = super::super::SqliteStore::open(&path).unwrap();
+        let creator = |id| {
+            store
+                .proposal(DEFAULT_VAULT_ID, id)
+                .unwrap()
+                .unwrap()
+                .created_by
+        };
+        assert_eq!(creator(1), Some(ActorId::agent("bot")));
+        assert_eq!(creator(2), None, "its session is gone: no one to name");
+        assert_eq!(creator(3), Some(ActorId::agent("bot")));
     }
 
     #[test]
