@@ -488,8 +488,25 @@ pub fn describe(change: &ServiceChange) -> String {
                     )
                 })
                 .collect();
+            // What a reviewer should not miss: where else the credential may go.
+            let ports = if service.port.is_none() {
+                " (any port)"
+            } else {
+                ""
+            };
+            let plaintext = if service.allow_plaintext {
+                "; also sends the credential over plain HTTP (allow_plaintext)"
+            } else {
+                ""
+            };
+            let echo = if service.responses.redact_echo {
+                ""
+            } else {
+                "; does not search answers for echoed credentials"
+            };
             format!(
-                "Service {} for https://{}: {how}{with}; allows {allowed}{placeholders}{state}",
+                "Service {} for https://{}{ports}: {how}{with}; allows {allowed}{placeholders}\
+                 {plaintext}{echo}{state}",
                 service.name,
                 service.inline_host()
             )
@@ -558,7 +575,7 @@ mod tests {
         assert_eq!(checked.keys_to_set(), ["STRIPE_KEY"]);
         assert_eq!(
             describe(&checked.services[0]),
-            "Service stripe for https://api.stripe.com: bearer auth with STRIPE_KEY; allows GET on /v1/*"
+            "Service stripe for https://api.stripe.com (any port): bearer auth with STRIPE_KEY; allows GET on /v1/*"
         );
         // What is stored reads back to the same changes.
         let again = stored(
@@ -760,7 +777,7 @@ mod tests {
         }));
         assert_eq!(
             describe(&replaced.services[0]),
-            "Service github for https://api.github.com: passthrough auth with NEW_TOKEN; allows \
+            "Service github for https://api.github.com (any port): passthrough auth with NEW_TOKEN; allows \
              every method and path; puts NEW_TOKEN where the request has __new__ (in header)"
         );
         let merged = merge(services, &replaced.services).unwrap();

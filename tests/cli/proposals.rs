@@ -211,7 +211,9 @@ fn the_same_flow_through_the_cli() {
         "{shown}"
     );
     assert!(
-        shown.contains("Service items for https://api.test.example: bearer auth with ITEMS_KEY"),
+        shown.contains(
+            "Service items for https://api.test.example (any port): bearer auth with ITEMS_KEY"
+        ),
         "{shown}"
     );
     assert!(
