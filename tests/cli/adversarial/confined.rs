@@ -7,7 +7,7 @@
 //! reaches its files through `/proc/PID/root`, which shows them as the server sees them.
 
 use std::io::{BufRead as _, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -38,6 +38,8 @@ pub struct ConfinedServer {
     pub child: Child,
     /// `127.0.0.1:PORT`.
     pub address: String,
+    /// The data directory, as the server names it.
+    pub data_dir: PathBuf,
     log: mpsc::Receiver<String>,
     _scratch: tempfile::TempDir,
 }
@@ -110,9 +112,18 @@ impl ConfinedServer {
         ConfinedServer {
             child,
             address,
+            data_dir: data_dir.to_owned(),
             log,
             _scratch: scratch,
         }
+    }
+
+    /// `path` of the data directory as the server sees it (on its tmpfs, if it has one).
+    pub fn inside(&self, path: &str) -> PathBuf {
+        let relative = self.data_dir.strip_prefix("/").unwrap();
+        Path::new(&format!("/proc/{}/root", self.child.id()))
+            .join(relative)
+            .join(path)
     }
 
     /// A JSON API call; the status and the JSON body.
@@ -143,6 +154,17 @@ impl ConfinedServer {
             &[("authorization", &bearer)],
             body,
         )
+    }
+
+    /// Wait (bounded) for a log line containing all of `needles`.
+    pub fn wait_for_log(&self, needles: &[&str]) -> String {
+        loop {
+            match self.log.recv_timeout(Duration::from_secs(30)) {
+                Ok(line) if needles.iter().all(|needle| line.contains(needle)) => return line,
+                Ok(_) => continue,
+                Err(_) => panic!("the server never logged {needles:?}"),
+            }
+        }
     }
 
     /// Stop with SIGTERM; every line logged up to the exit.

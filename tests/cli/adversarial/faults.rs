@@ -536,7 +536,10 @@ fn after_the_cuts(scene: Scene, faulty: usize, raw: usize) {
     rows.extend(scene.log_rows("raw", raw));
     assert_eq!(rows.len(), faulty + 1 + raw, "{rows:?}");
     for row in &rows {
-        let short = row["path"].as_str().unwrap().starts_with("/cut/length/1000/");
+        let short = row["path"]
+            .as_str()
+            .unwrap()
+            .starts_with("/cut/length/1000/");
         if short {
             assert_eq!(
                 (&row["status"], &row["error_code"]),
@@ -1089,4 +1092,288 @@ fn read_answer(stream: &mut impl Read, to_close: bool) -> Answer {
         headers,
         body,
     }
+}
+
+// Scenario 5: another process holds the database's write lock.
+//
+// tests/cli/proxy.rs has the lock taken and released (COMMIT) by the test itself, with
+// no request-log entry lost; transparent.rs has tunnels refused meanwhile. Here the lock
+// is another process's, which dies holding it, and the control plane is checked too.
+
+#[test]
+fn scenario_05_sqlite_writer_locked_by_another_process() {
+    let scene = Scene::start(&[], &[]);
+    let healthy = scene.proxy.target("api.test.example", "/v1/healthy");
+    assert_eq!(scene.send("GET", &healthy, b"").status, 200);
+    let holder = WriteLock::take(&scene.proxy.data);
+
+    // Reads go on: in WAL mode readers do not wait for a writer.
+    let (status, listed) =
+        scene
+            .proxy
+            .server
+            .call("GET", "/v1/credentials", Some(&scene.proxy.owner), None);
+    assert_eq!((status, &listed["keys"]), (200, &json!(["API_TOKEN"])));
+    let discover = scene.send("GET", "/discover", b"");
+    assert_eq!(discover.status, 200, "{discover:?}");
+    // A write waits for the lock (5 s), then fails with 503 and says so; the server's log
+    // says why.
+    let (status, refused) = scene.proxy.server.call(
+        "POST",
+        "/v1/sessions",
+        Some(&scene.proxy.owner),
+        Some(&json!({ "vault": "default" })),
+    );
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (503, Some(DATABASE_UNAVAILABLE)),
+        "{refused}"
+    );
+    scene.proxy.server.wait_for_log(&[
+        "cannot store the token: database is locked",
+        "another process kept the database busy",
+    ]);
+    // The request log's next batch cannot be written either: the proxy stops forwarding.
+    let refused = retry_until(|| {
+        let answer = scene.send("GET", &healthy, b"");
+        (answer.status != 200).then_some(answer)
+    });
+    scene.assert_no_canary(&refused, "the refusal");
+    assert_eq!(
+        refused.proxy_error(),
+        (503, "request_log_unavailable".to_owned())
+    );
+
+    // The other process dies holding the lock (nothing committed): all recovers by itself.
+    holder.kill();
+    retry_until(|| (scene.send("GET", &healthy, b"").status == 200).then_some(()));
+    let (status, session) = scene.proxy.server.call(
+        "POST",
+        "/v1/sessions",
+        Some(&scene.proxy.owner),
+        Some(&json!({ "vault": "default" })),
+    );
+    assert_eq!(status, 200, "{session}");
+    // Every request that reached the upstream is in the log.
+    let forwarded = scene.proxy.upstream.received().len();
+    let rows = scene.log_rows("healthy", forwarded);
+    assert_eq!(rows.len(), forwarded);
+    scene.stop_and_check_log();
+}
+
+/// What the API answers when the database cannot take a write now.
+const DATABASE_UNAVAILABLE: &str = "The database cannot take this change right now (another program holds it, or the disk \
+     is full); retry later";
+
+/// Call `attempt` every 100 ms until it gives a value (bounded: 30 s).
+fn retry_until<T>(mut attempt: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(value) = attempt() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "gave up waiting");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Another process (python3's sqlite3) holding the write lock of a server's database
+/// (`BEGIN IMMEDIATE`), as a backup tool or a stray `sqlite3` shell would.
+struct WriteLock(std::process::Child);
+
+impl WriteLock {
+    fn take(data: &crate::support::DataDir) -> WriteLock {
+        const HOLD: &str = "import sqlite3, sys\n\
+            db = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
+            db.execute('BEGIN IMMEDIATE')\n\
+            print('locked', flush=True)\n\
+            sys.stdin.read()\n";
+        let mut child = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(HOLD)
+            .arg(data.path().join("agent-vault.db"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert_eq!(line, "locked\n");
+        WriteLock(child)
+    }
+
+    /// SIGKILL: the process dies holding the lock, and the kernel lets go of it.
+    fn kill(mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for WriteLock {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+// Scenario 6: the disk is full.
+
+#[test]
+fn scenario_06_disk_full() {
+    use super::confined::{ConfinedServer, Confinement};
+    // The data directory is a 64 MiB tmpfs in the server's own mount namespace; the test
+    // fills it with a file, through /proc/PID/root, and later deletes the file.
+    let upstream = crate::upstream::Upstream::start(&["api.test.example"]);
+    let pin = format!("api.test.example:{}:127.0.0.1", upstream.port);
+    let data = tempfile::tempdir().unwrap();
+    let server = ConfinedServer::start(
+        data.path(),
+        Confinement {
+            tmpfs_kib: Some(64 * 1024),
+            ..Confinement::default()
+        },
+        &[
+            "--upstream-ca",
+            upstream.ca_file.to_str().unwrap(),
+            "--resolve",
+            &pin,
+        ],
+        &[
+            (
+                "AGENT_VAULT_MASTER_PASSWORD",
+                crate::support::MASTER_PASSWORD,
+            ),
+            ("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.1/32"),
+        ],
+    );
+    let (owner, token) = owner_and_session(&server);
+    let canary = Canary::new("disk_full");
+    let set = |pairs: &Value| {
+        server.call(
+            "POST",
+            "/v1/credentials",
+            Some(&owner),
+            &json!({ "credentials": pairs }),
+        )
+    };
+    assert_eq!(set(&json!({ "API_TOKEN": canary.value })).0, 200);
+    let (status, answer) = server.call(
+        "PUT",
+        "/v1/vaults/default/services",
+        Some(&owner),
+        &json!({ "services": [bearer("healthy", "api.test.example")] }),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let healthy = format!("/proxy/api.test.example:{}/v1/healthy", upstream.port);
+    assert_eq!(server.send("GET", &healthy, &token, b"").status, 200);
+
+    // Fill the disk.
+    let filler = server.inside("filler");
+    fill(&filler);
+    // Writes go on while SQLite has room in files it already holds, then fail with 503;
+    // each written (2xx) or refused credential is remembered with its value.
+    let mut written: Vec<(String, String)> = Vec::new();
+    let mut refused: Vec<(String, String)> = Vec::new();
+    for n in 0..40 {
+        let pairs: Vec<(String, String)> = (0..3)
+            .map(|i| (format!("BULK_{n}_{i}"), bulk_value(n * 3 + i)))
+            .collect();
+        let body: serde_json::Map<String, Value> = pairs
+            .iter()
+            .map(|(key, value)| (key.clone(), json!(value)))
+            .collect();
+        let (status, answer) = set(&Value::Object(body));
+        match status {
+            200 => written.extend(pairs),
+            503 => {
+                assert_eq!(answer["error"], DATABASE_UNAVAILABLE);
+                refused.extend(pairs);
+                break;
+            }
+            other => panic!("writing to a full disk: {other} {answer}"),
+        }
+    }
+    assert!(!refused.is_empty(), "the disk never filled up");
+    server.wait_for_log(&["cannot store the credentials", "free some disk space"]);
+    // The request log cannot be written either: the proxy stops forwarding.
+    let stopped = retry_until(|| {
+        let answer = server.send("GET", &healthy, &token, b"");
+        (answer.status != 200).then_some(answer)
+    });
+    canary.assert_absent(&stopped.body, "the refusal");
+    assert_eq!(
+        stopped.proxy_error(),
+        (503, "request_log_unavailable".to_owned())
+    );
+    assert_eq!(integrity_check(&server), "ok", "while the disk is full");
+
+    // Space comes back: the server recovers without a restart.
+    std::fs::remove_file(&filler).unwrap();
+    retry_until(|| (server.send("GET", &healthy, &token, b"").status == 200).then_some(()));
+    let (status, answer) = set(&json!({ "AFTER_THE_DISK_FULL": "recovered" }));
+    assert_eq!(status, 200, "{answer}");
+    written.push(("AFTER_THE_DISK_FULL".into(), "recovered".into()));
+    assert_eq!(integrity_check(&server), "ok", "after the recovery");
+
+    // No credential is half-written: every one acknowledged is there with its value, and
+    // every refused one is absent.
+    let (status, revealed) = server.call(
+        "GET",
+        "/v1/credentials?reveal=true",
+        Some(&owner),
+        &Value::Null,
+    );
+    assert_eq!(status, 200, "{revealed}");
+    let stored: std::collections::HashMap<String, String> = revealed["credentials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["key"].as_str().unwrap().to_owned(),
+                c["value"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for (key, value) in &written {
+        assert_eq!(stored.get(key), Some(value), "{key} was acknowledged");
+    }
+    for (key, _) in &refused {
+        assert!(!stored.contains_key(key), "{key} was refused, yet stored");
+    }
+    let log = server.stop().join("\n");
+    canary.assert_absent(log.as_bytes(), "the server's log");
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+/// Write zeros to `path` until the file system is full.
+fn fill(path: &std::path::Path) {
+    let mut file = std::fs::File::create(path).unwrap();
+    let block = vec![0u8; 64 * 1024];
+    loop {
+        match file.write_all(&block) {
+            Ok(()) => continue,
+            Err(error) if error.raw_os_error() == Some(28) => break, // ENOSPC
+            Err(error) => panic!("filling the disk: {error}"),
+        }
+    }
+    // What did fit stays written.
+    let _ = file.sync_all();
+}
+
+/// A 256 KiB credential value, different for each `n`.
+fn bulk_value(n: usize) -> String {
+    format!("{n:08}-").repeat(256 * 1024 / 9)
+}
+
+/// `PRAGMA integrity_check` on the database of a confined server (as it runs).
+fn integrity_check(server: &super::confined::ConfinedServer) -> String {
+    let db = rusqlite::Connection::open(server.inside("agent-vault.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    db.query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .unwrap()
 }
