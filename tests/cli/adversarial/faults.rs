@@ -1161,6 +1161,31 @@ fn scenario_05_sqlite_writer_locked_by_another_process() {
     scene.stop_and_check_log();
 }
 
+#[test]
+fn scenario_05_sqlite_writer_locked_a_person_can_still_read() {
+    // A person's login records when it was last used, at most once a minute: a read that
+    // falls due for that write must not fail because the write cannot be made.
+    let scene = Scene::start(&[], &[]);
+    let db = rusqlite::Connection::open(scene.proxy.data.path().join("agent-vault.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    db.execute(
+        "UPDATE tokens SET last_used_at = last_used_at - 120 WHERE kind = 'login'",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    let holder = WriteLock::take(&scene.proxy.data);
+    let (status, listed) =
+        scene
+            .proxy
+            .server
+            .call("GET", "/v1/credentials", Some(&scene.proxy.owner), None);
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["keys"], json!(["API_TOKEN"]));
+    holder.kill();
+    scene.stop_and_check_log();
+}
+
 /// What the API answers when the database cannot take a write now.
 const DATABASE_UNAVAILABLE: &str = "The database cannot take this change right now (another program holds it, or the disk \
      is full); retry later";
