@@ -1,17 +1,19 @@
-//! The ten fault-injection scenarios of the security checklist, each against a real server:
+//! The ten fault-injection scenarios of the security checklist, against a real server:
 //! upstreams that are missing, slow, cut off or fragmented, a database that is locked, full
-//! or killed mid-write, a crash during a key change, and overload. Every scenario checks what
-//! the agent sees (a proxy-marked error with its code, or an answer byte-identical to the
-//! upstream's), that nothing is retried that could have reached the upstream, that requests
-//! to a healthy service keep working meanwhile, and that the canary (the credential) never
-//! appears in an error, a response or a log.
+//! or killed mid-write, a crash during a key change, and overload. Where they apply, the
+//! scenarios check what the agent sees (a proxy-marked error with its code, or an answer
+//! byte-identical to the upstream's), that nothing that could have reached the upstream is
+//! sent twice, that requests to a healthy service keep working meanwhile, that the server
+//! comes back by itself, and that the canary (the credential) never appears in an error, a
+//! response or the server's log. What a scenario cannot cover here is said in one line next
+//! to its tests.
 //!
 //! The faults come from `faulty_upstream.rs` (an HTTPS upstream that cuts, delays and
 //! trickles its answers), `relay.rs` (a TCP relay that slices the bytes into 1-byte
 //! segments) and `confined.rs` (the server in a namespace of its own, with a tiny tmpfs for a
 //! data directory or a resolver that knows only /etc/hosts). Times are never asserted:
-//! timeouts are set short and the tests check the status and code (the time to answer goes to
-//! benchmarks).
+//! timeouts are set short and the tests check the status and code; how long an error takes
+//! is a measurement, for `bench/`.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
