@@ -379,6 +379,17 @@ impl From<StoreError> for ApiError {
                 tracing::error!("store error: {message}");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
             }
+            StoreError::Unavailable(message) => {
+                tracing::error!("store error: {message}");
+                ApiError {
+                    retry_after: Some(std::time::Duration::from_secs(5)),
+                    ..ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "The database cannot take this change right now (another program \
+                         holds it, or the disk is full); retry later",
+                    )
+                }
+            }
         }
     }
 }

@@ -120,7 +120,14 @@ pub fn authenticate(store: &dyn Store, token: &str, now: UnixTime) -> Result<Ses
             }
             let user = store.user(user_id)?.ok_or(AuthError::Invalid)?;
             if now - record.last_used_at >= TOUCH_INTERVAL {
-                store.touch_token(&hash, now)?;
+                // Bookkeeping for the idle timeout: a request must not fail because the
+                // database cannot take this write now (the next request tries again).
+                match store.touch_token(&hash, now) {
+                    Err(StoreError::Unavailable(reason)) => {
+                        tracing::warn!("cannot record that a login session was used: {reason}");
+                    }
+                    other => other?,
+                }
             }
             Actor::User(user)
         }

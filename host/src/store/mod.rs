@@ -44,6 +44,10 @@ pub enum StoreError {
     TooMany(String),
     #[error("database error: {0}")]
     Database(String),
+    /// The database cannot take the operation now: another process holds its write lock
+    /// past the busy timeout, or the disk is full. The same call can succeed later.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -190,7 +190,12 @@ impl SqliteStore {
         outcome.map_err(|failure| match failure {
             Failure::Store(error) => error,
             Failure::Sql(error) => {
-                StoreError::Database(format!("cannot {operation}: {}", describe(&error)))
+                let message = format!("cannot {operation}: {}", describe(&error));
+                if is_temporary(&error) {
+                    StoreError::Unavailable(message)
+                } else {
+                    StoreError::Database(message)
+                }
             }
         })
     }
@@ -394,6 +399,15 @@ fn describe(error: &rusqlite::Error) -> String {
         }
         other => other.to_string(),
     }
+}
+
+/// Whether `error` passes by itself: the write lock held elsewhere past the busy timeout,
+/// or a full disk.
+fn is_temporary(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked | ErrorCode::DiskFull)
+    )
 }
 
 /// A caller broke the contract of a trait method (a programming error, not the user's).
