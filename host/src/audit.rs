@@ -3,7 +3,7 @@
 //! gathers them into batches, and a thread of its own writes each batch to the store.
 //!
 //! The log loses nothing while the server runs, as an audit trail must not
-//! (`../shared/research/security.md` §1.4: auditing fails closed):
+//! (`docs/security.md`: auditing fails closed):
 //!
 //! - the queue is bounded (16,384 entries, about half a second of traffic at full load, a few
 //!   megabytes); when it is full, as when the store is slower than the traffic, `record`

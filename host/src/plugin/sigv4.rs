@@ -4,7 +4,7 @@
 //! in the vault.
 //!
 //! Canonicalisation follows the AWS specification and its test suite
-//! (`../shared/testdata/aws-sigv4`): the path is normalised and URI-encoded once more than
+//! (`host/tests/plugins/testdata/aws-sigv4`): the path is normalised and URI-encoded once more than
 //! it arrives (except for S3, `normalize-path = false`), query parameters are decoded,
 //! re-encoded and sorted, header values are trimmed with inner runs of spaces collapsed and
 //! duplicates joined with commas, in arrival order.

@@ -1,4 +1,4 @@
-//! The AWS Signature Version 4 test suite (../shared/testdata/aws-sigv4) through the
+//! The AWS Signature Version 4 test suite (`host/tests/plugins/testdata/aws-sigv4`, copied from botocore with its licence) through the
 //! `aws-sigv4` standard plugin and the host signer, then the cases the suite does not cover:
 //! presigned URLs, requests an AWS SDK already signed with dummy credentials, S3's payload
 //! header and unsigned payloads.
@@ -25,7 +25,7 @@ use crate::support::{Attempt, Authorized, aws_suite_time, request, standard};
 
 const SUITE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/testdata/aws-sigv4"
+    "/tests/plugins/testdata/aws-sigv4"
 );
 
 const ACCESS_KEY_ID: &str = "AKIDEXAMPLE";
