@@ -551,6 +551,9 @@ async fn route(state: &ApiState, request: &Request) -> Result<Response<Full<Byte
         (&Method::DELETE, ["v1", "auth", "sessions", id]) => {
             auth::revoke_session(state, request, id).await
         }
+        (&Method::DELETE, ["v1", "auth", "devices", id]) => {
+            auth::revoke_device(state, request, id).await
+        }
         (&Method::POST, ["v1", "auth", "change-password"]) => {
             auth::change_password(state, request).await
         }
