@@ -66,7 +66,8 @@ pub struct ApiState {
     /// The AUTH tier: attempts at the routes that take no session and no password, per
     /// client address.
     pub attempts: AttemptLimiter,
-    /// The AUTH tier where a password is checked: failures per account and client address.
+    /// The AUTH tier where a password is checked: failures per account and client address,
+    /// or per device for a client that shows its device token.
     pub sign_ins: SignInLimiter,
     /// The reverse proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: TrustedProxies,
