@@ -8,9 +8,9 @@
 //! `/approve`) that only these pages read, and, for a browser that had none that counted, an
 //! `av_device` cookie with its device token (`auth::devices`, same attributes), which the
 //! next login sends so that other clients' failed sign-ins do not hold it back. Every form
-//! carries a CSRF token derived from that session and this proposal. Credential values go from the form straight
-//! to the vault and are never rendered back. Every piece of text an agent wrote is escaped,
-//! and the Content-Security-Policy allows no script at all.
+//! carries a CSRF token derived from that session and this proposal. Credential values go
+//! from the form straight to the vault and are never rendered back. Every piece of text an
+//! agent wrote is escaped, and the Content-Security-Policy allows no script at all.
 
 use std::collections::BTreeMap;
 
