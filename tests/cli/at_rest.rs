@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 use crate::support::{DataDir, MASTER_PASSWORD, Server, agent_vault};
 
@@ -33,7 +34,8 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
         .any(|window| window == needle.as_bytes())
 }
 
-fn register(server: &Server) -> String {
+/// Register the owner; the login session's token and the device token.
+fn register(server: &Server) -> (String, String) {
     let (status, answer) = server.call(
         "POST",
         "/v1/auth/register",
@@ -41,7 +43,8 @@ fn register(server: &Server) -> String {
         Some(&json!({ "email": "owner@example.com", "password": "owner password" })),
     );
     assert_eq!(status, 201, "{answer}");
-    answer["token"].as_str().unwrap().to_owned()
+    let token = |name: &str| answer[name].as_str().unwrap().to_owned();
+    (token("token"), token("device_token"))
 }
 
 fn post(server: &Server, path: &str, token: &str, body: serde_json::Value) -> serde_json::Value {
@@ -54,7 +57,7 @@ fn post(server: &Server, path: &str, token: &str, body: serde_json::Value) -> se
 fn the_database_never_holds_a_credential_value_or_a_raw_token() {
     let data = DataDir::new();
     let server = Server::start(&data);
-    let owner = register(&server);
+    let (owner, device) = register(&server);
     let values = [
         "sk_live_canary_51HqLyjWDarjtT1",
         "ghp_canaryZ9x8c7v6b5n4m3",
@@ -84,11 +87,22 @@ fn the_database_never_holds_a_credential_value_or_a_raw_token() {
         &owner,
         json!({ "email": "friend@example.com" }),
     );
+    // A second device signs in and is given its own device token.
+    let (status, login) = server.call(
+        "POST",
+        "/v1/auth/login",
+        None,
+        Some(&json!({ "email": "owner@example.com", "password": "owner password" })),
+    );
+    assert_eq!(status, 200, "{login}");
+    let second_device = login["device_token"].as_str().unwrap().to_owned();
     let tokens = [
         owner.clone(),
         agent["av_agent_token"].as_str().unwrap().to_owned(),
         session["token"].as_str().unwrap().to_owned(),
         invite["token"].as_str().unwrap().to_owned(),
+        device.clone(),
+        second_device.clone(),
     ];
     // While the server runs (the writes are in the WAL) and after it stops.
     for moment in ["running", "stopped"] {
@@ -111,6 +125,14 @@ fn the_database_never_holds_a_credential_value_or_a_raw_token() {
             assert!(
                 !contains(&bytes, secret_part),
                 "{moment}: a raw token is in the database files"
+            );
+        }
+        // What is kept of a device token is its SHA-256.
+        for device in [&device, &second_device] {
+            let hash = hex::encode(Sha256::digest(device.as_bytes()));
+            assert!(
+                contains(&bytes, &hash),
+                "{moment}: the device token's hash is stored"
             );
         }
     }
@@ -166,7 +188,7 @@ fn a_wrong_master_password_is_refused_with_a_clear_message() {
 fn a_ciphertext_moved_to_another_row_does_not_decrypt() {
     let data = DataDir::new();
     let server = Server::start(&data);
-    let owner = register(&server);
+    let (owner, _) = register(&server);
     post(
         &server,
         "/v1/credentials",
@@ -222,7 +244,7 @@ fn sigkill_during_a_burst_of_writes_loses_no_acknowledged_write() {
     let data = DataDir::new();
     let owner = {
         let server = Server::start_with(&data, &["--passwordless"], &[]);
-        register(&server)
+        register(&server).0
     };
     let mut acknowledged: Vec<String> = Vec::new();
     for round in 0..50u64 {

@@ -178,14 +178,58 @@ fn the_session_is_kept_where_only_its_owner_can_read_it() {
     assert_eq!(session["address"], instance.server.url());
     assert_eq!(session["email"], OWNER);
     assert!(session["token"].as_str().unwrap().starts_with("av_sess_"));
-    #[cfg(unix)]
-    {
+    // Next to it, the device token the login gave this CLI, for this server and account.
+    let devices = session["device_tokens"].as_array().unwrap();
+    assert_eq!(devices.len(), 1, "{session:#}");
+    assert_eq!(devices[0]["address"], instance.server.url());
+    assert_eq!(devices[0]["email"], OWNER);
+    let device = devices[0]["token"].as_str().unwrap().to_owned();
+    assert!(device.starts_with("av_dev_"), "{device}");
+    let mode = |path: &std::path::Path| {
         use std::os::unix::fs::PermissionsExt as _;
-        let mode =
-            |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(&home), 0o700);
-        assert_eq!(mode(&home.join("session.json")), 0o600);
-    }
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    };
+    assert_eq!(mode(&home), 0o700);
+    assert_eq!(mode(&home.join("session.json")), 0o600);
+
+    // Logging out forgets the session and keeps the device token, still 0600...
+    let cli = |args: &[&str]| {
+        let mut with_dir = args.to_vec();
+        with_dir.extend(["--data-dir", home.to_str().unwrap()]);
+        Invocation::new(&with_dir)
+    };
+    assert_eq!(
+        cli(&["auth", "logout"]).run().ok(),
+        format!("Logged out of {}.\n", instance.server.url())
+    );
+    let kept: Value =
+        serde_json::from_str(&std::fs::read_to_string(home.join("session.json")).unwrap()).unwrap();
+    assert_eq!(
+        kept,
+        json!({ "device_tokens": [{ "address": instance.server.url(), "email": OWNER, "token": device }] })
+    );
+    assert_eq!(mode(&home.join("session.json")), 0o600);
+    assert_eq!(
+        cli(&["account", "whoami"]).run().fails(),
+        "error: not logged in (run `agent-vault auth login`, or set AGENT_VAULT_TOKEN)\n"
+    );
+    // ... which the next login sends: the server knows it, and hands out no other.
+    let again = cli(&[
+        "auth",
+        "login",
+        "--email",
+        OWNER,
+        "--password-stdin",
+        "--address",
+        &instance.server.url(),
+    ])
+    .stdin(&format!("{OWNER_PASSWORD}\n"))
+    .run();
+    assert_eq!(again.ok(), "Logged in as owner@example.com (owner).\n");
+    let session: Value =
+        serde_json::from_str(&std::fs::read_to_string(home.join("session.json")).unwrap()).unwrap();
+    assert_eq!(session["device_tokens"][0]["token"], device.as_str());
+    assert_eq!(session["device_tokens"].as_array().unwrap().len(), 1);
 }
 
 #[test]
@@ -1000,6 +1044,8 @@ fn a_changed_password_ends_every_other_session_and_the_old_password() {
     // A second login of the same owner, elsewhere.
     let laptop = instance.owner_logs_in_elsewhere();
     let old_token = session_token(&instance.owner);
+    let laptops_device = device_token_of(&laptop);
+    let old_device = device_token_of(&instance.owner);
     assert_eq!(
         instance.owner(&["account", "whoami"]),
         "owner@example.com (owner)\n"
@@ -1065,6 +1111,27 @@ fn a_changed_password_ends_every_other_session_and_the_old_password() {
         Some(&json!({ "email": OWNER, "password": "a brand new passphrase" })),
     );
     assert_eq!(status, 200);
+
+    // Every device token of the owner ended with the old password: signing in with one
+    // counts as signing in without (and hands out a new one). The CLI that changed the
+    // password was given a new one, which counts.
+    let new_device = device_token_of(&instance.owner);
+    assert_ne!(new_device, old_device);
+    let signs_in_with = |device: &str| {
+        let (status, answer) = instance.server.call(
+            "POST",
+            "/v1/auth/login",
+            None,
+            Some(&json!({ "email": OWNER, "password": "a brand new passphrase", "device_token": device })),
+        );
+        assert_eq!(status, 200, "{answer}");
+        answer.get("device_token").cloned()
+    };
+    for ended in [&laptops_device, &old_device] {
+        let given = signs_in_with(ended).expect("a new device token");
+        assert!(given.as_str().unwrap().starts_with("av_dev_"), "{given}");
+    }
+    assert_eq!(signs_in_with(&new_device), None);
 }
 
 #[test]
@@ -1072,7 +1139,14 @@ fn a_user_lists_their_login_sessions_and_ends_one_elsewhere() {
     let instance = Instance::start();
     let laptop = instance.owner_logs_in_elsewhere();
     let listed = instance.owner(&["auth", "sessions"]);
-    let lines: Vec<&str> = listed.lines().collect();
+    let (sessions, devices) = listed
+        .split_once("\nDevice tokens (clients that signed in before):\n")
+        .unwrap_or_else(|| panic!("{listed}"));
+    // Two device tokens: this CLI's, given when it registered, and the laptop's.
+    let devices: Vec<&str> = devices.lines().collect();
+    assert_eq!(devices.len(), 3, "{listed}");
+    assert!(devices[0].starts_with("ID  "), "{listed}");
+    let lines: Vec<&str> = sessions.lines().collect();
     assert_eq!(lines.len(), 3, "{listed}");
     assert!(lines[0].starts_with("ID  "), "{listed}");
     let ours: Vec<&&str> = lines[1..]
@@ -1102,15 +1176,44 @@ fn a_user_lists_their_login_sessions_and_ends_one_elsewhere() {
             .fails()
             .contains("not logged in or session expired")
     );
+    let listed = instance.owner(&["auth", "sessions", "list"]);
     assert_eq!(
-        instance
-            .owner(&["auth", "sessions", "list"])
-            .lines()
-            .count(),
-        2
+        listed.split_once("\n\n").unwrap().0.lines().count(),
+        2,
+        "{listed}"
     );
     let unknown = instance.owner_fails(&["auth", "sessions", "revoke", laptop_id]);
     assert!(unknown.contains("No such session of yours"), "{unknown}");
+
+    // Ending a device token: its client signs in as a new one, and is given another.
+    let (_, listed) = instance.server.call(
+        "GET",
+        "/v1/auth/sessions",
+        Some(&session_token(&instance.owner)),
+        None,
+    );
+    let ids: Vec<&str> = listed["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|device| device["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{listed}");
+    let laptops_device = device_token_of(&laptop);
+    for id in &ids {
+        assert_eq!(
+            instance.owner(&["auth", "sessions", "revoke-device", id]),
+            format!("Ended device token {id}.\n")
+        );
+    }
+    let unknown = instance.owner_fails(&["auth", "sessions", "revoke-device", ids[0]]);
+    assert_eq!(unknown, "error: No such device of yours\n");
+    laptop
+        .command(&["auth", "login", "--email", OWNER, "--password-stdin"])
+        .stdin(&format!("{OWNER_PASSWORD}\n"))
+        .run()
+        .ok();
+    assert_ne!(device_token_of(&laptop), laptops_device);
 }
 
 #[test]
@@ -1329,7 +1432,9 @@ fn an_owner_leaves_a_vault_another_admin_keeps_and_joins_it_again() {
 
 /// The security issue's item 6: any local process could lock the owner out of signing in by
 /// failing 50 times, because failures counted per client address and every local client is
-/// 127.0.0.1. Failures now count per account and address.
+/// 127.0.0.1. Failures now count per account and address, and a client that signed in to the
+/// account before (the owner's CLI, the owner's browser) shows its device token and counts
+/// apart, even at the owner's own account from the owner's own address.
 #[test]
 fn another_clients_failed_sign_ins_never_lock_the_owner_out() {
     let server_data = DataDir::new();
@@ -1373,23 +1478,69 @@ fn another_clients_failed_sign_ins_never_lock_the_owner_out() {
         .stdin(&format!("{OWNER_PASSWORD}\n"))
         .run()
         .ok();
+    let sign_in_with =
+        |forwarded_for: Option<&str>, email: &str, password: &str, device: Option<&str>| {
+            let mut headers = vec![("content-type", "application/json")];
+            if let Some(client) = forwarded_for {
+                headers.push(("x-forwarded-for", client));
+            }
+            let mut body = json!({ "email": email, "password": password });
+            if let Some(device) = device {
+                body["device_token"] = json!(device);
+            }
+            let answer = crate::proxy::send_raw(
+                &server.address,
+                "POST",
+                "/v1/auth/login",
+                &headers,
+                body.to_string().as_bytes(),
+            );
+            let retry_after = answer.header("retry-after").map(str::to_owned);
+            (answer.status, answer.json()["error"].clone(), retry_after)
+        };
     let sign_in = |forwarded_for: Option<&str>, email: &str, password: &str| {
-        let mut headers = vec![("content-type", "application/json")];
-        if let Some(client) = forwarded_for {
-            headers.push(("x-forwarded-for", client));
-        }
-        let body = json!({ "email": email, "password": password }).to_string();
-        let answer = crate::proxy::send_raw(
-            &server.address,
-            "POST",
-            "/v1/auth/login",
-            &headers,
-            body.as_bytes(),
-        );
-        let retry_after = answer.header("retry-after").map(str::to_owned);
-        (answer.status, answer.json()["error"].clone(), retry_after)
+        sign_in_with(forwarded_for, email, password, None)
     };
     let invalid = (401, json!("Invalid email or password"), None);
+
+    // The owner's browser logged in on an approval page once, and keeps its cookies.
+    let owners_session = session_token(&owner);
+    let approval_page = proposal_approval_page(&server, &owners_session);
+    let browser_logs_in = |cookies: &[String]| {
+        let form = format!(
+            "token={}&email=owner%40example.com&password={}",
+            approval_page.token,
+            OWNER_PASSWORD.replace(' ', "+")
+        );
+        let cookie = cookies.join("; ");
+        let mut headers = vec![("content-type", "application/x-www-form-urlencoded")];
+        if !cookie.is_empty() {
+            headers.push(("cookie", &cookie));
+        }
+        crate::proxy::send_raw(
+            &server.address,
+            "POST",
+            &format!("/approve/{}/login", approval_page.id),
+            &headers,
+            form.as_bytes(),
+        )
+    };
+    let first_visit = browser_logs_in(&[]);
+    assert_eq!(first_visit.status, 303);
+    let browser_cookies = set_cookies(&first_visit);
+
+    // Bob, a colleague, has signed in from his own CLI.
+    let bob = DataDir::new();
+    let invite = owner.run(&["user", "invite", "bob@example.com"]).ok();
+    bob.command(&[
+        "auth",
+        "accept-invite",
+        invite.trim_end(),
+        "--password-stdin",
+    ])
+    .stdin("bob's own password\n")
+    .run()
+    .ok();
 
     // Another process on the owner's machine fails 60 times at other accounts...
     for n in 0..60 {
@@ -1402,11 +1553,9 @@ fn another_clients_failed_sign_ins_never_lock_the_owner_out() {
         "Logged in as owner@example.com (owner).\n"
     );
 
-    // A client elsewhere fails 60 times at the owner's account: it is held back after 50,
-    // even once it has the right password...
-    let elsewhere = Some("203.0.113.9");
+    // Then it fails 60 times at the owner's own account...
     for n in 0..50 {
-        assert_eq!(sign_in(elsewhere, OWNER, "wrong password"), invalid, "{n}");
+        assert_eq!(sign_in(None, OWNER, "wrong password"), invalid, "{n}");
     }
     let assert_held_back = |(status, error, retry_after): (u16, Value, Option<String>)| {
         assert_eq!(status, 429, "{error}");
@@ -1421,14 +1570,121 @@ fn another_clients_failed_sign_ins_never_lock_the_owner_out() {
         assert!(seconds.parse::<u64>().unwrap() > 0);
     };
     for _ in 50..60 {
-        assert_held_back(sign_in(elsewhere, OWNER, "wrong password"));
+        assert_held_back(sign_in(None, OWNER, "wrong password"));
     }
-    assert_held_back(sign_in(elsewhere, OWNER, OWNER_PASSWORD));
-    // ... but not at other accounts, and the owner is not held back at all.
-    assert_eq!(sign_in(elsewhere, "bob@example.com", "a guess"), invalid);
+    // ... and the owner's CLI, which signed in before, signs in at once, from the same
+    // address.
     assert_eq!(
         owner_signs_in().ok(),
         "Logged in as owner@example.com (owner).\n"
     );
+    let owners_device = device_token_of(&owner);
+    let (status, answer) = server.call(
+        "POST",
+        "/v1/auth/login",
+        None,
+        Some(&json!({ "email": OWNER, "password": OWNER_PASSWORD, "device_token": owners_device })),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.get("device_token").is_none(), "{answer}");
+
+    // A client without the device token is held back, even with the right password; and so
+    // it is with a device token it made up, with Bob's, or with something that is no device
+    // token at all: each counts as none.
+    assert_held_back(sign_in(None, OWNER, OWNER_PASSWORD));
+    let made_up = format!("av_dev_{}", "5".repeat(64));
+    assert_held_back(sign_in_with(None, OWNER, OWNER_PASSWORD, Some(&made_up)));
+    let bobs = device_token_of(&bob);
+    assert!(bobs.starts_with("av_dev_"), "{bobs}");
+    assert_held_back(sign_in_with(None, OWNER, OWNER_PASSWORD, Some(&bobs)));
+    assert_held_back(sign_in_with(None, OWNER, OWNER_PASSWORD, Some("\u{0}")));
+
+    // The owner's browser signs in with its cookies too; without them it would wait.
+    let held_back = browser_logs_in(&[]);
+    assert_eq!(held_back.status, 429);
+    assert!(
+        String::from_utf8_lossy(&held_back.body)
+            .contains("Too many failed sign-ins to this account from your address"),
+    );
+    let device_cookie = browser_cookies
+        .iter()
+        .find(|cookie| cookie.starts_with("av_device="))
+        .expect("an av_device cookie");
+    let again = browser_logs_in(std::slice::from_ref(device_cookie));
+    assert_eq!(again.status, 303);
+    let cookies_again = set_cookies(&again);
+    assert_eq!(
+        cookies_again.iter().find(|c| c.starts_with("av_device=")),
+        Some(device_cookie),
+        "the same device token, set again"
+    );
+
+    // The local process is held back at the owner's account only: not at Bob's, and
+    // nobody else is held back at the owner's.
+    assert_eq!(sign_in(None, "bob@example.com", "a guess"), invalid);
     assert_eq!(sign_in(Some("198.51.100.7"), OWNER, OWNER_PASSWORD).0, 200);
+}
+
+/// A proposal's approval page, made for the owner to log in on.
+struct ApprovalPage {
+    id: u64,
+    token: String,
+}
+
+fn proposal_approval_page(server: &Server, owners_session: &str) -> ApprovalPage {
+    let (status, minted) = server.call(
+        "POST",
+        "/v1/sessions",
+        Some(owners_session),
+        Some(&json!({ "vault": "default" })),
+    );
+    assert_eq!(status, 200, "{minted}");
+    let (status, proposed) = server.call(
+        "POST",
+        "/v1/proposals",
+        minted["token"].as_str(),
+        Some(&json!({
+            "services": [{ "name": "items", "host": "api.test.example",
+                           "auth": { "type": "bearer", "token": "ITEMS_KEY" },
+                           "allow": [{ "methods": ["GET"], "paths": ["/v1/*"] }] }],
+            "credentials": [{ "key": "ITEMS_KEY", "description": "The items API key" }],
+            "message": "I need to read the items API",
+        })),
+    );
+    assert_eq!(status, 201, "{proposed}");
+    let url = proposed["approval_url"].as_str().unwrap();
+    ApprovalPage {
+        id: proposed["id"].as_u64().unwrap(),
+        token: url.rsplit('=').next().unwrap().to_owned(),
+    }
+}
+
+/// The `name=value` of each cookie a response sets, after checking it is kept from scripts
+/// and other sites, and sent only to the approval pages.
+fn set_cookies(answer: &crate::proxy::Answer) -> Vec<String> {
+    answer
+        .headers
+        .iter()
+        .filter(|(name, _)| name == "set-cookie")
+        .map(|(_, cookie)| {
+            let mut parts = cookie.split("; ");
+            let pair = parts.next().unwrap().to_owned();
+            let attributes: Vec<&str> = parts.collect();
+            assert_eq!(
+                attributes[..3],
+                ["HttpOnly", "SameSite=Strict", "Path=/approve"],
+                "{cookie}"
+            );
+            pair
+        })
+        .collect()
+}
+
+/// The device token `auth` kept in a CLI data directory (its only one).
+fn device_token_of(cli: &DataDir) -> String {
+    let text = std::fs::read_to_string(cli.path().join("session.json")).unwrap();
+    let session: Value = serde_json::from_str(&text).unwrap();
+    let devices = session["device_tokens"].as_array().unwrap();
+    assert_eq!(devices.len(), 1, "{session:#}");
+    devices[0]["token"].as_str().unwrap().to_owned()
 }

@@ -1123,13 +1123,14 @@ fn a_proposal_stored_without_its_creator_is_never_approved() {
     drop(server);
 
     // As an older agent-vault stored proposals made through a vault session: no creator. The
-    // second one's session has ended since.
+    // second one's session has ended since. (Schema version 6 had no device tokens.)
     let database = rusqlite::Connection::open(data.path().join("agent-vault.db")).unwrap();
     database
         .execute_batch(
             "UPDATE proposals SET created_by_type = NULL, created_by_id = NULL;
              DELETE FROM tokens WHERE public_id =
                  (SELECT created_by_session FROM proposals WHERE id = 2);
+             DROP TABLE device_tokens;
              PRAGMA user_version = 6;",
         )
         .unwrap();

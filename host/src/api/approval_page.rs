@@ -4,11 +4,13 @@
 //! The token in the link lets anyone holding it read what the agent asks for (host, methods
 //! and paths, auth type, plugin, the credentials wanted) for 24 hours; deciding needs a person
 //! with the member or admin role in the vault (`access::check_review`), who logs in on the
-//! same page. The login sets an `av_session` cookie
-//! (HttpOnly, SameSite=Strict, sent only to `/approve`) that only these pages read; every form carries a CSRF token
-//! derived from that session and this proposal. Credential values go from the form straight
-//! to the vault and are never rendered back. Every piece of text an agent wrote is escaped,
-//! and the Content-Security-Policy allows no script at all.
+//! same page. The login sets an `av_session` cookie (HttpOnly, SameSite=Strict, sent only to
+//! `/approve`) that only these pages read, and, for a browser that had none that counted, an
+//! `av_device` cookie with its device token (`auth::devices`, same attributes), which the
+//! next login sends so that other clients' failed sign-ins do not hold it back. Every form
+//! carries a CSRF token derived from that session and this proposal. Credential values go
+//! from the form straight to the vault and are never rendered back. Every piece of text an
+//! agent wrote is escaped, and the Content-Security-Policy allows no script at all.
 
 use std::collections::BTreeMap;
 
@@ -20,15 +22,18 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use super::auth::{LOGIN_MAX_SECONDS, check_login, start_login_session};
+use super::auth::{LOGIN_MAX_SECONDS, check_login, device_token_for, start_login_session};
 use super::proposals::{self as proposal_api, status_now};
 use super::{ApiError, ApiState, Request, rfc3339};
 use crate::auth::Session;
 use crate::auth::access::Review;
+use crate::auth::devices::DEVICE_IDLE_SECONDS;
 use crate::proposals::{Action, Checked};
 use crate::store::{self, Proposal, Vault};
 
 const SESSION_COOKIE: &str = "av_session";
+/// The browser's device token; the web console will read the same cookie.
+const DEVICE_COOKIE: &str = "av_device";
 
 /// The page's only style; the Content-Security-Policy allows exactly this text.
 const STYLE: &str = "body{font:16px/1.5 system-ui,sans-serif;max-width:44rem;margin:2rem auto;\
@@ -92,14 +97,17 @@ fn problem(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
     )
 }
 
-fn redirect(location: &str, cookie: Option<String>) -> Response<Full<Bytes>> {
+fn redirect(location: &str, cookies: &[String]) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = StatusCode::SEE_OTHER;
     if let Ok(location) = HeaderValue::from_str(location) {
         response.headers_mut().insert(header::LOCATION, location);
     }
-    if let Some(cookie) = cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
-        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    for cookie in cookies {
+        if let Ok(mut cookie) = HeaderValue::from_str(cookie) {
+            cookie.set_sensitive(true);
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+        }
     }
     response
 }
@@ -117,8 +125,8 @@ fn form(request: &Request) -> BTreeMap<String, Zeroizing<String>> {
         .collect()
 }
 
-/// The `av_session` cookie's value.
-fn session_cookie(request: &Request) -> Option<String> {
+/// The value of the cookie `name`.
+fn cookie(request: &Request, name: &str) -> Option<String> {
     request
         .headers
         .get_all(header::COOKIE)
@@ -126,8 +134,13 @@ fn session_cookie(request: &Request) -> Option<String> {
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
+        .find(|(found, _)| *found == name)
         .map(|(_, value)| value.to_owned())
+}
+
+/// The `av_session` cookie's value.
+fn session_cookie(request: &Request) -> Option<String> {
+    cookie(request, SESSION_COOKIE)
 }
 
 /// The logged-in session behind the cookie, if any is valid.
@@ -486,14 +499,30 @@ pub async fn login(state: &ApiState, request: &Request, id: &str) -> Response<Fu
     };
     let email = field("email").unwrap_or_default();
     let password = field("password").unwrap_or_default();
-    let user = match check_login(state, request.client, &email, password).await {
-        Ok(user) => user,
+    let shown_device = cookie(request, DEVICE_COOKIE).map(Zeroizing::new);
+    let signed_in = match check_login(
+        state,
+        request.client,
+        &email,
+        password,
+        shown_device.as_ref().map(|token| token.as_str()),
+    )
+    .await
+    {
+        Ok(signed_in) => signed_in,
         Err(error) => {
             return render(state, &opened, None, Some((error.status, error.message))).await;
         }
     };
-    let (token, _) = match start_login_session(state, &user).await {
+    let (token, _) = match start_login_session(state, &signed_in.user).await {
         Ok(started) => started,
+        Err(error) => return problem(error.status, &error.message),
+    };
+    // A new device token, or the one shown again so that the browser keeps it a year from
+    // its last use, as the server does.
+    let device_token = match device_token_for(state, &signed_in).await {
+        Ok(Some(new)) => Some(new),
+        Ok(None) => shown_device,
         Err(error) => return problem(error.status, &error.message),
     };
     let secure = if state.base_url.starts_with("https://") {
@@ -501,13 +530,24 @@ pub async fn login(state: &ApiState, request: &Request, id: &str) -> Response<Fu
     } else {
         ""
     };
-    let cookie = format!(
-        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/approve; Max-Age={LOGIN_MAX_SECONDS}{secure}"
-    );
+    let attributes = |max_age: i64| {
+        format!("; HttpOnly; SameSite=Strict; Path=/approve; Max-Age={max_age}{secure}")
+    };
+    let mut cookies = vec![format!(
+        "{SESSION_COOKIE}={token}{}",
+        attributes(LOGIN_MAX_SECONDS)
+    )];
+    if let Some(device_token) = device_token {
+        cookies.push(format!(
+            "{DEVICE_COOKIE}={}{}",
+            device_token.as_str(),
+            attributes(DEVICE_IDLE_SECONDS)
+        ));
+    }
     // The token was found by its hash, so it is `av_appr_` and hex: nothing to escape.
     redirect(
         &format!("/approve/{}?token={}", opened.proposal.id, opened.token),
-        Some(cookie),
+        &cookies,
     )
 }
 

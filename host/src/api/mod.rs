@@ -66,7 +66,8 @@ pub struct ApiState {
     /// The AUTH tier: attempts at the routes that take no session and no password, per
     /// client address.
     pub attempts: AttemptLimiter,
-    /// The AUTH tier where a password is checked: failures per account and client address.
+    /// The AUTH tier where a password is checked: failures per account and client address,
+    /// or per device for a client that shows its device token.
     pub sign_ins: SignInLimiter,
     /// The reverse proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: TrustedProxies,
@@ -561,6 +562,9 @@ async fn route(state: &ApiState, request: &Request) -> Result<Response<Full<Byte
         (&Method::GET, ["v1", "auth", "sessions"]) => auth::sessions(state, request).await,
         (&Method::DELETE, ["v1", "auth", "sessions", id]) => {
             auth::revoke_session(state, request, id).await
+        }
+        (&Method::DELETE, ["v1", "auth", "devices", id]) => {
+            auth::revoke_device(state, request, id).await
         }
         (&Method::POST, ["v1", "auth", "change-password"]) => {
             auth::change_password(state, request).await

@@ -9,7 +9,9 @@ use http_body_util::Full;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::auth::{check_password, hash_password, normalize_email, start_login_session};
+use super::auth::{
+    check_password, hash_password, issue_device_token, normalize_email, start_login_session,
+};
 use super::vaults::{Check, check};
 use super::{ApiError, ApiState, Request, created, find_vault, ok, rfc3339};
 use crate::auth::access::{self, Denied};
@@ -264,11 +266,13 @@ pub async fn accept_invite(
         .run(move |store| store.accept_invite(&hash, &new_user))
         .await?;
     let (token, expires_at) = start_login_session(state, &user).await?;
+    let device_token = issue_device_token(state, &user).await?;
     ok(&json!({
         "email": user.email,
         "message": "Account created",
         "token": token,
         "expires_at": rfc3339(expires_at),
+        "device_token": device_token.as_str(),
     }))
 }
 

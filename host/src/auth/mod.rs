@@ -4,9 +4,11 @@
 //! use, expires when idle), an agent's token (`av_agt_`, until rotated or revoked) and a
 //! vault-scoped session (`av_sess_`, one vault, a fixed lifetime, no identity of its own).
 //! [`authenticate`] resolves one; [`access`] holds the permission rules of the vault and
-//! instance roles.
+//! instance roles. Device tokens (`devices.rs`) are no bearer tokens: they only tell a
+//! client that signed in before apart when it signs in again.
 
 pub mod access;
+pub mod devices;
 pub mod passwords;
 pub mod tokens;
 

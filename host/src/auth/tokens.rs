@@ -1,6 +1,7 @@
 //! Bearer tokens: 256 random bits, hex, behind a prefix that says what the token is
-//! (`av_sess_` sessions, `av_agt_` agents, `av_uinv_` user invites, `av_inv_` agent invites). The store keeps only the
-//! SHA-256 of a token; a token is shown once, when it is minted.
+//! (`av_sess_` sessions, `av_agt_` agents, `av_uinv_` user invites, `av_inv_` agent invites,
+//! `av_dev_` device tokens, which are not bearer tokens: `devices.rs`). The store keeps only
+//! the SHA-256 of a token; a token is shown once, when it is minted.
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -12,6 +13,7 @@ pub const SESSION_PREFIX: &str = "av_sess_";
 pub const AGENT_PREFIX: &str = "av_agt_";
 pub const INVITE_PREFIX: &str = "av_uinv_";
 pub const AGENT_INVITE_PREFIX: &str = "av_inv_";
+pub const DEVICE_PREFIX: &str = "av_dev_";
 
 /// A freshly minted token: the secret to hand out once, and what the store keeps.
 pub struct MintedToken {

@@ -2,6 +2,11 @@
 //! server and keep it in `<data-dir>/session.json` (0600) for the other commands; and
 //! `agent-vault account whoami | change-password` for the account behind it.
 //!
+//! A sign-in's answer may carry a device token; it is kept in the same file (and kept by
+//! `logout`) and sent with every later login and password change to that account, so that
+//! other clients failing to sign in to it, local processes included, never hold this CLI
+//! back.
+//!
 //! Passwords are prompted without echo (new ones twice), or read as one line of standard
 //! input with `--password-stdin`. They go to the server and nowhere else.
 
@@ -51,10 +56,12 @@ enum AuthCommand {
 
 #[derive(Debug, clap::Subcommand)]
 enum SessionsAction {
-    /// List them, the one this CLI uses marked.
+    /// List them, the one this CLI uses marked, and the device tokens of your clients.
     List,
     /// End the session with this ID (from `list`).
     Revoke { id: String },
+    /// End the device token with this ID (from `list`); its client signs in as a new one.
+    RevokeDevice { id: String },
 }
 
 #[derive(Debug, clap::Args)]
@@ -117,15 +124,19 @@ fn sign_in(args: &ClientArgs, credentials: &Credentials, register: bool) -> anyh
         (false, true) => input::prompt_new_secret("Choose a password: ", false)?,
         (false, false) => input::prompt_secret("Password: ")?,
     };
-    let path = if register {
-        "/v1/auth/register"
+    let (path, device_token) = if register {
+        ("/v1/auth/register", None)
     } else {
-        "/v1/auth/login"
+        (
+            "/v1/auth/login",
+            SessionFile::device_token(&data_dir, client.address(), &email)?,
+        )
     };
-    let answer = client.post(
-        path,
-        &json!({ "email": email, "password": password.as_str() }),
-    )?;
+    let mut body = json!({ "email": email, "password": password.as_str() });
+    if let Some(device_token) = &device_token {
+        body["device_token"] = json!(device_token.as_str());
+    }
+    let answer = client.post(path, &body)?;
     let (session, role) = keep_session(client, &answer, &data_dir)?;
     let done = if register {
         "Registered and logged in"
@@ -212,6 +223,28 @@ fn sessions(args: &ClientArgs, action: Option<SessionsAction>) -> anyhow::Result
                 "{}",
                 super::table(&["ID", "CREATED", "LAST USED", "EXPIRES", "THIS"], &rows)
             );
+            let devices: Vec<Vec<String>> = answer["devices"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|device| {
+                    let text = |name: &str| device[name].as_str().unwrap_or("-").to_owned();
+                    vec![
+                        text("id"),
+                        text("created_at"),
+                        text("last_used_at"),
+                        text("expires_at"),
+                    ]
+                })
+                .collect();
+            if !devices.is_empty() {
+                println!("\nDevice tokens (clients that signed in before):");
+                print!(
+                    "{}",
+                    super::table(&["ID", "CREATED", "LAST USED", "EXPIRES"], &devices)
+                );
+            }
         }
         SessionsAction::Revoke { id } => {
             let answer = client.delete(&format!("/v1/auth/sessions/{}", segment(&id)), None)?;
@@ -221,6 +254,10 @@ fn sessions(args: &ClientArgs, action: Option<SessionsAction>) -> anyhow::Result
             } else {
                 println!("Ended session {id}.");
             }
+        }
+        SessionsAction::RevokeDevice { id } => {
+            client.delete(&format!("/v1/auth/devices/{}", segment(&id)), None)?;
+            println!("Ended device token {id}.");
         }
     }
     Ok(())
@@ -265,10 +302,14 @@ fn change_password(args: &ClientArgs, password_stdin: bool) -> anyhow::Result<()
             input::prompt_new_secret("New password: ", false)?,
         )
     };
-    let answer = client.post(
-        "/v1/auth/change-password",
-        &json!({ "current_password": current.as_str(), "new_password": new.as_str() }),
-    )?;
+    let mut body = json!({ "current_password": current.as_str(), "new_password": new.as_str() });
+    if let Some(session) = SessionFile::load(&data_dir)?
+        && let Some(device_token) =
+            SessionFile::device_token(&data_dir, client.address(), &session.email)?
+    {
+        body["device_token"] = json!(device_token.as_str());
+    }
+    let answer = client.post("/v1/auth/change-password", &body)?;
     let (session, _) = keep_session(client, &answer, &data_dir)?;
     println!(
         "Password changed for {}; your other sessions have ended.",
@@ -277,8 +318,8 @@ fn change_password(args: &ClientArgs, password_stdin: bool) -> anyhow::Result<()
     Ok(())
 }
 
-/// Keep the login session an answer carries (`token`) for the client's server; returns it
-/// with the user's instance role.
+/// Keep the login session an answer carries (`token`) for the client's server, with its new
+/// device token if it carries one; returns the session with the user's instance role.
 fn keep_session(
     client: Client,
     answer: &Value,
@@ -292,8 +333,9 @@ fn keep_session(
         address: client.address().to_owned(),
         email: client::field(&me, "email")?.to_owned(),
     };
+    let device_token = answer.get("device_token").and_then(Value::as_str);
     session
-        .save(data_dir)
+        .save(data_dir, device_token)
         .context("keeping the session (you are logged in on the server, but not here)")?;
     Ok((session, client::field(&me, "role")?.to_owned()))
 }

@@ -3,7 +3,10 @@
 //!
 //! The token comes from `AGENT_VAULT_TOKEN` (agent mode, with `AGENT_VAULT_ADDR` as the
 //! address), else from the session file `<data-dir>/session.json` that `auth register`,
-//! `auth login` and `auth accept-invite` write. The address is `--address`, else
+//! `auth login` and `auth accept-invite` write. The same file keeps the device token each
+//! sign-in was given, per server and account, and outlives the session (`auth logout`
+//! keeps it): `auth login` sends it, so that other clients' failed sign-ins at the account
+//! do not hold this one back. The address is `--address`, else
 //! `AGENT_VAULT_ADDR`, else the session file's, else `http://127.0.0.1:14321`. Every
 //! answer other than 2xx becomes a [`ClientError`] carrying the server's own message; the
 //! commands print it once through `main.rs`. Start with [`Client::logged_in`].
@@ -34,6 +37,8 @@ pub const ADDRESS_ENV: &str = "AGENT_VAULT_ADDR";
 pub const DEFAULT_ADDRESS: &str = "http://127.0.0.1:14321";
 
 const SESSION_FILE: &str = "session.json";
+/// Device tokens kept at most, one per server and account; past it, the oldest go.
+const MAX_DEVICE_TOKENS: usize = 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// The largest answer read from the server.
@@ -109,7 +114,7 @@ pub enum ClientError {
     NotJson { address: String, status: StatusCode },
 }
 
-/// What `<data-dir>/session.json` holds: a login session on one server.
+/// The login session `<data-dir>/session.json` holds: a session on one server.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct SessionFile {
     pub token: String,
@@ -132,40 +137,146 @@ impl Drop for SessionFile {
     }
 }
 
-impl SessionFile {
-    /// The session in `data_dir`, if any.
-    pub fn load(data_dir: &Path) -> anyhow::Result<Option<SessionFile>> {
+/// A device token a sign-in gave this CLI, for one account on one server.
+#[derive(Clone, Serialize, Deserialize)]
+struct DeviceToken {
+    address: String,
+    /// Lower case, as the server keeps emails.
+    email: String,
+    token: String,
+}
+
+impl DeviceToken {
+    fn is_for(&self, address: &str, email: &str) -> bool {
+        self.address == address && self.email.eq_ignore_ascii_case(email.trim())
+    }
+}
+
+impl Drop for DeviceToken {
+    fn drop(&mut self) {
+        self.token.zeroize();
+    }
+}
+
+/// Everything `<data-dir>/session.json` holds: the login session, while there is one, and
+/// the device tokens, which outlive it.
+#[derive(Default, Serialize, Deserialize)]
+struct Contents {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    email: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    device_tokens: Vec<DeviceToken>,
+}
+
+impl Drop for Contents {
+    fn drop(&mut self) {
+        if let Some(token) = &mut self.token {
+            token.zeroize();
+        }
+    }
+}
+
+impl Contents {
+    fn read(data_dir: &Path) -> anyhow::Result<Contents> {
         let path = data_dir.join(SESSION_FILE);
         let text = match std::fs::read(&path) {
             Ok(text) => Zeroizing::new(text),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Contents::default());
+            }
             Err(error) => {
                 return Err(error).with_context(|| format!("reading {}", path.display()));
             }
         };
-        let session = serde_json::from_slice(&text).with_context(|| {
+        serde_json::from_slice(&text).with_context(|| {
             format!(
                 "{} is damaged; delete it and run `agent-vault auth login`",
                 path.display()
             )
-        })?;
-        Ok(Some(session))
+        })
     }
 
-    /// Write the session (0600, in a 0700 directory), replacing any other.
-    pub fn save(&self, data_dir: &Path) -> anyhow::Result<()> {
+    /// Write the file (0600, in a 0700 directory), or remove it when it would hold nothing.
+    fn write(&self, data_dir: &Path) -> anyhow::Result<()> {
+        if self.token.is_none() && self.device_tokens.is_empty() {
+            let path = data_dir.join(SESSION_FILE);
+            return match std::fs::remove_file(&path) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                    Err(error).with_context(|| format!("removing {}", path.display()))
+                }
+                _ => Ok(()),
+            };
+        }
         let json = Zeroizing::new(serde_json::to_vec_pretty(self).expect("plain data"));
         write_private(data_dir, SESSION_FILE, &json)
     }
 
-    /// Forget the session; whether there was one.
-    pub fn remove(data_dir: &Path) -> anyhow::Result<bool> {
-        let path = data_dir.join(SESSION_FILE);
-        match std::fs::remove_file(&path) {
-            Ok(()) => Ok(true),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(error) => Err(error).with_context(|| format!("removing {}", path.display())),
+    fn session(&self) -> Option<SessionFile> {
+        Some(SessionFile {
+            token: self.token.clone()?,
+            address: self.address.clone()?,
+            email: self.email.clone()?,
+        })
+    }
+}
+
+impl SessionFile {
+    /// The session in `data_dir`, if any.
+    pub fn load(data_dir: &Path) -> anyhow::Result<Option<SessionFile>> {
+        Ok(Contents::read(data_dir)?.session())
+    }
+
+    /// Write the session (0600, in a 0700 directory), replacing any other, with the device
+    /// token the sign-in gave, if it gave one; other device tokens stay.
+    pub fn save(&self, data_dir: &Path, device_token: Option<&str>) -> anyhow::Result<()> {
+        let mut contents = Contents::read(data_dir)?;
+        contents.token = Some(self.token.clone());
+        contents.address = Some(self.address.clone());
+        contents.email = Some(self.email.clone());
+        if let Some(token) = device_token {
+            contents
+                .device_tokens
+                .retain(|device| !device.is_for(&self.address, &self.email));
+            contents.device_tokens.push(DeviceToken {
+                address: self.address.clone(),
+                email: self.email.to_ascii_lowercase(),
+                token: token.to_owned(),
+            });
+            let excess = contents
+                .device_tokens
+                .len()
+                .saturating_sub(MAX_DEVICE_TOKENS);
+            contents.device_tokens.drain(..excess);
         }
+        contents.write(data_dir)
+    }
+
+    /// Forget the session, keeping the device tokens; whether there was one.
+    pub fn remove(data_dir: &Path) -> anyhow::Result<bool> {
+        let mut contents = Contents::read(data_dir)?;
+        let had = contents.token.is_some();
+        contents.token = None;
+        contents.address = None;
+        contents.email = None;
+        contents.write(data_dir)?;
+        Ok(had)
+    }
+
+    /// The device token kept for the account `email` on the server at `address`.
+    pub fn device_token(
+        data_dir: &Path,
+        address: &str,
+        email: &str,
+    ) -> anyhow::Result<Option<Zeroizing<String>>> {
+        Ok(Contents::read(data_dir)?
+            .device_tokens
+            .iter()
+            .find(|device| device.is_for(address, email))
+            .map(|device| Zeroizing::new(device.token.clone())))
     }
 }
 
@@ -494,6 +605,85 @@ pub fn field<'a>(answer: &'a Value, name: &str) -> anyhow::Result<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn session(address: &str, email: &str) -> SessionFile {
+        SessionFile {
+            token: format!("av_sess_{email}"),
+            address: address.into(),
+            email: email.into(),
+        }
+    }
+
+    #[test]
+    fn device_tokens_outlive_the_session_one_per_server_and_account() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path();
+        let device = |address: &str, email: &str| {
+            SessionFile::device_token(data_dir, address, email)
+                .unwrap()
+                .map(|token| token.to_string())
+        };
+        let here = "http://127.0.0.1:14321";
+        session(here, "owner@example.com")
+            .save(data_dir, Some("av_dev_1"))
+            .unwrap();
+        session("http://vault.internal:80", "owner@example.com")
+            .save(data_dir, Some("av_dev_2"))
+            .unwrap();
+        // A later sign-in that was given none keeps the one there is.
+        session(here, "owner@example.com")
+            .save(data_dir, None)
+            .unwrap();
+        assert_eq!(
+            device(here, "Owner@Example.com ").as_deref(),
+            Some("av_dev_1")
+        );
+        assert_eq!(
+            device("http://vault.internal:80", "owner@example.com").as_deref(),
+            Some("av_dev_2")
+        );
+        assert_eq!(device(here, "bob@example.com"), None);
+
+        assert!(SessionFile::remove(data_dir).unwrap());
+        assert!(SessionFile::load(data_dir).unwrap().is_none());
+        assert_eq!(
+            device(here, "owner@example.com").as_deref(),
+            Some("av_dev_1")
+        );
+        assert!(!SessionFile::remove(data_dir).unwrap());
+
+        session(here, "owner@example.com")
+            .save(data_dir, Some("av_dev_3"))
+            .unwrap();
+        assert_eq!(
+            device(here, "owner@example.com").as_deref(),
+            Some("av_dev_3")
+        );
+        for n in 0..MAX_DEVICE_TOKENS {
+            session(here, &format!("user{n}@example.com"))
+                .save(data_dir, Some("av_dev_n"))
+                .unwrap();
+        }
+        assert_eq!(device(here, "owner@example.com"), None, "the oldest went");
+        assert_eq!(
+            device(here, "user0@example.com").as_deref(),
+            Some("av_dev_n")
+        );
+    }
+
+    #[test]
+    fn a_session_file_without_device_tokens_reads_as_before() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(SESSION_FILE),
+            r#"{"token": "av_sess_x", "address": "http://127.0.0.1:14321", "email": "a@example.com"}"#,
+        )
+        .unwrap();
+        let loaded = SessionFile::load(dir.path()).unwrap().unwrap();
+        assert_eq!(loaded.token, "av_sess_x");
+        assert!(SessionFile::remove(dir.path()).unwrap());
+        assert!(!dir.path().join(SESSION_FILE).exists());
+    }
 
     #[test]
     fn addresses_are_normalised_to_http_urls() {

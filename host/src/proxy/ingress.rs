@@ -98,11 +98,12 @@ pub fn request_head(parts: &Parts, target: &Target) -> RequestHead {
     }
 }
 
-/// The cookie of the web console's login session, Agent Vault's name for it.
-const SESSION_COOKIE: &str = "av_session";
+/// The cookies of a person's browser: the login session (Agent Vault's name for it) and the
+/// device token that keeps that person's sign-ins clear of other clients' failures.
+const SESSION_COOKIES: [&str; 2] = ["av_session", "av_device"];
 
-/// Take the agent's own session material out of what goes upstream: the console's session
-/// cookie, and any header value, cookie or query parameter that carries `token` (the token
+/// Take the agent's own session material out of what goes upstream: the browser's session
+/// and device cookies, and any header value, cookie or query parameter that carries `token` (the token
 /// the agent authenticated with). The upstream must never be able to act as the agent.
 pub fn drop_session_material(head: &mut RequestHead, token: &str) {
     let carries = |value: &[u8]| memchr::memmem::find(value, token.as_bytes()).is_some();
@@ -222,7 +223,7 @@ mod tests {
                 "cookie",
                 format!("theme=dark; av_session=other; sid={token}; lang=en"),
             )
-            .header("cookie", "av_session=abc")
+            .header("cookie", "av_session=abc; av_device=av_dev_123")
             .header("x-echo", format!("Bearer {token}"))
             .header("accept", "*/*")
             .body(())

@@ -1,11 +1,19 @@
 //! The AUTH tier where a password is checked (signing in, the approval page's login, changing
-//! one's password): failed attempts counted per account *and* client address, so that one
-//! client's failures never hold back the right password from another.
+//! one's password): failed attempts counted per account *and* client address, and per device
+//! for a client that signed in to the account before, so that no other client's failures
+//! hold back the right password from the owner.
 //!
 //! Counting per address alone let any local process lock the owner out by failing 50 times:
 //! everyone on the machine is 127.0.0.1. Counting per account alone would let anyone lock
-//! any account. So [`SignInLimiter`] keeps two buckets of failures:
+//! any account. So [`SignInLimiter`] keeps three kinds of buckets of failures:
 //!
+//! - per device: a client that signed in to an account before holds a device token for it
+//!   (`auth/devices.rs`, OWASP's "device cookies"). An attempt that shows one, recognised
+//!   as this account's, counts in that device's bucket (the AUTH tier's budget) and in no
+//!   other, so failures of clients without it, at the same address or not, never hold it
+//!   back. Its failures count against the device, so a stolen device token still cannot
+//!   guess without limit: once its bucket is spent, the device is no better than a client
+//!   without one and goes through the two buckets below;
 //! - per (account, client address): the AUTH tier's budget (50 per 5 minutes by default).
 //!   This is what stops one client from guessing one account's password; past it, that
 //!   client waits before trying that account again, the right password included (a wait
@@ -19,9 +27,10 @@
 //! An attempt is counted when it starts (so concurrent guesses cannot slip past the count)
 //! and given back when it succeeds: successes cost nothing. Accounts are keyed by the
 //! lower-cased email the caller gives, addresses as [`super::attempt_key`] makes them (IPv6
-//! per /64). Which clients share an address is up to the network: on one machine, every
-//! local client is 127.0.0.1, and behind a reverse proxy the address is the one it forwards
-//! (`--trusted-proxies`).
+//! per /64), devices by their token's public id. Which clients share an address is up to the
+//! network: on one machine, every local client is 127.0.0.1, and behind a reverse proxy the
+//! address is the one it forwards (`--trusted-proxies`). Whether a device token is this
+//! account's is the caller's to find out (`api/auth.rs`); a token that is not counts as none.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -79,8 +88,19 @@ struct SignIns {
 
 type AccountKey = (IpAddr, String);
 
+/// Where an attempt under way is counted.
+#[derive(Debug)]
+enum Counted {
+    /// In the device's bucket only; the pair is remembered as signed in if it succeeds.
+    Device { device: String, pair: AccountKey },
+    /// In the (account, address) and the address's buckets.
+    Client(AccountKey),
+}
+
 #[derive(Debug)]
 struct SignInState {
+    /// By the public id of a device token.
+    devices: HashMap<String, Bucket>,
     accounts: HashMap<AccountKey, Bucket>,
     clients: HashMap<IpAddr, Bucket>,
     /// Pairs that signed in successfully, until when that counts.
@@ -95,7 +115,7 @@ struct SignInState {
 #[must_use = "an attempt counts as failed unless `succeeded` is called"]
 pub struct SignInAttempt {
     /// `None` when there is no limit.
-    counted: Option<(Arc<SignIns>, AccountKey)>,
+    counted: Option<(Arc<SignIns>, Counted)>,
 }
 
 impl SignInLimiter {
@@ -112,6 +132,7 @@ impl SignInLimiter {
                 per_account: attempts.rate,
                 per_client,
                 state: Mutex::new(SignInState {
+                    devices: HashMap::new(),
                     accounts: HashMap::new(),
                     clients: HashMap::new(),
                     signed_in: HashMap::new(),
@@ -125,42 +146,38 @@ impl SignInLimiter {
     }
 
     /// Start an attempt by `client` at `account` (a lower-cased email), counted as a failure
-    /// until it succeeds; refused if this client has failed too often at this account, or
-    /// across accounts at one it has not signed in to.
-    pub fn attempt(&self, account: &str, client: IpAddr) -> Result<SignInAttempt, SignInRefused> {
+    /// until it succeeds. With `device`, the public id of a device token the caller found to
+    /// be this account's, the attempt counts against that device while it has failures
+    /// left; otherwise (or once they are spent) it is refused if this client has failed too
+    /// often at this account, or across accounts at one it has not signed in to.
+    pub fn attempt(
+        &self,
+        account: &str,
+        client: IpAddr,
+        device: Option<&str>,
+    ) -> Result<SignInAttempt, SignInRefused> {
         let Some(shared) = &self.shared else {
             return Ok(SignInAttempt { counted: None });
         };
-        let address = attempt_key(client);
-        let key = (address, account.to_owned());
+        let pair = (attempt_key(client), account.to_owned());
         let now = shared.clock.now();
         let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.sweep_if_due(now);
-        let account_bucket = state
-            .accounts
-            .get(&key)
-            .copied()
-            .unwrap_or_else(|| Bucket::full(now));
-        let client_bucket = state
-            .clients
-            .get(&address)
-            .copied()
-            .unwrap_or_else(|| Bucket::full(now));
-        let account_taken = account_bucket
-            .take(&shared.per_account, now)
-            .map_err(|retry_after| SignInRefused::Account { retry_after })?;
-        let signed_in_here = state.signed_in.get(&key).is_some_and(|until| *until > now);
-        let client_taken = match client_bucket.take(&shared.per_client, now) {
-            Ok(taken) => taken,
-            // The address is spent, but not for an account it has signed in to: keep it at
-            // the brim rather than count past it.
-            Err(_) if signed_in_here => client_bucket,
-            Err(retry_after) => return Err(SignInRefused::Client { retry_after }),
+        let counted = match device {
+            Some(device) if state.take_device(device, &shared.per_account, now) => {
+                Counted::Device {
+                    device: device.to_owned(),
+                    pair,
+                }
+            }
+            // No device, or one whose failures are spent: as any client.
+            _ => {
+                state.take_client(&pair, shared, now)?;
+                Counted::Client(pair)
+            }
         };
-        state.accounts.insert(key.clone(), account_taken);
-        state.clients.insert(address, client_taken);
         Ok(SignInAttempt {
-            counted: Some((shared.clone(), key)),
+            counted: Some((shared.clone(), counted)),
         })
     }
 }
@@ -169,33 +186,97 @@ impl SignInAttempt {
     /// The password was right: the attempt costs nothing, and this client is held back at
     /// this account only by its own failures there from now on.
     pub fn succeeded(mut self) {
-        let Some((shared, key)) = self.counted.take() else {
+        let Some((shared, counted)) = self.counted.take() else {
             return;
         };
         let now = shared.clock.now();
         let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(bucket) = state.accounts.get_mut(&key) {
-            *bucket = bucket.give_back(&shared.per_account, now);
-        }
-        if let Some(bucket) = state.clients.get_mut(&key.0) {
-            *bucket = bucket.give_back(&shared.per_client, now);
-        }
-        state.remember_signed_in(key, now + SIGNED_IN_FOR, now);
+        let pair = match counted {
+            Counted::Device { device, pair } => {
+                if let Some(bucket) = state.devices.get_mut(&device) {
+                    *bucket = bucket.give_back(&shared.per_account, now);
+                }
+                pair
+            }
+            Counted::Client(pair) => {
+                if let Some(bucket) = state.accounts.get_mut(&pair) {
+                    *bucket = bucket.give_back(&shared.per_account, now);
+                }
+                if let Some(bucket) = state.clients.get_mut(&pair.0) {
+                    *bucket = bucket.give_back(&shared.per_client, now);
+                }
+                pair
+            }
+        };
+        state.remember_signed_in(pair, now + SIGNED_IN_FOR, now);
     }
 }
 
 impl SignInState {
+    /// Take one attempt from `device`'s bucket; whether it had one.
+    fn take_device(&mut self, device: &str, rate: &Rate, now: Instant) -> bool {
+        let bucket = self
+            .devices
+            .get(device)
+            .copied()
+            .unwrap_or_else(|| Bucket::full(now));
+        match bucket.take(rate, now) {
+            Ok(taken) => {
+                self.devices.insert(device.to_owned(), taken);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Take one attempt from the (account, address) bucket and the address's, or neither.
+    fn take_client(
+        &mut self,
+        pair: &AccountKey,
+        limits: &SignIns,
+        now: Instant,
+    ) -> Result<(), SignInRefused> {
+        let account_bucket = self
+            .accounts
+            .get(pair)
+            .copied()
+            .unwrap_or_else(|| Bucket::full(now));
+        let client_bucket = self
+            .clients
+            .get(&pair.0)
+            .copied()
+            .unwrap_or_else(|| Bucket::full(now));
+        let account_taken = account_bucket
+            .take(&limits.per_account, now)
+            .map_err(|retry_after| SignInRefused::Account { retry_after })?;
+        let signed_in_here = self.signed_in.get(pair).is_some_and(|until| *until > now);
+        let client_taken = match client_bucket.take(&limits.per_client, now) {
+            Ok(taken) => taken,
+            // The address is spent, but not for an account it has signed in to: keep it at
+            // the brim rather than count past it.
+            Err(_) if signed_in_here => client_bucket,
+            Err(retry_after) => return Err(SignInRefused::Client { retry_after }),
+        };
+        self.accounts.insert(pair.clone(), account_taken);
+        self.clients.insert(pair.0, client_taken);
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        self.devices.len() + self.accounts.len() + self.clients.len()
+    }
+
     /// Forget buckets indistinguishable from new ones, and sign-ins that no longer count.
     fn sweep_if_due(&mut self, now: Instant) {
-        let len = self.accounts.len() + self.clients.len();
-        if now < self.next_sweep && len < self.sweep_at_len {
+        if now < self.next_sweep && self.len() < self.sweep_at_len {
             return;
         }
+        self.devices.retain(|_, bucket| !bucket.is_full(now));
         self.accounts.retain(|_, bucket| !bucket.is_full(now));
         self.clients.retain(|_, bucket| !bucket.is_full(now));
         self.signed_in.retain(|_, until| *until > now);
         self.next_sweep = now + SWEEP_INTERVAL;
-        self.sweep_at_len = ((self.accounts.len() + self.clients.len()) * 2).max(MIN_SWEEP_LEN);
+        self.sweep_at_len = (self.len() * 2).max(MIN_SWEEP_LEN);
     }
 
     fn remember_signed_in(&mut self, key: AccountKey, until: Instant, now: Instant) {
@@ -241,7 +322,7 @@ mod tests {
     /// `n` failed attempts.
     fn fail(limiter: &SignInLimiter, account: &str, client: &str, n: usize) {
         for attempt in 0..n {
-            let started = limiter.attempt(account, ip(client));
+            let started = limiter.attempt(account, ip(client), None);
             assert!(
                 started.is_ok(),
                 "{account} from {client}, attempt {attempt}"
@@ -254,7 +335,7 @@ mod tests {
         let (limiter, clock) = limiter(50);
         fail(&limiter, "owner@example.com", "192.0.2.66", 50);
         let refused = limiter
-            .attempt("owner@example.com", ip("192.0.2.66"))
+            .attempt("owner@example.com", ip("192.0.2.66"), None)
             .unwrap_err();
         assert_eq!(
             refused,
@@ -264,18 +345,18 @@ mod tests {
         );
         // The owner, elsewhere, is not held back; nor is that client at another account.
         limiter
-            .attempt("owner@example.com", ip("192.0.2.7"))
+            .attempt("owner@example.com", ip("192.0.2.7"), None)
             .unwrap()
             .succeeded();
         assert!(
             limiter
-                .attempt("other@example.com", ip("192.0.2.66"))
+                .attempt("other@example.com", ip("192.0.2.66"), None)
                 .is_ok()
         );
         clock.advance(Duration::from_secs(6));
         assert!(
             limiter
-                .attempt("owner@example.com", ip("192.0.2.66"))
+                .attempt("owner@example.com", ip("192.0.2.66"), None)
                 .is_ok()
         );
     }
@@ -287,7 +368,7 @@ mod tests {
             fail(&limiter, &format!("guess{n}@example.com"), "127.0.0.1", 1);
         }
         limiter
-            .attempt("owner@example.com", ip("127.0.0.1"))
+            .attempt("owner@example.com", ip("127.0.0.1"), None)
             .unwrap()
             .succeeded();
     }
@@ -297,14 +378,14 @@ mod tests {
         let (limiter, _clock) = limiter(5);
         for _ in 0..100 {
             limiter
-                .attempt("owner@example.com", ip("192.0.2.7"))
+                .attempt("owner@example.com", ip("192.0.2.7"), None)
                 .unwrap()
                 .succeeded();
         }
         fail(&limiter, "owner@example.com", "192.0.2.7", 5);
         assert!(
             limiter
-                .attempt("owner@example.com", ip("192.0.2.7"))
+                .attempt("owner@example.com", ip("192.0.2.7"), None)
                 .is_err()
         );
     }
@@ -313,7 +394,7 @@ mod tests {
     fn a_client_spraying_accounts_waits_except_at_accounts_it_signed_in_to() {
         let (limiter, clock) = limiter(5);
         limiter
-            .attempt("owner@example.com", ip("127.0.0.1"))
+            .attempt("owner@example.com", ip("127.0.0.1"), None)
             .unwrap()
             .succeeded();
         // Four times the budget across accounts, one failure each.
@@ -321,7 +402,7 @@ mod tests {
             fail(&limiter, &format!("guess{n}@example.com"), "127.0.0.1", 1);
         }
         let refused = limiter
-            .attempt("new@example.com", ip("127.0.0.1"))
+            .attempt("new@example.com", ip("127.0.0.1"), None)
             .unwrap_err();
         assert_eq!(
             refused,
@@ -332,13 +413,21 @@ mod tests {
         // The account that signed in from here still has its own five tries.
         fail(&limiter, "owner@example.com", "127.0.0.1", 4);
         limiter
-            .attempt("owner@example.com", ip("127.0.0.1"))
+            .attempt("owner@example.com", ip("127.0.0.1"), None)
             .unwrap()
             .succeeded();
         // Another address is not held back.
-        assert!(limiter.attempt("new@example.com", ip("192.0.2.7")).is_ok());
+        assert!(
+            limiter
+                .attempt("new@example.com", ip("192.0.2.7"), None)
+                .is_ok()
+        );
         clock.advance(Duration::from_secs(15));
-        assert!(limiter.attempt("new@example.com", ip("127.0.0.1")).is_ok());
+        assert!(
+            limiter
+                .attempt("new@example.com", ip("127.0.0.1"), None)
+                .is_ok()
+        );
     }
 
     #[test]
@@ -347,13 +436,13 @@ mod tests {
         let under_way: Vec<SignInAttempt> = (0..5)
             .map(|_| {
                 limiter
-                    .attempt("owner@example.com", ip("192.0.2.7"))
+                    .attempt("owner@example.com", ip("192.0.2.7"), None)
                     .unwrap()
             })
             .collect();
         assert!(
             limiter
-                .attempt("owner@example.com", ip("192.0.2.7"))
+                .attempt("owner@example.com", ip("192.0.2.7"), None)
                 .is_err()
         );
         // One of them was right after all: its attempt comes back.
@@ -362,9 +451,102 @@ mod tests {
         drop(under_way);
         assert!(
             limiter
-                .attempt("owner@example.com", ip("192.0.2.7"))
+                .attempt("owner@example.com", ip("192.0.2.7"), None)
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn a_device_that_signed_in_before_is_not_held_back_by_others_failures_at_its_account() {
+        let (limiter, _clock) = limiter(50);
+        // Another local process spends the owner's account at 127.0.0.1...
+        fail(&limiter, "owner@example.com", "127.0.0.1", 50);
+        assert!(
+            limiter
+                .attempt("owner@example.com", ip("127.0.0.1"), None)
+                .is_err()
+        );
+        // ... and the owner's device, at the same address, is not held back.
+        limiter
+            .attempt("owner@example.com", ip("127.0.0.1"), Some("owner-laptop"))
+            .unwrap()
+            .succeeded();
+        // Nor did the device's sign-in open the way for clients without it.
+        assert!(
+            limiter
+                .attempt("owner@example.com", ip("127.0.0.1"), None)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_devices_failures_count_against_it_and_then_it_is_any_client() {
+        let (limiter, clock) = limiter(5);
+        for _ in 0..5 {
+            drop(
+                limiter
+                    .attempt("owner@example.com", ip("127.0.0.1"), Some("stolen"))
+                    .unwrap(),
+            );
+        }
+        // Its own failures left the account's bucket at this address untouched.
+        limiter
+            .attempt("owner@example.com", ip("127.0.0.1"), None)
+            .unwrap()
+            .succeeded();
+        // Spent, the device goes through the address's buckets, and fills them.
+        for _ in 0..5 {
+            drop(
+                limiter
+                    .attempt("owner@example.com", ip("127.0.0.1"), Some("stolen"))
+                    .unwrap(),
+            );
+        }
+        let refused = limiter
+            .attempt("owner@example.com", ip("127.0.0.1"), Some("stolen"))
+            .unwrap_err();
+        assert_eq!(
+            refused,
+            SignInRefused::Account {
+                retry_after: Duration::from_secs(60)
+            }
+        );
+        assert!(
+            limiter
+                .attempt("owner@example.com", ip("127.0.0.1"), None)
+                .is_err()
+        );
+        // Another device of the account has its own bucket.
+        limiter
+            .attempt("owner@example.com", ip("127.0.0.1"), Some("desktop"))
+            .unwrap()
+            .succeeded();
+        clock.advance(Duration::from_secs(60));
+        assert!(
+            limiter
+                .attempt("owner@example.com", ip("127.0.0.1"), Some("stolen"))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_devices_successes_cost_nothing() {
+        let (limiter, _clock) = limiter(5);
+        for _ in 0..100 {
+            limiter
+                .attempt("owner@example.com", ip("127.0.0.1"), Some("laptop"))
+                .unwrap()
+                .succeeded();
+        }
+        for _ in 0..5 {
+            drop(
+                limiter
+                    .attempt("owner@example.com", ip("127.0.0.1"), Some("laptop"))
+                    .unwrap(),
+            );
+        }
+        let state = limiter.shared.as_ref().unwrap().state.lock().unwrap();
+        assert!(state.accounts.is_empty(), "nothing counted for the address");
     }
 
     #[test]
@@ -374,7 +556,7 @@ mod tests {
         for _ in 0..1000 {
             assert!(
                 limiter
-                    .attempt("owner@example.com", ip("192.0.2.7"))
+                    .attempt("owner@example.com", ip("192.0.2.7"), None)
                     .is_ok()
             );
         }
@@ -384,6 +566,7 @@ mod tests {
     fn signed_in_pairs_are_remembered_up_to_a_cap() {
         let now = Instant::now();
         let mut state = SignInState {
+            devices: HashMap::new(),
             accounts: HashMap::new(),
             clients: HashMap::new(),
             signed_in: HashMap::new(),

@@ -1,6 +1,6 @@
 //! Persistent state behind one small trait: vaults, sealed credentials, services, users,
-//! agents, vault grants, tokens (stored only as SHA-256), user and agent invites, proposals,
-//! instance settings, the master key record and the request log.
+//! agents, vault grants, tokens and device tokens (stored only as SHA-256), user and agent
+//! invites, proposals, instance settings, the master key record and the request log.
 //!
 //! [`Store`] is synchronous: backends do blocking IO, and callers on async threads go through
 //! [`Db::run`], which moves the work to the blocking pool. Rules that must hold under
@@ -222,6 +222,30 @@ pub struct TokenRecord {
     pub last_used_at: UnixTime,
     /// Absolute expiry, if any.
     pub expires_at: Option<UnixTime>,
+}
+
+/// A device token as stored: only its SHA-256 (`hash`). A client that signed in to `user_id`'s
+/// account holds the token and shows it at its next sign-ins, which then count apart from
+/// other clients' failures (`ratelimit/sign_in.rs`). It authenticates nothing by itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRecord {
+    /// Lower-case hex SHA-256 of the token.
+    pub hash: String,
+    /// A non-secret id for listing and revoking.
+    pub public_id: String,
+    pub user_id: String,
+    /// The token ends after this long without a sign-in.
+    pub idle_seconds: i64,
+    pub created_at: UnixTime,
+    /// The last sign-in with it.
+    pub last_used_at: UnixTime,
+}
+
+impl DeviceRecord {
+    /// Whether the token still counts at `now`.
+    pub fn is_live(&self, now: UnixTime) -> bool {
+        now < self.last_used_at.saturating_add(self.idle_seconds)
+    }
 }
 
 /// A credential as stored: its key name and its sealed value.
@@ -476,11 +500,11 @@ pub trait Store: Send + Sync + 'static {
     fn users(&self) -> Result<Vec<User>>;
     /// `LastOwner` if this demotes the last owner.
     fn set_user_role(&self, id: &str, role: InstanceRole) -> Result<()>;
-    /// Set the user's password and end every login session of theirs (vault tokens they
-    /// minted stay valid): a new login is the caller's to start.
+    /// Set the user's password and end every login session and device token of theirs
+    /// (vault tokens they minted stay valid): a new login is the caller's to start.
     fn set_user_password(&self, id: &str, password_hash: &str) -> Result<()>;
-    /// Delete a user, its grants, its sessions and the scoped tokens it minted, and revoke
-    /// the agent invites it created; `LastOwner` if it is the last owner.
+    /// Delete a user, its grants, its sessions and device tokens and the scoped tokens it
+    /// minted, and revoke the agent invites it created; `LastOwner` if it is the last owner.
     fn delete_user(&self, id: &str) -> Result<()>;
 
     // Invites.
@@ -581,8 +605,20 @@ pub trait Store: Send + Sync + 'static {
     fn scoped_tokens(&self, vault_id: &str, now: UnixTime) -> Result<Vec<TokenRecord>>;
     /// Delete a scoped token of a vault by public id; whether it existed.
     fn delete_scoped_token(&self, vault_id: &str, public_id: &str) -> Result<bool>;
-    /// Delete every expired token; how many.
+    /// Delete every expired token and device token; how many.
     fn delete_expired_tokens(&self, now: UnixTime) -> Result<usize>;
+
+    // Device tokens.
+    /// Store a device token; past `max_per_user` of its user's, the least recently used of
+    /// theirs go. `NotFound` if the user is gone.
+    fn insert_device(&self, device: &DeviceRecord, max_per_user: usize) -> Result<()>;
+    fn device(&self, hash: &str) -> Result<Option<DeviceRecord>>;
+    /// Record a sign-in with the device token at `at`; `NotFound` if it is gone.
+    fn touch_device(&self, hash: &str, at: UnixTime) -> Result<()>;
+    /// A user's device tokens, oldest first.
+    fn user_devices(&self, user_id: &str) -> Result<Vec<DeviceRecord>>;
+    /// Delete one of the user's device tokens by public id; whether it existed.
+    fn delete_device(&self, user_id: &str, public_id: &str) -> Result<bool>;
 
     // The transparent proxy's certificate authority.
     fn mitm_ca(&self) -> Result<Option<StoredCa>>;

@@ -13,6 +13,7 @@
 //! decide who may call what (that is `auth`), and never sees a plaintext credential.
 
 mod agent_invites;
+mod devices;
 mod proposals;
 
 use std::fs;
@@ -28,10 +29,10 @@ use rusqlite::{
 };
 
 use super::{
-    ActorId, ActorKind, Agent, AgentInvite, AgentStatus, DEFAULT_VAULT, Grant, HostSeen,
-    InstanceRole, Invite, InviteStatus, KeyProtection, LogEntry, LogQuery, MasterKeyRecord,
-    Proposal, ProposalApplication, Result, Store, StoreError, StoredCa, StoredCredential,
-    TokenKind, TokenRecord, UnixTime, User, Vault, VaultRole, now,
+    ActorId, ActorKind, Agent, AgentInvite, AgentStatus, DEFAULT_VAULT, DeviceRecord, Grant,
+    HostSeen, InstanceRole, Invite, InviteStatus, KeyProtection, LogEntry, LogQuery,
+    MasterKeyRecord, Proposal, ProposalApplication, Result, Store, StoreError, StoredCa,
+    StoredCredential, TokenKind, TokenRecord, UnixTime, User, Vault, VaultRole, now,
 };
 use crate::vault::crypto::{KdfParams, Sealed, random};
 
@@ -59,6 +60,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "007_proposal_creators",
         include_str!("migrations/007_proposal_creators.sql"),
+    ),
+    (
+        "008_device_tokens",
+        include_str!("migrations/008_device_tokens.sql"),
     ),
 ];
 
@@ -1340,6 +1345,7 @@ impl Store for SqliteStore {
                 "DELETE FROM tokens WHERE kind = 'login' AND user_id = ?1",
                 [id],
             )?;
+            devices::delete_of_user(tx, id)?;
             Ok(())
         })
     }
@@ -1364,6 +1370,7 @@ impl Store for SqliteStore {
                  WHERE user_id = ?1 OR (created_by_type = 'user' AND created_by_id = ?1)",
                 [id],
             )?;
+            devices::delete_of_user(tx, id)?;
             tx.execute("DELETE FROM users WHERE id = ?1", [id])?;
             Ok(())
         })
@@ -1845,12 +1852,41 @@ impl Store for SqliteStore {
     fn delete_expired_tokens(&self, now: UnixTime) -> Result<usize> {
         self.write("delete expired tokens", |tx| {
             // A token is valid while `now < expires_at` (as `scoped_tokens` lists them).
-            Ok(tx.execute(
+            let tokens = tx.execute(
                 "DELETE FROM tokens
                  WHERE (expires_at IS NOT NULL AND expires_at <= ?1)
                     OR (kind = 'login' AND last_used_at + idle_seconds < ?1)",
                 [now],
-            )?)
+            )?;
+            Ok(tokens + devices::delete_expired(tx, now)?)
+        })
+    }
+
+    fn insert_device(&self, device: &DeviceRecord, max_per_user: usize) -> Result<()> {
+        self.write("store the device token", |tx| {
+            devices::insert(tx, device, max_per_user)
+        })
+    }
+
+    fn device(&self, hash: &str) -> Result<Option<DeviceRecord>> {
+        self.read("read the device token", |tx| devices::get(tx, hash))
+    }
+
+    fn touch_device(&self, hash: &str, at: UnixTime) -> Result<()> {
+        self.write("record the device token's use", |tx| {
+            devices::touch(tx, hash, at)
+        })
+    }
+
+    fn user_devices(&self, user_id: &str) -> Result<Vec<DeviceRecord>> {
+        self.read("list the user's device tokens", |tx| {
+            devices::of_user(tx, user_id)
+        })
+    }
+
+    fn delete_device(&self, user_id: &str, public_id: &str) -> Result<bool> {
+        self.write("delete the device token", |tx| {
+            devices::delete(tx, user_id, public_id)
         })
     }
 

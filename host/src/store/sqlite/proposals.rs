@@ -407,7 +407,11 @@ mod tests {
             store
                 .reject_proposal(DEFAULT_VAULT_ID, 3, &alice(), None, T0 + 1)
                 .unwrap();
+            // Back to schema version 6, without what later migrations added.
             let connection = store.connection.lock().unwrap();
+            connection
+                .execute_batch("DROP TABLE device_tokens")
+                .unwrap();
             connection.pragma_update(None, "user_version", 6).unwrap();
         }
         let store = super::super::SqliteStore::open(&path).unwrap();
