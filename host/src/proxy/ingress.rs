@@ -117,7 +117,9 @@ pub fn drop_session_material(head: &mut RequestHead, token: &str) {
                 .map(str::trim)
                 .filter(|pair| {
                     let cookie_name = pair.split_once('=').map_or(*pair, |(n, _)| n).trim();
-                    !pair.is_empty() && cookie_name != SESSION_COOKIE && !carries(pair.as_bytes())
+                    !pair.is_empty()
+                        && !SESSION_COOKIES.contains(&cookie_name)
+                        && !carries(pair.as_bytes())
                 })
                 .collect();
             let joined = pairs.join("; ");
