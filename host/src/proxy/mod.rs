@@ -42,7 +42,7 @@ use crate::forward::{
 };
 use crate::plugin::apply::ApplyError;
 use crate::plugin::body::hash_body;
-use crate::plugin::{Call, Outcome, PluginError, needs_body_sha256};
+use crate::plugin::{Call, CallError, Outcome, PluginConfigError, PluginError, needs_body_sha256};
 use crate::ratelimit::{AttemptLimiter, RateLimiter};
 use crate::store::{self, LogEntry};
 use crate::vault::redact::Redactor;
@@ -264,7 +264,11 @@ async fn exchange(
     )?;
     let requirements = view
         .requirements(service, &plugin)
-        .map_err(ProxyError::Plugin)?;
+        .await
+        .map_err(|error| match error {
+            PluginConfigError::Plugin(error) => plugin_failure(error, &service.name),
+            error => ProxyError::Plugin(error.to_string()),
+        })?;
     let mut head = ingress::request_head(&parts, target);
     if opened.redactor.is_some() {
         // Redaction reads response bodies; ask for them uncompressed (see echo.rs).
@@ -314,14 +318,10 @@ async fn exchange(
         body_sha256: body_sha256.as_ref(),
         placeholders: Some(&opened.placeholders),
     };
-    match plugin.authorize(&mut head, &call) {
+    match plugin.authorize(&mut head, &call).await {
         Ok(Outcome::Forward) => {}
         Ok(Outcome::Deny { status, reason }) => return Err(ProxyError::Denied { status, reason }),
-        Err(PluginError::Apply {
-            error: ApplyError::Substitution(error),
-            ..
-        }) => return Err(ProxyError::Substitution(error.to_string())),
-        Err(error) => return Err(ProxyError::Plugin(error.to_string())),
+        Err(error) => return Err(plugin_failure(error, &service.name)),
     }
     drop(credentials);
     let websocket = matches!(&upgrade, Some((protocol, _))
@@ -463,6 +463,30 @@ fn switched(
         }
     });
     Response::from_parts(parts, full(Bytes::new()))
+}
+
+/// A plugin's failure as the agent sees it: a placeholder that does not fit
+/// (`substitution_error`), a credential that does not fit where the plugin put it
+/// (`credential_unrenderable`, saying no more), a plugin at its limit of slow calls
+/// (`plugin_busy`), anything else `plugin_error`.
+fn plugin_failure(error: PluginError, service: &str) -> ProxyError {
+    match error {
+        PluginError::Apply {
+            error: ApplyError::Substitution(error),
+            ..
+        } => ProxyError::Substitution(error.to_string()),
+        PluginError::Apply { plugin, error } if error.is_unrenderable_credential() => {
+            ProxyError::CredentialUnrenderable {
+                plugin,
+                service: service.to_owned(),
+            }
+        }
+        error @ PluginError::Call {
+            error: CallError::Busy { .. },
+            ..
+        } => ProxyError::PluginBusy(error.to_string()),
+        error => ProxyError::Plugin(error.to_string()),
+    }
 }
 
 /// An upstream failure, unless it was the agent's body that failed: too large (413) or cut
