@@ -9,7 +9,8 @@
 //! 4. plugin (`crate::plugin`): credentials opened from the vault (`credentials.rs`), the
 //!    service's plugin shapes the request (hashing the body first if it signs it), and the
 //!    service's placeholders become values (`substitution.rs`, `crate::vault::substitute`;
-//!    in the path, query and headers before a signer signs);
+//!    in the path, query and headers before a signer signs); then the request as it will
+//!    leave is checked against the route again (`check_outgoing`);
 //! 5. forward (`crate::forward`): to the upstream over TLS, the answer streamed back without
 //!    hop-by-hop headers or `Set-Cookie`, searched for echoed credentials (`echo.rs`);
 //! 6. log (`crate::audit`): one metadata-only row per request.
@@ -318,12 +319,14 @@ async fn exchange(
         body_sha256: body_sha256.as_ref(),
         placeholders: Some(&opened.placeholders),
     };
+    let leaving_for = Destination::of(&head);
     match plugin.authorize(&mut head, &call).await {
         Ok(Outcome::Forward) => {}
         Ok(Outcome::Deny { status, reason }) => return Err(ProxyError::Denied { status, reason }),
         Err(error) => return Err(plugin_failure(error, &service.name)),
     }
     drop(credentials);
+    check_outgoing(service, plugin.name(), &leaving_for, &head)?;
     let websocket = matches!(&upgrade, Some((protocol, _))
         if protocol.as_bytes().eq_ignore_ascii_case(b"websocket"));
     // The agent's placeholders in its messages, if the service substitutes there.
@@ -487,6 +490,53 @@ fn plugin_failure(error: PluginError, service: &str) -> ProxyError {
         } => ProxyError::PluginBusy(error.to_string()),
         error => ProxyError::Plugin(error.to_string()),
     }
+}
+
+/// Where the request was going before the plugin ran: what no plugin may change.
+#[derive(Debug, PartialEq, Eq)]
+struct Destination {
+    method: Method,
+    scheme: crate::request::Scheme,
+    host: String,
+    port: u16,
+}
+
+impl Destination {
+    fn of(head: &crate::request::RequestHead) -> Destination {
+        Destination {
+            method: head.method.clone(),
+            scheme: head.scheme,
+            host: head.host.clone(),
+            port: head.port,
+        }
+    }
+}
+
+/// The request as it will leave, after the plugin and the placeholders, checked as the route
+/// checked the agent's: the same method, scheme, host and port, and a path the service covers
+/// and its allow rules let through. A plugin's path rewrite cannot reach what the rules
+/// exclude. The message names the plugin and never repeats the outgoing path, which may hold
+/// a credential.
+fn check_outgoing(
+    service: &crate::services::Service,
+    plugin: &str,
+    before: &Destination,
+    head: &crate::request::RequestHead,
+) -> Result<(), ProxyError> {
+    let allowed = Destination::of(head) == *before
+        && route::canonical_path(&head.path).is_ok_and(|path| {
+            (service.path.is_empty() || route::glob_matches(&service.path, &path))
+                && route::allowed(&service.allow, head.method.as_str(), &path)
+        });
+    if allowed {
+        return Ok(());
+    }
+    Err(ProxyError::PathNotAllowed(format!(
+        "the request as plugin \"{plugin}\" leaves it is not allowed by service \"{}\": its \
+         path and allow rules are checked again on the request after the plugin and the \
+         placeholders",
+        service.name
+    )))
 }
 
 /// An upstream failure, unless it was the agent's body that failed: too large (413) or cut
