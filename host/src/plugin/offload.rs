@@ -108,6 +108,8 @@ pub enum Ran<R> {
 /// One plugin's share of the plugin threads, and whether it is slow.
 #[derive(Debug)]
 pub struct Gate {
+    /// The plugin's name, for the log.
+    plugin: String,
     slots: Arc<Semaphore>,
     limit: usize,
     origin: Instant,
@@ -116,10 +118,12 @@ pub struct Gate {
 }
 
 impl Gate {
-    /// A gate letting at most `limit` calls (at least one) run on the plugin threads at once.
-    pub fn new(limit: usize) -> Gate {
+    /// A gate letting at most `limit` calls (at least one) of `plugin` run on the plugin
+    /// threads at once.
+    pub fn new(plugin: &str, limit: usize) -> Gate {
         let limit = limit.max(1);
         Gate {
+            plugin: plugin.to_owned(),
             slots: Arc::new(Semaphore::new(limit)),
             limit,
             origin: Instant::now(),
@@ -163,7 +167,11 @@ impl Gate {
     /// plugin slow.
     fn slot(&self) -> Option<OwnedSemaphorePermit> {
         self.mark_slow();
-        self.slots.clone().try_acquire_owned().ok()
+        let slot = self.slots.clone().try_acquire_owned().ok();
+        if slot.is_none() {
+            tracing::debug!(plugin = %self.plugin, "a slow plugin is at its limit of calls; refused");
+        }
+        slot
     }
 
     /// Finish `call` on the plugin threads, holding `slot` until it is done.
@@ -173,6 +181,7 @@ impl Gate {
         slot: OwnedSemaphorePermit,
         call: Pin<Box<impl Future<Output = R> + Send + 'static>>,
     ) -> Ran<R> {
+        tracing::debug!(plugin = %self.plugin, "a slow plugin call runs on the plugin threads");
         let task = AbortOnDrop(threads.spawn(async move {
             let output = call.await;
             drop(slot);
@@ -254,7 +263,7 @@ mod tests {
     #[test]
     fn a_call_done_in_its_first_slice_never_leaves_the_caller() {
         let threads = PluginThreads::start(1).unwrap();
-        let gate = Gate::new(2);
+        let gate = Gate::new("test", 2);
         let on = Arc::new(std::sync::Mutex::new(Vec::new()));
         let call = {
             let on = on.clone();
@@ -275,7 +284,7 @@ mod tests {
     #[test]
     fn a_call_that_yields_moves_to_the_plugin_threads_and_marks_the_plugin_slow() {
         let threads = PluginThreads::start(1).unwrap();
-        let gate = Gate::new(2);
+        let gate = Gate::new("test", 2);
         let on = Arc::new(std::sync::Mutex::new(Vec::new()));
         let call = {
             let on = on.clone();
@@ -304,7 +313,7 @@ mod tests {
     #[test]
     fn a_plugin_at_its_limit_is_refused_at_once() {
         let threads = PluginThreads::start(1).unwrap();
-        let gate = Arc::new(Gate::new(1));
+        let gate = Arc::new(Gate::new("test", 1));
         let (started, wait_started) = std::sync::mpsc::channel();
         let (release, released) = tokio::sync::oneshot::channel::<()>();
         let holder = {

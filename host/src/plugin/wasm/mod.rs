@@ -304,26 +304,26 @@ impl PluginEngine {
             validate_config: export("validate-config")?,
             authorize: export("authorize")?,
         };
-        let plugin = WasmPlugin {
-            linked: Arc::new(Linked {
-                pre,
-                exports,
-                engine: self.engine.clone(),
-                limits,
-            }),
-            imports: compiled.imports.clone(),
-            warm: Mutex::new(HashMap::new()),
-            idle: self.idle.clone(),
-            gate: Gate::new(limits.max_slow_calls),
-            threads: self.threads.clone(),
-            _ticker: self.ticker.clone(),
-        };
-        let info = plugin
-            .linked
+        let linked = Arc::new(Linked {
+            pre,
+            exports,
+            engine: self.engine.clone(),
+            limits,
+        });
+        let info = linked
             .call_blocking(Credentials::default(), |exports, store| {
                 exports.describe.call(store, ()).map(|(info,)| info)
             })
             .map_err(LoadError::Describe)?;
+        let plugin = WasmPlugin {
+            linked,
+            imports: compiled.imports.clone(),
+            warm: Mutex::new(HashMap::new()),
+            idle: self.idle.clone(),
+            gate: Gate::new(&info.name, limits.max_slow_calls),
+            threads: self.threads.clone(),
+            _ticker: self.ticker.clone(),
+        };
         Ok((plugin, info))
     }
 }
