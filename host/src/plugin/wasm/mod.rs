@@ -190,10 +190,7 @@ pub enum CallError {
     Unreadable { limit: usize },
     #[error("passed more than {limit} bytes to a crypto import")]
     CryptoInputTooLarge { limit: usize },
-    #[error(
-        "already has {limit} calls running on the plugin threads, its limit (a slow plugin); \
-         retry shortly"
-    )]
+    #[error("is slow and already runs its limit of {limit} calls at once; retry shortly")]
     Busy { limit: usize },
     #[error("was stopped before it finished (the server is shutting down)")]
     Stopped,
