@@ -12,16 +12,19 @@
 //!
 //! Each plugin has a [`Gate`]: at most `limit` of its calls run on the plugin threads at
 //! once, and a call beyond that is refused at once ([`Ran::Busy`]) rather than queued, so one
-//! plugin cannot fill the threads or the instance pool. A plugin whose calls moved recently
-//! is *slow*: its next calls skip the inline slice and start on the plugin threads, so a
-//! plugin that always spins costs the workers nothing.
+//! plugin cannot fill the threads or the instance pool. A plugin whose calls need more than
+//! their first slice is *slow* (for a second since the last such call): its next calls skip
+//! the inline slice and start on the plugin threads, so a plugin that always spins costs the
+//! workers nothing. One call that overran its slice once (its worker was preempted in the
+//! middle, say) does not make a fast plugin slow, and a slow plugin whose call finishes in
+//! its first slice on the plugin threads is fast again.
 //!
 //! This module knows nothing of WebAssembly; it runs futures. `wasm` builds them.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -29,8 +32,11 @@ use tokio::runtime::{Builder, Handle, Runtime};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
-/// How long a plugin stays slow after its last call that moved to the plugin threads.
+/// How long a plugin stays slow after its last call that needed more than a slice.
 const SLOW_FOR: Duration = Duration::from_secs(1);
+
+/// Calls in a row whose first slice was not enough before a plugin counts as slow.
+const SLOW_AFTER_STRIKES: u32 = 2;
 
 /// The nice value of the plugin threads: a slow plugin gets what CPU the connection workers
 /// leave (Linux; elsewhere the threads keep the process's priority).
@@ -115,6 +121,8 @@ pub struct Gate {
     origin: Instant,
     /// Milliseconds after `origin` until which the plugin counts as slow.
     slow_until: AtomicU64,
+    /// Calls in a row that did not finish in their first slice here.
+    strikes: AtomicU32,
 }
 
 impl Gate {
@@ -128,6 +136,7 @@ impl Gate {
             limit,
             origin: Instant::now(),
             slow_until: AtomicU64::new(0),
+            strikes: AtomicU32::new(0),
         }
     }
 
@@ -149,24 +158,35 @@ impl Gate {
             let Some(slot) = self.slot() else {
                 return Ran::Busy;
             };
-            return self.offload(threads, slot, Box::pin(start())).await;
+            let (output, slices) = self.offload(threads, slot, Box::pin(start())).await;
+            if slices == 1 {
+                // Done in the first slice after all: the plugin is fast again.
+                self.strikes.store(0, Ordering::Relaxed);
+                self.slow_until.store(0, Ordering::Relaxed);
+            }
+            return output;
         }
         let mut call = Box::pin(start());
         if let Poll::Ready(output) =
             std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await
         {
+            self.strikes.store(0, Ordering::Relaxed);
             return Ran::Done(output);
+        }
+        // One slice was not enough. Twice in a row, or a call that then needs more than one
+        // slice on the plugin threads, and the plugin counts as slow; once (the worker was
+        // preempted during a call of microseconds, say) it does not.
+        if self.strikes.fetch_add(1, Ordering::Relaxed) + 1 >= SLOW_AFTER_STRIKES {
+            self.mark_slow();
         }
         let Some(slot) = self.slot() else {
             return Ran::Busy;
         };
-        self.offload(threads, slot, call).await
+        self.offload(threads, slot, call).await.0
     }
 
-    /// One of the plugin's places on the plugin threads, if it has one free. Asking marks the
-    /// plugin slow.
+    /// One of the plugin's places on the plugin threads, if it has one free.
     fn slot(&self) -> Option<OwnedSemaphorePermit> {
-        self.mark_slow();
         let slot = self.slots.clone().try_acquire_owned().ok();
         if slot.is_none() {
             tracing::debug!(plugin = %self.plugin, "a slow plugin is at its limit of calls; refused");
@@ -174,25 +194,34 @@ impl Gate {
         slot
     }
 
-    /// Finish `call` on the plugin threads, holding `slot` until it is done.
+    /// Finish `call` on the plugin threads, holding `slot` until it is done; with the number
+    /// of slices (polls) it took there. A call that took more than one keeps the plugin slow.
     async fn offload<R: Send + 'static>(
         &self,
         threads: &PluginThreads,
         slot: OwnedSemaphorePermit,
-        call: Pin<Box<impl Future<Output = R> + Send + 'static>>,
-    ) -> Ran<R> {
+        mut call: Pin<Box<impl Future<Output = R> + Send + 'static>>,
+    ) -> (Ran<R>, u32) {
         tracing::debug!(plugin = %self.plugin, "a slow plugin call runs on the plugin threads");
         let task = AbortOnDrop(threads.spawn(async move {
-            let output = call.await;
+            let mut slices = 0;
+            let output = std::future::poll_fn(|cx| {
+                slices += 1;
+                call.as_mut().poll(cx)
+            })
+            .await;
             drop(slot);
-            output
+            (output, slices)
         }));
-        let output = task.await;
-        self.mark_slow();
-        match output {
-            Ok(output) => Ran::Done(output),
+        match task.await {
+            Ok((output, slices)) => {
+                if slices > 1 {
+                    self.mark_slow();
+                }
+                (Ran::Done(output), slices)
+            }
             Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-            Err(_) => Ran::Lost,
+            Err(_) => (Ran::Lost, 0),
         }
     }
 
@@ -298,8 +327,10 @@ mod tests {
             .spawn(move || {
                 assert_eq!(block_on(gate.run(&threads, call(2))), Ran::Done(7));
                 assert!(gate.is_slow());
-                // A slow plugin's next call starts on the plugin threads.
+                // A slow plugin's next call starts on the plugin threads; done in one slice
+                // there, the plugin is fast again.
                 assert_eq!(block_on(gate.run(&threads, call(0))), Ran::Done(7));
+                assert!(!gate.is_slow());
             })
             .unwrap()
             .join()
@@ -308,6 +339,21 @@ mod tests {
             *on.lock().unwrap(),
             ["caller", "plugin", "plugin", "plugin"]
         );
+    }
+
+    #[test]
+    fn one_overrun_slice_does_not_make_a_plugin_slow_but_two_in_a_row_do() {
+        let threads = PluginThreads::start(1).unwrap();
+        let gate = Gate::new("test", 2);
+        let on = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let once = || Yielding {
+            yields: 1,
+            on: on.clone(),
+        };
+        assert_eq!(block_on(gate.run(&threads, once)), Ran::Done(7));
+        assert!(!gate.is_slow(), "one overrun is forgiven");
+        assert_eq!(block_on(gate.run(&threads, once)), Ran::Done(7));
+        assert!(gate.is_slow(), "two in a row are not");
     }
 
     #[test]
@@ -329,7 +375,11 @@ mod tests {
             })
         };
         wait_started.recv().unwrap();
-        assert_eq!(block_on(gate.run(&threads, || async { 2 })), Ran::Busy);
+        let needs_a_slot = || async {
+            tokio::task::yield_now().await;
+            2
+        };
+        assert_eq!(block_on(gate.run(&threads, needs_a_slot)), Ran::Busy);
         release.send(()).unwrap();
         assert_eq!(holder.join().unwrap(), Ran::Done(1));
         assert_eq!(block_on(gate.run(&threads, || async { 3 })), Ran::Done(3));
