@@ -400,8 +400,8 @@ fn a_slow_plugin_at_its_limit_refuses_the_next_call_at_once() {
     assert_eq!(
         errors,
         [
+            CallError::Timeout(Duration::from_secs(2)),
             CallError::Busy { limit: 1 },
-            CallError::Timeout(Duration::from_secs(2))
         ]
     );
     bearer_still_works();
