@@ -4,11 +4,12 @@
 //!
 //! On error the request is left half-edited; callers refuse it (a request is never forwarded
 //! after a failed apply). The work is bounded by the decision's limits (`decision.rs`), and
-//! its time too: an apply that runs past [`MAX_APPLY_TIME`] (looked at after each edit,
-//! after the placeholders and after signing) fails. `Masks` optionally records how each credential-bearing value
+//! its time too: an apply that spends more than [`MAX_APPLY_TIME`] of its thread's CPU
+//! (looked at after each edit, after the placeholders and after signing) fails. CPU time,
+//! not the clock: a thread preempted on a busy machine has not worked for the plugin. `Masks` optionally records how each credential-bearing value
 //! looks with its secrets hidden, for `plugin test`.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use http::HeaderName;
 
@@ -28,14 +29,23 @@ pub struct ApplyContext<'a> {
     pub placeholders: Option<&'a Placeholders>,
 }
 
-/// The most time the host spends applying one decision.
+/// The most CPU time the host spends applying one decision.
 pub const MAX_APPLY_TIME: Duration = Duration::from_millis(20);
+
+/// The CPU time this thread has used.
+fn thread_cpu_time() -> Duration {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(now.tv_sec).unwrap_or(0),
+        u32::try_from(now.tv_nsec).unwrap_or(0),
+    )
+}
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ApplyError {
     #[error(transparent)]
     Render(#[from] RenderError),
-    #[error("applying the decision took longer than {MAX_APPLY_TIME:?}")]
+    #[error("applying the decision took more than {MAX_APPLY_TIME:?} of CPU time")]
     TooSlow,
     #[error(transparent)]
     Substitution(#[from] SubstitutionError),
@@ -111,9 +121,9 @@ pub fn apply(
     context: ApplyContext<'_>,
     mut masks: Option<&mut Masks>,
 ) -> Result<(), ApplyError> {
-    let started = Instant::now();
+    let started = thread_cpu_time();
     let in_time = || {
-        if started.elapsed() > MAX_APPLY_TIME {
+        if thread_cpu_time().saturating_sub(started) > MAX_APPLY_TIME {
             Err(ApplyError::TooSlow)
         } else {
             Ok(())
