@@ -68,6 +68,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Reverse proxies whose `X-Forwarded-For` names the client (none by default).
     pub trusted_proxies: TrustedProxies,
+    /// The longest deadline a plugin's `NAME.toml` may ask for.
+    pub plugin_timeout_ceiling: Duration,
 }
 
 pub use crate::audit::LogRetention;
@@ -115,6 +117,7 @@ pub async fn run(
     let settings = RegistrySettings {
         plugin_dir: Some(config.plugin_dir.clone()),
         cache_dir: Some(config.cache_dir.clone()),
+        timeout_ceiling: config.plugin_timeout_ceiling,
         ..Default::default()
     };
     let registry = tokio::task::spawn_blocking(move || -> Result<Registry, ServerError> {

@@ -55,7 +55,7 @@ impl Proxy {
         )
     }
 
-    fn start_in(data: DataDir, args: &[&str], env: &[(&str, &str)]) -> Proxy {
+    pub fn start_in(data: DataDir, args: &[&str], env: &[(&str, &str)]) -> Proxy {
         let upstream = Upstream::start(&NAMES);
         let pins: Vec<String> = NAMES
             .iter()

@@ -114,6 +114,16 @@ pub struct ServerArgs {
         env = "AGENT_VAULT_SHUTDOWN_GRACE"
     )]
     shutdown_grace: u64,
+    /// The longest deadline, in milliseconds, a plugin's `NAME.toml` may give it (`timeout-ms`;
+    /// more is cut to this, with a warning). At most 10000.
+    #[arg(
+        long,
+        default_value_t = 1000,
+        value_name = "MS",
+        env = "AGENT_VAULT_PLUGIN_TIMEOUT_CEILING_MS",
+        value_parser = clap::value_parser!(u64).range(1..=10_000)
+    )]
+    plugin_timeout_ceiling_ms: u64,
     /// Reverse proxies in front of the server whose `X-Forwarded-For` names the client, for
     /// the per-address attempt limits: comma-separated CIDRs or addresses. Trust only
     /// proxies that append to the header.
@@ -224,6 +234,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         rate_limits,
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
         trusted_proxies,
+        plugin_timeout_ceiling: Duration::from_millis(args.plugin_timeout_ceiling_ms),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -3,10 +3,13 @@
 //! that it signs exactly what goes out.
 //!
 //! On error the request is left half-edited; callers refuse it (a request is never forwarded
-//! after a failed apply). `Masks` optionally records how each credential-bearing value
+//! after a failed apply). The work is bounded by the decision's limits (`decision.rs`), and
+//! its time too: an apply that spends more than [`MAX_APPLY_TIME`] of its thread's CPU
+//! (looked at after each edit, after the placeholders and after signing) fails. CPU time,
+//! not the clock: a thread preempted on a busy machine has not worked for the plugin. `Masks` optionally records how each credential-bearing value
 //! looks with its secrets hidden, for `plugin test`.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use http::HeaderName;
 
@@ -26,10 +29,24 @@ pub struct ApplyContext<'a> {
     pub placeholders: Option<&'a Placeholders>,
 }
 
+/// The most CPU time the host spends applying one decision.
+pub const MAX_APPLY_TIME: Duration = Duration::from_millis(20);
+
+/// The CPU time this thread has used.
+fn thread_cpu_time() -> Duration {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(now.tv_sec).unwrap_or(0),
+        u32::try_from(now.tv_nsec).unwrap_or(0),
+    )
+}
+
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ApplyError {
     #[error(transparent)]
     Render(#[from] RenderError),
+    #[error("applying the decision took more than {MAX_APPLY_TIME:?} of CPU time")]
+    TooSlow,
     #[error(transparent)]
     Substitution(#[from] SubstitutionError),
     #[error(transparent)]
@@ -42,6 +59,18 @@ pub struct Masks {
     headers: Vec<(HeaderName, String)>,
     query: Vec<(String, String)>,
     path: Option<String>,
+}
+
+impl ApplyError {
+    /// Whether a credential did not fit where the plugin put it (the one error that says
+    /// nothing more: see `vault::render`).
+    pub fn is_unrenderable_credential(&self) -> bool {
+        matches!(
+            self,
+            ApplyError::Render(RenderError::Credential)
+                | ApplyError::Sign(sigv4::SignError::Render(RenderError::Credential))
+        )
+    }
 }
 
 impl Masks {
@@ -92,6 +121,14 @@ pub fn apply(
     context: ApplyContext<'_>,
     mut masks: Option<&mut Masks>,
 ) -> Result<(), ApplyError> {
+    let started = thread_cpu_time();
+    let in_time = || {
+        if thread_cpu_time().saturating_sub(started) > MAX_APPLY_TIME {
+            Err(ApplyError::TooSlow)
+        } else {
+            Ok(())
+        }
+    };
     for edit in &forward.edits {
         match edit {
             Edit::SetHeader(named) | Edit::AppendHeader(named) => {
@@ -141,13 +178,122 @@ pub fn apply(
                 }
             }
         }
+        in_time()?;
     }
     if let Some(placeholders) = context.placeholders {
         placeholders.apply_to_head(head)?;
+        in_time()?;
     }
     match &forward.sign {
         Some(Signer::AwsSigv4(params)) => sigv4::sign(params, head, context, masks)?,
         None => {}
     }
-    Ok(())
+    in_time()
+}
+
+#[cfg(test)]
+mod tests {
+    //! What the real apply path writes, in every encoding of the contract, is found by the
+    //! echo search: one test per encoding, and one over the contract's list, so that a new
+    //! encoding is searched from the day it can be written.
+
+    use super::*;
+    use crate::plugin::contract::{Atom, Encoding, NamedValue, Part};
+    use crate::vault::redact::CONTRACT_ENCODINGS;
+    use crate::vault::{Secret, redactor};
+
+    /// Bytes that every encoding writes differently: `/`, `+`, a space, non-ASCII, `%`, `~`.
+    const SECRET: &str = "sk-live/é+Qx9 7_~%zZ";
+    const LABEL: &str = "[REDACTED:KEY]";
+
+    /// The value of header `x-echo` after applying a decision that writes `prefix` and the
+    /// credential in `encoding` (as `Basic base64("user:" password)` does).
+    fn written(encoding: Encoding, prefix: &str) -> Vec<u8> {
+        let credentials = Credentials::new([("key".to_owned(), Secret::new(SECRET))]);
+        let mut atoms = vec![Atom::Credential("key".into())];
+        if !prefix.is_empty() {
+            atoms.insert(0, Atom::Text(prefix.into()));
+        }
+        let forward = Forward {
+            edits: vec![Edit::SetHeader(NamedValue {
+                name: "x-echo".into(),
+                value: vec![Part { atoms, encoding }],
+            })],
+            sign: None,
+        };
+        let mut head = RequestHead::from_url(http::Method::GET, "https://api.example.com/")
+            .expect("a valid URL");
+        let context = ApplyContext {
+            credentials: &credentials,
+            now: SystemTime::now(),
+            body_sha256: None,
+            placeholders: None,
+        };
+        apply(&forward, &mut head, context, None).expect("the decision applies");
+        head.headers["x-echo"].as_bytes().to_vec()
+    }
+
+    /// An upstream echoes what `encoding` wrote; the search must find it, at every alignment
+    /// after a prefix, and take out (nearly) every byte that carries the secret.
+    fn echoed_credential_is_redacted(encoding: Encoding) {
+        let secret = Secret::new(SECRET);
+        let search = redactor([(&secret, LABEL)]).expect("a long enough value");
+        // What the secret alone takes once encoded (minus padding and boundary characters).
+        let encoded_len = written(encoding, "").len();
+        for prefix in ["", "u:", "us:", "user:"] {
+            let sent = written(encoding, prefix);
+            let body = [b"got: ".as_slice(), &sent, b"\n"].concat();
+            let Some((redacted, matches)) = search.body(&body) else {
+                panic!("{encoding:?} after {prefix:?}: {sent:?} was not found");
+            };
+            assert!(matches >= 1);
+            let text = String::from_utf8_lossy(&redacted);
+            assert!(
+                text.contains(LABEL),
+                "{encoding:?} after {prefix:?}: {text}"
+            );
+            let kept = redacted.len() - LABEL.len() * usize::try_from(matches).unwrap();
+            let removed = body.len() - kept;
+            assert!(
+                removed + 4 >= encoded_len,
+                "{encoding:?} after {prefix:?}: only {removed} of {encoded_len} bytes removed"
+            );
+        }
+    }
+
+    #[test]
+    fn a_raw_credential_echoed_is_redacted() {
+        echoed_credential_is_redacted(Encoding::Raw);
+    }
+
+    #[test]
+    fn a_base64_credential_echoed_is_redacted() {
+        echoed_credential_is_redacted(Encoding::Base64);
+    }
+
+    #[test]
+    fn a_base64url_credential_echoed_is_redacted() {
+        echoed_credential_is_redacted(Encoding::Base64url);
+    }
+
+    #[test]
+    fn a_hex_credential_echoed_is_redacted_in_either_case() {
+        echoed_credential_is_redacted(Encoding::Hex);
+        let search = redactor([(&Secret::new(SECRET), LABEL)]).expect("long enough");
+        let upper = written(Encoding::Hex, "").to_ascii_uppercase();
+        let (redacted, _) = search.body(&upper).expect("upper-case hex is found");
+        assert_eq!(&redacted[..], LABEL.as_bytes());
+    }
+
+    #[test]
+    fn a_percent_encoded_credential_echoed_is_redacted() {
+        echoed_credential_is_redacted(Encoding::Percent);
+    }
+
+    #[test]
+    fn every_encoding_of_the_contract_is_redacted_when_echoed() {
+        for encoding in CONTRACT_ENCODINGS {
+            echoed_credential_is_redacted(encoding);
+        }
+    }
 }

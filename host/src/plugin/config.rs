@@ -3,13 +3,23 @@
 //! `validate-config`, and every required slot bound to a credential.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use super::contract::{BodyNeed, Field, PluginInfo, Requirements};
 
-/// The configuration a service gives its plugin: string keys and values, in order.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The configuration a service gives its plugin: string keys and values, in order. Cheap to
+/// clone: every call of the plugin shares the fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginConfig {
-    fields: Vec<Field>,
+    fields: Arc<[Field]>,
+}
+
+impl Default for PluginConfig {
+    fn default() -> Self {
+        PluginConfig {
+            fields: Arc::new([]),
+        }
+    }
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -50,11 +60,18 @@ impl PluginConfig {
             }
             fields.push(Field { name, value });
         }
-        Ok(PluginConfig { fields })
+        Ok(PluginConfig {
+            fields: fields.into(),
+        })
     }
 
     pub fn fields(&self) -> &[Field] {
         &self.fields
+    }
+
+    /// The fields, shared, for a call that may outlive the caller's borrow.
+    pub(crate) fn shared_fields(&self) -> Arc<[Field]> {
+        self.fields.clone()
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {

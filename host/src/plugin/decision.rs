@@ -1,28 +1,45 @@
 //! Checking a plugin's decision before anything of it touches the request.
 //!
-//! A decision may only edit what a credential needs: no `Host`, hop-by-hop, framing or
-//! agent-vault headers; valid names; literal text without line breaks or control
-//! characters; bounded sizes; credential references only to slots the service binds; and a
-//! deny status the agent cannot mistake for a proxy error. Anything else is an invalid
-//! decision, which refuses the request. Rendered values are checked again when the vault
-//! renders them (a credential may hold bytes a header cannot carry).
+//! A decision may only edit what a credential needs: no `Host`, hop-by-hop, framing,
+//! forwarding, method- or URL-override or agent-vault headers; valid names; literal text
+//! without line breaks or control characters; bounded sizes (edits, parts, atoms, text, and
+//! credential references per value); credential references only to slots the service binds;
+//! and a deny status the agent cannot mistake for a proxy error. Anything else is an invalid
+//! decision, which refuses the request. Every check here looks at the decision alone, never
+//! at a credential's value, so its verdict tells nothing about a secret. Rendered values are
+//! checked again when the vault renders them (a credential may hold bytes a header cannot
+//! carry). The bytes a decision may make the host copy at all are bounded earlier, while it
+//! is lifted out of the plugin (`wasm::MAX_LIFTED_BYTES`).
 
 use http::HeaderName;
 
-use super::contract::{Atom, AwsSigv4, Denial, Edit, Forward, Part, Signer, Sigv4Placement};
+use super::contract::{
+    Atom, AwsSigv4, Denial, Edit, Encoding, Forward, Part, Signer, Sigv4Placement,
+};
 use crate::vault::Credentials;
 
 /// Edits one decision may make.
 pub const MAX_EDITS: usize = 64;
 /// Parts in one value, and atoms in one part.
 pub const MAX_PARTS: usize = 32;
+/// Atoms in a whole decision.
+pub const MAX_DECISION_ATOMS: usize = 1024;
+/// Bytes of literal text and names in a whole decision.
+pub const MAX_DECISION_BYTES: usize = 64 * 1024;
+/// Bytes of literal text in one value. With [`MAX_VALUE_CREDENTIALS`], this keeps every
+/// value with credentials of up to 4 KiB under `render::MAX_RENDERED_LEN`, so that a plugin
+/// cannot pad a value to find a credential's length from whether it renders.
+pub const MAX_VALUE_TEXT: usize = 4 * 1024;
+/// Credential references in one value.
+pub const MAX_VALUE_CREDENTIALS: usize = 4;
 /// Longest query parameter name and deny reason, in bytes.
 pub const MAX_NAME_LEN: usize = 256;
 pub const MAX_REASON_LEN: usize = 1024;
 
 /// Headers a plugin may neither set nor remove: the target, message framing, hop-by-hop
-/// headers and the proxy's own.
-const FORBIDDEN_HEADERS: [&str; 12] = [
+/// headers, the proxy's own, and those that make an upstream (or a proxy in front of it)
+/// read another host, path or method than the request's own, past the service's rules.
+const FORBIDDEN_HEADERS: [&str; 20] = [
     "host",
     "content-length",
     "transfer-encoding",
@@ -34,6 +51,14 @@ const FORBIDDEN_HEADERS: [&str; 12] = [
     "te",
     "trailer",
     "upgrade",
+    "expect",
+    "forwarded",
+    "x-forwarded-host",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-http-method",
+    "x-http-method-override",
+    "x-method-override",
     "x-vault",
 ];
 const FORBIDDEN_HEADER_PREFIX: &str = "x-agent-vault-";
@@ -72,26 +97,76 @@ pub fn check_forward(forward: &Forward, credentials: &Credentials) -> Result<(),
     if forward.edits.len() > MAX_EDITS {
         return Err(invalid(format!("more than {MAX_EDITS} edits")));
     }
+    let mut size = Size::default();
     for edit in &forward.edits {
         match edit {
             Edit::SetHeader(named) | Edit::AppendHeader(named) => {
+                size.name(&named.name)?;
                 check_header_name(&named.name)?;
-                check_value(&named.value, credentials, Target::Header(&named.name))?;
+                check_value(
+                    &named.value,
+                    credentials,
+                    Target::Header(&named.name),
+                    &mut size,
+                )?;
             }
             Edit::RemoveHeader(name) => {
+                size.name(name)?;
                 check_header_name(name)?;
             }
             Edit::SetQuery(named) => {
+                size.name(&named.name)?;
                 check_query_name(&named.name)?;
-                check_value(&named.value, credentials, Target::Query(&named.name))?;
+                check_value(
+                    &named.value,
+                    credentials,
+                    Target::Query(&named.name),
+                    &mut size,
+                )?;
             }
-            Edit::RemoveQuery(name) => check_query_name(name)?,
-            Edit::SetPath(value) => check_value(value, credentials, Target::Path)?,
+            Edit::RemoveQuery(name) => {
+                size.name(name)?;
+                check_query_name(name)?;
+            }
+            Edit::SetPath(value) => check_value(value, credentials, Target::Path, &mut size)?,
         }
     }
     match &forward.sign {
         Some(Signer::AwsSigv4(sigv4)) => check_sigv4(sigv4, credentials),
         None => Ok(()),
+    }
+}
+
+/// What a decision adds up to so far, against its whole-decision limits.
+#[derive(Debug, Default)]
+struct Size {
+    atoms: usize,
+    bytes: usize,
+}
+
+impl Size {
+    fn name(&mut self, name: &str) -> Result<(), InvalidDecision> {
+        self.bytes(name.len())
+    }
+
+    fn bytes(&mut self, count: usize) -> Result<(), InvalidDecision> {
+        self.bytes += count;
+        if self.bytes > MAX_DECISION_BYTES {
+            return Err(invalid(format!(
+                "the decision has more than {MAX_DECISION_BYTES} bytes of text and names"
+            )));
+        }
+        Ok(())
+    }
+
+    fn atoms(&mut self, count: usize) -> Result<(), InvalidDecision> {
+        self.atoms += count;
+        if self.atoms > MAX_DECISION_ATOMS {
+            return Err(invalid(format!(
+                "the decision has more than {MAX_DECISION_ATOMS} atoms"
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -146,32 +221,77 @@ fn check_value(
     value: &[Part],
     credentials: &Credentials,
     what: Target<'_>,
+    size: &mut Size,
 ) -> Result<(), InvalidDecision> {
     if value.len() > MAX_PARTS {
         return Err(invalid(format!(
             "the value of {what} has more than {MAX_PARTS} parts"
         )));
     }
+    let (mut text_bytes, mut references) = (0, 0);
     for part in value {
         if part.atoms.len() > MAX_PARTS {
             return Err(invalid(format!(
                 "the value of {what} has a part with more than {MAX_PARTS} atoms"
             )));
         }
+        size.atoms(part.atoms.len())?;
         for atom in &part.atoms {
             match atom {
                 Atom::Text(text) => {
+                    size.bytes(text.len())?;
+                    text_bytes += text.len();
                     if text.chars().any(|c| c.is_control() && c != '\t') {
                         return Err(invalid(format!(
                             "the value of {what} contains a line break or control character"
                         )));
                     }
+                    if matches!(what, Target::Path)
+                        && part.encoding == Encoding::Raw
+                        && !escapes_complete(text.as_bytes())
+                    {
+                        // Checked on the text alone, so that a `%` cannot take its digits
+                        // from a credential next to it.
+                        return Err(invalid(
+                            "a literal text of the path has a \"%\" not followed by two hex digits",
+                        ));
+                    }
                 }
-                Atom::Credential(slot) => check_slot(slot, credentials, what)?,
+                Atom::Credential(slot) => {
+                    check_slot(slot, credentials, what)?;
+                    references += 1;
+                }
             }
         }
     }
+    if text_bytes > MAX_VALUE_TEXT {
+        return Err(invalid(format!(
+            "the value of {what} has more than {MAX_VALUE_TEXT} bytes of literal text"
+        )));
+    }
+    if references > MAX_VALUE_CREDENTIALS {
+        return Err(invalid(format!(
+            "the value of {what} refers to credentials more than {MAX_VALUE_CREDENTIALS} times"
+        )));
+    }
     Ok(())
+}
+
+/// Whether every `%` in `bytes` is followed by two hex digits within `bytes`.
+pub(crate) fn escapes_complete(bytes: &[u8]) -> bool {
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'%' {
+            let digits = bytes.get(index + 1..index + 3);
+            if !digits.is_some_and(|digits| digits.iter().all(u8::is_ascii_hexdigit)) {
+                return false;
+            }
+            index += 3;
+        } else {
+            index += 1;
+        }
+    }
+    true
 }
 
 fn check_slot(
@@ -270,6 +390,11 @@ mod tests {
             "connection",
             "x-agent-vault-proxy-error",
             "X-Vault",
+            "Expect",
+            "Forwarded",
+            "X-Forwarded-Host",
+            "X-HTTP-Method-Override",
+            "X-Original-URL",
         ] {
             let error = check(vec![header(name, vec![])]).unwrap_err();
             assert!(error.0.contains("may not edit"), "{name}: {error}");
@@ -305,6 +430,68 @@ mod tests {
         assert_eq!(
             error.0,
             "header \"x-a\" refers to credential slot \"other\", which this service does not bind"
+        );
+    }
+
+    fn text_header(name: &str, text: &str) -> Edit {
+        header(name, vec![Atom::Text(text.into())])
+    }
+
+    #[test]
+    fn a_decision_is_bounded_in_atoms_and_bytes_in_all() {
+        let atoms_per_edit = MAX_PARTS;
+        let many_atoms: Vec<Edit> = (0..=MAX_DECISION_ATOMS / atoms_per_edit)
+            .map(|n| {
+                header(
+                    &format!("x-{n}"),
+                    vec![Atom::Text("a".into()); atoms_per_edit],
+                )
+            })
+            .collect();
+        assert_eq!(
+            check(many_atoms).unwrap_err().0,
+            format!("the decision has more than {MAX_DECISION_ATOMS} atoms")
+        );
+        let text = "t".repeat(MAX_VALUE_TEXT);
+        let many_bytes: Vec<Edit> = (0..=MAX_DECISION_BYTES / MAX_VALUE_TEXT)
+            .map(|n| text_header(&format!("x-{n}"), &text))
+            .collect();
+        assert_eq!(
+            check(many_bytes).unwrap_err().0,
+            format!("the decision has more than {MAX_DECISION_BYTES} bytes of text and names")
+        );
+    }
+
+    #[test]
+    fn a_value_is_bounded_in_text_and_credential_references() {
+        let long = text_header("x-a", &"t".repeat(MAX_VALUE_TEXT + 1));
+        assert_eq!(
+            check(vec![long]).unwrap_err().0,
+            format!(
+                "the value of header \"x-a\" has more than {MAX_VALUE_TEXT} bytes of literal text"
+            )
+        );
+        let references = vec![Atom::Credential("token".into()); MAX_VALUE_CREDENTIALS + 1];
+        assert_eq!(
+            check(vec![header("x-a", references)]).unwrap_err().0,
+            format!(
+                "the value of header \"x-a\" refers to credentials more than {MAX_VALUE_CREDENTIALS} times"
+            )
+        );
+    }
+
+    #[test]
+    fn a_path_escape_must_be_whole_within_its_literal_text() {
+        let path = |text: &str| {
+            Edit::SetPath(vec![Part {
+                atoms: vec![Atom::Text(text.into()), Atom::Credential("token".into())],
+                encoding: Encoding::Raw,
+            }])
+        };
+        assert_eq!(check(vec![path("/a%2Fb/")]), Ok(()));
+        assert_eq!(
+            check(vec![path("/a%2")]).unwrap_err().0,
+            "a literal text of the path has a \"%\" not followed by two hex digits"
         );
     }
 

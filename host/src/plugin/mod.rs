@@ -5,6 +5,10 @@
 //! decision (`decision`), and applies it (`apply`), with the vault rendering credentials and
 //! the host computing protocol signatures (`sigv4`). Any failure refuses the request.
 //!
+//! The call is async: it runs on the caller's thread for its first slice and, if the plugin
+//! is slow, on the plugin threads after (`offload`), so a plugin that computes for long never
+//! holds up the other connections of a worker.
+//!
 //! Where plugins come from is [`registry`]: the standard plugins embedded in the binary, the
 //! `*.wasm` files of the plugin directory (hot reloaded), and the compile cache. The
 //! WebAssembly engine itself is `wasm`, the only module that names wasmtime.
@@ -14,6 +18,7 @@ pub mod body;
 mod builtin;
 pub mod config;
 pub mod decision;
+mod offload;
 pub mod registry;
 pub mod sigv4;
 mod wasm;
@@ -26,8 +31,8 @@ pub use builtin::{PLUGIN_BUILD_DIR, STANDARD_PLUGINS};
 pub use config::{ConfigError, PluginConfig};
 pub use decision::InvalidDecision;
 pub use wasm::{
-    CallError, EngineError, EngineSettings, Isolation, LoadError, PluginEngine, PluginLimits,
-    WORLD, contract,
+    CallError, EngineError, EngineSettings, Isolation, LoadError, MAX_CRYPTO_INPUT,
+    MAX_LIFTED_BYTES, PluginEngine, PluginLimits, WORLD, contract,
 };
 
 use crate::request::RequestHead;
@@ -150,15 +155,33 @@ impl Plugin {
         self.wasm.imports()
     }
 
-    /// Check a service's configuration and return what it needs (slots, body).
+    /// Check a service's configuration and return what it needs (slots, body), blocking this
+    /// thread for at most the plugin's deadline (a service written or tested).
     pub fn validate_config(
         &self,
         config: &PluginConfig,
     ) -> Result<Requirements, PluginConfigError> {
         config::check_keys(&self.info, config)?;
-        let requirements = self
-            .wasm
-            .validate_config(config.fields())
+        let verdict = self.wasm.validate_config(config.fields());
+        self.checked_requirements(verdict)
+    }
+
+    /// `validate_config` on the request path: a slow plugin leaves the connection's worker,
+    /// as in `authorize`.
+    pub async fn requirements(
+        &self,
+        config: &PluginConfig,
+    ) -> Result<Requirements, PluginConfigError> {
+        config::check_keys(&self.info, config)?;
+        let verdict = self.wasm.requirements(config.shared_fields()).await;
+        self.checked_requirements(verdict)
+    }
+
+    fn checked_requirements(
+        &self,
+        verdict: Result<Result<Requirements, String>, CallError>,
+    ) -> Result<Requirements, PluginConfigError> {
+        let requirements = verdict
             .map_err(|error| PluginError::Call {
                 plugin: self.name().to_owned(),
                 error,
@@ -170,16 +193,16 @@ impl Plugin {
 
     /// Let the plugin shape `head` for `call`: on `Outcome::Forward` the request carries its
     /// credential. On any error `head` must not be forwarded.
-    pub fn authorize(
+    pub async fn authorize(
         &self,
         head: &mut RequestHead,
         call: &Call<'_>,
     ) -> Result<Outcome, PluginError> {
-        self.authorize_masked(head, call, None)
+        self.authorize_masked(head, call, None).await
     }
 
     /// `authorize`, also recording how credential-bearing values look with secrets hidden.
-    pub fn authorize_masked(
+    pub async fn authorize_masked(
         &self,
         head: &mut RequestHead,
         call: &Call<'_>,
@@ -188,7 +211,13 @@ impl Plugin {
         let view = request_view(head, call);
         let decision = self
             .wasm
-            .authorize(call.vault, &view, call.config.fields(), call.credentials)
+            .authorize(
+                call.vault,
+                view,
+                call.config.shared_fields(),
+                call.credentials,
+            )
+            .await
             .map_err(|error| PluginError::Call {
                 plugin: self.name().to_owned(),
                 error,

@@ -3,7 +3,10 @@
 //!
 //! A plugin's name is its file name without `.wasm`, and must be the name its `describe`
 //! gives. A file named like a standard plugin replaces it. Next to `NAME.wasm` an optional
-//! `NAME.toml` sets the plugin's limits (`memory-limit-mib`, `timeout-ms`, `isolation`).
+//! `NAME.toml` sets the plugin's limits (`memory-limit-mib`, `timeout-ms`, `isolation`,
+//! `max-slow-calls`). A `timeout-ms` above the instance's ceiling ([`DEFAULT_TIMEOUT_CEILING`]
+//! unless the operator raises it with `--plugin-timeout-ceiling-ms`) loads with the ceiling
+//! and a warning: a plugin file alone cannot buy itself seconds of a server's time.
 //!
 //! Hot reload: [`Registry::rescan`] compares each file's size and modification time with
 //! the last scan, loads what changed, and swaps it in atomically (requests in flight keep the
@@ -27,7 +30,16 @@ use super::{Plugin, Source, builtin};
 /// The largest `.wasm` file the registry reads.
 const MAX_PLUGIN_FILE: u64 = 64 * 1024 * 1024;
 
-#[derive(Debug, Clone, Default)]
+/// The longest deadline a `NAME.toml` may give its plugin unless the operator raises it.
+pub const DEFAULT_TIMEOUT_CEILING: Duration = Duration::from_secs(1);
+
+/// The longest `timeout-ms` (and ceiling) there is, in milliseconds.
+pub const MAX_TIMEOUT_MS: u64 = 10_000;
+
+/// The setting that raises the ceiling, as the warning names it.
+const CEILING_SETTING: &str = "--plugin-timeout-ceiling-ms (AGENT_VAULT_PLUGIN_TIMEOUT_CEILING_MS)";
+
+#[derive(Debug, Clone)]
 pub struct RegistrySettings {
     /// Directory of `*.wasm` plugins; `None` for the standard plugins only.
     pub plugin_dir: Option<PathBuf>,
@@ -35,6 +47,19 @@ pub struct RegistrySettings {
     pub cache_dir: Option<PathBuf>,
     /// Limits for plugins without a `NAME.toml`.
     pub default_limits: PluginLimits,
+    /// The longest deadline a `NAME.toml` gets; more is cut to this, with a warning.
+    pub timeout_ceiling: Duration,
+}
+
+impl Default for RegistrySettings {
+    fn default() -> Self {
+        RegistrySettings {
+            plugin_dir: None,
+            cache_dir: None,
+            default_limits: PluginLimits::default(),
+            timeout_ceiling: DEFAULT_TIMEOUT_CEILING,
+        }
+    }
 }
 
 /// Why a plugin file could not be loaded.
@@ -379,12 +404,16 @@ impl Registry {
         let name = plugin_name_of(path).ok_or_else(|| FileLoadError::BadFileName {
             path: display.clone(),
         })?;
-        let limits = read_options(path, self.settings.default_limits)?;
+        let limits = read_options(
+            path,
+            self.settings.default_limits,
+            self.settings.timeout_ceiling,
+        )?;
         let wasm = read_wasm(path)?;
         let sha256 = hex::encode(Sha256::digest(&wasm));
         if let Some(previous) = previous
             && previous.sha256() == sha256
-            && same_limits(previous.limits(), limits)
+            && previous.limits() == limits
         {
             // Touched but unchanged: keep the plugin and its warm instances.
             return Ok(Arc::clone(previous));
@@ -527,10 +556,6 @@ fn log_event(event: &ReloadEvent) {
     }
 }
 
-fn same_limits(a: PluginLimits, b: PluginLimits) -> bool {
-    a.memory_bytes == b.memory_bytes && a.timeout == b.timeout && a.isolation == b.isolation
-}
-
 /// `*.wasm` regular files of `dir`, hidden files excluded, sorted.
 fn wasm_files(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -586,14 +611,20 @@ fn read_wasm(path: &Path) -> Result<Vec<u8>, FileLoadError> {
     std::fs::read(path).map_err(read_error)
 }
 
-/// Limits from `NAME.toml` next to `NAME.wasm`, over the defaults.
-fn read_options(wasm_path: &Path, defaults: PluginLimits) -> Result<PluginLimits, FileLoadError> {
+/// Limits from `NAME.toml` next to `NAME.wasm`, over the defaults; a timeout above
+/// `ceiling` becomes the ceiling.
+fn read_options(
+    wasm_path: &Path,
+    defaults: PluginLimits,
+    ceiling: Duration,
+) -> Result<PluginLimits, FileLoadError> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields, rename_all = "kebab-case")]
     struct Options {
         memory_limit_mib: Option<u32>,
         timeout_ms: Option<u64>,
         isolation: Option<Isolation>,
+        max_slow_calls: Option<usize>,
     }
     let path = wasm_path.with_extension("toml");
     let display = path.display().to_string();
@@ -622,16 +653,34 @@ fn read_options(wasm_path: &Path, defaults: PluginLimits) -> Result<PluginLimits
         limits.memory_bytes = mib as usize * 1024 * 1024;
     }
     if let Some(ms) = options.timeout_ms {
-        if !(1..=10_000).contains(&ms) {
+        if !(1..=MAX_TIMEOUT_MS).contains(&ms) {
             return Err(FileLoadError::Options {
                 path: display,
-                reason: "timeout-ms must be 1 to 10000".into(),
+                reason: format!("timeout-ms must be 1 to {MAX_TIMEOUT_MS}"),
             });
         }
         limits.timeout = Duration::from_millis(ms);
+        if limits.timeout > ceiling {
+            let (file, ceiling_ms) = (&display, ceiling.as_millis());
+            tracing::warn!(
+                "{file}: timeout-ms = {ms} is above this server's ceiling of {ceiling_ms} ms; \
+                 the plugin gets {ceiling_ms} ms (an operator can raise the ceiling with \
+                 {CEILING_SETTING})"
+            );
+            limits.timeout = ceiling;
+        }
     }
     if let Some(isolation) = options.isolation {
         limits.isolation = isolation;
+    }
+    if let Some(calls) = options.max_slow_calls {
+        if !(1..=64).contains(&calls) {
+            return Err(FileLoadError::Options {
+                path: display,
+                reason: "max-slow-calls must be 1 to 64".into(),
+            });
+        }
+        limits.max_slow_calls = calls;
     }
     Ok(limits)
 }

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use crate::api::Generation;
 use crate::auth::{AuthError, Session};
-use crate::plugin::Plugin;
 use crate::plugin::contract::Requirements;
+use crate::plugin::{Plugin, PluginConfigError};
 use crate::services::{self, Service};
 use crate::store::{self, ActorId, Db, Grant, StoreError, TokenKind, Vault};
 use crate::vault::crypto::Sealed;
@@ -38,21 +38,31 @@ pub struct VaultView {
 }
 
 impl VaultView {
-    /// The requirements of `service` under `plugin`, computed once per plugin version.
-    pub fn requirements(&self, service: &Service, plugin: &Plugin) -> Result<Requirements, String> {
-        let mut cached = self.requirements.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((sha, requirements)) = cached.get(&service.name)
-            && sha == plugin.sha256()
-        {
-            return Ok(requirements.clone());
+    /// The requirements of `service` under `plugin`, computed once per plugin version. The
+    /// plugin's `validate-config` runs outside the lock and, if slow, off the worker.
+    pub async fn requirements(
+        &self,
+        service: &Service,
+        plugin: &Plugin,
+    ) -> Result<Requirements, PluginConfigError> {
+        let cached = self
+            .requirements
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&service.name)
+            .filter(|(sha, _)| sha == plugin.sha256())
+            .map(|(_, requirements)| requirements.clone());
+        if let Some(requirements) = cached {
+            return Ok(requirements);
         }
-        let requirements = plugin
-            .validate_config(&service.binding().config)
-            .map_err(|error| error.to_string())?;
-        cached.insert(
-            service.name.clone(),
-            (plugin.sha256().to_owned(), requirements.clone()),
-        );
+        let requirements = plugin.requirements(&service.binding().config).await?;
+        self.requirements
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                service.name.clone(),
+                (plugin.sha256().to_owned(), requirements.clone()),
+            );
         Ok(requirements)
     }
 }

@@ -1,7 +1,8 @@
 //! Step 5's answer, for services that redact echoes: the upstream's response headers and
-//! body searched for the credential values the service binds (raw, base64, percent-encoded
-//! and JSON-escaped), each found value replaced by its placeholder or `[REDACTED:KEY]`, so an
-//! API that echoes the request (an httpbin-style endpoint, an error quoting a header, a
+//! body searched for the credential values the service binds (raw, base64, hex,
+//! percent-encoded and JSON-escaped: every encoding a plugin can write, `vault/redact.rs`),
+//! each found value replaced by its placeholder or `[REDACTED:KEY]`, so an API that echoes
+//! the request (an httpbin-style endpoint, an error quoting a header, a
 //! `Location` with a signed query) cannot hand a secret to the agent.
 //!
 //! The proxy asks such upstreams for uncompressed answers (`Accept-Encoding: identity`). A

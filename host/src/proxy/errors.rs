@@ -87,6 +87,16 @@ pub enum ProxyError {
     },
     #[error("{0}")]
     Plugin(String),
+    /// The service's plugin already has its limit of slow calls running; retry shortly.
+    #[error("{0}")]
+    PluginBusy(String),
+    /// A credential did not fit where the service's plugin put it. Says no more, so that the
+    /// agent learns nothing of the secret; the server log (debug) says which check failed.
+    #[error(
+        "plugin {plugin} put a credential of service \"{service}\" where it cannot be written \
+         (the server's log at debug level says which check failed)"
+    )]
+    CredentialUnrenderable { plugin: String, service: String },
     /// A placeholder could not be replaced (the value does not fit where it goes).
     #[error("{0}")]
     Substitution(String),
@@ -116,7 +126,9 @@ pub enum ProxyError {
 impl ProxyError {
     pub fn side(&self) -> Side {
         match self {
-            ProxyError::Plugin(_) => Side::Plugin,
+            ProxyError::Plugin(_)
+            | ProxyError::PluginBusy(_)
+            | ProxyError::CredentialUnrenderable { .. } => Side::Plugin,
             ProxyError::Upstream(_)
             | ProxyError::ResponseTooLarge { .. }
             | ProxyError::CompressedResponse { .. } => Side::Upstream,
@@ -147,6 +159,8 @@ impl ProxyError {
             ProxyError::CredentialNotFound { .. } => "credential_not_found",
             ProxyError::CredentialUnreadable { .. } => "credential_unreadable",
             ProxyError::Plugin(_) => "plugin_error",
+            ProxyError::PluginBusy(_) => "plugin_busy",
+            ProxyError::CredentialUnrenderable { .. } => "credential_unrenderable",
             ProxyError::Substitution(_) => "substitution_error",
             ProxyError::CompressedResponse { .. } => "compressed_response",
             ProxyError::Upstream(error) => error.code(),
@@ -178,6 +192,7 @@ impl ProxyError {
             ProxyError::CredentialNotFound { .. }
             | ProxyError::CredentialUnreadable { .. }
             | ProxyError::Plugin(_)
+            | ProxyError::CredentialUnrenderable { .. }
             | ProxyError::Substitution(_)
             | ProxyError::CompressedResponse { .. }
             | ProxyError::ResponseTooLarge { .. } => StatusCode::BAD_GATEWAY,
@@ -188,7 +203,9 @@ impl ProxyError {
             },
             ProxyError::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ProxyError::LogUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::LogUnavailable | ProxyError::PluginBusy(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -220,7 +237,7 @@ impl ProxyError {
             ProxyError::RateLimited(
                 Limited::Rate { retry_after } | Limited::Concurrency { retry_after },
             ) => Some(*retry_after),
-            ProxyError::LogUnavailable => Some(Duration::from_secs(1)),
+            ProxyError::LogUnavailable | ProxyError::PluginBusy(_) => Some(Duration::from_secs(1)),
             _ => None,
         };
         let bytes = Bytes::from(self.body().to_string());

@@ -9,7 +9,8 @@
 //! 4. plugin (`crate::plugin`): credentials opened from the vault (`credentials.rs`), the
 //!    service's plugin shapes the request (hashing the body first if it signs it), and the
 //!    service's placeholders become values (`substitution.rs`, `crate::vault::substitute`;
-//!    in the path, query and headers before a signer signs);
+//!    in the path, query and headers before a signer signs); then the request as it will
+//!    leave is checked against the route again (`check_outgoing`);
 //! 5. forward (`crate::forward`): to the upstream over TLS, the answer streamed back without
 //!    hop-by-hop headers or `Set-Cookie`, searched for echoed credentials (`echo.rs`);
 //! 6. log (`crate::audit`): one metadata-only row per request.
@@ -42,7 +43,7 @@ use crate::forward::{
 };
 use crate::plugin::apply::ApplyError;
 use crate::plugin::body::hash_body;
-use crate::plugin::{Call, Outcome, PluginError, needs_body_sha256};
+use crate::plugin::{Call, CallError, Outcome, PluginConfigError, PluginError, needs_body_sha256};
 use crate::ratelimit::{AttemptLimiter, RateLimiter};
 use crate::request::Scheme;
 use crate::store::{self, LogEntry};
@@ -271,7 +272,11 @@ async fn exchange(
     )?;
     let requirements = view
         .requirements(service, &plugin)
-        .map_err(ProxyError::Plugin)?;
+        .await
+        .map_err(|error| match error {
+            PluginConfigError::Plugin(error) => plugin_failure(error, &service.name),
+            error => ProxyError::Plugin(error.to_string()),
+        })?;
     let mut head = ingress::request_head(&parts, target);
     ingress::drop_session_material(&mut head, &caller.token);
     if opened.redactor.is_some() {
@@ -322,16 +327,14 @@ async fn exchange(
         body_sha256: body_sha256.as_ref(),
         placeholders: Some(&opened.placeholders),
     };
-    match plugin.authorize(&mut head, &call) {
+    let leaving_for = Destination::of(&head);
+    match plugin.authorize(&mut head, &call).await {
         Ok(Outcome::Forward) => {}
         Ok(Outcome::Deny { status, reason }) => return Err(ProxyError::Denied { status, reason }),
-        Err(PluginError::Apply {
-            error: ApplyError::Substitution(error),
-            ..
-        }) => return Err(ProxyError::Substitution(error.to_string())),
-        Err(error) => return Err(ProxyError::Plugin(error.to_string())),
+        Err(error) => return Err(plugin_failure(error, &service.name)),
     }
     drop(credentials);
+    check_outgoing(service, plugin.name(), &leaving_for, &head)?;
     let websocket = matches!(&upgrade, Some((protocol, _))
         if protocol.as_bytes().eq_ignore_ascii_case(b"websocket"));
     // The agent's placeholders in its messages, if the service substitutes there.
@@ -471,6 +474,77 @@ fn switched(
         }
     });
     Response::from_parts(parts, full(Bytes::new()))
+}
+
+/// A plugin's failure as the agent sees it: a placeholder that does not fit
+/// (`substitution_error`), a credential that does not fit where the plugin put it
+/// (`credential_unrenderable`, saying no more), a plugin at its limit of slow calls
+/// (`plugin_busy`), anything else `plugin_error`.
+fn plugin_failure(error: PluginError, service: &str) -> ProxyError {
+    match error {
+        PluginError::Apply {
+            error: ApplyError::Substitution(error),
+            ..
+        } => ProxyError::Substitution(error.to_string()),
+        PluginError::Apply { plugin, error } if error.is_unrenderable_credential() => {
+            ProxyError::CredentialUnrenderable {
+                plugin,
+                service: service.to_owned(),
+            }
+        }
+        error @ PluginError::Call {
+            error: CallError::Busy { .. },
+            ..
+        } => ProxyError::PluginBusy(error.to_string()),
+        error => ProxyError::Plugin(error.to_string()),
+    }
+}
+
+/// Where the request was going before the plugin ran: what no plugin may change.
+#[derive(Debug, PartialEq, Eq)]
+struct Destination {
+    method: Method,
+    scheme: crate::request::Scheme,
+    host: String,
+    port: u16,
+}
+
+impl Destination {
+    fn of(head: &crate::request::RequestHead) -> Destination {
+        Destination {
+            method: head.method.clone(),
+            scheme: head.scheme,
+            host: head.host.clone(),
+            port: head.port,
+        }
+    }
+}
+
+/// The request as it will leave, after the plugin and the placeholders, checked as the route
+/// checked the agent's: the same method, scheme, host and port, and a path the service covers
+/// and its allow rules let through. A plugin's path rewrite cannot reach what the rules
+/// exclude. The message names the plugin and never repeats the outgoing path, which may hold
+/// a credential.
+fn check_outgoing(
+    service: &crate::services::Service,
+    plugin: &str,
+    before: &Destination,
+    head: &crate::request::RequestHead,
+) -> Result<(), ProxyError> {
+    let allowed = Destination::of(head) == *before
+        && route::canonical_path(&head.path).is_ok_and(|path| {
+            (service.path.is_empty() || route::glob_matches(&service.path, &path))
+                && route::allowed(&service.allow, head.method.as_str(), &path)
+        });
+    if allowed {
+        return Ok(());
+    }
+    Err(ProxyError::PathNotAllowed(format!(
+        "the request as plugin \"{plugin}\" leaves it is not allowed by service \"{}\": its \
+         path and allow rules are checked again on the request after the plugin and the \
+         placeholders",
+        service.name
+    )))
 }
 
 /// An upstream failure, unless it was the agent's body that failed: too large (413) or cut

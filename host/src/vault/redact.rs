@@ -2,10 +2,14 @@
 //! with a label before the response reaches the agent: an upstream may echo the request back
 //! (an `/anything` endpoint, an error body quoting a header, a `Location` with a signed key).
 //!
-//! This module owns which encoded forms of a value are looked for: raw, base64 at every
-//! alignment, percent-encoded and JSON-escaped. It does not choose the values or the labels
-//! (the caller passes them) and does not do the matching itself ([`super::replace`] does).
-//! A value embedded in some other encoding, or split by the upstream, is not found.
+//! This module owns which encoded forms of a value are looked for: every encoding a plugin
+//! can ask the host to write a credential in (the contract's `encoding`: raw, base64 in both
+//! alphabets at every alignment, hex in both cases, percent-encoded; [`CONTRACT_ENCODINGS`],
+//! one `match` arm each in `encoded_forms`, so that an encoding added to the contract without
+//! its search does not compile), and JSON-escaped, the way an upstream quotes what it got. It
+//! does not choose the values or the labels (the caller passes them) and does not do the
+//! matching itself ([`super::replace`] does). A value embedded in some other encoding, or
+//! split by the upstream, is not found.
 
 use std::fmt;
 use std::sync::Arc;
@@ -18,9 +22,20 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 use zeroize::Zeroizing;
 
 use super::replace::{Replacements, StreamReplacer};
+use crate::plugin::contract::Encoding;
 
 /// Values shorter than this are not looked for: they would match ordinary text by chance.
 pub const MIN_REDACTED_LEN: usize = 6;
+
+/// Every encoding of the plugin contract (`enum encoding` in `wit/plugin.wit`; a test reads
+/// the WIT and fails if one is missing here). Each has its search in `encoded_forms`.
+pub const CONTRACT_ENCODINGS: [Encoding; 5] = [
+    Encoding::Raw,
+    Encoding::Base64,
+    Encoding::Base64url,
+    Encoding::Hex,
+    Encoding::Percent,
+];
 
 /// Every byte outside RFC 3986 unreserved (`A-Za-z0-9-._~`).
 const NOT_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
@@ -129,43 +144,88 @@ impl fmt::Debug for Redactor {
 /// The forms `value` may take in a response. Duplicates and short forms are left for the
 /// caller to drop.
 fn forms(value: &[u8]) -> Vec<Zeroizing<Vec<u8>>> {
-    let mut forms = vec![Zeroizing::new(value.to_vec())];
-    base64_forms(value, &mut forms);
-    percent_forms(value, &mut forms);
+    let mut forms = Vec::new();
+    let mut base64 = Base64Forms::default();
+    for encoding in CONTRACT_ENCODINGS {
+        encoded_forms(encoding, value, &mut base64, &mut forms);
+    }
     json_forms(value, &mut forms);
     forms
 }
 
-/// The value in base64, standard and URL-safe: whole and unpadded, and as it appears inside
-/// a longer base64 text at each of the three alignments (the value preceded by 0, 1 or 2
-/// other bytes, like the password in `Basic base64("user:password")`).
-fn base64_forms(value: &[u8], forms: &mut Vec<Zeroizing<Vec<u8>>>) {
-    let mut standard = vec![Zeroizing::new(STANDARD_NO_PAD.encode(value).into_bytes())];
-    let mut shifted = Zeroizing::new(Vec::with_capacity(value.len() + 2));
-    for filler in 0..3 {
-        shifted.clear();
-        shifted.resize(filler, 0);
-        shifted.extend_from_slice(value);
-        let encoded = Zeroizing::new(STANDARD_NO_PAD.encode(&shifted[..]).into_bytes());
-        // Character i carries bits 6i..6i+6; keep those that come from the value alone.
-        let first = (8 * filler).div_ceil(6);
-        let end = (8 * (filler + value.len())) / 6;
-        if let Some(inner) = encoded.get(first..end) {
-            standard.push(Zeroizing::new(inner.to_vec()));
-        }
+/// The forms of `value` once the host has written it in `encoding` and an upstream has
+/// quoted it back. One arm per encoding of the contract: a new encoding does not compile
+/// until it says how its output is found.
+fn encoded_forms(
+    encoding: Encoding,
+    value: &[u8],
+    base64: &mut Base64Forms,
+    forms: &mut Vec<Zeroizing<Vec<u8>>>,
+) {
+    match encoding {
+        Encoding::Raw => forms.push(Zeroizing::new(value.to_vec())),
+        Encoding::Base64 => forms.extend(base64.standard(value).iter().cloned()),
+        Encoding::Base64url => forms.extend(base64.url_safe(value)),
+        Encoding::Hex => hex_forms(value, forms),
+        Encoding::Percent => percent_forms(value, forms),
     }
-    // The URL-safe alphabet differs only in two characters.
-    for form in &standard {
-        if form.iter().any(|&c| c == b'+' || c == b'/') {
-            let url_safe = form.iter().map(|&c| match c {
-                b'+' => b'-',
-                b'/' => b'_',
-                c => c,
-            });
-            forms.push(Zeroizing::new(url_safe.collect()));
-        }
+}
+
+/// The value in standard base64: whole and unpadded, and as it appears inside a longer
+/// base64 text at each of the three alignments (the value preceded by 0, 1 or 2 other bytes,
+/// like the password in `Basic base64("user:password")`). Computed once for both alphabets.
+#[derive(Default)]
+struct Base64Forms {
+    standard: Option<Vec<Zeroizing<Vec<u8>>>>,
+}
+
+impl Base64Forms {
+    fn standard(&mut self, value: &[u8]) -> &[Zeroizing<Vec<u8>>] {
+        self.standard.get_or_insert_with(|| {
+            let mut standard = vec![Zeroizing::new(STANDARD_NO_PAD.encode(value).into_bytes())];
+            let mut shifted = Zeroizing::new(Vec::with_capacity(value.len() + 2));
+            for filler in 0..3 {
+                shifted.clear();
+                shifted.resize(filler, 0);
+                shifted.extend_from_slice(value);
+                let encoded = Zeroizing::new(STANDARD_NO_PAD.encode(&shifted[..]).into_bytes());
+                // Character i carries bits 6i..6i+6; keep those that come from the value alone.
+                let first = (8 * filler).div_ceil(6);
+                let end = (8 * (filler + value.len())) / 6;
+                if let Some(inner) = encoded.get(first..end) {
+                    standard.push(Zeroizing::new(inner.to_vec()));
+                }
+            }
+            standard
+        })
     }
-    forms.extend(standard);
+
+    /// The same in the URL-safe alphabet, which differs only in two characters: only the
+    /// forms that differ from the standard ones.
+    fn url_safe(&mut self, value: &[u8]) -> Vec<Zeroizing<Vec<u8>>> {
+        self.standard(value)
+            .iter()
+            .filter(|form| form.iter().any(|&c| c == b'+' || c == b'/'))
+            .map(|form| {
+                Zeroizing::new(
+                    form.iter()
+                        .map(|&c| match c {
+                            b'+' => b'-',
+                            b'/' => b'_',
+                            c => c,
+                        })
+                        .collect(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// The value in hexadecimal, lower case (as the host writes it) and upper case (as an
+/// upstream may quote it back).
+fn hex_forms(value: &[u8], forms: &mut Vec<Zeroizing<Vec<u8>>>) {
+    forms.push(Zeroizing::new(hex::encode(value).into_bytes()));
+    forms.push(Zeroizing::new(hex::encode_upper(value).into_bytes()));
 }
 
 /// The value percent-encoded, with upper- and lower-case hex, and with space as `+` as in a
@@ -350,6 +410,52 @@ mod tests {
         expected[6] = format!("\"{LABEL}\"");
         let expected = expected.join(" | ");
         assert_eq!(output, expected);
+    }
+
+    /// The cases of `enum encoding` in the contract, by their WIT names.
+    fn wit_encodings() -> Vec<String> {
+        let wit = include_str!("../../../wit/plugin.wit");
+        let body = wit
+            .split_once("enum encoding {")
+            .and_then(|(_, rest)| rest.split_once('}'))
+            .map(|(body, _)| body)
+            .expect("the contract declares `enum encoding`");
+        body.lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty() && !line.starts_with("//"))
+            .map(|line| line.trim_end_matches(',').to_owned())
+            .collect()
+    }
+
+    fn wit_name(encoding: Encoding) -> &'static str {
+        match encoding {
+            Encoding::Raw => "raw",
+            Encoding::Base64 => "base64",
+            Encoding::Base64url => "base64url",
+            Encoding::Hex => "hex",
+            Encoding::Percent => "percent",
+        }
+    }
+
+    #[test]
+    fn every_encoding_of_the_contract_is_searched() {
+        let searched: Vec<&str> = CONTRACT_ENCODINGS.into_iter().map(wit_name).collect();
+        assert_eq!(
+            wit_encodings(),
+            searched,
+            "an encoding of wit/plugin.wit is missing from CONTRACT_ENCODINGS (and its search)"
+        );
+    }
+
+    #[test]
+    fn hex_is_found_in_both_cases() {
+        let value = b"\x9c\xfatoken-\xab";
+        let redactor = redactor(value);
+        for echoed in [hex::encode(value), hex::encode_upper(value)] {
+            let text = format!("sig={echoed};");
+            let output = String::from_utf8(redact(&redactor, text.as_bytes())).unwrap();
+            assert_eq!(output, format!("sig={LABEL};"));
+        }
     }
 
     #[test]

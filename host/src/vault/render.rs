@@ -4,6 +4,15 @@
 //! This is where a credential's bytes meet the request. The output goes straight into the
 //! request: a header value marked sensitive, a query value, or a path. Errors name the slot
 //! whose value did not fit, never the value.
+//!
+//! No oracle: a value that carries a credential and cannot be rendered fails with the one
+//! error [`RenderError::Credential`], whichever check failed (its length, a byte a header
+//! cannot carry, a path it would break), so the agent who sees the error learns nothing of
+//! the secret's bytes or length; which check failed goes to the server log at debug level,
+//! with the slot names and never the value. Values of literal text alone get the precise
+//! error. The decision's own limits (`plugin::decision`) keep a value's literal text and
+//! credential references small enough that the length limit here is out of reach for
+//! credentials of up to 4 KiB.
 
 use base64::Engine as _;
 use http::HeaderValue;
@@ -11,21 +20,21 @@ use zeroize::Zeroizing;
 
 use super::{Credentials, UnboundSlot};
 use crate::plugin::contract::{Atom, Encoding, Part};
+use crate::plugin::decision::escapes_complete;
 use crate::request::QUERY_COMPONENT;
 
 /// The longest header value, query value or path a decision may produce, in bytes.
-pub const MAX_RENDERED_LEN: usize = 8 * 1024;
+pub const MAX_RENDERED_LEN: usize = 64 * 1024;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum RenderError {
     #[error(transparent)]
     Unbound(#[from] UnboundSlot),
+    /// A value with a credential in it does not fit where it goes. Deliberately says no more.
+    #[error("a value that carries a credential cannot be written where the plugin put it")]
+    Credential,
     #[error("the value is longer than {MAX_RENDERED_LEN} bytes")]
     TooLong,
-    #[error(
-        "the credential in slot \"{0}\" has bytes a header value cannot carry (CR, LF, NUL or other control characters); use an encoding"
-    )]
-    CredentialNotHeaderSafe(String),
     #[error("the header value has bytes a header cannot carry")]
     NotHeaderSafe,
     #[error("the path {0}")]
@@ -40,10 +49,11 @@ pub fn header_value(value: &[Part], credentials: &Credentials) -> Result<HeaderV
             header.set_sensitive(carries_credential(value));
             Ok(header)
         }
-        Err(_) => Err(match raw_credential_slot(value) {
-            Some(slot) => RenderError::CredentialNotHeaderSafe(slot.to_owned()),
-            None => RenderError::NotHeaderSafe,
-        }),
+        Err(_) => Err(unrenderable(
+            value,
+            "a header cannot carry its bytes (CR, LF, NUL or another control character)",
+            RenderError::NotHeaderSafe,
+        )),
     }
 }
 
@@ -57,9 +67,31 @@ pub fn query_value(
 
 /// Render a path: it must already be percent-encoded, start with `/`, and have no dot
 /// segments, so that a plugin can neither escape the path it was given nor smuggle a query.
+///
+/// A `%` must start an escape within its own text or credential: the decision's check does it
+/// for literal text, this for each credential that goes into the path unencoded, so that no
+/// escape is made of a secret's first bytes.
 pub fn path(value: &[Part], credentials: &Credentials) -> Result<String, RenderError> {
+    for part in value.iter().filter(|part| part.encoding == Encoding::Raw) {
+        for atom in &part.atoms {
+            if let Atom::Credential(slot) = atom
+                && !escapes_complete(credential(credentials, slot)?.expose())
+            {
+                return Err(unrenderable(
+                    value,
+                    "a credential in the path has a \"%\" not followed by two hex digits",
+                    RenderError::InvalidPath("has a \"%\" not followed by two hex digits"),
+                ));
+            }
+        }
+    }
     let bytes = render(value, credentials)?;
-    check_path(&bytes)?;
+    if let Err(error) = check_path(&bytes) {
+        let RenderError::InvalidPath(reason) = error else {
+            return Err(error);
+        };
+        return Err(unrenderable(value, reason, error));
+    }
     // check_path only lets ASCII through.
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
@@ -112,7 +144,7 @@ fn render(value: &[Part], credentials: &Credentials) -> Result<Zeroizing<Vec<u8>
         };
     }
     if capacity > MAX_RENDERED_LEN * 3 {
-        return Err(RenderError::TooLong);
+        return Err(unrenderable(value, "too long", RenderError::TooLong));
     }
     let mut out = Zeroizing::new(Vec::with_capacity(capacity));
     for part in value {
@@ -125,9 +157,32 @@ fn render(value: &[Part], credentials: &Credentials) -> Result<Zeroizing<Vec<u8>
         }
     }
     if out.len() > MAX_RENDERED_LEN {
-        return Err(RenderError::TooLong);
+        return Err(unrenderable(value, "too long", RenderError::TooLong));
     }
     Ok(out)
+}
+
+/// The error for a value that cannot be rendered: `precise` when it is literal text alone,
+/// [`RenderError::Credential`] when a credential is in it, with `reason` (and the slots, never
+/// their values) in the server log only.
+fn unrenderable(value: &[Part], reason: &str, precise: RenderError) -> RenderError {
+    if !carries_credential(value) {
+        return precise;
+    }
+    let slots: Vec<&str> = value
+        .iter()
+        .flat_map(|part| &part.atoms)
+        .filter_map(|atom| match atom {
+            Atom::Credential(slot) => Some(slot.as_str()),
+            Atom::Text(_) => None,
+        })
+        .collect();
+    tracing::debug!(
+        ?slots,
+        reason,
+        "a plugin's value with a credential could not be rendered"
+    );
+    RenderError::Credential
 }
 
 fn joined_len(part: &Part, credentials: &Credentials) -> Result<usize, RenderError> {
@@ -179,19 +234,6 @@ fn encode(encoding: Encoding, bytes: &[u8]) -> Zeroizing<Vec<u8>> {
             .to_string()
             .into_bytes(),
     })
-}
-
-/// The slot of the first credential that goes into the value unencoded, if any: the only
-/// way a valid decision can produce an invalid header.
-fn raw_credential_slot(value: &[Part]) -> Option<&str> {
-    value
-        .iter()
-        .filter(|part| part.encoding == Encoding::Raw)
-        .flat_map(|part| &part.atoms)
-        .find_map(|atom| match atom {
-            Atom::Credential(slot) => Some(slot.as_str()),
-            Atom::Text(_) => None,
-        })
 }
 
 pub(super) fn check_path(path: &[u8]) -> Result<(), RenderError> {
@@ -290,10 +332,7 @@ mod tests {
     fn a_credential_with_a_line_break_never_reaches_a_header() {
         let value = vec![part(Encoding::Raw, vec![slot("multiline")])];
         let error = header_value(&value, &credentials()).unwrap_err();
-        assert_eq!(
-            error,
-            RenderError::CredentialNotHeaderSafe("multiline".into())
-        );
+        assert_eq!(error, RenderError::Credential);
         assert!(!error.to_string().contains("Injected"));
         let encoded = vec![part(Encoding::Base64, vec![slot("multiline")])];
         assert!(header_value(&encoded, &credentials()).is_ok());
@@ -318,6 +357,52 @@ mod tests {
             render(&value, &credentials()).unwrap_err(),
             RenderError::TooLong
         );
+    }
+
+    #[test]
+    fn every_failure_of_a_value_with_a_credential_is_the_same_error() {
+        let long = "k".repeat(MAX_RENDERED_LEN + 1);
+        let creds = Credentials::new([
+            ("multiline".to_owned(), Secret::new("a\r\nb")),
+            ("long".to_owned(), Secret::new(long.as_str())),
+            ("escape".to_owned(), Secret::new("%2e%2e")),
+            ("dots".to_owned(), Secret::new("..")),
+            ("query".to_owned(), Secret::new("a?b")),
+        ]);
+        let raw = |atoms| vec![part(Encoding::Raw, atoms)];
+        let failures = [
+            header_value(&raw(vec![slot("multiline")]), &creds),
+            header_value(&raw(vec![text("x"), slot("long")]), &creds),
+            query_value(&raw(vec![slot("long")]), &creds).map(|_| HeaderValue::from_static("")),
+            path(&raw(vec![text("/"), slot("escape")]), &creds)
+                .map(|_| HeaderValue::from_static("")),
+            path(&raw(vec![text("/a/"), slot("dots")]), &creds)
+                .map(|_| HeaderValue::from_static("")),
+            path(&raw(vec![text("/"), slot("query")]), &creds)
+                .map(|_| HeaderValue::from_static("")),
+        ];
+        for failure in failures {
+            assert_eq!(failure.unwrap_err(), RenderError::Credential);
+        }
+        // Literal text gets the precise error: there is no secret in it to protect.
+        assert_eq!(
+            path(&raw(vec![text("/a/../b")]), &creds).unwrap_err(),
+            RenderError::InvalidPath("must not have \".\" or \"..\" segments")
+        );
+    }
+
+    #[test]
+    fn a_credential_cannot_complete_an_escape_begun_in_the_path_text() {
+        // `%2` in the text and a credential starting with `e` would decode to a dot; the text
+        // is refused by the decision's check, and a credential's own escapes must be whole.
+        let creds = Credentials::new([("tail".to_owned(), Secret::new("ab%"))]);
+        let value = vec![part(
+            Encoding::Raw,
+            vec![text("/x"), slot("tail"), text("41")],
+        )];
+        assert_eq!(path(&value, &creds).unwrap_err(), RenderError::Credential);
+        assert!(!escapes_complete(b"/%2"));
+        assert!(escapes_complete(b"/%2e/a"));
     }
 
     #[test]

@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agent_vault::plugin::registry::{
-    FileLoadError, LookupError, Registry, RegistrySettings, ReloadEvent, Status,
+    DEFAULT_TIMEOUT_CEILING, FileLoadError, LookupError, Registry, RegistrySettings, ReloadEvent,
+    Status,
 };
 use agent_vault::plugin::{Isolation, LoadError, Source};
 
@@ -39,12 +40,16 @@ impl PluginDir {
     }
 
     fn registry(&self) -> Registry {
+        self.registry_with(RegistrySettings::default())
+    }
+
+    fn registry_with(&self, settings: RegistrySettings) -> Registry {
         Registry::new(
             engine(),
             RegistrySettings {
                 plugin_dir: Some(self.dir.path().to_owned()),
                 cache_dir: Some(self.cache.path().to_owned()),
-                ..Default::default()
+                ..settings
             },
         )
         .unwrap()
@@ -227,6 +232,39 @@ fn an_options_file_sets_the_plugins_limits() {
             }]
         ),
         "{events:?}"
+    );
+}
+
+#[test]
+fn a_deadline_above_the_ceiling_loads_with_the_ceiling() {
+    let dir = PluginDir::new();
+    dir.drop_in("fixture_counter", "fixture-counter.wasm");
+    dir.write(
+        "fixture-counter.toml",
+        b"timeout-ms = 10000\nmax-slow-calls = 2\n",
+    );
+    let counter = dir.registry().get("fixture-counter").unwrap();
+    assert_eq!(counter.limits().timeout, DEFAULT_TIMEOUT_CEILING);
+    assert_eq!(counter.limits().max_slow_calls, 2);
+
+    // An operator can raise the ceiling; the file then gets what it asks for.
+    let raised = dir.registry_with(RegistrySettings {
+        timeout_ceiling: Duration::from_secs(10),
+        ..Default::default()
+    });
+    let counter = raised.get("fixture-counter").unwrap();
+    assert_eq!(counter.limits().timeout, Duration::from_secs(10));
+
+    dir.write("fixture-counter.toml", b"max-slow-calls = 0\n");
+    assert!(
+        matches!(
+            &raised.rescan()[..],
+            [ReloadEvent::Failed {
+                error: FileLoadError::Options { reason, .. },
+                ..
+            }] if reason == "max-slow-calls must be 1 to 64"
+        ),
+        "a share of no calls is refused"
     );
 }
 

@@ -8,10 +8,13 @@ use std::time::Duration;
 
 use agent_vault::plugin::registry::{FileLoadError, load_file};
 use agent_vault::plugin::{
-    CallError, InvalidDecision, Isolation, LoadError, Outcome, Plugin, PluginError, PluginLimits,
+    CallError, InvalidDecision, Isolation, LoadError, MAX_CRYPTO_INPUT, MAX_LIFTED_BYTES, Outcome,
+    Plugin, PluginConfigError, PluginError, PluginLimits,
 };
 
-use crate::support::{Attempt, Authorized, built_wasm, engine, request, standard};
+use crate::support::{
+    Attempt, Authorized, block_on, built_wasm, config, engine, request, standard,
+};
 
 fn fixture(name: &str) -> Plugin {
     fixture_with(name, PluginLimits::default())
@@ -81,7 +84,14 @@ fn an_infinite_loop_times_out() {
 
 #[test]
 fn unbounded_memory_growth_hits_the_memory_limit() {
-    let hungry = fixture("memory-growth");
+    // A deadline far off, so that a loaded machine still reaches the memory limit first.
+    let hungry = fixture_with(
+        "memory-growth",
+        PluginLimits {
+            timeout: Duration::from_secs(10),
+            ..PluginLimits::default()
+        },
+    );
     assert_eq!(
         call_error(&hungry),
         CallError::MemoryLimit(16 * 1024 * 1024)
@@ -316,4 +326,102 @@ fn a_deny_with_a_non_4xx_status_is_an_invalid_decision() {
         invalid_decision(&policy, "/status-200"),
         "deny status 200 is not allowed (use a 4xx other than 401 and 407)"
     );
+}
+
+#[test]
+fn a_decision_bomb_is_refused_after_a_bounded_copy() {
+    // 16,384 atoms all pointing at one 8 KiB text: 128 MiB if every atom were copied.
+    let bomb = fixture("decision-bomb");
+    assert_eq!(
+        call_error(&bomb),
+        CallError::Unreadable {
+            limit: MAX_LIFTED_BYTES
+        }
+    );
+    bearer_still_works();
+}
+
+#[test]
+fn an_oversized_crypto_input_is_refused_in_one_line() {
+    let flooding = fixture("oversized-crypto-input");
+    let error = call_error(&flooding);
+    assert_eq!(
+        error,
+        CallError::CryptoInputTooLarge {
+            limit: MAX_CRYPTO_INPUT
+        }
+    );
+    assert_eq!(
+        error.to_string(),
+        "passed more than 1048576 bytes to a crypto import",
+        "no guest backtrace in what the agent sees"
+    );
+    bearer_still_works();
+}
+
+#[test]
+fn a_slow_plugin_finishes_on_the_plugin_threads() {
+    // Milliseconds of work: past its first slice, so the call moves and completes there.
+    let slow = fixture_with(
+        "slow",
+        PluginLimits {
+            timeout: Duration::from_secs(10),
+            ..PluginLimits::default()
+        },
+    );
+    for _ in 0..3 {
+        let sent = Attempt::new(&slow, request("GET", "https://api.example.com/", &[]))
+            .credentials(&[("token", "sk_slow")])
+            .run();
+        assert_eq!(sent.forwarded().header("authorization"), ["Bearer sk_slow"]);
+    }
+}
+
+#[test]
+fn a_slow_plugin_at_its_limit_refuses_the_next_call_at_once() {
+    let spinning = std::sync::Arc::new(fixture_with(
+        "infinite-loop",
+        PluginLimits {
+            timeout: Duration::from_secs(2),
+            max_slow_calls: 1,
+            ..PluginLimits::default()
+        },
+    ));
+    let calls: Vec<_> = (0..2)
+        .map(|_| {
+            let spinning = spinning.clone();
+            std::thread::spawn(move || call_error(&spinning))
+        })
+        .collect();
+    let mut errors: Vec<CallError> = calls.into_iter().map(|c| c.join().unwrap()).collect();
+    errors.sort_by_key(ToString::to_string);
+    // One call has the plugin's only place on the plugin threads and spins to its deadline;
+    // the other is refused as soon as it needs a place, without waiting for it.
+    assert_eq!(
+        errors,
+        [
+            CallError::Timeout(Duration::from_secs(2)),
+            CallError::Busy { limit: 1 },
+        ]
+    );
+    bearer_still_works();
+}
+
+#[test]
+fn a_validate_config_that_spins_times_out_on_the_request_path_too() {
+    let spinning = fixture("infinite-loop");
+    let settings = config(&[("spin-in", "validate-config")]);
+    let timeout = |error: PluginConfigError| match error {
+        PluginConfigError::Plugin(PluginError::Call { error, .. }) => error,
+        other => panic!("expected a failed call, got {other:?}"),
+    };
+    assert_eq!(
+        timeout(block_on(spinning.requirements(&settings)).unwrap_err()),
+        CallError::Timeout(Duration::from_millis(50))
+    );
+    assert_eq!(
+        timeout(spinning.validate_config(&settings).unwrap_err()),
+        CallError::Timeout(Duration::from_millis(50))
+    );
+    bearer_still_works();
 }

@@ -83,6 +83,15 @@ pub fn aws_suite_time() -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_440_938_160)
 }
 
+/// Run a plugin call to its end from a test's thread, as a connection worker would: its first
+/// slice here, the rest (if it is slow) on the engine's plugin threads.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
 /// What one authorize call did.
 pub struct Authorized {
     pub outcome: Result<Outcome, PluginError>,
@@ -179,7 +188,7 @@ impl<'a> Attempt<'a> {
             body_sha256: body_sha256.as_ref(),
             placeholders: self.placeholders.as_ref(),
         };
-        let outcome = self.plugin.authorize(&mut self.request, &call);
+        let outcome = block_on(self.plugin.authorize(&mut self.request, &call));
         Authorized {
             outcome,
             request: self.request,

@@ -1,17 +1,33 @@
-//! The WebAssembly runtime: the only module that names wasmtime.
+//! The WebAssembly runtime: the only module that names wasmtime (with `host.rs`, the store's
+//! side of a call).
 //!
-//! It owns the engine (pooling allocator, epoch interruption driven by a ticker thread), the
-//! one `bindgen!` of `wit/plugin.wit`, compiling and deserialising components, the import
-//! check, per-call limits (memory, time), the crypto imports (which call into the vault), and
-//! the warm instances that make a call cost microseconds.
+//! It owns the engine (pooling allocator, async calls, epoch interruption driven by a ticker
+//! thread), the one `bindgen!` of `wit/plugin.wit`, compiling and deserialising components,
+//! the import check, per-call limits (memory, time, what a call may hand the host), and the
+//! warm instances that make a call cost microseconds.
+//!
+//! Calls. `authorize`, and `validate-config` on the request path, are async calls: the guest
+//! runs on a fiber, and the epoch callback (`host::on_epoch`) makes it yield at every tick
+//! past its first slice until its deadline, so that `offload` can move a slow call off the
+//! connection worker. `describe`, and `validate-config` when a service is written or tested,
+//! are blocking calls under the same deadline. Either way, what a call hands the host (its
+//! result, or a crypto import's input) is bounded before it is copied: the store's hostcall
+//! fuel caps the bytes wasmtime lifts out of guest memory ([`MAX_LIFTED_BYTES`]), so a
+//! decision whose atoms all point at one large buffer cannot make the host copy it over and
+//! over. The decision's own limits (edits, parts, atoms, text) are checked in `decision.rs`.
 //!
 //! Instances: by default a plugin keeps warm instances, one idle list per vault so that
 //! nothing a plugin remembers from one vault's requests can reach another's. Any error (trap,
 //! timeout, memory limit) discards the instance; the next call gets a fresh one. A plugin
 //! can instead ask for a fresh instance per request (`Isolation::PerRequest`).
 //!
+//! Errors reach the agent as fixed descriptions chosen by the error's type; wasmtime's own
+//! message (which may carry a guest backtrace) goes to the server log at debug level only.
+//!
 //! The rest of the host sees [`PluginEngine`], [`WasmPlugin`], [`CallError`] and the
 //! contract types generated from the WIT (re-exported as `plugin::contract`).
+
+mod host;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -20,14 +36,18 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use wasmtime::component::{Component, HasSelf, Linker, types::ComponentItem};
+use wasmtime::component::{
+    Component, ComponentExportIndex, HasSelf, Instance, Linker, TypedFunc, types::ComponentItem,
+};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
-    Trap,
+    Config, Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError, PoolingAllocationConfig,
+    Store, Trap,
 };
 
+use super::offload::{Gate, PluginThreads, Ran};
 use crate::vault::Credentials;
-use crate::vault::keyring::{DigestAlgorithm, KeyError, KeyRef, KeyRing};
+pub use host::MAX_CRYPTO_INPUT;
+use host::{Budget, CallState, CryptoInputTooLarge};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -38,7 +58,6 @@ mod bindings {
     });
 }
 
-use bindings::agent_vault::plugin::crypto;
 pub use bindings::agent_vault::plugin::types as contract;
 use bindings::{AuthPlugin, AuthPluginPre};
 use contract::{AuthError, Decision, Field, PluginInfo, Request, Requirements};
@@ -52,11 +71,23 @@ pub const ALLOWED_IMPORTS: [&str; 2] = [
     "agent-vault:plugin/crypto@0.1.0",
 ];
 
-/// The largest input a crypto import hashes in one call; beyond it the call traps.
-const MAX_CRYPTO_INPUT: usize = 1024 * 1024;
+/// The most one call may make the host lift out of guest memory at once: its result (a
+/// decision, requirements, a description) or one crypto import's arguments. Counted by
+/// wasmtime before it copies each string or list (a list as its length times the size of the
+/// host's type), so a result that refers to the same buffer many times is refused after at
+/// most this much copying. A crypto input of [`MAX_CRYPTO_INPUT`] bytes fits.
+pub const MAX_LIFTED_BYTES: usize = MAX_CRYPTO_INPUT + 64 * 1024;
 
-/// How often the epoch ticker advances; deadlines are rounded up to whole ticks.
-const EPOCH_TICK: Duration = Duration::from_millis(5);
+/// How often the epoch ticker advances: the granularity of deadlines and of the slices a
+/// slow call runs in.
+const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Ticks before a call's first epoch callback: its first slice lasts one to two ticks, so a
+/// call of a few microseconds never meets the callback.
+const FIRST_SLICE_TICKS: u64 = 2;
+
+/// The fiber stack of an async call: the guest's stack (`max_wasm_stack`) and host frames.
+const ASYNC_STACK_BYTES: usize = 1024 * 1024;
 
 /// Process-wide settings of the plugin engine.
 #[derive(Debug, Clone)]
@@ -65,6 +96,8 @@ pub struct EngineSettings {
     pub pool_instances: u32,
     /// The most memory any one plugin may be given (per-plugin limits are lower).
     pub max_memory_bytes: usize,
+    /// Threads that run the calls too slow for a connection worker (`offload`).
+    pub plugin_threads: usize,
 }
 
 impl Default for EngineSettings {
@@ -72,6 +105,7 @@ impl Default for EngineSettings {
         EngineSettings {
             pool_instances: 512,
             max_memory_bytes: 64 * 1024 * 1024,
+            plugin_threads: 2,
         }
     }
 }
@@ -87,11 +121,14 @@ pub enum Isolation {
 }
 
 /// Per-plugin limits.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PluginLimits {
     pub memory_bytes: usize,
     pub timeout: Duration,
     pub isolation: Isolation,
+    /// The most calls of this plugin that may run on the plugin threads at once; more are
+    /// refused (`CallError::Busy`).
+    pub max_slow_calls: usize,
 }
 
 impl Default for PluginLimits {
@@ -100,6 +137,7 @@ impl Default for PluginLimits {
             memory_bytes: 16 * 1024 * 1024,
             timeout: Duration::from_millis(50),
             isolation: Isolation::Reuse,
+            max_slow_calls: 8,
         }
     }
 }
@@ -108,6 +146,8 @@ impl Default for PluginLimits {
 pub enum EngineError {
     #[error("cannot configure the WebAssembly engine: {0}")]
     Config(String),
+    #[error("cannot start the plugin threads: {0}")]
+    Threads(std::io::Error),
 }
 
 /// Why a component cannot be loaded.
@@ -129,7 +169,8 @@ pub enum LoadError {
     Describe(CallError),
 }
 
-/// Why a call into a plugin did not return a value. The instance is discarded.
+/// Why a call into a plugin did not return a value. The instance is discarded. Each message
+/// is fixed by the variant: nothing the guest wrote reaches it.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum CallError {
     #[error("exceeded its time limit of {0:?}")]
@@ -142,6 +183,17 @@ pub enum CallError {
     Trap(String),
     #[error("could not be instantiated: {0}")]
     Instantiate(String),
+    #[error(
+        "returned more than the host reads ({limit} bytes of strings and lists in all) or a \
+         result the contract does not allow"
+    )]
+    Unreadable { limit: usize },
+    #[error("passed more than {limit} bytes to a crypto import")]
+    CryptoInputTooLarge { limit: usize },
+    #[error("is slow and already runs its limit of {limit} calls at once; retry shortly")]
+    Busy { limit: usize },
+    #[error("was stopped before it finished (the server is shutting down)")]
+    Stopped,
 }
 
 /// The engine every plugin runs on. Cheap to clone.
@@ -151,6 +203,7 @@ pub struct PluginEngine {
     linker: Arc<Linker<CallState>>,
     ticker: Arc<Ticker>,
     idle: Arc<IdleBudget>,
+    threads: Arc<PluginThreads>,
 }
 
 impl std::fmt::Debug for PluginEngine {
@@ -179,6 +232,7 @@ impl PluginEngine {
             engine,
             linker: Arc::new(linker),
             idle: Arc::new(IdleBudget::new(settings.pool_instances as usize / 2)),
+            threads: PluginThreads::start(settings.plugin_threads).map_err(EngineError::Threads)?,
         })
     }
 
@@ -229,26 +283,44 @@ impl PluginEngine {
         compiled: &CompiledPlugin,
         limits: PluginLimits,
     ) -> Result<(WasmPlugin, PluginInfo), LoadError> {
+        let wrong_world = |error: wasmtime::Error| LoadError::WrongWorld(error_chain(&error));
         let instance_pre = self
             .linker
             .instantiate_pre(&compiled.component)
-            .map_err(|error| LoadError::WrongWorld(error_chain(&error)))?;
-        let pre = AuthPluginPre::new(instance_pre)
-            .map_err(|error| LoadError::WrongWorld(error_chain(&error)))?;
-        let plugin = WasmPlugin {
+            .map_err(wrong_world)?;
+        // Checks that every export of the world is there, with its type.
+        let pre = AuthPluginPre::new(instance_pre).map_err(wrong_world)?;
+        let export = |name: &str| {
+            compiled
+                .component
+                .get_export_index(None, name)
+                .ok_or_else(|| LoadError::WrongWorld(format!("no export named `{name}`")))
+        };
+        let exports = ExportIndices {
+            describe: export("describe")?,
+            validate_config: export("validate-config")?,
+            authorize: export("authorize")?,
+        };
+        let linked = Arc::new(Linked {
             pre,
-            imports: compiled.imports.clone(),
+            exports,
             engine: self.engine.clone(),
             limits,
-            warm: Mutex::new(HashMap::new()),
-            idle: self.idle.clone(),
-            _ticker: self.ticker.clone(),
-        };
-        let info = plugin
-            .with_fresh_instance(Credentials::default(), |bindings, store| {
-                bindings.call_describe(store)
+        });
+        let info = linked
+            .call_blocking(Credentials::default(), |exports, store| {
+                exports.describe.call(store, ()).map(|(info,)| info)
             })
             .map_err(LoadError::Describe)?;
+        let plugin = WasmPlugin {
+            linked,
+            imports: compiled.imports.clone(),
+            warm: Mutex::new(HashMap::new()),
+            idle: self.idle.clone(),
+            gate: Gate::new(&info.name, limits.max_slow_calls),
+            threads: self.threads.clone(),
+            _ticker: self.ticker.clone(),
+        };
         Ok((plugin, info))
     }
 }
@@ -258,12 +330,14 @@ fn engine_config(settings: &EngineSettings, pooling: bool) -> Config {
     config.epoch_interruption(true);
     // Deep recursion traps well before it could exhaust the host thread's stack.
     config.max_wasm_stack(512 * 1024);
+    config.async_stack_size(ASYNC_STACK_BYTES);
     if pooling {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(settings.pool_instances)
             .total_core_instances(settings.pool_instances * 2)
             .total_memories(settings.pool_instances)
             .total_tables(settings.pool_instances * 2)
+            .total_stacks(settings.pool_instances)
             .max_memory_size(settings.max_memory_bytes)
             // Plugins built with the SDK use ~200 KiB; keeping 1 MiB resident turns the
             // first-touch page faults of a fresh instance into a memset.
@@ -312,33 +386,66 @@ impl std::fmt::Debug for CompiledPlugin {
     }
 }
 
-/// A plugin ready to be called: linked, with its limits and warm instances.
+/// A plugin ready to be called: linked, with its limits, its share of the plugin threads and
+/// its warm instances.
 pub struct WasmPlugin {
-    pre: AuthPluginPre<CallState>,
+    linked: Arc<Linked>,
     imports: Vec<String>,
-    engine: Engine,
-    limits: PluginLimits,
     warm: Mutex<HashMap<String, Vec<WarmInstance>>>,
     idle: Arc<IdleBudget>,
+    gate: Gate,
+    threads: Arc<PluginThreads>,
     _ticker: Arc<Ticker>,
 }
 
 impl std::fmt::Debug for WasmPlugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WasmPlugin")
-            .field("limits", &self.limits)
+            .field("limits", &self.linked.limits)
             .finish_non_exhaustive()
     }
 }
 
+/// What every call of one plugin shares: the linked component, where its exports are, the
+/// engine and the limits. A call that moves to the plugin threads takes a reference along.
+struct Linked {
+    pre: AuthPluginPre<CallState>,
+    exports: ExportIndices,
+    engine: Engine,
+    limits: PluginLimits,
+}
+
+struct ExportIndices {
+    describe: ComponentExportIndex,
+    validate_config: ComponentExportIndex,
+    authorize: ComponentExportIndex,
+}
+
+type DescribeFunc = TypedFunc<(), (PluginInfo,)>;
+type ValidateConfigFunc = TypedFunc<(Arc<[Field]>,), (Result<Requirements, String>,)>;
+type AuthorizeFunc = TypedFunc<(Request, Arc<[Field]>), (Result<Decision, AuthError>,)>;
+
+/// The exports of one instance, typed.
+struct Exports {
+    describe: DescribeFunc,
+    validate_config: ValidateConfigFunc,
+    authorize: AuthorizeFunc,
+}
+
 struct WarmInstance {
     store: Store<CallState>,
-    bindings: AuthPlugin,
+    exports: Exports,
 }
+
+/// What one authorize call returns, with the instance to keep warm if it succeeded.
+type AuthorizeOutput = (
+    Result<Result<Decision, AuthError>, CallError>,
+    Option<WarmInstance>,
+);
 
 impl WasmPlugin {
     pub fn limits(&self) -> PluginLimits {
-        self.limits
+        self.linked.limits
     }
 
     /// The interfaces the component imports (all of them from our WIT).
@@ -346,51 +453,76 @@ impl WasmPlugin {
         &self.imports
     }
 
-    /// Check a service's configuration.
+    /// Check a service's configuration, blocking this thread for at most the deadline
+    /// (loading, the API, the CLI). The request path uses [`Self::requirements`].
     pub fn validate_config(
         &self,
         config: &[Field],
     ) -> Result<Result<Requirements, String>, CallError> {
-        self.with_fresh_instance(Credentials::default(), |bindings, store| {
-            bindings.call_validate_config(store, config)
-        })
+        let config: Arc<[Field]> = config.into();
+        self.linked
+            .call_blocking(Credentials::default(), |exports, store| {
+                exports
+                    .validate_config
+                    .call(store, (config,))
+                    .map(|(requirements,)| requirements)
+            })
+    }
+
+    /// `validate-config` on the request path: like `authorize`, it leaves the connection's
+    /// worker if it is slow.
+    pub async fn requirements(
+        &self,
+        config: Arc<[Field]>,
+    ) -> Result<Result<Requirements, String>, CallError> {
+        let linked = self.linked.clone();
+        let ran = self
+            .gate
+            .run(&self.threads, move || async move {
+                linked.validate_config_async(config).await
+            })
+            .await;
+        match ran {
+            Ran::Done(result) => result,
+            Ran::Busy => Err(CallError::Busy {
+                limit: self.gate.limit(),
+            }),
+            Ran::Lost => Err(CallError::Stopped),
+        }
     }
 
     /// Ask the plugin how to attach the credential to `request`. `credentials` back the
     /// crypto imports during the call; the caller renders the decision with them after.
-    pub fn authorize(
+    /// The call runs on this thread for its first slice and on the plugin threads after
+    /// (`offload`).
+    pub async fn authorize(
         &self,
         vault: &str,
-        request: &Request,
-        config: &[Field],
+        request: Request,
+        config: Arc<[Field]>,
         credentials: &Credentials,
     ) -> Result<Result<Decision, AuthError>, CallError> {
-        if self.limits.isolation == Isolation::PerRequest {
-            return self.with_fresh_instance(credentials.clone(), |bindings, store| {
-                bindings.call_authorize(store, request, config)
-            });
-        }
-        let mut instance = match self.take_warm(vault) {
-            Some(instance) => instance,
-            None => self.instantiate(Credentials::default())?,
-        };
-        instance
-            .store
-            .data_mut()
-            .begin(credentials.clone(), self.limits.memory_bytes);
-        instance
-            .store
-            .set_epoch_deadline(deadline_ticks(self.limits.timeout));
-        let result = instance
-            .bindings
-            .call_authorize(&mut instance.store, request, config);
-        match result {
-            Ok(decision) => {
-                instance.store.data_mut().end();
-                self.return_warm(vault, instance);
-                Ok(decision)
+        let reuse = self.linked.limits.isolation == Isolation::Reuse;
+        let linked = self.linked.clone();
+        let credentials = credentials.clone();
+        let ran = self
+            .gate
+            .run(&self.threads, || {
+                let warm = if reuse { self.take_warm(vault) } else { None };
+                linked.authorize_async(warm, request, config, credentials)
+            })
+            .await;
+        match ran {
+            Ran::Done((result, instance)) => {
+                if let Some(instance) = instance.filter(|_| reuse) {
+                    self.return_warm(vault, instance);
+                }
+                result
             }
-            Err(error) => Err(self.classify(&error, instance.store.data())),
+            Ran::Busy => Err(CallError::Busy {
+                limit: self.gate.limit(),
+            }),
+            Ran::Lost => Err(CallError::Stopped),
         }
     }
 
@@ -422,41 +554,148 @@ impl WasmPlugin {
             self.idle.release();
         }
     }
+}
 
-    fn instantiate(&self, credentials: Credentials) -> Result<WarmInstance, CallError> {
-        let mut store = Store::new(
-            &self.engine,
-            CallState::new(credentials, self.limits.memory_bytes),
-        );
-        store.limiter(|state| &mut state.memory);
-        store.set_epoch_deadline(deadline_ticks(self.limits.timeout));
-        let bindings = self.pre.instantiate(&mut store).map_err(|error| {
-            match self.classify(&error, store.data()) {
-                CallError::Trap(message) => CallError::Instantiate(message),
-                other => other,
+impl Linked {
+    /// One authorize call in `warm`, or in a fresh instance made within the call's budget.
+    async fn authorize_async(
+        self: Arc<Self>,
+        warm: Option<WarmInstance>,
+        request: Request,
+        config: Arc<[Field]>,
+        credentials: Credentials,
+    ) -> AuthorizeOutput {
+        let mut instance = match warm {
+            Some(instance) => instance,
+            None => match self.instantiate_async().await {
+                Ok(instance) => instance,
+                Err(error) => return (Err(error), None),
+            },
+        };
+        self.arm(&mut instance.store, credentials, true);
+        let result = instance
+            .exports
+            .authorize
+            .call_async(&mut instance.store, (request, config))
+            .await;
+        match result {
+            Ok((decision,)) => {
+                instance.store.data_mut().end();
+                (Ok(decision), Some(instance))
             }
-        })?;
-        Ok(WarmInstance { store, bindings })
+            Err(error) => (Err(self.classify(&error, instance.store.data())), None),
+        }
     }
 
-    fn with_fresh_instance<R>(
+    async fn validate_config_async(
+        self: Arc<Self>,
+        config: Arc<[Field]>,
+    ) -> Result<Result<Requirements, String>, CallError> {
+        let mut instance = self.instantiate_async().await?;
+        self.arm(&mut instance.store, Credentials::default(), true);
+        instance
+            .exports
+            .validate_config
+            .call_async(&mut instance.store, (config,))
+            .await
+            .map(|(requirements,)| requirements)
+            .map_err(|error| self.classify(&error, instance.store.data()))
+    }
+
+    /// A call in a fresh instance, on this thread.
+    fn call_blocking<R>(
         &self,
         credentials: Credentials,
-        call: impl FnOnce(&AuthPlugin, &mut Store<CallState>) -> wasmtime::Result<R>,
+        call: impl FnOnce(&Exports, &mut Store<CallState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
-        let mut instance = self.instantiate(credentials)?;
+        let mut store = self.new_store(false);
+        let instance = self
+            .pre
+            .instance_pre()
+            .instantiate(&mut store)
+            .map_err(|error| self.instantiate_error(&error, store.data()))?;
+        let exports = self
+            .exports(&mut store, &instance)
+            .map_err(|error| self.instantiate_error(&error, store.data()))?;
         // The call gets its whole budget, whatever instantiation took.
-        instance
-            .store
-            .set_epoch_deadline(deadline_ticks(self.limits.timeout));
-        call(&instance.bindings, &mut instance.store)
-            .map_err(|error| self.classify(&error, instance.store.data()))
+        self.arm(&mut store, credentials, false);
+        call(&exports, &mut store).map_err(|error| self.classify(&error, store.data()))
+    }
+
+    async fn instantiate_async(&self) -> Result<WarmInstance, CallError> {
+        let mut store = self.new_store(true);
+        let instance = match self.pre.instance_pre().instantiate_async(&mut store).await {
+            Ok(instance) => instance,
+            Err(error) => return Err(self.instantiate_error(&error, store.data())),
+        };
+        let exports = self
+            .exports(&mut store, &instance)
+            .map_err(|error| self.instantiate_error(&error, store.data()))?;
+        Ok(WarmInstance { store, exports })
+    }
+
+    fn new_store(&self, may_yield: bool) -> Store<CallState> {
+        let mut store = Store::new(
+            &self.engine,
+            CallState::new(
+                Credentials::default(),
+                self.limits.memory_bytes,
+                Budget::new(self.limits.timeout, may_yield),
+            ),
+        );
+        store.limiter(|state| &mut state.memory);
+        store.epoch_deadline_callback(host::on_epoch);
+        store.set_epoch_deadline(FIRST_SLICE_TICKS);
+        store.set_hostcall_fuel(MAX_LIFTED_BYTES);
+        store
+    }
+
+    /// Give the store this call's keys, a full budget and a first slice.
+    fn arm(&self, store: &mut Store<CallState>, credentials: Credentials, may_yield: bool) {
+        store.data_mut().begin(
+            credentials,
+            self.limits.memory_bytes,
+            Budget::new(self.limits.timeout, may_yield),
+        );
+        store.set_epoch_deadline(FIRST_SLICE_TICKS);
+    }
+
+    fn exports(
+        &self,
+        store: &mut Store<CallState>,
+        instance: &Instance,
+    ) -> wasmtime::Result<Exports> {
+        Ok(Exports {
+            describe: instance.get_typed_func(&mut *store, self.exports.describe)?,
+            validate_config: instance.get_typed_func(&mut *store, self.exports.validate_config)?,
+            authorize: instance.get_typed_func(&mut *store, self.exports.authorize)?,
+        })
+    }
+
+    fn instantiate_error(&self, error: &wasmtime::Error, state: &CallState) -> CallError {
+        if error.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
+            return CallError::Instantiate(
+                "every instance of the plugin pool is in use (too many plugin calls at once)"
+                    .into(),
+            );
+        }
+        match self.classify(error, state) {
+            CallError::Unreadable { .. } => {
+                CallError::Instantiate("the component could not be set up".into())
+            }
+            other => other,
+        }
     }
 
     /// Name the cause of a failed call by its type, never by its message.
     fn classify(&self, error: &wasmtime::Error, state: &CallState) -> CallError {
         if state.memory.limit_hit {
             return CallError::MemoryLimit(self.limits.memory_bytes);
+        }
+        if error.downcast_ref::<CryptoInputTooLarge>().is_some() {
+            return CallError::CryptoInputTooLarge {
+                limit: MAX_CRYPTO_INPUT,
+            };
         }
         match error.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => CallError::Timeout(self.limits.timeout),
@@ -467,15 +706,19 @@ impl WasmPlugin {
             Some(Trap::MemoryOutOfBounds) => CallError::Trap(
                 "accessed memory out of bounds (a stack overflow, if the plugin recurses)".into(),
             ),
+            // A trap's own description is a fixed text (the error around it may carry a
+            // guest backtrace, which is not repeated).
             Some(trap) => CallError::Trap(trap.to_string()),
-            None => CallError::Trap(error_chain(error)),
+            None => {
+                // Not a trap: wasmtime refused to lift what the guest handed over (more than
+                // the hostcall fuel, or not valid for the contract's types).
+                tracing::debug!("plugin call failed: {}", error_chain(error));
+                CallError::Unreadable {
+                    limit: MAX_LIFTED_BYTES,
+                }
+            }
         }
     }
-}
-
-fn deadline_ticks(timeout: Duration) -> u64 {
-    // +1: the current tick may be about to end.
-    (timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64) + 1
 }
 
 /// Caps on idle warm instances: globally, so they never exhaust the instance pool, and per
@@ -532,141 +775,5 @@ impl Ticker {
 impl Drop for Ticker {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-/// What a store carries: the keys for this call and the memory limiter.
-struct CallState {
-    keys: KeyRing,
-    memory: MemoryLimiter,
-}
-
-impl CallState {
-    fn new(credentials: Credentials, memory_bytes: usize) -> Self {
-        CallState {
-            keys: KeyRing::new(credentials),
-            memory: MemoryLimiter {
-                limit_bytes: memory_bytes,
-                limit_hit: false,
-            },
-        }
-    }
-
-    /// Arm a warm instance for one call.
-    fn begin(&mut self, credentials: Credentials, memory_bytes: usize) {
-        *self = CallState::new(credentials, memory_bytes);
-    }
-
-    /// Drop this call's credentials and derived keys before the instance goes idle.
-    fn end(&mut self) {
-        self.keys = KeyRing::default();
-    }
-}
-
-/// Caps linear memory and records that the cap was hit, so the error can say so.
-struct MemoryLimiter {
-    limit_bytes: usize,
-    limit_hit: bool,
-}
-
-impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.limit_bytes {
-            self.limit_hit = true;
-            wasmtime::bail!("memory limit of {} bytes reached", self.limit_bytes);
-        }
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
-    }
-}
-
-impl contract::Host for CallState {}
-
-impl crypto::Host for CallState {
-    fn hmac(
-        &mut self,
-        algorithm: crypto::HashAlgorithm,
-        key: crypto::HmacKey,
-        data: Vec<u8>,
-    ) -> wasmtime::Result<Result<Vec<u8>, crypto::CryptoError>> {
-        check_crypto_input(&data)?;
-        Ok(self
-            .keys
-            .hmac(digest_algorithm(algorithm), key_ref(&key), &data)
-            .map_err(crypto_error))
-    }
-
-    fn hmac_derive(
-        &mut self,
-        algorithm: crypto::HashAlgorithm,
-        key: crypto::HmacKey,
-        data: Vec<u8>,
-    ) -> wasmtime::Result<Result<crypto::DerivedKey, crypto::CryptoError>> {
-        check_crypto_input(&data)?;
-        Ok(self
-            .keys
-            .derive(digest_algorithm(algorithm), key_ref(&key), &data)
-            .map_err(crypto_error))
-    }
-
-    fn digest(
-        &mut self,
-        algorithm: crypto::HashAlgorithm,
-        data: Vec<u8>,
-    ) -> wasmtime::Result<Vec<u8>> {
-        check_crypto_input(&data)?;
-        Ok(crate::vault::keyring::digest(
-            digest_algorithm(algorithm),
-            &data,
-        ))
-    }
-}
-
-fn check_crypto_input(data: &[u8]) -> wasmtime::Result<()> {
-    if data.len() > MAX_CRYPTO_INPUT {
-        wasmtime::bail!(
-            "crypto input of {} bytes exceeds {MAX_CRYPTO_INPUT}",
-            data.len()
-        );
-    }
-    Ok(())
-}
-
-fn digest_algorithm(algorithm: crypto::HashAlgorithm) -> DigestAlgorithm {
-    match algorithm {
-        crypto::HashAlgorithm::Sha1 => DigestAlgorithm::Sha1,
-        crypto::HashAlgorithm::Sha256 => DigestAlgorithm::Sha256,
-        crypto::HashAlgorithm::Sha512 => DigestAlgorithm::Sha512,
-    }
-}
-
-fn key_ref(key: &crypto::HmacKey) -> KeyRef<'_> {
-    match key {
-        crypto::HmacKey::Credential(credential) => KeyRef::Credential {
-            slot: &credential.slot,
-            prefix: &credential.prefix,
-        },
-        crypto::HmacKey::Derived(handle) => KeyRef::Derived(*handle),
-    }
-}
-
-fn crypto_error(error: KeyError) -> crypto::CryptoError {
-    match error {
-        KeyError::Unbound(slot) => crypto::CryptoError::UnknownSlot(slot.0),
-        KeyError::UnknownDerivedKey(handle) => crypto::CryptoError::UnknownDerivedKey(handle),
-        KeyError::LimitExceeded => crypto::CryptoError::LimitExceeded,
     }
 }

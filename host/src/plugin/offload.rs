@@ -1,0 +1,387 @@
+//! Where a plugin call runs: on the connection's worker for its first slice, then, if it is
+//! not done, on the plugin threads.
+//!
+//! A connection worker (`crate::workers`) is one thread serving many connections, so a plugin
+//! call that computes for milliseconds there stalls every one of them. A call is therefore
+//! polled once where the request is: its first slice (one to two epoch ticks, `wasm`) ends
+//! with the call either done (every well-behaved plugin: a bearer call takes microseconds)
+//! or yielding. A call that yields moves to the [`PluginThreads`], a small multi-threaded
+//! runtime at a lower scheduling priority, where it runs on in slices interleaved with the
+//! other slow calls until it returns or its deadline stops it. The request waits for it
+//! without holding its worker.
+//!
+//! Each plugin has a [`Gate`]: at most `limit` of its calls run on the plugin threads at
+//! once, and a call beyond that is refused at once ([`Ran::Busy`]) rather than queued, so one
+//! plugin cannot fill the threads or the instance pool. A plugin whose calls need more than
+//! their first slice is *slow* (for a second since the last such call): its next calls skip
+//! the inline slice and start on the plugin threads, so a plugin that always spins costs the
+//! workers nothing. One call that overran its slice once (its worker was preempted in the
+//! middle, say) does not make a fast plugin slow, and a slow plugin whose call finishes in
+//! its first slice on the plugin threads is fast again.
+//!
+//! This module knows nothing of WebAssembly; it runs futures. `wasm` builds them.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::runtime::{Builder, Handle, Runtime};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+
+/// How long a plugin stays slow after its last call that needed more than a slice.
+const SLOW_FOR: Duration = Duration::from_secs(1);
+
+/// Calls in a row whose first slice was not enough before a plugin counts as slow.
+const SLOW_AFTER_STRIKES: u32 = 2;
+
+/// The nice value of the plugin threads: a slow plugin gets what CPU the connection workers
+/// leave (Linux; elsewhere the threads keep the process's priority).
+const PLUGIN_THREAD_NICE: i32 = 10;
+
+/// The threads that run plugin calls too slow for a connection worker.
+pub struct PluginThreads {
+    /// `Some` until dropped; shut down without waiting, as a drop may happen on a runtime.
+    runtime: Option<Runtime>,
+    handle: Handle,
+}
+
+impl std::fmt::Debug for PluginThreads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginThreads").finish_non_exhaustive()
+    }
+}
+
+impl PluginThreads {
+    /// Start `count` threads (at least one).
+    pub fn start(count: usize) -> std::io::Result<Arc<PluginThreads>> {
+        let runtime = Builder::new_multi_thread()
+            .worker_threads(count.max(1))
+            .max_blocking_threads(1)
+            .thread_name("plugin")
+            .on_thread_start(lower_priority)
+            .enable_time()
+            .build()?;
+        Ok(Arc::new(PluginThreads {
+            handle: runtime.handle().clone(),
+            runtime: Some(runtime),
+        }))
+    }
+
+    fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.handle.spawn(future)
+    }
+}
+
+impl Drop for PluginThreads {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn lower_priority() {
+    // On Linux the nice value belongs to the calling thread, not the process.
+    if let Err(error) = rustix::process::setpriority_process(None, PLUGIN_THREAD_NICE) {
+        tracing::debug!("cannot lower the priority of a plugin thread: {error}");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {
+    let _ = PLUGIN_THREAD_NICE;
+}
+
+/// How a gated call ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ran<R> {
+    Done(R),
+    /// The plugin already has its limit of calls on the plugin threads.
+    Busy,
+    /// The plugin threads stopped (the server is shutting down) before the call finished.
+    Lost,
+}
+
+/// One plugin's share of the plugin threads, and whether it is slow.
+#[derive(Debug)]
+pub struct Gate {
+    /// The plugin's name, for the log.
+    plugin: String,
+    slots: Arc<Semaphore>,
+    limit: usize,
+    origin: Instant,
+    /// Milliseconds after `origin` until which the plugin counts as slow.
+    slow_until: AtomicU64,
+    /// Calls in a row that did not finish in their first slice here.
+    strikes: AtomicU32,
+}
+
+impl Gate {
+    /// A gate letting at most `limit` calls (at least one) of `plugin` run on the plugin
+    /// threads at once.
+    pub fn new(plugin: &str, limit: usize) -> Gate {
+        let limit = limit.max(1);
+        Gate {
+            plugin: plugin.to_owned(),
+            slots: Arc::new(Semaphore::new(limit)),
+            limit,
+            origin: Instant::now(),
+            slow_until: AtomicU64::new(0),
+            strikes: AtomicU32::new(0),
+        }
+    }
+
+    /// How many calls may run on the plugin threads at once.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Run the call `start` makes: its first slice here unless the plugin is slow, the rest
+    /// on `threads`. Dropping the returned future stops the call wherever it runs.
+    pub async fn run<F>(&self, threads: &PluginThreads, start: impl FnOnce() -> F) -> Ran<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        if self.is_slow() {
+            // A slow plugin's call is only made once it has a slot: nothing is taken (a warm
+            // instance, say) for a call that is refused.
+            let Some(slot) = self.slot() else {
+                return Ran::Busy;
+            };
+            let (output, slices) = self.offload(threads, slot, Box::pin(start())).await;
+            if slices == 1 {
+                // Done in the first slice after all: the plugin is fast again.
+                self.strikes.store(0, Ordering::Relaxed);
+                self.slow_until.store(0, Ordering::Relaxed);
+            }
+            return output;
+        }
+        let mut call = Box::pin(start());
+        if let Poll::Ready(output) =
+            std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await
+        {
+            self.strikes.store(0, Ordering::Relaxed);
+            return Ran::Done(output);
+        }
+        // One slice was not enough. Twice in a row, or a call that then needs more than one
+        // slice on the plugin threads, and the plugin counts as slow; once (the worker was
+        // preempted during a call of microseconds, say) it does not.
+        if self.strikes.fetch_add(1, Ordering::Relaxed) + 1 >= SLOW_AFTER_STRIKES {
+            self.mark_slow();
+        }
+        let Some(slot) = self.slot() else {
+            return Ran::Busy;
+        };
+        self.offload(threads, slot, call).await.0
+    }
+
+    /// One of the plugin's places on the plugin threads, if it has one free.
+    fn slot(&self) -> Option<OwnedSemaphorePermit> {
+        let slot = self.slots.clone().try_acquire_owned().ok();
+        if slot.is_none() {
+            tracing::debug!(plugin = %self.plugin, "a slow plugin is at its limit of calls; refused");
+        }
+        slot
+    }
+
+    /// Finish `call` on the plugin threads, holding `slot` until it is done; with the number
+    /// of slices (polls) it took there. A call that took more than one keeps the plugin slow.
+    async fn offload<R: Send + 'static>(
+        &self,
+        threads: &PluginThreads,
+        slot: OwnedSemaphorePermit,
+        mut call: Pin<Box<impl Future<Output = R> + Send + 'static>>,
+    ) -> (Ran<R>, u32) {
+        tracing::debug!(plugin = %self.plugin, "a slow plugin call runs on the plugin threads");
+        let task = AbortOnDrop(threads.spawn(async move {
+            let mut slices = 0;
+            let output = std::future::poll_fn(|cx| {
+                slices += 1;
+                call.as_mut().poll(cx)
+            })
+            .await;
+            drop(slot);
+            (output, slices)
+        }));
+        match task.await {
+            Ok((output, slices)) => {
+                if slices > 1 {
+                    self.mark_slow();
+                }
+                (Ran::Done(output), slices)
+            }
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(_) => (Ran::Lost, 0),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn is_slow(&self) -> bool {
+        self.now_ms() < self.slow_until.load(Ordering::Relaxed)
+    }
+
+    fn mark_slow(&self) {
+        let until = self.now_ms().saturating_add(SLOW_FOR.as_millis() as u64);
+        self.slow_until.fetch_max(until, Ordering::Relaxed);
+    }
+}
+
+/// A task's handle that cancels the task when the caller stops waiting for it (the agent
+/// went away), so an abandoned call does not keep a slot or a thread.
+struct AbortOnDrop<R>(JoinHandle<R>);
+
+impl<R> Future for AbortOnDrop<R> {
+    type Output = Result<R, tokio::task::JoinError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl<R> Drop for AbortOnDrop<R> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A future that is pending `yields` times (waking itself each time), then ready.
+    struct Yielding {
+        yields: u32,
+        on: Arc<std::sync::Mutex<Vec<String>>>,
+    }
+
+    impl Future for Yielding {
+        type Output = u32;
+
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u32> {
+            let name = std::thread::current().name().unwrap_or("").to_owned();
+            self.on.lock().unwrap().push(name);
+            if self.yields == 0 {
+                return Poll::Ready(7);
+            }
+            self.yields -= 1;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+
+    fn block_on<F: Future>(future: F) -> F::Output {
+        Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+
+    #[test]
+    fn a_call_done_in_its_first_slice_never_leaves_the_caller() {
+        let threads = PluginThreads::start(1).unwrap();
+        let gate = Gate::new("test", 2);
+        let on = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let call = {
+            let on = on.clone();
+            move || Yielding { yields: 0, on }
+        };
+        std::thread::Builder::new()
+            .name("caller".into())
+            .spawn(move || {
+                assert_eq!(block_on(gate.run(&threads, call)), Ran::Done(7));
+                assert!(!gate.is_slow());
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(*on.lock().unwrap(), ["caller"]);
+    }
+
+    #[test]
+    fn a_call_that_yields_moves_to_the_plugin_threads_and_marks_the_plugin_slow() {
+        let threads = PluginThreads::start(1).unwrap();
+        let gate = Gate::new("test", 2);
+        let on = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let call = {
+            let on = on.clone();
+            move |yields| {
+                let on = on.clone();
+                move || Yielding { yields, on }
+            }
+        };
+        std::thread::Builder::new()
+            .name("caller".into())
+            .spawn(move || {
+                assert_eq!(block_on(gate.run(&threads, call(2))), Ran::Done(7));
+                assert!(gate.is_slow());
+                // A slow plugin's next call starts on the plugin threads; done in one slice
+                // there, the plugin is fast again.
+                assert_eq!(block_on(gate.run(&threads, call(0))), Ran::Done(7));
+                assert!(!gate.is_slow());
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(
+            *on.lock().unwrap(),
+            ["caller", "plugin", "plugin", "plugin"]
+        );
+    }
+
+    #[test]
+    fn one_overrun_slice_does_not_make_a_plugin_slow_but_two_in_a_row_do() {
+        let threads = PluginThreads::start(1).unwrap();
+        let gate = Gate::new("test", 2);
+        let on = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let once = || Yielding {
+            yields: 1,
+            on: on.clone(),
+        };
+        assert_eq!(block_on(gate.run(&threads, once)), Ran::Done(7));
+        assert!(!gate.is_slow(), "one overrun is forgiven");
+        assert_eq!(block_on(gate.run(&threads, once)), Ran::Done(7));
+        assert!(gate.is_slow(), "two in a row are not");
+    }
+
+    #[test]
+    fn a_plugin_at_its_limit_is_refused_at_once() {
+        let threads = PluginThreads::start(1).unwrap();
+        let gate = Arc::new(Gate::new("test", 1));
+        let (started, wait_started) = std::sync::mpsc::channel();
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let holder = {
+            let (gate, threads) = (gate.clone(), threads.clone());
+            std::thread::spawn(move || {
+                block_on(gate.run(&threads, move || async move {
+                    // Past the first slice: from here on the call holds the plugin's slot.
+                    tokio::task::yield_now().await;
+                    started.send(()).unwrap();
+                    let _ = released.await;
+                    1
+                }))
+            })
+        };
+        wait_started.recv().unwrap();
+        let needs_a_slot = || async {
+            tokio::task::yield_now().await;
+            2
+        };
+        assert_eq!(block_on(gate.run(&threads, needs_a_slot)), Ran::Busy);
+        release.send(()).unwrap();
+        assert_eq!(holder.join().unwrap(), Ran::Done(1));
+        assert_eq!(block_on(gate.run(&threads, || async { 3 })), Ran::Done(3));
+    }
+}
