@@ -235,14 +235,19 @@ async fn exchange(
             vault: caller.vault.name.clone(),
         });
     }
-    route::check_method(&service.allow, &parts.method).map_err(|refusal| {
-        ProxyError::MethodNotAllowed(format!("{refusal} (service \"{}\")", service.name))
-    })?;
-    if !route::allowed(&service.allow, parts.method.as_str(), &path) {
-        return Err(ProxyError::PathNotAllowed(format!(
-            "{} {path} is not allowed by the allow rules of service \"{}\"",
-            parts.method, service.name
-        )));
+    // The request's own method and path, and any an override header asks the upstream for.
+    let taken_for = route::taken_for(&parts.method, &path, &parts.headers)
+        .map_err(|error| ProxyError::BadRequest(error.to_string()))?;
+    for (method, path) in &taken_for {
+        route::check_method(&service.allow, method).map_err(|refusal| {
+            ProxyError::MethodNotAllowed(format!("{refusal} (service \"{}\")", service.name))
+        })?;
+        if !route::allowed(&service.allow, method.as_str(), path) {
+            return Err(ProxyError::PathNotAllowed(format!(
+                "{method} {path} is not allowed by the allow rules of service \"{}\"",
+                service.name
+            )));
+        }
     }
 
     // 4. Plugin.

@@ -32,6 +32,10 @@ pub enum PathError {
     ControlCharacter,
     #[error("the path must start with \"/\"")]
     NotAbsolute,
+    #[error(
+        "a method or URL override header (X-HTTP-Method-Override, X-Original-URL, ...) is not a method or a path"
+    )]
+    BadOverride,
 }
 
 /// The form of a request path that services and allow rules are matched against.
@@ -219,6 +223,46 @@ pub fn check_method(rules: &[AllowRule], method: &http::Method) -> Result<(), Me
     } else {
         Err(MethodRefusal::NotStandard(method.as_str().to_owned()))
     }
+}
+
+/// Headers some servers and frameworks read as the request's real method.
+const METHOD_OVERRIDES: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+/// Headers some servers and frameworks read as the request's real path.
+const PATH_OVERRIDES: [&str; 2] = ["x-original-url", "x-rewrite-url"];
+
+/// Every (method, canonical path) the request may be taken for: its own, and the ones its
+/// override headers name (`X-HTTP-Method-Override: DELETE`, `X-Original-URL: /admin`), which
+/// an upstream that honours them would act on. The route checks each, so that a service that
+/// allows only `POST /v1/items*` cannot be asked to `DELETE /admin` through a header.
+pub fn taken_for(
+    method: &http::Method,
+    path: &str,
+    headers: &http::HeaderMap,
+) -> Result<Vec<(http::Method, String)>, PathError> {
+    let mut methods = vec![method.clone()];
+    for name in METHOD_OVERRIDES {
+        for value in headers.get_all(name) {
+            let named = http::Method::from_bytes(value.as_bytes().trim_ascii())
+                .map_err(|_| PathError::BadOverride)?;
+            methods.push(named);
+        }
+    }
+    let mut paths = vec![path.to_owned()];
+    for name in PATH_OVERRIDES {
+        for value in headers.get_all(name) {
+            let text = value.to_str().map_err(|_| PathError::BadOverride)?;
+            let without_query = text.split(['?', '#']).next().unwrap_or_default();
+            paths.push(canonical_path(without_query)?);
+        }
+    }
+    Ok(methods
+        .iter()
+        .flat_map(|method| paths.iter().map(move |path| (method.clone(), path.clone())))
+        .collect())
 }
 
 /// Whether the service's allow rules let `method` on `path` through (no rules: anything).
@@ -423,6 +467,35 @@ mod tests {
             check_method(&webdav, &method("TRACE")),
             Err(MethodRefusal::Trace)
         );
+    }
+
+    #[test]
+    fn override_headers_are_judged_like_the_request() {
+        let mut headers = http::HeaderMap::new();
+        let taken = |headers: &http::HeaderMap| {
+            taken_for(&http::Method::POST, "/v1/items", headers).map(|pairs| {
+                pairs
+                    .into_iter()
+                    .map(|(method, path)| format!("{method} {path}"))
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(taken(&headers).unwrap(), ["POST /v1/items"]);
+        headers.insert("x-http-method-override", "DELETE".parse().unwrap());
+        headers.insert("x-original-url", "/admin/../x?y=1".parse().unwrap());
+        assert_eq!(taken(&headers), Err(PathError::DotSegment));
+        headers.insert("x-original-url", "/admin?y=1".parse().unwrap());
+        assert_eq!(
+            taken(&headers).unwrap(),
+            [
+                "POST /v1/items",
+                "POST /admin",
+                "DELETE /v1/items",
+                "DELETE /admin"
+            ]
+        );
+        headers.insert("x-http-method-override", "not a method".parse().unwrap());
+        assert_eq!(taken(&headers), Err(PathError::BadOverride));
     }
 
     #[test]
