@@ -308,9 +308,11 @@ impl PluginEngine {
             limits,
         });
         let info = linked
-            .call_blocking(Credentials::default(), |exports, store| {
-                exports.describe.call(store, ()).map(|(info,)| info)
-            })
+            .call_blocking(
+                Credentials::default(),
+                limits.timeout.max(DESCRIBE_AT_LEAST),
+                |exports, store| exports.describe.call(store, ()).map(|(info,)| info),
+            )
             .map_err(LoadError::Describe)?;
         let plugin = WasmPlugin {
             linked,
@@ -324,6 +326,11 @@ impl PluginEngine {
         Ok((plugin, info))
     }
 }
+
+/// The least time `describe` gets when a plugin loads: it runs once, off the request path,
+/// and a machine busy enough to pause the loading thread for a plugin's whole request
+/// deadline (50 ms by default) must not make a standard plugin fail to load.
+const DESCRIBE_AT_LEAST: Duration = Duration::from_secs(1);
 
 fn engine_config(settings: &EngineSettings, pooling: bool) -> Config {
     let mut config = Config::new();
@@ -460,13 +467,16 @@ impl WasmPlugin {
         config: &[Field],
     ) -> Result<Result<Requirements, String>, CallError> {
         let config: Arc<[Field]> = config.into();
-        self.linked
-            .call_blocking(Credentials::default(), |exports, store| {
+        self.linked.call_blocking(
+            Credentials::default(),
+            self.linked.limits.timeout,
+            |exports, store| {
                 exports
                     .validate_config
                     .call(store, (config,))
                     .map(|(requirements,)| requirements)
-            })
+            },
+        )
     }
 
     /// `validate-config` on the request path: like `authorize`, it leaves the connection's
@@ -572,7 +582,7 @@ impl Linked {
                 Err(error) => return (Err(error), None),
             },
         };
-        self.arm(&mut instance.store, credentials, true);
+        self.arm(&mut instance.store, credentials, true, self.limits.timeout);
         let result = instance
             .exports
             .authorize
@@ -592,7 +602,12 @@ impl Linked {
         config: Arc<[Field]>,
     ) -> Result<Result<Requirements, String>, CallError> {
         let mut instance = self.instantiate_async().await?;
-        self.arm(&mut instance.store, Credentials::default(), true);
+        self.arm(
+            &mut instance.store,
+            Credentials::default(),
+            true,
+            self.limits.timeout,
+        );
         instance
             .exports
             .validate_config
@@ -606,9 +621,10 @@ impl Linked {
     fn call_blocking<R>(
         &self,
         credentials: Credentials,
+        timeout: Duration,
         call: impl FnOnce(&Exports, &mut Store<CallState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
-        let mut store = self.new_store(false);
+        let mut store = self.new_store(false, timeout);
         let instance = self
             .pre
             .instance_pre()
@@ -618,12 +634,12 @@ impl Linked {
             .exports(&mut store, &instance)
             .map_err(|error| self.instantiate_error(&error, store.data()))?;
         // The call gets its whole budget, whatever instantiation took.
-        self.arm(&mut store, credentials, false);
+        self.arm(&mut store, credentials, false, timeout);
         call(&exports, &mut store).map_err(|error| self.classify(&error, store.data()))
     }
 
     async fn instantiate_async(&self) -> Result<WarmInstance, CallError> {
-        let mut store = self.new_store(true);
+        let mut store = self.new_store(true, self.limits.timeout);
         let instance = match self.pre.instance_pre().instantiate_async(&mut store).await {
             Ok(instance) => instance,
             Err(error) => return Err(self.instantiate_error(&error, store.data())),
@@ -634,13 +650,13 @@ impl Linked {
         Ok(WarmInstance { store, exports })
     }
 
-    fn new_store(&self, may_yield: bool) -> Store<CallState> {
+    fn new_store(&self, may_yield: bool, timeout: Duration) -> Store<CallState> {
         let mut store = Store::new(
             &self.engine,
             CallState::new(
                 Credentials::default(),
                 self.limits.memory_bytes,
-                Budget::new(self.limits.timeout, may_yield),
+                Budget::new(timeout, may_yield),
             ),
         );
         store.limiter(|state| &mut state.memory);
@@ -651,11 +667,17 @@ impl Linked {
     }
 
     /// Give the store this call's keys, a full budget and a first slice.
-    fn arm(&self, store: &mut Store<CallState>, credentials: Credentials, may_yield: bool) {
+    fn arm(
+        &self,
+        store: &mut Store<CallState>,
+        credentials: Credentials,
+        may_yield: bool,
+        timeout: Duration,
+    ) {
         store.data_mut().begin(
             credentials,
             self.limits.memory_bytes,
-            Budget::new(self.limits.timeout, may_yield),
+            Budget::new(timeout, may_yield),
         );
         store.set_epoch_deadline(FIRST_SLICE_TICKS);
     }
