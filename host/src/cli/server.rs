@@ -20,6 +20,7 @@ use super::background;
 use super::input;
 use super::pidfile::PidFile;
 use super::{DataDirArgs, data_dir_or_home};
+use crate::accept::ConnectionLimits;
 use crate::forward::{ResolvePin, UpstreamSettings, load_ca_file};
 use crate::proxy::ProxySettings;
 use crate::ratelimit::RateLimits;
@@ -114,6 +115,34 @@ pub struct ServerArgs {
         env = "AGENT_VAULT_SHUTDOWN_GRACE"
     )]
     shutdown_grace: u64,
+    /// Seconds a client may take to send a request head (and, inside a tunnel, its TLS
+    /// handshake); also how long a kept-alive connection may wait for its next request.
+    #[arg(
+        long,
+        default_value_t = 10,
+        value_name = "SECONDS",
+        env = "AGENT_VAULT_HEADER_TIMEOUT",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    header_timeout: u64,
+    /// Open connections per listener; past it a new connection gets 503 [default: 4096, or
+    /// fewer if the file-descriptor limit cannot hold that many].
+    #[arg(
+        long,
+        value_name = "N",
+        env = "AGENT_VAULT_MAX_CONNECTIONS",
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+    )]
+    max_connections: Option<usize>,
+    /// Open connections per client address on each listener, 0 for no cap; past it a new
+    /// connection gets 429. Proxies in --trusted-proxies are not capped.
+    #[arg(
+        long,
+        default_value_t = crate::accept::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+        value_name = "N",
+        env = "AGENT_VAULT_MAX_CONNECTIONS_PER_ADDRESS"
+    )]
+    max_connections_per_address: usize,
     /// Reverse proxies in front of the server whose `X-Forwarded-For` names the client, for
     /// the per-address attempt limits: comma-separated CIDRs or addresses. Trust only
     /// proxies that append to the header.
@@ -224,6 +253,12 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         rate_limits,
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
         trusted_proxies,
+        connections: ConnectionLimits {
+            header_timeout: Duration::from_secs(args.header_timeout),
+            max_connections: args.max_connections,
+            max_connections_per_address: Some(args.max_connections_per_address)
+                .filter(|cap| *cap > 0),
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
