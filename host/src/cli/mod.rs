@@ -16,6 +16,7 @@ mod logs;
 mod master_password;
 mod pidfile;
 mod plugin;
+mod process;
 mod proposal;
 mod run;
 mod server;

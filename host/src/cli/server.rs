@@ -1,9 +1,11 @@
 //! `agent-vault server`: open the store, unlock (or on first start set up) the master key,
 //! and run the server.
 //!
-//! The master password comes from `AGENT_VAULT_MASTER_PASSWORD` (removed from the process
-//! environment as soon as it is read), `--password-stdin`, or a prompt. A new instance can
-//! instead run `--passwordless`, which stores the data key unencrypted and says so.
+//! The master password comes from `AGENT_VAULT_MASTER_PASSWORD` (the server starts itself
+//! again without it in its environment), the file `AGENT_VAULT_MASTER_PASSWORD_FILE` names,
+//! `--password-stdin`, or a prompt. A new instance can instead run `--passwordless`, which
+//! stores the data key unencrypted and says so. Before any of that the process is made
+//! undumpable (`process.rs`).
 //!
 //! One server runs per data directory (`pidfile.rs`); `-d` runs it in the background and
 //! `server stop` stops it (`background.rs`).
@@ -19,6 +21,7 @@ use zeroize::Zeroizing;
 use super::background;
 use super::input;
 use super::pidfile::PidFile;
+use super::process::{self, MASTER_PASSWORD_ENV, MASTER_PASSWORD_FILE_ENV};
 use super::{DataDirArgs, data_dir_or_home};
 use crate::accept::ConnectionLimits;
 use crate::forward::{ResolvePin, UpstreamSettings, load_ca_file};
@@ -28,9 +31,6 @@ use crate::server::{self, LogRetention, ServerConfig};
 use crate::store::sqlite::SqliteStore;
 use crate::vault::crypto::{DataKey, KdfParams};
 use crate::vault::master::{self, MasterKeyError, PASSWORDLESS_WARNING};
-
-/// The environment variable that may carry the master password.
-pub const MASTER_PASSWORD_ENV: &str = "AGENT_VAULT_MASTER_PASSWORD";
 
 #[derive(Debug, clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -189,9 +189,13 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         let data_dir = data_dir_or_home(stop.data_dir.as_deref())?;
         return background::stop(&data_dir, Duration::from_secs(stop.timeout));
     }
-    // First, before any other thread exists: take the password out of the environment.
-    let env_password = take_master_password_from_env();
+    // First, before anything reads the environment or starts a thread: a password in the
+    // environment is handed to this server started again without it.
+    process::restart_without_password_env()?;
     init_logging(&args.log_level);
+    process::forbid_dumps();
+    process::raise_fd_limit();
+    let env_password = process::given_password()?;
     // Flags first: a mistyped one must not set up a new instance on its way to failing.
     let mut allowlist = parse_allowlist(&args.network_allowlist)?;
     if args.allow_private_ranges {
@@ -295,22 +299,6 @@ impl std::str::FromStr for MitmPort {
     }
 }
 
-/// Read and remove `AGENT_VAULT_MASTER_PASSWORD`, so that child processes and anything that
-/// dumps the environment never see it.
-fn take_master_password_from_env() -> Option<Zeroizing<String>> {
-    let password = std::env::var(MASTER_PASSWORD_ENV).ok().map(Zeroizing::new);
-    if std::env::var_os(MASTER_PASSWORD_ENV).is_some() {
-        // SAFETY: called first thing in `run`, on the main thread, before the async runtime,
-        // the plugin engine or anything else has started a thread that could read the
-        // environment concurrently.
-        #[allow(unsafe_code)]
-        unsafe {
-            std::env::remove_var(MASTER_PASSWORD_ENV);
-        }
-    }
-    password.filter(|password| !password.is_empty())
-}
-
 /// The data key, and the master password that opened it (`None` for a passwordless
 /// instance), which a background server needs too.
 fn unlock_or_set_up(
@@ -362,8 +350,9 @@ fn set_up(
             }
         }
         None => bail!(
-            "this is a new instance and no master password was given: set {MASTER_PASSWORD_ENV}, \
-             pass --password-stdin, or start with --passwordless ({PASSWORDLESS_WARNING})"
+            "this is a new instance and no master password was given: set {MASTER_PASSWORD_ENV} \
+             or {MASTER_PASSWORD_FILE_ENV}, pass --password-stdin, or start with --passwordless \
+             ({PASSWORDLESS_WARNING})"
         ),
     };
     if password.is_none() {
@@ -394,7 +383,7 @@ fn unlock(
     }
     if !input::interactive() {
         bail!(
-            "{}: set {MASTER_PASSWORD_ENV} or pass --password-stdin",
+            "{}: set {MASTER_PASSWORD_ENV} or {MASTER_PASSWORD_FILE_ENV}, or pass --password-stdin",
             MasterKeyError::PasswordRequired
         );
     }
