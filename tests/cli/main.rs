@@ -8,6 +8,7 @@ mod api_permissions;
 mod at_rest;
 mod control_plane;
 mod example_plugin;
+mod hardening;
 mod plugin_commands;
 mod proposals;
 mod proxy;
