@@ -26,7 +26,8 @@ impl TrustedProxies {
         TrustedProxies { networks }
     }
 
-    fn trusts(&self, address: IpAddr) -> bool {
+    /// Whether `address` is one of the trusted proxies.
+    pub fn trusts(&self, address: IpAddr) -> bool {
         let address = address.to_canonical();
         self.networks
             .iter()

@@ -8,6 +8,7 @@
 //! The request path, in order: `request` (the request model), `plugin` (attach the
 //! credential), with plaintext credentials confined to `vault`.
 
+pub mod accept;
 pub mod api;
 pub mod audit;
 pub mod auth;

@@ -14,12 +14,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use http_body_util::BodyExt as _;
 
+use crate::accept::{Admitted, ConnectionLimits, Counted, Door, FirstBytes, Slot};
 use crate::api::MitmInfo;
 use crate::api::{self, ApiState};
 use crate::audit::RequestLog;
@@ -66,10 +66,14 @@ pub struct ServerConfig {
     pub rate_limits: Option<RateLimits>,
     /// How long requests in flight may take to finish once shutdown begins.
     pub shutdown_grace: Duration,
-    /// Reverse proxies whose `X-Forwarded-For` names the client (none by default).
+    /// Reverse proxies whose `X-Forwarded-For` names the client (none by default); they are
+    /// not capped per address either.
     pub trusted_proxies: TrustedProxies,
     /// The longest deadline a plugin's `NAME.toml` may ask for.
     pub plugin_timeout_ceiling: Duration,
+    /// What a client can make the server hold before it authenticates: the header timeout
+    /// and the caps on open connections (`accept/`).
+    pub connections: ConnectionLimits,
 }
 
 pub use crate::audit::LogRetention;
@@ -156,6 +160,27 @@ pub async fn run(
     }
     // Webhooks go out from tasks on this runtime, through a client of their own.
     let webhook_client = Upstream::new(upstream_settings.clone())?;
+    // Both listeners share one rule for what a client may hold before it authenticates.
+    let connections = config.connections;
+    let per_listener = connections.per_listener(if mitm.is_some() { 2 } else { 1 });
+    let per_address = connections.max_connections_per_address;
+    let door = |listener, name| {
+        Door::new(
+            listener,
+            name,
+            per_listener,
+            per_address,
+            config.trusted_proxies.clone(),
+        )
+    };
+    let mut control = door(listener, "control plane");
+    let mitm = mitm.map(|(listener, ca)| (door(listener, "transparent proxy"), ca));
+    tracing::info!(
+        "connections: at most {per_listener} open per listener and {} per client address; \
+         request heads within {} s",
+        per_address.map_or_else(|| "any number".to_owned(), |cap| cap.to_string()),
+        connections.header_timeout.as_secs()
+    );
     let (request_log, log_writer) = RequestLog::start(db.clone(), config.log_retention);
     let state = Arc::new(
         ApiState::new(
@@ -173,9 +198,9 @@ pub async fn run(
         .with_attempts(AttemptLimiter::new(config.rate_limits))
         .with_trusted_proxies(config.trusted_proxies.clone())
         .with_notifier(Notifier::new(Some(webhook_client)))
-        .with_mitm(mitm.as_ref().map(|(listener, ca)| MitmInfo {
+        .with_mitm(mitm.as_ref().map(|(door, ca)| MitmInfo {
             ca_pem: ca.cert_pem().to_owned(),
-            port: listener.local_addr().map_or(0, |addr| addr.port()),
+            port: door.local_addr().map_or(0, |addr| addr.port()),
         })),
     );
     // Each worker gets its own upstream pool, so that an upstream connection lives on the
@@ -207,9 +232,9 @@ pub async fn run(
     println!("agent-vault listening on http://{local}");
     // The transparent listener's connections are dealt to the same workers, each with a
     // `Transparent` around that worker's proxy state.
-    let (mitm_listener, transparents) = match mitm {
-        Some((listener, ca)) => {
-            if let Ok(addr) = listener.local_addr() {
+    let (mut mitm_door, transparents) = match mitm {
+        Some((door, ca)) => {
+            if let Ok(addr) = door.local_addr() {
                 println!("agent-vault transparent proxy listening on http://{addr}");
             }
             let transparents: Vec<Arc<Transparent>> = worker_proxies
@@ -218,21 +243,22 @@ pub async fn run(
                     Arc::new(Transparent {
                         proxy: proxy.clone(),
                         ca: ca.clone(),
+                        limits: connections,
                     })
                 })
                 .collect();
-            (Some(listener), transparents)
+            (Some(door), transparents)
         }
         None => (None, Vec::new()),
     };
 
     let drain = Drain::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let builder = connections.http();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let Some((stream, peer)) = hand_off(accepted, "control plane") else {
+            admitted = control.accept() => {
+                let Some((stream, peer, slot)) = hand_off(admitted, "control plane") else {
                     continue;
                 };
                 let worker = workers.next_index();
@@ -253,8 +279,9 @@ pub async fn run(
                 let (builder, watcher) = (builder.clone(), drain.watcher());
                 workers.spawn(worker, async move {
                     let Some(stream) = adopt(stream, peer) else { return };
+                    let io = FirstBytes::new(Counted::new(stream, slot), connections.header_timeout);
                     let connection = builder
-                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .serve_connection_with_upgrades(TokioIo::new(io), service)
                         .into_owned();
                     let finished =
                         watcher.watch(connection, |connection| connection.graceful_shutdown());
@@ -263,8 +290,8 @@ pub async fn run(
                     }
                 });
             }
-            accepted = accept_on(mitm_listener.as_ref()) => {
-                let Some((stream, peer)) = hand_off(accepted, "transparent proxy") else {
+            admitted = accept_on(mitm_door.as_mut()) => {
+                let Some((stream, peer, slot)) = hand_off(admitted, "transparent proxy") else {
                     continue;
                 };
                 let worker = workers.next_index();
@@ -272,6 +299,7 @@ pub async fn run(
                 let watcher = drain.watcher();
                 workers.spawn(worker, async move {
                     let Some(stream) = adopt(stream, peer) else { return };
+                    let stream = Counted::new(stream, slot);
                     crate::transparent::serve_connection(transparent, stream, peer, watcher).await;
                 });
             }
@@ -280,7 +308,7 @@ pub async fn run(
     }
     tracing::info!("shutting down; waiting for requests in flight");
     upkeep.abort();
-    drop(mitm_listener);
+    drop((control, mitm_door));
     tokio::select! {
         () = drain.drain() => {}
         () = tokio::time::sleep(config.shutdown_grace) => {
@@ -295,34 +323,23 @@ pub async fn run(
     Ok(())
 }
 
-/// The next connection on `listener`; never, without one.
-async fn accept_on(
-    listener: Option<&TcpListener>,
-) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
-    match listener {
-        Some(listener) => listener.accept().await,
+/// The next admitted connection of `door`; never, without one.
+async fn accept_on(door: Option<&mut Door>) -> Admitted {
+    match door {
+        Some(door) => door.accept().await,
         None => std::future::pending().await,
     }
 }
 
-/// An accepted connection, made ready to move to a worker's runtime (which polls it from
+/// An admitted connection, made ready to move to a worker's runtime (which polls it from
 /// then on); `None`, with a warning naming the `listener`, if it cannot be.
-fn hand_off(
-    accepted: std::io::Result<(tokio::net::TcpStream, SocketAddr)>,
-    listener: &str,
-) -> Option<(std::net::TcpStream, SocketAddr)> {
-    let (stream, peer) = match accepted {
-        Ok(accepted) => accepted,
-        Err(error) => {
-            tracing::warn!("{listener}: accept failed: {error}");
-            return None;
-        }
-    };
+fn hand_off(admitted: Admitted, listener: &str) -> Option<(std::net::TcpStream, SocketAddr, Slot)> {
+    let Admitted { stream, peer, slot } = admitted;
     // Small responses must not wait for Nagle's algorithm (a 40 ms stall with delayed ACKs
     // on the other side).
     let _ = stream.set_nodelay(true);
     match stream.into_std() {
-        Ok(stream) => Some((stream, peer)),
+        Ok(stream) => Some((stream, peer, slot)),
         Err(error) => {
             tracing::warn!(%peer, "{listener}: cannot hand the connection to a worker: {error}");
             None

@@ -9,6 +9,7 @@ mod api_permissions;
 mod at_rest;
 mod control_plane;
 mod example_plugin;
+mod hardening;
 mod hostile_plugins;
 mod plugin_commands;
 mod proposals;

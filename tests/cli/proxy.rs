@@ -56,6 +56,16 @@ impl Proxy {
     }
 
     pub fn start_in(data: DataDir, args: &[&str], env: &[(&str, &str)]) -> Proxy {
+        Proxy::start_under(&[], data, args, env)
+    }
+
+    /// Start the server under a `wrapper` command (`Server::start_under`).
+    pub fn start_under(
+        wrapper: &[&str],
+        data: DataDir,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Proxy {
         let upstream = Upstream::start(&NAMES);
         let pins: Vec<String> = NAMES
             .iter()
@@ -68,7 +78,7 @@ impl Proxy {
         all_args.extend(args);
         let mut all_env = vec![("AGENT_VAULT_MASTER_PASSWORD", MASTER_PASSWORD)];
         all_env.extend(env);
-        let server = Server::start_with(&data, &all_args, &all_env);
+        let server = Server::start_under(wrapper, &data, &all_args, &all_env);
         let (status, registered) = server.call(
             "POST",
             "/v1/auth/register",

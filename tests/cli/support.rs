@@ -244,7 +244,25 @@ impl Server {
     /// Start with extra arguments and environment variables. The transparent proxy is off
     /// unless the arguments give `--mitm-port` (tests use `auto`).
     pub fn start_with(data: &DataDir, args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut command = Command::new(binary());
+        Server::start_under(&[], data, args, env)
+    }
+
+    /// Start as [`Server::start_with`] does, under a `wrapper` command that execs it (for
+    /// example `prlimit --nofile=256:256`, or `setpriv` to run as another user).
+    pub fn start_under(
+        wrapper: &[&str],
+        data: &DataDir,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
+        let mut command = match wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut command = Command::new(program);
+                command.args(wrapper_args).arg(binary());
+                command
+            }
+            None => Command::new(binary()),
+        };
         let transparent = args.contains(&"--mitm-port");
         command
             .args(["server", "--port", "0", "--data-dir"])
@@ -369,6 +387,11 @@ impl Server {
             lines.push(line);
         }
         lines
+    }
+
+    /// The log lines written so far and not read yet, without waiting for more.
+    pub fn log_so_far(&self) -> Vec<String> {
+        self.log.try_iter().collect()
     }
 
     /// Wait (bounded) for a log line containing all of `needles`.

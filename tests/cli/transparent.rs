@@ -29,7 +29,12 @@ impl Transparent {
     }
 
     pub fn start_with(env: &[(&str, &str)]) -> Transparent {
-        let proxy = Proxy::start_with(&["--mitm-port", "auto"], env);
+        Transparent::around(Proxy::start_with(&["--mitm-port", "auto"], env))
+    }
+
+    /// The transparent proxy of `proxy` (started with `--mitm-port`), set up as
+    /// [`Transparent::start`] does.
+    pub fn around(proxy: Proxy) -> Transparent {
         proxy.credentials(json!({ "ITEMS_KEY": "sk_test_transparent_0007" }));
         proxy.services(json!([
             { "name": "items", "host": "api.test.example", "auth": { "type": "bearer", "token": "ITEMS_KEY" } }

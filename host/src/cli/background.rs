@@ -19,6 +19,7 @@ use anyhow::{Context as _, bail};
 use zeroize::Zeroizing;
 
 use super::pidfile;
+use super::process;
 
 /// Set in the started server's environment: it is the background one, and does not detach.
 pub const DETACHED_ENV: &str = "_AGENT_VAULT_DETACHED";
@@ -54,9 +55,14 @@ pub fn start(data_dir: &Path, password: Option<Zeroizing<String>>) -> anyhow::Re
     }
     let executable = std::env::current_exe().context("finding the agent-vault executable")?;
     let mut command = Command::new(executable);
+    // The password reaches it on standard input only: not through the variables that gave
+    // it to this process, nor the pipe a restart handed it over on (`process.rs`).
     command
         .args(&args)
         .env(DETACHED_ENV, "1")
+        .env_remove(process::MASTER_PASSWORD_ENV)
+        .env_remove(process::MASTER_PASSWORD_FILE_ENV)
+        .env_remove(process::RESTARTED_ENV)
         .stdin(Stdio::piped())
         .stdout(log.try_clone().context("opening the server log")?)
         .stderr(log);

@@ -17,6 +17,7 @@ mod master_password;
 mod owner;
 mod pidfile;
 mod plugin;
+mod process;
 mod proposal;
 mod run;
 mod server;

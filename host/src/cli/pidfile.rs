@@ -26,7 +26,13 @@ pub struct PidFile {
 impl PidFile {
     /// Lock the data directory for this process, or say which server already has it.
     pub fn acquire(data_dir: &Path) -> anyhow::Result<PidFile> {
-        std::fs::create_dir_all(data_dir)
+        // The first thing a server creates: the data directory is private from the start.
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(data_dir)
             .with_context(|| format!("creating {}", data_dir.display()))?;
         let path = path(data_dir);
         let mut file = open(&path, true)?;

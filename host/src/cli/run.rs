@@ -244,8 +244,7 @@ fn write_bundle(data_dir: &Path, ca_pem: &str) -> anyhow::Result<PathBuf> {
         }
     }
     bundle.push_str(ca_pem);
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))?;
+    // Creates the data directory, 0700, if need be.
     client::write_private(data_dir, "ca-bundle.pem", bundle.as_bytes())?;
     Ok(data_dir.join("ca-bundle.pem"))
 }

@@ -1,9 +1,11 @@
 //! `agent-vault server`: open the store, unlock (or on first start set up) the master key,
 //! and run the server.
 //!
-//! The master password comes from `AGENT_VAULT_MASTER_PASSWORD` (removed from the process
-//! environment as soon as it is read), `--password-stdin`, or a prompt. A new instance can
-//! instead run `--passwordless`, which stores the data key unencrypted and says so.
+//! The master password comes from `AGENT_VAULT_MASTER_PASSWORD` (the server starts itself
+//! again without it in its environment), the file `AGENT_VAULT_MASTER_PASSWORD_FILE` names,
+//! `--password-stdin`, or a prompt. A new instance can instead run `--passwordless`, which
+//! stores the data key unencrypted and says so. Before any of that the process is made
+//! undumpable (`process.rs`).
 //!
 //! One server runs per data directory (`pidfile.rs`); `-d` runs it in the background and
 //! `server stop` stops it (`background.rs`).
@@ -19,7 +21,9 @@ use zeroize::Zeroizing;
 use super::background;
 use super::input;
 use super::pidfile::PidFile;
+use super::process::{self, MASTER_PASSWORD_ENV, MASTER_PASSWORD_FILE_ENV};
 use super::{DataDirArgs, data_dir_or_home};
+use crate::accept::ConnectionLimits;
 use crate::forward::{ResolvePin, UpstreamSettings, load_ca_file};
 use crate::proxy::ProxySettings;
 use crate::ratelimit::RateLimits;
@@ -27,9 +31,6 @@ use crate::server::{self, LogRetention, ServerConfig};
 use crate::store::sqlite::SqliteStore;
 use crate::vault::crypto::{DataKey, KdfParams};
 use crate::vault::master::{self, MasterKeyError, PASSWORDLESS_WARNING};
-
-/// The environment variable that may carry the master password.
-pub const MASTER_PASSWORD_ENV: &str = "AGENT_VAULT_MASTER_PASSWORD";
 
 #[derive(Debug, clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -124,6 +125,34 @@ pub struct ServerArgs {
         value_parser = clap::value_parser!(u64).range(1..=10_000)
     )]
     plugin_timeout_ceiling_ms: u64,
+    /// Seconds a client may take to send a request head (and, inside a tunnel, its TLS
+    /// handshake); also how long a kept-alive connection may wait for its next request.
+    #[arg(
+        long,
+        default_value_t = 10,
+        value_name = "SECONDS",
+        env = "AGENT_VAULT_HEADER_TIMEOUT",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    header_timeout: u64,
+    /// Open connections per listener; past it a new connection gets 503 [default: 4096, or
+    /// fewer if the file-descriptor limit cannot hold that many].
+    #[arg(
+        long,
+        value_name = "N",
+        env = "AGENT_VAULT_MAX_CONNECTIONS",
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+    )]
+    max_connections: Option<usize>,
+    /// Open connections per client address on each listener, 0 for no cap; past it a new
+    /// connection gets 429. Proxies in --trusted-proxies are not capped.
+    #[arg(
+        long,
+        default_value_t = crate::accept::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+        value_name = "N",
+        env = "AGENT_VAULT_MAX_CONNECTIONS_PER_ADDRESS"
+    )]
+    max_connections_per_address: usize,
     /// Reverse proxies in front of the server whose `X-Forwarded-For` names the client, for
     /// the per-address attempt limits: comma-separated CIDRs or addresses. Trust only
     /// proxies that append to the header.
@@ -170,9 +199,13 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         let data_dir = data_dir_or_home(stop.data_dir.as_deref())?;
         return background::stop(&data_dir, Duration::from_secs(stop.timeout));
     }
-    // First, before any other thread exists: take the password out of the environment.
-    let env_password = take_master_password_from_env();
+    // First, before anything reads the environment or starts a thread: a password in the
+    // environment is handed to this server started again without it.
+    process::restart_without_password_env()?;
     init_logging(&args.log_level);
+    process::forbid_dumps();
+    process::raise_fd_limit();
+    let env_password = process::given_password()?;
     // Flags first: a mistyped one must not set up a new instance on its way to failing.
     let mut allowlist = parse_allowlist(&args.network_allowlist)?;
     if args.allow_private_ranges {
@@ -235,6 +268,12 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
         trusted_proxies,
         plugin_timeout_ceiling: Duration::from_millis(args.plugin_timeout_ceiling_ms),
+        connections: ConnectionLimits {
+            header_timeout: Duration::from_secs(args.header_timeout),
+            max_connections: args.max_connections,
+            max_connections_per_address: Some(args.max_connections_per_address)
+                .filter(|cap| *cap > 0),
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -269,22 +308,6 @@ impl std::str::FromStr for MitmPort {
                 .map_err(|_| format!("{port:?} is not a port: use 1 to 65535, 0 (off) or auto")),
         }
     }
-}
-
-/// Read and remove `AGENT_VAULT_MASTER_PASSWORD`, so that child processes and anything that
-/// dumps the environment never see it.
-fn take_master_password_from_env() -> Option<Zeroizing<String>> {
-    let password = std::env::var(MASTER_PASSWORD_ENV).ok().map(Zeroizing::new);
-    if std::env::var_os(MASTER_PASSWORD_ENV).is_some() {
-        // SAFETY: called first thing in `run`, on the main thread, before the async runtime,
-        // the plugin engine or anything else has started a thread that could read the
-        // environment concurrently.
-        #[allow(unsafe_code)]
-        unsafe {
-            std::env::remove_var(MASTER_PASSWORD_ENV);
-        }
-    }
-    password.filter(|password| !password.is_empty())
 }
 
 /// The data key, and the master password that opened it (`None` for a passwordless
@@ -338,8 +361,9 @@ fn set_up(
             }
         }
         None => bail!(
-            "this is a new instance and no master password was given: set {MASTER_PASSWORD_ENV}, \
-             pass --password-stdin, or start with --passwordless ({PASSWORDLESS_WARNING})"
+            "this is a new instance and no master password was given: set {MASTER_PASSWORD_ENV} \
+             or {MASTER_PASSWORD_FILE_ENV}, pass --password-stdin, or start with --passwordless \
+             ({PASSWORDLESS_WARNING})"
         ),
     };
     if password.is_none() {
@@ -370,7 +394,7 @@ fn unlock(
     }
     if !input::interactive() {
         bail!(
-            "{}: set {MASTER_PASSWORD_ENV} or pass --password-stdin",
+            "{}: set {MASTER_PASSWORD_ENV} or {MASTER_PASSWORD_FILE_ENV}, or pass --password-stdin",
             MasterKeyError::PasswordRequired
         );
     }

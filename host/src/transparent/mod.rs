@@ -32,6 +32,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use zeroize::Zeroizing;
 
+use crate::accept::{ConnectionLimits, Counted};
 use crate::drain::DrainWatcher;
 use crate::forward::ProxyBody;
 use crate::proxy::{Caller, Ingress, ProxyError, ProxyState, Target, authenticate, route};
@@ -44,6 +45,9 @@ pub use ca::LocalCa;
 pub struct Transparent {
     pub proxy: Arc<ProxyState>,
     pub ca: Arc<LocalCa>,
+    /// The header timeout and the HTTP limits, for the listener's connections and inside
+    /// intercepted tunnels (`accept/`).
+    pub limits: ConnectionLimits,
 }
 
 /// The proxy credentials of a request: the token, and the vault it names, if any.
@@ -60,10 +64,6 @@ impl std::fmt::Debug for ProxyCredentials {
             .finish_non_exhaustive()
     }
 }
-
-/// How long a client may take to send a request head, or to finish a TLS handshake inside a
-/// tunnel.
-pub(crate) const HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 const AUTH_HELP: &str = "Proxy credentials required: set HTTPS_PROXY=http://{token}:{vault}@{proxy address} \
      (or send Proxy-Authorization: Bearer {token})";
@@ -158,19 +158,18 @@ fn connect_target(authority: Option<&http::uri::Authority>) -> Result<(String, u
 /// connection, its tunnels and its upstream connections all live on that worker's thread.
 pub async fn serve_connection(
     transparent: Arc<Transparent>,
-    stream: TcpStream,
+    stream: Counted<TcpStream>,
     peer: SocketAddr,
     watcher: DrainWatcher,
 ) {
     let tunnels = watcher.clone();
+    // A client that never finishes its request head must not hold a connection forever.
+    let builder = transparent.limits.http1();
     let service = hyper::service::service_fn(move |request| {
         let (transparent, tunnels) = (transparent.clone(), tunnels.clone());
         async move { Ok::<_, Infallible>(transparent.handle(request, tunnels, peer.ip()).await) }
     });
-    // A client that never finishes its request head must not hold a connection forever.
-    let connection = hyper::server::conn::http1::Builder::new()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEAD_TIMEOUT)
+    let connection = builder
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     let finished = watcher.watch(connection, |connection| connection.graceful_shutdown());

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use http::Response;
 use hyper::body::Incoming;
 use hyper::upgrade::Upgraded;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::{ProxyCredentials, Transparent, caller, valid_host};
+use crate::accept::FirstBytes;
 use crate::drain::DrainWatcher;
 use crate::forward::ProxyBody;
 use crate::proxy::{Ingress, ProxyError, Target, serve_request};
@@ -34,13 +34,18 @@ pub(super) async fn intercept(tunnel: Tunnel, upgraded: Upgraded, mut watcher: D
         () = watcher.draining() => None,
     };
     let Some(tls) = tls else { return };
+    // After the handshake, the same limits as on the listeners: the request heads (and the
+    // first bytes) within the header timeout, HTTP/2 bounded.
+    let limits = tunnel.transparent.limits;
     let tunnel = Arc::new(tunnel);
     let service = hyper::service::service_fn(move |request| {
         let tunnel = tunnel.clone();
         async move { Ok::<_, Infallible>(tunnel.serve(request).await) }
     });
-    let connection = auto::Builder::new(TokioExecutor::new())
-        .serve_connection_with_upgrades(TokioIo::new(tls), service)
+    let io = FirstBytes::new(tls, limits.header_timeout);
+    let connection = limits
+        .http()
+        .serve_connection_with_upgrades(TokioIo::new(io), service)
         .into_owned();
     let finished = watcher.watch(connection, |connection| connection.graceful_shutdown());
     if let Err(error) = finished.await {
@@ -55,11 +60,12 @@ async fn accept_tls(
     upgraded: Upgraded,
 ) -> Option<tokio_rustls::server::TlsStream<TokioIo<Upgraded>>> {
     let host = &tunnel.host;
+    let timeout = tunnel.transparent.limits.header_timeout;
     let acceptor = tokio_rustls::LazyConfigAcceptor::new(
         rustls::server::Acceptor::default(),
         TokioIo::new(upgraded),
     );
-    let start = match tokio::time::timeout(super::HEAD_TIMEOUT, acceptor).await {
+    let start = match tokio::time::timeout(timeout, acceptor).await {
         Ok(Ok(start)) => start,
         Ok(Err(error)) => {
             tracing::debug!(%host, "TLS from the agent failed: {error}");
@@ -85,7 +91,7 @@ async fn accept_tls(
             return None;
         }
     };
-    match tokio::time::timeout(super::HEAD_TIMEOUT, start.into_stream(config)).await {
+    match tokio::time::timeout(timeout, start.into_stream(config)).await {
         Ok(Ok(tls)) => Some(tls),
         Ok(Err(error)) => {
             tracing::debug!(%host, "TLS handshake with the agent failed: {error}");
