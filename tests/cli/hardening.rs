@@ -243,8 +243,8 @@ impl Drop for Slowloris {
     }
 }
 
-#[test]
-fn a_slowloris_crowd_on_both_listeners_is_closed_while_agents_are_served() {
+/// Run by the adversarial suite (`tests/cli/adversarial/`) under its case name.
+pub fn a_slowloris_crowd_on_both_listeners_is_closed_while_agents_are_served() {
     let t = Transparent::start_with(&[
         ("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.1/32"),
         ("AGENT_VAULT_HEADER_TIMEOUT", "3"),
@@ -367,8 +367,8 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
-#[test]
-fn oversized_request_heads_are_refused_on_both_listeners_and_inside_a_tunnel() {
+/// Run by the adversarial suite (`tests/cli/adversarial/`) under its case name.
+pub fn oversized_request_heads_are_refused_on_both_listeners_and_inside_a_tunnel() {
     let t = Transparent::start();
     let too_large = "HTTP/1.1 431 Request Header Fields Too Large";
     let control = t.proxy.server.address.clone();
@@ -614,8 +614,8 @@ fn running_out_of_file_descriptors_pauses_accepting_without_flooding_the_log() {
     );
 }
 
-#[test]
-fn a_server_short_of_file_descriptors_sheds_a_thousand_connects_with_503_and_recovers() {
+/// Run by the adversarial suite (`tests/cli/adversarial/`) under its case name.
+pub fn a_server_short_of_file_descriptors_sheds_a_thousand_connects_with_503_and_recovers() {
     raise_own_fd_limit();
     let proxy = Proxy::start_under(
         &["prlimit", "--nofile=256:256"],

@@ -1955,12 +1955,18 @@ fn stop(mut server: crate::support::Server) {
 
 // Scenario 10: overload.
 //
-// The checklist's fd exhaustion (`ulimit -n 256` and 1,000 concurrent CONNECTs) is built
-// with the connection caps, elsewhere. A cgroup memory limit needs cgroup delegation this
-// test suite does not assume. A starved epoch ticker: plugin calls are bounded by epoch
-// interruption only, no fuel (host/src/plugin/wasm.rs: a thread advances the epoch every
-// 5 ms); a starved ticker delays a deadline rather than lifting it, and a plugin that runs
-// past its deadline holds its request, never forwards it without a decision.
+// The checklist's fd exhaustion (`ulimit -n 256` and 1,000 concurrent CONNECTs) is the test
+// below, which runs the one in `tests/cli/hardening.rs` with the connection caps it
+// exercises. A cgroup memory limit needs cgroup delegation this test suite does not assume.
+// A starved epoch ticker: plugin calls are bounded by epoch interruption only, no fuel
+// (host/src/plugin/wasm/: a thread advances the epoch every millisecond); a starved ticker
+// delays a deadline rather than lifting it, and a plugin that runs past its deadline holds
+// its request, never forwards it without a decision.
+
+#[test]
+fn scenario_10_overload_file_descriptors_exhausted_by_a_thousand_connects() {
+    crate::hardening::a_server_short_of_file_descriptors_sheds_a_thousand_connects_with_503_and_recovers();
+}
 
 #[test]
 fn scenario_10_overload_burst_above_the_rate_limits() {

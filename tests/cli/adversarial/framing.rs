@@ -320,3 +320,9 @@ fn case_18_the_session_token_goes_nowhere_upstream() {
         assert!(request.header("proxy-authorization").is_empty());
     }
 }
+
+#[test]
+fn case_19_oversized_heads_are_refused_within_the_header_timeout() {
+    // In `tests/cli/hardening.rs`, with the head limits it exercises.
+    crate::hardening::oversized_request_heads_are_refused_on_both_listeners_and_inside_a_tunnel();
+}

@@ -131,6 +131,18 @@ fn case_25_no_output_channel_carries_the_canary_or_the_session_token() {
         !logs.to_string().contains(&proxy.token),
         "the session token is in the request log"
     );
+    // Core dumps are off (and the process is not dumpable): its memory never lands in a file.
+    let limits =
+        std::fs::read_to_string(format!("/proc/{}/limits", proxy.server.child.id())).unwrap();
+    let core = limits
+        .lines()
+        .find(|line| line.starts_with("Max core file size"))
+        .unwrap()
+        .split_whitespace()
+        .skip(4)
+        .take(2)
+        .collect::<Vec<_>>();
+    assert_eq!(core, ["0", "0"], "{limits}");
     // The server's own log, at debug level.
     proxy.server.terminate();
     let log = proxy.server.rest_of_log().join("\n");

@@ -1,4 +1,5 @@
-//! Adversarial cases 20-22: resource abuse. Bodies larger than the limits, in both
+//! Adversarial cases 20-22: resource abuse. Case 20 runs the slowloris crowd of
+//! `tests/cli/hardening.rs`, next to the listener limits it exercises. Bodies larger than the limits, in both
 //! directions, and compressed answers built to explode. (Memory figures — RSS flat while 10
 //! GiB stream through — are measured by `bench/`, not asserted here: tests check behaviour.)
 
@@ -54,16 +55,8 @@ fn chunked_upload(proxy: &Proxy, target: &str, headers: &str, total: usize) -> S
 }
 
 #[test]
-fn case_20_slowloris_is_covered_by_the_listener_tests() {
-    // The slowloris case and the oversized heads of case 19 are in `tests/cli/hardening.rs`
-    // with the listener limits they exercise; this test only keeps the case's name in the
-    // suite's index and checks that the limits it relies on are documented.
-    let docs =
-        std::fs::read_to_string(crate::support::workspace_root().join("docs/proxy.md")).unwrap();
-    assert!(
-        docs.to_lowercase().contains("header"),
-        "docs/proxy.md names the header limits"
-    );
+fn case_20_slowloris_connections_are_closed_while_agents_are_served() {
+    crate::hardening::a_slowloris_crowd_on_both_listeners_is_closed_while_agents_are_served();
 }
 
 #[test]
