@@ -19,7 +19,9 @@ use tokio::net::TcpListener;
 
 use http_body_util::BodyExt as _;
 
-use crate::accept::{Admitted, ConnectionLimits, Counted, Door, FirstBytes, Slot};
+use crate::accept::{
+    Abortable, Admitted, ConnectionLimits, Counted, Door, FirstBytes, Slot, StrictHeads,
+};
 use crate::api::MitmInfo;
 use crate::api::{self, ApiState};
 use crate::audit::RequestLog;
@@ -263,23 +265,26 @@ pub async fn run(
                 };
                 let worker = workers.next_index();
                 let (state, proxy) = (state.clone(), worker_proxies[worker].clone());
-                let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
-                    let (state, proxy) = (state.clone(), proxy.clone());
-                    async move {
-                        let response = if proxy::is_proxy_request(request.uri().path()) {
-                            proxy::handle(proxy, request, peer.ip()).await
-                        } else {
-                            api::handle(state, request, peer.ip())
-                                .await
-                                .map(|body| body.map_err(|never| match never {}).boxed_unsync())
-                        };
-                        Ok::<_, Infallible>(response)
-                    }
-                });
                 let (builder, watcher) = (builder.clone(), drain.watcher());
                 workers.spawn(worker, async move {
                     let Some(stream) = adopt(stream, peer) else { return };
-                    let io = FirstBytes::new(Counted::new(stream, slot), connections.header_timeout);
+                    let (stream, abort) = Abortable::new(stream);
+                    let service = hyper::service::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
+                        let (state, proxy) = (state.clone(), proxy.clone());
+                        request.extensions_mut().insert(abort.clone());
+                        async move {
+                            let response = if proxy::is_proxy_request(request.uri().path()) {
+                                proxy::handle(proxy, request, peer.ip()).await
+                            } else {
+                                api::handle(state, request, peer.ip())
+                                    .await
+                                    .map(|body| body.map_err(|never| match never {}).boxed_unsync())
+                            };
+                            Ok::<_, Infallible>(response)
+                        }
+                    });
+                    let stream = Counted::new(StrictHeads::new(stream), slot);
+                    let io = FirstBytes::new(stream, connections.header_timeout);
                     let connection = builder
                         .serve_connection_with_upgrades(TokioIo::new(io), service)
                         .into_owned();
@@ -299,8 +304,9 @@ pub async fn run(
                 let watcher = drain.watcher();
                 workers.spawn(worker, async move {
                     let Some(stream) = adopt(stream, peer) else { return };
-                    let stream = Counted::new(stream, slot);
-                    crate::transparent::serve_connection(transparent, stream, peer, watcher).await;
+                    let (stream, abort) = Abortable::new(stream);
+                    let stream = Counted::new(StrictHeads::new(stream), slot);
+                    crate::transparent::serve_connection(transparent, stream, abort, peer, watcher).await;
                 });
             }
             () = &mut shutdown => break,

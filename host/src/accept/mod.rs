@@ -15,7 +15,9 @@
 //! - The per-listener cap's default is fitted to the file-descriptor limit, which the server
 //!   raises to its hard limit at start (`cli/process.rs`).
 
+mod abort;
 mod gate;
+mod heads;
 mod http;
 
 use std::net::SocketAddr;
@@ -26,7 +28,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
 use crate::forwarded::TrustedProxies;
+pub use abort::{Abort, AbortSignal, Abortable};
 pub use gate::{Gate, Refusal, Slot};
+pub use heads::{HeadScanner, StrictHeads};
 pub use http::{Counted, FirstBytes, H2_MAX_STREAMS, H2_PING_INTERVAL, MAX_HEAD_BYTES};
 
 /// How often a repeated accept failure or refusal is logged, at most.

@@ -36,6 +36,7 @@ use http::{Method, Response};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 
+use crate::accept::AbortSignal;
 use crate::api::ApiState;
 use crate::forward::websocket::NewRewriter;
 use crate::forward::{
@@ -183,6 +184,10 @@ async fn exchange(
     draft: &mut LogDraft,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let request_method = parts.method.clone();
+    // An HTTP/1 connection ends in an abort if the answer relayed on it breaks off.
+    let abort = (parts.version < http::Version::HTTP_2)
+        .then(|| parts.extensions.get::<AbortSignal>().cloned())
+        .flatten();
     // A WebSocket (or other) upgrade: the protocol asked for, and the agent's side of it.
     let upgrade = ingress::upgrade_protocol(&parts.headers).map(|protocol| {
         (
@@ -424,7 +429,7 @@ async fn exchange(
         }
         None => body,
     };
-    let body = body
+    let body = relay_failures(body, abort)
         .map_frame(move |frame| {
             let _held = &permit;
             frame
@@ -550,6 +555,20 @@ fn check_outgoing(
          placeholders",
         service.name
     )))
+}
+
+/// `body`, raising `abort` if it fails: the agent's connection must then end in an abort,
+/// not a close that would pass for the end of the answer (`accept/abort.rs`).
+fn relay_failures(body: ProxyBody, abort: Option<AbortSignal>) -> ProxyBody {
+    match abort {
+        Some(abort) => body
+            .map_err(move |error| {
+                abort.raise();
+                error
+            })
+            .boxed_unsync(),
+        None => body,
+    }
 }
 
 /// An upstream failure, unless it was the agent's body that failed: too large (413) or cut

@@ -32,7 +32,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use zeroize::Zeroizing;
 
-use crate::accept::{ConnectionLimits, Counted};
+use crate::accept::{AbortSignal, Abortable, ConnectionLimits, Counted, StrictHeads};
 use crate::drain::DrainWatcher;
 use crate::forward::ProxyBody;
 use crate::proxy::{Caller, Ingress, ProxyError, ProxyState, Target, authenticate, route};
@@ -158,15 +158,17 @@ fn connect_target(authority: Option<&http::uri::Authority>) -> Result<(String, u
 /// connection, its tunnels and its upstream connections all live on that worker's thread.
 pub async fn serve_connection(
     transparent: Arc<Transparent>,
-    stream: Counted<TcpStream>,
+    stream: Counted<StrictHeads<Abortable<TcpStream>>>,
+    abort: AbortSignal,
     peer: SocketAddr,
     watcher: DrainWatcher,
 ) {
     let tunnels = watcher.clone();
     // A client that never finishes its request head must not hold a connection forever.
     let builder = transparent.limits.http1();
-    let service = hyper::service::service_fn(move |request| {
+    let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
         let (transparent, tunnels) = (transparent.clone(), tunnels.clone());
+        request.extensions_mut().insert(abort.clone());
         async move { Ok::<_, Infallible>(transparent.handle(request, tunnels, peer.ip()).await) }
     });
     let connection = builder

@@ -11,7 +11,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::{ProxyCredentials, Transparent, caller, valid_host};
-use crate::accept::FirstBytes;
+use crate::accept::{Abortable, FirstBytes, StrictHeads};
 use crate::drain::DrainWatcher;
 use crate::forward::ProxyBody;
 use crate::proxy::{Ingress, ProxyError, Target, serve_request};
@@ -38,11 +38,13 @@ pub(super) async fn intercept(tunnel: Tunnel, upgraded: Upgraded, mut watcher: D
     // first bytes) within the header timeout, HTTP/2 bounded.
     let limits = tunnel.transparent.limits;
     let tunnel = Arc::new(tunnel);
-    let service = hyper::service::service_fn(move |request| {
+    let (tls, abort) = Abortable::new(tls);
+    let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
         let tunnel = tunnel.clone();
+        request.extensions_mut().insert(abort.clone());
         async move { Ok::<_, Infallible>(tunnel.serve(request).await) }
     });
-    let io = FirstBytes::new(tls, limits.header_timeout);
+    let io = FirstBytes::new(StrictHeads::new(tls), limits.header_timeout);
     let connection = limits
         .http()
         .serve_connection_with_upgrades(TokioIo::new(io), service)
