@@ -806,6 +806,33 @@ fn no_spelling_of_a_path_reaches_what_an_allow_rule_excludes() {
     );
 }
 
+/// Found by the `path` fuzz target: `%+c` was read as the escape of byte 0x0c.
+#[test]
+fn a_percent_sign_followed_by_a_sign_is_a_bad_escape() {
+    let proxy = Proxy::start();
+    proxy.credentials(json!({ "API_TOKEN": "tok" }));
+    proxy.services(json!([bearer_service("api", "api.test.example")]));
+    let before = proxy.upstream.received().len();
+    for path in ["/files/a%+c", "/files/%+0"] {
+        let answer = proxy.call("GET", "api.test.example", path, &[]);
+        assert_eq!(
+            answer.proxy_error(),
+            (400, "bad_request".to_owned()),
+            "{path}"
+        );
+        assert_eq!(
+            answer.json()["message"],
+            "the path has a \"%\" that is not followed by two hex digits",
+            "{path}"
+        );
+    }
+    assert_eq!(
+        proxy.upstream.received().len(),
+        before,
+        "nothing reached the upstream"
+    );
+}
+
 #[test]
 fn every_proxied_request_is_logged_without_query_or_values() {
     let proxy = Proxy::start();

@@ -27,8 +27,11 @@ pub fn canonical_path(raw: &str) -> Result<String, PathError> {
     while index < bytes.len() {
         match bytes[index] {
             b'%' => {
+                // Two hex digits and nothing else: `from_str_radix` alone would also take a
+                // sign, reading `%+c` as a control character where the upstream sees text.
                 let hex = bytes
                     .get(index + 1..index + 3)
+                    .filter(|hex| hex.iter().all(u8::is_ascii_hexdigit))
                     .ok_or(PathError::BadEncoding)?;
                 let text = std::str::from_utf8(hex).map_err(|_| PathError::BadEncoding)?;
                 let value = u8::from_str_radix(text, 16).map_err(|_| PathError::BadEncoding)?;
@@ -268,6 +271,14 @@ mod tests {
             );
         }
         assert_eq!(canonical_path("/a%zz"), Err(PathError::BadEncoding));
+    }
+
+    #[test]
+    fn an_escape_is_two_hex_digits_never_a_signed_number() {
+        for bad in ["/a%+c", "/a%+0/b", "/%+f", "/a%-1", "/a% 1"] {
+            assert_eq!(canonical_path(bad), Err(PathError::BadEncoding), "{bad}");
+        }
+        assert_eq!(canonical_path("/a%2bc").unwrap(), "/a+c");
     }
 
     #[test]
