@@ -490,6 +490,25 @@ fn an_upstream_that_echoes_the_request_never_returns_a_credential() {
         .wait_for_log(&["credential echo", "service=\"bearer\""]);
 }
 
+/// Found by the `decision` fuzz target: a value with `..\` in a path placeholder became
+/// `..%5C`, a dot segment to the route and to servers that read `\` as `/`.
+#[test]
+fn a_path_value_that_climbs_with_a_backslash_is_refused() {
+    let proxy = Proxy::start();
+    proxy.credentials(json!({ "SID": "..\\admin" }));
+    proxy.services(passthrough_with(json!([
+        { "key": "SID", "placeholder": "__sid__", "in": ["path"] },
+    ])));
+    let before = proxy.upstream.received().len();
+    let answer = proxy.call("GET", "api.test.example", "/files/__sid__", &[]);
+    assert_eq!(answer.proxy_error(), (502, "substitution_error".into()));
+    assert_eq!(
+        answer.json()["message"],
+        "the path after substituting \"SID\" must not have \".\" or \"..\" segments"
+    );
+    assert_eq!(proxy.upstream.received().len(), before);
+}
+
 #[test]
 fn compressed_answers_are_refused_or_passed_as_the_service_says() {
     let proxy = Proxy::start();
