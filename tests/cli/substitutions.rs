@@ -509,6 +509,29 @@ fn a_path_value_that_climbs_with_a_backslash_is_refused() {
     assert_eq!(proxy.upstream.received().len(), before);
 }
 
+/// Found by the `redact` fuzz target: an upstream in Python (httpbin) quotes the JSON body it
+/// echoes with non-ASCII as `\u` escapes; a value with a quote and an accent came back.
+#[test]
+fn a_json_body_echoed_by_python_never_returns_the_credential() {
+    let proxy = Proxy::start();
+    proxy.credentials(json!({ "SEC": "pa\"ss é-word" }));
+    proxy.services(passthrough_with(json!([
+        { "key": "SEC", "placeholder": "__sec__", "in": ["body"] },
+    ])));
+    let answer = post(
+        &proxy,
+        "/echo-ascii",
+        "application/json",
+        br#"{"s":"__sec__"}"#,
+    );
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(
+        proxy.upstream.last().body,
+        r#"{"s":"pa\"ss é-word"}"#.as_bytes()
+    );
+    assert_eq!(answer.json()["body"], r#"{"s":"__sec__"}"#);
+}
+
 #[test]
 fn compressed_answers_are_refused_or_passed_as_the_service_says() {
     let proxy = Proxy::start();

@@ -10,7 +10,8 @@
 //! `/big` sends 64 KiB; a path with an `echo` segment answers with the request (httpbin style: method, target,
 //! headers and body as JSON, the query in a `Location` header and the `Authorization` in
 //! `WWW-Authenticate` and `X-Echo-Authorization`), `echo-stream` the same in small chunks
-//! without a length, `echo-gzip` the same labelled `Content-Encoding: gzip`; anything else
+//! without a length, `echo-gzip` the same labelled `Content-Encoding: gzip`, `echo-ascii` the
+//! same with non-ASCII as `\u` escapes (Python's `json.dumps`, which httpbin uses); anything else
 //! answers 200 `{"ok":true}`.
 
 use std::convert::Infallible;
@@ -345,6 +346,19 @@ fn echo(
         "-gzip" => {
             response = response.header("content-encoding", "gzip");
             Full::new(Bytes::from(text)).boxed()
+        }
+        "-ascii" => {
+            let mut ascii = String::with_capacity(text.len());
+            for character in text.chars() {
+                if character.is_ascii() {
+                    ascii.push(character);
+                } else {
+                    for unit in character.encode_utf16(&mut [0; 2]) {
+                        ascii.push_str(&format!("\\u{unit:04x}"));
+                    }
+                }
+            }
+            Full::new(Bytes::from(ascii)).boxed()
         }
         _ => Full::new(Bytes::from(text)).boxed(),
     };

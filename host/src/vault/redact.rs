@@ -255,11 +255,15 @@ fn json_forms(value: &[u8], forms: &mut Vec<Zeroizing<Vec<u8>>>) {
         variants.push(ascii_only(escaped));
     }
     // Escaped twice: a JSON request body quoted as a string in a JSON answer (httpbin's
-    // `data`), the value's own escapes escaped again.
+    // `data`), the value's own escapes escaped again; by Python, non-ASCII as `\u` escapes.
     if let Ok(once) = std::str::from_utf8(escaped) {
         let mut twice = Zeroizing::new(Vec::with_capacity(once.len() * 6 + 2));
         if serde_json::to_writer(&mut *twice, once).is_ok() && twice.len() != quoted.len() {
-            variants.push(Zeroizing::new(twice[1..twice.len() - 1].to_vec()));
+            let twice = &twice[1..twice.len() - 1];
+            if !text.is_ascii() {
+                variants.push(ascii_only(twice));
+            }
+            variants.push(Zeroizing::new(twice.to_vec()));
         }
     }
     for variant in variants {
@@ -492,6 +496,18 @@ mod tests {
         let redacted = String::from_utf8(redact(&redactor, answer.as_bytes())).unwrap();
         let parsed: serde_json::Value = serde_json::from_str(&redacted).unwrap();
         assert_eq!(parsed["data"], format!("{{\"s\":\"{LABEL}\"}}"));
+    }
+
+    /// Found by the `redact` fuzz target: httpbin, in Python, quotes the JSON body it echoes
+    /// with non-ASCII as `\u` escapes, and that form of a value with both was not looked for.
+    #[test]
+    fn a_json_body_quoted_by_python_inside_a_json_answer_is_redacted() {
+        let redactor = redactor("pa\"ss é-word".as_bytes());
+        let answer = r#"{"data": "{\"s\": \"pa\\\"ss \u00e9-word\"}"}"#;
+        assert_eq!(
+            String::from_utf8(redact(&redactor, answer.as_bytes())).unwrap(),
+            format!(r#"{{"data": "{{\"s\": \"{LABEL}\"}}"}}"#)
+        );
     }
 
     #[test]
