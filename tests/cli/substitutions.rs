@@ -532,6 +532,34 @@ fn a_json_body_echoed_by_python_never_returns_the_credential() {
     assert_eq!(answer.json()["body"], r#"{"s":"__sec__"}"#);
 }
 
+/// Found by the `redact` fuzz target: redacting a header with three values or more panicked
+/// (in `http`'s `insert_mult`), and the agent got no answer at all.
+#[test]
+fn a_credential_echoed_in_one_of_many_headers_of_a_name_is_redacted() {
+    let proxy = Proxy::start();
+    proxy.credentials(json!({ "KEY": "sk-live-0123456789" }));
+    proxy.services(passthrough_with(json!([
+        { "key": "KEY", "placeholder": "__key__", "in": ["query"] },
+    ])));
+    let answer = proxy.call(
+        "GET",
+        "api.test.example",
+        "/echo-headers?x-a=one&x-b=1&x-a=__key__&x-a=three&x-b=2",
+        &[],
+    );
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let values = |name: &str| {
+        answer
+            .headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(values("x-a"), ["one", "__key__", "three"]);
+    assert_eq!(values("x-b"), ["1", "2"]);
+}
+
 #[test]
 fn compressed_answers_are_refused_or_passed_as_the_service_says() {
     let proxy = Proxy::start();

@@ -11,7 +11,9 @@
 //! headers and body as JSON, the query in a `Location` header and the `Authorization` in
 //! `WWW-Authenticate` and `X-Echo-Authorization`), `echo-stream` the same in small chunks
 //! without a length, `echo-gzip` the same labelled `Content-Encoding: gzip`, `echo-ascii` the
-//! same with non-ASCII as `\u` escapes (Python's `json.dumps`, which httpbin uses); anything else
+//! same with non-ASCII as `\u` escapes (Python's `json.dumps`, which httpbin uses),
+//! `echo-headers` the same with each query pair also a response header (httpbin's
+//! `/response-headers`); anything else
 //! answers 200 `{"ok":true}`.
 
 use std::convert::Infallible;
@@ -345,6 +347,18 @@ fn echo(
         }
         "-gzip" => {
             response = response.header("content-encoding", "gzip");
+            Full::new(Bytes::from(text)).boxed()
+        }
+        "-headers" => {
+            for (name, value) in parts
+                .uri
+                .query()
+                .unwrap_or_default()
+                .split('&')
+                .filter_map(|pair| pair.split_once('='))
+            {
+                response = response.header(name, value);
+            }
             Full::new(Bytes::from(text)).boxed()
         }
         "-ascii" => {
