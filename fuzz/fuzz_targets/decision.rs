@@ -69,6 +69,9 @@ const FORBIDDEN: &[&str] = &[
 ];
 const FORBIDDEN_PREFIX: &str = "x-agent-vault-";
 
+/// The longest URI the `http` crate takes (`u16::MAX - 1`).
+const MAX_URI_LEN: usize = 65_534;
+
 const BOUND_SLOTS: [&str; 3] = ["token", "user", "pass"];
 const MARKER: &str = "SeCrEt";
 
@@ -299,12 +302,16 @@ fn check_and_apply(
         );
     }
     let target = after.path_and_query();
-    let parsed: http::uri::PathAndQuery = target
-        .parse()
-        .unwrap_or_else(|_| panic!("{target:?} is not a request target"));
-    assert_eq!(parsed.path(), after.path, "{target:?}");
-    assert_eq!(parsed.query(), after.query.as_deref(), "{target:?}");
     assert!(!target.contains('#'), "{target:?}");
+    match target.parse::<http::uri::PathAndQuery>() {
+        Ok(parsed) => {
+            assert_eq!(parsed.path(), after.path, "{target:?}");
+            assert_eq!(parsed.query(), after.query.as_deref(), "{target:?}");
+        }
+        // Longer than `http` can carry: the forwarder refuses it before anything is sent.
+        Err(_) if target.len() >= MAX_URI_LEN => {}
+        Err(error) => panic!("{target:?} is not a request target: {error}"),
+    }
 
     for value in distinctive(values, forward, &before) {
         for (name, header) in after.headers.iter() {

@@ -37,6 +37,9 @@ use agent_vault_fuzz::json::Json;
 use agent_vault_fuzz::reference;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+/// The longest URI the `http` crate takes (`u16::MAX - 1`).
+const MAX_URI_LEN: usize = 65_534;
+
 struct Entry {
     key: String,
     text: String,
@@ -182,8 +185,12 @@ fn check_head(placeholders: &Placeholders, entries: &[Entry], head: RequestHead)
         );
     }
     let target = after.path_and_query();
-    let parsed: http::uri::PathAndQuery = target.parse().expect("a valid request target");
-    assert_eq!(parsed.path(), after.path);
+    match target.parse::<http::uri::PathAndQuery>() {
+        Ok(parsed) => assert_eq!(parsed.path(), after.path),
+        // Longer than `http` can carry: the forwarder refuses it before anything is sent.
+        Err(_) if target.len() >= MAX_URI_LEN => {}
+        Err(error) => panic!("{target:?} is not a request target: {error}"),
+    }
 
     let mut expected = before.headers.iter().map(|(name, value)| {
         let mut bytes = value.as_bytes().to_vec();
