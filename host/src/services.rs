@@ -541,7 +541,12 @@ fn validate_one(spec: &ServiceSpec, rules: Rules<'_>) -> Result<Service, String>
 
 /// `host[:port][/path]` into its parts; the host lower-cased.
 fn split_inline_host(inline: &str) -> Result<(String, Option<u16>, Option<&str>), String> {
-    if inline.contains("://") {
+    // A scheme comes before the path; the path may hold `://` (`/go/https://...`), and the
+    // stored inline form of a service with such a path must read back.
+    if let Some(slash) = inline.find('/')
+        && inline[..slash].ends_with(':')
+        && inline[slash..].starts_with("//")
+    {
         return Err(format!("host {inline:?} must not include a scheme"));
     }
     let (authority, path) = match inline.find('/') {
@@ -1076,6 +1081,33 @@ mod tests {
         assert_eq!(from_document(&to_document(&services)).unwrap(), services);
         assert_eq!(services[0].host, "api.stripe.com");
         assert!(!services[0].enabled);
+    }
+
+    /// Found by the `services` fuzz target: a path with `://` was accepted, but its stored
+    /// inline form (`host/path`) read back as a host with a scheme, and the vault's
+    /// services could no longer be read at all.
+    #[test]
+    fn a_path_holding_a_url_survives_storage_and_a_scheme_is_still_refused() {
+        let services = check(json!([{ "name": "goto", "host": "api.example.com",
+            "path": "/go/https://x.example/*", "auth": { "type": "passthrough" } }]))
+        .unwrap();
+        assert_eq!(
+            services[0].inline_host(),
+            "api.example.com/go/https://x.example/*"
+        );
+        assert_eq!(from_document(&to_document(&services)), Ok(services));
+        for host in [
+            "https://api.example.com",
+            "http://api.example.com/a",
+            "api.example.com://x",
+        ] {
+            assert_eq!(
+                check(json!([{ "name": "xyz", "host": host, "auth": { "type": "passthrough" } }])),
+                Err(format!(
+                    "service 0: host {host:?} must not include a scheme"
+                ))
+            );
+        }
     }
 
     #[test]

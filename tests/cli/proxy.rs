@@ -816,6 +816,55 @@ fn no_spelling_of_a_path_reaches_what_an_allow_rule_excludes() {
     );
 }
 
+/// Found by the `services` fuzz target: a service whose path held `://` was accepted, then
+/// its stored form read back as a host with a scheme and every service of the vault stopped
+/// working.
+#[test]
+fn a_service_path_holding_a_scheme_separator_leaves_the_vault_working() {
+    let proxy = Proxy::start();
+    proxy.credentials(json!({ "API_TOKEN": "tok" }));
+    proxy.services(json!([
+        { "name": "odd", "host": "odd.test.example", "path": "/go/https://*",
+          "auth": { "type": "bearer", "token": "API_TOKEN" } },
+        bearer_service("api", "api.test.example"),
+    ]));
+    let listed = proxy.api("GET", "/v1/vaults/default/services", json!({}));
+    assert_eq!(
+        listed["services"][0]["host"], "odd.test.example/go/https://*",
+        "{listed}"
+    );
+    let answer = proxy.call("GET", "api.test.example", "/v1/charges", &[]);
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(proxy.upstream.last().target, "/v1/charges");
+}
+
+/// Found by the `path` fuzz target: `%+c` was read as the escape of byte 0x0c.
+#[test]
+fn a_percent_sign_followed_by_a_sign_is_a_bad_escape() {
+    let proxy = Proxy::start();
+    proxy.credentials(json!({ "API_TOKEN": "tok" }));
+    proxy.services(json!([bearer_service("api", "api.test.example")]));
+    let before = proxy.upstream.received().len();
+    for path in ["/files/a%+c", "/files/%+0"] {
+        let answer = proxy.call("GET", "api.test.example", path, &[]);
+        assert_eq!(
+            answer.proxy_error(),
+            (400, "bad_request".to_owned()),
+            "{path}"
+        );
+        assert_eq!(
+            answer.json()["message"],
+            "the path has a \"%\" that is not followed by two hex digits",
+            "{path}"
+        );
+    }
+    assert_eq!(
+        proxy.upstream.received().len(),
+        before,
+        "nothing reached the upstream"
+    );
+}
+
 #[test]
 fn every_proxied_request_is_logged_without_query_or_values() {
     let proxy = Proxy::start();

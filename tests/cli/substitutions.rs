@@ -490,6 +490,76 @@ fn an_upstream_that_echoes_the_request_never_returns_a_credential() {
         .wait_for_log(&["credential echo", "service=\"bearer\""]);
 }
 
+/// Found by the `decision` fuzz target: a value with `..\` in a path placeholder became
+/// `..%5C`, a dot segment to the route and to servers that read `\` as `/`.
+#[test]
+fn a_path_value_that_climbs_with_a_backslash_is_refused() {
+    let proxy = Proxy::start();
+    proxy.credentials(json!({ "SID": "..\\admin" }));
+    proxy.services(passthrough_with(json!([
+        { "key": "SID", "placeholder": "__sid__", "in": ["path"] },
+    ])));
+    let before = proxy.upstream.received().len();
+    let answer = proxy.call("GET", "api.test.example", "/files/__sid__", &[]);
+    assert_eq!(answer.proxy_error(), (502, "substitution_error".into()));
+    assert_eq!(
+        answer.json()["message"],
+        "the path after substituting \"SID\" must not have \".\" or \"..\" segments"
+    );
+    assert_eq!(proxy.upstream.received().len(), before);
+}
+
+/// Found by the `redact` fuzz target: an upstream in Python (httpbin) quotes the JSON body it
+/// echoes with non-ASCII as `\u` escapes; a value with a quote and an accent came back.
+#[test]
+fn a_json_body_echoed_by_python_never_returns_the_credential() {
+    let proxy = Proxy::start();
+    proxy.credentials(json!({ "SEC": "pa\"ss é-word" }));
+    proxy.services(passthrough_with(json!([
+        { "key": "SEC", "placeholder": "__sec__", "in": ["body"] },
+    ])));
+    let answer = post(
+        &proxy,
+        "/echo-ascii",
+        "application/json",
+        br#"{"s":"__sec__"}"#,
+    );
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(
+        proxy.upstream.last().body,
+        r#"{"s":"pa\"ss é-word"}"#.as_bytes()
+    );
+    assert_eq!(answer.json()["body"], r#"{"s":"__sec__"}"#);
+}
+
+/// Found by the `redact` fuzz target: redacting a header with three values or more panicked
+/// (in `http`'s `insert_mult`), and the agent got no answer at all.
+#[test]
+fn a_credential_echoed_in_one_of_many_headers_of_a_name_is_redacted() {
+    let proxy = Proxy::start();
+    proxy.credentials(json!({ "KEY": "sk-live-0123456789" }));
+    proxy.services(passthrough_with(json!([
+        { "key": "KEY", "placeholder": "__key__", "in": ["query"] },
+    ])));
+    let answer = proxy.call(
+        "GET",
+        "api.test.example",
+        "/echo-headers?x-a=one&x-b=1&x-a=__key__&x-a=three&x-b=2",
+        &[],
+    );
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let values = |name: &str| {
+        answer
+            .headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(values("x-a"), ["one", "__key__", "three"]);
+    assert_eq!(values("x-b"), ["1", "2"]);
+}
+
 #[test]
 fn compressed_answers_are_refused_or_passed_as_the_service_says() {
     let proxy = Proxy::start();

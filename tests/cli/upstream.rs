@@ -12,8 +12,11 @@
 //! there (307); a path with an `echo` segment answers with the request (httpbin style: method, target,
 //! headers and body as JSON, the query in a `Location` header and the `Authorization` in
 //! `WWW-Authenticate` and `X-Echo-Authorization`), `echo-stream` the same in small chunks
-//! without a length, `echo-gzip` the same labelled `Content-Encoding: gzip`, `echo-encoded` the `Authorization` in
-//! hex (both cases), percent-encoded and base64 (both alphabets); anything else
+//! without a length, `echo-gzip` the same labelled `Content-Encoding: gzip`, `echo-encoded` the
+//! `Authorization` in hex (both cases), percent-encoded and base64 (both alphabets),
+//! `echo-ascii` the same as `echo` with non-ASCII as `\u` escapes (Python's `json.dumps`,
+//! which httpbin uses), `echo-headers` the same with each query pair also a response header
+//! (httpbin's `/response-headers`); anything else
 //! answers 200 `{"ok":true}`.
 
 use std::convert::Infallible;
@@ -391,6 +394,31 @@ fn echo(
                 serde_json::json!({ "forms": forms }).to_string(),
             ))
             .boxed()
+        }
+        "-headers" => {
+            for (name, value) in parts
+                .uri
+                .query()
+                .unwrap_or_default()
+                .split('&')
+                .filter_map(|pair| pair.split_once('='))
+            {
+                response = response.header(name, value);
+            }
+            Full::new(Bytes::from(text)).boxed()
+        }
+        "-ascii" => {
+            let mut ascii = String::with_capacity(text.len());
+            for character in text.chars() {
+                if character.is_ascii() {
+                    ascii.push(character);
+                } else {
+                    for unit in character.encode_utf16(&mut [0; 2]) {
+                        ascii.push_str(&format!("\\u{unit:04x}"));
+                    }
+                }
+            }
+            Full::new(Bytes::from(ascii)).boxed()
         }
         _ => Full::new(Bytes::from(text)).boxed(),
     };

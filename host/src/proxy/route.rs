@@ -422,6 +422,14 @@ mod tests {
     }
 
     #[test]
+    fn an_escape_is_two_hex_digits_never_a_signed_number() {
+        for bad in ["/a%+c", "/a%+0/b", "/%+f", "/a%-1", "/a% 1"] {
+            assert_eq!(canonical_path(bad), Err(PathError::BadEncoding), "{bad}");
+        }
+        assert_eq!(canonical_path("/a%2bc").unwrap(), "/a+c");
+    }
+
+    #[test]
     fn allow_rules_match_method_and_canonical_path() {
         let rules = vec![AllowRule {
             methods: vec!["GET".into()],

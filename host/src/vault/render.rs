@@ -260,8 +260,10 @@ pub(super) fn check_path(path: &[u8]) -> Result<(), RenderError> {
         rest = &rest[index + 3..];
     }
     let decoded = percent_encoding::percent_decode(path).collect::<Vec<u8>>();
+    // `\` separates segments too, as the route reads a path (`proxy/route.rs`) and as some
+    // servers do: `..%5C` must not climb out of the path either.
     if decoded
-        .split(|&byte| byte == b'/')
+        .split(|&byte| byte == b'/' || byte == b'\\')
         .any(|segment| segment == b"." || segment == b"..")
     {
         return Err(RenderError::InvalidPath(
@@ -426,5 +428,29 @@ mod tests {
         ] {
             assert!(render_path(bad).is_err(), "{bad}");
         }
+    }
+
+    /// Found by the `decision` fuzz target: a plugin's path could climb with `..%5C`, which
+    /// the route itself refuses as a dot segment.
+    #[test]
+    fn a_backslash_separates_dot_segments_in_a_path() {
+        let creds = credentials();
+        let render_path = |raw: &str| path(&[part(Encoding::Raw, vec![text(raw)])], &creds);
+        for bad in [
+            "/a/..%5Cadmin",
+            "/a%5C..%5Cb",
+            "/a/.%5c",
+            "/%5C..",
+            "/a/%2e%2e%5cb",
+        ] {
+            assert_eq!(
+                render_path(bad),
+                Err(RenderError::InvalidPath(
+                    "must not have \".\" or \"..\" segments"
+                )),
+                "{bad}"
+            );
+        }
+        assert_eq!(render_path("/a/..b%5Cc").unwrap(), "/a/..b%5Cc");
     }
 }
