@@ -612,7 +612,9 @@ fn owner_and_session(
 /// back (the server was killed).
 fn try_proxy_get(address: &str, target: &str, token: &str) -> Option<u16> {
     let mut stream = std::net::TcpStream::connect(address).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
     let request = format!(
         "GET {target} HTTP/1.1\r\nhost: {address}\r\nauthorization: Bearer {token}\r\n\
          connection: close\r\n\r\n"

@@ -15,11 +15,15 @@
 //! transaction as the rows (`request_log_journal.through`). Replay inserts the entries above
 //! it, so a row is never written twice, then empties the directory.
 //!
-//! Bounds: once the active file passes its rotation size (4 MiB), the writer opens a new
-//! file and swaps it in under the same lock, so each append goes wholly to one file or the
-//! other; the old file is sealed with the last number it holds and deleted as soon as the
-//! database has that number. The request log waits for room in its queue before appending,
-//! so the journal never holds more entries the database lacks than the queue plus one batch.
+//! Bounds: once the active file passes its rotation size (1 MiB), the writer, after a
+//! batch, opens a new file and swaps it in under the same lock, so each append goes wholly
+//! to one file or the other; the old file is sealed with the last number it holds and
+//! deleted after the first batch that takes the database to that number. The request log
+//! waits for room in its queue before appending, so the database lacks at most the queue
+//! and one batch (16,384 + 1,000 entries). A file is swapped out at most one batch cycle
+//! after it passes its size, and a cycle appends at most that many entries, so the journal
+//! holds at most the rotation size plus twice that many entries
+//! (`the_journal_holds_at_most_a_file_and_what_the_store_lacks` in `tests.rs`).
 //!
 //! A failed append (a full disk, an I/O error) abandons the file, whose last line may be
 //! torn, and marks the journal failing: the proxy refuses new requests, as when the database

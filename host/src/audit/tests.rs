@@ -354,6 +354,16 @@ async fn an_entry_survives_a_kill_once_record_returns() {
     }
     fixture.kill(log, writer).await;
     assert!(fixture.written().is_empty());
+    // Private to the user who runs the server, like the database.
+    let dir = fixture.dir.path().join(JOURNAL_DIR);
+    let mode = |path: &std::path::Path| {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    };
+    assert_eq!(mode(&dir), 0o700);
+    for (name, _) in fixture.journal_files() {
+        assert_eq!(mode(&dir.join(&name)), 0o600, "{name}");
+    }
 
     // The next start writes them, in order, and empties the journal.
     let _journal = fixture.recover(journal::ROTATE_AT);

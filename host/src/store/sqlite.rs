@@ -3712,7 +3712,9 @@ mod tests {
             .unwrap();
         assert_eq!(store.journaled_through().unwrap(), 7);
         // A replay of older numbers, or rows from elsewhere, leave it where it is.
-        store.insert_journaled_logs(&[entry.clone()], 5).unwrap();
+        store
+            .insert_journaled_logs(std::slice::from_ref(&entry), 5)
+            .unwrap();
         store.insert_logs(&[entry]).unwrap();
         assert_eq!(store.journaled_through().unwrap(), 7);
         // A batch whose entries all belong to deleted vaults still moves it.
