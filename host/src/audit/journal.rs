@@ -193,65 +193,10 @@ impl Journal {
             })?;
         let through = store.journaled_through()?;
         let (files, highest_generation) = journal_files(&dir)?;
-        let mut pending = Vec::new();
-        let mut highest = through;
-        let mut unreadable = Vec::new();
+        let left = read_files(&files, through)?;
+        replay(store, left.entries, through)?;
         for file in &files {
-            let contents = read_file(&file.path)?;
-            if contents.torn_bytes > 0 {
-                tracing::warn!(
-                    file = %file.path.display(),
-                    bytes = contents.torn_bytes,
-                    "the request log's journal ends in an entry cut short (the server \
-                     stopped while writing it, before it answered); that entry is skipped"
-                );
-            }
-            if let Some((lines, offset)) = contents.unreadable {
-                tracing::error!(
-                    file = %file.path.display(),
-                    lines,
-                    offset,
-                    "the request log's journal holds lines that cannot be read; the others \
-                     are replayed, and the file is kept with `.unreadable` added to its name"
-                );
-                unreadable.push(file.path.clone());
-            }
-            for (seq, entry) in contents.entries {
-                highest = highest.max(seq);
-                if seq > through {
-                    pending.push((seq, entry));
-                }
-            }
-        }
-        // Files and lines are in number order already; sorting makes replay depend on
-        // nothing but the numbers.
-        pending.sort_by_key(|(seq, _)| *seq);
-        pending.dedup_by_key(|(seq, _)| *seq);
-        let replayed = pending.len();
-        for chunk in pending.chunks(REPLAY_BATCH) {
-            let last = chunk.last().map_or(through, |(seq, _)| *seq);
-            let entries: Vec<LogEntry> = chunk.iter().map(|(_, entry)| entry.clone()).collect();
-            store.insert_journaled_logs(&entries, last)?;
-        }
-        if replayed > 0 {
-            tracing::info!(
-                entries = replayed,
-                "request log entries the last run had not written were replayed from its journal"
-            );
-        }
-        for file in &files {
-            let outcome = if unreadable.contains(&file.path) {
-                let mut aside = file.path.clone().into_os_string();
-                aside.push(".unreadable");
-                fs::rename(&file.path, aside)
-            } else {
-                fs::remove_file(&file.path)
-            };
-            outcome.map_err(|source| JournalError::Io {
-                action: "remove the replayed journal file",
-                path: file.path.clone(),
-                source,
-            })?;
+            set_aside_or_remove(&file.path, left.unreadable.contains(&file.path))?;
         }
         let generation = highest_generation + 1;
         let (file, path) = create_file(&dir, generation)?;
@@ -262,7 +207,7 @@ impl Journal {
                 file: Some(file),
                 path,
                 bytes: HEADER.len() as u64,
-                next_seq: highest + 1,
+                next_seq: left.highest.max(through) + 1,
                 line: Vec::with_capacity(512),
             }),
             sealed: Mutex::new(VecDeque::new()),
@@ -431,6 +376,97 @@ impl Active {
             }
         }
     }
+}
+
+/// What a previous run left in the journal.
+#[derive(Debug, Default)]
+struct Left {
+    /// The entries numbered above what the database has, in number order, each once.
+    entries: Vec<(JournalSeq, LogEntry)>,
+    /// The highest number in any file.
+    highest: JournalSeq,
+    /// Files with lines that cannot be read.
+    unreadable: Vec<PathBuf>,
+}
+
+/// Read `files`, keeping the entries numbered above `through`; what cannot be read is
+/// logged (a line cut short by a kill is expected; anything else is damage).
+fn read_files(files: &[JournalFile], through: JournalSeq) -> Result<Left, JournalError> {
+    let mut left = Left::default();
+    for file in files {
+        let contents = read_file(&file.path)?;
+        if contents.torn_bytes > 0 {
+            tracing::warn!(
+                file = %file.path.display(),
+                bytes = contents.torn_bytes,
+                "the request log's journal ends in an entry cut short (the server stopped \
+                 while writing it, before it answered); that entry is skipped"
+            );
+        }
+        if let Some((lines, offset)) = contents.unreadable {
+            tracing::error!(
+                file = %file.path.display(),
+                lines,
+                offset,
+                "the request log's journal holds lines that cannot be read; the others are \
+                 replayed, and the file is kept with `.unreadable` added to its name"
+            );
+            left.unreadable.push(file.path.clone());
+        }
+        for (seq, entry) in contents.entries {
+            left.highest = left.highest.max(seq);
+            if seq > through {
+                left.entries.push((seq, entry));
+            }
+        }
+    }
+    // Files and lines are in number order already; sorting makes replay depend on nothing
+    // but the numbers.
+    left.entries.sort_by_key(|(seq, _)| *seq);
+    left.entries.dedup_by_key(|(seq, _)| *seq);
+    Ok(left)
+}
+
+/// Write `entries` (numbered above `through`, in order) to the store, in batches, each
+/// with the number of its last entry: a replay cut short is resumed, not repeated.
+fn replay(
+    store: &dyn Store,
+    entries: Vec<(JournalSeq, LogEntry)>,
+    through: JournalSeq,
+) -> Result<(), JournalError> {
+    let count = entries.len();
+    let (seqs, entries): (Vec<JournalSeq>, Vec<LogEntry>) = entries.into_iter().unzip();
+    for (seqs, entries) in seqs.chunks(REPLAY_BATCH).zip(entries.chunks(REPLAY_BATCH)) {
+        let last = seqs.last().copied().unwrap_or(through);
+        store.insert_journaled_logs(entries, last)?;
+    }
+    if count > 0 {
+        tracing::info!(
+            entries = count,
+            "request log entries the last run had not written were replayed from its journal"
+        );
+    }
+    Ok(())
+}
+
+/// Remove a replayed file, or keep one with unreadable lines under another name.
+fn set_aside_or_remove(path: &Path, unreadable: bool) -> Result<(), JournalError> {
+    let outcome = if unreadable {
+        let mut aside = path.to_owned().into_os_string();
+        aside.push(".unreadable");
+        fs::rename(path, aside)
+    } else {
+        fs::remove_file(path)
+    };
+    outcome.map_err(|source| JournalError::Io {
+        action: if unreadable {
+            "set aside the journal file"
+        } else {
+            "remove the replayed journal file"
+        },
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// A journal file in the directory, by generation.
