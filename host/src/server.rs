@@ -24,7 +24,7 @@ use crate::accept::{
 };
 use crate::api::MitmInfo;
 use crate::api::{self, ApiState};
-use crate::audit::RequestLog;
+use crate::audit::{Journal, JournalError, RequestLog};
 use crate::drain::Drain;
 use crate::forward::{Upstream, UpstreamSettings};
 use crate::notify::Notifier;
@@ -96,6 +96,8 @@ pub enum ServerError {
     Upstream(#[from] crate::forward::UpstreamConfigError),
     #[error("cannot set up the transparent proxy: {0}")]
     Ca(crate::store::StoreError),
+    #[error("cannot open the request log's journal: {0}")]
+    Journal(#[from] JournalError),
     #[error("cannot start the connection workers: {0}")]
     Workers(std::io::Error),
     #[error("cannot listen on {addr}: {source} (is another agent-vault running? try --port)")]
@@ -183,7 +185,14 @@ pub async fn run(
         per_address.map_or_else(|| "any number".to_owned(), |cap| cap.to_string()),
         connections.header_timeout.as_secs()
     );
-    let (request_log, log_writer) = RequestLog::start(db.clone(), config.log_retention);
+    // Before anything is served: the rows a killed server had only in its journal.
+    let journal = {
+        let (data_dir, db) = (config.data_dir.clone(), db.clone());
+        tokio::task::spawn_blocking(move || Journal::recover(&data_dir, db.store()))
+            .await
+            .expect("replaying the journal does not panic")?
+    };
+    let (request_log, log_writer) = RequestLog::start(db.clone(), journal, config.log_retention);
     let state = Arc::new(
         ApiState::new(
             db.clone(),

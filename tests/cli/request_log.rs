@@ -1,16 +1,19 @@
 //! The request log as `GET /v1/vaults/{name}/logs` serves it (newest first, paged with id
 //! cursors, and only the vault's own entries) and as `agent-vault vault logs` prints it.
 //! (The proxy writes the entries; here they are written straight into the server's
-//! database, as the proxy would.)
+//! database, as the proxy would.) Then the log's journal: the rows of answered requests
+//! survive a killed server, and a journal that cannot be written stops the proxy.
 
-use std::io::{BufRead as _, BufReader};
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::support::{self, DataDir, Server};
+use crate::support::{self, DataDir, MASTER_PASSWORD, Server};
+use crate::upstream::Upstream;
 
 /// Open the server's database as a second writer (the server may be running).
 fn open_database(data: &DataDir) -> rusqlite::Connection {
@@ -525,4 +528,290 @@ fn vault_logs_follow_prints_entries_logged_after_it_started() {
         None,
         "each entry is printed once"
     );
+}
+
+// The journal.
+
+/// What every server of these tests is started with: the recording upstream pinned to
+/// 127.0.0.1 and trusted, no rate limits, and the test master password.
+struct Setup {
+    upstream: Upstream,
+    pin: String,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let upstream = Upstream::start(&["api.test.example"]);
+        let pin = format!("api.test.example:{}:127.0.0.1", upstream.port);
+        Setup { upstream, pin }
+    }
+
+    /// The agents of these tests call as fast as they can: no rate limits.
+    fn args(&self) -> [&str; 6] {
+        [
+            "--upstream-ca",
+            self.upstream.ca_file.to_str().unwrap(),
+            "--resolve",
+            &self.pin,
+            "--rate-limit-profile",
+            "off",
+        ]
+    }
+
+    const ENV: [(&str, &str); 2] = [
+        ("AGENT_VAULT_MASTER_PASSWORD", MASTER_PASSWORD),
+        ("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.1/32"),
+    ];
+
+    /// `/proxy/...` for `path` on the upstream.
+    fn target(&self, path: &str) -> String {
+        format!("/proxy/api.test.example:{}{path}", self.upstream.port)
+    }
+}
+
+/// Register the owner, give the default vault a bearer service for the upstream, and mint a
+/// vault session: (owner token, session token). `call` is the server's JSON API call.
+fn owner_and_session(
+    call: impl Fn(&str, &str, Option<&str>, serde_json::Value) -> (u16, serde_json::Value),
+) -> (String, String) {
+    let (status, registered) = call(
+        "POST",
+        "/v1/auth/register",
+        None,
+        json!({ "email": "owner@example.com", "password": "owner password" }),
+    );
+    assert_eq!(status, 201, "{registered}");
+    let owner = registered["token"].as_str().unwrap().to_owned();
+    let (status, answer) = call(
+        "POST",
+        "/v1/credentials",
+        Some(&owner),
+        json!({ "credentials": { "API_TOKEN": "sk_test_journal" } }),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let service = json!({ "name": "api", "host": "api.test.example",
+                          "auth": { "type": "bearer", "token": "API_TOKEN" } });
+    let (status, answer) = call(
+        "PUT",
+        "/v1/vaults/default/services",
+        Some(&owner),
+        json!({ "services": [service] }),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let (status, session) = call(
+        "POST",
+        "/v1/sessions",
+        Some(&owner),
+        json!({ "vault": "default" }),
+    );
+    assert_eq!(status, 200, "{session}");
+    (owner, session["token"].as_str().unwrap().to_owned())
+}
+
+/// A proxied GET on a new connection; its status, or `None` if no whole answer head came
+/// back (the server was killed).
+fn try_proxy_get(address: &str, target: &str, token: &str) -> Option<u16> {
+    let mut stream = std::net::TcpStream::connect(address).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    let request = format!(
+        "GET {target} HTTP/1.1\r\nhost: {address}\r\nauthorization: Bearer {token}\r\n\
+         connection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).ok()?;
+    let answer = String::from_utf8_lossy(&answer);
+    if !answer.contains("\r\n\r\n") {
+        return None;
+    }
+    answer.get(9..12)?.parse().ok()
+}
+
+/// How many rows the request log holds for each path, read from the database.
+fn rows_by_path(db_path: &std::path::Path) -> std::collections::BTreeMap<String, i64> {
+    let db = rusqlite::Connection::open(db_path).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    let mut statement = db
+        .prepare("SELECT path, count(*) FROM request_logs GROUP BY path")
+        .unwrap();
+    statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn a_killed_server_loses_no_row_of_an_answered_request() {
+    // Agents call through the proxy while the server is killed (SIGKILL) at a random
+    // moment, again and again; each request answered 200 must be in the log once the server
+    // is back, exactly once, however far its batch had got.
+    let setup = Setup::new();
+    let data = DataDir::new();
+    let token = {
+        let server = Server::start_with(&data, &setup.args(), &Setup::ENV);
+        let call = |method: &str, path: &str, token: Option<&str>, body| {
+            server.call(method, path, token, Some(&body))
+        };
+        owner_and_session(call).1
+    };
+    let answered = Arc::new(Mutex::new(Vec::new()));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    let mut pauses = Vec::new();
+    for round in 0..6u64 {
+        let mut server = Server::start_with(&data, &setup.args(), &Setup::ENV);
+        let stop = Arc::new(AtomicBool::new(false));
+        let agents: Vec<_> = (0..3)
+            .map(|agent| {
+                let (address, token) = (server.address.clone(), token.clone());
+                let (stop, answered) = (stop.clone(), answered.clone());
+                let target = setup.target(&format!("/v1/round-{round}/agent-{agent}"));
+                std::thread::spawn(move || {
+                    for n in 0.. {
+                        if stop.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        let path = format!("{target}/{n}");
+                        match try_proxy_get(&address, &path, &token) {
+                            Some(200) => {
+                                let logged = path.split_once("/v1/").unwrap().1;
+                                answered.lock().unwrap().push(format!("/v1/{logged}"));
+                            }
+                            Some(status) => panic!("{path}: {status}"),
+                            None => return,
+                        }
+                    }
+                })
+            })
+            .collect();
+        let pause = 150 + (nanos / (round + 1)) % 450;
+        pauses.push(pause);
+        std::thread::sleep(Duration::from_millis(pause));
+        server.child.kill().unwrap();
+        server.child.wait().unwrap();
+        stop.store(true, Ordering::Relaxed);
+        for agent in agents {
+            agent.join().unwrap();
+        }
+    }
+    let _server = Server::start_with(&data, &setup.args(), &Setup::ENV);
+    let rows = rows_by_path(&data.path().join("agent-vault.db"));
+    let answered = answered.lock().unwrap();
+    assert!(answered.len() > 100, "only {} answered", answered.len());
+    let lost: Vec<&String> = answered.iter().filter(|p| !rows.contains_key(*p)).collect();
+    assert!(
+        lost.is_empty(),
+        "kills after {pauses:?} ms: {} of {} answered requests have no row, e.g. {:?}",
+        lost.len(),
+        answered.len(),
+        &lost[..lost.len().min(5)]
+    );
+    let twice: Vec<_> = rows.iter().filter(|(_, count)| **count > 1).collect();
+    assert!(twice.is_empty(), "rows written twice: {twice:?}");
+    // A row may also be a request whose answer the kill cut off, never one that did not
+    // reach the upstream.
+    assert!(rows.len() <= setup.upstream.received().len());
+}
+
+#[test]
+fn a_journal_that_cannot_be_written_stops_the_proxy_until_it_can() {
+    use crate::adversarial::confined::{ConfinedServer, Confinement};
+    // The journal's directory is a 64 KiB tmpfs of its own in the server's mount namespace;
+    // the test fills it through /proc/PID/root, and later makes room again.
+    let setup = Setup::new();
+    let data = tempfile::tempdir().unwrap();
+    let server = ConfinedServer::start(
+        data.path(),
+        Confinement {
+            journal_tmpfs_kib: Some(64),
+            ..Confinement::default()
+        },
+        &setup.args(),
+        &Setup::ENV,
+    );
+    let call = |method: &str, path: &str, token: Option<&str>, body| {
+        server.call(method, path, token, &body)
+    };
+    let (_, token) = owner_and_session(call);
+    let target = setup.target("/v1/used");
+    assert_eq!(server.send("GET", &target, &token, b"").status, 200);
+    let mut answered = 1;
+
+    let filler = server.inside("request-log-journal/filler");
+    fill(&filler);
+    // Appends go on while the journal file's last page has room; the one that finds none
+    // fails (its request was already answered), and the proxy stops forwarding.
+    let refused = (0..500)
+        .find_map(|_| {
+            let answer = server.send("GET", &target, &token, b"");
+            if answer.status == 200 {
+                answered += 1;
+                return None;
+            }
+            Some(answer)
+        })
+        .expect("the journal never filled up");
+    assert_eq!(
+        refused.proxy_error(),
+        (503, "request_log_unavailable".to_owned())
+    );
+    server.wait_for_log(&[
+        "cannot write the request log's journal",
+        "No space left on device",
+    ]);
+
+    // Room again: the server opens a new journal file and forwards, without a restart.
+    std::fs::remove_file(&filler).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if server.send("GET", &target, &token, b"").status == 200 {
+            answered += 1;
+            break;
+        }
+        assert!(Instant::now() < deadline, "the proxy never forwarded again");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server.wait_for_log(&["the request log's journal is written again"]);
+
+    // Every answered request is in the log (the one whose append failed too); refusals are
+    // not requests the proxy made.
+    let log = server.stop().join("\n");
+    assert!(!log.contains("panicked"), "{log}");
+    let rows = rows_by_path(&data.path().join("agent-vault.db"));
+    assert_eq!(rows.get("/v1/used"), Some(&answered));
+}
+
+/// Write zeros to `path` until its file system is full.
+fn fill(path: &std::path::Path) {
+    let mut file = std::fs::File::create(path).unwrap();
+    let block = vec![0u8; 16 * 1024];
+    loop {
+        match file.write_all(&block) {
+            Ok(()) => continue,
+            Err(error) if error.raw_os_error() == Some(28) => break, // ENOSPC
+            Err(error) => panic!("filling the disk: {error}"),
+        }
+    }
+}
+
+#[test]
+fn a_server_whose_journal_cannot_be_opened_does_not_start() {
+    let data = DataDir::new();
+    std::fs::write(data.path().join("request-log-journal"), "in the way").unwrap();
+    let refused = data
+        .command(&["server", "--port", "0", "--mitm-port", "0"])
+        .env("AGENT_VAULT_MASTER_PASSWORD", MASTER_PASSWORD)
+        .run()
+        .fails();
+    let expected = format!(
+        "cannot open the request log's journal: cannot create the request log's journal \
+         directory {}: File exists (os error 17)",
+        data.path().join("request-log-journal").display()
+    );
+    assert!(refused.contains(&expected), "{refused}");
 }

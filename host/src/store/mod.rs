@@ -418,6 +418,10 @@ pub struct LogEntry {
     pub created_at: UnixTime,
 }
 
+/// The number the request log's journal gives each entry it appends, increasing
+/// (`audit/journal.rs`).
+pub type JournalSeq = u64;
+
 /// A page of the request log: newest first, before or after an id, of the entries that
 /// pass `filter`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -627,6 +631,11 @@ pub trait Store: Send + Sync + 'static {
 
     // The request log.
     fn insert_logs(&self, entries: &[LogEntry]) -> Result<()>;
+    /// Insert `entries`, the request log journal's entries numbered up to `through`, and
+    /// record `through` in the same transaction (it never goes down).
+    fn insert_journaled_logs(&self, entries: &[LogEntry], through: JournalSeq) -> Result<()>;
+    /// The highest journal number whose entry is in the log (0 before the first).
+    fn journaled_through(&self) -> Result<JournalSeq>;
     fn logs(&self, vault_id: &str, query: &LogQuery) -> Result<Vec<LogEntry>>;
     /// The `host:port`s of the vault's logged requests that no service matched and that were
     /// refused for it (`forbidden`), answered 401 or 403, or tunnelled blind: how many, and

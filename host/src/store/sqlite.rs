@@ -30,7 +30,7 @@ use rusqlite::{
 
 use super::{
     ActorId, ActorKind, Agent, AgentInvite, AgentStatus, DEFAULT_VAULT, DeviceRecord, Grant,
-    HostSeen, InstanceRole, Invite, InviteStatus, KeyProtection, LogEntry, LogQuery,
+    HostSeen, InstanceRole, Invite, InviteStatus, JournalSeq, KeyProtection, LogEntry, LogQuery,
     MasterKeyRecord, Proposal, ProposalApplication, Result, Store, StoreError, StoredCa,
     StoredCredential, TokenKind, TokenRecord, UnixTime, User, Vault, VaultRole, now,
 };
@@ -64,6 +64,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "008_device_tokens",
         include_str!("migrations/008_device_tokens.sql"),
+    ),
+    (
+        "009_request_log_journal",
+        include_str!("migrations/009_request_log_journal.sql"),
     ),
 ];
 
@@ -203,6 +207,64 @@ impl SqliteStore {
                 }
             }
         })
+    }
+
+    /// The request log's insert, on its own connection; with `through`, the journal's mark
+    /// moves up to it in the same transaction.
+    fn insert_log_rows(&self, entries: &[LogEntry], through: Option<JournalSeq>) -> Result<()> {
+        let behavior = TransactionBehavior::Immediate;
+        Self::transaction_on(
+            &self.log_connection,
+            "write the request log",
+            behavior,
+            |tx| {
+                // Entries of a vault deleted since the request are dropped, as its older entries
+                // were. Checked once per vault in the batch (usually one), inside this
+                // transaction, so no vault can go between the check and the insert; that is
+                // why the log connection needs no foreign-key check per row.
+                let mut vaults: Vec<(&str, bool)> = Vec::new();
+                let mut exists = tx.prepare_cached("SELECT 1 FROM vaults WHERE id = ?1")?;
+                let mut kept = Vec::with_capacity(entries.len());
+                for entry in entries {
+                    let known = match vaults.iter().find(|(id, _)| *id == entry.vault_id) {
+                        Some((_, known)) => *known,
+                        None => {
+                            let known = exists.exists([&entry.vault_id])?;
+                            vaults.push((&entry.vault_id, known));
+                            known
+                        }
+                    };
+                    if known {
+                        kept.push(entry);
+                    }
+                }
+                // Rows go in LOG_INSERT_ROWS at a time: with one statement per row, and the
+                // foreign-key lookup, inserting cost 20-30% more per row (bench/README.md).
+                let mut chunks = kept.chunks_exact(LOG_INSERT_ROWS);
+                if chunks.len() > 0 {
+                    let mut insert = tx.prepare_cached(&log_insert_sql(LOG_INSERT_ROWS))?;
+                    for chunk in chunks.by_ref() {
+                        bind_log_rows(&mut insert, chunk)?;
+                        insert.raw_execute()?;
+                    }
+                }
+                if !chunks.remainder().is_empty() {
+                    let mut insert = tx.prepare_cached(&log_insert_sql(1))?;
+                    for entry in chunks.remainder() {
+                        bind_log_rows(&mut insert, std::slice::from_ref(entry))?;
+                        insert.raw_execute()?;
+                    }
+                }
+                if let Some(through) = through {
+                    let through = i64::try_from(through).unwrap_or(i64::MAX);
+                    tx.prepare_cached(
+                        "UPDATE request_log_journal SET through = MAX(through, ?1) WHERE id = 1",
+                    )?
+                    .execute([through])?;
+                }
+                Ok(())
+            },
+        )
     }
 }
 
@@ -1935,52 +1997,22 @@ impl Store for SqliteStore {
     }
 
     fn insert_logs(&self, entries: &[LogEntry]) -> Result<()> {
-        let behavior = TransactionBehavior::Immediate;
-        Self::transaction_on(
-            &self.log_connection,
-            "write the request log",
-            behavior,
-            |tx| {
-                // Entries of a vault deleted since the request are dropped, as its older entries
-                // were. Checked once per vault in the batch (usually one), inside this
-                // transaction, so no vault can go between the check and the insert; that is
-                // why the log connection needs no foreign-key check per row.
-                let mut vaults: Vec<(&str, bool)> = Vec::new();
-                let mut exists = tx.prepare_cached("SELECT 1 FROM vaults WHERE id = ?1")?;
-                let mut kept = Vec::with_capacity(entries.len());
-                for entry in entries {
-                    let known = match vaults.iter().find(|(id, _)| *id == entry.vault_id) {
-                        Some((_, known)) => *known,
-                        None => {
-                            let known = exists.exists([&entry.vault_id])?;
-                            vaults.push((&entry.vault_id, known));
-                            known
-                        }
-                    };
-                    if known {
-                        kept.push(entry);
-                    }
-                }
-                // Rows go in LOG_INSERT_ROWS at a time: with one statement per row, and the
-                // foreign-key lookup, inserting cost 20-30% more per row (bench/README.md).
-                let mut chunks = kept.chunks_exact(LOG_INSERT_ROWS);
-                if chunks.len() > 0 {
-                    let mut insert = tx.prepare_cached(&log_insert_sql(LOG_INSERT_ROWS))?;
-                    for chunk in chunks.by_ref() {
-                        bind_log_rows(&mut insert, chunk)?;
-                        insert.raw_execute()?;
-                    }
-                }
-                if !chunks.remainder().is_empty() {
-                    let mut insert = tx.prepare_cached(&log_insert_sql(1))?;
-                    for entry in chunks.remainder() {
-                        bind_log_rows(&mut insert, std::slice::from_ref(entry))?;
-                        insert.raw_execute()?;
-                    }
-                }
-                Ok(())
-            },
-        )
+        self.insert_log_rows(entries, None)
+    }
+
+    fn insert_journaled_logs(&self, entries: &[LogEntry], through: JournalSeq) -> Result<()> {
+        self.insert_log_rows(entries, Some(through))
+    }
+
+    fn journaled_through(&self) -> Result<JournalSeq> {
+        self.read("read the request log's journal mark", |tx| {
+            let through: i64 = tx.query_row(
+                "SELECT through FROM request_log_journal WHERE id = 1",
+                [],
+                |row| row.get(0),
+            )?;
+            Ok(JournalSeq::try_from(through).unwrap_or(0))
+        })
     }
 
     fn logs(&self, vault_id: &str, query: &LogQuery) -> Result<Vec<LogEntry>> {
@@ -3704,6 +3736,28 @@ mod tests {
         second.id = entries[0].id;
         second.latency_ms = i64::MAX as u64;
         assert_eq!(entries, [second, first]);
+    }
+
+    #[test]
+    fn the_journal_mark_moves_with_its_rows_and_never_back() {
+        let (_dir, store) = open_store();
+        assert_eq!(store.journaled_through().unwrap(), 0);
+        let entry = log_entry(DEFAULT_VAULT_ID, T0);
+        store
+            .insert_journaled_logs(&[entry.clone(), entry.clone()], 7)
+            .unwrap();
+        assert_eq!(store.journaled_through().unwrap(), 7);
+        // A replay of older numbers, or rows from elsewhere, leave it where it is.
+        store
+            .insert_journaled_logs(std::slice::from_ref(&entry), 5)
+            .unwrap();
+        store.insert_logs(&[entry]).unwrap();
+        assert_eq!(store.journaled_through().unwrap(), 7);
+        // A batch whose entries all belong to deleted vaults still moves it.
+        store
+            .insert_journaled_logs(&[log_entry("gone", T0)], 9)
+            .unwrap();
+        assert_eq!(store.journaled_through().unwrap(), 9);
     }
 
     #[test]

@@ -23,12 +23,19 @@ pub struct Confinement {
     pub tmpfs_kib: Option<u64>,
     /// Look host names up in `/etc/hosts` only (`hosts: files` in `nsswitch.conf`).
     pub hosts_file_only: bool,
+    /// Mount a tmpfs of this many KiB over the request log's journal directory (a disk that
+    /// fills up under the journal only).
+    pub journal_tmpfs_kib: Option<u64>,
 }
 
 /// The shell that sets the namespace up, then becomes the server (`exec`), so that the
 /// server's pid is the child's.
 const SETUP: &str = r#"
 if [ -n "$TMPFS_KIB" ]; then mount -t tmpfs -o "size=${TMPFS_KIB}k,mode=0700" tmpfs "$DATA_DIR"; fi
+if [ -n "$JOURNAL_TMPFS_KIB" ]; then
+  mkdir -p "$DATA_DIR/request-log-journal"
+  mount -t tmpfs -o "size=${JOURNAL_TMPFS_KIB}k,mode=0700" tmpfs "$DATA_DIR/request-log-journal"
+fi
 if [ -n "$NSSWITCH" ]; then mount --bind "$NSSWITCH" /etc/nsswitch.conf; fi
 exec "$@"
 "#;
@@ -80,6 +87,9 @@ impl ConfinedServer {
             .stderr(Stdio::piped());
         if let Some(kib) = confinement.tmpfs_kib {
             command.env("TMPFS_KIB", kib.to_string());
+        }
+        if let Some(kib) = confinement.journal_tmpfs_kib {
+            command.env("JOURNAL_TMPFS_KIB", kib.to_string());
         }
         if confinement.hosts_file_only {
             let nsswitch = scratch.path().join("nsswitch.conf");

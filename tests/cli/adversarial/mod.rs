@@ -13,7 +13,7 @@
 //! (13-19), `resources.rs` (20-22), `leakage.rs` (23-26), `isolation.rs` (27-28),
 //! `plugins.rs` (29-30), `faults.rs` (the ten fault scenarios).
 
-mod confined;
+pub mod confined;
 mod destination;
 mod faults;
 mod faulty_upstream;
