@@ -410,7 +410,7 @@ mod tests {
             // Back to schema version 6, without what later migrations added.
             let connection = store.connection.lock().unwrap();
             connection
-                .execute_batch("DROP TABLE device_tokens")
+                .execute_batch("DROP TABLE device_tokens; DROP TABLE request_log_journal")
                 .unwrap();
             connection.pragma_update(None, "user_version", 6).unwrap();
         }
