@@ -1123,7 +1123,8 @@ fn a_proposal_stored_without_its_creator_is_never_approved() {
     drop(server);
 
     // As an older agent-vault stored proposals made through a vault session: no creator. The
-    // second one's session has ended since. (Schema version 6 had no device tokens.)
+    // second one's session has ended since. (Schema version 6 had no device tokens and no
+    // request-log journal.)
     let database = rusqlite::Connection::open(data.path().join("agent-vault.db")).unwrap();
     database
         .execute_batch(
@@ -1131,6 +1132,7 @@ fn a_proposal_stored_without_its_creator_is_never_approved() {
              DELETE FROM tokens WHERE public_id =
                  (SELECT created_by_session FROM proposals WHERE id = 2);
              DROP TABLE device_tokens;
+             DROP TABLE request_log_journal;
              PRAGMA user_version = 6;",
         )
         .unwrap();
