@@ -242,7 +242,7 @@ fn placeholders_are_checked_when_services_are_written() {
     let discovered = proxy.send("GET", "/discover", &[("authorization", &auth)], b"");
     assert_eq!(
         discovered.json()["services"],
-        json!([{ "name": "sub", "host": "api.test.example",
+        json!([{ "name": "sub", "host": "api.test.example", "any_port": true,
                  "placeholders": [{ "placeholder": "~sid~", "in": ["path", "query"] }] }])
     );
 }
