@@ -18,6 +18,7 @@ pub mod forward;
 pub mod forwarded;
 pub mod guide;
 pub mod notify;
+pub mod path;
 pub mod plugin;
 pub mod proposals;
 pub mod proxy;

@@ -19,6 +19,7 @@ use http::HeaderValue;
 use zeroize::Zeroizing;
 
 use super::{Credentials, UnboundSlot};
+use crate::path::PathError;
 use crate::plugin::contract::{Atom, Encoding, Part};
 use crate::plugin::decision::escapes_complete;
 use crate::request::QUERY_COMPONENT;
@@ -249,27 +250,22 @@ pub(super) fn check_path(path: &[u8]) -> Result<(), RenderError> {
             "may only hold URL path characters; percent-encode the rest",
         ));
     }
-    let mut rest = path;
-    while let Some(index) = rest.iter().position(|&byte| byte == b'%') {
-        let hex_digits = rest.get(index + 1..index + 3);
-        if !hex_digits.is_some_and(|digits| digits.iter().all(u8::is_ascii_hexdigit)) {
-            return Err(RenderError::InvalidPath(
-                "has a \"%\" not followed by two hex digits",
-            ));
-        }
-        rest = &rest[index + 3..];
+    // The rule the route applies to an agent's path (`crate::path`): a path made here must
+    // not mean one thing to the route and another to the upstream either.
+    let text = String::from_utf8_lossy(path);
+    if let Err(error) = crate::path::canonical_path(&text) {
+        return Err(RenderError::InvalidPath(match error {
+            PathError::DotSegment => "must not have \".\" or \"..\" segments",
+            PathError::BadEncoding => "has a \"%\" not followed by two hex digits",
+            PathError::DoubleEncoding => {
+                "must not encode a \"%\" before two hex digits (double encoding)"
+            }
+            PathError::NotUtf8 => "must be UTF-8 once percent-decoded",
+            PathError::ControlCharacter => "must not have control characters once percent-decoded",
+            PathError::NotAbsolute | PathError::BadOverride => "must start with \"/\"",
+        }));
     }
     let decoded = percent_encoding::percent_decode(path).collect::<Vec<u8>>();
-    // `\` separates segments too, as the route reads a path (`proxy/route.rs`) and as some
-    // servers do: `..%5C` must not climb out of the path either.
-    if decoded
-        .split(|&byte| byte == b'/' || byte == b'\\')
-        .any(|segment| segment == b"." || segment == b"..")
-    {
-        return Err(RenderError::InvalidPath(
-            "must not have \".\" or \"..\" segments",
-        ));
-    }
     if decoded.contains(&b'?') || decoded.contains(&b'#') {
         return Err(RenderError::InvalidPath("must not encode \"?\" or \"#\""));
     }
@@ -452,5 +448,41 @@ mod tests {
             );
         }
         assert_eq!(render_path("/a/..b%5Cc").unwrap(), "/a/..b%5Cc");
+    }
+
+    /// Found by the `decision` fuzz target: a plugin could make a path the route refuses
+    /// (`%8C` is not UTF-8 once decoded); the request was then refused only as it left.
+    #[test]
+    fn a_plugin_path_follows_the_rule_of_an_agent_path() {
+        let creds = credentials();
+        let render_path = |raw: &str| path(&[part(Encoding::Raw, vec![text(raw)])], &creds);
+        for (bad, reason) in [
+            ("/bot1/a%8C..%5Cadmin", "must be UTF-8 once percent-decoded"),
+            ("/a/%c0%ae", "must be UTF-8 once percent-decoded"),
+            (
+                "/a%0D%0AX-Evil:%201",
+                "must not have control characters once percent-decoded",
+            ),
+            (
+                "/a/%00",
+                "must not have control characters once percent-decoded",
+            ),
+            (
+                "/a/%252e%252e/admin",
+                "must not encode a \"%\" before two hex digits (double encoding)",
+            ),
+            ("/a/..;x/admin", "must not have \".\" or \"..\" segments"),
+        ] {
+            assert_eq!(
+                render_path(bad),
+                Err(RenderError::InvalidPath(reason)),
+                "{bad}"
+            );
+            assert!(crate::path::canonical_path(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            render_path("/caf%C3%A9/100%25").unwrap(),
+            "/caf%C3%A9/100%25"
+        );
     }
 }

@@ -289,6 +289,26 @@ mod tests {
         assert_eq!(request.path, "/a/__sid__/b");
     }
 
+    /// Found by the `substitute` fuzz target: a value with a line break went into the path
+    /// as `%0D%0A`, which the route refuses for an agent's own path.
+    #[test]
+    fn a_value_that_would_make_a_path_the_route_refuses_is_refused() {
+        for (value, reason) in [
+            ("a\r\nX-Evil: 1", "control characters"),
+            ("nul\0", "control characters"),
+            ("100%41", "double encoding"),
+        ] {
+            let entry = placeholders(&[("SID", "__sid__", PATH_AND_QUERY, value)]);
+            let mut request = head("https://x.example.com/a/__sid__");
+            let error = entry.apply_to_head(&mut request).unwrap_err().to_string();
+            assert!(
+                error.contains("\"SID\"") && error.contains(reason),
+                "{error}"
+            );
+            assert_eq!(request.path, "/a/__sid__");
+        }
+    }
+
     #[test]
     fn a_query_value_is_escaped_and_matching_is_case_sensitive() {
         let sid = placeholders(&[("SID", "__SID__", PATH_AND_QUERY, "x&y=z")]);
