@@ -55,7 +55,7 @@ fn invite(proxy: &Proxy, body: Value) -> String {
 #[test]
 fn an_invited_agent_connects_itself_and_its_requests_carry_the_credential() {
     let proxy = Proxy::start();
-    proxy.credentials(json!({ "API_TOKEN": "sk_live_invited_agent_01" }));
+    proxy.credentials(json!({ "API_TOKEN": "sk_test_invited_agent_01" }));
     proxy.services(json!([
         { "name": "items", "host": "api.test.example", "auth": { "type": "bearer", "token": "API_TOKEN" } }
     ]));
@@ -117,7 +117,7 @@ fn an_invited_agent_connects_itself_and_its_requests_carry_the_credential() {
     let received = proxy.upstream.last();
     assert_eq!(
         received.header("authorization"),
-        ["Bearer sk_live_invited_agent_01"]
+        ["Bearer sk_test_invited_agent_01"]
     );
     assert!(
         received.headers.iter().all(|(_, v)| !v.contains(&token)),

@@ -763,8 +763,8 @@ fn service_writes_are_checked_against_the_plugins() {
 #[test]
 fn a_body_with_credential_values_that_does_not_fit_is_not_quoted_back() {
     let world = World::new();
-    // serde's own message would be: invalid type: string "sk_live_...", expected a map.
-    let pasted = "sk_live_pasted_in_the_wrong_place";
+    // serde's own message would be: invalid type: string "sk_test_...", expected a map.
+    let pasted = "sk_test_pasted_in_the_wrong_place";
     for (path, body, column) in [
         (
             "/v1/credentials",

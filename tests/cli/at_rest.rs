@@ -59,7 +59,7 @@ fn the_database_never_holds_a_credential_value_or_a_raw_token() {
     let server = Server::start(&data);
     let (owner, device) = register(&server);
     let values = [
-        "sk_live_canary_51HqLyjWDarjtT1",
+        "sk_test_canary_51HqLyjWDarjtT1",
         "ghp_canaryZ9x8c7v6b5n4m3",
         "AKIA-canary-secret-value-0042",
     ];

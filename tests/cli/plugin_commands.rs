@@ -199,7 +199,7 @@ fn plugin_test_never_echoes_a_malformed_credential() {
         .plugin_test(
             "bearer",
             "https://api.example.com/",
-            &["--credential", "sk_live_oops"],
+            &["--credential", "sk_test_oops"],
         )
         .fails();
     assert_eq!(

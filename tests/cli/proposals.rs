@@ -111,7 +111,7 @@ fn an_agent_asks_and_a_human_approves_in_the_browser() {
         "{url}"
     );
 
-    let secret = "sk_live_browser_approved_7f3a91";
+    let secret = "sk_test_browser_approved_7f3a91";
     let run = browser(
         url,
         json!({ "ITEMS_KEY": secret }),
@@ -225,7 +225,7 @@ fn the_same_flow_through_the_cli() {
     let approved = crate::support::Invocation::new(&["vault", "proposal", "approve", "1"])
         .env("AGENT_VAULT_TOKEN", &proxy.owner)
         .env("AGENT_VAULT_ADDR", &address)
-        .stdin("sk_live_cli_approved_1b2c\n")
+        .stdin("sk_test_cli_approved_1b2c\n")
         .run()
         .ok();
     assert!(approved.contains("Approved proposal 1"), "{approved}");
@@ -234,7 +234,7 @@ fn the_same_flow_through_the_cli() {
     assert_eq!(answer.status, 200, "{answer:?}");
     assert_eq!(
         proxy.upstream.last().header("authorization"),
-        ["Bearer sk_live_cli_approved_1b2c"]
+        ["Bearer sk_test_cli_approved_1b2c"]
     );
     let polled = agent_vault_with_env(&["vault", "proposal", "show", "1"], &agent_env).ok();
     assert!(polled.contains("(applied)"), "{polled}");
@@ -274,7 +274,7 @@ fn approving_twice_expiry_and_who_may_decide() {
             "POST",
             &format!("/v1/admin/proposals/{id}/approve"),
             Some(token),
-            Some(&json!({ "vault": "default", "credentials": { "ITEMS_KEY": "sk_live_value_0001" } })),
+            Some(&json!({ "vault": "default", "credentials": { "ITEMS_KEY": "sk_test_value_0001" } })),
         )
     };
 
@@ -315,7 +315,7 @@ fn approving_twice_expiry_and_who_may_decide() {
         "POST",
         "/v1/admin/proposals/2/approve",
         Some(member_token),
-        Some(&json!({ "credentials": { "OWN_KEY": "sk_live_self_0002" } })),
+        Some(&json!({ "credentials": { "OWN_KEY": "sk_test_self_0002" } })),
     );
     assert_eq!(status, 403, "{answer}");
 
@@ -353,7 +353,7 @@ fn approving_twice_expiry_and_who_may_decide() {
         "POST",
         "/v1/admin/proposals/2/approve",
         Some(&proxy.owner),
-        Some(&json!({ "credentials": { "OWN_KEY": "sk_live_late_0003" } })),
+        Some(&json!({ "credentials": { "OWN_KEY": "sk_test_late_0003" } })),
     );
     assert_eq!(status, 409, "{answer}");
     assert_eq!(answer["error"], "Proposal 2 has expired");
@@ -418,7 +418,7 @@ fn every_validation_error_names_its_field() {
             "credential slot UNUSED is not referenced by any service auth config",
         ),
         (
-            json!({ "credentials": [{ "key": "A_KEY", "value": "sk_live_never" }] }),
+            json!({ "credentials": [{ "key": "A_KEY", "value": "sk_test_never" }] }),
             "credentials[0]: value: an agent never sends a credential value; whoever approves types it",
         ),
         (
@@ -522,7 +522,7 @@ fn the_page_escapes_what_the_agent_wrote_and_allows_no_script() {
         .next()
         .unwrap()
         .to_owned();
-    let forged = format!("token={token}&csrf=forged&credential%3AITEMS_KEY=sk_live_forged_0004");
+    let forged = format!("token={token}&csrf=forged&credential%3AITEMS_KEY=sk_test_forged_0004");
     let answer = send_raw(
         &proxy.server.address,
         "POST",
@@ -606,7 +606,7 @@ fn a_vault_webhook_hears_of_every_proposal() {
     proxy.api(
         "POST",
         "/v1/admin/proposals/1/approve",
-        json!({ "credentials": { "ITEMS_KEY": "sk_live_hooked_0005" } }),
+        json!({ "credentials": { "ITEMS_KEY": "sk_test_hooked_0005" } }),
     );
     let calls = webhook_calls(&proxy, path, 2);
     assert_eq!(calls[1]["event"], "proposal.applied");
@@ -618,7 +618,7 @@ fn a_vault_webhook_hears_of_every_proposal() {
     assert!(
         calls
             .iter()
-            .all(|call| !call.to_string().contains("sk_live_hooked_0005"))
+            .all(|call| !call.to_string().contains("sk_test_hooked_0005"))
     );
 
     let (status, answer) = proxy.server.call(
@@ -645,13 +645,13 @@ fn an_interactive_review_goes_through_the_pending_proposals_oldest_first() {
     let reviewed = crate::support::Invocation::new(&["vault", "proposal", "review"])
         .env("AGENT_VAULT_TOKEN", &proxy.owner)
         .env("AGENT_VAULT_ADDR", &proxy.server.url())
-        .stdin("r\nnot now\na\nsk_live_second_0006\nq\n")
+        .stdin("r\nnot now\na\nsk_test_second_0006\nq\n")
         .run()
         .ok();
     assert!(reviewed.contains("Why: need FIRST_KEY"), "{reviewed}");
     assert!(reviewed.contains("Rejected proposal 1"), "{reviewed}");
     assert!(reviewed.contains("Approved proposal 2"), "{reviewed}");
-    assert!(!reviewed.contains("sk_live_second_0006"), "{reviewed}");
+    assert!(!reviewed.contains("sk_test_second_0006"), "{reviewed}");
     let status = |id: u64| {
         proxy
             .server
@@ -826,7 +826,7 @@ fn approve_on_the_page(proxy: &Proxy, approval_url: &str, session_token: &str) -
 #[test]
 fn an_agent_cannot_approve_what_it_proposed_through_a_session_it_minted() {
     let proxy = Proxy::start();
-    let secret = "sk_live_items_only_for_items_4e7d";
+    let secret = "sk_test_items_only_for_items_4e7d";
     proxy.credentials(json!({ "ITEMS_KEY": secret }));
     proxy.services(json!([{ "name": "items", "host": "api.test.example",
                             "auth": { "type": "bearer", "token": "ITEMS_KEY" } }]));
@@ -940,7 +940,7 @@ fn agents_review_other_agents_proposals_only_when_an_owner_allows_it() {
     );
     assert_eq!(status, 201);
     let approve =
-        json!({ "vault": "default", "credentials": { "ITEMS_KEY": "sk_live_agent_ok_0007" } });
+        json!({ "vault": "default", "credentials": { "ITEMS_KEY": "sk_test_agent_ok_0007" } });
     let (status, answer) = decide(&proxy, &reviewer, 1, "approve", approve.clone());
     assert_eq!(
         (status, answer["error"].as_str()),
@@ -1064,7 +1064,7 @@ fn a_vault_member_cannot_approve_what_came_through_a_session_they_minted() {
     let session = session_minted_by(&proxy, &member);
     assert_eq!(propose(&proxy, &session, &items_proposal()).0, 201);
     let approve =
-        json!({ "vault": "default", "credentials": { "ITEMS_KEY": "sk_live_member_0008" } });
+        json!({ "vault": "default", "credentials": { "ITEMS_KEY": "sk_test_member_0008" } });
     let (status, answer) = decide(&proxy, &member, 1, "approve", approve.clone());
     assert_eq!(
         (status, answer["error"].as_str()),
@@ -1164,7 +1164,7 @@ fn a_proposal_stored_without_its_creator_is_never_approved() {
             &owner,
             "POST",
             &format!("/v1/admin/proposals/{id}/approve"),
-            json!({ "credentials": { key: "sk_live_upgraded_0009" } }),
+            json!({ "credentials": { key: "sk_test_upgraded_0009" } }),
         )
     };
     assert_eq!(approve(1, "KEPT_KEY").0, 200);

@@ -550,7 +550,7 @@ fn an_agent_with_several_vaults_names_one_in_its_proxy_credentials() {
     t.proxy.api(
         "POST",
         "/v1/credentials",
-        json!({ "vault": "team", "credentials": { "TEAM_KEY": "sk_live_team_vault_0042" } }),
+        json!({ "vault": "team", "credentials": { "TEAM_KEY": "sk_test_team_vault_0042" } }),
     );
     t.proxy.api(
         "PUT",
@@ -609,7 +609,7 @@ fn an_agent_with_several_vaults_names_one_in_its_proxy_credentials() {
     assert!(answer.ends_with("\n200"), "{answer}");
     assert_eq!(
         t.proxy.upstream.last().header("authorization"),
-        ["Bearer sk_live_team_vault_0042"]
+        ["Bearer sk_test_team_vault_0042"]
     );
 }
 
@@ -804,7 +804,7 @@ fn a_plain_http_request_carries_a_credential_only_where_the_service_allows_plain
         &["--mitm-port", "auto", "--resolve", &pin],
         &[("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.1/32")],
     );
-    proxy.credentials(json!({ "PLAIN_KEY": "sk_live_plain_0008" }));
+    proxy.credentials(json!({ "PLAIN_KEY": "sk_test_plain_0008" }));
     let service = |allow_plaintext: bool| {
         json!([{
             "name": "plain", "host": "plain.test.example",
@@ -834,7 +834,7 @@ fn a_plain_http_request_carries_a_credential_only_where_the_service_allows_plain
         "{refused}"
     );
     assert!(refused.contains("allow_plaintext"), "{refused}");
-    assert!(!refused.contains("sk_live_plain_0008"), "{refused}");
+    assert!(!refused.contains("sk_test_plain_0008"), "{refused}");
     assert!(received.try_recv().is_err(), "the upstream got a request");
 
     // A lab upstream without TLS, allowed explicitly.
@@ -852,7 +852,7 @@ fn a_plain_http_request_carries_a_credential_only_where_the_service_allows_plain
     assert!(head.starts_with("GET /v1/plain?x=1 HTTP/1.1"), "{head}");
     let lower = head.to_ascii_lowercase();
     assert!(
-        lower.contains("authorization: bearer sk_live_plain_0008"),
+        lower.contains("authorization: bearer sk_test_plain_0008"),
         "{head}"
     );
     assert!(!lower.contains("proxy-authorization"), "{head}");

@@ -1856,7 +1856,7 @@ fn scenario_08_crash_during_a_master_password_change() {
         crate::support::MASTER_PASSWORD,
         "the second master password",
     ];
-    let credentials = json!({ "STRIPE_KEY": "sk_live_crash_0001", "GITHUB_TOKEN": "ghp_crash_0002",
+    let credentials = json!({ "STRIPE_KEY": "sk_test_crash_0001", "GITHUB_TOKEN": "ghp_crash_0002",
                               "AWS_SECRET": "wJalrXUtnFEMI/crash/0003" });
     let owner = {
         let server = crate::support::Server::start(&data);
