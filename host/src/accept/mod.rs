@@ -12,8 +12,54 @@
 //! - What an admitted connection may hold (`http.rs`): the header-read timeout, on every
 //!   listener and inside intercepted tunnels, the size of a request head, HTTP/2's streams
 //!   and pings.
+//! - What the stage guards in the bytes (`heads.rs`, `abort.rs`): a bare LF in an HTTP/1
+//!   request head is refused before hyper reads it, and a connection whose relayed answer
+//!   broke off ends in a reset, not a clean close.
 //! - The per-listener cap's default is fitted to the file-descriptor limit, which the server
 //!   raises to its hard limit at start (`cli/process.rs`).
+
+/// `impl AsyncWrite` for an IO wrapper of this stage whose writes go to the wrapped socket
+/// (its `io` field) unchanged, vectored where the socket can (hyper asks before choosing how
+/// to write). The wrappers differ in their reads.
+macro_rules! delegate_writes {
+    ($wrapper:ident) => {
+        impl<I: ::tokio::io::AsyncWrite + Unpin> ::tokio::io::AsyncWrite for $wrapper<I> {
+            fn poll_write(
+                self: ::std::pin::Pin<&mut Self>,
+                cx: &mut ::std::task::Context<'_>,
+                buf: &[u8],
+            ) -> ::std::task::Poll<::std::io::Result<usize>> {
+                ::std::pin::Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+            }
+
+            fn poll_write_vectored(
+                self: ::std::pin::Pin<&mut Self>,
+                cx: &mut ::std::task::Context<'_>,
+                bufs: &[::std::io::IoSlice<'_>],
+            ) -> ::std::task::Poll<::std::io::Result<usize>> {
+                ::std::pin::Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+            }
+
+            fn is_write_vectored(&self) -> bool {
+                self.io.is_write_vectored()
+            }
+
+            fn poll_flush(
+                self: ::std::pin::Pin<&mut Self>,
+                cx: &mut ::std::task::Context<'_>,
+            ) -> ::std::task::Poll<::std::io::Result<()>> {
+                ::std::pin::Pin::new(&mut self.get_mut().io).poll_flush(cx)
+            }
+
+            fn poll_shutdown(
+                self: ::std::pin::Pin<&mut Self>,
+                cx: &mut ::std::task::Context<'_>,
+            ) -> ::std::task::Poll<::std::io::Result<()>> {
+                ::std::pin::Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+            }
+        }
+    };
+}
 
 mod abort;
 mod gate;

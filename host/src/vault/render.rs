@@ -253,8 +253,8 @@ pub(super) fn check_path(path: &[u8]) -> Result<(), RenderError> {
     // The rule the route applies to an agent's path (`crate::path`): a path made here must
     // not mean one thing to the route and another to the upstream either.
     let text = String::from_utf8_lossy(path);
-    if let Err(error) = crate::path::canonical_path(&text) {
-        return Err(RenderError::InvalidPath(match error {
+    let canonical = crate::path::canonical_path(&text).map_err(|error| {
+        RenderError::InvalidPath(match error {
             PathError::DotSegment => "must not have \".\" or \"..\" segments",
             PathError::BadEncoding => "has a \"%\" not followed by two hex digits",
             PathError::DoubleEncoding => {
@@ -263,10 +263,10 @@ pub(super) fn check_path(path: &[u8]) -> Result<(), RenderError> {
             PathError::NotUtf8 => "must be UTF-8 once percent-decoded",
             PathError::ControlCharacter => "must not have control characters once percent-decoded",
             PathError::NotAbsolute | PathError::BadOverride => "must start with \"/\"",
-        }));
-    }
-    let decoded = percent_encoding::percent_decode(path).collect::<Vec<u8>>();
-    if decoded.contains(&b'?') || decoded.contains(&b'#') {
+        })
+    })?;
+    // The canonical form is decoded: an encoded `?` or `#` shows there.
+    if canonical.contains(['?', '#']) {
         return Err(RenderError::InvalidPath("must not encode \"?\" or \"#\""));
     }
     Ok(())
