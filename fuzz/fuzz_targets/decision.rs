@@ -18,8 +18,9 @@
 //! writes has, so a value found where it must not be is a value leaked.
 //!
 //! A decision `check_forward` accepts, applied to a request the route accepted, never:
-//! - edits a forbidden header (`Host`, framing, hop-by-hop, `X-Vault`, `X-Agent-Vault-*`),
-//!   whose values stay exactly as the agent sent them;
+//! - edits a protected header (`Host`, framing, hop-by-hop, forwarding, `X-Vault`,
+//!   `X-Agent-Vault-*`; `reference::protected_header`), whose values stay exactly as the agent
+//!   sent them, placeholders and all;
 //! - changes the method, scheme, host or port;
 //! - yields a path the route would refuse (a dot segment in any encoding), a path that does
 //!   not start with `/`, or a request target that does not parse back to the same path and
@@ -51,23 +52,6 @@ use agent_vault::vault::{Credentials, Secret};
 use agent_vault_fuzz::reference;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use serde_json::Value;
-
-/// The headers a plugin may not touch, from ARCHITECTURE.md's invariant 5.
-const FORBIDDEN: &[&str] = &[
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-    "x-vault",
-];
-const FORBIDDEN_PREFIX: &str = "x-agent-vault-";
 
 /// The longest URI the `http` crate takes (`u16::MAX - 1`).
 const MAX_URI_LEN: usize = 65_534;
@@ -286,10 +270,10 @@ fn check_and_apply(
         .cloned()
         .collect();
     for name in names {
-        if FORBIDDEN.contains(&name.as_str()) || name.as_str().starts_with(FORBIDDEN_PREFIX) {
+        if reference::protected_header(name.as_str()) {
             let was: Vec<&HeaderValue> = before.headers.get_all(&name).iter().collect();
             let is: Vec<&HeaderValue> = after.headers.get_all(&name).iter().collect();
-            assert_eq!(was, is, "the plugin changed the forbidden header {name}");
+            assert_eq!(was, is, "the decision or a placeholder changed the protected header {name}");
         }
     }
 

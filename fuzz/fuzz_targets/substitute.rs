@@ -20,7 +20,8 @@
 //! - query: each placeholder became its value percent-encoded, and a value never adds or
 //!   splits a parameter (`&`, `=` and `#` counts unchanged);
 //! - headers: each placeholder became its raw value, rewritten values are marked sensitive,
-//!   and a value a header cannot carry stops the request, naming that credential;
+//!   and a value a header cannot carry stops the request, naming that credential; protected
+//!   headers (`Host`, framing, hop-by-hop, forwarding, the proxy's own) keep what was sent;
 //! - bodies: the replacements equal the reference replace with the value encoded for the
 //!   content type; a form body keeps its parameters; a JSON document with placeholders in
 //!   its strings stays a JSON document whose strings hold the values, whatever they contain;
@@ -194,6 +195,9 @@ fn check_head(placeholders: &Placeholders, entries: &[Entry], head: RequestHead)
 
     let mut expected = before.headers.iter().map(|(name, value)| {
         let mut bytes = value.as_bytes().to_vec();
+        if reference::protected_header(name.as_str()) {
+            return (name.clone(), bytes, false);
+        }
         for entry in on(entries, Surface::Header) {
             bytes = replace(&bytes, entry.text.as_bytes(), &entry.value);
         }
@@ -221,7 +225,10 @@ fn bytes_changed(value: &[u8], entries: &[Entry]) -> bool {
 /// value a header cannot carry, and the first such placeholder in it (replacements apply in
 /// order, so a later placeholder may appear only once an earlier one is replaced).
 fn first_unsafe_header_key(entries: &[Entry], headers: &HeaderMap) -> Option<String> {
-    for value in headers.values() {
+    for (name, value) in headers.iter() {
+        if reference::protected_header(name.as_str()) {
+            continue;
+        }
         let mut bytes = value.as_bytes().to_vec();
         for entry in on(entries, Surface::Header) {
             if !reference::contains(&bytes, entry.text.as_bytes()) {

@@ -130,3 +130,34 @@ pub fn glob_matches(pattern: &str, text: &str) -> bool {
     }
     reachable[text.len()]
 }
+
+/// Headers neither a plugin nor a placeholder may change, written out again from
+/// ARCHITECTURE.md's invariant 5 rather than taken from the host, so that a header dropped
+/// from the host's list is caught: the target, framing, hop-by-hop, forwarding, method and
+/// URL overrides, and the proxy's own.
+pub fn protected_header(name: &str) -> bool {
+    const NAMES: &[&str] = &[
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "upgrade",
+        "expect",
+        "forwarded",
+        "x-forwarded-host",
+        "x-original-url",
+        "x-rewrite-url",
+        "x-http-method",
+        "x-http-method-override",
+        "x-method-override",
+        "x-vault",
+    ];
+    let name = name.to_ascii_lowercase();
+    NAMES.contains(&name.as_str()) || name.starts_with("x-agent-vault-")
+}

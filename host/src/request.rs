@@ -215,6 +215,40 @@ impl fmt::Display for RequestHead {
     }
 }
 
+/// Headers neither a plugin nor a placeholder may change: the target, message framing,
+/// hop-by-hop headers, the proxy's own, and those that make an upstream (or a proxy in front
+/// of it) read another host, path or method than the request's own, past the service's rules.
+/// They leave exactly as the agent sent them (or as the forwarder sets them).
+const PROTECTED_HEADERS: [&str; 20] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+    "forwarded",
+    "x-forwarded-host",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-http-method",
+    "x-http-method-override",
+    "x-method-override",
+    "x-vault",
+];
+const PROTECTED_HEADER_PREFIX: &str = "x-agent-vault-";
+
+/// Whether `name` is one of [`PROTECTED_HEADERS`] or the proxy's own `X-Agent-Vault-*`.
+pub fn is_protected_header(name: &http::HeaderName) -> bool {
+    let name = name.as_str();
+    PROTECTED_HEADERS.contains(&name) || name.starts_with(PROTECTED_HEADER_PREFIX)
+}
+
 /// Whether a message's body has a content coding (`Content-Encoding` other than
 /// `identity`): its bytes are not the content, so they cannot be searched or rewritten.
 pub fn has_content_coding(headers: &http::HeaderMap) -> bool {

@@ -16,6 +16,7 @@ use http::HeaderName;
 use super::contract::{
     Atom, AwsSigv4, Denial, Edit, Encoding, Forward, Part, Signer, Sigv4Placement,
 };
+use crate::request::is_protected_header;
 use crate::vault::Credentials;
 
 /// Edits one decision may make.
@@ -35,33 +36,6 @@ pub const MAX_VALUE_CREDENTIALS: usize = 4;
 /// Longest query parameter name and deny reason, in bytes.
 pub const MAX_NAME_LEN: usize = 256;
 pub const MAX_REASON_LEN: usize = 1024;
-
-/// Headers a plugin may neither set nor remove: the target, message framing, hop-by-hop
-/// headers, the proxy's own, and those that make an upstream (or a proxy in front of it)
-/// read another host, path or method than the request's own, past the service's rules.
-const FORBIDDEN_HEADERS: [&str; 20] = [
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-    "expect",
-    "forwarded",
-    "x-forwarded-host",
-    "x-original-url",
-    "x-rewrite-url",
-    "x-http-method",
-    "x-http-method-override",
-    "x-method-override",
-    "x-vault",
-];
-const FORBIDDEN_HEADER_PREFIX: &str = "x-agent-vault-";
 
 /// Why a decision was refused. The message names the offending edit, never a value.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -175,7 +149,7 @@ fn check_header_name(name: &str) -> Result<HeaderName, InvalidDecision> {
     let header = HeaderName::from_bytes(name.as_bytes())
         .map_err(|_| invalid(format!("{:?} is not a valid header name", truncate(name))))?;
     let lower = header.as_str();
-    if FORBIDDEN_HEADERS.contains(&lower) || lower.starts_with(FORBIDDEN_HEADER_PREFIX) {
+    if is_protected_header(&header) {
         return Err(invalid(format!(
             "plugins may not edit the \"{lower}\" header"
         )));

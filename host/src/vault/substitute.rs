@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 use super::Secret;
 use super::render::check_path;
 use super::replace::Replacements;
-use crate::request::{QUERY_COMPONENT, RequestHead, has_content_coding};
+use crate::request::{QUERY_COMPONENT, RequestHead, has_content_coding, is_protected_header};
 use crate::services::Surface;
 
 /// A substitution that cannot be made; the request is not sent. Names the credential key,
@@ -188,13 +188,18 @@ impl Placeholders {
     }
 }
 
-/// Every header value: each placeholder replaced by its raw value. A value that cannot be a
-/// header value fails the request rather than going out cut or mangled.
+/// Every header value but the protected ones (`Host`, framing, hop-by-hop, forwarding and the
+/// proxy's own, which keep what the agent sent): each placeholder replaced by its raw value.
+/// A value that cannot be a header value fails the request rather than going out cut or
+/// mangled.
 fn substitute_headers(
     headers: &mut HeaderMap,
     placeholders: &[&Placeholder],
 ) -> Result<(), SubstitutionError> {
-    for value in headers.values_mut() {
+    for (name, value) in headers.iter_mut() {
+        if is_protected_header(name) {
+            continue;
+        }
         let mut bytes: Option<Zeroizing<Vec<u8>>> = None;
         for entry in placeholders {
             let current = bytes.as_deref().map_or(value.as_bytes(), Vec::as_slice);
@@ -246,7 +251,7 @@ fn replace_bytes(haystack: &[u8], needle: &[u8], with: &[u8]) -> Option<Vec<u8>>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::Method;
+    use http::{HeaderName, Method};
 
     fn placeholders(entries: &[(&str, &str, &[Surface], &str)]) -> Placeholders {
         Placeholders::new(entries.iter().map(|(key, text, surfaces, value)| {
@@ -343,6 +348,38 @@ mod tests {
         );
         let shown = SubstitutionError::NotHeaderSafe { key: "KEY".into() }.to_string();
         assert!(!shown.contains("X-Evil"));
+    }
+
+    #[test]
+    fn protected_headers_keep_what_the_agent_sent() {
+        // Found by fuzzing: a placeholder in `Content-Length` became the credential there.
+        let key = placeholders(&[("KEY", "__key__", &[Surface::Header], "s3cr3t")]);
+        let mut request = head("https://x.example.com/");
+        for name in [
+            "content-length",
+            "transfer-encoding",
+            "connection",
+            "x-forwarded-host",
+            "x-http-method-override",
+            "x-vault",
+            "x-agent-vault-session",
+        ] {
+            request.headers.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_static("5__key__"),
+            );
+        }
+        request
+            .headers
+            .insert("x-api-key", HeaderValue::from_static("__key__"));
+        key.apply_to_head(&mut request).unwrap();
+        assert_eq!(request.headers["x-api-key"], "s3cr3t");
+        for (name, value) in &request.headers {
+            if name != "x-api-key" {
+                assert_eq!(value, "5__key__", "{name}");
+                assert!(!value.is_sensitive(), "{name}");
+            }
+        }
     }
 
     #[test]
