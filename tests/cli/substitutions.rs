@@ -112,6 +112,32 @@ fn a_header_value_with_a_line_break_stops_the_request_before_the_upstream() {
     assert_eq!(proxy.upstream.received().len(), before);
 }
 
+/// Found by the `decision` fuzz target: a placeholder in a header the proxy protects (framing,
+/// forwarding) was filled with the credential. Those keep what was sent.
+#[test]
+fn protected_headers_keep_the_placeholder_text() {
+    let proxy = Proxy::start();
+    proxy.credentials(json!({ "KEY": "good-value-1" }));
+    proxy.services(passthrough_with(json!([
+        { "key": "KEY", "placeholder": "__key__", "in": ["header"] },
+    ])));
+    let answer = proxy.call(
+        "GET",
+        "api.test.example",
+        "/h",
+        &[
+            ("x-api-key", "__key__"),
+            ("x-forwarded-host", "__key__.example.net"),
+            ("forwarded", "host=__key__"),
+        ],
+    );
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let received = proxy.upstream.last();
+    assert_eq!(received.header("x-api-key"), ["good-value-1"]);
+    assert_eq!(received.header("x-forwarded-host"), ["__key__.example.net"]);
+    assert_eq!(received.header("forwarded"), ["host=__key__"]);
+}
+
 /// A request with a body through the explicit ingress.
 fn post(proxy: &Proxy, path: &str, content_type: &str, body: &[u8]) -> crate::proxy::Answer {
     let auth = format!("Bearer {}", proxy.token);
