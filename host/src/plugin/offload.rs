@@ -1,14 +1,15 @@
-//! Where a plugin call runs: on the connection's worker for its first slice, then, if it is
-//! not done, on the plugin threads.
+//! Where a plugin call runs: on the connection's worker if it is done within its first
+//! slice, else again from the start on the plugin threads.
 //!
 //! A connection worker (`crate::workers`) is one thread serving many connections, so a plugin
 //! call that computes for milliseconds there stalls every one of them. A call is therefore
-//! polled once where the request is: its first slice (one to two epoch ticks, `wasm`) ends
-//! with the call either done (every well-behaved plugin: a bearer call takes microseconds)
-//! or yielding. A call that yields moves to the [`PluginThreads`], a small multi-threaded
-//! runtime at a lower scheduling priority, where it runs on in slices interleaved with the
-//! other slow calls until it returns or its deadline stops it. The request waits for it
-//! without holding its worker.
+//! first tried where the request is, as a plain blocking call stopped at the end of its first
+//! slice (one to two epoch ticks, `wasm`): every well-behaved plugin is done by then (a bearer
+//! call takes microseconds), and pays nothing for the machinery below. A call that is not
+//! done is made again on the [`PluginThreads`], a small multi-threaded runtime at a lower
+//! scheduling priority, as a future that runs in slices interleaved with the other slow calls
+//! until it returns or its deadline stops it. The request waits for it without holding its
+//! worker.
 //!
 //! Each plugin has a [`Gate`]: at most `limit` of its calls run on the plugin threads at
 //! once, and a call beyond that is refused at once ([`Ran::Busy`]) rather than queued, so one
@@ -19,7 +20,8 @@
 //! middle, say) does not make a fast plugin slow, and a slow plugin whose call finishes in
 //! its first slice on the plugin threads is fast again.
 //!
-//! This module knows nothing of WebAssembly; it runs futures. `wasm` builds them.
+//! This module knows nothing of WebAssembly; it runs a closure and futures. `wasm` builds
+//! them.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -145,12 +147,19 @@ impl Gate {
         self.limit
     }
 
-    /// Run the call `start` makes: its first slice here unless the plugin is slow, the rest
-    /// on `threads`. Dropping the returned future stops the call wherever it runs.
-    pub async fn run<F>(&self, threads: &PluginThreads, start: impl FnOnce() -> F) -> Ran<F::Output>
+    /// Make a call on `input`: first `inline`, here, unless the plugin is slow; if that was
+    /// not done within its first slice (`None`), or the plugin is slow, the call `offload`
+    /// makes, on `threads`. Dropping the returned future stops the call wherever it runs.
+    pub async fn run<I, R, F>(
+        &self,
+        threads: &PluginThreads,
+        input: I,
+        inline: impl FnOnce(&I) -> Option<R>,
+        offload: impl FnOnce(I) -> F,
+    ) -> Ran<R>
     where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
+        F: Future<Output = R> + Send + 'static,
+        R: Send + 'static,
     {
         if self.is_slow() {
             // A slow plugin's call is only made once it has a slot: nothing is taken (a warm
@@ -158,7 +167,7 @@ impl Gate {
             let Some(slot) = self.slot() else {
                 return Ran::Busy;
             };
-            let (output, slices) = self.offload(threads, slot, Box::pin(start())).await;
+            let (output, slices) = self.offload(threads, slot, Box::pin(offload(input))).await;
             if slices == 1 {
                 // Done in the first slice after all: the plugin is fast again.
                 self.strikes.store(0, Ordering::Relaxed);
@@ -166,10 +175,7 @@ impl Gate {
             }
             return output;
         }
-        let mut call = Box::pin(start());
-        if let Poll::Ready(output) =
-            std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await
-        {
+        if let Some(output) = inline(&input) {
             self.strikes.store(0, Ordering::Relaxed);
             return Ran::Done(output);
         }
@@ -182,7 +188,9 @@ impl Gate {
         let Some(slot) = self.slot() else {
             return Ran::Busy;
         };
-        self.offload(threads, slot, call).await.0
+        self.offload(threads, slot, Box::pin(offload(input)))
+            .await
+            .0
     }
 
     /// One of the plugin's places on the plugin threads, if it has one free.
@@ -289,47 +297,64 @@ mod tests {
             .block_on(future)
     }
 
+    /// The thread the inline attempt ran on, with its result.
+    fn inline_on(
+        on: &Arc<std::sync::Mutex<Vec<String>>>,
+        result: Option<u32>,
+    ) -> impl FnOnce(&()) -> Option<u32> + use<> {
+        let on = on.clone();
+        move |_| {
+            let name = std::thread::current().name().unwrap_or("").to_owned();
+            on.lock().unwrap().push(format!("inline on {name}"));
+            result
+        }
+    }
+
     #[test]
     fn a_call_done_in_its_first_slice_never_leaves_the_caller() {
         let threads = PluginThreads::start(1).unwrap();
         let gate = Gate::new("test", 2);
         let on = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let call = {
-            let on = on.clone();
-            move || Yielding { yields: 0, on }
-        };
+        let inline = inline_on(&on, Some(7));
         std::thread::Builder::new()
             .name("caller".into())
             .spawn(move || {
-                assert_eq!(block_on(gate.run(&threads, call)), Ran::Done(7));
+                let ran = block_on(gate.run(&threads, (), inline, |()| async {
+                    unreachable!("a call done inline is not made again")
+                }));
+                assert_eq!(ran, Ran::Done(7));
                 assert!(!gate.is_slow());
             })
             .unwrap()
             .join()
             .unwrap();
-        assert_eq!(*on.lock().unwrap(), ["caller"]);
+        assert_eq!(*on.lock().unwrap(), ["inline on caller"]);
     }
 
     #[test]
-    fn a_call_that_yields_moves_to_the_plugin_threads_and_marks_the_plugin_slow() {
+    fn a_call_not_done_inline_is_made_again_on_the_plugin_threads_and_marks_the_plugin_slow() {
         let threads = PluginThreads::start(1).unwrap();
         let gate = Gate::new("test", 2);
         let on = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let call = {
+        let offload = {
             let on = on.clone();
             move |yields| {
                 let on = on.clone();
-                move || Yielding { yields, on }
+                move |()| Yielding { yields, on }
             }
         };
+        let (first_inline, second_inline) = (inline_on(&on, None), inline_on(&on, Some(1)));
         std::thread::Builder::new()
             .name("caller".into())
             .spawn(move || {
-                assert_eq!(block_on(gate.run(&threads, call(2))), Ran::Done(7));
+                // Two slices on the plugin threads: slow at once.
+                let ran = block_on(gate.run(&threads, (), first_inline, offload(2)));
+                assert_eq!(ran, Ran::Done(7));
                 assert!(gate.is_slow());
-                // A slow plugin's next call starts on the plugin threads; done in one slice
-                // there, the plugin is fast again.
-                assert_eq!(block_on(gate.run(&threads, call(0))), Ran::Done(7));
+                // A slow plugin's next call starts on the plugin threads, not inline; done
+                // in one slice there, the plugin is fast again.
+                let ran = block_on(gate.run(&threads, (), second_inline, offload(0)));
+                assert_eq!(ran, Ran::Done(7));
                 assert!(!gate.is_slow());
             })
             .unwrap()
@@ -337,7 +362,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             *on.lock().unwrap(),
-            ["caller", "plugin", "plugin", "plugin"]
+            ["inline on caller", "plugin", "plugin", "plugin", "plugin"]
         );
     }
 
@@ -346,13 +371,15 @@ mod tests {
         let threads = PluginThreads::start(1).unwrap();
         let gate = Gate::new("test", 2);
         let on = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let once = || Yielding {
-            yields: 1,
+        let done_in_one_slice = |()| Yielding {
+            yields: 0,
             on: on.clone(),
         };
-        assert_eq!(block_on(gate.run(&threads, once)), Ran::Done(7));
+        let ran = block_on(gate.run(&threads, (), inline_on(&on, None), done_in_one_slice));
+        assert_eq!(ran, Ran::Done(7));
         assert!(!gate.is_slow(), "one overrun is forgiven");
-        assert_eq!(block_on(gate.run(&threads, once)), Ran::Done(7));
+        let ran = block_on(gate.run(&threads, (), inline_on(&on, None), done_in_one_slice));
+        assert_eq!(ran, Ran::Done(7));
         assert!(gate.is_slow(), "two in a row are not");
     }
 
@@ -362,12 +389,12 @@ mod tests {
         let gate = Arc::new(Gate::new("test", 1));
         let (started, wait_started) = std::sync::mpsc::channel();
         let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let not_inline = |_: &()| None;
         let holder = {
             let (gate, threads) = (gate.clone(), threads.clone());
             std::thread::spawn(move || {
-                block_on(gate.run(&threads, move || async move {
-                    // Past the first slice: from here on the call holds the plugin's slot.
-                    tokio::task::yield_now().await;
+                block_on(gate.run(&threads, (), not_inline, move |()| async move {
+                    // On the plugin threads: from here on the call holds the plugin's slot.
                     started.send(()).unwrap();
                     let _ = released.await;
                     1
@@ -375,13 +402,11 @@ mod tests {
             })
         };
         wait_started.recv().unwrap();
-        let needs_a_slot = || async {
-            tokio::task::yield_now().await;
-            2
-        };
-        assert_eq!(block_on(gate.run(&threads, needs_a_slot)), Ran::Busy);
+        let ran = block_on(gate.run(&threads, (), not_inline, |()| async { 2 }));
+        assert_eq!(ran, Ran::Busy);
         release.send(()).unwrap();
         assert_eq!(holder.join().unwrap(), Ran::Done(1));
-        assert_eq!(block_on(gate.run(&threads, || async { 3 })), Ran::Done(3));
+        let ran = block_on(gate.run(&threads, (), not_inline, |()| async { 3 }));
+        assert_eq!(ran, Ran::Done(3));
     }
 }

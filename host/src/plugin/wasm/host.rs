@@ -46,36 +46,52 @@ impl CallState {
     }
 }
 
-/// How long a call may run, and whether it may give its thread back while it does.
+/// How long a call may run, and what it does at each epoch tick past its first slice.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Budget {
     deadline: Instant,
-    /// An async call yields at every epoch tick past its first slice, so that the thread
-    /// can serve others; a blocking call (load, `plugin test`, the API) runs on.
-    may_yield: bool,
+    pace: Pace,
 }
 
+/// What a call does when its first slice (and each tick after it) ends before its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Pace {
+    /// A first attempt on a connection worker: it stops with [`SliceOver`], and the call is
+    /// made again from the start on the plugin threads (`offload`).
+    FirstSliceOnly,
+    /// An async call on the plugin threads: it yields at every tick, so that the threads
+    /// take turns among the slow calls.
+    Yield,
+    /// A blocking call (load, `plugin test`, the API): it runs on.
+    RunOn,
+}
+
+/// A first attempt stopped at the end of its first slice: not an error of the plugin's.
+#[derive(Debug, thiserror::Error)]
+#[error("the plugin call did not finish in its first slice")]
+pub(super) struct SliceOver;
+
 impl Budget {
-    pub(super) fn new(timeout: Duration, may_yield: bool) -> Self {
+    pub(super) fn new(timeout: Duration, pace: Pace) -> Self {
         Budget {
             deadline: Instant::now() + timeout,
-            may_yield,
+            pace,
         }
     }
 }
 
 /// The epoch callback: past the deadline the guest traps with `Trap::Interrupt` (reported as
-/// a timeout); before it, an async call yields for one tick and a blocking one continues.
+/// a timeout); before it, the call stops, yields for one tick or runs on, by its [`Pace`].
 pub(super) fn on_epoch(store: StoreContextMut<'_, CallState>) -> wasmtime::Result<UpdateDeadline> {
     let budget = store.data().budget;
     if Instant::now() >= budget.deadline {
         return Ok(UpdateDeadline::Interrupt);
     }
-    Ok(if budget.may_yield {
-        UpdateDeadline::Yield(1)
-    } else {
-        UpdateDeadline::Continue(1)
-    })
+    match budget.pace {
+        Pace::FirstSliceOnly => Err(SliceOver.into()),
+        Pace::Yield => Ok(UpdateDeadline::Yield(1)),
+        Pace::RunOn => Ok(UpdateDeadline::Continue(1)),
+    }
 }
 
 /// Caps linear memory and records that the cap was hit, so the error can say so.

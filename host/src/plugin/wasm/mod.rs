@@ -6,11 +6,15 @@
 //! the import check, per-call limits (memory, time, what a call may hand the host), and the
 //! warm instances that make a call cost microseconds.
 //!
-//! Calls. `authorize`, and `validate-config` on the request path, are async calls: the guest
-//! runs on a fiber, and the epoch callback (`host::on_epoch`) makes it yield at every tick
-//! past its first slice until its deadline, so that `offload` can move a slow call off the
-//! connection worker. `describe`, and `validate-config` when a service is written or tested,
-//! are blocking calls under the same deadline. Either way, what a call hands the host (its
+//! Calls. `authorize`, and `validate-config` on the request path, are first made as blocking
+//! calls on the connection worker that stop at the end of their first slice (one to two
+//! epoch ticks; the epoch callback, `host::on_epoch`, ends them with `SliceOver`). Nearly
+//! every call is done by then, at the cost of a plain function call. One that is not is made
+//! again from the start as an async call on the plugin threads (`offload`): the guest runs on
+//! a fiber and yields at every tick until its deadline, so those threads take turns among
+//! the slow calls. A plugin call has no effect outside its instance (which a stopped attempt
+//! discards), so making it twice is safe. `describe`, and `validate-config` when a service is
+//! written or tested, are blocking calls that run on until the deadline. Either way, what a call hands the host (its
 //! result, or a crypto import's input) is bounded before it is copied: the store's hostcall
 //! fuel caps the bytes wasmtime lifts out of guest memory ([`MAX_LIFTED_BYTES`]), so a
 //! decision whose atoms all point at one large buffer cannot make the host copy it over and
@@ -47,7 +51,7 @@ use wasmtime::{
 use super::offload::{Gate, PluginThreads, Ran};
 use crate::vault::Credentials;
 pub use host::MAX_CRYPTO_INPUT;
-use host::{Budget, CallState, CryptoInputTooLarge};
+use host::{Budget, CallState, CryptoInputTooLarge, Pace, SliceOver};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -431,12 +435,28 @@ struct ExportIndices {
 type DescribeFunc = TypedFunc<(), (PluginInfo,)>;
 type ValidateConfigFunc = TypedFunc<(Arc<[Field]>,), (Result<Requirements, String>,)>;
 type AuthorizeFunc = TypedFunc<(Request, Arc<[Field]>), (Result<Decision, AuthError>,)>;
+type AuthorizeByRefFunc<'a> = TypedFunc<(&'a Request, &'a [Field]), (Result<Decision, AuthError>,)>;
 
 /// The exports of one instance, typed.
 struct Exports {
     describe: DescribeFunc,
     validate_config: ValidateConfigFunc,
     authorize: AuthorizeFunc,
+}
+
+impl Exports {
+    /// `authorize` taking its arguments by reference: a first attempt that may have to be
+    /// made again keeps them without a copy.
+    fn authorize_by_ref<'a>(&self) -> AuthorizeByRefFunc<'a> {
+        // SAFETY: `new_unchecked` trusts us that the function has this type. It was checked
+        // as `(Request, Arc<[Field]>)` when the instance's exports were looked up, and
+        // wasmtime gives `&T` the component type of `T`, and `[T]` and `Arc<[T]>` both the
+        // type `list<T>`, so the two signatures are the same component type.
+        #[allow(unsafe_code)]
+        unsafe {
+            TypedFunc::new_unchecked(*self.authorize.func())
+        }
+    }
 }
 
 struct WarmInstance {
@@ -488,9 +508,12 @@ impl WasmPlugin {
         let linked = self.linked.clone();
         let ran = self
             .gate
-            .run(&self.threads, move || async move {
-                linked.validate_config_async(config).await
-            })
+            .run(
+                &self.threads,
+                config,
+                |config| self.linked.validate_config_inline(config.clone()),
+                move |config| async move { linked.validate_config_async(config).await },
+            )
             .await;
         match ran {
             Ran::Done(result) => result,
@@ -503,8 +526,8 @@ impl WasmPlugin {
 
     /// Ask the plugin how to attach the credential to `request`. `credentials` back the
     /// crypto imports during the call; the caller renders the decision with them after.
-    /// The call runs on this thread for its first slice and on the plugin threads after
-    /// (`offload`).
+    /// The call runs on this thread if it is done within its first slice, and is made again
+    /// on the plugin threads if not (`offload`).
     pub async fn authorize(
         &self,
         vault: &str,
@@ -514,13 +537,21 @@ impl WasmPlugin {
     ) -> Result<Result<Decision, AuthError>, CallError> {
         let reuse = self.linked.limits.isolation == Isolation::Reuse;
         let linked = self.linked.clone();
-        let credentials = credentials.clone();
         let ran = self
             .gate
-            .run(&self.threads, || {
-                let warm = if reuse { self.take_warm(vault) } else { None };
-                linked.authorize_async(warm, request, config, credentials)
-            })
+            .run(
+                &self.threads,
+                (request, config),
+                |(request, config)| {
+                    let warm = if reuse { self.take_warm(vault) } else { None };
+                    self.linked
+                        .authorize_inline(warm, request, config, credentials.clone())
+                },
+                |(request, config)| {
+                    let warm = if reuse { self.take_warm(vault) } else { None };
+                    linked.authorize_async(warm, request, config, credentials.clone())
+                },
+            )
             .await;
         match ran {
             Ran::Done((result, instance)) => {
@@ -567,6 +598,85 @@ impl WasmPlugin {
 }
 
 impl Linked {
+    /// A first attempt at an authorize call, on this thread, in `warm` or a fresh instance:
+    /// `None` if it was not done within its first slice (the instance is dropped, and the
+    /// caller makes the call again on the plugin threads).
+    fn authorize_inline(
+        &self,
+        warm: Option<WarmInstance>,
+        request: &Request,
+        config: &[Field],
+        credentials: Credentials,
+    ) -> Option<AuthorizeOutput> {
+        let mut instance = match warm {
+            Some(instance) => instance,
+            None => match self.instantiate_inline()? {
+                Ok(instance) => instance,
+                Err(error) => return Some((Err(error), None)),
+            },
+        };
+        self.arm(
+            &mut instance.store,
+            credentials,
+            Pace::FirstSliceOnly,
+            self.limits.timeout,
+        );
+        let result = instance
+            .exports
+            .authorize_by_ref()
+            .call(&mut instance.store, (request, config));
+        match result {
+            Ok((decision,)) => {
+                instance.store.data_mut().end();
+                Some((Ok(decision), Some(instance)))
+            }
+            Err(error) if error.downcast_ref::<SliceOver>().is_some() => None,
+            Err(error) => Some((Err(self.classify(&error, instance.store.data())), None)),
+        }
+    }
+
+    /// A first attempt at `validate-config`, on this thread, in a fresh instance: `None` if
+    /// it was not done within its first slice.
+    fn validate_config_inline(
+        &self,
+        config: Arc<[Field]>,
+    ) -> Option<Result<Result<Requirements, String>, CallError>> {
+        let mut instance = match self.instantiate_inline()? {
+            Ok(instance) => instance,
+            Err(error) => return Some(Err(error)),
+        };
+        self.arm(
+            &mut instance.store,
+            Credentials::default(),
+            Pace::FirstSliceOnly,
+            self.limits.timeout,
+        );
+        match instance
+            .exports
+            .validate_config
+            .call(&mut instance.store, (config,))
+        {
+            Ok((requirements,)) => Some(Ok(requirements)),
+            Err(error) if error.downcast_ref::<SliceOver>().is_some() => None,
+            Err(error) => Some(Err(self.classify(&error, instance.store.data()))),
+        }
+    }
+
+    /// A fresh instance made on this thread within a first slice: `None` if that was not
+    /// enough (a component whose start-up computes).
+    fn instantiate_inline(&self) -> Option<Result<WarmInstance, CallError>> {
+        let mut store = self.new_store(Pace::FirstSliceOnly, self.limits.timeout);
+        let instance = match self.pre.instance_pre().instantiate(&mut store) {
+            Ok(instance) => instance,
+            Err(error) if error.downcast_ref::<SliceOver>().is_some() => return None,
+            Err(error) => return Some(Err(self.instantiate_error(&error, store.data()))),
+        };
+        Some(match self.exports(&mut store, &instance) {
+            Ok(exports) => Ok(WarmInstance { store, exports }),
+            Err(error) => Err(self.instantiate_error(&error, store.data())),
+        })
+    }
+
     /// One authorize call in `warm`, or in a fresh instance made within the call's budget.
     async fn authorize_async(
         self: Arc<Self>,
@@ -582,7 +692,12 @@ impl Linked {
                 Err(error) => return (Err(error), None),
             },
         };
-        self.arm(&mut instance.store, credentials, true, self.limits.timeout);
+        self.arm(
+            &mut instance.store,
+            credentials,
+            Pace::Yield,
+            self.limits.timeout,
+        );
         let result = instance
             .exports
             .authorize
@@ -605,7 +720,7 @@ impl Linked {
         self.arm(
             &mut instance.store,
             Credentials::default(),
-            true,
+            Pace::Yield,
             self.limits.timeout,
         );
         instance
@@ -624,7 +739,7 @@ impl Linked {
         timeout: Duration,
         call: impl FnOnce(&Exports, &mut Store<CallState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
-        let mut store = self.new_store(false, timeout);
+        let mut store = self.new_store(Pace::RunOn, timeout);
         let instance = self
             .pre
             .instance_pre()
@@ -634,12 +749,12 @@ impl Linked {
             .exports(&mut store, &instance)
             .map_err(|error| self.instantiate_error(&error, store.data()))?;
         // The call gets its whole budget, whatever instantiation took.
-        self.arm(&mut store, credentials, false, timeout);
+        self.arm(&mut store, credentials, Pace::RunOn, timeout);
         call(&exports, &mut store).map_err(|error| self.classify(&error, store.data()))
     }
 
     async fn instantiate_async(&self) -> Result<WarmInstance, CallError> {
-        let mut store = self.new_store(true, self.limits.timeout);
+        let mut store = self.new_store(Pace::Yield, self.limits.timeout);
         let instance = match self.pre.instance_pre().instantiate_async(&mut store).await {
             Ok(instance) => instance,
             Err(error) => return Err(self.instantiate_error(&error, store.data())),
@@ -650,13 +765,13 @@ impl Linked {
         Ok(WarmInstance { store, exports })
     }
 
-    fn new_store(&self, may_yield: bool, timeout: Duration) -> Store<CallState> {
+    fn new_store(&self, pace: Pace, timeout: Duration) -> Store<CallState> {
         let mut store = Store::new(
             &self.engine,
             CallState::new(
                 Credentials::default(),
                 self.limits.memory_bytes,
-                Budget::new(timeout, may_yield),
+                Budget::new(timeout, pace),
             ),
         );
         store.limiter(|state| &mut state.memory);
@@ -671,13 +786,13 @@ impl Linked {
         &self,
         store: &mut Store<CallState>,
         credentials: Credentials,
-        may_yield: bool,
+        pace: Pace,
         timeout: Duration,
     ) {
         store.data_mut().begin(
             credentials,
             self.limits.memory_bytes,
-            Budget::new(timeout, may_yield),
+            Budget::new(timeout, pace),
         );
         store.set_epoch_deadline(FIRST_SLICE_TICKS);
     }
