@@ -8,12 +8,13 @@
 //! (looked at after each edit, after the placeholders and after signing) fails. CPU time,
 //! not the clock: a thread preempted on a busy machine has not worked for the plugin. But
 //! reading a thread's CPU clock is a system call (close to a microsecond on a VM, a fifth of
-//! a bearer plugin's whole cost), so [`ApplyBudget`] reads the cheap monotonic clock and
-//! only reads CPU time once the clock says the bound could be near. `Masks` optionally
+//! a bearer plugin's whole cost), so [`ApplyBudget`] reads the coarse monotonic clock (a few
+//! nanoseconds, at the kernel tick's resolution) and only reads CPU time once that clock says
+//! the bound could be near. `Masks` optionally
 //! records how each credential-bearing value looks with its secrets hidden, for
 //! `plugin test`.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use http::HeaderName;
 
@@ -45,14 +46,32 @@ fn thread_cpu_time() -> Duration {
     )
 }
 
+/// Time on a monotonic clock that costs a few nanoseconds to read and is at most one kernel
+/// tick (1 to 10 ms) behind: `CLOCK_MONOTONIC_COARSE` on Linux, `Instant` elsewhere.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn coarse_now() -> Duration {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    Duration::new(
+        u64::try_from(now.tv_sec).unwrap_or(0),
+        u32::try_from(now.tv_nsec).unwrap_or(0),
+    )
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn coarse_now() -> Duration {
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    ORIGIN.get_or_init(std::time::Instant::now).elapsed()
+}
+
 /// The CPU time one apply may still spend. A thread's CPU time never runs ahead of the
 /// clock, so while at most half the bound has passed on the clock, at most half has been
 /// spent: no CPU clock is read. From then on the CPU time spent since is counted, and the
 /// apply fails once that passes the other half, so it never spends more than the bound
-/// (plus the one step it is in), however long its thread was preempted.
+/// (plus the one step it is in and one tick of the coarse clock), however long its thread
+/// was preempted.
 #[derive(Debug)]
 struct ApplyBudget {
-    started: Instant,
+    started: Duration,
     /// The thread's CPU time when half the bound had passed on the clock.
     cpu_at_half: Option<Duration>,
 }
@@ -60,14 +79,14 @@ struct ApplyBudget {
 impl ApplyBudget {
     fn start() -> Self {
         ApplyBudget {
-            started: Instant::now(),
+            started: coarse_now(),
             cpu_at_half: None,
         }
     }
 
     fn check(&mut self) -> Result<(), ApplyError> {
         let half = MAX_APPLY_TIME / 2;
-        if self.started.elapsed() <= half {
+        if coarse_now().saturating_sub(self.started) <= half {
             return Ok(());
         }
         let now = thread_cpu_time();
@@ -345,7 +364,8 @@ mod tests {
                 std::hint::black_box(0);
             }
         };
-        spin(MAX_APPLY_TIME / 2 + Duration::from_millis(1));
+        // Past half the bound by more than one tick of the coarse clock (10 ms at most).
+        spin(MAX_APPLY_TIME / 2 + Duration::from_millis(11));
         assert_eq!(
             working.check(),
             Ok(()),

@@ -238,7 +238,9 @@ impl Gate {
     }
 
     fn is_slow(&self) -> bool {
-        self.now_ms() < self.slow_until.load(Ordering::Relaxed)
+        // Zero (never slow, or fast again) needs no clock: the common case reads none.
+        let until = self.slow_until.load(Ordering::Relaxed);
+        until != 0 && self.now_ms() < until
     }
 
     fn mark_slow(&self) {
