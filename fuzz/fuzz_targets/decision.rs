@@ -273,7 +273,10 @@ fn check_and_apply(
         if reference::protected_header(name.as_str()) {
             let was: Vec<&HeaderValue> = before.headers.get_all(&name).iter().collect();
             let is: Vec<&HeaderValue> = after.headers.get_all(&name).iter().collect();
-            assert_eq!(was, is, "the decision or a placeholder changed the protected header {name}");
+            assert_eq!(
+                was, is,
+                "the decision or a placeholder changed the protected header {name}"
+            );
         }
     }
 
