@@ -12,6 +12,7 @@ pub mod accept;
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod authority;
 pub mod cli;
 pub mod drain;
 pub mod forward;

@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::authority::{self, split_authority};
 use crate::plugin::PluginConfig;
 use crate::plugin::config::check_bindings;
 use crate::plugin::registry::Registry;
@@ -213,7 +214,7 @@ pub struct Rules<'a> {
 impl Service {
     /// The inline form: `host[:port][/path]`.
     pub fn inline_host(&self) -> String {
-        let mut inline = self.host.clone();
+        let mut inline = authority::display_host(&self.host);
         if let Some(port) = self.port {
             inline.push_str(&format!(":{port}"));
         }
@@ -488,7 +489,7 @@ fn validate_one(spec: &ServiceSpec, rules: Rules<'_>) -> Result<Service, String>
         (Some(path), None) | (None, Some(path)) => path.to_owned(),
         (None, None) => String::new(),
     };
-    check_host(&host, rules.dev_mode)?;
+    let host = check_host(host, rules.dev_mode)?;
     if !path.is_empty() {
         check_path_glob(&path).map_err(|message| format!("path {message}"))?;
     }
@@ -539,8 +540,8 @@ fn validate_one(spec: &ServiceSpec, rules: Rules<'_>) -> Result<Service, String>
     Ok(service)
 }
 
-/// `host[:port][/path]` into its parts; the host lower-cased.
-fn split_inline_host(inline: &str) -> Result<(String, Option<u16>, Option<&str>), String> {
+/// `host[:port][/path]` into its parts, the host as written.
+fn split_inline_host(inline: &str) -> Result<(&str, Option<u16>, Option<&str>), String> {
     // A scheme comes before the path; the path may hold `://` (`/go/https://...`), and the
     // stored inline form of a service with such a path must read back.
     if let Some(slash) = inline.find('/')
@@ -553,64 +554,57 @@ fn split_inline_host(inline: &str) -> Result<(String, Option<u16>, Option<&str>)
         Some(index) => (&inline[..index], Some(&inline[index..])),
         None => (inline, None),
     };
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((host, port)) => {
-            let port: u16 = port
-                .parse()
-                .map_err(|_| format!("port {port:?} in host must be 1 to 65535"))?;
-            (host, Some(port))
-        }
-        None => (authority, None),
-    };
-    Ok((host.to_ascii_lowercase(), port, path))
+    let (host, port) = split_authority(authority)
+        .map_err(|_| format!("host {authority:?} is not a valid host name"))?;
+    let port = port
+        .map(|port| {
+            authority::parse_port(port)
+                .map_err(|_| format!("port {port:?} in host must be 1 to 65535"))
+        })
+        .transpose()?;
+    Ok((host, port, path))
 }
 
-fn check_host(host: &str, dev_mode: bool) -> Result<(), String> {
+/// The host a service may name, in the form requests are matched in
+/// (`authority::canonical_host`): a public host name, or `*.` and a domain (which covers one
+/// more label); IP addresses and internal names in development mode only.
+fn check_host(host: &str, dev_mode: bool) -> Result<String, String> {
     if host.chars().any(|c| c.is_control() || " @?#".contains(c)) {
         return Err(format!(
             "host {host:?} must not contain spaces, @, ?, # or control characters"
         ));
     }
-    let is_ip = host.parse::<std::net::IpAddr>().is_ok() || host.starts_with('[');
-    if is_ip || INTERNAL_HOSTS.contains(&host) {
+    let invalid = || format!("host {host:?} is not a valid host name");
+    let (wildcard, name) = match host.strip_prefix("*.") {
+        Some(domain) => (true, domain),
+        None => (false, host),
+    };
+    let name = authority::canonical_host(name).map_err(|_| invalid())?;
+    let is_ip = name.parse::<std::net::IpAddr>().is_ok();
+    if !wildcard && (is_ip || INTERNAL_HOSTS.contains(&name.as_str())) {
         if dev_mode {
-            return Ok(());
+            return Ok(name);
         }
         return Err(format!(
             "host {host:?} is an IP address or internal name; only public host names are allowed (development mode allows them)"
         ));
     }
-    let name = match host.strip_prefix("*.") {
-        Some(domain) => {
-            if !domain.contains('.') {
-                return Err(format!(
-                    "wildcard {host:?} must cover a domain with a dot, like *.example.com"
-                ));
-            }
-            domain
-        }
-        None => host,
-    };
+    if wildcard && !name.contains('.') {
+        return Err(format!(
+            "wildcard {host:?} must cover a domain with a dot, like *.example.com"
+        ));
+    }
     let labels: Vec<&str> = name.split('.').collect();
-    let valid_label = |label: &str| {
-        !label.is_empty()
-            && label.len() <= 63
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !label.starts_with('-')
-            && !label.ends_with('-')
-    };
+    let valid_label = |label: &str| !label.starts_with('-') && !label.ends_with('-');
     let tld = labels.last().copied().unwrap_or_default();
-    let valid = name.len() <= 253
-        && labels.len() >= 2
+    let valid = labels.len() >= 2
         && labels.iter().all(|label| valid_label(label))
         && tld.len() >= 2
         && tld.bytes().all(|b| b.is_ascii_alphabetic());
     if !valid {
-        return Err(format!("host {host:?} is not a valid host name"));
+        return Err(invalid());
     }
-    Ok(())
+    Ok(if wildcard { format!("*.{name}") } else { name })
 }
 
 /// A path glob: starts with `/`, at most 256 characters, `*` the only wildcard.

@@ -946,3 +946,41 @@ fn ca_fetch_saves_the_local_ca() {
         std::fs::read(&t.ca_file).unwrap()
     );
 }
+
+/// Both doors read a host by one rule (`host/src/authority.rs`): an IPv6 address in brackets
+/// is a host at either, and a name whose last label is a number (`127.1`, which a resolver
+/// reads as 127.0.0.1) is a host at neither. Before, the explicit ingress refused `[::1]`
+/// and the transparent one tunnelled to `127.1`.
+#[test]
+fn both_doors_read_a_host_by_one_rule() {
+    let t = Transparent::start();
+    let port = t.proxy.upstream.port;
+
+    let bracketed = t.proxy.call("GET", "[::1]", "/x", &[]);
+    assert_eq!(
+        bracketed.proxy_error(),
+        (403, "forbidden".into()),
+        "{}",
+        String::from_utf8_lossy(&bracketed.body)
+    );
+    assert_eq!(
+        bracketed.json()["proposal_hint"]["host"],
+        format!("[::1]:{port}")
+    );
+    let numeric = t.proxy.call("GET", "127.1", "/x", &[]);
+    assert_eq!(numeric.proxy_error().0, 400, "{numeric:?}");
+
+    t.proxy.api(
+        "PATCH",
+        "/v1/vaults/default/settings",
+        json!({ "unmatched_host_policy": "deny" }),
+    );
+    let connect = connect_raw(&t, "[::1]", port, Some(&t.proxy.token));
+    assert!(connect.starts_with("HTTP/1.1 403"), "{connect}");
+    assert!(
+        connect.contains(&format!("\"host\":\"[::1]:{port}\"")),
+        "{connect}"
+    );
+    let connect = connect_raw(&t, "127.1", port, Some(&t.proxy.token));
+    assert!(connect.starts_with("HTTP/1.1 400"), "{connect}");
+}

@@ -8,6 +8,7 @@
 use http::{HeaderMap, HeaderName, Uri, request::Parts};
 
 use super::ProxyError;
+use crate::authority::{AuthorityError, parse_authority};
 use crate::request::{RequestHead, Scheme};
 
 /// Where a request is going.
@@ -41,37 +42,18 @@ pub fn target(uri: &Uri) -> Result<Target, ProxyError> {
         Some(index) => (&rest[..index], &rest[index..]),
         None => (rest, "/"),
     };
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((host, port)) => {
-            let port = port
-                .parse::<u16>()
-                .ok()
-                .filter(|port| *port > 0)
-                .ok_or_else(|| {
-                    ProxyError::BadRequest(format!("invalid port in target host {authority:?}"))
-                })?;
-            (host, port)
-        }
-        None => (authority, 443),
-    };
-    // `api.example.com.` (fully qualified) is the same host as `api.example.com`.
-    let host = host.strip_suffix('.').unwrap_or(host);
-    let valid_host = !host.is_empty()
-        && host.len() <= 253
-        && !host.starts_with('.')
-        && !host.ends_with('.')
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-    if !valid_host {
-        return Err(ProxyError::BadRequest(format!(
-            "invalid target host {authority:?}: use /proxy/api.example.com/path"
-        )));
-    }
+    let (host, port) = parse_authority(authority).map_err(|error| {
+        ProxyError::BadRequest(match error {
+            AuthorityError::Port => format!("invalid port in target host {authority:?}"),
+            AuthorityError::Host => {
+                format!("invalid target host {authority:?}: use /proxy/api.example.com/path")
+            }
+        })
+    })?;
     Ok(Target {
         scheme: Scheme::Https,
-        host: host.to_ascii_lowercase(),
-        port,
+        host,
+        port: port.unwrap_or(443),
         path: path.to_owned(),
         query: uri.query().map(str::to_owned),
     })

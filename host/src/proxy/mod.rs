@@ -38,6 +38,7 @@ use hyper::body::Incoming;
 
 use crate::accept::AbortSignal;
 use crate::api::ApiState;
+use crate::authority::display_authority;
 use crate::forward::websocket::NewRewriter;
 use crate::forward::{
     BoxError, ProxyBody, Upgrading, Upstream, UpstreamError, clean_response_headers,
@@ -128,7 +129,7 @@ async fn proxy(
     // 1. Accept.
     let (parts, body) = request.into_parts();
     let target = ingress::target(&parts.uri)?;
-    draft.host = format!("{}:{}", target.host, target.port);
+    draft.host = display_authority(&target.host, target.port);
     draft.path = target.path.clone();
     if parts.method == Method::CONNECT {
         return Err(ProxyError::BadRequest(
@@ -153,7 +154,7 @@ pub async fn serve_request(
 ) -> Response<ProxyBody> {
     let started = Instant::now();
     let mut draft = LogDraft::new(request.method(), ingress);
-    draft.host = format!("{}:{}", target.host, target.port);
+    draft.host = display_authority(&target.host, target.port);
     draft.path = target.path.clone();
     let (parts, body) = request.into_parts();
     let response = match exchange(state, caller, target, parts, body, &mut draft).await {
@@ -229,7 +230,7 @@ async fn exchange(
         .map_err(|error| ProxyError::BadRequest(error.to_string()))?;
     let service = route::match_service(&view.services, &target.host, target.port, &path)
         .ok_or_else(|| ProxyError::NoService {
-            host: format!("{}:{}", target.host, target.port),
+            host: display_authority(&target.host, target.port),
             vault: caller.vault.name.clone(),
             base_url: state.api.base_url.clone(),
         })?;

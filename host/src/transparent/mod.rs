@@ -33,6 +33,9 @@ use tokio::net::TcpStream;
 use zeroize::Zeroizing;
 
 use crate::accept::{AbortSignal, Abortable, ConnectionLimits, Counted, StrictHeads};
+use crate::authority::{
+    AuthorityError, canonical_host, display_authority, parse_authority, parse_port,
+};
 use crate::drain::DrainWatcher;
 use crate::forward::ProxyBody;
 use crate::proxy::{Caller, Ingress, ProxyError, ProxyState, Target, authenticate, route};
@@ -120,36 +123,17 @@ pub(crate) async fn caller(
         })
 }
 
-/// A host name or IP address as a CONNECT target or Host header may carry it: lower case,
-/// IPv6 without brackets.
-fn valid_host(host: &str) -> Option<String> {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.parse::<std::net::IpAddr>().is_ok() {
-        return Some(host.to_ascii_lowercase());
-    }
-    // `api.example.com.` (fully qualified) is the same host as `api.example.com`.
-    let host = host.strip_suffix('.').unwrap_or(host);
-    let valid = !host.is_empty()
-        && host.len() <= 253
-        && !host.starts_with('.')
-        && !host.ends_with('.')
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-    valid.then(|| host.to_ascii_lowercase())
-}
-
 /// `host:port` of a CONNECT request.
 fn connect_target(authority: Option<&http::uri::Authority>) -> Result<(String, u16), ProxyError> {
     let bad = || ProxyError::BadRequest("CONNECT needs a target host:port".into());
     let authority = authority.ok_or_else(bad)?;
-    let port = authority
-        .port_u16()
-        .filter(|port| *port > 0)
-        .ok_or_else(bad)?;
-    let host = valid_host(authority.host())
-        .ok_or_else(|| ProxyError::BadRequest(format!("invalid CONNECT target {authority}")))?;
-    Ok((host, port))
+    match parse_authority(authority.as_str()) {
+        Ok((host, Some(port))) => Ok((host, port)),
+        Ok((_, None)) | Err(AuthorityError::Port) => Err(bad()),
+        Err(AuthorityError::Host) => Err(ProxyError::BadRequest(format!(
+            "invalid CONNECT target {authority}"
+        ))),
+    }
 }
 
 /// Serve one connection of the transparent listener until the client closes it, or until
@@ -234,7 +218,7 @@ impl Transparent {
         let intercept = route::covers_host(&view.services, &host, port);
         if !intercept && view.deny_unmatched {
             let error = ProxyError::NoService {
-                host: format!("{host}:{port}"),
+                host: display_authority(&host, port),
                 vault: caller.vault.name.clone(),
                 base_url: self.proxy.api.base_url.clone(),
             };
@@ -293,12 +277,17 @@ impl Transparent {
         let uri = request.uri();
         let host = uri
             .host()
-            .and_then(valid_host)
+            .and_then(|host| canonical_host(host).ok())
             .ok_or_else(|| ProxyError::BadRequest(format!("invalid target URL {uri}")))?;
+        let port = match uri.port() {
+            Some(port) => parse_port(port.as_str())
+                .map_err(|_| ProxyError::BadRequest(format!("invalid port in URL {uri}")))?,
+            None => 80,
+        };
         let target = Target {
             scheme: Scheme::Http,
             host,
-            port: uri.port_u16().unwrap_or(80),
+            port,
             path: uri.path().to_owned(),
             query: uri.query().map(str::to_owned),
         };
@@ -328,7 +317,7 @@ impl Transparent {
             vault_id: caller.vault.id.clone(),
             ingress: Ingress::Transparent.as_str().into(),
             method: "CONNECT".into(),
-            host: format!("{host}:{port}"),
+            host: display_authority(host, port),
             path: String::new(),
             matched_service: None,
             credential_keys: Vec::new(),

@@ -10,8 +10,9 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use super::{ProxyCredentials, Transparent, caller, valid_host};
+use super::{ProxyCredentials, Transparent, caller};
 use crate::accept::{Abortable, FirstBytes, StrictHeads};
+use crate::authority::{canonical_host, display_authority};
 use crate::drain::DrainWatcher;
 use crate::forward::ProxyBody;
 use crate::proxy::{Ingress, ProxyError, Target, serve_request};
@@ -154,14 +155,14 @@ impl Tunnel {
         let Some(authority) = authority else {
             return Err(ProxyError::BadRequest("the request has no Host".into()));
         };
-        let same_host = valid_host(authority.host()).is_some_and(|host| host == self.host);
+        let same_host = canonical_host(authority.host()).is_ok_and(|host| host == self.host);
         let same_port = authority.port_u16().is_none_or(|port| port == self.port);
         if same_host && same_port {
             Ok(())
         } else {
             Err(ProxyError::Misdirected(format!(
-                "This tunnel goes to {}:{}, not to {authority}",
-                self.host, self.port
+                "This tunnel goes to {}, not to {authority}",
+                display_authority(&self.host, self.port)
             )))
         }
     }
