@@ -983,4 +983,24 @@ fn both_doors_read_a_host_by_one_rule() {
     );
     let connect = connect_raw(&t, "127.1", port, Some(&t.proxy.token));
     assert!(connect.starts_with("HTTP/1.1 400"), "{connect}");
+
+    // An absolute-form URL with credentials before the host: refused, not dropped.
+    use base64::Engine as _;
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:default", t.proxy.token));
+    let mut stream = TcpStream::connect(&t.address).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET http://user:pw@other.test.example:{port}/x HTTP/1.1\r\n\
+         Host: other.test.example:{port}\r\nProxy-Authorization: Basic {basic}\r\n\
+         Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("invalid target URL"), "{answer}");
 }

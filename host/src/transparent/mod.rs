@@ -33,9 +33,7 @@ use tokio::net::TcpStream;
 use zeroize::Zeroizing;
 
 use crate::accept::{AbortSignal, Abortable, ConnectionLimits, Counted, StrictHeads};
-use crate::authority::{
-    AuthorityError, canonical_host, display_authority, parse_authority, parse_port,
-};
+use crate::authority::{AuthorityError, display_authority, parse_authority};
 use crate::drain::DrainWatcher;
 use crate::forward::ProxyBody;
 use crate::proxy::{Caller, Ingress, ProxyError, ProxyState, Target, authenticate, route};
@@ -275,14 +273,18 @@ impl Transparent {
         client: IpAddr,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let uri = request.uri();
-        let host = uri
-            .host()
-            .and_then(|host| canonical_host(host).ok())
-            .ok_or_else(|| ProxyError::BadRequest(format!("invalid target URL {uri}")))?;
-        let port = match uri.port() {
-            Some(port) => parse_port(port.as_str())
-                .map_err(|_| ProxyError::BadRequest(format!("invalid port in URL {uri}")))?,
-            None => 80,
+        let invalid = || ProxyError::BadRequest(format!("invalid target URL {uri}"));
+        // The same rule as every other host: `user:password@` before it is refused, not
+        // dropped.
+        let (host, port) = match uri
+            .authority()
+            .map(|authority| parse_authority(authority.as_str()))
+        {
+            Some(Ok((host, port))) => (host, port.unwrap_or(80)),
+            Some(Err(AuthorityError::Port)) => {
+                return Err(ProxyError::BadRequest(format!("invalid port in URL {uri}")));
+            }
+            Some(Err(AuthorityError::Host)) | None => return Err(invalid()),
         };
         let target = Target {
             scheme: Scheme::Http,
