@@ -223,12 +223,18 @@ pub async fn run(
     let worker_proxies = (0..workers.len())
         .map(|_| {
             Ok(Arc::new(ProxyState {
+                db: state.db.clone(),
+                owner_known: state.owner_known.clone(),
+                data_key: state.data_key.clone(),
+                plugins: state.plugins.clone(),
+                request_log: state.request_log.clone(),
+                base_url: state.base_url.clone(),
+                trusted_proxies: state.trusted_proxies.clone(),
                 upstream: Upstream::new(upstream_settings.clone())?,
                 directory: directory.clone(),
                 limits: limits.clone(),
                 auth_failures: auth_failures.clone(),
                 settings: config.proxy,
-                api: state.clone(),
             }))
         })
         .collect::<Result<Vec<_>, ServerError>>()?;

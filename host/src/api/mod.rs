@@ -23,7 +23,6 @@ mod vaults;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Response, StatusCode, header};
@@ -38,7 +37,7 @@ use crate::auth::{AuthError, Session};
 use crate::forwarded::TrustedProxies;
 use crate::plugin::registry::Registry;
 use crate::ratelimit::{self, AttemptLimiter, SignInLimiter, SignInRefused};
-use crate::store::{Db, StoreError, Vault};
+use crate::store::{Db, Generation, OwnerKnown, StoreError, Vault};
 use crate::vault::crypto::{CryptoError, DataKey, KdfParams};
 
 /// The largest JSON body the API reads.
@@ -55,8 +54,8 @@ pub struct ApiState {
     pub password_kdf: KdfParams,
     /// Allow internal hosts (localhost, IPs) in services.
     pub dev_mode: bool,
-    /// Set once an owner exists; until then most routes answer 503.
-    initialized: AtomicBool,
+    /// Whether an owner exists; until then most routes answer 503.
+    pub owner_known: OwnerKnown,
     /// Serialises read-modify-write of a vault's services.
     services_lock: tokio::sync::Mutex<()>,
     /// Bumped after every successful write, so the proxy's cache drops what it read.
@@ -111,7 +110,7 @@ impl ApiState {
             base_url,
             password_kdf,
             dev_mode,
-            initialized: AtomicBool::new(false),
+            owner_known: OwnerKnown::default(),
             services_lock: tokio::sync::Mutex::new(()),
             generation: Generation::default(),
             request_log,
@@ -150,29 +149,7 @@ impl ApiState {
 
     /// Whether an owner exists (cached once true).
     pub(crate) async fn initialized(&self) -> Result<bool, ApiError> {
-        if self.initialized.load(Ordering::Acquire) {
-            return Ok(true);
-        }
-        let has_owner = self.db.run(|store| store.has_owner()).await?;
-        if has_owner {
-            self.initialized.store(true, Ordering::Release);
-        }
-        Ok(has_owner)
-    }
-}
-
-/// A counter bumped after every successful write through the API; readers that cache
-/// (the proxy) drop their cache when it moves.
-#[derive(Debug, Clone, Default)]
-pub struct Generation(Arc<std::sync::atomic::AtomicU64>);
-
-impl Generation {
-    pub fn bump(&self) {
-        self.0.fetch_add(1, Ordering::AcqRel);
-    }
-
-    pub fn current(&self) -> u64 {
-        self.0.load(Ordering::Acquire)
+        Ok(self.owner_known.check(&self.db).await?)
     }
 }
 

@@ -132,10 +132,10 @@ pub async fn token_caller(
 /// beats a 401.
 async fn require_initialized(state: &ProxyState) -> Result<(), ProxyError> {
     let initialized = state
-        .api
-        .initialized()
+        .owner_known
+        .check(&state.db)
         .await
-        .map_err(|error| ProxyError::Internal(error.message))?;
+        .map_err(|error| ProxyError::Internal(error.to_string()))?;
     if initialized {
         Ok(())
     } else {

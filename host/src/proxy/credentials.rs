@@ -45,7 +45,6 @@ pub fn open(
                 vault: caller.vault.name.clone(),
             })?;
         let secret = state
-            .api
             .data_key
             .open_credential(&caller.vault.id, key, sealed)
             .map_err(|_| ProxyError::CredentialUnreadable {

@@ -12,11 +12,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::api::Generation;
 use crate::auth::{AuthError, Session};
 use crate::plugin::contract::Requirements;
 use crate::plugin::{Plugin, PluginConfigError};
 use crate::services::{self, Service};
+use crate::store::Generation;
 use crate::store::{self, ActorId, Db, Grant, StoreError, TokenKind, Vault};
 use crate::vault::crypto::Sealed;
 

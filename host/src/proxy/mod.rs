@@ -37,18 +37,21 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 
 use crate::accept::AbortSignal;
-use crate::api::ApiState;
+use crate::audit::RequestLog;
 use crate::authority::display_authority;
 use crate::forward::websocket::NewRewriter;
 use crate::forward::{
     BoxError, ProxyBody, Upgrading, Upstream, UpstreamError, clean_response_headers,
 };
+use crate::forwarded::TrustedProxies;
 use crate::plugin::apply::ApplyError;
 use crate::plugin::body::hash_body;
+use crate::plugin::registry::Registry;
 use crate::plugin::{Call, CallError, Outcome, PluginConfigError, PluginError, needs_body_sha256};
 use crate::ratelimit::{AttemptLimiter, RateLimiter};
 use crate::request::Scheme;
-use crate::store::{self, LogEntry};
+use crate::store::{self, Db, LogEntry, OwnerKnown};
+use crate::vault::crypto::DataKey;
 use crate::vault::redact::Redactor;
 pub use authenticate::Caller;
 pub use directory::Directory;
@@ -76,10 +79,23 @@ impl Default for ProxySettings {
     }
 }
 
-/// Everything the request path needs; built once, shared.
+/// Everything the request path needs; built once, shared. The handles it shares with the
+/// management API (the store, the data key, the plugins, the request log) are clones of the
+/// same ones, given to each by `server.rs`.
 #[derive(Debug)]
 pub struct ProxyState {
-    pub api: Arc<ApiState>,
+    pub db: Db,
+    /// Whether the instance has an owner yet (the proxy answers 503 before).
+    pub owner_known: OwnerKnown,
+    /// Opens the credentials a request needs (`credentials.rs`).
+    pub data_key: Arc<DataKey>,
+    pub plugins: Arc<Registry>,
+    /// The queue each request's log row goes to.
+    pub request_log: RequestLog,
+    /// The server's own address, for the links in errors (`proposal_hint`).
+    pub base_url: String,
+    /// The reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: TrustedProxies,
     pub directory: Directory,
     pub upstream: Upstream,
     pub limits: RateLimiter,
@@ -99,7 +115,7 @@ pub async fn handle(
     request: http::Request<Incoming>,
     peer: IpAddr,
 ) -> Response<ProxyBody> {
-    let client = state.api.trusted_proxies.client(peer, request.headers());
+    let client = state.trusted_proxies.client(peer, request.headers());
     if request.uri().path() == "/discover" {
         return discover::discover(&state, &request, client)
             .await
@@ -115,7 +131,7 @@ pub async fn handle(
         }
     };
     if let Some(entry) = draft.finish(response.status().as_u16(), started) {
-        state.api.request_log.record(entry).await;
+        state.request_log.record(entry).await;
     }
     response
 }
@@ -171,7 +187,7 @@ pub async fn serve_request(
         }
     };
     if let Some(entry) = draft.finish(response.status().as_u16(), started) {
-        state.api.request_log.record(entry).await;
+        state.request_log.record(entry).await;
     }
     response
 }
@@ -207,7 +223,6 @@ async fn exchange(
 
     // Admit: nothing goes out that the request log could not record.
     state
-        .api
         .request_log
         .accepting()
         .map_err(|_| ProxyError::LogUnavailable)?;
@@ -232,7 +247,7 @@ async fn exchange(
         .ok_or_else(|| ProxyError::NoService {
             host: display_authority(&target.host, target.port),
             vault: caller.vault.name.clone(),
-            base_url: state.api.base_url.clone(),
+            base_url: state.base_url.clone(),
         })?;
     draft.service = Some(service.name.clone());
     if !service.enabled {
@@ -269,7 +284,6 @@ async fn exchange(
         });
     }
     let plugin = state
-        .api
         .plugins
         .get_pinned(&binding.plugin, binding.sha256.as_deref())
         .map_err(|error| ProxyError::Plugin(error.to_string()))?;

@@ -14,6 +14,7 @@ pub mod sqlite;
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -679,5 +680,38 @@ impl Db {
     /// The store, for synchronous callers (the CLI, tests).
     pub fn store(&self) -> &dyn Store {
         self.store.as_ref()
+    }
+}
+
+/// A counter bumped after every successful write through the management API; readers that
+/// cache what they read (the proxy's directory) drop their cache when it moves.
+#[derive(Debug, Clone, Default)]
+pub struct Generation(Arc<AtomicU64>);
+
+impl Generation {
+    pub fn bump(&self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn current(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Whether the instance has an owner, cached once it has (an instance never loses its last
+/// owner). Shared by the management API and the proxy, which both answer 503 before.
+#[derive(Debug, Clone, Default)]
+pub struct OwnerKnown(Arc<AtomicBool>);
+
+impl OwnerKnown {
+    pub async fn check(&self, db: &Db) -> Result<bool> {
+        if self.0.load(Ordering::Acquire) {
+            return Ok(true);
+        }
+        let has_owner = db.run(|store| store.has_owner()).await?;
+        if has_owner {
+            self.0.store(true, Ordering::Release);
+        }
+        Ok(has_owner)
     }
 }

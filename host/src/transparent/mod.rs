@@ -203,7 +203,6 @@ impl Transparent {
         // Nothing opens that the request log cannot record (an intercepted tunnel's
         // requests are also admitted one by one, as they come).
         self.proxy
-            .api
             .request_log
             .accepting()
             .map_err(|_| ProxyError::LogUnavailable)?;
@@ -218,7 +217,7 @@ impl Transparent {
             let error = ProxyError::NoService {
                 host: display_authority(&host, port),
                 vault: caller.vault.name.clone(),
-                base_url: self.proxy.api.base_url.clone(),
+                base_url: self.proxy.base_url.clone(),
             };
             self.log_tunnel(&caller, &host, port, 403, Some(error.code()))
                 .await;
@@ -329,7 +328,7 @@ impl Transparent {
             actor: caller.actor.id(),
             created_at: store::now(),
         };
-        self.proxy.api.request_log.record(entry).await;
+        self.proxy.request_log.record(entry).await;
     }
 }
 
