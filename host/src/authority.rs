@@ -7,15 +7,17 @@
 //! A host compares in its canonical form: lower case, without the trailing dot of a fully
 //! qualified name (`api.example.com.` is `api.example.com`), an IPv6 address without its
 //! brackets. A name is labels of letters, digits and `-`, none empty, at most 63 bytes each
-//! and 253 in all, the last not a number (`127.1` and `0x7f.1` are addresses to a resolver);
-//! an IP address is one `std::net` parses, in its four-part decimal form (IPv6 only in
-//! brackets where a port may follow). Anything else (`@`, `%`, `_`, spaces) is refused, never passed on for
+//! and 253 in all. A name whose last label is a number is an IPv4 address in shorthand
+//! (`127.1`, `2130706433`, `0x7f.1`, `0177.0.0.1`), as resolvers and browsers read it, and
+//! becomes that address in dotted decimal, so the network guard judges the address the
+//! resolver would have dialled; one that stands for no address is refused. IPv6 is written
+//! in brackets where a port may follow. Anything else (`@`, `%`, `_`, spaces) is refused, never passed on for
 //! an upstream or a resolver to read its own way. A port is 1 to 65535 in decimal digits
 //! only (no sign, which Rust's integer parsing would take).
 //!
 //! Policy (which hosts a service may name, wildcards) stays with `services`.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Why a host or `host:port` was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -47,17 +49,59 @@ pub fn canonical_host(text: &str) -> Result<String, AuthorityError> {
     if name.is_empty() || name.len() > 253 || !name.split('.').all(valid_label) {
         return Err(AuthorityError::Host);
     }
-    let last = name.rsplit('.').next().unwrap_or(name).to_ascii_lowercase();
-    let numeric = last.bytes().all(|byte| byte.is_ascii_digit())
-        || last
-            .strip_prefix("0x")
-            .is_some_and(|hex| hex.bytes().all(|byte| byte.is_ascii_hexdigit()));
-    if numeric {
-        // `127.1`, `2130706433`, `0x7f.1`: resolvers and URL parsers read these as IPv4
-        // addresses, each its own way.
-        return Err(AuthorityError::Host);
+    let name = name.to_ascii_lowercase();
+    let last = name.rsplit('.').next().unwrap_or(&name);
+    if ipv4_number(last).is_some() || last.bytes().all(|byte| byte.is_ascii_digit()) {
+        // `127.1`, `2130706433`, `0x7f.1`, `0177.0.0.1`: an address to a resolver (and to a
+        // browser), so the address it is, or nothing.
+        return ipv4_shorthand(&name)
+            .map(|address| address.to_string())
+            .ok_or(AuthorityError::Host);
     }
-    Ok(name.to_ascii_lowercase())
+    Ok(name)
+}
+
+/// The IPv4 address a name ending in a number stands for, read as the WHATWG URL standard
+/// and `inet_aton` read it: one to four parts, each decimal, octal (a leading `0`) or
+/// hexadecimal (`0x`), the last filling the bytes the others leave. `None` if it stands for
+/// none (a part that is not a number, too many parts, a part too large).
+fn ipv4_shorthand(name: &str) -> Option<Ipv4Addr> {
+    let parts: Vec<&str> = name.split('.').collect();
+    if parts.len() > 4 {
+        return None;
+    }
+    let numbers = parts
+        .iter()
+        .map(|part| ipv4_number(part))
+        .collect::<Option<Vec<u64>>>()?;
+    let (last, leading) = numbers.split_last()?;
+    if leading.iter().any(|number| *number > 255) || *last >= 256u64.pow(5 - parts.len() as u32) {
+        return None;
+    }
+    let mut address = *last;
+    for (index, number) in leading.iter().enumerate() {
+        address += number << (8 * (3 - index));
+    }
+    u32::try_from(address).ok().map(Ipv4Addr::from)
+}
+
+/// One part of an IPv4 shorthand: `0x` hexadecimal, `0` octal, else decimal.
+fn ipv4_number(part: &str) -> Option<u64> {
+    let (digits, radix) = if let Some(hex) = part.strip_prefix("0x") {
+        (hex, 16)
+    } else if part.len() > 1 && part.starts_with('0') {
+        (&part[1..], 8)
+    } else {
+        (part, 10)
+    };
+    if digits.is_empty() {
+        // `0x` alone is zero; an empty part is not a number.
+        return (radix == 16).then_some(0);
+    }
+    if digits.len() > 16 || !digits.bytes().all(|byte| (byte as char).is_digit(radix)) {
+        return None;
+    }
+    u64::from_str_radix(digits, radix).ok()
 }
 
 /// `host[:port]`, IPv6 in brackets: the canonical host and the port, if one is given.
@@ -160,11 +204,22 @@ mod tests {
         ("x.com:", Err(AuthorityError::Port)),
         ("x.com: 443", Err(AuthorityError::Port)),
         ("[::1]:", Err(AuthorityError::Port)),
-        ("127.1", Err(AuthorityError::Host)),
-        ("2130706433", Err(AuthorityError::Host)),
-        ("0x7f.1", Err(AuthorityError::Host)),
-        ("a.0X7F000001", Err(AuthorityError::Host)),
-        ("017.0.0.1", Err(AuthorityError::Host)),
+        ("127.1", Ok(("127.0.0.1", None))),
+        ("2130706433", Ok(("127.0.0.1", None))),
+        ("0x7f.1", Ok(("127.0.0.1", None))),
+        ("0x7F000001:8080", Ok(("127.0.0.1", Some(8080)))),
+        ("0177.0.0.1", Ok(("127.0.0.1", None))),
+        ("017.0.0.1", Ok(("15.0.0.1", None))),
+        ("127.0.0.1.", Ok(("127.0.0.1", None))),
+        ("10.0x.0.1", Ok(("10.0.0.1", None))),
+        ("a.0x7f000001", Err(AuthorityError::Host)),
+        ("example.123", Err(AuthorityError::Host)),
+        ("1.2.3.4.5", Err(AuthorityError::Host)),
+        ("256.0.0.1", Err(AuthorityError::Host)),
+        ("1.16777216", Err(AuthorityError::Host)),
+        ("4294967296", Err(AuthorityError::Host)),
+        ("09.0.0.1", Err(AuthorityError::Host)),
+        ("99999999999999999999", Err(AuthorityError::Host)),
         ("1.example", Ok(("1.example", None))),
         ("0xcafe.example", Ok(("0xcafe.example", None))),
     ];

@@ -948,9 +948,9 @@ fn ca_fetch_saves_the_local_ca() {
 }
 
 /// Both doors read a host by one rule (`host/src/authority.rs`): an IPv6 address in brackets
-/// is a host at either, and a name whose last label is a number (`127.1`, which a resolver
-/// reads as 127.0.0.1) is a host at neither. Before, the explicit ingress refused `[::1]`
-/// and the transparent one tunnelled to `127.1`.
+/// is a host at either, and a name whose last label is a number is the IPv4 address a
+/// resolver reads in it (`127.1` is 127.0.0.1). Before, the explicit ingress refused `[::1]`
+/// and the transparent one passed `127.1` on to the resolver as a name.
 #[test]
 fn both_doors_read_a_host_by_one_rule() {
     let t = Transparent::start();
@@ -967,8 +967,14 @@ fn both_doors_read_a_host_by_one_rule() {
         bracketed.json()["proposal_hint"]["host"],
         format!("[::1]:{port}")
     );
-    let numeric = t.proxy.call("GET", "127.1", "/x", &[]);
-    assert_eq!(numeric.proxy_error().0, 400, "{numeric:?}");
+    let shorthand = t.proxy.call("GET", "127.1", "/x", &[]);
+    assert_eq!(shorthand.proxy_error(), (403, "forbidden".into()));
+    assert_eq!(
+        shorthand.json()["proposal_hint"]["host"],
+        format!("127.0.0.1:{port}")
+    );
+    let nothing = t.proxy.call("GET", "1.2.3.4.5", "/x", &[]);
+    assert_eq!(nothing.proxy_error().0, 400, "{nothing:?}");
 
     t.proxy.api(
         "PATCH",
@@ -981,7 +987,13 @@ fn both_doors_read_a_host_by_one_rule() {
         connect.contains(&format!("\"host\":\"[::1]:{port}\"")),
         "{connect}"
     );
-    let connect = connect_raw(&t, "127.1", port, Some(&t.proxy.token));
+    let connect = connect_raw(&t, "0x7f.1", port, Some(&t.proxy.token));
+    assert!(connect.starts_with("HTTP/1.1 403"), "{connect}");
+    assert!(
+        connect.contains(&format!("\"host\":\"127.0.0.1:{port}\"")),
+        "{connect}"
+    );
+    let connect = connect_raw(&t, "1.2.3.4.5", port, Some(&t.proxy.token));
     assert!(connect.starts_with("HTTP/1.1 400"), "{connect}");
 
     // An absolute-form URL with credentials before the host: refused, not dropped.
