@@ -5,8 +5,9 @@
 
 use std::collections::HashMap;
 
-use super::{Caller, ProxyError, ProxyState};
+use super::{Caller, LogDraft, ProxyError, ProxyState, Target};
 use crate::proxy::directory::VaultView;
+use crate::request::Scheme;
 use crate::services::{PluginBinding, Service};
 use crate::vault::redact::Redactor;
 use crate::vault::substitute::Placeholders;
@@ -19,6 +20,36 @@ pub struct Opened {
     pub placeholders: Placeholders,
     /// `None` when the service opts out of redaction or binds no credential.
     pub redactor: Option<Redactor>,
+}
+
+/// The stage: every credential `service` uses opened, unless the request would carry one in
+/// clear text to a service that does not allow it.
+pub(super) fn open_for_request(
+    state: &ProxyState,
+    caller: &Caller,
+    view: &VaultView,
+    (service, binding): (&Service, &PluginBinding),
+    target: &Target,
+    draft: &mut LogDraft,
+) -> Result<Opened, ProxyError> {
+    draft.credential_keys = service.credential_keys_with(binding);
+    if target.scheme == Scheme::Http
+        && !draft.credential_keys.is_empty()
+        && !service.allow_plaintext
+    {
+        return Err(ProxyError::PlaintextRefused {
+            service: service.name.clone(),
+            host: target.host.clone(),
+        });
+    }
+    open(
+        state,
+        caller,
+        view,
+        service,
+        binding,
+        &draft.credential_keys,
+    )
 }
 
 /// Open every credential `service` uses: `keys`, its plugin's slots and its substitutions

@@ -8,6 +8,9 @@
 //! refused (`crate::path`). What is left is forwarded as the agent wrote it: an unambiguous
 //! spelling of the path the rules were checked on.
 
+use super::directory::VaultView;
+use super::{Caller, LogDraft, ProxyError, ProxyState, Target};
+use crate::authority::display_authority;
 use crate::services::{AllowRule, Service};
 
 pub use crate::path::{PathError, canonical_path};
@@ -190,6 +193,50 @@ pub fn allowed(rules: &[AllowRule], method: &str, path: &str) -> bool {
                 rule.paths.is_empty() || rule.paths.iter().any(|glob| glob_matches(glob, path));
             method_ok && path_ok
         })
+}
+
+/// The stage: the service of `view` the agent's request is for, once its host, port and path
+/// are covered, the service is enabled, and its rules let the method and path through (and
+/// any other an override header asks the upstream for).
+pub(super) fn select_service<'v>(
+    state: &ProxyState,
+    caller: &Caller,
+    view: &'v VaultView,
+    target: &Target,
+    parts: &http::request::Parts,
+    draft: &mut LogDraft,
+) -> Result<&'v Service, ProxyError> {
+    let path =
+        canonical_path(&target.path).map_err(|error| ProxyError::BadRequest(error.to_string()))?;
+    let service =
+        match_service(&view.services, &target.host, target.port, &path).ok_or_else(|| {
+            ProxyError::NoService {
+                host: display_authority(&target.host, target.port),
+                vault: caller.vault.name.clone(),
+                base_url: state.base_url.clone(),
+            }
+        })?;
+    draft.service = Some(service.name.clone());
+    if !service.enabled {
+        return Err(ProxyError::ServiceDisabled {
+            service: service.name.clone(),
+            vault: caller.vault.name.clone(),
+        });
+    }
+    let taken_for = taken_for(&parts.method, &path, &parts.headers)
+        .map_err(|error| ProxyError::BadRequest(error.to_string()))?;
+    for (method, path) in &taken_for {
+        check_method(&service.allow, method).map_err(|refusal| {
+            ProxyError::MethodNotAllowed(format!("{refusal} (service \"{}\")", service.name))
+        })?;
+        if !allowed(&service.allow, method.as_str(), path) {
+            return Err(ProxyError::PathNotAllowed(format!(
+                "{method} {path} is not allowed by the allow rules of service \"{}\"",
+                service.name
+            )));
+        }
+    }
+    Ok(service)
 }
 
 #[cfg(test)]
