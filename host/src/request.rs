@@ -109,11 +109,7 @@ impl RequestHead {
 
     /// The `Host` header value: the host, with the port unless it is the scheme's default.
     pub fn authority(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
+        let host = crate::authority::display_host(&self.host);
         if self.port == self.scheme.default_port() {
             host
         } else {

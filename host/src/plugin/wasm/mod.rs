@@ -610,7 +610,7 @@ impl Linked {
     ) -> Option<AuthorizeOutput> {
         let mut instance = match warm {
             Some(instance) => instance,
-            None => match self.instantiate_inline()? {
+            None => match self.instantiate_blocking(Pace::FirstSliceOnly, self.limits.timeout)? {
                 Ok(instance) => instance,
                 Err(error) => return Some((Err(error), None)),
             },
@@ -641,10 +641,11 @@ impl Linked {
         &self,
         config: Arc<[Field]>,
     ) -> Option<Result<Result<Requirements, String>, CallError>> {
-        let mut instance = match self.instantiate_inline()? {
-            Ok(instance) => instance,
-            Err(error) => return Some(Err(error)),
-        };
+        let mut instance =
+            match self.instantiate_blocking(Pace::FirstSliceOnly, self.limits.timeout)? {
+                Ok(instance) => instance,
+                Err(error) => return Some(Err(error)),
+            };
         self.arm(
             &mut instance.store,
             Credentials::default(),
@@ -662,10 +663,14 @@ impl Linked {
         }
     }
 
-    /// A fresh instance made on this thread within a first slice: `None` if that was not
-    /// enough (a component whose start-up computes).
-    fn instantiate_inline(&self) -> Option<Result<WarmInstance, CallError>> {
-        let mut store = self.new_store(Pace::FirstSliceOnly, self.limits.timeout);
+    /// A fresh instance made on this thread: `None` if `pace` stops at the first slice and
+    /// that was not enough (a component whose start-up computes).
+    fn instantiate_blocking(
+        &self,
+        pace: Pace,
+        timeout: Duration,
+    ) -> Option<Result<WarmInstance, CallError>> {
+        let mut store = self.new_store(pace, timeout);
         let instance = match self.pre.instance_pre().instantiate(&mut store) {
             Ok(instance) => instance,
             Err(error) if error.downcast_ref::<SliceOver>().is_some() => return None,
@@ -739,15 +744,9 @@ impl Linked {
         timeout: Duration,
         call: impl FnOnce(&Exports, &mut Store<CallState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
-        let mut store = self.new_store(Pace::RunOn, timeout);
-        let instance = self
-            .pre
-            .instance_pre()
-            .instantiate(&mut store)
-            .map_err(|error| self.instantiate_error(&error, store.data()))?;
-        let exports = self
-            .exports(&mut store, &instance)
-            .map_err(|error| self.instantiate_error(&error, store.data()))?;
+        let WarmInstance { mut store, exports } =
+            self.instantiate_blocking(Pace::RunOn, timeout)
+                .expect("a call that runs on is never stopped at its first slice")?;
         // The call gets its whole budget, whatever instantiation took.
         self.arm(&mut store, credentials, Pace::RunOn, timeout);
         call(&exports, &mut store).map_err(|error| self.classify(&error, store.data()))
