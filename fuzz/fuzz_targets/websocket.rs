@@ -1,4 +1,4 @@
-//! The WebSocket frame relay (`forward::websocket::relay_frames`) with message rewriting:
+//! The WebSocket frame relay (`upstream::websocket::relay_frames`) with message rewriting:
 //! the agent's text messages get their placeholders replaced, the upstream's text and
 //! binary messages get credential values redacted.
 //!
@@ -21,7 +21,7 @@
 
 use std::sync::Arc;
 
-use agent_vault::forward::websocket::{MessageRewriter, Side, relay_frames};
+use agent_vault::upstream::websocket::{MessageRewriter, Side, relay_frames};
 use agent_vault::vault::redact::{MIN_REDACTED_LEN, Redactor};
 use agent_vault::vault::replace::{Replacements, StreamReplacer};
 use agent_vault_fuzz::{block_on, input, reference};
@@ -32,7 +32,7 @@ const TEXT: u8 = 0x1;
 const BINARY: u8 = 0x2;
 
 /// The rewriter the proxy gives each message (`proxy/substitution.rs` for the agent's,
-/// `proxy/echo.rs` for the upstream's): a stream replacer.
+/// `proxy/redact.rs` for the upstream's): a stream replacer.
 struct Rewriter(StreamReplacer);
 
 impl MessageRewriter for Rewriter {

@@ -11,7 +11,7 @@
 use std::hint::black_box;
 use std::io::Write as _;
 
-use agent_vault::audit::Journal;
+use agent_vault::request_log::Journal;
 use agent_vault::store::sqlite::SqliteStore;
 use agent_vault::store::{ActorId, LogEntry};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};

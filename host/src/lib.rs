@@ -10,13 +10,11 @@
 
 pub mod accept;
 pub mod api;
-pub mod audit;
 pub mod auth;
 pub mod authority;
 pub mod cli;
+pub mod client_addr;
 pub mod drain;
-pub mod forward;
-pub mod forwarded;
 pub mod guide;
 pub mod notify;
 pub mod path;
@@ -25,9 +23,11 @@ pub mod proposals;
 pub mod proxy;
 pub mod ratelimit;
 pub mod request;
+pub mod request_log;
 pub mod server;
 pub mod services;
 pub mod store;
 pub mod transparent;
+pub mod upstream;
 pub mod vault;
 pub mod workers;

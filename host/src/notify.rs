@@ -15,9 +15,9 @@ use http::{HeaderValue, Method, header};
 use http_body_util::{BodyExt as _, Full};
 use serde_json::{Value, json};
 
-use crate::forward::Upstream;
 use crate::request::RequestHead;
 use crate::store::{Db, Vault};
+use crate::upstream::Upstream;
 
 /// The vault setting that holds the webhook's URL.
 pub const WEBHOOK_SETTING: &str = "proposal_webhook_url";

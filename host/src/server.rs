@@ -22,18 +22,18 @@ use http_body_util::BodyExt as _;
 use crate::accept::{
     Abortable, Admitted, ConnectionLimits, Counted, Door, FirstBytes, Slot, StrictHeads,
 };
-use crate::api::MitmInfo;
+use crate::api::TransparentInfo;
 use crate::api::{self, ApiState};
-use crate::audit::{Journal, JournalError, RequestLog};
 use crate::drain::Drain;
-use crate::forward::{Upstream, UpstreamSettings};
 use crate::notify::Notifier;
 use crate::plugin::registry::{Registry, RegistryError, RegistrySettings};
 use crate::plugin::{EngineError, EngineSettings, PluginEngine};
-use crate::proxy::{self, Directory, ProxySettings, ProxyState};
+use crate::proxy::{self, Cache, ProxySettings, ProxyState};
 use crate::ratelimit::{AttemptLimiter, RateLimiter, RateLimits};
+use crate::request_log::{Journal, JournalError, RequestLog};
 use crate::store::{self, Db, Store};
 use crate::transparent::{LocalCa, Transparent};
+use crate::upstream::{Upstream, UpstreamSettings};
 use crate::vault::crypto::{DataKey, KdfParams};
 use crate::workers::Workers;
 
@@ -51,7 +51,7 @@ const UPKEEP_INTERVAL: Duration = Duration::from_secs(3600);
 pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Where the transparent proxy listens (`None`: it does not; port 0: a free port).
-    pub mitm_listen: Option<SocketAddr>,
+    pub transparent_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub plugin_dir: PathBuf,
     pub cache_dir: PathBuf,
@@ -78,8 +78,8 @@ pub struct ServerConfig {
     pub connections: ConnectionLimits,
 }
 
-pub use crate::audit::LogRetention;
-pub use crate::forwarded::TrustedProxies;
+pub use crate::client_addr::TrustedProxies;
+pub use crate::request_log::LogRetention;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -93,7 +93,7 @@ pub enum ServerError {
     #[error(transparent)]
     Plugins(#[from] RegistryError),
     #[error("cannot set up the upstream client: {0}")]
-    Upstream(#[from] crate::forward::UpstreamConfigError),
+    Upstream(#[from] crate::upstream::UpstreamConfigError),
     #[error("cannot set up the transparent proxy: {0}")]
     Ca(crate::store::StoreError),
     #[error("cannot open the request log's journal: {0}")]
@@ -149,14 +149,14 @@ pub async fn run(
     })?;
     let db = Db::new(store);
     let data_key = Arc::new(data_key);
-    let mitm = match config.mitm_listen {
+    let transparent = match config.transparent_listen {
         Some(addr) => open_transparent(&db, &data_key, addr).await?,
         None => None,
     };
     // No upstream client ever connects back to one of these.
     let mut upstream_settings = config.upstream.clone();
     upstream_settings.own_listeners.push(local);
-    if let Some(addr) = mitm
+    if let Some(addr) = transparent
         .as_ref()
         .and_then(|(listener, _)| listener.local_addr().ok())
     {
@@ -166,7 +166,7 @@ pub async fn run(
     let webhook_client = Upstream::new(upstream_settings.clone())?;
     // Both listeners share one rule for what a client may hold before it authenticates.
     let connections = config.connections;
-    let per_listener = connections.per_listener(if mitm.is_some() { 2 } else { 1 });
+    let per_listener = connections.per_listener(if transparent.is_some() { 2 } else { 1 });
     let per_address = connections.max_connections_per_address;
     let door = |listener, name| {
         Door::new(
@@ -178,7 +178,7 @@ pub async fn run(
         )
     };
     let mut control = door(listener, "control plane");
-    let mitm = mitm.map(|(listener, ca)| (door(listener, "transparent proxy"), ca));
+    let transparent = transparent.map(|(listener, ca)| (door(listener, "transparent proxy"), ca));
     tracing::info!(
         "connections: at most {per_listener} open per listener and {} per client address; \
          request heads within {} s",
@@ -209,14 +209,14 @@ pub async fn run(
         .with_attempts(AttemptLimiter::new(config.rate_limits))
         .with_trusted_proxies(config.trusted_proxies.clone())
         .with_notifier(Notifier::new(Some(webhook_client)))
-        .with_mitm(mitm.as_ref().map(|(door, ca)| MitmInfo {
+        .with_transparent(transparent.as_ref().map(|(door, ca)| TransparentInfo {
             ca_pem: ca.cert_pem().to_owned(),
             port: door.local_addr().map_or(0, |addr| addr.port()),
         })),
     );
     // Each worker gets its own upstream pool, so that an upstream connection lives on the
     // thread of the requests it carries; the cache and the limits are shared.
-    let directory = Directory::new(db.clone(), state.generation.clone());
+    let cache = Cache::new(db.clone(), state.generation.clone());
     let limits = RateLimiter::new(config.rate_limits);
     let auth_failures = AttemptLimiter::new(config.rate_limits);
     let workers = Workers::per_core().map_err(ServerError::Workers)?;
@@ -231,7 +231,7 @@ pub async fn run(
                 base_url: state.base_url.clone(),
                 trusted_proxies: state.trusted_proxies.clone(),
                 upstream: Upstream::new(upstream_settings.clone())?,
-                directory: directory.clone(),
+                cache: cache.clone(),
                 limits: limits.clone(),
                 auth_failures: auth_failures.clone(),
                 settings: config.proxy,
@@ -249,7 +249,7 @@ pub async fn run(
     println!("agent-vault listening on http://{local}");
     // The transparent listener's connections are dealt to the same workers, each with a
     // `Transparent` around that worker's proxy state.
-    let (mut mitm_door, transparents) = match mitm {
+    let (mut transparent_door, transparents) = match transparent {
         Some((door, ca)) => {
             if let Ok(addr) = door.local_addr() {
                 println!("agent-vault transparent proxy listening on http://{addr}");
@@ -310,7 +310,7 @@ pub async fn run(
                     }
                 });
             }
-            admitted = accept_on(mitm_door.as_mut()) => {
+            admitted = accept_on(transparent_door.as_mut()) => {
                 let Some((stream, peer, slot)) = hand_off(admitted, "transparent proxy") else {
                     continue;
                 };
@@ -329,7 +329,7 @@ pub async fn run(
     }
     tracing::info!("shutting down; waiting for requests in flight");
     upkeep.abort();
-    drop((control, mitm_door));
+    drop((control, transparent_door));
     tokio::select! {
         () = drain.drain() => {}
         () = tokio::time::sleep(config.shutdown_grace) => {

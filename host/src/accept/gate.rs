@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::forwarded::TrustedProxies;
+use crate::client_addr::TrustedProxies;
 
 /// The open connections of one listener, counted.
 #[derive(Debug)]
@@ -183,7 +183,7 @@ mod tests {
 
     #[test]
     fn trusted_proxies_are_not_capped_per_address_but_count_towards_the_listener() {
-        let trusted = crate::forwarded::parse("10.1.0.0/16").unwrap();
+        let trusted = crate::client_addr::parse("10.1.0.0/16").unwrap();
         let gate = Gate::new(3, Some(1), trusted);
         let _a = gate.admit(ip("10.1.2.3")).unwrap();
         let _b = gate.admit(ip("10.1.2.3")).unwrap();

@@ -73,7 +73,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
-use crate::forwarded::TrustedProxies;
+use crate::client_addr::TrustedProxies;
 pub use abort::{Abort, AbortSignal, Abortable};
 pub use gate::{Gate, Refusal, Slot};
 pub use heads::{HeadScanner, StrictHeads};

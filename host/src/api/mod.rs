@@ -34,7 +34,7 @@ use serde_json::{Value, json};
 
 use crate::auth::access::{AccessError, Denied};
 use crate::auth::{AuthError, Session};
-use crate::forwarded::TrustedProxies;
+use crate::client_addr::TrustedProxies;
 use crate::plugin::registry::Registry;
 use crate::ratelimit::{self, AttemptLimiter, SignInLimiter, SignInRefused};
 use crate::store::{Db, Generation, OwnerKnown, StoreError, Vault};
@@ -61,7 +61,7 @@ pub struct ApiState {
     /// Bumped after every successful write, so the proxy's cache drops what it read.
     pub generation: Generation,
     /// The request log's queue; the proxy records each request here.
-    pub request_log: crate::audit::RequestLog,
+    pub request_log: crate::request_log::RequestLog,
     /// The AUTH tier: attempts at the routes that take no session and no password, per
     /// client address.
     pub attempts: AttemptLimiter,
@@ -73,12 +73,12 @@ pub struct ApiState {
     /// Proposal notifications (the log, and webhooks).
     pub notifier: crate::notify::Notifier,
     /// The transparent proxy, if it listens: for `/v1/mitm/ca.pem`.
-    pub mitm: Option<MitmInfo>,
+    pub transparent: Option<TransparentInfo>,
 }
 
 /// What the API tells about the transparent proxy.
 #[derive(Debug, Clone)]
-pub struct MitmInfo {
+pub struct TransparentInfo {
     /// The local CA's certificate.
     pub ca_pem: String,
     pub port: u16,
@@ -100,7 +100,7 @@ impl ApiState {
         base_url: String,
         password_kdf: KdfParams,
         dev_mode: bool,
-        request_log: crate::audit::RequestLog,
+        request_log: crate::request_log::RequestLog,
     ) -> Self {
         let attempts = AttemptLimiter::new(Some(ratelimit::RateLimits::DEFAULT));
         ApiState {
@@ -118,13 +118,13 @@ impl ApiState {
             attempts,
             trusted_proxies: TrustedProxies::default(),
             notifier: crate::notify::Notifier::new(None),
-            mitm: None,
+            transparent: None,
         }
     }
 
     /// With the transparent proxy's CA and port.
-    pub fn with_mitm(mut self, mitm: Option<MitmInfo>) -> Self {
-        self.mitm = mitm;
+    pub fn with_transparent(mut self, transparent: Option<TransparentInfo>) -> Self {
+        self.transparent = transparent;
         self
     }
 
@@ -168,7 +168,7 @@ pub struct Request {
     pub headers: HeaderMap,
     pub body: Bytes,
     /// The address of the client: the TCP peer, or who a trusted reverse proxy says it
-    /// talked to (`crate::forwarded`).
+    /// talked to (`crate::client_addr`).
     pub client: IpAddr,
 }
 
@@ -497,7 +497,7 @@ async fn route(state: &ApiState, request: &Request) -> Result<Response<Full<Byte
     // Routes that work before the first owner exists.
     match (method, segments.as_slice()) {
         (&Method::GET, ["health"]) => return status::health(state).await,
-        (&Method::GET, ["v1", "mitm", "ca.pem"]) => return mitm_ca(state),
+        (&Method::GET, ["v1", "mitm", "ca.pem"]) => return transparent_ca(state),
         (&Method::GET, ["v1", "status"]) => return status::status(state).await,
         (&Method::POST, ["v1", "auth", "register"]) => return auth::register(state, request).await,
         (&Method::POST, ["v1", "users", "invites", token, "accept"]) => {
@@ -683,19 +683,19 @@ async fn route(state: &ApiState, request: &Request) -> Result<Response<Full<Byte
 }
 
 /// `GET /v1/mitm/ca.pem`: the local CA agents must trust, and the transparent proxy's port.
-fn mitm_ca(state: &ApiState) -> Result<Response<Full<Bytes>>, ApiError> {
-    let Some(mitm) = &state.mitm else {
+fn transparent_ca(state: &ApiState) -> Result<Response<Full<Bytes>>, ApiError> {
+    let Some(transparent) = &state.transparent else {
         return Err(ApiError::not_found(
             "The transparent proxy is off on this server (--mitm-port 0)",
         ));
     };
-    let mut response = Response::new(Full::new(Bytes::from(mitm.ca_pem.clone())));
+    let mut response = Response::new(Full::new(Bytes::from(transparent.ca_pem.clone())));
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/x-pem-file"),
     );
-    headers.insert("x-mitm-port", http::HeaderValue::from(mitm.port));
+    headers.insert("x-mitm-port", http::HeaderValue::from(transparent.port));
     Ok(response)
 }
 

@@ -24,11 +24,11 @@ use super::pidfile::PidFile;
 use super::process::{self, MASTER_PASSWORD_ENV, MASTER_PASSWORD_FILE_ENV};
 use super::{DataDirArgs, data_dir_or_home};
 use crate::accept::ConnectionLimits;
-use crate::forward::{ResolvePin, UpstreamSettings, load_ca_file};
 use crate::proxy::ProxySettings;
 use crate::ratelimit::RateLimits;
 use crate::server::{self, LogRetention, ServerConfig};
 use crate::store::sqlite::SqliteStore;
+use crate::upstream::{ResolvePin, UpstreamSettings, load_ca_file};
 use crate::vault::crypto::{DataKey, KdfParams};
 use crate::vault::master::{self, MasterKeyError, PASSWORDLESS_WARNING};
 
@@ -209,9 +209,9 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     // Flags first: a mistyped one must not set up a new instance on its way to failing.
     let mut allowlist = parse_allowlist(&args.network_allowlist)?;
     if args.allow_private_ranges {
-        allowlist.extend(crate::forward::netguard::private_ranges());
+        allowlist.extend(crate::upstream::netguard::private_ranges());
     }
-    let trusted_proxies = crate::forwarded::parse(&args.trusted_proxies)
+    let trusted_proxies = crate::client_addr::parse(&args.trusted_proxies)
         .map_err(|message| anyhow::anyhow!("--trusted-proxies: {message}"))?;
     let rate_limits = RateLimits::profile(&args.rate_limit_profile)
         .map_err(|message| anyhow::anyhow!("--rate-limit-profile: {message}"))?;
@@ -241,7 +241,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     drop(password);
     let config = ServerConfig {
         listen: SocketAddr::new(args.host, args.port),
-        mitm_listen: match args.mitm_port {
+        transparent_listen: match args.mitm_port {
             MitmPort::Off => None,
             MitmPort::Port(port) => Some(SocketAddr::new(args.host, port)),
             MitmPort::Auto => Some(SocketAddr::new(args.host, 0)),

@@ -65,7 +65,7 @@ pub async fn token_caller(
             .check(client)
             .map_err(ProxyError::RateLimited)?;
     }
-    let session = match state.directory.session(token).await {
+    let session = match state.cache.session(token).await {
         Ok(session) => session,
         Err(crate::auth::AuthError::Store(error)) => {
             return Err(ProxyError::Internal(error.to_string()));
@@ -105,14 +105,14 @@ pub async fn token_caller(
                 })
             })?;
             let vault = state
-                .directory
+                .cache
                 .vault_by_name(&name)
                 .await
                 .map_err(|error| ProxyError::Internal(error.to_string()))?
                 .ok_or_else(|| ProxyError::NotFound(format!("Vault not found: {name}")))?;
             let actor_id = crate::store::ActorId::agent(&agent.id);
             let grants = state
-                .directory
+                .cache
                 .grants(&actor_id)
                 .await
                 .map_err(|error| ProxyError::Internal(error.to_string()))?;
@@ -149,7 +149,7 @@ async fn only_vault(
     agent: &crate::store::Agent,
 ) -> Result<Option<String>, ProxyError> {
     let grants = state
-        .directory
+        .cache
         .grants(&crate::store::ActorId::agent(&agent.id))
         .await
         .map_err(|error| ProxyError::Internal(error.to_string()))?;
@@ -161,7 +161,7 @@ async fn only_vault(
 
 async fn vault_by_id(state: &ProxyState, id: &str) -> Result<Vault, ProxyError> {
     state
-        .directory
+        .cache
         .vault_by_id(id)
         .await
         .map_err(|error| ProxyError::Internal(error.to_string()))?

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use super::{Caller, LogDraft, ProxyError, ProxyState, Target};
-use crate::proxy::directory::VaultView;
+use crate::proxy::cache::VaultView;
 use crate::request::Scheme;
 use crate::services::{PluginBinding, Service};
 use crate::vault::redact::Redactor;

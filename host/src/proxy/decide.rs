@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use http::Method;
 
-use super::directory::VaultView;
+use super::cache::VaultView;
 use super::{Caller, ProxyError, ProxyState, route};
 use crate::plugin::apply::ApplyError;
 use crate::plugin::contract::Requirements;

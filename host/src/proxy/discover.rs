@@ -8,7 +8,7 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use super::{ProxyError, ProxyState, authenticate, full};
-use crate::forward::ProxyBody;
+use crate::upstream::ProxyBody;
 
 pub async fn discover(
     state: &ProxyState,
@@ -20,7 +20,7 @@ pub async fn discover(
     }
     let caller = authenticate::caller(state, request.headers(), client).await?;
     let view = state
-        .directory
+        .cache
         .view(&caller.vault)
         .await
         .map_err(|error| ProxyError::Internal(error.to_string()))?;

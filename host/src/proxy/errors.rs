@@ -12,8 +12,8 @@ use http::{HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 
-use crate::forward::{ProxyBody, UpstreamError};
 use crate::ratelimit::Limited;
+use crate::upstream::{ProxyBody, UpstreamError};
 
 /// Who is at fault, for logs and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -68,7 +68,7 @@ pub fn request_head(parts: &Parts, target: &Target) -> RequestHead {
     }
     // Before the plugin runs: a header the agent names in `Connection` must not be removed
     // after the plugin has set or signed it.
-    crate::forward::clean_request_headers(&mut headers);
+    crate::upstream::clean_request_headers(&mut headers);
     RequestHead {
         method: parts.method.clone(),
         scheme: target.scheme,

@@ -17,24 +17,24 @@
 //!    decision, credentials rendered by the vault, placeholders in the path, query and
 //!    headers, signers last); then the request as it will leave is checked against the route
 //!    again;
-//! 8. forward (`send.rs`): to the upstream over TLS (`crate::forward`), or an upgrade joined;
+//! 8. forward (`send.rs`): to the upstream over TLS (`crate::upstream`), or an upgrade joined;
 //! 9. respond (`respond.rs`): the answer streamed back without hop-by-hop headers or
-//!    `Set-Cookie`, searched for echoed credentials (`echo.rs`);
-//! 10. log (`crate::audit`): one metadata-only row per request, written by the caller of
+//!    `Set-Cookie`, searched for echoed credentials (`redact.rs`);
+//! 10. log (`crate::request_log`): one metadata-only row per request, written by the caller of
 //!     `exchange` whatever the outcome.
 //!
 //! Every failure is a [`ProxyError`], turned into a response in `errors.rs` alone.
 
 mod admit;
 pub mod authenticate;
+pub mod cache;
 mod credentials;
 mod decide;
-pub mod directory;
 mod discover;
-mod echo;
 pub mod errors;
 pub mod ingress;
 mod outgoing;
+mod redact;
 mod respond;
 pub mod route;
 mod send;
@@ -49,16 +49,16 @@ use http::{Method, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
-use crate::audit::RequestLog;
 use crate::authority::display_authority;
-use crate::forward::{ProxyBody, Upstream};
-use crate::forwarded::TrustedProxies;
+use crate::client_addr::TrustedProxies;
 use crate::plugin::registry::Registry;
 use crate::ratelimit::{AttemptLimiter, RateLimiter};
+use crate::request_log::RequestLog;
 use crate::store::{self, Db, LogEntry, OwnerKnown};
+use crate::upstream::{ProxyBody, Upstream};
 use crate::vault::crypto::DataKey;
 pub use authenticate::Caller;
-pub use directory::Directory;
+pub use cache::Cache;
 pub use errors::ProxyError;
 pub use ingress::Target;
 
@@ -100,7 +100,7 @@ pub struct ProxyState {
     pub base_url: String,
     /// The reverse proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: TrustedProxies,
-    pub directory: Directory,
+    pub cache: Cache,
     pub upstream: Upstream,
     pub limits: RateLimiter,
     /// Failed token lookups per client address (the AUTH tier, failures only).
@@ -207,11 +207,7 @@ async fn exchange(
     draft: &mut LogDraft,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let admitted = admit::admit(state, caller, &mut parts, draft).await?;
-    let view = state
-        .directory
-        .view(&caller.vault)
-        .await
-        .map_err(internal)?;
+    let view = state.cache.view(&caller.vault).await.map_err(internal)?;
     let service = route::select_service(state, caller, &view, target, &parts, draft)?;
     let binding = service.binding();
     let opened =
@@ -251,7 +247,7 @@ async fn exchange(
         send::Answer::Switched(response) => return Ok(response),
         send::Answer::Body(response) => response,
     };
-    let echo = echo::Echo {
+    let echo = redact::Echo {
         service: &service.name,
         vault: &caller.vault.name,
         policy: service.responses,

@@ -6,12 +6,12 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use super::{ProxyError, ProxyState, Target, full, ingress, substitution};
-use crate::forward::{BoxError, ProxyBody};
 use crate::plugin::body::{BodyHashError, hash_body};
 use crate::plugin::contract::Requirements;
 use crate::plugin::needs_body_sha256;
 use crate::request::RequestHead;
 use crate::services::Service;
+use crate::upstream::{BoxError, ProxyBody};
 use crate::vault::substitute::Placeholders;
 
 /// What goes upstream once the plugin has shaped `head`.
@@ -34,7 +34,7 @@ pub(super) async fn prepare(
     let mut head = ingress::request_head(parts, target);
     ingress::drop_session_material(&mut head, token);
     if redacting {
-        // Redaction reads response bodies; ask for them uncompressed (see echo.rs).
+        // Redaction reads response bodies; ask for them uncompressed (see redact.rs).
         head.headers.insert(
             http::header::ACCEPT_ENCODING,
             http::HeaderValue::from_static("identity"),

@@ -1,23 +1,23 @@
 //! Respond: the upstream's answer on its way to the agent, without hop-by-hop headers and
 //! `Set-Cookie`, within the response size limit, searched for echoed credentials
-//! (`echo.rs`), holding the rate-limit permit until its body is done, and raising the
+//! (`redact.rs`), holding the rate-limit permit until its body is done, and raising the
 //! connection's abort if the body breaks off.
 
 use http::Response;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
-use super::{ProxyError, ProxyState, echo, ingress};
+use super::{ProxyError, ProxyState, ingress, redact};
 use crate::accept::AbortSignal;
-use crate::forward::{BoxError, ProxyBody, clean_response_headers};
 use crate::ratelimit::Permit;
+use crate::upstream::{BoxError, ProxyBody, clean_response_headers};
 use crate::vault::redact::Redactor;
 
 /// The stage: `response` as the agent gets it.
 pub(super) async fn relay(
     state: &ProxyState,
     response: Response<Incoming>,
-    (echo, redactor): (echo::Echo<'_>, Option<Redactor>),
+    (echo, redactor): (redact::Echo<'_>, Option<Redactor>),
     abort: Option<AbortSignal>,
     permit: Permit,
 ) -> Result<Response<ProxyBody>, ProxyError> {
@@ -35,7 +35,7 @@ pub(super) async fn relay(
         None => body.map_err(BoxError::from).boxed_unsync(),
     };
     let body = match redactor {
-        Some(redactor) => echo::redact(&echo, &redactor, &mut parts, body).await?,
+        Some(redactor) => redact::redact(&echo, &redactor, &mut parts, body).await?,
         None => body,
     };
     let body = relay_failures(body, abort)

@@ -8,7 +8,7 @@
 //! refused (`crate::path`). What is left is forwarded as the agent wrote it: an unambiguous
 //! spelling of the path the rules were checked on.
 
-use super::directory::VaultView;
+use super::cache::VaultView;
 use super::{Caller, LogDraft, ProxyError, ProxyState, Target};
 use crate::authority::display_authority;
 use crate::services::{AllowRule, Service};

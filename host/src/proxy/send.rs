@@ -1,4 +1,4 @@
-//! Forward: the request to the upstream over TLS (`crate::forward`), or, for an upgrade, the
+//! Forward: the request to the upstream over TLS (`crate::upstream`), or, for an upgrade, the
 //! upstream's `101` and the two upgraded connections joined, a WebSocket's messages
 //! rewritten on the way (placeholders toward the upstream, echoed credentials toward the
 //! agent).
@@ -10,11 +10,11 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
 use super::outgoing::Outgoing;
-use super::{ProxyError, ProxyState, echo, full, substitution};
-use crate::forward::websocket::NewRewriter;
-use crate::forward::{ProxyBody, Upgrading, UpstreamError, clean_response_headers};
+use super::{ProxyError, ProxyState, full, redact, substitution};
 use crate::ratelimit::Permit;
 use crate::services::Service;
+use crate::upstream::websocket::NewRewriter;
+use crate::upstream::{ProxyBody, Upgrading, UpstreamError, clean_response_headers};
 use crate::vault::redact::Redactor;
 use crate::vault::substitute::Placeholders;
 
@@ -74,7 +74,7 @@ pub(super) async fn forward(
     });
     let to_agent = redactor
         .filter(|_| websocket)
-        .map(|redactor| echo::websocket_messages(redactor, &service.name, vault));
+        .map(|redactor| redact::websocket_messages(redactor, &service.name, vault));
     let permit = permit.take().expect("an exchange makes one upgrade");
     Ok(Answer::Switched(switched(
         response,
@@ -122,7 +122,7 @@ fn switched(
                         .await
                         .map(drop)
                 } else {
-                    crate::forward::websocket::join(agent, upstream, to_upstream, to_agent).await
+                    crate::upstream::websocket::join(agent, upstream, to_upstream, to_agent).await
                 };
                 if let Err(error) = ended {
                     tracing::debug!("upgraded connection ended: {error}");

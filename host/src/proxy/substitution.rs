@@ -16,11 +16,11 @@ use hyper::body::Body;
 use sha2::{Digest, Sha256};
 
 use super::{ProxyError, full, ingress};
-use crate::forward::ProxyBody;
-use crate::forward::websocket::MessageRewriter;
 use crate::plugin::body::HashedBody;
 use crate::request::RequestHead;
 use crate::services::{Service, Surface};
+use crate::upstream::ProxyBody;
+use crate::upstream::websocket::MessageRewriter;
 use crate::vault::replace::{ReplacedBody, Replacements, StreamReplacer};
 use crate::vault::substitute::{BodyKind, Placeholders};
 

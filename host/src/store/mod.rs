@@ -420,7 +420,7 @@ pub struct LogEntry {
 }
 
 /// The number the request log's journal gives each entry it appends, increasing
-/// (`audit/journal.rs`).
+/// (`request_log/journal.rs`).
 pub type JournalSeq = u64;
 
 /// A page of the request log: newest first, before or after an id, of the entries that
@@ -626,9 +626,9 @@ pub trait Store: Send + Sync + 'static {
     fn delete_device(&self, user_id: &str, public_id: &str) -> Result<bool>;
 
     // The transparent proxy's certificate authority.
-    fn mitm_ca(&self) -> Result<Option<StoredCa>>;
+    fn transparent_ca(&self) -> Result<Option<StoredCa>>;
     /// Store the first one; `Conflict` if there is one (another process made it first).
-    fn init_mitm_ca(&self, ca: &StoredCa) -> Result<()>;
+    fn init_transparent_ca(&self, ca: &StoredCa) -> Result<()>;
 
     // The request log.
     fn insert_logs(&self, entries: &[LogEntry]) -> Result<()>;

@@ -1952,7 +1952,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn mitm_ca(&self) -> Result<Option<StoredCa>> {
+    fn transparent_ca(&self) -> Result<Option<StoredCa>> {
         self.read("read the local CA", |tx| {
             Ok(tx
                 .query_row(
@@ -1976,7 +1976,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn init_mitm_ca(&self, ca: &StoredCa) -> Result<()> {
+    fn init_transparent_ca(&self, ca: &StoredCa) -> Result<()> {
         self.write("store the local CA", |tx| {
             tx.execute(
                 "INSERT INTO mitm_ca (id, common_name, cert_pem, key_version, nonce, ciphertext,

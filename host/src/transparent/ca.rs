@@ -80,7 +80,7 @@ fn ca_params(common_name: &str) -> Result<CertificateParams, rcgen::Error> {
 impl LocalCa {
     /// The instance's CA: the stored one, or a new one stored now.
     pub fn load_or_create(store: &dyn Store, data_key: &DataKey) -> Result<LocalCa, CaError> {
-        if let Some(stored) = store.mitm_ca()? {
+        if let Some(stored) = store.transparent_ca()? {
             return LocalCa::from_stored(&stored, data_key);
         }
         let mut suffix = [0u8; 4];
@@ -95,7 +95,7 @@ impl LocalCa {
             sealed_key: data_key.seal_ca_key(&pkcs8)?,
             created_at: now(),
         };
-        match store.init_mitm_ca(&stored) {
+        match store.init_transparent_ca(&stored) {
             Ok(()) => {
                 tracing::info!("made the transparent proxy's local CA");
                 LocalCa::from_stored(&stored, data_key)
@@ -103,7 +103,7 @@ impl LocalCa {
             // Another process made one first: use that.
             Err(StoreError::Conflict(_)) => {
                 let stored = store
-                    .mitm_ca()?
+                    .transparent_ca()?
                     .ok_or_else(|| CaError::Stored("it vanished".into()))?;
                 LocalCa::from_stored(&stored, data_key)
             }

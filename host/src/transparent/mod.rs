@@ -35,10 +35,10 @@ use zeroize::Zeroizing;
 use crate::accept::{AbortSignal, Abortable, ConnectionLimits, Counted, StrictHeads};
 use crate::authority::{AuthorityError, display_authority, parse_authority};
 use crate::drain::DrainWatcher;
-use crate::forward::ProxyBody;
 use crate::proxy::{Caller, Ingress, ProxyError, ProxyState, Target, authenticate, route};
 use crate::request::Scheme;
 use crate::store::{self, LogEntry};
+use crate::upstream::ProxyBody;
 pub use ca::LocalCa;
 
 /// What every connection of the transparent listener shares.
@@ -208,7 +208,7 @@ impl Transparent {
             .map_err(|_| ProxyError::LogUnavailable)?;
         let view = self
             .proxy
-            .directory
+            .cache
             .view(&caller.vault)
             .await
             .map_err(|error| ProxyError::Internal(error.to_string()))?;

@@ -14,9 +14,9 @@ use super::{ProxyCredentials, Transparent, caller};
 use crate::accept::{Abortable, FirstBytes, StrictHeads};
 use crate::authority::{canonical_host, display_authority};
 use crate::drain::DrainWatcher;
-use crate::forward::ProxyBody;
 use crate::proxy::{Ingress, ProxyError, Target, serve_request};
 use crate::request::Scheme;
+use crate::upstream::ProxyBody;
 
 /// Copy bytes between the agent and the upstream until either side closes.
 pub(super) async fn blind(upgraded: Upgraded, mut upstream: TcpStream) {

@@ -18,7 +18,7 @@ use http::HeaderMap;
 use hyper::body::{Body, Frame, SizeHint};
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::forward::BoxError;
+use crate::upstream::BoxError;
 
 /// Texts up to this long are searched pattern by pattern; longer ones with an automaton.
 const DIRECT_SEARCH_LIMIT: usize = 8 * 1024;

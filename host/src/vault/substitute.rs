@@ -6,7 +6,7 @@
 //! escaped path segment), the query (query-escaped) and header values (raw; a value with CR,
 //! LF or other control bytes stops the request) of the outgoing head in place, and hands out
 //! the find-and-replace tables for the body (escaped by content type) and for WebSocket text
-//! frames, which `replace.rs` and `forward::websocket` apply as the bytes stream. It runs
+//! frames, which `replace.rs` and `upstream::websocket` apply as the bytes stream. It runs
 //! after the plugin, which sees the request with placeholders still in place.
 
 use std::sync::Arc;

@@ -78,9 +78,9 @@ fn case_03_dns_rebinding_dials_the_address_that_was_checked() {
     let internal = Witness::on("127.0.0.1", allowed.port);
     let queries = Arc::new(AtomicUsize::new(0));
     let counter = queries.clone();
-    let settings = agent_vault::forward::UpstreamSettings {
+    let settings = agent_vault::upstream::UpstreamSettings {
         allowlist: vec!["127.0.0.2/32".parse().unwrap()],
-        resolver: Some(agent_vault::forward::Resolver(Arc::new(move |_, _| {
+        resolver: Some(agent_vault::upstream::Resolver(Arc::new(move |_, _| {
             let answer = if counter.fetch_add(1, Ordering::SeqCst) == 0 {
                 [127, 0, 0, 2]
             } else {
@@ -90,7 +90,7 @@ fn case_03_dns_rebinding_dials_the_address_that_was_checked() {
         }))),
         ..Default::default()
     };
-    let upstream = agent_vault::forward::Upstream::new(settings).unwrap();
+    let upstream = agent_vault::upstream::Upstream::new(settings).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -1580,7 +1580,7 @@ fn scenario_07_killed_mid_write_loses_no_request_log_row() {
     // A proxied request answered 200 is a credential used: its request-log row must
     // survive the server being killed right after the answer. Rows wait up to 250 ms in
     // memory for their batch, so the row comes from the request log's journal, which the
-    // next start replays (host/src/audit/journal.rs).
+    // next start replays (host/src/request_log/journal.rs).
     let upstream = crate::upstream::Upstream::start(&["api.test.example"]);
     let pin = format!("api.test.example:{}:127.0.0.1", upstream.port);
     let data = crate::support::DataDir::new();

@@ -68,7 +68,7 @@ impl VaultView {
 }
 
 #[derive(Default)]
-struct Cache {
+struct Entries {
     generation: u64,
     sessions: HashMap<String, (Instant, Session)>,
     /// By id.
@@ -79,35 +79,35 @@ struct Cache {
 
 /// The proxy's read-through cache over the store.
 #[derive(Clone)]
-pub struct Directory {
+pub struct Cache {
     db: Db,
     generation: Generation,
-    cache: Arc<Mutex<Cache>>,
+    cache: Arc<Mutex<Entries>>,
 }
 
-impl std::fmt::Debug for Directory {
+impl std::fmt::Debug for Cache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Directory").finish_non_exhaustive()
+        f.debug_struct("Cache").finish_non_exhaustive()
     }
 }
 
-impl Directory {
+impl Cache {
     pub fn new(db: Db, generation: Generation) -> Self {
-        Directory {
+        Cache {
             db,
             generation,
-            cache: Arc::new(Mutex::new(Cache::default())),
+            cache: Arc::new(Mutex::new(Entries::default())),
         }
     }
 
     /// Run `read` on the cache, after dropping it if the generation moved.
-    fn with_cache<T>(&self, read: impl FnOnce(&mut Cache) -> T) -> T {
+    fn with_cache<T>(&self, read: impl FnOnce(&mut Entries) -> T) -> T {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         let generation = self.generation.current();
         if cache.generation != generation {
-            *cache = Cache {
+            *cache = Entries {
                 generation,
-                ..Cache::default()
+                ..Entries::default()
             };
         }
         read(&mut cache)

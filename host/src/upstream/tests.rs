@@ -1,4 +1,4 @@
-//! Tests of the forward step: the request sent upstream and its answer back (forward/mod.rs).
+//! Tests of the forward step: the request sent upstream and its answer back (upstream/mod.rs).
 
 use std::convert::Infallible;
 

@@ -22,10 +22,10 @@ use http::{Method, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError};
 
 use super::{ProxyError, full, ingress};
-use crate::forward::websocket::{MessageRewriter, NewRewriter};
-use crate::forward::{ProxyBody, UpstreamError};
 use crate::request::has_content_coding;
 use crate::services::{CompressedResponses, ResponsePolicy};
+use crate::upstream::websocket::{MessageRewriter, NewRewriter};
+use crate::upstream::{ProxyBody, UpstreamError};
 use crate::vault::redact::Redactor;
 use crate::vault::replace::{ReplacedBody, StreamReplacer};
 
