@@ -1,5 +1,5 @@
-//! Plugin decision validation (`plugin::decision`) and applying a decision
-//! (`plugin::apply`), over arbitrary decisions built from the contract's types.
+//! Plugin decision validation (`plugin::decision`) and applying the checked plan
+//! (`fill::apply`), over arbitrary decisions built from the contract's types.
 //!
 //! Input: a JSON document, the contract's `decision` in a compact form, with the request
 //! and the credentials it meets:
@@ -36,18 +36,18 @@
 
 use std::time::{Duration, SystemTime};
 
-use agent_vault::plugin::apply::{self, ApplyContext, ApplyError, Masks};
+use agent_vault::fill::sigv4::SignError;
+use agent_vault::fill::{self, ApplyContext, ApplyError, Masks};
 use agent_vault::plugin::contract::{
     Atom, AwsSigv4, Decision, Denial, Edit, Encoding, Forward, NamedValue, Part, Signer,
     Sigv4Payload, Sigv4Placement,
 };
 use agent_vault::plugin::decision::{MAX_REASON_LEN, check_denial, check_forward};
-use agent_vault::plugin::sigv4::SignError;
 use agent_vault::proxy::route::canonical_path;
 use agent_vault::request::RequestHead;
 use agent_vault::services::Surface;
+use agent_vault::vault::placeholders::Placeholders;
 use agent_vault::vault::render::{self, RenderError};
-use agent_vault::vault::substitute::Placeholders;
 use agent_vault::vault::{Credentials, Secret};
 use agent_vault_fuzz::reference;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
@@ -233,14 +233,17 @@ fn check_and_apply(
     context: ApplyContext<'_>,
     values: &[Vec<u8>],
 ) {
-    if let Err(error) = check_forward(forward, context.credentials) {
-        assert_no_secret(&error.to_string(), values, forward, &head);
-        return;
-    }
+    let plan = match check_forward(forward.clone(), context.credentials) {
+        Ok(plan) => plan,
+        Err(error) => {
+            assert_no_secret(&error.to_string(), values, forward, &head);
+            return;
+        }
+    };
     let before = head.clone();
     let mut after = head;
     let mut masks = Masks::default();
-    match apply::apply(forward, &mut after, context, Some(&mut masks)) {
+    match fill::apply(&plan, &mut after, context, Some(&mut masks)) {
         Ok(()) => {}
         Err(error) => {
             let unbound = matches!(
@@ -341,7 +344,9 @@ fn distinctive<'a>(values: &'a [Vec<u8>], forward: &Forward, head: &RequestHead)
         public.push(0);
     };
     let add_value = |value: &[Part], add: &mut dyn FnMut(&str)| {
-        add(&render::masked(value));
+        let host: Vec<agent_vault::fill::plan::Part> =
+            value.iter().cloned().map(Into::into).collect();
+        add(&render::masked(&host));
         for atom in value.iter().flat_map(|part| &part.atoms) {
             match atom {
                 Atom::Text(text) | Atom::Credential(text) => add(text),

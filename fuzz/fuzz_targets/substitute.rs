@@ -1,4 +1,4 @@
-//! Placeholder substitution on every surface (`vault::substitute`): the path, the query and
+//! Placeholder substitution on every surface (`vault::placeholders`): the path, the query and
 //! header values of the outgoing head, and the find-and-replace tables for bodies (raw, form,
 //! JSON) and WebSocket text messages.
 //!
@@ -32,7 +32,7 @@ use agent_vault::proxy::route::canonical_path;
 use agent_vault::request::{RequestHead, Scheme};
 use agent_vault::services::{Surface, check_placeholder};
 use agent_vault::vault::Secret;
-use agent_vault::vault::substitute::{BodyKind, Placeholders, SubstitutionError};
+use agent_vault::vault::placeholders::{BodyKind, PlaceholderError, Placeholders};
 use agent_vault_fuzz::input;
 use agent_vault_fuzz::json::Json;
 use agent_vault_fuzz::reference;
@@ -135,7 +135,7 @@ fn check_head(placeholders: &Placeholders, entries: &[Entry], head: RequestHead)
     let mut after = head;
     match placeholders.apply_to_head(&mut after) {
         Ok(()) => {}
-        Err(SubstitutionError::InvalidPath { key, .. }) => {
+        Err(PlaceholderError::InvalidPath { key, .. }) => {
             let mut path = before.path.clone();
             let mut substituted = Vec::new();
             for entry in on(entries, Surface::Path) {
@@ -150,7 +150,7 @@ fn check_head(placeholders: &Placeholders, entries: &[Entry], head: RequestHead)
             );
             return;
         }
-        Err(SubstitutionError::NotHeaderSafe { key }) => {
+        Err(PlaceholderError::NotHeaderSafe { key }) => {
             assert_eq!(Some(key), first_unsafe_header_key(entries, &before.headers));
             return;
         }
@@ -270,7 +270,7 @@ fn check_bodies(placeholders: &Placeholders, entries: &[Entry], body: &[u8]) {
             pairs.push((entry.text.as_bytes().to_vec(), encoded));
         }
         let replacements = match (placeholders.for_body(kind), not_json) {
-            (Err(SubstitutionError::NotJsonSafe { key }), Some(expected)) => {
+            (Err(PlaceholderError::NotJsonSafe { key }), Some(expected)) => {
                 assert_eq!(key, expected);
                 continue;
             }

@@ -31,7 +31,7 @@ const CONTINUATION: u8 = 0x0;
 const TEXT: u8 = 0x1;
 const BINARY: u8 = 0x2;
 
-/// The rewriter the proxy gives each message (`proxy/substitution.rs` for the agent's,
+/// The rewriter the proxy gives each message (`proxy/body_fill.rs` for the agent's,
 /// `proxy/redact.rs` for the upstream's): a stream replacer.
 struct Rewriter(StreamReplacer);
 

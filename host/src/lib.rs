@@ -15,6 +15,7 @@ pub mod authority;
 pub mod cli;
 pub mod client_addr;
 pub mod drain;
+pub mod fill;
 pub mod guide;
 pub mod notify;
 pub mod path;

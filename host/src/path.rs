@@ -92,6 +92,23 @@ fn hex_byte(pair: Option<&[u8]>) -> Option<u8> {
     u8::from_str_radix(text, 16).ok()
 }
 
+/// Whether every `%` in `bytes` is followed by two hex digits within `bytes`.
+pub fn escapes_complete(bytes: &[u8]) -> bool {
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'%' {
+            let digits = bytes.get(index + 1..index + 3);
+            if !digits.is_some_and(|digits| digits.iter().all(u8::is_ascii_hexdigit)) {
+                return false;
+            }
+            index += 3;
+        } else {
+            index += 1;
+        }
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

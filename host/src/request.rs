@@ -3,7 +3,7 @@
 //! `RequestHead` owns the method, target, path, raw query and headers of one request. It
 //! keeps the query as the client sent it and edits it in place, so parameters nobody touched
 //! keep their exact bytes (which matters to signatures). It knows nothing about plugins or
-//! credentials; `plugin::apply` edits it and the forwarder sends it.
+//! credentials; `fill` edits it and the forwarder sends it.
 
 use std::fmt;
 
@@ -271,6 +271,36 @@ pub fn raw_query_pairs(query: Option<&str>) -> impl Iterator<Item = (&str, &str)
 /// Percent-decode one query component; `+` stays `+`.
 pub fn decode_component(raw: &str) -> String {
     percent_decode_str(raw).decode_utf8_lossy().into_owned()
+}
+
+/// A part of the request a placeholder is looked for in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    Path,
+    Query,
+    Header,
+    Body,
+    WebSocket,
+}
+
+impl Surface {
+    pub const ALL: [Surface; 5] = [
+        Surface::Path,
+        Surface::Query,
+        Surface::Header,
+        Surface::Body,
+        Surface::WebSocket,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Surface::Path => "path",
+            Surface::Query => "query",
+            Surface::Header => "header",
+            Surface::Body => "body",
+            Surface::WebSocket => "websocket",
+        }
+    }
 }
 
 #[cfg(test)]

@@ -99,6 +99,8 @@ pub struct Service {
     pub allow_plaintext: bool,
 }
 
+pub use crate::request::Surface;
+
 /// A placeholder in the agent's request that the proxy replaces with a credential value on
 /// the way out, on the surfaces listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,36 +108,6 @@ pub struct Substitution {
     pub key: String,
     pub placeholder: String,
     pub surfaces: Vec<Surface>,
-}
-
-/// A part of the request a placeholder is looked for in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Surface {
-    Path,
-    Query,
-    Header,
-    Body,
-    WebSocket,
-}
-
-impl Surface {
-    pub const ALL: [Surface; 5] = [
-        Surface::Path,
-        Surface::Query,
-        Surface::Header,
-        Surface::Body,
-        Surface::WebSocket,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Surface::Path => "path",
-            Surface::Query => "query",
-            Surface::Header => "header",
-            Surface::Body => "body",
-            Surface::WebSocket => "websocket",
-        }
-    }
 }
 
 /// How the proxy treats a service's responses.

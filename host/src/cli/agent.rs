@@ -239,7 +239,7 @@ fn run_invite(client: &Client, args: InviteArgs) -> anyhow::Result<()> {
                 .iter()
                 .map(|entry| vault_grant(entry, VaultRole::Proxy))
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let ttl = super::vault::parse_duration(&args.ttl)?;
+            let ttl = super::vault_select::parse_duration(&args.ttl)?;
             let created = client.post(
                 "/v1/agents/invites",
                 &json!({ "name": name, "role": args.role, "vaults": vaults, "ttl_seconds": ttl }),

@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 
 use super::client::{Client, ClientArgs, query_value};
 use super::input;
-use super::vault::VaultSelect;
+use super::vault_select::VaultSelect;
 
 #[derive(Debug, clap::Args)]
 pub struct CredentialArgs {

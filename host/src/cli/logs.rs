@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use serde_json::Value;
 
 use super::client::{Client, ClientArgs, ClientError, query_value, segment};
-use super::vault::VaultSelect;
+use super::vault_select::VaultSelect;
 
 /// The most entries the API answers at once.
 const PAGE: u32 = 200;

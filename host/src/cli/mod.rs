@@ -24,6 +24,7 @@ mod server;
 mod service;
 mod user;
 mod vault;
+mod vault_select;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -11,10 +11,11 @@ use anyhow::{Context as _, bail};
 use sha2::{Digest as _, Sha256};
 
 use super::DataDirArgs;
+use crate::fill::Masks;
 use crate::plugin::contract::{BodyNeed, PluginInfo};
 use crate::plugin::registry::{self, Registry, RegistrySettings};
 use crate::plugin::{
-    Call, EngineSettings, Masks, Outcome, Plugin, PluginConfig, PluginEngine, PluginLimits, WORLD,
+    Call, EngineSettings, Outcome, Plugin, PluginConfig, PluginEngine, PluginLimits, WORLD,
     config::check_bindings, needs_body_sha256,
 };
 use crate::request::RequestHead;

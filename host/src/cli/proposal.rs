@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use super::client::{self, Client, ClientArgs, query_value};
-use super::vault::VaultSelect;
+use super::vault_select::VaultSelect;
 use super::{input, table};
 
 #[derive(Debug, clap::Args)]

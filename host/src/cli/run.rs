@@ -16,7 +16,7 @@ use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
 use super::client::{self, Client, ClientArgs, query_value};
-use super::vault::VaultSelect;
+use super::vault_select::VaultSelect;
 
 /// The system's trust stores, in the order they are looked for.
 const SYSTEM_BUNDLES: [&str; 4] = [
@@ -170,7 +170,7 @@ fn child_token(
             .context("an agent or vault token must come from AGENT_VAULT_TOKEN")?;
         return Ok(zeroize::Zeroizing::new(token));
     }
-    let ttl = super::vault::parse_duration(&run_args.ttl)?;
+    let ttl = super::vault_select::parse_duration(&run_args.ttl)?;
     let label = format!(
         "vault run: {}",
         run_args.command[0]

@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 
 use super::client::{Client, ClientArgs, segment};
 use super::confirm_or_yes;
-use super::vault::VaultSelect;
+use super::vault_select::VaultSelect;
 
 #[derive(Debug, clap::Args)]
 pub struct ServiceArgs {

@@ -13,9 +13,9 @@
 
 use http::HeaderName;
 
-use super::contract::{
-    Atom, AwsSigv4, Denial, Edit, Encoding, Forward, Part, Signer, Sigv4Placement,
-};
+use super::contract::{self, Denial};
+use crate::fill::plan::{Atom, AwsSigv4, Edit, Encoding, Part, Plan, Signer, Sigv4Placement};
+use crate::path::escapes_complete;
 use crate::request::is_protected_header;
 use crate::vault::Credentials;
 
@@ -66,13 +66,23 @@ pub fn check_denial(denial: &Denial) -> Result<(), InvalidDecision> {
     Ok(())
 }
 
-/// Check every edit and the signer of a forward decision against the bound credentials.
-pub fn check_forward(forward: &Forward, credentials: &Credentials) -> Result<(), InvalidDecision> {
-    if forward.edits.len() > MAX_EDITS {
+/// Check every edit and the signer of a forward decision against the bound credentials,
+/// and hand it on as the plan the fill stage applies (`crate::fill`).
+pub fn check_forward(
+    forward: contract::Forward,
+    credentials: &Credentials,
+) -> Result<Plan, InvalidDecision> {
+    let plan = Plan::from(forward);
+    check_plan(&plan, credentials)?;
+    Ok(plan)
+}
+
+fn check_plan(plan: &Plan, credentials: &Credentials) -> Result<(), InvalidDecision> {
+    if plan.edits.len() > MAX_EDITS {
         return Err(invalid(format!("more than {MAX_EDITS} edits")));
     }
     let mut size = Size::default();
-    for edit in &forward.edits {
+    for edit in &plan.edits {
         match edit {
             Edit::SetHeader(named) | Edit::AppendHeader(named) => {
                 size.name(&named.name)?;
@@ -105,7 +115,7 @@ pub fn check_forward(forward: &Forward, credentials: &Credentials) -> Result<(),
             Edit::SetPath(value) => check_value(value, credentials, Target::Path, &mut size)?,
         }
     }
-    match &forward.sign {
+    match &plan.sign {
         Some(Signer::AwsSigv4(sigv4)) => check_sigv4(sigv4, credentials),
         None => Ok(()),
     }
@@ -249,23 +259,6 @@ fn check_value(
         )));
     }
     Ok(())
-}
-
-/// Whether every `%` in `bytes` is followed by two hex digits within `bytes`.
-pub(crate) fn escapes_complete(bytes: &[u8]) -> bool {
-    let mut index = 0;
-    while index < bytes.len() {
-        if bytes[index] == b'%' {
-            let digits = bytes.get(index + 1..index + 3);
-            if !digits.is_some_and(|digits| digits.iter().all(u8::is_ascii_hexdigit)) {
-                return false;
-            }
-            index += 3;
-        } else {
-            index += 1;
-        }
-    }
-    true
 }
 
 fn check_slot(

@@ -1,9 +1,11 @@
 //! Auth plugins: the step of the request path that attaches a service's credential.
 //!
-//! Start at [`Plugin::authorize`]: it builds the plugin's view of the request (names of
+//! Start at [`Plugin::decide`]: it builds the plugin's view of the request (names of
 //! credential slots, never their values), calls the plugin under its limits, checks the
-//! decision (`decision`), and applies it (`apply`), with the vault rendering credentials and
-//! the host computing protocol signatures (`sigv4`). Any failure refuses the request.
+//! decision (`decision`) and hands it on in the host's own types (`to_host`): a
+//! [`Plan`] for the fill stage (`crate::fill`), or a denial. The types generated from the
+//! plugin contract go no further than this module. [`Plugin::authorize`] is both stages at
+//! once, for `plugin test` and the plugin tests. Any failure refuses the request.
 //!
 //! The call is async: it runs on the caller's thread for its first slice and, if the plugin
 //! is slow, on the plugin threads after (`offload`), so a plugin that computes for long never
@@ -13,20 +15,18 @@
 //! `*.wasm` files of the plugin directory (hot reloaded), and the compile cache. The
 //! WebAssembly engine itself is `wasm`, the only module that names wasmtime.
 
-pub mod apply;
 pub mod body;
 mod builtin;
 pub mod config;
 pub mod decision;
 mod offload;
 pub mod registry;
-pub mod sigv4;
+mod to_host;
 mod wasm;
 
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-pub use apply::{ApplyContext, ApplyError, Masks};
 pub use builtin::{PLUGIN_BUILD_DIR, STANDARD_PLUGINS};
 pub use config::{ConfigError, PluginConfig};
 pub use decision::InvalidDecision;
@@ -35,9 +35,10 @@ pub use wasm::{
     MAX_LIFTED_BYTES, PluginEngine, PluginLimits, WORLD, contract,
 };
 
+use crate::fill::{self, ApplyContext, ApplyError, Masks, Plan};
 use crate::request::RequestHead;
 use crate::vault::Credentials;
-use crate::vault::substitute::Placeholders;
+use crate::vault::placeholders::Placeholders;
 use contract::{AuthError, BodyNeed, Decision, PluginInfo, Requirements};
 
 /// Where a loaded plugin came from.
@@ -79,10 +80,19 @@ pub struct Call<'a> {
     pub now: SystemTime,
     /// The body's SHA-256, when the service's requirements ask for it.
     pub body_sha256: Option<&'a [u8; 32]>,
-    /// The service's placeholders in the path, query and headers: replaced by their values
-    /// after the plugin's edits and before a signer signs, so that the signature covers
-    /// what goes out.
+    /// The service's placeholders in the path, query and headers, for `authorize`: replaced
+    /// by their values after the plugin's edits and before a signer signs, so that the
+    /// signature covers what goes out. `decide` does not look at them.
     pub placeholders: Option<&'a Placeholders>,
+}
+
+/// What the plugin decided, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Forward the request once the fill stage has applied this plan.
+    Forward(Plan),
+    /// The plugin refused the request; answer with this status and reason.
+    Deny { status: u16, reason: String },
 }
 
 /// What the plugin decided, once applied.
@@ -191,8 +201,8 @@ impl Plugin {
         Ok(requirements)
     }
 
-    /// Let the plugin shape `head` for `call`: on `Outcome::Forward` the request carries its
-    /// credential. On any error `head` must not be forwarded.
+    /// Let the plugin shape `head` for `call` (decide, then fill): on `Outcome::Forward`
+    /// the request carries its credential. On any error `head` must not be forwarded.
     pub async fn authorize(
         &self,
         head: &mut RequestHead,
@@ -208,6 +218,30 @@ impl Plugin {
         call: &Call<'_>,
         masks: Option<&mut Masks>,
     ) -> Result<Outcome, PluginError> {
+        match self.decide(head, call).await? {
+            Verdict::Deny { status, reason } => Ok(Outcome::Deny { status, reason }),
+            Verdict::Forward(plan) => {
+                let context = ApplyContext {
+                    credentials: call.credentials,
+                    now: call.now,
+                    body_sha256: call.body_sha256,
+                    placeholders: call.placeholders,
+                };
+                fill::apply(&plan, head, context, masks).map_err(|error| PluginError::Apply {
+                    plugin: self.name().to_owned(),
+                    error,
+                })?;
+                Ok(Outcome::Forward)
+            }
+        }
+    }
+
+    /// The plugin's decision for `head`, checked: the decide stage of the request path.
+    pub async fn decide(
+        &self,
+        head: &RequestHead,
+        call: &Call<'_>,
+    ) -> Result<Verdict, PluginError> {
         let view = request_view(head, call);
         let decision = self
             .wasm
@@ -238,26 +272,14 @@ impl Plugin {
         match decision {
             Decision::Deny(denial) => {
                 decision::check_denial(&denial).map_err(invalid)?;
-                Ok(Outcome::Deny {
+                Ok(Verdict::Deny {
                     status: denial.status,
                     reason: denial.reason,
                 })
             }
             Decision::Forward(forward) => {
-                decision::check_forward(&forward, call.credentials).map_err(invalid)?;
-                let context = ApplyContext {
-                    credentials: call.credentials,
-                    now: call.now,
-                    body_sha256: call.body_sha256,
-                    placeholders: call.placeholders,
-                };
-                apply::apply(&forward, head, context, masks).map_err(|error| {
-                    PluginError::Apply {
-                        plugin: self.name().to_owned(),
-                        error,
-                    }
-                })?;
-                Ok(Outcome::Forward)
+                let plan = decision::check_forward(forward, call.credentials).map_err(invalid)?;
+                Ok(Verdict::Forward(plan))
             }
         }
     }

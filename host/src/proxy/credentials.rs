@@ -9,8 +9,8 @@ use super::{Caller, LogDraft, ProxyError, ProxyState, Target};
 use crate::proxy::cache::VaultView;
 use crate::request::Scheme;
 use crate::services::{PluginBinding, Service};
+use crate::vault::placeholders::Placeholders;
 use crate::vault::redact::Redactor;
-use crate::vault::substitute::Placeholders;
 use crate::vault::{Credentials, Secret, redactor};
 
 /// A request's credentials, ready for each use.

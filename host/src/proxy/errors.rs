@@ -12,8 +12,12 @@ use http::{HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 
+use crate::fill::ApplyError;
+use crate::plugin::registry::LookupError;
+use crate::plugin::{CallError, ConfigError, PluginError};
 use crate::ratelimit::Limited;
 use crate::upstream::{ProxyBody, UpstreamError};
+use crate::vault::placeholders::PlaceholderError;
 
 /// Who is at fault, for logs and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,21 +89,26 @@ pub enum ProxyError {
         service: String,
         vault: String,
     },
+    /// The service's plugin is not loaded, or not at the version the service pins.
     #[error("{0}")]
-    Plugin(String),
-    /// The service's plugin already has its limit of slow calls running; retry shortly.
+    PluginUnavailable(LookupError),
+    /// The service's configuration does not work with its plugin.
     #[error("{0}")]
-    PluginBusy(String),
-    /// A credential did not fit where the service's plugin put it. Says no more, so that the
-    /// agent learns nothing of the secret; the server log (debug) says which check failed.
-    #[error(
-        "plugin {plugin} put a credential of service \"{service}\" where it cannot be written \
-         (the server's log at debug level says which check failed)"
-    )]
-    CredentialUnrenderable { plugin: String, service: String },
-    /// A placeholder could not be replaced (the value does not fit where it goes).
+    PluginConfig(ConfigError),
+    /// The service's plugin did not decide: its call failed or timed out, it reported a
+    /// failure, its decision was invalid, or it already has its limit of slow calls running.
     #[error("{0}")]
-    Substitution(String),
+    Plugin(PluginError),
+    /// The plugin's decision could not be written into the request (`crate::fill`).
+    #[error("{}", fill_message(plugin, service, error))]
+    Fill {
+        plugin: String,
+        service: String,
+        error: ApplyError,
+    },
+    /// A placeholder in the body could not be replaced (the value does not fit where it goes).
+    #[error("{0}")]
+    Placeholder(PlaceholderError),
     /// A compressed response of a service that redacts echoes and refuses those.
     #[error(
         "The upstream of service \"{service}\" sent a compressed response, which agent-vault \
@@ -126,16 +135,21 @@ pub enum ProxyError {
 impl ProxyError {
     pub fn side(&self) -> Side {
         match self {
-            ProxyError::Plugin(_)
-            | ProxyError::PluginBusy(_)
-            | ProxyError::CredentialUnrenderable { .. } => Side::Plugin,
+            ProxyError::Fill {
+                error: ApplyError::Placeholder(_),
+                ..
+            }
+            | ProxyError::Placeholder(_) => Side::Internal,
+            ProxyError::PluginUnavailable(_)
+            | ProxyError::PluginConfig(_)
+            | ProxyError::Plugin(_)
+            | ProxyError::Fill { .. } => Side::Plugin,
             ProxyError::Upstream(_)
             | ProxyError::ResponseTooLarge { .. }
             | ProxyError::CompressedResponse { .. } => Side::Upstream,
             ProxyError::Internal(_)
             | ProxyError::CredentialNotFound { .. }
             | ProxyError::CredentialUnreadable { .. }
-            | ProxyError::Substitution(_)
             | ProxyError::LogUnavailable => Side::Internal,
             _ => Side::Client,
         }
@@ -158,10 +172,19 @@ impl ProxyError {
             ProxyError::RateLimited(limited) => limited.code(),
             ProxyError::CredentialNotFound { .. } => "credential_not_found",
             ProxyError::CredentialUnreadable { .. } => "credential_unreadable",
-            ProxyError::Plugin(_) => "plugin_error",
-            ProxyError::PluginBusy(_) => "plugin_busy",
-            ProxyError::CredentialUnrenderable { .. } => "credential_unrenderable",
-            ProxyError::Substitution(_) => "substitution_error",
+            ProxyError::Plugin(error) if is_busy(error) => "plugin_busy",
+            ProxyError::PluginUnavailable(_)
+            | ProxyError::PluginConfig(_)
+            | ProxyError::Plugin(_) => "plugin_error",
+            ProxyError::Fill {
+                error: ApplyError::Placeholder(_),
+                ..
+            }
+            | ProxyError::Placeholder(_) => "substitution_error",
+            ProxyError::Fill { error, .. } if error.is_unrenderable_credential() => {
+                "credential_unrenderable"
+            }
+            ProxyError::Fill { .. } => "plugin_error",
             ProxyError::CompressedResponse { .. } => "compressed_response",
             ProxyError::Upstream(error) => error.code(),
             ProxyError::RequestTooLarge { .. } => "request_too_large",
@@ -189,11 +212,14 @@ impl ProxyError {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::FORBIDDEN)
             }
             ProxyError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::Plugin(error) if is_busy(error) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::CredentialNotFound { .. }
             | ProxyError::CredentialUnreadable { .. }
+            | ProxyError::PluginUnavailable(_)
+            | ProxyError::PluginConfig(_)
             | ProxyError::Plugin(_)
-            | ProxyError::CredentialUnrenderable { .. }
-            | ProxyError::Substitution(_)
+            | ProxyError::Fill { .. }
+            | ProxyError::Placeholder(_)
             | ProxyError::CompressedResponse { .. }
             | ProxyError::ResponseTooLarge { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::Upstream(error) => match error.code() {
@@ -203,9 +229,7 @@ impl ProxyError {
             },
             ProxyError::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ProxyError::LogUnavailable | ProxyError::PluginBusy(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ProxyError::LogUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -237,7 +261,8 @@ impl ProxyError {
             ProxyError::RateLimited(
                 Limited::Rate { retry_after } | Limited::Concurrency { retry_after },
             ) => Some(*retry_after),
-            ProxyError::LogUnavailable | ProxyError::PluginBusy(_) => Some(Duration::from_secs(1)),
+            ProxyError::LogUnavailable => Some(Duration::from_secs(1)),
+            ProxyError::Plugin(error) if is_busy(error) => Some(Duration::from_secs(1)),
             _ => None,
         };
         let bytes = Bytes::from(self.body().to_string());
@@ -269,6 +294,32 @@ impl ProxyError {
             );
         }
         response
+    }
+}
+
+/// Whether the plugin already had its limit of slow calls running: the agent may retry
+/// shortly.
+fn is_busy(error: &PluginError) -> bool {
+    matches!(
+        error,
+        PluginError::Call {
+            error: CallError::Busy { .. },
+            ..
+        }
+    )
+}
+
+/// What the agent reads when a plugin's decision could not be written: a placeholder's own
+/// error; for a credential that did not fit, no more than that (the agent learns nothing of
+/// the secret; the server log at debug level says which check failed); else the cause.
+fn fill_message(plugin: &str, service: &str, error: &ApplyError) -> String {
+    match error {
+        ApplyError::Placeholder(error) => error.to_string(),
+        error if error.is_unrenderable_credential() => format!(
+            "plugin {plugin} put a credential of service \"{service}\" where it cannot be \
+             written (the server's log at debug level says which check failed)"
+        ),
+        error => format!("plugin {plugin}: {error}"),
     }
 }
 

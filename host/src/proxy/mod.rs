@@ -12,37 +12,39 @@
 //! 5. open credentials (`credentials.rs`): the service's credentials opened once, unless they
 //!    would leave in clear text;
 //! 6. outgoing (`outgoing.rs`): the agent's head without its session material, its body
-//!    limited, placeholders replaced in it (`substitution.rs`), hashed if the plugin signs it;
-//! 7. decide (`decide.rs`): the service's plugin shapes the request (`crate::plugin`: its
-//!    decision, credentials rendered by the vault, placeholders in the path, query and
-//!    headers, signers last); then the request as it will leave is checked against the route
-//!    again;
-//! 8. forward (`send.rs`): to the upstream over TLS (`crate::upstream`), or an upgrade joined;
-//! 9. respond (`respond.rs`): the answer streamed back without hop-by-hop headers or
-//!    `Set-Cookie`, searched for echoed credentials (`redact.rs`);
-//! 10. log (`crate::request_log`): one metadata-only row per request, written by the caller of
+//!    limited, placeholders replaced in it (`body_fill.rs`), hashed if the plugin signs it;
+//! 7. decide (`decide.rs`): the service's plugin decides (`crate::plugin`), and its checked
+//!    decision comes back as a plan in the host's types;
+//! 8. fill (`fill.rs`): the plan written into the request (`crate::fill`: credentials
+//!    rendered by the vault, placeholders in the path, query and headers, signers last); then
+//!    the request as it will leave is checked against the route again;
+//! 9. forward (`send.rs`): to the upstream over TLS (`crate::upstream`), or an upgrade joined;
+//! 10. respond (`respond.rs`): the answer streamed back without hop-by-hop headers or
+//!     `Set-Cookie`, searched for echoed credentials (`redact.rs`);
+//! 11. log (`crate::request_log`): one metadata-only row per request, written by the caller of
 //!     `exchange` whatever the outcome.
 //!
 //! Every failure is a [`ProxyError`], turned into a response in `errors.rs` alone.
 
 mod admit;
 pub mod authenticate;
+mod body_fill;
 pub mod cache;
 mod credentials;
 mod decide;
 mod discover;
 pub mod errors;
+mod fill;
 pub mod ingress;
 mod outgoing;
 mod redact;
 mod respond;
 pub mod route;
 mod send;
-mod substitution;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{Method, Response};
@@ -224,15 +226,24 @@ async fn exchange(
         &requirements,
     )
     .await?;
-    decide::authorize(
+    let now = SystemTime::now();
+    let hashed = (outgoing.body_sha256.as_ref(), now);
+    let plan = decide::decide(
         &plugin,
         (service, &binding),
         caller,
-        (opened.credentials, &opened.placeholders),
-        &mut outgoing.head,
-        outgoing.body_sha256.as_ref(),
+        &opened.credentials,
+        &outgoing.head,
+        hashed,
     )
     .await?;
+    fill::fill(
+        &plan,
+        (service, plugin.name()),
+        (opened.credentials, &opened.placeholders),
+        &mut outgoing.head,
+        hashed,
+    )?;
     let mut permit = Some(admitted.permit);
     let answer = send::forward(
         state,

@@ -5,14 +5,14 @@
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
-use super::{ProxyError, ProxyState, Target, full, ingress, substitution};
+use super::{ProxyError, ProxyState, Target, body_fill, full, ingress};
 use crate::plugin::body::{BodyHashError, hash_body};
 use crate::plugin::contract::Requirements;
 use crate::plugin::needs_body_sha256;
 use crate::request::RequestHead;
 use crate::services::Service;
 use crate::upstream::{BoxError, ProxyBody};
-use crate::vault::substitute::Placeholders;
+use crate::vault::placeholders::Placeholders;
 
 /// What goes upstream once the plugin has shaped `head`.
 pub(super) struct Outgoing {
@@ -41,7 +41,7 @@ pub(super) async fn prepare(
         );
     }
     let limit = state.settings.max_request_bytes;
-    let replacements = substitution::body_replacements(service, placeholders, &head)?;
+    let replacements = body_fill::body_replacements(service, placeholders, &head)?;
     if needs_body_sha256(&requirements.body, &head) {
         let hash_limit = state
             .settings
@@ -58,7 +58,7 @@ pub(super) async fn prepare(
                 }
             })?;
         // A signing plugin signs the body that goes out, placeholders already replaced.
-        let hashed = substitution::replace_hashed(hashed, replacements, &mut head.headers);
+        let hashed = body_fill::replace_hashed(hashed, replacements, &mut head.headers);
         return Ok(Outgoing {
             head,
             body: full(hashed.bytes),
@@ -70,7 +70,7 @@ pub(super) async fn prepare(
         .boxed_unsync();
     let body = match replacements {
         Some(replacements) => {
-            substitution::replace_streamed(limited, replacements, &mut head.headers, limit).await?
+            body_fill::replace_streamed(limited, replacements, &mut head.headers, limit).await?
         }
         None => limited,
     };

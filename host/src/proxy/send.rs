@@ -10,13 +10,13 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
 use super::outgoing::Outgoing;
-use super::{ProxyError, ProxyState, full, redact, substitution};
+use super::{ProxyError, ProxyState, body_fill, full, redact};
 use crate::ratelimit::Permit;
 use crate::services::Service;
 use crate::upstream::websocket::NewRewriter;
 use crate::upstream::{ProxyBody, Upgrading, UpstreamError, clean_response_headers};
+use crate::vault::placeholders::Placeholders;
 use crate::vault::redact::Redactor;
-use crate::vault::substitute::Placeholders;
 
 /// What the upstream answered.
 pub(super) enum Answer {
@@ -70,7 +70,7 @@ pub(super) async fn forward(
         Upgrading::Switched { response, upstream } => (response, upstream),
     };
     let to_upstream = message_placeholders.map(|replacements| -> NewRewriter {
-        Box::new(move || substitution::text_rewriter(&replacements))
+        Box::new(move || body_fill::text_rewriter(&replacements))
     });
     let to_agent = redactor
         .filter(|_| websocket)

@@ -13,10 +13,11 @@
 pub mod crypto;
 pub mod keyring;
 pub mod master;
+pub mod placeholders;
 pub mod redact;
 pub mod render;
 pub mod replace;
-pub mod substitute;
+pub mod value;
 
 use std::fmt;
 use std::sync::Arc;

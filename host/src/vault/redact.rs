@@ -22,7 +22,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 use zeroize::Zeroizing;
 
 use super::replace::{Replacements, StreamReplacer};
-use crate::plugin::contract::Encoding;
+use super::value::Encoding;
 
 /// Values shorter than this are not looked for: they would match ordinary text by chance.
 pub const MIN_REDACTED_LEN: usize = 6;

@@ -18,10 +18,10 @@ use base64::Engine as _;
 use http::HeaderValue;
 use zeroize::Zeroizing;
 
+use super::value::{Atom, Encoding, Part};
 use super::{Credentials, UnboundSlot};
 use crate::path::PathError;
-use crate::plugin::contract::{Atom, Encoding, Part};
-use crate::plugin::decision::escapes_complete;
+use crate::path::escapes_complete;
 use crate::request::QUERY_COMPONENT;
 
 /// The longest header value, query value or path a decision may produce, in bytes.

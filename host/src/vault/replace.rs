@@ -18,7 +18,8 @@ use http::HeaderMap;
 use hyper::body::{Body, Frame, SizeHint};
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::upstream::BoxError;
+/// The error of a body this wraps, boxed as hyper does (`crate::upstream::BoxError`).
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Texts up to this long are searched pattern by pattern; longer ones with an automaton.
 const DIRECT_SEARCH_LIMIT: usize = 8 * 1024;

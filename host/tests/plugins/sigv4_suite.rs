@@ -11,12 +11,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use agent_vault::fill::sigv4::{canonical_request, signed_header_names, string_to_sign};
 use agent_vault::plugin::Outcome;
-use agent_vault::plugin::sigv4::{canonical_request, signed_header_names, string_to_sign};
 use agent_vault::request::{RequestHead, Scheme};
 use agent_vault::services::Surface;
 use agent_vault::vault::Secret;
-use agent_vault::vault::substitute::Placeholders;
+use agent_vault::vault::placeholders::Placeholders;
 use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use sha2::{Digest, Sha256};

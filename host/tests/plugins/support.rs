@@ -11,7 +11,7 @@ use agent_vault::plugin::{
     PluginError,
 };
 use agent_vault::request::RequestHead;
-use agent_vault::vault::substitute::Placeholders;
+use agent_vault::vault::placeholders::Placeholders;
 use agent_vault::vault::{Credentials, Secret};
 use http::Method;
 

@@ -1,7 +1,7 @@
 //! Tests of the checks on a plugin's decision (decision.rs).
 
 use super::*;
-use crate::plugin::contract::{Encoding, NamedValue};
+use crate::plugin::contract::{Atom, Edit, Encoding, Forward, NamedValue, Part};
 use crate::vault::Secret;
 
 fn credentials() -> Credentials {
@@ -23,7 +23,7 @@ fn forward(edits: Vec<Edit>) -> Forward {
 }
 
 fn check(edits: Vec<Edit>) -> Result<(), InvalidDecision> {
-    check_forward(&forward(edits), &credentials())
+    check_forward(forward(edits), &credentials()).map(|_| ())
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! that it signs exactly what goes out.
 //!
 //! On error the request is left half-edited; callers refuse it (a request is never forwarded
-//! after a failed apply). The work is bounded by the decision's limits (`decision.rs`), and
+//! after a failed apply). The work is bounded by the decision's limits (`plugin/decision.rs`), and
 //! its time too: an apply that spends more than [`MAX_APPLY_TIME`] of its thread's CPU
 //! (looked at after each edit, after the placeholders and after signing) fails. CPU time,
 //! not the clock: a thread preempted on a busy machine has not worked for the plugin. But
@@ -14,25 +14,16 @@
 //! records how each credential-bearing value looks with its secrets hidden, for
 //! `plugin test`.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use http::HeaderName;
 
-use super::contract::{Edit, Forward, Signer};
+use super::context::{ApplyContext, Masks};
+use super::plan::{Edit, Plan, Signer};
 use super::sigv4;
 use crate::request::RequestHead;
-use crate::vault::Credentials;
+use crate::vault::placeholders::PlaceholderError;
 use crate::vault::render::{self, RenderError};
-use crate::vault::substitute::{Placeholders, SubstitutionError};
-
-/// What the signer and the renderer need besides the decision.
-#[derive(Debug, Clone, Copy)]
-pub struct ApplyContext<'a> {
-    pub credentials: &'a Credentials,
-    pub now: SystemTime,
-    pub body_sha256: Option<&'a [u8; 32]>,
-    pub placeholders: Option<&'a Placeholders>,
-}
 
 /// The most CPU time the host spends applying one decision.
 pub const MAX_APPLY_TIME: Duration = Duration::from_millis(20);
@@ -105,17 +96,9 @@ pub enum ApplyError {
     #[error("applying the decision took more than {MAX_APPLY_TIME:?} of CPU time")]
     TooSlow,
     #[error(transparent)]
-    Substitution(#[from] SubstitutionError),
+    Placeholder(#[from] PlaceholderError),
     #[error(transparent)]
     Sign(#[from] sigv4::SignError),
-}
-
-/// Credential-bearing values as they may be shown: secrets replaced by `****`.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Masks {
-    headers: Vec<(HeaderName, String)>,
-    query: Vec<(String, String)>,
-    path: Option<String>,
 }
 
 impl ApplyError {
@@ -130,60 +113,19 @@ impl ApplyError {
     }
 }
 
-impl Masks {
-    pub(crate) fn header(&mut self, name: HeaderName, masked: String) {
-        self.headers.retain(|(existing, _)| *existing != name);
-        self.headers.push((name, masked));
-    }
-
-    pub(crate) fn append_header(&mut self, name: HeaderName, masked: String) {
-        self.headers.push((name, masked));
-    }
-
-    pub(crate) fn query(&mut self, name: &str, masked: String) {
-        self.query.retain(|(existing, _)| existing != name);
-        self.query.push((name.to_owned(), masked));
-    }
-
-    /// The masked values recorded for a header, in order.
-    pub fn header_values<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a str> {
-        self.headers
-            .iter()
-            .filter(move |(existing, _)| existing == name)
-            .map(|(_, masked)| masked.as_str())
-    }
-
-    /// The masked value recorded for a query parameter.
-    pub fn query_value(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(existing, _)| existing == name)
-            .map(|(_, masked)| masked.as_str())
-    }
-
-    /// The masked path, if the path carries a credential.
-    pub fn path(&self) -> Option<&str> {
-        self.path.as_deref()
-    }
-
-    fn forget_header(&mut self, name: &HeaderName) {
-        self.headers.retain(|(existing, _)| existing != name);
-    }
-}
-
-/// Apply `forward` to `head`. The decision must have passed `decision::check_forward`.
+/// Apply `plan` to `head`.
 pub fn apply(
-    forward: &Forward,
+    plan: &Plan,
     head: &mut RequestHead,
     context: ApplyContext<'_>,
     mut masks: Option<&mut Masks>,
 ) -> Result<(), ApplyError> {
     let mut budget = ApplyBudget::start();
-    for edit in &forward.edits {
+    for edit in &plan.edits {
         match edit {
             Edit::SetHeader(named) | Edit::AppendHeader(named) => {
                 let name = HeaderName::from_bytes(named.name.as_bytes())
-                    .expect("checked by decision::check_forward");
+                    .expect("checked before the plan was made (plugin::decision)");
                 let value = render::header_value(&named.value, context.credentials)?;
                 let carries_credential = value.is_sensitive();
                 let append = matches!(edit, Edit::AppendHeader(_));
@@ -205,7 +147,7 @@ pub fn apply(
             }
             Edit::RemoveHeader(name) => {
                 let name = HeaderName::from_bytes(name.as_bytes())
-                    .expect("checked by decision::check_forward");
+                    .expect("checked before the plan was made (plugin::decision)");
                 if let Some(masks) = masks.as_deref_mut() {
                     masks.forget_header(&name);
                 }
@@ -224,7 +166,8 @@ pub fn apply(
             Edit::SetPath(value) => {
                 head.path = render::path(value, context.credentials)?;
                 if let Some(masks) = masks.as_deref_mut() {
-                    masks.path = render::carries_credential(value).then(|| render::masked(value));
+                    masks
+                        .set_path(render::carries_credential(value).then(|| render::masked(value)));
                 }
             }
         }
@@ -234,7 +177,7 @@ pub fn apply(
         placeholders.apply_to_head(head)?;
         budget.check()?;
     }
-    match &forward.sign {
+    match &plan.sign {
         Some(Signer::AwsSigv4(params)) => sigv4::sign(params, head, context, masks)?,
         None => {}
     }

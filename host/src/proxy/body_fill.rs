@@ -1,6 +1,6 @@
 //! Placeholders in the request body and in WebSocket text messages, on the proxy's side:
 //! which bodies are rewritten, whole or streamed, and what that does to `Content-Length`.
-//! The values and their encodings stay in `crate::vault::substitute`; path, query and
+//! The values and their encodings stay in `crate::vault::placeholders`; path, query and
 //! headers are rewritten there directly.
 //!
 //! A body with a known length up to [`WHOLE_BODY_LIMIT`] is rewritten whole and keeps an exact
@@ -21,8 +21,8 @@ use crate::request::RequestHead;
 use crate::services::{Service, Surface};
 use crate::upstream::ProxyBody;
 use crate::upstream::websocket::MessageRewriter;
+use crate::vault::placeholders::{BodyKind, Placeholders};
 use crate::vault::replace::{ReplacedBody, Replacements, StreamReplacer};
-use crate::vault::substitute::{BodyKind, Placeholders};
 
 /// The longest body with a known length that is rewritten in memory.
 pub const WHOLE_BODY_LIMIT: u64 = 1024 * 1024;
@@ -42,7 +42,7 @@ pub fn body_replacements(
     };
     placeholders
         .for_body(kind)
-        .map_err(|error| ProxyError::Substitution(error.to_string()))
+        .map_err(ProxyError::Placeholder)
 }
 
 /// A body read whole for a signing plugin, with its placeholders replaced and its hash and

@@ -15,8 +15,8 @@ use http::{HeaderName, HeaderValue};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use super::apply::{ApplyContext, Masks};
-use super::contract::{Atom, AwsSigv4, Encoding, Part, Sigv4Payload, Sigv4Placement};
+use super::context::{ApplyContext, Masks};
+use super::plan::{Atom, AwsSigv4, Encoding, Part, Sigv4Payload, Sigv4Placement};
 use crate::request::{RequestHead, raw_query_pairs};
 use crate::vault::render::{self, RenderError};
 use crate::vault::{UnboundSlot, keyring};

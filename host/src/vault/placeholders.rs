@@ -18,13 +18,13 @@ use zeroize::Zeroizing;
 use super::Secret;
 use super::render::check_path;
 use super::replace::Replacements;
+use crate::request::Surface;
 use crate::request::{QUERY_COMPONENT, RequestHead, has_content_coding, is_protected_header};
-use crate::services::Surface;
 
 /// A substitution that cannot be made; the request is not sent. Names the credential key,
 /// never its value.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-pub enum SubstitutionError {
+pub enum PlaceholderError {
     #[error(
         "the credential \"{key}\" cannot go into a header: it has CR, LF, NUL or other control characters"
     )]
@@ -124,14 +124,14 @@ impl Placeholders {
     }
 
     /// Substitute in the path, the query and the header values of the outgoing request.
-    pub fn apply_to_head(&self, head: &mut RequestHead) -> Result<(), SubstitutionError> {
+    pub fn apply_to_head(&self, head: &mut RequestHead) -> Result<(), PlaceholderError> {
         for entry in self.on(Surface::Path) {
             if !head.path.contains(&entry.text) {
                 continue;
             }
             let escaped = percent_encode(entry.value.expose(), QUERY_COMPONENT).to_string();
             let path = head.path.replace(&entry.text, &escaped);
-            check_path(path.as_bytes()).map_err(|error| SubstitutionError::InvalidPath {
+            check_path(path.as_bytes()).map_err(|error| PlaceholderError::InvalidPath {
                 key: entry.key.clone(),
                 reason: error.to_string().trim_start_matches("the path ").to_owned(),
             })?;
@@ -153,7 +153,7 @@ impl Placeholders {
     }
 
     /// The replacements for a body of `kind`, if any placeholder is looked for in bodies.
-    pub fn for_body(&self, kind: BodyKind) -> Result<Option<Arc<Replacements>>, SubstitutionError> {
+    pub fn for_body(&self, kind: BodyKind) -> Result<Option<Arc<Replacements>>, PlaceholderError> {
         let mut pairs = Vec::new();
         for entry in self.on(Surface::Body) {
             let value = entry.value.expose();
@@ -164,7 +164,7 @@ impl Placeholders {
                     .into_bytes(),
                 BodyKind::Json => {
                     let text =
-                        std::str::from_utf8(value).map_err(|_| SubstitutionError::NotJsonSafe {
+                        std::str::from_utf8(value).map_err(|_| PlaceholderError::NotJsonSafe {
                             key: entry.key.clone(),
                         })?;
                     let quoted = serde_json::to_string(text).expect("a string serializes");
@@ -195,7 +195,7 @@ impl Placeholders {
 fn substitute_headers(
     headers: &mut HeaderMap,
     placeholders: &[&Placeholder],
-) -> Result<(), SubstitutionError> {
+) -> Result<(), PlaceholderError> {
     for (name, value) in headers.iter_mut() {
         if is_protected_header(name) {
             continue;
@@ -209,7 +209,7 @@ fn substitute_headers(
                 continue;
             };
             if HeaderValue::from_bytes(entry.value.expose()).is_err() {
-                return Err(SubstitutionError::NotHeaderSafe {
+                return Err(PlaceholderError::NotHeaderSafe {
                     key: entry.key.clone(),
                 });
             }
@@ -217,7 +217,7 @@ fn substitute_headers(
         }
         if let Some(bytes) = bytes {
             let mut header =
-                HeaderValue::from_bytes(&bytes).map_err(|_| SubstitutionError::NotHeaderSafe {
+                HeaderValue::from_bytes(&bytes).map_err(|_| PlaceholderError::NotHeaderSafe {
                     key: placeholders[0].key.clone(),
                 })?;
             header.set_sensitive(true);

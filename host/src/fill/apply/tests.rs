@@ -5,9 +5,11 @@
 //! encoding is searched from the day it can be written.
 
 use super::*;
-use crate::plugin::contract::{Atom, Encoding, NamedValue, Part};
+use crate::fill::plan::{Atom, Encoding, NamedValue, Part};
+use crate::vault::Credentials;
 use crate::vault::redact::CONTRACT_ENCODINGS;
 use crate::vault::{Secret, redactor};
+use std::time::SystemTime;
 
 /// Bytes that every encoding writes differently: `/`, `+`, a space, non-ASCII, `%`, `~`.
 const SECRET: &str = "sk-live/é+Qx9 7_~%zZ";
@@ -21,7 +23,7 @@ fn written(encoding: Encoding, prefix: &str) -> Vec<u8> {
     if !prefix.is_empty() {
         atoms.insert(0, Atom::Text(prefix.into()));
     }
-    let forward = Forward {
+    let plan = Plan {
         edits: vec![Edit::SetHeader(NamedValue {
             name: "x-echo".into(),
             value: vec![Part { atoms, encoding }],
@@ -36,7 +38,7 @@ fn written(encoding: Encoding, prefix: &str) -> Vec<u8> {
         body_sha256: None,
         placeholders: None,
     };
-    apply(&forward, &mut head, context, None).expect("the decision applies");
+    apply(&plan, &mut head, context, None).expect("the decision applies");
     head.headers["x-echo"].as_bytes().to_vec()
 }
 

@@ -1,4 +1,4 @@
-//! Tests of placeholder substitution in the outgoing request (substitute.rs).
+//! Tests of placeholder substitution in the outgoing request (placeholders.rs).
 
 use super::*;
 use http::{HeaderName, Method};
@@ -94,9 +94,9 @@ fn header_values_get_the_raw_value_and_control_characters_stop_the_request() {
         .insert("x-api-key", HeaderValue::from_static("__key__"));
     assert_eq!(
         broken.apply_to_head(&mut request),
-        Err(SubstitutionError::NotHeaderSafe { key: "KEY".into() })
+        Err(PlaceholderError::NotHeaderSafe { key: "KEY".into() })
     );
-    let shown = SubstitutionError::NotHeaderSafe { key: "KEY".into() }.to_string();
+    let shown = PlaceholderError::NotHeaderSafe { key: "KEY".into() }.to_string();
     assert!(!shown.contains("X-Evil"));
 }
 
