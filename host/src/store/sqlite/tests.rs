@@ -1,10 +1,16 @@
 //! Tests of the SQLite store (sqlite.rs), and the helpers its submodules' tests share.
 
+use super::open::{MIGRATIONS, migrate};
+use super::request_log::LOG_INSERT_ROWS;
 use super::*;
 
+use std::fs;
 use std::sync::{Arc, Barrier};
 
 use tempfile::TempDir;
+
+use crate::store::{AgentStatus, DEFAULT_VAULT, InviteStatus, KeyProtection, TokenKind, VaultRole};
+use crate::vault::crypto::{KdfParams, Sealed};
 
 pub(super) const T0: UnixTime = 1_700_000_000;
 
