@@ -10,10 +10,11 @@
 
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
-use super::{
-    Constraint, TxResult, actor_at, actor_columns, insert_agent, insert_grant, insert_token_row,
-    query_all, text_enum,
-};
+use super::agents::insert_agent;
+use super::errors::{Constraint, TxResult, misuse};
+use super::grants::insert_grant;
+use super::tokens::insert_token_row;
+use super::{actor_at, actor_columns, query_all, text_enum};
 use crate::store::{
     ActorId, Agent, AgentInvite, AgentInviteStatus, AgentStatus, StoreError, TokenKind,
     TokenRecord, UnixTime, VaultRole,
@@ -142,7 +143,7 @@ pub(super) fn redeem(
     at: UnixTime,
 ) -> TxResult<Agent> {
     if !matches!(&token.kind, TokenKind::Agent { agent_id: id } if id == agent_id) {
-        return Err(super::misuse(
+        return Err(misuse(
             "the token of a redeemed invite must be an agent token of the new agent",
         ));
     }

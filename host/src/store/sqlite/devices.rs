@@ -8,7 +8,8 @@
 
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
-use super::{Constraint, TxResult, query_all};
+use super::errors::{Constraint, TxResult, misuse};
+use super::query_all;
 use crate::store::{DeviceRecord, StoreError, UnixTime};
 
 const COLUMNS: &str = "hash, public_id, user_id, idle_seconds, created_at, last_used_at";
@@ -30,9 +31,7 @@ pub(super) fn insert(
     max_per_user: usize,
 ) -> TxResult<()> {
     let Some(others_kept) = max_per_user.checked_sub(1) else {
-        return Err(super::misuse(
-            "a user must be allowed at least one device token",
-        ));
+        return Err(misuse("a user must be allowed at least one device token"));
     };
     tx.execute(
         &format!("INSERT INTO device_tokens ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),

@@ -9,10 +9,10 @@
 
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
-use super::{
-    Constraint, TxResult, actor_at, actor_columns, query_all, read_services, remove_credentials,
-    text_enum, write_credentials, write_services,
-};
+use super::credentials::{remove_credentials, write_credentials};
+use super::errors::{Constraint, TxResult};
+use super::services::{read_services, write_services};
+use super::{actor_at, actor_columns, query_all, text_enum};
 use crate::store::{ActorId, Proposal, ProposalApplication, ProposalStatus, StoreError, UnixTime};
 
 const COLUMNS: &str = "vault_id, id, status, services_json, credentials_json, message, \

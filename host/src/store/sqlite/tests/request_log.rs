@@ -1,0 +1,175 @@
+//! Tests of the request log in SQLite (`sqlite/request_log.rs`).
+
+use super::super::request_log::LOG_INSERT_ROWS;
+use super::*;
+
+#[test]
+fn log_entries_get_increasing_ids_and_keep_their_fields() {
+    let (_dir, store) = open_store();
+    let mut first = log_entry(DEFAULT_VAULT_ID, T0);
+    first.id = 999;
+    let mut second = log_entry(DEFAULT_VAULT_ID, T0 + 1);
+    second.credential_keys = vec![];
+    second.matched_service = None;
+    second.error_code = Some("no_service".into());
+    second.actor = None;
+    second.status = 404;
+    second.latency_ms = u64::MAX;
+    let deleted_vault = log_entry("gone", T0);
+
+    store
+        .insert_logs(&[first.clone(), deleted_vault, second.clone()])
+        .unwrap();
+
+    let entries = store
+        .logs(
+            DEFAULT_VAULT_ID,
+            &LogQuery {
+                before: None,
+                after: None,
+                limit: 10,
+                ..LogQuery::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        entries.len(),
+        2,
+        "the entry of a vault that no longer exists is dropped"
+    );
+    assert!(entries[0].id > entries[1].id);
+    first.id = entries[1].id;
+    second.id = entries[0].id;
+    second.latency_ms = i64::MAX as u64;
+    assert_eq!(entries, [second, first]);
+}
+
+#[test]
+fn the_journal_mark_moves_with_its_rows_and_never_back() {
+    let (_dir, store) = open_store();
+    assert_eq!(store.journaled_through().unwrap(), 0);
+    let entry = log_entry(DEFAULT_VAULT_ID, T0);
+    store
+        .insert_journaled_logs(&[entry.clone(), entry.clone()], 7)
+        .unwrap();
+    assert_eq!(store.journaled_through().unwrap(), 7);
+    // A replay of older numbers, or rows from elsewhere, leave it where it is.
+    store
+        .insert_journaled_logs(std::slice::from_ref(&entry), 5)
+        .unwrap();
+    store.insert_logs(&[entry]).unwrap();
+    assert_eq!(store.journaled_through().unwrap(), 7);
+    // A batch whose entries all belong to deleted vaults still moves it.
+    store
+        .insert_journaled_logs(&[log_entry("gone", T0)], 9)
+        .unwrap();
+    assert_eq!(store.journaled_through().unwrap(), 9);
+}
+
+#[test]
+fn a_large_batch_is_written_whole_and_in_order() {
+    let (_dir, store) = open_store();
+    // Two full multi-row statements and a remainder, with a deleted vault's entry among
+    // them.
+    let count = 2 * LOG_INSERT_ROWS + 5;
+    let mut batch: Vec<LogEntry> = (0..count)
+        .map(|n| {
+            let mut entry = log_entry(DEFAULT_VAULT_ID, T0);
+            entry.path = format!("/v1/items/{n}");
+            entry.status = 200 + n as u16;
+            entry
+        })
+        .collect();
+    batch.insert(LOG_INSERT_ROWS - 1, log_entry("gone", T0));
+
+    store.insert_logs(&batch).unwrap();
+
+    let query = LogQuery {
+        before: None,
+        after: None,
+        limit: 1000,
+        ..LogQuery::default()
+    };
+    let mut written = store.logs(DEFAULT_VAULT_ID, &query).unwrap();
+    written.reverse();
+    let paths: Vec<&str> = written.iter().map(|entry| entry.path.as_str()).collect();
+    let expected: Vec<String> = (0..count).map(|n| format!("/v1/items/{n}")).collect();
+    assert_eq!(paths, expected);
+    assert!(written.windows(2).all(|pair| pair[0].id < pair[1].id));
+    assert_eq!(written.last().unwrap().status, 200 + count as u16 - 1);
+}
+
+#[test]
+fn the_request_log_pages_newest_first_by_id_cursor() {
+    let (_dir, store) = open_store();
+    let payments = store.create_vault("payments", None).unwrap();
+    let mut batch = Vec::new();
+    for n in 0..10 {
+        batch.push(log_entry(DEFAULT_VAULT_ID, T0 + n));
+        batch.push(log_entry(&payments.id, T0 + n));
+    }
+    store.insert_logs(&batch).unwrap();
+    let all = page(&store, DEFAULT_VAULT_ID, None, None, 100);
+    assert_eq!(all.len(), 10);
+    let id = |newest_first: usize| all[newest_first];
+
+    assert_eq!(
+        page(&store, DEFAULT_VAULT_ID, None, None, 3),
+        [id(0), id(1), id(2)]
+    );
+    assert_eq!(
+        page(&store, DEFAULT_VAULT_ID, Some(id(2)), None, 3),
+        [id(3), id(4), id(5)]
+    );
+    assert_eq!(
+        page(&store, DEFAULT_VAULT_ID, Some(id(8)), None, 3),
+        [id(9)]
+    );
+    // Following new entries: the ones right after the cursor, none skipped.
+    assert_eq!(
+        page(&store, DEFAULT_VAULT_ID, None, Some(id(6)), 3),
+        [id(3), id(4), id(5)]
+    );
+    assert_eq!(
+        page(&store, DEFAULT_VAULT_ID, None, Some(id(2)), 3),
+        [id(0), id(1)]
+    );
+    assert!(page(&store, DEFAULT_VAULT_ID, None, Some(id(0)), 3).is_empty());
+    assert_eq!(
+        page(&store, DEFAULT_VAULT_ID, Some(id(1)), Some(id(4)), 10),
+        [id(2), id(3)]
+    );
+    assert!(page(&store, DEFAULT_VAULT_ID, None, None, 0).is_empty());
+}
+
+#[test]
+fn pruning_drops_old_entries_then_caps_each_vault() {
+    let (_dir, store) = open_store();
+    let payments = store.create_vault("payments", None).unwrap();
+    let created = [T0 - 100, T0 - 100, T0, T0, T0, T0];
+    let entries: Vec<LogEntry> = created
+        .iter()
+        .map(|at| log_entry(DEFAULT_VAULT_ID, *at))
+        .collect();
+    store.insert_logs(&entries).unwrap();
+    store
+        .insert_logs(&[
+            log_entry(&payments.id, T0),
+            log_entry(&payments.id, T0),
+            log_entry(&payments.id, T0),
+        ])
+        .unwrap();
+    let newest_three = page(&store, DEFAULT_VAULT_ID, None, None, 3);
+
+    // Two too old, then one over the cap of three in the default vault.
+    assert_eq!(store.prune_logs(T0 - 50, 3).unwrap(), 3);
+    assert_eq!(
+        page(&store, DEFAULT_VAULT_ID, None, None, 100),
+        newest_three
+    );
+    assert_eq!(page(&store, &payments.id, None, None, 100).len(), 3);
+
+    assert_eq!(store.prune_logs(T0 - 50, 0).unwrap(), 0, "0: no row cap");
+    assert_eq!(store.prune_logs(T0 + 1, 0).unwrap(), 6);
+    assert!(page(&store, &payments.id, None, None, 100).is_empty());
+}

@@ -1,0 +1,127 @@
+//! Vaults in SQLite: the `vaults` table. The trait methods of [`super::SqliteStore`] call
+//! these inside their transaction.
+//!
+//! The default vault (its id is [`DEFAULT_VAULT_ID`], seeded by the first migration) can be
+//! neither renamed nor deleted. Deleting a vault deletes what hangs off it (grants, settings,
+//! credentials, services, scoped tokens, request log, invite grants) explicitly, in the same
+//! transaction, rather than through the foreign keys alone.
+
+use rusqlite::{OptionalExtension, Row, Transaction, params};
+
+use super::errors::{Constraint, TxResult, misuse};
+use super::grants::{insert_grant, require_actor};
+use super::{DEFAULT_VAULT_ID, query_all};
+use crate::store::{ActorId, DEFAULT_VAULT, Result, StoreError, Vault, VaultRole, now};
+use crate::vault::crypto::random;
+
+const VAULT_COLUMNS: &str = "id, name, created_at";
+
+fn vault_row(row: &Row<'_>) -> rusqlite::Result<Vault> {
+    Ok(Vault {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        created_at: row.get(2)?,
+    })
+}
+
+fn new_vault_id() -> Result<String> {
+    let mut bytes = [0u8; 16];
+    random(&mut bytes)
+        .map_err(|error| StoreError::Database(format!("cannot create a vault id: {error}")))?;
+    Ok(hex::encode(bytes))
+}
+
+/// A new vault named `name`, with a fresh id, created now; not stored yet.
+pub(super) fn new(name: &str) -> Result<Vault> {
+    Ok(Vault {
+        id: new_vault_id()?,
+        name: name.to_owned(),
+        created_at: now(),
+    })
+}
+
+/// Store `vault`, and make `admin` (who must exist) its admin.
+pub(super) fn insert(tx: &Transaction<'_>, vault: &Vault, admin: Option<&ActorId>) -> TxResult<()> {
+    tx.execute(
+        "INSERT INTO vaults (id, name, created_at) VALUES (?1, ?2, ?3)",
+        params![vault.id, vault.name, vault.created_at],
+    )
+    .on_unique(&format!("vault {}", vault.name))?;
+    if let Some(admin) = admin {
+        require_actor(tx, admin)?;
+        insert_grant(tx, admin, &vault.id, VaultRole::Admin)?;
+    }
+    Ok(())
+}
+
+pub(super) fn by_name(tx: &Transaction<'_>, name: &str) -> TxResult<Option<Vault>> {
+    Ok(tx
+        .query_row(
+            &format!("SELECT {VAULT_COLUMNS} FROM vaults WHERE name = ?1"),
+            [name],
+            vault_row,
+        )
+        .optional()?)
+}
+
+pub(super) fn by_id(tx: &Transaction<'_>, id: &str) -> TxResult<Option<Vault>> {
+    Ok(tx
+        .query_row(
+            &format!("SELECT {VAULT_COLUMNS} FROM vaults WHERE id = ?1"),
+            [id],
+            vault_row,
+        )
+        .optional()?)
+}
+
+pub(super) fn list(tx: &Transaction<'_>) -> TxResult<Vec<Vault>> {
+    query_all(
+        tx,
+        &format!("SELECT {VAULT_COLUMNS} FROM vaults ORDER BY name"),
+        [],
+        vault_row,
+    )
+}
+
+pub(super) fn rename(tx: &Transaction<'_>, id: &str, name: &str) -> TxResult<()> {
+    if id == DEFAULT_VAULT_ID {
+        return Err(misuse(&format!(
+            "the {DEFAULT_VAULT} vault cannot be renamed"
+        )));
+    }
+    let renamed = tx
+        .execute("UPDATE vaults SET name = ?2 WHERE id = ?1", [id, name])
+        .on_unique(&format!("vault {name}"))?;
+    if renamed == 0 {
+        return Err(StoreError::NotFound("vault".into()).into());
+    }
+    Ok(())
+}
+
+pub(super) fn delete(tx: &Transaction<'_>, id: &str) -> TxResult<()> {
+    // The backstop for a caller that did not refuse first: every instance keeps its
+    // default vault (agents without an explicit vault use it). No variant of
+    // `StoreError` says "refused", and this is a bug of the caller, so: `Database`.
+    if id == DEFAULT_VAULT_ID {
+        return Err(misuse(&format!(
+            "the {DEFAULT_VAULT} vault cannot be deleted"
+        )));
+    }
+    // The foreign keys cascade all of this too; spelled out so that the behaviour
+    // does not hang on `PRAGMA foreign_keys` and reads the same in every backend.
+    for sql in [
+        "DELETE FROM vault_grants WHERE vault_id = ?1",
+        "DELETE FROM vault_settings WHERE vault_id = ?1",
+        "DELETE FROM credentials WHERE vault_id = ?1",
+        "DELETE FROM services WHERE vault_id = ?1",
+        "DELETE FROM tokens WHERE vault_id = ?1",
+        "DELETE FROM request_logs WHERE vault_id = ?1",
+        "DELETE FROM user_invite_vaults WHERE vault_id = ?1",
+    ] {
+        tx.execute(sql, [id])?;
+    }
+    if tx.execute("DELETE FROM vaults WHERE id = ?1", [id])? == 0 {
+        return Err(StoreError::NotFound("vault".into()).into());
+    }
+    Ok(())
+}
