@@ -40,9 +40,7 @@ pub fn body_replacements(
     let Some(kind) = BodyKind::of(&head.headers) else {
         return Ok(None);
     };
-    placeholders
-        .for_body(kind)
-        .map_err(ProxyError::Placeholder)
+    placeholders.for_body(kind).map_err(ProxyError::Placeholder)
 }
 
 /// A body read whole for a signing plugin, with its placeholders replaced and its hash and
