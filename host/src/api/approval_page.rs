@@ -11,10 +11,14 @@
 //! carries a CSRF token derived from that session and this proposal. Credential values go
 //! from the form straight to the vault and are never rendered back. Every piece of text an
 //! agent wrote is escaped, and the Content-Security-Policy allows no script at all.
+//!
+//! This file holds what each request to the page does (open the link, log in, check and carry
+//! out a decision) and the cookies and CSRF token; the HTML is in `approval_page/html.rs`.
+
+mod html;
 
 use std::collections::BTreeMap;
 
-use base64::Engine as _;
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
@@ -23,79 +27,16 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::auth::{LOGIN_MAX_SECONDS, check_login, device_token_for, start_login_session};
-use super::proposals::{self as proposal_api, status_now};
-use super::{ApiError, ApiState, Request, rfc3339};
+use super::proposals as proposal_api;
+use super::{ApiError, ApiState, Request};
 use crate::auth::Session;
-use crate::auth::access::Review;
 use crate::auth::devices::DEVICE_IDLE_SECONDS;
-use crate::proposals::{Action, Checked};
 use crate::store::{self, Proposal, Vault};
+use html::{outcome, problem, render};
 
 const SESSION_COOKIE: &str = "av_session";
 /// The browser's device token; the web console will read the same cookie.
 const DEVICE_COOKIE: &str = "av_device";
-
-/// The page's only style; the Content-Security-Policy allows exactly this text.
-const STYLE: &str = "body{font:16px/1.5 system-ui,sans-serif;max-width:44rem;margin:2rem auto;\
-padding:0 1rem;color:#1b1b1b}h1{font-size:1.5rem}h2{font-size:1.1rem;margin-top:1.5rem}\
-.quote{border-left:3px solid #999;padding-left:.75rem;white-space:pre-wrap}\
-#error{color:#a00;font-weight:600}label{display:block;font-weight:600;margin-top:.75rem}\
-input,textarea{font:inherit;width:100%;box-sizing:border-box;padding:.4rem}\
-button{font:inherit;margin-top:1rem;padding:.4rem 1.2rem}.muted{color:#555}\
-form{margin-top:1rem}code{background:#eee;padding:0 .2rem}";
-
-fn content_security_policy() -> String {
-    let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(STYLE));
-    format!(
-        "default-src 'none'; style-src 'sha256-{hash}'; form-action 'self'; \
-         frame-ancestors 'none'; base-uri 'none'"
-    )
-}
-
-/// Text for HTML, with every character that could end an element or attribute escaped.
-fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            c => escaped.push(c),
-        }
-    }
-    escaped
-}
-
-fn page(status: StatusCode, title: &str, body: &str) -> Response<Full<Bytes>> {
-    let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{} · agent-vault</title><style>{STYLE}</style></head><body>{body}</body></html>",
-        escape(title)
-    );
-    let mut response = Response::new(Full::new(Bytes::from(html)));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    if let Ok(policy) = HeaderValue::from_str(&content_security_policy()) {
-        headers.insert(header::CONTENT_SECURITY_POLICY, policy);
-    }
-    response
-}
-
-/// A page that only says what went wrong.
-fn problem(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
-    page(
-        status,
-        "Proposal",
-        &format!("<h1>Proposal</h1><p id=\"error\">{}</p>", escape(message)),
-    )
-}
 
 fn redirect(location: &str, cookies: &[String]) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::new()));
@@ -229,226 +170,6 @@ async fn open(
         vault,
         token: token.to_owned(),
     })
-}
-
-/// `text` with its first letter in upper case, to open a sentence.
-fn capitalized(text: &str) -> String {
-    let mut chars = text.chars();
-    chars
-        .next()
-        .map(|first| first.to_uppercase().chain(chars).collect())
-        .unwrap_or_default()
-}
-
-/// The proposal in plain words: who, why, what changes, which credentials.
-async fn summary(state: &ApiState, opened: &Opened, checked: Option<&Checked>) -> String {
-    let proposal = &opened.proposal;
-    let mut html = format!(
-        "<h1>Proposal {} in vault {}</h1><p>{} asks for access. Proposed {}; \
-         it expires {} unless approved.</p>",
-        proposal.id,
-        escape(&opened.vault.name),
-        escape(&capitalized(
-            &proposal_api::proposed_by(state, proposal).await
-        )),
-        rfc3339(proposal.created_at),
-        rfc3339(proposal.expires_at),
-    );
-    if !proposal.user_message.is_empty() {
-        html.push_str(&format!(
-            "<h2>Message to you</h2><p class=\"quote\">{}</p>",
-            escape(&proposal.user_message)
-        ));
-    }
-    if !proposal.message.is_empty() {
-        html.push_str(&format!(
-            "<h2>Why</h2><p class=\"quote\">{}</p>",
-            escape(&proposal.message)
-        ));
-    }
-    match checked {
-        Some(checked) => {
-            if !checked.services.is_empty() {
-                html.push_str("<h2>Services</h2><ul>");
-                for change in &checked.services {
-                    html.push_str(&format!(
-                        "<li>{}</li>",
-                        escape(&crate::proposals::describe(change))
-                    ));
-                }
-                html.push_str("</ul>");
-            }
-            let deleted = checked.keys_to_delete();
-            if !deleted.is_empty() {
-                html.push_str(&format!(
-                    "<h2>Credentials to delete</h2><p>{}</p>",
-                    escape(&deleted.join(", "))
-                ));
-            }
-        }
-        None => html.push_str(
-            "<p id=\"error\">This proposal no longer fits the vault (a service it changes is \
-             gone, or a plugin changed); reject it.</p>",
-        ),
-    }
-    html
-}
-
-/// The inputs for the credentials the approver types.
-fn credential_inputs(checked: &Checked) -> String {
-    let mut html = String::new();
-    for slot in checked.slots.iter().filter(|s| s.action == Action::Set) {
-        let name = escape(&format!("credential:{}", slot.key));
-        html.push_str(&format!(
-            "<label for=\"{name}\">{}</label>",
-            escape(&slot.key)
-        ));
-        if let Some(description) = &slot.description {
-            html.push_str(&format!("<p class=\"muted\">{}</p>", escape(description)));
-        }
-        if let Some(obtain) = &slot.obtain {
-            html.push_str(&format!(
-                "<p class=\"muted\">Get it at <a href=\"{0}\" rel=\"noreferrer noopener\" \
-                 target=\"_blank\">{0}</a></p>",
-                escape(obtain)
-            ));
-        }
-        if let Some(instructions) = &slot.obtain_instructions {
-            html.push_str(&format!(
-                "<p class=\"muted quote\">{}</p>",
-                escape(instructions)
-            ));
-        }
-        html.push_str(&format!(
-            "<input id=\"{name}\" name=\"{name}\" type=\"password\" autocomplete=\"off\" required>"
-        ));
-    }
-    html
-}
-
-fn login_form(opened: &Opened) -> String {
-    format!(
-        "<h2>Log in to decide</h2><p>Approving or rejecting needs a member or admin of vault {}.</p>\
-         <form id=\"login\" method=\"post\" action=\"/approve/{}/login\">\
-         <input type=\"hidden\" name=\"token\" value=\"{}\">\
-         <label for=\"email\">Email</label><input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required>\
-         <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
-         <button type=\"submit\">Log in</button></form>",
-        escape(&opened.vault.name),
-        opened.proposal.id,
-        escape(&opened.token),
-    )
-}
-
-/// The approve form (or, if `approvable` says why not, that reason) and the reject form.
-fn decision_forms(
-    opened: &Opened,
-    checked: &Checked,
-    csrf: &str,
-    approvable: Result<(), String>,
-) -> String {
-    let hidden = format!(
-        "<input type=\"hidden\" name=\"token\" value=\"{}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">",
-        escape(&opened.token),
-        escape(csrf)
-    );
-    let id = opened.proposal.id;
-    let needs_values = checked.slots.iter().any(|s| s.action == Action::Set);
-    let values_heading = if needs_values {
-        "<h2>Credentials</h2><p>Type each value here: it goes straight into the vault, \
-         encrypted, and the agent never sees it.</p>"
-    } else {
-        ""
-    };
-    let approve = match approvable {
-        Ok(()) => format!(
-            "<form id=\"approve\" method=\"post\" action=\"/approve/{id}/approve\">{hidden}\
-             {values_heading}{}<button type=\"submit\">Approve</button></form>",
-            credential_inputs(checked),
-        ),
-        Err(why) => format!("<p id=\"error\">{}</p>", escape(&why)),
-    };
-    format!(
-        "{approve}<form id=\"reject\" method=\"post\" action=\"/approve/{id}/reject\">{hidden}\
-         <h2>Or reject</h2><label for=\"reason\">Reason (the agent can read it)</label>\
-         <textarea id=\"reason\" name=\"reason\" rows=\"3\" maxlength=\"2000\"></textarea>\
-         <button type=\"submit\">Reject</button></form>",
-    )
-}
-
-/// The page for `opened`, as whoever holds `session` (if anyone) sees it, with an optional
-/// error message above the forms.
-async fn render(
-    state: &ApiState,
-    opened: &Opened,
-    session: Option<&(Session, String)>,
-    error: Option<(StatusCode, String)>,
-) -> Response<Full<Bytes>> {
-    let checked = proposal_api::pending_changes(state, &opened.vault, &opened.proposal)
-        .await
-        .ok();
-    let mut body = summary(state, opened, checked.as_ref()).await;
-    let status = error.as_ref().map_or(StatusCode::OK, |(status, _)| *status);
-    if let Some((_, message)) = &error {
-        body.push_str(&format!("<p id=\"error\">{}</p>", escape(message)));
-    }
-    let current = status_now(&opened.proposal, store::now());
-    if current != "pending" {
-        body.push_str(&format!(
-            "<p><strong>This proposal is {current}</strong>; there is nothing left to decide.</p>"
-        ));
-        return page(status, "Proposal", &body);
-    }
-    match (session, checked) {
-        (None, _) => body.push_str(&login_form(opened)),
-        (Some((session, token)), Some(checked)) => {
-            let (actor, vault, proposal) = (&session.actor, &opened.vault, &opened.proposal);
-            match proposal_api::may_review(state, actor, vault, proposal, Review::Reject).await {
-                Ok(()) => {
-                    let approvable =
-                        proposal_api::may_review(state, actor, vault, proposal, Review::Approve)
-                            .await
-                            .map_err(|denied| denied.message);
-                    // Whoever decides sees whose account decides: a page someone else
-                    // logged this browser into would show their name here.
-                    body.push_str(&format!(
-                        "<p class=\"muted\">Logged in as {}.</p>",
-                        escape(&session.actor.display_name())
-                    ));
-                    body.push_str(&decision_forms(
-                        opened,
-                        &checked,
-                        &csrf(token, &opened.proposal),
-                        approvable,
-                    ));
-                }
-                Err(denied) if error.is_none() => {
-                    body.push_str(&format!(
-                        "<p id=\"error\">Logged in as {}: {}</p>",
-                        escape(&session.actor.display_name()),
-                        escape(&denied.message)
-                    ));
-                    return page(StatusCode::FORBIDDEN, "Proposal", &body);
-                }
-                Err(_) => {}
-            }
-        }
-        (Some(_), None) => {}
-    }
-    page(status, "Proposal", &body)
-}
-
-fn outcome(opened: &Opened, word: &str, detail: &str) -> Response<Full<Bytes>> {
-    page(
-        StatusCode::OK,
-        word,
-        &format!(
-            "<h1 id=\"outcome\">{word}</h1><p>Proposal {} in vault {}: {}</p>",
-            opened.proposal.id,
-            escape(&opened.vault.name),
-            escape(detail)
-        ),
-    )
 }
 
 pub async fn show(state: &ApiState, request: &Request, id: &str) -> Response<Full<Bytes>> {
@@ -676,26 +397,4 @@ pub async fn reject(state: &ApiState, request: &Request, id: &str) -> Response<F
         "the agent will see that it was rejected.",
     )
     .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escaping_leaves_no_way_out_of_text_or_attributes() {
-        assert_eq!(
-            escape(r#"<script>alert('x')</script> & "q""#),
-            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;"
-        );
-    }
-
-    #[test]
-    fn the_policy_allows_the_style_and_no_script() {
-        let policy = content_security_policy();
-        assert!(policy.starts_with("default-src 'none'; style-src 'sha256-"));
-        assert!(!policy.contains("script-src"));
-        assert!(policy.contains("form-action 'self'"));
-        assert!(policy.contains("frame-ancestors 'none'"));
-    }
 }

@@ -5,20 +5,27 @@
 //! ([`ApiError::into_response`]): `{"error": message}` with the status, as the Agent Vault API
 //! does. Handlers authenticate with [`Request::session`], check access with `auth::access`,
 //! and reach the store through `Db::run` (off the async threads).
+//!
+//! This file holds the shared state, the request as handlers see it and [`handle`];
+//! `router.rs` the routes, `errors.rs` the errors and how they become responses.
 
 mod agent_invites;
 mod agents;
 mod approval_page;
 mod auth;
 mod credentials;
+mod errors;
 mod logs;
 mod proposals;
+mod router;
 mod services;
 mod sessions;
 mod settings;
 mod status;
 mod users;
 mod vaults;
+
+pub use errors::ApiError;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -30,15 +37,14 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
-use crate::auth::access::{AccessError, Denied};
-use crate::auth::{AuthError, Session};
+use crate::auth::Session;
 use crate::client_addr::TrustedProxies;
 use crate::plugin::registry::Registry;
-use crate::ratelimit::{self, AttemptLimiter, SignInLimiter, SignInRefused};
-use crate::store::{Db, Generation, OwnerKnown, StoreError, Vault};
-use crate::vault::crypto::{CryptoError, DataKey, KdfParams};
+use crate::ratelimit::{self, AttemptLimiter, SignInLimiter};
+use crate::store::{Db, Generation, OwnerKnown, Vault};
+use crate::vault::crypto::{DataKey, KdfParams};
+use router::route;
 
 /// The largest JSON body the API reads.
 const MAX_BODY: usize = 1024 * 1024;
@@ -252,157 +258,6 @@ impl Request {
     }
 }
 
-/// An error on its way to becoming a response.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub message: String,
-    /// Extra top-level fields of the JSON body.
-    pub extra: Option<Value>,
-    /// Sent as `Retry-After` (whole seconds, rounded up).
-    pub retry_after: Option<std::time::Duration>,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            message: message.into(),
-            extra: None,
-            retry_after: None,
-        }
-    }
-
-    /// 429 for a client over the AUTH tier's limit.
-    pub fn too_many_attempts(limited: ratelimit::Limited) -> Self {
-        let seconds = limited.retry_after().as_secs_f64().ceil().max(1.0);
-        let mut error = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!("Too many attempts from your address; try again in {seconds} s"),
-        )
-        .with(json!({ "code": "too_many_requests" }));
-        error.retry_after = Some(limited.retry_after());
-        error
-    }
-
-    /// 429 for a client that failed too often to sign in (at one account, or at many).
-    pub fn too_many_sign_ins(refused: SignInRefused) -> Self {
-        let seconds = refused.retry_after().as_secs_f64().ceil().max(1.0);
-        let what = match refused {
-            SignInRefused::Account { .. } => "to this account from your address",
-            SignInRefused::Client { .. } => "from your address",
-        };
-        let mut error = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!("Too many failed sign-ins {what}; try again in {seconds} s"),
-        )
-        .with(json!({ "code": "too_many_requests" }));
-        error.retry_after = Some(refused.retry_after());
-        error
-    }
-
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, message)
-    }
-
-    pub fn not_found(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::NOT_FOUND, message)
-    }
-
-    pub fn conflict(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::CONFLICT, message)
-    }
-
-    pub fn forbidden(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::FORBIDDEN, message)
-    }
-
-    fn with(mut self, extra: Value) -> Self {
-        self.extra = Some(extra);
-        self
-    }
-
-    /// The one place an error becomes a status and a body.
-    fn into_response(self) -> Response<Full<Bytes>> {
-        let mut body = json!({ "error": self.message });
-        if let (Some(Value::Object(extra)), Value::Object(object)) = (self.extra, &mut body) {
-            object.extend(extra);
-        }
-        let mut response = json_response(self.status, &body);
-        if let Some(retry_after) = self.retry_after {
-            let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, http::HeaderValue::from(seconds));
-        }
-        response
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::Conflict(what) => ApiError::conflict(format!("{what} already exists")),
-            StoreError::NotFound(what) => ApiError::not_found(format!("{what} not found")),
-            StoreError::LastOwner => {
-                ApiError::conflict("This would leave the instance without an owner")
-            }
-            StoreError::LastAdmin => {
-                ApiError::conflict("This would leave the vault without an admin")
-            }
-            StoreError::TooMany(what) => {
-                ApiError::new(StatusCode::TOO_MANY_REQUESTS, format!("Too many {what}"))
-            }
-            StoreError::Database(message) => {
-                tracing::error!("store error: {message}");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-            }
-            StoreError::Unavailable(message) => {
-                tracing::error!("store error: {message}");
-                ApiError {
-                    retry_after: Some(std::time::Duration::from_secs(5)),
-                    ..ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "The database cannot take this change right now (another program \
-                         holds it, or the disk is full); retry later",
-                    )
-                }
-            }
-        }
-    }
-}
-
-impl From<AuthError> for ApiError {
-    fn from(error: AuthError) -> Self {
-        match error {
-            AuthError::Store(error) => error.into(),
-            other => ApiError::new(StatusCode::UNAUTHORIZED, other.to_string()),
-        }
-    }
-}
-
-impl From<Denied> for ApiError {
-    fn from(denied: Denied) -> Self {
-        ApiError::forbidden(denied.to_string())
-    }
-}
-
-impl From<AccessError> for ApiError {
-    fn from(error: AccessError) -> Self {
-        match error {
-            AccessError::Denied(denied) => denied.into(),
-            AccessError::Store(error) => error.into(),
-        }
-    }
-}
-
-impl From<CryptoError> for ApiError {
-    fn from(error: CryptoError) -> Self {
-        tracing::error!("crypto error: {error}");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-    }
-}
-
 /// A JSON response.
 pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Full<Bytes>> {
     let bytes = serde_json::to_vec(body).expect("response bodies serialize");
@@ -488,227 +343,6 @@ async fn read(request: http::Request<Incoming>, client: IpAddr) -> Result<Reques
 /// A query-string component: `+` is a space, then percent-decoding.
 fn decode_form(raw: &str) -> String {
     crate::request::decode_component(&raw.replace('+', " "))
-}
-
-async fn route(state: &ApiState, request: &Request) -> Result<Response<Full<Bytes>>, ApiError> {
-    let owned = request.segments();
-    let segments: Vec<&str> = owned.iter().map(String::as_str).collect();
-    let method = &request.method;
-    // Routes that work before the first owner exists.
-    match (method, segments.as_slice()) {
-        (&Method::GET, ["health"]) => return status::health(state).await,
-        (&Method::GET, ["v1", "mitm", "ca.pem"]) => return transparent_ca(state),
-        (&Method::GET, ["v1", "status"]) => return status::status(state).await,
-        (&Method::POST, ["v1", "auth", "register"]) => return auth::register(state, request).await,
-        (&Method::POST, ["v1", "users", "invites", token, "accept"]) => {
-            return users::accept_invite(state, request, token).await;
-        }
-        // The approval page answers in HTML, errors included.
-        (&Method::GET, ["approve", id]) => return Ok(approval_page::show(state, request, id).await),
-        (&Method::POST, ["approve", id, "login"]) => {
-            return Ok(approval_page::login(state, request, id).await);
-        }
-        (&Method::POST, ["approve", id, "approve"]) => {
-            return Ok(approval_page::approve(state, request, id).await);
-        }
-        (&Method::POST, ["approve", id, "reject"]) => {
-            return Ok(approval_page::reject(state, request, id).await);
-        }
-        (_, ["v1", ..]) => {}
-        _ => return Err(ApiError::not_found("no such endpoint")),
-    }
-    if !state.initialized().await? {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "No owner account exists. Run 'agent-vault auth register' to create one.",
-        )
-        .with(json!({ "code": "not_initialized" })));
-    }
-    match (method, segments.as_slice()) {
-        (&Method::GET, ["v1", "skills", "cli"]) => Ok(skill(state)),
-        (&Method::POST, ["v1", "invites", token, "redeem"]) => {
-            agent_invites::redeem(state, request, token).await
-        }
-        (&Method::GET, ["v1", "invites", _, "redeem"]) => Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "Redeem an invite with POST; a GET never redeems it (link previews would)",
-        )),
-        (&Method::POST, ["v1", "auth", "login"]) => auth::login(state, request).await,
-        (&Method::POST, ["v1", "auth", "logout"]) => auth::logout(state, request).await,
-        (&Method::GET, ["v1", "auth", "me"]) => auth::me(state, request).await,
-        (&Method::GET, ["v1", "auth", "sessions"]) => auth::sessions(state, request).await,
-        (&Method::DELETE, ["v1", "auth", "sessions", id]) => {
-            auth::revoke_session(state, request, id).await
-        }
-        (&Method::DELETE, ["v1", "auth", "devices", id]) => {
-            auth::revoke_device(state, request, id).await
-        }
-        (&Method::POST, ["v1", "auth", "change-password"]) => {
-            auth::change_password(state, request).await
-        }
-
-        (&Method::POST, ["v1", "vaults"]) => vaults::create(state, request).await,
-        (&Method::GET, ["v1", "vaults"]) => vaults::list(state, request).await,
-        (&Method::DELETE, ["v1", "vaults", name]) => vaults::delete(state, request, name).await,
-        (&Method::GET, ["v1", "vaults", name, "context"]) => {
-            vaults::context(state, request, name).await
-        }
-        (&Method::GET, ["v1", "admin", "vaults"]) => vaults::all(state, request).await,
-        (&Method::GET, ["v1", "admin", "settings"]) => settings::get(state, request).await,
-        (&Method::PUT, ["v1", "admin", "settings"]) => settings::put(state, request).await,
-        (&Method::POST, ["v1", "vaults", name, "join"]) => vaults::join(state, request, name).await,
-        (&Method::POST, ["v1", "vaults", name, "leave"]) => {
-            vaults::leave(state, request, name).await
-        }
-        (&Method::POST, ["v1", "vaults", name, "rename"]) => {
-            vaults::rename(state, request, name).await
-        }
-        (&Method::GET, ["v1", "vaults", name, "settings"]) => {
-            vaults::settings(state, request, name).await
-        }
-        (&Method::PATCH, ["v1", "vaults", name, "settings"]) => {
-            vaults::update_settings(state, request, name).await
-        }
-        (&Method::GET, ["v1", "vaults", name, "users"]) => {
-            vaults::users(state, request, name).await
-        }
-        (&Method::POST, ["v1", "vaults", name, "users"]) => {
-            vaults::add_user(state, request, name).await
-        }
-        (&Method::DELETE, ["v1", "vaults", name, "users", email]) => {
-            vaults::remove_user(state, request, name, email).await
-        }
-        (&Method::POST, ["v1", "vaults", name, "users", email, "role"]) => {
-            vaults::set_user_role(state, request, name, email).await
-        }
-        (&Method::GET, ["v1", "vaults", name, "agents"]) => {
-            vaults::agents(state, request, name).await
-        }
-        (&Method::POST, ["v1", "vaults", name, "agents"]) => {
-            vaults::add_agent(state, request, name).await
-        }
-        (&Method::DELETE, ["v1", "vaults", name, "agents", agent]) => {
-            vaults::remove_agent(state, request, name, agent).await
-        }
-        (&Method::POST, ["v1", "vaults", name, "agents", agent, "role"]) => {
-            vaults::set_agent_role(state, request, name, agent).await
-        }
-
-        (&Method::GET, ["v1", "credentials"]) => credentials::list(state, request).await,
-        (&Method::POST, ["v1", "credentials"]) => credentials::set(state, request).await,
-        (&Method::DELETE, ["v1", "credentials"]) => credentials::delete(state, request).await,
-
-        (&Method::GET, ["v1", "vaults", name, "services", "credential-usage"]) => {
-            services::credential_usage(state, request, name).await
-        }
-        (&Method::GET, ["v1", "vaults", name, "services"]) => {
-            services::list(state, request, name).await
-        }
-        (&Method::POST, ["v1", "vaults", name, "services"]) => {
-            services::upsert(state, request, name).await
-        }
-        (&Method::PUT, ["v1", "vaults", name, "services"]) => {
-            services::replace(state, request, name).await
-        }
-        (&Method::DELETE, ["v1", "vaults", name, "services"]) => {
-            services::clear(state, request, name).await
-        }
-        (&Method::PATCH, ["v1", "vaults", name, "services", service]) => {
-            services::patch(state, request, name, service).await
-        }
-        (&Method::DELETE, ["v1", "vaults", name, "services", service]) => {
-            services::remove(state, request, name, service).await
-        }
-
-        (&Method::POST, ["v1", "sessions"]) => sessions::create(state, request).await,
-        (&Method::GET, ["v1", "sessions"]) => sessions::list(state, request).await,
-        (&Method::DELETE, ["v1", "sessions", id]) => sessions::revoke(state, request, id).await,
-
-        (&Method::POST, ["v1", "agents", "invites"]) => agent_invites::create(state, request).await,
-        (&Method::GET, ["v1", "agents", "invites"]) => agent_invites::list(state, request).await,
-        (&Method::DELETE, ["v1", "agents", "invites", token_or_id]) => {
-            agent_invites::revoke(state, request, token_or_id).await
-        }
-        (&Method::POST, ["v1", "agents"]) => agents::create(state, request).await,
-        (&Method::GET, ["v1", "agents"]) => agents::list(state, request).await,
-        (&Method::GET, ["v1", "agents", name]) => agents::get(state, request, name).await,
-        (&Method::DELETE, ["v1", "agents", name]) => agents::revoke(state, request, name).await,
-        (&Method::POST, ["v1", "agents", name, "delete"]) => {
-            agents::delete(state, request, name).await
-        }
-        (&Method::POST, ["v1", "agents", name, "rotate"]) => {
-            agents::rotate(state, request, name).await
-        }
-        (&Method::POST, ["v1", "agents", name, "rename"]) => {
-            agents::rename(state, request, name).await
-        }
-        (&Method::POST, ["v1", "agents", name, "role"]) => {
-            agents::set_role(state, request, name).await
-        }
-
-        (&Method::GET, ["v1", "users"]) => users::list(state, request).await,
-        (&Method::POST, ["v1", "users", "invites"]) => users::invite(state, request).await,
-        (&Method::GET, ["v1", "users", "invites"]) => users::invites(state, request).await,
-        (&Method::DELETE, ["v1", "users", "invites", token]) => {
-            users::revoke_invite(state, request, token).await
-        }
-        (&Method::POST, ["v1", "admin", "users", email, "role"]) => {
-            users::set_role(state, request, email).await
-        }
-        (&Method::DELETE, ["v1", "admin", "users", email]) => {
-            users::remove(state, request, email).await
-        }
-
-        (&Method::GET, ["v1", "vaults", name, "logs"]) => logs::list(state, request, name).await,
-        (&Method::GET, ["v1", "vaults", name, "discovered-hosts"]) => {
-            logs::discovered_hosts(state, request, name).await
-        }
-
-        (&Method::POST, ["v1", "proposals"]) => proposals::create(state, request).await,
-        (&Method::GET, ["v1", "proposals"]) => proposals::list(state, request).await,
-        (&Method::GET, ["v1", "proposals", id]) => proposals::get(state, request, id).await,
-        (&Method::GET, ["v1", "admin", "proposals"]) => proposals::admin_list(state, request).await,
-        (&Method::GET, ["v1", "admin", "proposals", id]) => {
-            proposals::admin_get(state, request, id).await
-        }
-        (&Method::POST, ["v1", "admin", "proposals", id, "approve"]) => {
-            proposals::admin_approve(state, request, id).await
-        }
-        (&Method::POST, ["v1", "admin", "proposals", id, "reject"]) => {
-            proposals::admin_reject(state, request, id).await
-        }
-
-        _ => Err(ApiError::not_found("no such endpoint")),
-    }
-}
-
-/// `GET /v1/mitm/ca.pem`: the local CA agents must trust, and the transparent proxy's port.
-fn transparent_ca(state: &ApiState) -> Result<Response<Full<Bytes>>, ApiError> {
-    let Some(transparent) = &state.transparent else {
-        return Err(ApiError::not_found(
-            "The transparent proxy is off on this server (--mitm-port 0)",
-        ));
-    };
-    let mut response = Response::new(Full::new(Bytes::from(transparent.ca_pem.clone())));
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/x-pem-file"),
-    );
-    headers.insert("x-mitm-port", http::HeaderValue::from(transparent.port));
-    Ok(response)
-}
-
-/// `GET /v1/skills/cli`: the agent guide, as markdown.
-fn skill(state: &ApiState) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(crate::guide::agent_guide(
-        &state.base_url,
-    ))));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/markdown; charset=utf-8"),
-    );
-    response
 }
 
 /// The vault named `name`, or 404 "Vault not found: name".

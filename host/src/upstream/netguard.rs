@@ -12,7 +12,7 @@
 //! decoded and must pass too, or `64:ff9b::a9fe:a9fe` would reach 169.254.169.254 through a
 //! NAT64 gateway.
 //!
-//! This module decides; it does not resolve or connect. The connector in `upstream/mod.rs`
+//! This module decides; it does not resolve or connect. The connector in `upstream/connect.rs`
 //! checks every resolved address and connects only to checked ones.
 
 use std::fmt;

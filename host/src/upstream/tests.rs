@@ -1,9 +1,16 @@
 //! Tests of the forward step: the request sent upstream and its answer back (upstream/mod.rs).
 
 use std::convert::Infallible;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
 use http_body_util::{BodyExt as _, Empty, Full};
+use hyper::body::{Body, Frame};
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::CertificateDer;
 use rustls_pki_types::PrivateKeyDer;
 use sha2::{Digest as _, Sha256};
 use tokio::net::TcpListener;
