@@ -16,7 +16,7 @@ use http_body_util::Full;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::agents::{VaultAssignment, check_agent_name, vault_assignments};
+use super::agent_grants::{VaultAssignment, check_agent_name, vault_assignments};
 use super::{ApiError, ApiState, Request, created, ok, rfc3339};
 use crate::auth::access::{self, Denied};
 use crate::auth::{Actor, tokens};

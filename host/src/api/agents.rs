@@ -9,61 +9,14 @@ use http_body_util::Full;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::agent_grants::{VaultAssignment, check_agent_name, vault_assignments};
 use super::vaults::agent_named;
-use super::{ApiError, ApiState, Request, created, find_vault, ok, rfc3339};
+use super::{ApiError, ApiState, Request, created, ok, rfc3339};
 use crate::auth::access::{self, Denied};
 use crate::auth::{Actor, tokens};
-use crate::services::check_name;
 use crate::store::{
     self, ActorId, Agent, AgentStatus, Grant, InstanceRole, Store, TokenKind, TokenRecord,
-    VaultRole,
 };
-
-#[derive(Deserialize)]
-pub(super) struct VaultAssignment {
-    vault_name: String,
-    vault_role: Option<VaultRole>,
-}
-
-/// A name an agent may have: a slug (as service names), and not `invites`, which
-/// `/v1/agents/invites` would shadow.
-pub(super) fn check_agent_name(name: &str) -> Result<(), ApiError> {
-    check_name(name).map_err(ApiError::bad_request)?;
-    if name == "invites" {
-        return Err(ApiError::bad_request(
-            "name \"invites\" is reserved; choose another",
-        ));
-    }
-    Ok(())
-}
-
-/// The vault grants an agent is to get, checked: the vaults exist and, unless `actor` is an
-/// owner, `actor` administers each. As `(vault id, role)` (role `proxy` unless given), and
-/// as the `[{vault_name, vault_role}]` to show.
-pub(super) async fn vault_assignments(
-    state: &ApiState,
-    actor: &Actor,
-    assignments: &[VaultAssignment],
-) -> Result<(Vec<(String, VaultRole)>, Vec<Value>), ApiError> {
-    let mut grants = Vec::new();
-    let mut shown = Vec::new();
-    for assignment in assignments {
-        let vault = find_vault(state, &assignment.vault_name).await?;
-        let vault_role = assignment.vault_role.unwrap_or(VaultRole::Proxy);
-        if actor.instance_role() != Some(InstanceRole::Owner) {
-            super::vaults::check(
-                state,
-                actor,
-                &vault,
-                super::vaults::Check::Role(VaultRole::Admin),
-            )
-            .await?;
-        }
-        shown.push(json!({ "vault_name": vault.name, "vault_role": vault_role }));
-        grants.push((vault.id, vault_role));
-    }
-    Ok((grants, shown))
-}
 
 #[derive(Deserialize)]
 struct CreateAgent {

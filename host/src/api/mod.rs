@@ -9,6 +9,7 @@
 //! This file holds the shared state, the request as handlers see it and [`handle`];
 //! `router.rs` the routes, `errors.rs` the errors and how they become responses.
 
+mod agent_grants;
 mod agent_invites;
 mod agents;
 mod approval_page;

@@ -23,6 +23,7 @@ mod credentials;
 mod devices;
 mod errors;
 mod grants;
+mod invite_rules;
 mod invites;
 mod master_key;
 mod open;

@@ -11,7 +11,6 @@ use wasmtime::{Engine, PoolConcurrencyLimitError, Store, Trap};
 
 use super::bindings::AuthPluginPre;
 use super::contract::{AuthError, Decision, Field, PluginInfo, Request, Requirements};
-use super::engine::error_chain;
 use super::host::{self, Budget, CallState, CryptoInputTooLarge, Pace, SliceOver};
 use super::{CallError, MAX_CRYPTO_INPUT, MAX_LIFTED_BYTES, PluginLimits};
 use crate::vault::Credentials;
@@ -331,4 +330,9 @@ impl Linked {
             }
         }
     }
+}
+
+/// `error` and its causes on one line.
+pub(super) fn error_chain(error: &wasmtime::Error) -> String {
+    format!("{error:#}")
 }

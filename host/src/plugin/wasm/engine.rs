@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,17 +16,14 @@ use wasmtime::component::{Component, HasSelf, Linker, types::ComponentItem};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::bindings::{AuthPlugin, AuthPluginPre};
-use super::calls::{ExportIndices, Linked};
+use super::calls::{ExportIndices, Linked, error_chain};
 use super::contract::PluginInfo;
 use super::host::CallState;
 use super::instances::{IdleBudget, WasmPlugin};
+use super::ticker::Ticker;
 use super::{ALLOWED_IMPORTS, EngineError, EngineSettings, LoadError, PluginLimits};
 use crate::plugin::offload::{Gate, PluginThreads};
 use crate::vault::Credentials;
-
-/// How often the epoch ticker advances: the granularity of deadlines and of the slices a
-/// slow call runs in.
-const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// The fiber stack of an async call: the guest's stack (`max_wasm_stack`) and host frames.
 const ASYNC_STACK_BYTES: usize = 1024 * 1024;
@@ -212,11 +208,6 @@ fn check_imports(engine: &Engine, component: &Component) -> Result<Vec<String>, 
     Ok(names)
 }
 
-/// `error` and its causes on one line.
-pub(super) fn error_chain(error: &wasmtime::Error) -> String {
-    format!("{error:#}")
-}
-
 /// A compiled component, not yet linked.
 pub struct CompiledPlugin {
     component: Component,
@@ -226,33 +217,5 @@ pub struct CompiledPlugin {
 impl std::fmt::Debug for CompiledPlugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CompiledPlugin").finish_non_exhaustive()
-    }
-}
-
-/// Advances the engine's epoch every `EPOCH_TICK` until the last plugin using it is gone.
-pub(super) struct Ticker {
-    stop: Arc<AtomicBool>,
-}
-
-impl Ticker {
-    fn start(engine: Engine) -> Arc<Self> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread_stop = stop.clone();
-        std::thread::Builder::new()
-            .name("plugin-epoch".into())
-            .spawn(move || {
-                while !thread_stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    engine.increment_epoch();
-                }
-            })
-            .expect("spawning the epoch ticker thread");
-        Arc::new(Ticker { stop })
-    }
-}
-
-impl Drop for Ticker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
     }
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use super::calls::{Linked, WarmInstance};
 use super::contract::{AuthError, Decision, Field, Request, Requirements};
-use super::engine::Ticker;
+use super::ticker::Ticker;
 use super::{CallError, Isolation, PluginLimits};
 use crate::plugin::offload::{Gate, PluginThreads, Ran};
 use crate::vault::Credentials;

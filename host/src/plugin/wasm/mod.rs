@@ -40,6 +40,7 @@ mod engine;
 mod host;
 mod instances;
 mod limits;
+mod ticker;
 
 use std::time::Duration;
 

@@ -13,6 +13,7 @@ use rusqlite::{OptionalExtension, Row, Transaction, params};
 use super::agents::insert_agent;
 use super::errors::{Constraint, TxResult, misuse};
 use super::grants::insert_grant;
+use super::invite_rules::check_name_free;
 use super::tokens::insert_token_row;
 use super::{actor_at, actor_columns, query_all, text_enum};
 use crate::store::{
@@ -45,23 +46,6 @@ fn vaults_of(tx: &Transaction<'_>, hash: &str) -> TxResult<Vec<(String, VaultRol
         [hash],
         |row| Ok((row.get(0)?, text_enum(row, 1)?)),
     )
-}
-
-/// `Conflict` if a pending invite, unexpired at `at`, reserves `name`.
-pub(super) fn check_name_free(tx: &Transaction<'_>, name: &str, at: UnixTime) -> TxResult<()> {
-    let reserved = tx
-        .query_row(
-            "SELECT 1 FROM agent_invites
-             WHERE agent_name = ?1 AND status = 'pending' AND expires_at > ?2",
-            params![name, at],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some();
-    if reserved {
-        return Err(StoreError::Conflict(format!("a pending invite for agent {name}")).into());
-    }
-    Ok(())
 }
 
 pub(super) fn create(tx: &Transaction<'_>, invite: &AgentInvite) -> TxResult<()> {
@@ -181,16 +165,6 @@ pub(super) fn revoke(tx: &Transaction<'_>, hash: &str) -> TxResult<()> {
     if changed == 0 {
         return Err(StoreError::NotFound("pending invite".into()).into());
     }
-    Ok(())
-}
-
-/// Revoke the pending invites `creator` made: an invite is only as good as whoever issued it.
-pub(super) fn revoke_created_by(tx: &Transaction<'_>, creator: &ActorId) -> TxResult<()> {
-    tx.execute(
-        "UPDATE agent_invites SET status = 'revoked'
-         WHERE status = 'pending' AND created_by_type = ?1 AND created_by_id = ?2",
-        params![creator.kind.as_str(), creator.id],
-    )?;
     Ok(())
 }
 

@@ -12,7 +12,7 @@ use super::errors::{Constraint, TxResult};
 use super::grants::insert_grant;
 use super::roles::{keep_an_owner, keep_vault_admins};
 use super::tokens::{delete_agent_tokens, insert_token_row};
-use super::{actor_at, actor_columns, agent_invites, query_all, text_enum};
+use super::{actor_at, actor_columns, invite_rules, query_all, text_enum};
 use crate::store::{
     ActorId, Agent, AgentStatus, Grant, InstanceRole, Result, StoreError, TokenKind, TokenRecord,
     UnixTime,
@@ -88,7 +88,7 @@ pub(super) fn create(
     token: &TokenRecord,
 ) -> TxResult<()> {
     let actor = ActorId::agent(&agent.id);
-    agent_invites::check_name_free(tx, &agent.name, agent.created_at)?;
+    invite_rules::check_name_free(tx, &agent.name, agent.created_at)?;
     insert_agent(tx, agent)?;
     for grant in grants {
         insert_grant(tx, &actor, &grant.vault_id, grant.role)?;
@@ -137,7 +137,7 @@ pub(super) fn revoke(tx: &Transaction<'_>, id: &str, at: UnixTime) -> TxResult<(
          WHERE id = ?2",
         params![at, id],
     )?;
-    agent_invites::revoke_created_by(tx, &ActorId::agent(id))?;
+    invite_rules::revoke_created_by(tx, &ActorId::agent(id))?;
     delete_agent_tokens(tx, id)
 }
 
@@ -148,7 +148,7 @@ pub(super) fn delete(tx: &Transaction<'_>, id: &str) -> TxResult<()> {
         agent.role == InstanceRole::Owner && agent.status == AgentStatus::Active,
     )?;
     keep_vault_admins(tx, &ActorId::agent(id))?;
-    agent_invites::revoke_created_by(tx, &ActorId::agent(id))?;
+    invite_rules::revoke_created_by(tx, &ActorId::agent(id))?;
     delete_agent_tokens(tx, id)?;
     tx.execute(
         "DELETE FROM vault_grants WHERE actor_type = 'agent' AND actor_id = ?1",
@@ -160,7 +160,7 @@ pub(super) fn delete(tx: &Transaction<'_>, id: &str) -> TxResult<()> {
 
 pub(super) fn rename(tx: &Transaction<'_>, id: &str, name: &str, at: UnixTime) -> TxResult<()> {
     find_agent(tx, id)?;
-    agent_invites::check_name_free(tx, name, at)?;
+    invite_rules::check_name_free(tx, name, at)?;
     tx.execute("UPDATE agents SET name = ?2 WHERE id = ?1", [id, name])
         .on_unique(&format!("agent {name}"))?;
     Ok(())

@@ -12,7 +12,7 @@ use rusqlite::{OptionalExtension, Row, Transaction, params};
 use super::errors::{Constraint, TxResult};
 use super::grants::insert_grant;
 use super::roles::{keep_an_owner, keep_vault_admins, owner_count};
-use super::{DEFAULT_VAULT_ID, agent_invites, devices, query_all, text_enum};
+use super::{DEFAULT_VAULT_ID, devices, invite_rules, query_all, text_enum};
 use crate::store::{ActorId, InstanceRole, StoreError, User, VaultRole};
 
 const USER_COLUMNS: &str = "id, email, role, password_hash, created_at";
@@ -126,7 +126,7 @@ pub(super) fn delete(tx: &Transaction<'_>, id: &str) -> TxResult<()> {
         .ok_or(StoreError::NotFound("user".into()))?;
     keep_an_owner(tx, role == InstanceRole::Owner)?;
     keep_vault_admins(tx, &ActorId::user(id))?;
-    agent_invites::revoke_created_by(tx, &ActorId::user(id))?;
+    invite_rules::revoke_created_by(tx, &ActorId::user(id))?;
     tx.execute(
         "DELETE FROM vault_grants WHERE actor_type = 'user' AND actor_id = ?1",
         [id],
