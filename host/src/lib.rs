@@ -17,6 +17,7 @@ pub mod client_addr;
 pub mod drain;
 pub mod fill;
 pub mod guide;
+pub mod master_key;
 pub mod notify;
 pub mod path;
 pub mod plugin;

@@ -308,8 +308,8 @@ fn sigkill_during_a_burst_of_writes_loses_no_acknowledged_write() {
 
 #[test]
 fn a_master_password_change_killed_at_any_point_leaves_exactly_one_password_working() {
+    use agent_vault::master_key as master;
     use agent_vault::store::sqlite::SqliteStore;
-    use agent_vault::vault::master;
 
     let data = DataDir::new();
     drop(Server::start(&data));

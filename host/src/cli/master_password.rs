@@ -3,16 +3,16 @@
 //!
 //! It opens the database directly, so it works whether or not a server runs: a running
 //! server keeps the data key it unlocked, and needs the new password from its next start.
-//! The data key and the credentials it seals do not change (see `vault::master`).
+//! The data key and the credentials it seals do not change (see `master_key`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::{confirm_or_yes, data_dir_or_home, input};
+use crate::master_key::{self, MasterKeyError, PASSWORDLESS_WARNING};
 use crate::server::database_path;
 use crate::store::sqlite::SqliteStore;
 use crate::vault::crypto::KdfParams;
-use crate::vault::master::{self, MasterKeyError, PASSWORDLESS_WARNING};
 use anyhow::{Context as _, bail};
 
 /// The shortest master password `change` accepts.
@@ -59,7 +59,7 @@ fn change(args: &ChangeArgs) -> anyhow::Result<()> {
     }
     let store = SqliteStore::open(&path)
         .with_context(|| format!("opening the database in {}", data_dir.display()))?;
-    let has_password = master::state(&store)?.ok_or(MasterKeyError::NotInitialized)?;
+    let has_password = master_key::state(&store)?.ok_or(MasterKeyError::NotInitialized)?;
     if args.passwordless && !has_password {
         bail!("this instance has no master password to remove");
     }
@@ -76,7 +76,7 @@ fn change(args: &ChangeArgs) -> anyhow::Result<()> {
         let current = if has_password {
             let current = input::prompt_secret("Current master password: ")?;
             // Say so now rather than after the new password is typed twice.
-            master::unlock(&store, Some(&current))?;
+            master_key::unlock(&store, Some(&current))?;
             Some(current)
         } else {
             None
@@ -102,7 +102,7 @@ fn change(args: &ChangeArgs) -> anyhow::Result<()> {
         )?;
     }
 
-    master::change_password(
+    master_key::change_password(
         &store,
         current.as_deref().map(String::as_str),
         new.as_deref().map(String::as_str),

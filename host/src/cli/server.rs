@@ -24,13 +24,13 @@ use super::pidfile::PidFile;
 use super::process::{self, MASTER_PASSWORD_ENV, MASTER_PASSWORD_FILE_ENV};
 use super::{DataDirArgs, data_dir_or_home};
 use crate::accept::ConnectionLimits;
+use crate::master_key::{self, MasterKeyError, PASSWORDLESS_WARNING};
 use crate::proxy::ProxySettings;
 use crate::ratelimit::RateLimits;
 use crate::server::{self, LogRetention, ServerConfig};
 use crate::store::sqlite::SqliteStore;
 use crate::upstream::{ResolvePin, UpstreamSettings, load_ca_file};
 use crate::vault::crypto::{DataKey, KdfParams};
-use crate::vault::master::{self, MasterKeyError, PASSWORDLESS_WARNING};
 
 #[derive(Debug, clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -322,11 +322,11 @@ fn unlock_or_set_up(
         (None, true) => Some(input::stdin_line()?),
         (None, false) => None,
     };
-    match master::state(store)? {
+    match master_key::state(store)? {
         None => set_up(store, args, given),
         Some(false) => {
             tracing::warn!("{PASSWORDLESS_WARNING}");
-            Ok((master::unlock(store, None)?, None))
+            Ok((master_key::unlock(store, None)?, None))
         }
         Some(true) => unlock(store, given),
     }
@@ -369,7 +369,7 @@ fn set_up(
     if password.is_none() {
         tracing::warn!("{PASSWORDLESS_WARNING}");
     }
-    let data_key = master::initialize(
+    let data_key = master_key::initialize(
         store,
         password.as_deref().map(String::as_str),
         KdfParams::default(),
@@ -382,7 +382,7 @@ fn unlock(
     given: Option<Zeroizing<String>>,
 ) -> anyhow::Result<(DataKey, Option<Zeroizing<String>>)> {
     if let Some(password) = given {
-        let unlocked = master::unlock(store, Some(&password)).map_err(|error| match error {
+        let unlocked = master_key::unlock(store, Some(&password)).map_err(|error| match error {
             MasterKeyError::WrongPassword => anyhow::anyhow!(
                 "wrong master password: give the one chosen when {} was set up \
                  ({MASTER_PASSWORD_ENV} or --password-stdin)",
@@ -400,7 +400,7 @@ fn unlock(
     }
     for attempt in 1..=3 {
         let password = input::prompt_secret("Master password: ")?;
-        match master::unlock(store, Some(&password)) {
+        match master_key::unlock(store, Some(&password)) {
             Ok(data_key) => return Ok((data_key, Some(password))),
             Err(MasterKeyError::WrongPassword) if attempt < 3 => {
                 eprintln!("Wrong master password; try again.")

@@ -7,12 +7,14 @@
 //! ([`keyring`]). Nothing here logs, and no error carries a credential's bytes: errors name the
 //! slot instead.
 //!
-//! Storage and encryption at rest are not here yet; callers build [`Credentials`] from
-//! whatever holds the values (the store, or `plugin test --credential`).
+//! Sealing at rest is here too ([`crypto`]); the store keeps only sealed values, and the
+//! master key that unwraps the data key is read from it by `crate::master_key`. The vault
+//! imports nothing from the request path above it (plugins, services, the proxy, the API):
+//! plugins' values reach it in its own types ([`value`]), placeholders are filled here
+//! ([`placeholders`]) and echoes redacted ([`redact`]).
 
 pub mod crypto;
 pub mod keyring;
-pub mod master;
 pub mod placeholders;
 pub mod redact;
 pub mod render;

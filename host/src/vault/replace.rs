@@ -18,7 +18,7 @@ use http::HeaderMap;
 use hyper::body::{Body, Frame, SizeHint};
 use zeroize::{Zeroize, Zeroizing};
 
-/// The error of a body this wraps, boxed as hyper does (`crate::upstream::BoxError`).
+/// The error of a body this wraps, boxed as hyper does (the upstream client's `BoxError`).
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Texts up to this long are searched pattern by pattern; longer ones with an automaton.

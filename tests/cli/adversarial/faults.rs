@@ -1848,8 +1848,8 @@ fn next_random(mut x: u64) -> u64 {
 
 #[test]
 fn scenario_08_crash_during_a_master_password_change() {
+    use agent_vault::master_key as master;
     use agent_vault::store::sqlite::SqliteStore;
-    use agent_vault::vault::master;
 
     let data = crate::support::DataDir::new();
     let passwords = [

@@ -1,12 +1,12 @@
-//! The master key: setting it up on first start, unlocking the data key on every start, and
+//! The master key in the store: setting it up on first start, unlocking the data key on every start, and
 //! changing the master password.
 //!
 //! The data key never changes here; a password change re-wraps it under a new salt and
 //! writes the new record in one transaction, so a crash at any point leaves exactly one of
 //! the two passwords working. Passwordless mode stores the data key in the clear and says so.
 
-use super::crypto::{CryptoError, DataKey, KdfParams, KeyEncryptionKey, random};
 use crate::store::{KeyProtection, MasterKeyRecord, Store, StoreError};
+use crate::vault::crypto::{CryptoError, DataKey, KdfParams, KeyEncryptionKey, random};
 
 /// The data key version new instances start with.
 const FIRST_KEY_VERSION: u32 = 1;
