@@ -14,8 +14,8 @@ use http::HeaderMap;
 use zeroize::Zeroizing;
 
 use super::{ProxyError, ProxyState};
-use crate::auth::{Actor, bearer};
-use crate::store::Vault;
+use crate::auth::{Actor, Session, bearer};
+use crate::store::{Agent, Vault};
 
 /// The caller of a proxy request.
 #[derive(Debug)]
@@ -58,28 +58,9 @@ pub async fn token_caller(
     client: IpAddr,
 ) -> Result<Caller, ProxyError> {
     require_initialized(state).await?;
-    let counted = !client.to_canonical().is_loopback();
-    if counted {
-        state
-            .auth_failures
-            .check(client)
-            .map_err(ProxyError::RateLimited)?;
-    }
-    let session = match state.cache.session(token).await {
-        Ok(session) => session,
-        Err(crate::auth::AuthError::Store(error)) => {
-            return Err(ProxyError::Internal(error.to_string()));
-        }
-        Err(refused) => {
-            if counted {
-                // Counted, not refused: this answer is the 401 the token deserves.
-                let _ = state.auth_failures.attempt(client);
-            }
-            return Err(ProxyError::Unauthorized(refused.to_string()));
-        }
-    };
-    match session.actor {
-        Actor::Scoped { ref vault_id, .. } => {
+    let session = session(state, token, client).await?;
+    let (vault, scope) = match &session.actor {
+        Actor::Scoped { vault_id, .. } => {
             let vault = vault_by_id(state, vault_id).await?;
             if named_vault.as_ref().is_some_and(|name| *name != vault.name) {
                 return Err(ProxyError::Forbidden(format!(
@@ -88,44 +69,88 @@ pub async fn token_caller(
                 )));
             }
             let scope = format!("session:{}:{}", &session.token_hash[..16], vault.id);
-            Ok(Caller { actor: session.actor, vault, scope, token: Zeroizing::new(token.to_owned()) })
+            (vault, scope)
         }
-        Actor::Agent(ref agent) => {
-            let named_vault = match named_vault {
-                None if infer_vault => only_vault(state, agent).await?,
-                named => named,
-            };
-            let name = named_vault.ok_or_else(|| {
-                ProxyError::BadRequest(if infer_vault {
-                    "This agent has several vaults: name one, as in \
-                     HTTPS_PROXY=http://{token}:{vault}@{proxy address}"
-                        .into()
-                } else {
-                    "Agent tokens require an X-Vault header naming the vault to use".into()
-                })
-            })?;
-            let vault = state
-                .cache
-                .vault_by_name(&name)
-                .await
-                .map_err(|error| ProxyError::Internal(error.to_string()))?
-                .ok_or_else(|| ProxyError::NotFound(format!("Vault not found: {name}")))?;
-            let actor_id = crate::store::ActorId::agent(&agent.id);
-            let grants = state
-                .cache
-                .grants(&actor_id)
-                .await
-                .map_err(|error| ProxyError::Internal(error.to_string()))?;
-            if !grants.iter().any(|grant| grant.vault_id == vault.id) {
-                return Err(ProxyError::Forbidden(format!("Agent \"{}\" has no access to vault \"{name}\"", agent.name)));
-            }
+        Actor::Agent(agent) => {
+            let vault = agent_vault(state, agent, named_vault, infer_vault).await?;
             let scope = format!("agent:{}:{}", agent.id, vault.id);
-            Ok(Caller { actor: session.actor, vault, scope, token: Zeroizing::new(token.to_owned()) })
+            (vault, scope)
         }
-        Actor::User(_) => Err(ProxyError::Forbidden(
+        Actor::User(_) => return Err(ProxyError::Forbidden(
             "Session requires vault scope: use a vault token (agent-vault vault token) or an agent token with X-Vault".into(),
         )),
+    };
+    Ok(Caller {
+        actor: session.actor,
+        vault,
+        scope,
+        token: Zeroizing::new(token.to_owned()),
+    })
+}
+
+/// The session behind `token`. A client address (not loopback) whose tokens kept failing
+/// waits first, and a refused token counts against it.
+async fn session(state: &ProxyState, token: &str, client: IpAddr) -> Result<Session, ProxyError> {
+    let counted = !client.to_canonical().is_loopback();
+    if counted {
+        state
+            .auth_failures
+            .check(client)
+            .map_err(ProxyError::RateLimited)?;
     }
+    match state.cache.session(token).await {
+        Ok(session) => Ok(session),
+        Err(crate::auth::AuthError::Store(error)) => Err(ProxyError::Internal(error.to_string())),
+        Err(refused) => {
+            if counted {
+                // Counted, not refused: this answer is the 401 the token deserves.
+                let _ = state.auth_failures.attempt(client);
+            }
+            Err(ProxyError::Unauthorized(refused.to_string()))
+        }
+    }
+}
+
+/// The vault an agent token acts in: the one named, or, if `infer_vault`, its only one; the
+/// agent must hold a grant on it.
+async fn agent_vault(
+    state: &ProxyState,
+    agent: &Agent,
+    named_vault: Option<String>,
+    infer_vault: bool,
+) -> Result<Vault, ProxyError> {
+    let named_vault = match named_vault {
+        None if infer_vault => only_vault(state, agent).await?,
+        named => named,
+    };
+    let name = named_vault.ok_or_else(|| {
+        ProxyError::BadRequest(if infer_vault {
+            "This agent has several vaults: name one, as in \
+             HTTPS_PROXY=http://{token}:{vault}@{proxy address}"
+                .into()
+        } else {
+            "Agent tokens require an X-Vault header naming the vault to use".into()
+        })
+    })?;
+    let vault = state
+        .cache
+        .vault_by_name(&name)
+        .await
+        .map_err(|error| ProxyError::Internal(error.to_string()))?
+        .ok_or_else(|| ProxyError::NotFound(format!("Vault not found: {name}")))?;
+    let actor_id = crate::store::ActorId::agent(&agent.id);
+    let grants = state
+        .cache
+        .grants(&actor_id)
+        .await
+        .map_err(|error| ProxyError::Internal(error.to_string()))?;
+    if !grants.iter().any(|grant| grant.vault_id == vault.id) {
+        return Err(ProxyError::Forbidden(format!(
+            "Agent \"{}\" has no access to vault \"{name}\"",
+            agent.name
+        )));
+    }
+    Ok(vault)
 }
 
 /// 503 until the instance has an owner: before that no token can be valid, and saying so

@@ -1,4 +1,4 @@
-//! Step 4's first half: the service's credentials opened from the vault, once each, and
+//! Open credentials: the service's credentials opened from the vault, once each, and
 //! handed to their three uses: the plugin's slots ([`Credentials`]), the placeholders the
 //! agent wrote ([`Placeholders`]), and the search for echoed values in the response
 //! ([`Redactor`]). The values stay inside `crate::vault` types throughout.
@@ -62,6 +62,41 @@ pub fn open(
     binding: &PluginBinding,
     keys: &[String],
 ) -> Result<Opened, ProxyError> {
+    let opened = open_keys(state, caller, view, service, keys)?;
+    let credentials = Credentials::new(
+        binding
+            .credentials
+            .iter()
+            .map(|(slot, key)| (slot.clone(), opened[key.as_str()].clone())),
+    );
+    let placeholders = Placeholders::new(service.substitutions.iter().map(|substitution| {
+        (
+            substitution.key.clone(),
+            substitution.placeholder.clone(),
+            substitution.surfaces.clone(),
+            opened[substitution.key.as_str()].clone(),
+        )
+    }));
+    let redactor = if service.responses.redact_echo {
+        echo_redactor(service, &opened)
+    } else {
+        None
+    };
+    Ok(Opened {
+        credentials,
+        placeholders,
+        redactor,
+    })
+}
+
+/// Each of `keys` opened once, from the vault's sealed credentials.
+fn open_keys<'k>(
+    state: &ProxyState,
+    caller: &Caller,
+    view: &VaultView,
+    service: &Service,
+    keys: &'k [String],
+) -> Result<HashMap<&'k str, Secret>, ProxyError> {
     let mut opened: HashMap<&str, Secret> = HashMap::new();
     for key in keys.iter().map(String::as_str) {
         if opened.contains_key(key) {
@@ -85,45 +120,26 @@ pub fn open(
             })?;
         opened.insert(key, secret);
     }
-    let credentials = Credentials::new(
-        binding
-            .credentials
-            .iter()
-            .map(|(slot, key)| (slot.clone(), opened[key.as_str()].clone())),
-    );
-    let placeholders = Placeholders::new(service.substitutions.iter().map(|substitution| {
-        (
-            substitution.key.clone(),
-            substitution.placeholder.clone(),
-            substitution.surfaces.clone(),
-            opened[substitution.key.as_str()].clone(),
-        )
-    }));
-    let redactor = if service.responses.redact_echo {
-        // An echoed value becomes its placeholder where it has one, so an agent that sends
-        // it back gets it substituted again.
-        let labels: Vec<(&Secret, String)> = opened
-            .iter()
-            .map(|(key, secret)| {
-                let label = service
-                    .substitutions
-                    .iter()
-                    .find(|substitution| substitution.key == *key)
-                    .map_or_else(|| format!("[REDACTED:{key}]"), |s| s.placeholder.clone());
-                (secret, label)
-            })
-            .collect();
-        redactor(
-            labels
+    Ok(opened)
+}
+
+/// The search for `opened` values echoed in an answer. An echoed value becomes its
+/// placeholder where it has one, so an agent that sends it back gets it filled again.
+fn echo_redactor(service: &Service, opened: &HashMap<&str, Secret>) -> Option<Redactor> {
+    let labels: Vec<(&Secret, String)> = opened
+        .iter()
+        .map(|(key, secret)| {
+            let label = service
+                .substitutions
                 .iter()
-                .map(|(secret, label)| (*secret, label.as_str())),
-        )
-    } else {
-        None
-    };
-    Ok(Opened {
-        credentials,
-        placeholders,
-        redactor,
-    })
+                .find(|substitution| substitution.key == *key)
+                .map_or_else(|| format!("[REDACTED:{key}]"), |s| s.placeholder.clone());
+            (secret, label)
+        })
+        .collect();
+    redactor(
+        labels
+            .iter()
+            .map(|(secret, label)| (*secret, label.as_str())),
+    )
 }

@@ -2,6 +2,8 @@
 //! material (`ingress.rs`), and its body, limited in size, with the service's placeholders
 //! replaced as it streams, or read whole and hashed when the plugin signs the body.
 
+use std::sync::Arc;
+
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
@@ -13,6 +15,7 @@ use crate::request::RequestHead;
 use crate::services::Service;
 use crate::upstream::{BoxError, ProxyBody};
 use crate::vault::placeholders::Placeholders;
+use crate::vault::replace::Replacements;
 
 /// What goes upstream once the plugin has shaped `head`.
 pub(super) struct Outgoing {
@@ -40,31 +43,11 @@ pub(super) async fn prepare(
             http::HeaderValue::from_static("identity"),
         );
     }
-    let limit = state.settings.max_request_bytes;
     let replacements = body_fill::body_replacements(service, placeholders, &head)?;
     if needs_body_sha256(&requirements.body, &head) {
-        let hash_limit = state
-            .settings
-            .max_hashed_body
-            .min(usize::try_from(limit).unwrap_or(usize::MAX));
-        let hashed = hash_body(body, hash_limit)
-            .await
-            .map_err(|error| match error {
-                BodyHashError::TooLarge { limit } => ProxyError::RequestTooLarge {
-                    limit: limit as u64,
-                },
-                BodyHashError::Read(reason) => {
-                    ProxyError::BadRequest(format!("reading the request body failed: {reason}"))
-                }
-            })?;
-        // A signing plugin signs the body that goes out, placeholders already replaced.
-        let hashed = body_fill::replace_hashed(hashed, replacements, &mut head.headers);
-        return Ok(Outgoing {
-            head,
-            body: full(hashed.bytes),
-            body_sha256: Some(hashed.sha256),
-        });
+        return hashed(state, head, body, replacements).await;
     }
+    let limit = state.settings.max_request_bytes;
     let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
         .map_err(BoxError::from)
         .boxed_unsync();
@@ -78,5 +61,36 @@ pub(super) async fn prepare(
         head,
         body,
         body_sha256: None,
+    })
+}
+
+/// The body read whole, up to the hashing cap, placeholders filled, and hashed: a signing
+/// plugin signs the body that goes out.
+async fn hashed(
+    state: &ProxyState,
+    mut head: RequestHead,
+    body: Incoming,
+    replacements: Option<Arc<Replacements>>,
+) -> Result<Outgoing, ProxyError> {
+    let limit = state.settings.max_request_bytes;
+    let hash_limit = state
+        .settings
+        .max_hashed_body
+        .min(usize::try_from(limit).unwrap_or(usize::MAX));
+    let hashed = hash_body(body, hash_limit)
+        .await
+        .map_err(|error| match error {
+            BodyHashError::TooLarge { limit } => ProxyError::RequestTooLarge {
+                limit: limit as u64,
+            },
+            BodyHashError::Read(reason) => {
+                ProxyError::BadRequest(format!("reading the request body failed: {reason}"))
+            }
+        })?;
+    let hashed = body_fill::replace_hashed(hashed, replacements, &mut head.headers);
+    Ok(Outgoing {
+        head,
+        body: full(hashed.bytes),
+        body_sha256: Some(hashed.sha256),
     })
 }

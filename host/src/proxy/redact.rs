@@ -121,28 +121,7 @@ pub async fn redact(
     }
     match ingress::content_length(&parts.headers) {
         Some(length) if length <= WHOLE_RESPONSE_LIMIT => {
-            let bytes = body
-                .collect()
-                .await
-                .map_err(|error| match echo.response_limit {
-                    Some(limit) if error.is::<LengthLimitError>() => {
-                        ProxyError::ResponseTooLarge { limit }
-                    }
-                    _ => ProxyError::Upstream(UpstreamError::Protocol {
-                        host: echo.host.to_owned(),
-                        reason: format!("reading the response body failed: {error}"),
-                    }),
-                })?
-                .to_bytes();
-            let Some((redacted, matches)) = redactor.body(&bytes) else {
-                return Ok(full(bytes));
-            };
-            echo.report(matches, "response body");
-            let bytes = Bytes::copy_from_slice(&redacted);
-            parts
-                .headers
-                .insert(http::header::CONTENT_LENGTH, bytes.len().into());
-            Ok(full(bytes))
+            redact_whole(echo, redactor, parts, body).await
         }
         _ => {
             parts.headers.remove(http::header::CONTENT_LENGTH);
@@ -156,4 +135,33 @@ pub async fn redact(
                 .boxed_unsync())
         }
     }
+}
+
+/// A body of known, small length, read whole and redacted, with an exact `Content-Length`.
+async fn redact_whole(
+    echo: &Echo<'_>,
+    redactor: &Redactor,
+    parts: &mut http::response::Parts,
+    body: ProxyBody,
+) -> Result<ProxyBody, ProxyError> {
+    let bytes = body
+        .collect()
+        .await
+        .map_err(|error| match echo.response_limit {
+            Some(limit) if error.is::<LengthLimitError>() => ProxyError::ResponseTooLarge { limit },
+            _ => ProxyError::Upstream(UpstreamError::Protocol {
+                host: echo.host.to_owned(),
+                reason: format!("reading the response body failed: {error}"),
+            }),
+        })?
+        .to_bytes();
+    let Some((redacted, matches)) = redactor.body(&bytes) else {
+        return Ok(full(bytes));
+    };
+    echo.report(matches, "response body");
+    let bytes = Bytes::copy_from_slice(&redacted);
+    parts
+        .headers
+        .insert(http::header::CONTENT_LENGTH, bytes.len().into());
+    Ok(full(bytes))
 }

@@ -12,6 +12,7 @@ use hyper::upgrade::OnUpgrade;
 use super::outgoing::Outgoing;
 use super::{ProxyError, ProxyState, body_fill, full, redact};
 use crate::ratelimit::Permit;
+use crate::request::RequestHead;
 use crate::services::Service;
 use crate::upstream::websocket::NewRewriter;
 use crate::upstream::{ProxyBody, Upgrading, UpstreamError, clean_response_headers};
@@ -37,8 +38,8 @@ pub(super) async fn forward(
     placeholders: Placeholders,
     (redactor, permit): (Option<&Redactor>, &mut Option<Permit>),
 ) -> Result<Answer, ProxyError> {
-    let Outgoing { mut head, body, .. } = outgoing;
-    let Some((protocol, agent)) = upgrade else {
+    let Outgoing { head, body, .. } = outgoing;
+    let Some(upgrade) = upgrade else {
         drop(placeholders);
         let limit = state.settings.max_request_bytes;
         return match state.upstream.send(head, body).await {
@@ -46,6 +47,27 @@ pub(super) async fn forward(
             Err(error) => Err(upstream_failure(error, limit)),
         };
     };
+    switch_protocols(
+        state,
+        (service, vault),
+        head,
+        upgrade,
+        placeholders,
+        (redactor, permit),
+    )
+    .await
+}
+
+/// The upgrade the agent asked for, made with the upstream; a WebSocket's messages are
+/// rewritten as they pass when the service fills placeholders or redacts echoes.
+async fn switch_protocols(
+    state: &ProxyState,
+    (service, vault): (&Service, &str),
+    mut head: RequestHead,
+    (protocol, agent): (HeaderValue, Option<OnUpgrade>),
+    placeholders: Placeholders,
+    (redactor, permit): (Option<&Redactor>, &mut Option<Permit>),
+) -> Result<Answer, ProxyError> {
     let websocket = protocol.as_bytes().eq_ignore_ascii_case(b"websocket");
     // The agent's placeholders in its messages, if the service substitutes there.
     let message_placeholders = websocket.then(|| placeholders.for_websocket()).flatten();
