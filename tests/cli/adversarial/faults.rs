@@ -1842,7 +1842,7 @@ fn next_random(mut x: u64) -> u64 {
 // Scenario 8: a crash during a key operation.
 //
 // The one key operation agent-vault has is the master-password change, which re-wraps the
-// data key in one write (host/src/vault/master.rs). There is no data-key rotation (no
+// data key in one write (host/src/master_key.rs). There is no data-key rotation (no
 // credential is ever re-encrypted) and no re-encryption of the local CA's key, which is
 // sealed under the same data key: the checklist's other two key operations do not exist.
 
