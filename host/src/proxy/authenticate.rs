@@ -100,7 +100,7 @@ async fn session(state: &ProxyState, token: &str, client: IpAddr) -> Result<Sess
     }
     match state.cache.session(token).await {
         Ok(session) => Ok(session),
-        Err(crate::auth::AuthError::Store(error)) => Err(ProxyError::Internal(error.to_string())),
+        Err(crate::auth::AuthError::Store(error)) => Err(ProxyError::Internal(error)),
         Err(refused) => {
             if counted {
                 // Counted, not refused: this answer is the 401 the token deserves.
@@ -136,14 +136,14 @@ async fn agent_vault(
         .cache
         .vault_by_name(&name)
         .await
-        .map_err(|error| ProxyError::Internal(error.to_string()))?
+        .map_err(ProxyError::Internal)?
         .ok_or_else(|| ProxyError::NotFound(format!("Vault not found: {name}")))?;
     let actor_id = crate::store::ActorId::agent(&agent.id);
     let grants = state
         .cache
         .grants(&actor_id)
         .await
-        .map_err(|error| ProxyError::Internal(error.to_string()))?;
+        .map_err(ProxyError::Internal)?;
     if !grants.iter().any(|grant| grant.vault_id == vault.id) {
         return Err(ProxyError::Forbidden(format!(
             "Agent \"{}\" has no access to vault \"{name}\"",
@@ -160,7 +160,7 @@ async fn require_initialized(state: &ProxyState) -> Result<(), ProxyError> {
         .owner_known
         .check(&state.db)
         .await
-        .map_err(|error| ProxyError::Internal(error.to_string()))?;
+        .map_err(ProxyError::Internal)?;
     if initialized {
         Ok(())
     } else {
@@ -177,7 +177,7 @@ async fn only_vault(
         .cache
         .grants(&crate::store::ActorId::agent(&agent.id))
         .await
-        .map_err(|error| ProxyError::Internal(error.to_string()))?;
+        .map_err(ProxyError::Internal)?;
     match grants.as_slice() {
         [grant] => Ok(Some(vault_by_id(state, &grant.vault_id).await?.name)),
         _ => Ok(None),
@@ -189,6 +189,6 @@ async fn vault_by_id(state: &ProxyState, id: &str) -> Result<Vault, ProxyError> 
         .cache
         .vault_by_id(id)
         .await
-        .map_err(|error| ProxyError::Internal(error.to_string()))?
+        .map_err(ProxyError::Internal)?
         .ok_or_else(|| ProxyError::NotFound("The token's vault no longer exists".into()))
 }

@@ -23,7 +23,7 @@ pub async fn discover(
         .cache
         .view(&caller.vault)
         .await
-        .map_err(|error| ProxyError::Internal(error.to_string()))?;
+        .map_err(ProxyError::Internal)?;
     let services: Vec<_> = view
         .services
         .iter()

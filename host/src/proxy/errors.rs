@@ -13,9 +13,11 @@ use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 
 use crate::fill::ApplyError;
+use crate::path::PathError;
 use crate::plugin::registry::LookupError;
 use crate::plugin::{CallError, ConfigError, PluginError};
 use crate::ratelimit::Limited;
+use crate::store::StoreError;
 use crate::upstream::{ProxyBody, UpstreamError};
 use crate::vault::placeholders::PlaceholderError;
 
@@ -42,6 +44,9 @@ pub enum ProxyError {
     Misdirected(String),
     #[error("{0}")]
     BadRequest(String),
+    /// A path whose meaning depends on who decodes it (`crate::path`).
+    #[error("{0}")]
+    InvalidPath(PathError),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -122,8 +127,9 @@ pub enum ProxyError {
     RequestTooLarge { limit: u64 },
     #[error("The upstream response is larger than {limit} bytes")]
     ResponseTooLarge { limit: u64 },
+    /// The store could not be read.
     #[error("{0}")]
-    Internal(String),
+    Internal(StoreError),
     /// The request log cannot be written; nothing is forwarded that it could not record.
     #[error(
         "agent-vault cannot write its request log right now, so it forwards no requests; \
@@ -162,7 +168,7 @@ impl ProxyError {
             ProxyError::Unauthorized(_) => "unauthorized",
             ProxyError::ProxyAuthRequired(_) => "proxy_auth_required",
             ProxyError::Misdirected(_) => "misdirected_request",
-            ProxyError::BadRequest(_) => "bad_request",
+            ProxyError::BadRequest(_) | ProxyError::InvalidPath(_) => "bad_request",
             ProxyError::NotFound(_) => "not_found",
             ProxyError::Forbidden(_) | ProxyError::NoService { .. } => "forbidden",
             ProxyError::ServiceDisabled { .. } => "service_disabled",
@@ -200,7 +206,7 @@ impl ProxyError {
             ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ProxyError::ProxyAuthRequired(_) => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
             ProxyError::Misdirected(_) => StatusCode::MISDIRECTED_REQUEST,
-            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BadRequest(_) | ProxyError::InvalidPath(_) => StatusCode::BAD_REQUEST,
             ProxyError::NotFound(_) => StatusCode::NOT_FOUND,
             ProxyError::Forbidden(_)
             | ProxyError::NoService { .. }

@@ -278,7 +278,7 @@ async fn exchange(
 }
 
 fn internal(error: store::StoreError) -> ProxyError {
-    ProxyError::Internal(error.to_string())
+    ProxyError::Internal(error)
 }
 
 fn full(bytes: Bytes) -> ProxyBody {

@@ -206,8 +206,7 @@ pub(super) fn select_service<'v>(
     parts: &http::request::Parts,
     draft: &mut LogDraft,
 ) -> Result<&'v Service, ProxyError> {
-    let path =
-        canonical_path(&target.path).map_err(|error| ProxyError::BadRequest(error.to_string()))?;
+    let path = canonical_path(&target.path).map_err(ProxyError::InvalidPath)?;
     let service =
         match_service(&view.services, &target.host, target.port, &path).ok_or_else(|| {
             ProxyError::NoService {
@@ -223,8 +222,8 @@ pub(super) fn select_service<'v>(
             vault: caller.vault.name.clone(),
         });
     }
-    let taken_for = taken_for(&parts.method, &path, &parts.headers)
-        .map_err(|error| ProxyError::BadRequest(error.to_string()))?;
+    let taken_for =
+        taken_for(&parts.method, &path, &parts.headers).map_err(ProxyError::InvalidPath)?;
     for (method, path) in &taken_for {
         check_method(&service.allow, method).map_err(|refusal| {
             ProxyError::MethodNotAllowed(format!("{refusal} (service \"{}\")", service.name))

@@ -211,7 +211,7 @@ impl Transparent {
             .cache
             .view(&caller.vault)
             .await
-            .map_err(|error| ProxyError::Internal(error.to_string()))?;
+            .map_err(ProxyError::Internal)?;
         let intercept = route::covers_host(&view.services, &host, port);
         if !intercept && view.deny_unmatched {
             let error = ProxyError::NoService {
