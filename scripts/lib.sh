@@ -30,12 +30,19 @@ fi
 #   the transparent proxy tests run these real clients, unmodified, through `vault run`
 #   (tests/clients/requests_get.py and tests/clients/fetch.mjs), to prove they honour
 #   HTTPS_PROXY with its credentials and trust the proxy's CA.
+# - Debian's postgresql (its server binaries, not a running service): the store's tests run
+#   against SQLite and against a throwaway PostgreSQL cluster that they start themselves
+#   (host/src/store/postgres/tests/cluster.rs).
 install_test_deps() {
   local debs=()
   [ -x /usr/bin/chromium ] || debs+=(chromium)
   command -v curl >/dev/null 2>&1 || debs+=(curl)
+  if ! command -v initdb >/dev/null 2>&1 \
+    && ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+    debs+=(postgresql)
+  fi
   if [ "${#debs[@]}" -gt 0 ]; then
-    echo "Installing Debian's ${debs[*]} (needed by the browser and transparent proxy tests)..." >&2
+    echo "Installing Debian's ${debs[*]} (needed by the browser, transparent proxy and store tests)..." >&2
     local sudo=()
     if [ "$(id -u)" -ne 0 ]; then
       command -v sudo >/dev/null 2>&1 && sudo=(sudo)

@@ -10,7 +10,12 @@
 //!
 //! Nothing here ever sees a plaintext credential: values arrive sealed by `vault::crypto`.
 
+mod contracts;
+pub mod postgres;
 pub mod sqlite;
+
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 use std::sync::Arc;
@@ -143,6 +148,20 @@ pub struct Vault {
     pub id: String,
     pub name: String,
     pub created_at: UnixTime,
+}
+
+impl Vault {
+    /// A new vault named `name`, with a fresh id, created now; not stored yet.
+    pub(crate) fn new(name: &str) -> Result<Vault> {
+        let mut bytes = [0u8; 16];
+        crate::vault::crypto::random(&mut bytes)
+            .map_err(|error| StoreError::Database(format!("cannot create a vault id: {error}")))?;
+        Ok(Vault {
+            id: hex::encode(bytes),
+            name: name.to_owned(),
+            created_at: now(),
+        })
+    }
 }
 
 /// The name of the vault every instance starts with; it cannot be deleted.

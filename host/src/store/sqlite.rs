@@ -49,7 +49,7 @@ use self::errors::{Failure, TxResult, describe, is_temporary};
 use super::{
     ActorId, ActorKind, Agent, AgentInvite, DeviceRecord, Grant, HostSeen, InstanceRole, Invite,
     JournalSeq, LogEntry, LogQuery, MasterKeyRecord, Proposal, ProposalApplication, Result, Store,
-    StoreError, StoredCa, StoredCredential, TokenRecord, UnixTime, User, Vault, now,
+    StoreError, StoredCa, StoredCredential, TokenRecord, UnixTime, User, Vault, contracts, now,
 };
 
 /// How long a statement waits for another connection (the CLI next to a running server)
@@ -207,7 +207,7 @@ impl Store for SqliteStore {
     }
 
     fn create_vault(&self, name: &str, admin: Option<&ActorId>) -> Result<Vault> {
-        let vault = vaults::new(name)?;
+        let vault = Vault::new(name)?;
         self.write("create the vault", |tx| vaults::insert(tx, &vault, admin))?;
         Ok(vault)
     }
@@ -429,7 +429,7 @@ impl Store for SqliteStore {
     }
 
     fn create_agent(&self, agent: &Agent, grants: &[Grant], token: &TokenRecord) -> Result<()> {
-        agents::check_new(agent, grants, token)?;
+        contracts::check_new_agent(agent, grants, token)?;
         self.write("create the agent", |tx| {
             agents::create(tx, agent, grants, token)
         })
@@ -466,7 +466,7 @@ impl Store for SqliteStore {
     }
 
     fn rotate_agent_token(&self, id: &str, token: &TokenRecord) -> Result<()> {
-        agents::check_rotated_token(id, token)?;
+        contracts::check_rotated_token(id, token)?;
         self.write("rotate the agent's token", |tx| {
             agents::rotate_token(tx, id, token)
         })

@@ -167,6 +167,3 @@ pub(super) fn revoke(tx: &Transaction<'_>, hash: &str) -> TxResult<()> {
     }
     Ok(())
 }
-
-#[cfg(test)]
-mod tests;

@@ -14,8 +14,7 @@ use super::roles::{keep_an_owner, keep_vault_admins};
 use super::tokens::{delete_agent_tokens, insert_token_row};
 use super::{actor_at, actor_columns, invite_rules, query_all, text_enum};
 use crate::store::{
-    ActorId, Agent, AgentStatus, Grant, InstanceRole, Result, StoreError, TokenKind, TokenRecord,
-    UnixTime,
+    ActorId, Agent, AgentStatus, Grant, InstanceRole, StoreError, TokenRecord, UnixTime,
 };
 
 const AGENT_COLUMNS: &str =
@@ -61,23 +60,6 @@ pub(super) fn insert_agent(tx: &Transaction<'_>, agent: &Agent) -> TxResult<()> 
         ],
     )
     .on_unique(&format!("agent {}", agent.name))?;
-    Ok(())
-}
-
-/// The caller's contract for a new agent, checked before the transaction: its grants and
-/// its first token are its own.
-pub(super) fn check_new(agent: &Agent, grants: &[Grant], token: &TokenRecord) -> Result<()> {
-    let actor = ActorId::agent(&agent.id);
-    if grants.iter().any(|grant| grant.actor != actor) {
-        return Err(StoreError::Database(
-            "the grants of a new agent must name that agent".into(),
-        ));
-    }
-    if !matches!(&token.kind, TokenKind::Agent { agent_id } if *agent_id == agent.id) {
-        return Err(StoreError::Database(
-            "the first token of an agent must be an agent token of that agent".into(),
-        ));
-    }
     Ok(())
 }
 
@@ -178,17 +160,6 @@ pub(super) fn set_role(tx: &Transaction<'_>, id: &str, role: InstanceRole) -> Tx
         "UPDATE agents SET role = ?1 WHERE id = ?2",
         [role.as_str(), id],
     )?;
-    Ok(())
-}
-
-/// The caller's contract for a rotation, checked before the transaction: the new token is
-/// an agent token of that agent.
-pub(super) fn check_rotated_token(id: &str, token: &TokenRecord) -> Result<()> {
-    if !matches!(&token.kind, TokenKind::Agent { agent_id } if agent_id == id) {
-        return Err(StoreError::Database(
-            "a rotated token must be an agent token of that agent".into(),
-        ));
-    }
     Ok(())
 }
 

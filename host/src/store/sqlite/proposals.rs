@@ -203,6 +203,3 @@ pub(super) fn reject(
         at,
     )
 }
-
-#[cfg(test)]
-mod tests;

@@ -11,8 +11,7 @@ use rusqlite::{OptionalExtension, Row, Transaction, params};
 use super::errors::{Constraint, TxResult, misuse};
 use super::grants::{insert_grant, require_actor};
 use super::{DEFAULT_VAULT_ID, query_all};
-use crate::store::{ActorId, DEFAULT_VAULT, Result, StoreError, Vault, VaultRole, now};
-use crate::vault::crypto::random;
+use crate::store::{ActorId, DEFAULT_VAULT, StoreError, Vault, VaultRole};
 
 const VAULT_COLUMNS: &str = "id, name, created_at";
 
@@ -21,22 +20,6 @@ fn vault_row(row: &Row<'_>) -> rusqlite::Result<Vault> {
         id: row.get(0)?,
         name: row.get(1)?,
         created_at: row.get(2)?,
-    })
-}
-
-fn new_vault_id() -> Result<String> {
-    let mut bytes = [0u8; 16];
-    random(&mut bytes)
-        .map_err(|error| StoreError::Database(format!("cannot create a vault id: {error}")))?;
-    Ok(hex::encode(bytes))
-}
-
-/// A new vault named `name`, with a fresh id, created now; not stored yet.
-pub(super) fn new(name: &str) -> Result<Vault> {
-    Ok(Vault {
-        id: new_vault_id()?,
-        name: name.to_owned(),
-        created_at: now(),
     })
 }
 

@@ -1,13 +1,12 @@
-//! Tests of agents in SQLite: creation with grants and a first token, revocation, deletion,
+//! Tests of agents: creation with grants and a first token, revocation, deletion,
 //! rotation (`sqlite/agents.rs`).
 
 use super::*;
 
-#[test]
-fn agents_are_created_with_their_grants_and_first_token() {
-    let (_dir, store) = store_with_owner();
+fn agents_are_created_with_their_grants_and_first_token(backend: Backend) {
+    let store = store_with_owner(backend);
     add_agent(
-        &store,
+        &*store,
         "deployer",
         InstanceRole::Member,
         &[(DEFAULT_VAULT_ID, VaultRole::Proxy)],
@@ -58,11 +57,10 @@ fn agents_are_created_with_their_grants_and_first_token() {
     assert_eq!(store.agent_by_name("nope").unwrap(), None);
 }
 
-#[test]
-fn revoking_an_agent_ends_its_tokens_and_the_sessions_it_minted() {
-    let (_dir, store) = store_with_owner();
+fn revoking_an_agent_ends_its_tokens_and_the_sessions_it_minted(backend: Backend) {
+    let store = store_with_owner(backend);
     add_agent(
-        &store,
+        &*store,
         "deployer",
         InstanceRole::Member,
         &[(DEFAULT_VAULT_ID, VaultRole::Member)],
@@ -105,11 +103,10 @@ fn revoking_an_agent_ends_its_tokens_and_the_sessions_it_minted() {
     );
 }
 
-#[test]
-fn deleting_an_agent_takes_its_grants_and_tokens() {
-    let (_dir, store) = store_with_owner();
+fn deleting_an_agent_takes_its_grants_and_tokens(backend: Backend) {
+    let store = store_with_owner(backend);
     add_agent(
-        &store,
+        &*store,
         "deployer",
         InstanceRole::Member,
         &[(DEFAULT_VAULT_ID, VaultRole::Member)],
@@ -139,10 +136,9 @@ fn deleting_an_agent_takes_its_grants_and_tokens() {
     );
 }
 
-#[test]
-fn rotating_an_agent_token_replaces_its_tokens_and_reactivates_it() {
-    let (_dir, store) = store_with_owner();
-    add_agent(&store, "deployer", InstanceRole::Member, &[]);
+fn rotating_an_agent_token_replaces_its_tokens_and_reactivates_it(backend: Backend) {
+    let store = store_with_owner(backend);
+    add_agent(&*store, "deployer", InstanceRole::Member, &[]);
     store
         .insert_token(&agent_token("deployer", "second"))
         .unwrap();
@@ -188,3 +184,10 @@ fn rotating_an_agent_token_replaces_its_tokens_and_reactivates_it() {
         StoreError::NotFound("agent".into())
     );
 }
+
+backend_tests!(
+    agents_are_created_with_their_grants_and_first_token,
+    revoking_an_agent_ends_its_tokens_and_the_sessions_it_minted,
+    deleting_an_agent_takes_its_grants_and_tokens,
+    rotating_an_agent_token_replaces_its_tokens_and_reactivates_it,
+);

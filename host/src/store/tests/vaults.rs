@@ -1,12 +1,11 @@
-//! Tests of vaults and what they hold in SQLite: the vaults themselves, their settings, credentials
+//! Tests of vaults and what they hold: the vaults themselves, their settings, credentials
 //! and services, and instance settings (`sqlite/vaults.rs`, `settings.rs`, `credentials.rs`,
 //! `services.rs`).
 
 use super::*;
 
-#[test]
-fn vaults_are_created_once_with_their_admin() {
-    let (_dir, store) = store_with_owner();
+fn vaults_are_created_once_with_their_admin(backend: Backend) {
+    let store = store_with_owner(backend);
     let default = store.vault(DEFAULT_VAULT).unwrap().unwrap();
     assert_eq!(default.id, DEFAULT_VAULT_ID);
 
@@ -25,7 +24,7 @@ fn vaults_are_created_once_with_their_admin() {
         Some(payments.clone())
     );
     assert_eq!(
-        roles_in(&store, &payments.id),
+        roles_in(&*store, &payments.id),
         vec![(alice, VaultRole::Admin)]
     );
 
@@ -58,9 +57,8 @@ fn vaults_are_created_once_with_their_admin() {
     assert_eq!(store.vault_by_id("nope").unwrap(), None);
 }
 
-#[test]
-fn vault_settings_are_set_replaced_and_removed() {
-    let (_dir, store) = open_store();
+fn vault_settings_are_set_replaced_and_removed(backend: Backend) {
+    let store = open_store(backend);
     assert_eq!(
         store.vault_setting(DEFAULT_VAULT_ID, "proxy.mode").unwrap(),
         None
@@ -93,9 +91,8 @@ fn vault_settings_are_set_replaced_and_removed() {
     );
 }
 
-#[test]
-fn instance_settings_are_set_replaced_and_removed() {
-    let (_dir, store) = open_store();
+fn instance_settings_are_set_replaced_and_removed(backend: Backend) {
+    let store = open_store(backend);
     let key = "agents_can_approve_proposals";
     assert_eq!(store.instance_setting(key).unwrap(), None);
     store.set_instance_setting(key, Some("true")).unwrap();
@@ -110,9 +107,8 @@ fn instance_settings_are_set_replaced_and_removed() {
     store.set_instance_setting(key, None).unwrap();
 }
 
-#[test]
-fn deleting_a_vault_deletes_everything_in_it() {
-    let (_dir, store) = store_with_owner();
+fn deleting_a_vault_deletes_everything_in_it(backend: Backend) {
+    let store = store_with_owner(backend);
     let alice = ActorId::user("alice");
     let payments = store.create_vault("payments", Some(&alice)).unwrap();
     let other = store.create_vault("other", Some(&alice)).unwrap();
@@ -157,7 +153,7 @@ fn deleting_a_vault_deletes_everything_in_it() {
     );
     assert!(store.vault_grants(&payments.id).unwrap().is_empty());
     assert_eq!(store.token("session-payments").unwrap(), None);
-    assert!(page(&store, &payments.id, None, None, 10).is_empty());
+    assert!(page(&*store, &payments.id, None, None, 10).is_empty());
     for table in [
         "credentials",
         "services",
@@ -167,7 +163,7 @@ fn deleting_a_vault_deletes_everything_in_it() {
         "request_logs",
         "user_invite_vaults",
     ] {
-        assert_eq!(rows_of_vault(&store, table, &payments.id), 0, "{table}");
+        assert_eq!(store.rows_of_vault(table, &payments.id), 0, "{table}");
     }
     let invite = store.invite("invite-bob").unwrap().unwrap();
     assert_eq!(invite.vaults, [(other.id.clone(), VaultRole::Proxy)]);
@@ -183,12 +179,11 @@ fn deleting_a_vault_deletes_everything_in_it() {
     );
     assert_eq!(store.vault_grants(&other.id).unwrap().len(), 1);
     assert!(store.token("session-other").unwrap().is_some());
-    assert_eq!(page(&store, &other.id, None, None, 10).len(), 1);
+    assert_eq!(page(&*store, &other.id, None, None, 10).len(), 1);
 }
 
-#[test]
-fn the_default_vault_cannot_be_deleted() {
-    let (_dir, store) = open_store();
+fn the_default_vault_cannot_be_deleted(backend: Backend) {
+    let store = open_store(backend);
     assert_eq!(
         store.delete_vault(DEFAULT_VAULT_ID).unwrap_err(),
         StoreError::Database("the default vault cannot be deleted".into())
@@ -200,9 +195,8 @@ fn the_default_vault_cannot_be_deleted() {
     );
 }
 
-#[test]
-fn a_vault_is_renamed_unless_the_name_is_taken_or_it_is_the_default() {
-    let (_dir, store) = store_with_owner();
+fn a_vault_is_renamed_unless_the_name_is_taken_or_it_is_the_default(backend: Backend) {
+    let store = store_with_owner(backend);
     let payments = store.create_vault("payments", None).unwrap();
     store.create_vault("billing", None).unwrap();
     store.rename_vault(&payments.id, "payments-eu").unwrap();
@@ -225,9 +219,8 @@ fn a_vault_is_renamed_unless_the_name_is_taken_or_it_is_the_default() {
     );
 }
 
-#[test]
-fn credentials_are_stored_listed_replaced_and_deleted() {
-    let (_dir, store) = open_store();
+fn credentials_are_stored_listed_replaced_and_deleted(backend: Backend) {
+    let store = open_store(backend);
     let vault = DEFAULT_VAULT_ID;
     store
         .put_credentials(
@@ -260,23 +253,14 @@ fn credentials_are_stored_listed_replaced_and_deleted() {
     assert_eq!(store.credential_keys(vault).unwrap(), ["GITHUB_TOKEN"]);
 }
 
-#[test]
-fn storing_credentials_is_all_or_nothing() {
-    let (_dir, store) = open_store();
+fn storing_credentials_is_all_or_nothing(backend: Backend) {
+    let store = open_store(backend);
     let vault = DEFAULT_VAULT_ID;
     store
         .put_credentials(vault, &[credential("STRIPE_KEY", 1)])
         .unwrap();
     // Make the second write of the batch fail, as a full disk would.
-    store
-        .connection
-        .lock()
-        .unwrap()
-        .execute_batch(
-            "CREATE TEMP TRIGGER fail_second BEFORE INSERT ON main.credentials
-                 WHEN NEW.key = 'BROKEN' BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
-        )
-        .unwrap();
+    store.fail_credential_inserts("BROKEN", "disk full");
 
     let error = store
         .put_credentials(
@@ -302,9 +286,8 @@ fn storing_credentials_is_all_or_nothing() {
     );
 }
 
-#[test]
-fn the_services_document_is_replaced_whole() {
-    let (_dir, store) = open_store();
+fn the_services_document_is_replaced_whole(backend: Backend) {
+    let store = open_store(backend);
     assert_eq!(store.services(DEFAULT_VAULT_ID).unwrap(), None);
     store
         .set_services(DEFAULT_VAULT_ID, r#"{"services":[1]}"#)
@@ -321,3 +304,15 @@ fn the_services_document_is_replaced_whole() {
         StoreError::NotFound("vault".into())
     );
 }
+
+backend_tests!(
+    vaults_are_created_once_with_their_admin,
+    vault_settings_are_set_replaced_and_removed,
+    instance_settings_are_set_replaced_and_removed,
+    deleting_a_vault_deletes_everything_in_it,
+    the_default_vault_cannot_be_deleted,
+    a_vault_is_renamed_unless_the_name_is_taken_or_it_is_the_default,
+    credentials_are_stored_listed_replaced_and_deleted,
+    storing_credentials_is_all_or_nothing,
+    the_services_document_is_replaced_whole,
+);

@@ -1,10 +1,9 @@
-//! Tests of tokens in SQLite: login sessions, agent tokens, scoped sessions (`sqlite/tokens.rs`).
+//! Tests of tokens: login sessions, agent tokens, scoped sessions (`sqlite/tokens.rs`).
 
 use super::*;
 
-#[test]
-fn tokens_are_found_touched_and_deleted() {
-    let (_dir, store) = store_with_owner();
+fn tokens_are_found_touched_and_deleted(backend: Backend) {
+    let store = store_with_owner(backend);
     let login = login_token("alice", "alice-login", T0, 3600);
     store.insert_token(&login).unwrap();
     assert_eq!(store.token("alice-login").unwrap(), Some(login.clone()));
@@ -37,9 +36,8 @@ fn tokens_are_found_touched_and_deleted() {
     assert_eq!(store.touch_token("alice-login", T0).unwrap_err(), not_found);
 }
 
-#[test]
-fn scoped_tokens_lists_the_live_sessions_of_one_vault() {
-    let (_dir, store) = store_with_owner();
+fn scoped_tokens_lists_the_live_sessions_of_one_vault(backend: Backend) {
+    let store = store_with_owner(backend);
     let payments = store
         .create_vault("payments", Some(&ActorId::user("alice")))
         .unwrap();
@@ -77,10 +75,9 @@ fn scoped_tokens_lists_the_live_sessions_of_one_vault() {
     assert_eq!(store.token("forever").unwrap(), None);
 }
 
-#[test]
-fn expired_and_idle_tokens_are_deleted() {
-    let (_dir, store) = store_with_owner();
-    add_agent(&store, "deployer", InstanceRole::Member, &[]);
+fn expired_and_idle_tokens_are_deleted(backend: Backend) {
+    let store = store_with_owner(backend);
+    add_agent(&*store, "deployer", InstanceRole::Member, &[]);
     let alice = Some(ActorId::user("alice"));
     for token in [
         scoped_token(DEFAULT_VAULT_ID, "expired", alice.clone(), Some(T0 - 1)),
@@ -100,3 +97,9 @@ fn expired_and_idle_tokens_are_deleted() {
         assert!(store.token(kept).unwrap().is_some(), "{kept}");
     }
 }
+
+backend_tests!(
+    tokens_are_found_touched_and_deleted,
+    scoped_tokens_lists_the_live_sessions_of_one_vault,
+    expired_and_idle_tokens_are_deleted,
+);

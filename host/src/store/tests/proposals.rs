@@ -1,12 +1,11 @@
-//! Tests of proposals in SQLite (sqlite/proposals.rs).
+//! Tests of proposals (`sqlite/proposals.rs`, `postgres/proposals.rs`).
 
-use super::super::DEFAULT_VAULT_ID;
-use super::super::tests::{T0, scoped_token, sealed, store_with_owner};
+use super::*;
 use crate::store::{
-    ActorId, Proposal, ProposalApplication, ProposalStatus, Store, StoreError, StoredCredential,
+    ActorId, Proposal, ProposalApplication, ProposalStatus, StoreError, StoredCredential,
 };
 
-fn proposal(approval: &str) -> Proposal {
+pub(crate) fn proposal(approval: &str) -> Proposal {
     Proposal {
         vault_id: DEFAULT_VAULT_ID.into(),
         id: 0,
@@ -27,7 +26,7 @@ fn proposal(approval: &str) -> Proposal {
     }
 }
 
-fn alice() -> ActorId {
+pub(crate) fn alice() -> ActorId {
     ActorId::user("alice")
 }
 
@@ -42,9 +41,8 @@ fn application(services: Option<(&str, Option<&str>)>) -> ProposalApplication {
     }
 }
 
-#[test]
-fn ids_count_up_per_vault() {
-    let (_dir, store) = store_with_owner();
+fn ids_count_up_per_vault(backend: Backend) {
+    let store = store_with_owner(backend);
     let team = store.create_vault("team", Some(&alice())).unwrap();
     assert_eq!(store.create_proposal(&proposal("a1"), 20).unwrap(), 1);
     assert_eq!(store.create_proposal(&proposal("a2"), 20).unwrap(), 2);
@@ -80,9 +78,8 @@ fn ids_count_up_per_vault() {
     assert_eq!(store.proposal_by_approval("b1").unwrap(), None);
 }
 
-#[test]
-fn at_most_the_cap_are_pending_and_expired_ones_do_not_count() {
-    let (_dir, store) = store_with_owner();
+fn at_most_the_cap_are_pending_and_expired_ones_do_not_count(backend: Backend) {
+    let store = store_with_owner(backend);
     for n in 0..3 {
         store
             .create_proposal(&proposal(&format!("a{n}")), 3)
@@ -101,9 +98,8 @@ fn at_most_the_cap_are_pending_and_expired_ones_do_not_count() {
     assert_eq!(store.create_proposal(&later, 3).unwrap(), 5);
 }
 
-#[test]
-fn applying_writes_services_and_credentials_and_happens_once() {
-    let (_dir, store) = store_with_owner();
+fn applying_writes_services_and_credentials_and_happens_once(backend: Backend) {
+    let store = store_with_owner(backend);
     store
         .put_credentials(
             DEFAULT_VAULT_ID,
@@ -149,9 +145,8 @@ fn applying_writes_services_and_credentials_and_happens_once() {
     );
 }
 
-#[test]
-fn applying_over_changed_services_writes_nothing() {
-    let (_dir, store) = store_with_owner();
+fn applying_over_changed_services_writes_nothing(backend: Backend) {
+    let store = store_with_owner(backend);
     store.set_services(DEFAULT_VAULT_ID, "[now]").unwrap();
     store.create_proposal(&proposal("a1"), 20).unwrap();
     let stale = store.apply_proposal(
@@ -176,54 +171,8 @@ fn applying_over_changed_services_writes_nothing() {
     );
 }
 
-#[test]
-fn upgrading_records_the_minter_of_the_session_an_old_proposal_came_through() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("agent-vault.db");
-    {
-        let store = super::super::SqliteStore::open(&path).unwrap();
-        let session = scoped_token(DEFAULT_VAULT_ID, "s1", Some(ActorId::agent("bot")), None);
-        store.insert_token(&session).unwrap();
-        // As proposals through a vault session were stored before creators were
-        // recorded: the session's public id, no creator.
-        for (approval, session) in [("a1", "pub-s1"), ("a2", "pub-gone"), ("a3", "pub-s1")] {
-            store
-                .create_proposal(
-                    &Proposal {
-                        created_by: None,
-                        created_by_session: Some(session.into()),
-                        ..proposal(approval)
-                    },
-                    20,
-                )
-                .unwrap();
-        }
-        store
-            .reject_proposal(DEFAULT_VAULT_ID, 3, &alice(), None, T0 + 1)
-            .unwrap();
-        // Back to schema version 6, without what later migrations added.
-        let connection = store.connection.lock().unwrap();
-        connection
-            .execute_batch("DROP TABLE device_tokens; DROP TABLE request_log_journal")
-            .unwrap();
-        connection.pragma_update(None, "user_version", 6).unwrap();
-    }
-    let store = super::super::SqliteStore::open(&path).unwrap();
-    let creator = |id| {
-        store
-            .proposal(DEFAULT_VAULT_ID, id)
-            .unwrap()
-            .unwrap()
-            .created_by
-    };
-    assert_eq!(creator(1), Some(ActorId::agent("bot")));
-    assert_eq!(creator(2), None, "its session is gone: no one to name");
-    assert_eq!(creator(3), Some(ActorId::agent("bot")));
-}
-
-#[test]
-fn an_expired_proposal_can_be_neither_applied_nor_rejected() {
-    let (_dir, store) = store_with_owner();
+fn an_expired_proposal_can_be_neither_applied_nor_rejected(backend: Backend) {
+    let store = store_with_owner(backend);
     store.create_proposal(&proposal("a1"), 20).unwrap();
     let week = T0 + 7 * 86_400;
     assert!(
@@ -243,3 +192,11 @@ fn an_expired_proposal_can_be_neither_applied_nor_rejected() {
     assert_eq!(rejected.status, ProposalStatus::Rejected);
     assert_eq!(rejected.review_note.as_deref(), Some("too late?"));
 }
+
+backend_tests!(
+    ids_count_up_per_vault,
+    at_most_the_cap_are_pending_and_expired_ones_do_not_count,
+    applying_writes_services_and_credentials_and_happens_once,
+    applying_over_changed_services_writes_nothing,
+    an_expired_proposal_can_be_neither_applied_nor_rejected,
+);

@@ -1,12 +1,11 @@
-//! Tests of the master key in SQLite (`sqlite/master_key.rs`).
+//! Tests of the master key (`sqlite/master_key.rs`).
 
 use super::*;
 use crate::store::KeyProtection;
 use crate::vault::crypto::KdfParams;
 
-#[test]
-fn the_master_key_is_stored_once_then_replaced() {
-    let (_dir, store) = open_store();
+fn the_master_key_is_stored_once_then_replaced(backend: Backend) {
+    let store = open_store(backend);
     let password = MasterKeyRecord {
         key_version: 1,
         protection: KeyProtection::Password {
@@ -38,9 +37,8 @@ fn the_master_key_is_stored_once_then_replaced() {
     assert_eq!(store.master_key().unwrap(), Some(password));
 }
 
-#[test]
-fn a_wrapped_key_must_carry_the_version_of_its_record() {
-    let (_dir, store) = open_store();
+fn a_wrapped_key_must_carry_the_version_of_its_record(backend: Backend) {
+    let store = open_store(backend);
     let record = MasterKeyRecord {
         key_version: 2,
         protection: KeyProtection::Password {
@@ -55,3 +53,8 @@ fn a_wrapped_key_must_carry_the_version_of_its_record() {
     );
     assert_eq!(store.master_key().unwrap(), None);
 }
+
+backend_tests!(
+    the_master_key_is_stored_once_then_replaced,
+    a_wrapped_key_must_carry_the_version_of_its_record,
+);

@@ -1,10 +1,9 @@
-//! Tests of user invites in SQLite (`sqlite/invites.rs`).
+//! Tests of user invites (`sqlite/invites.rs`).
 
 use super::*;
 
-#[test]
-fn an_accepted_invite_creates_the_user_with_its_grants() {
-    let (_dir, store) = store_with_owner();
+fn an_accepted_invite_creates_the_user_with_its_grants(backend: Backend) {
+    let store = store_with_owner(backend);
     let payments = store
         .create_vault("payments", Some(&ActorId::user("alice")))
         .unwrap();
@@ -52,9 +51,8 @@ fn an_accepted_invite_creates_the_user_with_its_grants() {
     assert_eq!(store.invite("nope").unwrap(), None);
 }
 
-#[test]
-fn an_expired_or_revoked_invite_cannot_be_accepted() {
-    let (_dir, store) = store_with_owner();
+fn an_expired_or_revoked_invite_cannot_be_accepted(backend: Backend) {
+    let store = store_with_owner(backend);
     let mut expired = invite(
         "expired",
         "bob@example.com",
@@ -101,9 +99,8 @@ fn an_expired_or_revoked_invite_cannot_be_accepted() {
     );
 }
 
-#[test]
-fn accepting_an_invite_is_all_or_nothing() {
-    let (_dir, store) = store_with_owner();
+fn accepting_an_invite_is_all_or_nothing(backend: Backend) {
+    let store = store_with_owner(backend);
     let payments = store
         .create_vault("payments", Some(&ActorId::user("alice")))
         .unwrap();
@@ -135,9 +132,8 @@ fn accepting_an_invite_is_all_or_nothing() {
     );
 }
 
-#[test]
-fn an_invite_to_a_deleted_vault_still_works_for_the_others() {
-    let (_dir, store) = store_with_owner();
+fn an_invite_to_a_deleted_vault_still_works_for_the_others(backend: Backend) {
+    let store = store_with_owner(backend);
     let payments = store
         .create_vault("payments", Some(&ActorId::user("alice")))
         .unwrap();
@@ -178,3 +174,10 @@ fn an_invite_to_a_deleted_vault_still_works_for_the_others() {
     );
     assert_eq!(store.invite("to-nowhere").unwrap(), None);
 }
+
+backend_tests!(
+    an_accepted_invite_creates_the_user_with_its_grants,
+    an_expired_or_revoked_invite_cannot_be_accepted,
+    accepting_an_invite_is_all_or_nothing,
+    an_invite_to_a_deleted_vault_still_works_for_the_others,
+);

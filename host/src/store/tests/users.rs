@@ -1,13 +1,12 @@
-//! Tests of users in SQLite and the rules that span tables: the first owner, the last owner, the
+//! Tests of users and the rules that span tables: the first owner, the last owner, the
 //! last admin of a vault (`sqlite/users.rs`, `roles.rs`, `grants.rs`).
 
 use std::sync::{Arc, Barrier};
 
 use super::*;
 
-#[test]
-fn the_first_owner_is_created_once_and_administers_the_default_vault() {
-    let (_dir, store) = open_store();
+fn the_first_owner_is_created_once_and_administers_the_default_vault(backend: Backend) {
+    let store = open_store(backend);
     assert!(!store.has_owner().unwrap());
 
     store
@@ -36,11 +35,10 @@ fn the_first_owner_is_created_once_and_administers_the_default_vault() {
     assert_eq!(store.user("bob").unwrap(), None);
 }
 
-#[test]
-fn an_agent_is_renamed_and_its_role_changed_but_the_last_owner_stays() {
-    let (_dir, store) = open_store();
-    add_agent(&store, "ops", InstanceRole::Owner, &[]);
-    add_agent(&store, "bot", InstanceRole::NoAccess, &[]);
+fn an_agent_is_renamed_and_its_role_changed_but_the_last_owner_stays(backend: Backend) {
+    let store = open_store(backend);
+    add_agent(&*store, "ops", InstanceRole::Owner, &[]);
+    add_agent(&*store, "bot", InstanceRole::NoAccess, &[]);
     let ops_name = store.agent("ops").unwrap().unwrap().name;
     store.rename_agent("bot", "billing-bot", T0).unwrap();
     assert_eq!(store.agent("bot").unwrap().unwrap().name, "billing-bot");
@@ -68,9 +66,8 @@ fn an_agent_is_renamed_and_its_role_changed_but_the_last_owner_stays() {
     store.set_agent_role("ops", InstanceRole::Member).unwrap();
 }
 
-#[test]
-fn an_active_owner_agent_counts_as_an_owner() {
-    let (_dir, store) = open_store();
+fn an_active_owner_agent_counts_as_an_owner(backend: Backend) {
+    let store = open_store(backend);
     let mut revoked = agent("old", InstanceRole::Owner);
     revoked.status = AgentStatus::Revoked;
     revoked.revoked_at = Some(T0);
@@ -79,7 +76,7 @@ fn an_active_owner_agent_counts_as_an_owner() {
         .unwrap();
     assert!(!store.has_owner().unwrap(), "a revoked agent is no owner");
 
-    add_agent(&store, "ops", InstanceRole::Owner, &[]);
+    add_agent(&*store, "ops", InstanceRole::Owner, &[]);
     assert!(store.has_owner().unwrap());
     assert_eq!(
         store
@@ -89,14 +86,9 @@ fn an_active_owner_agent_counts_as_an_owner() {
     );
 }
 
-#[test]
-fn two_processes_cannot_both_create_the_first_owner() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("agent-vault.db");
-    let stores = [
-        SqliteStore::open(&path).unwrap(),
-        SqliteStore::open(&path).unwrap(),
-    ];
+fn two_processes_cannot_both_create_the_first_owner(backend: Backend) {
+    let store = open_store(backend);
+    let stores = [store.reopen(), store.reopen()];
     let start = Arc::new(Barrier::new(2));
     let outcomes: Vec<Result<()>> = std::thread::scope(|scope| {
         let handles: Vec<_> = stores
@@ -124,10 +116,9 @@ fn two_processes_cannot_both_create_the_first_owner() {
     assert_eq!(stores[0].users().unwrap().len(), 1);
 }
 
-#[test]
-fn users_are_found_by_id_and_email() {
-    let (_dir, store) = store_with_owner();
-    let bob = add_user(&store, "bob", InstanceRole::Member);
+fn users_are_found_by_id_and_email(backend: Backend) {
+    let store = store_with_owner(backend);
+    let bob = add_user(&*store, "bob", InstanceRole::Member);
     assert_eq!(store.user("bob").unwrap(), Some(bob.clone()));
     assert_eq!(
         store.user_by_email("bob@example.com").unwrap(),
@@ -179,9 +170,8 @@ fn users_are_found_by_id_and_email() {
     assert_eq!(store.delete_user("nope").unwrap_err(), not_found);
 }
 
-#[test]
-fn the_last_owner_cannot_be_demoted() {
-    let (_dir, store) = store_with_owner();
+fn the_last_owner_cannot_be_demoted(backend: Backend) {
+    let store = store_with_owner(backend);
     for role in [InstanceRole::Member, InstanceRole::NoAccess] {
         assert_eq!(
             store.set_user_role("alice", role).unwrap_err(),
@@ -194,7 +184,7 @@ fn the_last_owner_cannot_be_demoted() {
     );
     store.set_user_role("alice", InstanceRole::Owner).unwrap();
 
-    add_user(&store, "bob", InstanceRole::Owner);
+    add_user(&*store, "bob", InstanceRole::Owner);
     store.set_user_role("alice", InstanceRole::Member).unwrap();
     assert_eq!(
         store
@@ -204,21 +194,20 @@ fn the_last_owner_cannot_be_demoted() {
     );
 
     // An active owner agent is an owner too.
-    add_agent(&store, "ops", InstanceRole::Owner, &[]);
+    add_agent(&*store, "ops", InstanceRole::Owner, &[]);
     store.set_user_role("bob", InstanceRole::Member).unwrap();
     assert!(store.has_owner().unwrap());
 }
 
-#[test]
-fn the_last_owner_cannot_be_deleted() {
-    let (_dir, store) = store_with_owner();
+fn the_last_owner_cannot_be_deleted(backend: Backend) {
+    let store = store_with_owner(backend);
     assert_eq!(
         store.delete_user("alice").unwrap_err(),
         StoreError::LastOwner
     );
     assert!(store.user("alice").unwrap().is_some());
 
-    add_user(&store, "bob", InstanceRole::Owner);
+    add_user(&*store, "bob", InstanceRole::Owner);
     store
         .set_grant(&grant(
             ActorId::user("bob"),
@@ -231,10 +220,9 @@ fn the_last_owner_cannot_be_deleted() {
     assert_eq!(store.delete_user("bob").unwrap_err(), StoreError::LastOwner);
 }
 
-#[test]
-fn the_last_owner_agent_cannot_be_revoked_or_deleted() {
-    let (_dir, store) = open_store();
-    add_agent(&store, "ops", InstanceRole::Owner, &[]);
+fn the_last_owner_agent_cannot_be_revoked_or_deleted(backend: Backend) {
+    let store = open_store(backend);
+    add_agent(&*store, "ops", InstanceRole::Owner, &[]);
     assert_eq!(
         store.revoke_agent("ops", T0).unwrap_err(),
         StoreError::LastOwner
@@ -249,7 +237,7 @@ fn the_last_owner_agent_cannot_be_revoked_or_deleted() {
     );
     assert!(store.token("ops-token").unwrap().is_some());
 
-    add_agent(&store, "ops2", InstanceRole::Owner, &[]);
+    add_agent(&*store, "ops2", InstanceRole::Owner, &[]);
     store.revoke_agent("ops", T0).unwrap();
     assert_eq!(
         store.revoke_agent("ops2", T0).unwrap_err(),
@@ -264,9 +252,8 @@ fn the_last_owner_agent_cannot_be_revoked_or_deleted() {
     assert_eq!(store.agent("ops").unwrap(), None);
 }
 
-#[test]
-fn the_last_admin_of_a_vault_cannot_be_demoted_or_removed() {
-    let (_dir, store) = store_with_owner();
+fn the_last_admin_of_a_vault_cannot_be_demoted_or_removed(backend: Backend) {
+    let store = store_with_owner(backend);
     let alice = ActorId::user("alice");
     for role in [VaultRole::Member, VaultRole::Proxy] {
         assert_eq!(
@@ -281,11 +268,11 @@ fn the_last_admin_of_a_vault_cannot_be_demoted_or_removed() {
         StoreError::LastAdmin
     );
     assert_eq!(
-        roles_in(&store, DEFAULT_VAULT_ID),
+        roles_in(&*store, DEFAULT_VAULT_ID),
         [(alice.clone(), VaultRole::Admin)]
     );
 
-    add_user(&store, "bob", InstanceRole::Member);
+    add_user(&*store, "bob", InstanceRole::Member);
     let bob = ActorId::user("bob");
     store
         .set_grant(&grant(bob.clone(), DEFAULT_VAULT_ID, VaultRole::Member))
@@ -298,7 +285,7 @@ fn the_last_admin_of_a_vault_cannot_be_demoted_or_removed() {
         .unwrap();
     store.remove_grant(&alice, DEFAULT_VAULT_ID).unwrap();
     assert_eq!(
-        roles_in(&store, DEFAULT_VAULT_ID),
+        roles_in(&*store, DEFAULT_VAULT_ID),
         [(bob.clone(), VaultRole::Admin)]
     );
     assert_eq!(
@@ -328,15 +315,14 @@ fn the_last_admin_of_a_vault_cannot_be_demoted_or_removed() {
     );
 }
 
-#[test]
-fn deleting_the_last_admin_of_a_vault_is_refused() {
-    let (_dir, store) = store_with_owner();
-    add_user(&store, "bob", InstanceRole::Member);
+fn deleting_the_last_admin_of_a_vault_is_refused(backend: Backend) {
+    let store = store_with_owner(backend);
+    add_user(&*store, "bob", InstanceRole::Member);
     let bob = ActorId::user("bob");
     let payments = store.create_vault("payments", Some(&bob)).unwrap();
     let ci = store.create_vault("ci", None).unwrap();
     add_agent(
-        &store,
+        &*store,
         "deployer",
         InstanceRole::Member,
         &[(&ci.id, VaultRole::Admin)],
@@ -361,16 +347,15 @@ fn deleting_the_last_admin_of_a_vault_is_refused() {
     store.delete_user("bob").unwrap();
     store.delete_agent("deployer").unwrap();
     assert_eq!(
-        roles_in(&store, &payments.id),
+        roles_in(&*store, &payments.id),
         [(alice.clone(), VaultRole::Admin)]
     );
-    assert_eq!(roles_in(&store, &ci.id), [(alice, VaultRole::Admin)]);
+    assert_eq!(roles_in(&*store, &ci.id), [(alice, VaultRole::Admin)]);
 }
 
-#[test]
-fn deleting_a_user_takes_its_grants_sessions_and_minted_tokens() {
-    let (_dir, store) = store_with_owner();
-    add_user(&store, "bob", InstanceRole::Member);
+fn deleting_a_user_takes_its_grants_sessions_and_minted_tokens(backend: Backend) {
+    let store = store_with_owner(backend);
+    add_user(&*store, "bob", InstanceRole::Member);
     let bob = ActorId::user("bob");
     store
         .set_grant(&grant(bob.clone(), DEFAULT_VAULT_ID, VaultRole::Member))
@@ -403,3 +388,17 @@ fn deleting_a_user_takes_its_grants_sessions_and_minted_tokens() {
     assert_eq!(store.token("bobs").unwrap(), None);
     assert!(store.token("alices").unwrap().is_some());
 }
+
+backend_tests!(
+    the_first_owner_is_created_once_and_administers_the_default_vault,
+    an_agent_is_renamed_and_its_role_changed_but_the_last_owner_stays,
+    an_active_owner_agent_counts_as_an_owner,
+    two_processes_cannot_both_create_the_first_owner,
+    users_are_found_by_id_and_email,
+    the_last_owner_cannot_be_demoted,
+    the_last_owner_cannot_be_deleted,
+    the_last_owner_agent_cannot_be_revoked_or_deleted,
+    the_last_admin_of_a_vault_cannot_be_demoted_or_removed,
+    deleting_the_last_admin_of_a_vault_is_refused,
+    deleting_a_user_takes_its_grants_sessions_and_minted_tokens,
+);

@@ -1,9 +1,8 @@
-//! Tests of agent invites in SQLite (agent_invites.rs).
+//! Tests of agent invites (`sqlite/agent_invites.rs`, `postgres/agent_invites.rs`).
 
 use std::sync::{Arc, Barrier};
 
-use super::super::tests::{T0, add_agent, add_user, agent, agent_token, grant, store_with_owner};
-use super::super::{DEFAULT_VAULT_ID, SqliteStore};
+use super::*;
 use crate::store::{
     ActorId, AgentInvite, AgentInviteStatus, AgentStatus, InstanceRole, Store, StoreError,
     VaultRole,
@@ -31,9 +30,8 @@ fn not_pending() -> StoreError {
     StoreError::NotFound("pending invite".into())
 }
 
-#[test]
-fn an_invite_redeems_once_into_the_agent_it_names() {
-    let (_dir, store) = store_with_owner();
+fn an_invite_redeems_once_into_the_agent_it_names(backend: Backend) {
+    let store = store_with_owner(backend);
     let payments = store
         .create_vault("payments", Some(&ActorId::user("alice")))
         .unwrap();
@@ -89,9 +87,8 @@ fn an_invite_redeems_once_into_the_agent_it_names() {
     assert_eq!(history.agent_id, None);
 }
 
-#[test]
-fn an_expired_or_revoked_invite_cannot_be_redeemed() {
-    let (_dir, store) = store_with_owner();
+fn an_expired_or_revoked_invite_cannot_be_redeemed(backend: Backend) {
+    let store = store_with_owner(backend);
     store
         .create_agent_invite(&invite("expiring", "late-bot", &[]))
         .unwrap();
@@ -128,10 +125,9 @@ fn an_expired_or_revoked_invite_cannot_be_redeemed() {
     assert!(store.agents().unwrap().is_empty());
 }
 
-#[test]
-fn a_name_belongs_to_one_agent_or_one_pending_invite() {
-    let (_dir, store) = store_with_owner();
-    add_agent(&store, "taken", InstanceRole::NoAccess, &[]);
+fn a_name_belongs_to_one_agent_or_one_pending_invite(backend: Backend) {
+    let store = store_with_owner(backend);
+    add_agent(&*store, "taken", InstanceRole::NoAccess, &[]);
     assert_eq!(
         store
             .create_agent_invite(&invite("inv-taken", "taken-bot", &[]))
@@ -166,10 +162,9 @@ fn a_name_belongs_to_one_agent_or_one_pending_invite() {
         .unwrap();
 }
 
-#[test]
-fn redeeming_is_all_or_nothing() {
-    let (_dir, store) = store_with_owner();
-    add_agent(&store, "old", InstanceRole::NoAccess, &[]);
+fn redeeming_is_all_or_nothing(backend: Backend) {
+    let store = store_with_owner(backend);
+    add_agent(&*store, "old", InstanceRole::NoAccess, &[]);
     store
         .create_agent_invite(&invite(
             "inv-1",
@@ -195,14 +190,12 @@ fn redeeming_is_all_or_nothing() {
         .unwrap();
 }
 
-#[test]
-fn racing_redemptions_create_one_agent() {
-    let (dir, store) = store_with_owner();
+fn racing_redemptions_create_one_agent(backend: Backend) {
+    let store = store_with_owner(backend);
     store
         .create_agent_invite(&invite("inv-1", "race-bot", &[]))
         .unwrap();
-    let path = dir.path().join("agent-vault.db");
-    let stores: Vec<SqliteStore> = (0..4).map(|_| SqliteStore::open(&path).unwrap()).collect();
+    let stores: Vec<Box<dyn Store>> = (0..4).map(|_| store.reopen()).collect();
     let start = Arc::new(Barrier::new(stores.len()));
     let outcomes: Vec<_> = std::thread::scope(|scope| {
         let handles: Vec<_> = stores
@@ -225,22 +218,22 @@ fn racing_redemptions_create_one_agent() {
         outcomes
             .iter()
             .filter_map(|o| o.as_ref().err())
-            .all(|error| *error == not_pending())
+            .all(|error| *error == not_pending()),
+        "{outcomes:?}"
     );
     assert_eq!(store.agents().unwrap().len(), 1);
 }
 
-#[test]
-fn an_invite_dies_with_its_creator() {
-    let (_dir, store) = store_with_owner();
-    add_user(&store, "bob", InstanceRole::Member);
+fn an_invite_dies_with_its_creator(backend: Backend) {
+    let store = store_with_owner(backend);
+    add_user(&*store, "bob", InstanceRole::Member);
     let mut bobs = invite("by-bob", "bobs-bot", &[]);
     bobs.created_by = Some(ActorId::user("bob"));
     store.create_agent_invite(&bobs).unwrap();
     store
         .create_agent_invite(&invite("by-alice", "alices-bot", &[]))
         .unwrap();
-    add_agent(&store, "maker", InstanceRole::Member, &[]);
+    add_agent(&*store, "maker", InstanceRole::Member, &[]);
     let mut agents = invite("by-agent", "child-bot", &[]);
     agents.created_by = Some(ActorId::agent("maker"));
     store.create_agent_invite(&agents).unwrap();
@@ -252,3 +245,12 @@ fn an_invite_dies_with_its_creator() {
     assert_eq!(status("by-agent"), AgentInviteStatus::Revoked);
     assert_eq!(status("by-alice"), AgentInviteStatus::Pending);
 }
+
+backend_tests!(
+    an_invite_redeems_once_into_the_agent_it_names,
+    an_expired_or_revoked_invite_cannot_be_redeemed,
+    a_name_belongs_to_one_agent_or_one_pending_invite,
+    redeeming_is_all_or_nothing,
+    racing_redemptions_create_one_agent,
+    an_invite_dies_with_its_creator,
+);

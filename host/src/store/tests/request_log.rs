@@ -1,11 +1,13 @@
-//! Tests of the request log in SQLite (`sqlite/request_log.rs`).
+//! Tests of the request log (`sqlite/request_log.rs`).
 
-use super::super::request_log::LOG_INSERT_ROWS;
 use super::*;
 
-#[test]
-fn log_entries_get_increasing_ids_and_keep_their_fields() {
-    let (_dir, store) = open_store();
+/// How many rows the SQLite backend writes per statement (`sqlite/request_log.rs`): batches
+/// around it are where the chunking could go wrong.
+const LOG_INSERT_ROWS: usize = 32;
+
+fn log_entries_get_increasing_ids_and_keep_their_fields(backend: Backend) {
+    let store = open_store(backend);
     let mut first = log_entry(DEFAULT_VAULT_ID, T0);
     first.id = 999;
     let mut second = log_entry(DEFAULT_VAULT_ID, T0 + 1);
@@ -44,9 +46,8 @@ fn log_entries_get_increasing_ids_and_keep_their_fields() {
     assert_eq!(entries, [second, first]);
 }
 
-#[test]
-fn the_journal_mark_moves_with_its_rows_and_never_back() {
-    let (_dir, store) = open_store();
+fn the_journal_mark_moves_with_its_rows_and_never_back(backend: Backend) {
+    let store = open_store(backend);
     assert_eq!(store.journaled_through().unwrap(), 0);
     let entry = log_entry(DEFAULT_VAULT_ID, T0);
     store
@@ -66,9 +67,8 @@ fn the_journal_mark_moves_with_its_rows_and_never_back() {
     assert_eq!(store.journaled_through().unwrap(), 9);
 }
 
-#[test]
-fn a_large_batch_is_written_whole_and_in_order() {
-    let (_dir, store) = open_store();
+fn a_large_batch_is_written_whole_and_in_order(backend: Backend) {
+    let store = open_store(backend);
     // Two full multi-row statements and a remainder, with a deleted vault's entry among
     // them.
     let count = 2 * LOG_INSERT_ROWS + 5;
@@ -99,9 +99,8 @@ fn a_large_batch_is_written_whole_and_in_order() {
     assert_eq!(written.last().unwrap().status, 200 + count as u16 - 1);
 }
 
-#[test]
-fn the_request_log_pages_newest_first_by_id_cursor() {
-    let (_dir, store) = open_store();
+fn the_request_log_pages_newest_first_by_id_cursor(backend: Backend) {
+    let store = open_store(backend);
     let payments = store.create_vault("payments", None).unwrap();
     let mut batch = Vec::new();
     for n in 0..10 {
@@ -109,42 +108,41 @@ fn the_request_log_pages_newest_first_by_id_cursor() {
         batch.push(log_entry(&payments.id, T0 + n));
     }
     store.insert_logs(&batch).unwrap();
-    let all = page(&store, DEFAULT_VAULT_ID, None, None, 100);
+    let all = page(&*store, DEFAULT_VAULT_ID, None, None, 100);
     assert_eq!(all.len(), 10);
     let id = |newest_first: usize| all[newest_first];
 
     assert_eq!(
-        page(&store, DEFAULT_VAULT_ID, None, None, 3),
+        page(&*store, DEFAULT_VAULT_ID, None, None, 3),
         [id(0), id(1), id(2)]
     );
     assert_eq!(
-        page(&store, DEFAULT_VAULT_ID, Some(id(2)), None, 3),
+        page(&*store, DEFAULT_VAULT_ID, Some(id(2)), None, 3),
         [id(3), id(4), id(5)]
     );
     assert_eq!(
-        page(&store, DEFAULT_VAULT_ID, Some(id(8)), None, 3),
+        page(&*store, DEFAULT_VAULT_ID, Some(id(8)), None, 3),
         [id(9)]
     );
     // Following new entries: the ones right after the cursor, none skipped.
     assert_eq!(
-        page(&store, DEFAULT_VAULT_ID, None, Some(id(6)), 3),
+        page(&*store, DEFAULT_VAULT_ID, None, Some(id(6)), 3),
         [id(3), id(4), id(5)]
     );
     assert_eq!(
-        page(&store, DEFAULT_VAULT_ID, None, Some(id(2)), 3),
+        page(&*store, DEFAULT_VAULT_ID, None, Some(id(2)), 3),
         [id(0), id(1)]
     );
-    assert!(page(&store, DEFAULT_VAULT_ID, None, Some(id(0)), 3).is_empty());
+    assert!(page(&*store, DEFAULT_VAULT_ID, None, Some(id(0)), 3).is_empty());
     assert_eq!(
-        page(&store, DEFAULT_VAULT_ID, Some(id(1)), Some(id(4)), 10),
+        page(&*store, DEFAULT_VAULT_ID, Some(id(1)), Some(id(4)), 10),
         [id(2), id(3)]
     );
-    assert!(page(&store, DEFAULT_VAULT_ID, None, None, 0).is_empty());
+    assert!(page(&*store, DEFAULT_VAULT_ID, None, None, 0).is_empty());
 }
 
-#[test]
-fn pruning_drops_old_entries_then_caps_each_vault() {
-    let (_dir, store) = open_store();
+fn pruning_drops_old_entries_then_caps_each_vault(backend: Backend) {
+    let store = open_store(backend);
     let payments = store.create_vault("payments", None).unwrap();
     let created = [T0 - 100, T0 - 100, T0, T0, T0, T0];
     let entries: Vec<LogEntry> = created
@@ -159,17 +157,25 @@ fn pruning_drops_old_entries_then_caps_each_vault() {
             log_entry(&payments.id, T0),
         ])
         .unwrap();
-    let newest_three = page(&store, DEFAULT_VAULT_ID, None, None, 3);
+    let newest_three = page(&*store, DEFAULT_VAULT_ID, None, None, 3);
 
     // Two too old, then one over the cap of three in the default vault.
     assert_eq!(store.prune_logs(T0 - 50, 3).unwrap(), 3);
     assert_eq!(
-        page(&store, DEFAULT_VAULT_ID, None, None, 100),
+        page(&*store, DEFAULT_VAULT_ID, None, None, 100),
         newest_three
     );
-    assert_eq!(page(&store, &payments.id, None, None, 100).len(), 3);
+    assert_eq!(page(&*store, &payments.id, None, None, 100).len(), 3);
 
     assert_eq!(store.prune_logs(T0 - 50, 0).unwrap(), 0, "0: no row cap");
     assert_eq!(store.prune_logs(T0 + 1, 0).unwrap(), 6);
-    assert!(page(&store, &payments.id, None, None, 100).is_empty());
+    assert!(page(&*store, &payments.id, None, None, 100).is_empty());
 }
+
+backend_tests!(
+    log_entries_get_increasing_ids_and_keep_their_fields,
+    the_journal_mark_moves_with_its_rows_and_never_back,
+    a_large_batch_is_written_whole_and_in_order,
+    the_request_log_pages_newest_first_by_id_cursor,
+    pruning_drops_old_entries_then_caps_each_vault,
+);

@@ -1,0 +1,681 @@
+//! The PostgreSQL backend of [`Store`], for instances that run more than one replica or keep
+//! their state in a managed database. Chosen by a `postgres://` database URL; SQLite stays the
+//! default. Every table lives in the database, the request log and the transparent proxy's CA
+//! included; the data key stays sealed by the master password exactly as with SQLite, so each
+//! replica needs the password.
+//!
+//! Start at [`PostgresStore::open`] (in `postgres/open.rs`): it reads the URL, connects, and
+//! applies the migrations of `postgres/migrations/` under an advisory lock.
+//!
+//! **Driver and pool.** The synchronous `postgres` crate (rust-postgres, the same code as
+//! `tokio-postgres`, each client driving its connection on a small runtime of its own) with
+//! an `r2d2` pool (`r2d2_postgres`). [`Store`] is synchronous and runs on the blocking pool
+//! ([`super::Db::run`]), the CLI and tests call it directly, so a blocking client fits it
+//! without a runtime owned by the store or `block_on` in the middle of async code.
+//! rust-postgres is the most used PostgreSQL driver written in Rust, maintained by its author
+//! (releases through 2025); r2d2 and r2d2_postgres are small, stable and by the same author
+//! (r2d2_postgres 0.18.2, December 2024). sqlx was the alternative: async only, with a
+//! compile-time query checker we would not use.
+//!
+//! **TLS.** rustls through `tokio-postgres-rustls` 0.13 (rustls 0.23, ring provider), trusting
+//! the web PKI roots or the CA file the URL names (`sslrootcert`); `sslmode` comes from the
+//! URL (`open.rs` says what each value means). Unix sockets go without TLS, which PostgreSQL
+//! does not offer there.
+//!
+//! **Transactions.** Every trait method is one transaction, as with SQLite. Writes run at
+//! `SERIALIZABLE`, so a rule checked inside one (the last owner, the last vault admin, one
+//! first owner, the cap on pending proposals, the next proposal id) holds against every
+//! concurrent transaction, of this process or of another replica: where two would break it
+//! together, PostgreSQL fails one with a serialization failure (`40001`). That transaction, or
+//! one chosen as a deadlock victim (`40P01`), is rolled back whole and run again from
+//! `BEGIN`, up to [`WRITE_ATTEMPTS`] times: what is retried is the method's whole
+//! transaction, which reads everything it decides on inside itself and has no effect
+//! outside the database. A unique violation runs it once more too: PostgreSQL reports one
+//! where a concurrent transaction inserted the same key (two redemptions of one invite
+//! creating the same agent), and the second run then sees that transaction's work and
+//! answers as SQLite would (the invite is no longer pending); a key that was there all along
+//! collides again and is `Conflict`. Reads run at `REPEATABLE READ, READ ONLY`: one snapshot
+//! for methods that read more than one table, and no serialization failures.
+//!
+//! **Errors.** A unique violation becomes `Conflict` and a foreign-key violation `NotFound`,
+//! with the SQLite backend's messages (the entity files say which); a connection that cannot
+//! be made or is lost, a server shutting down or out of resources, and a write that still
+//! conflicted after the last attempt become `Unavailable`; anything else `Database`. Messages
+//! carry PostgreSQL's primary message only (`errors.rs`), and name the database by its URL
+//! without the password (`open::redact_url`).
+//!
+//! **Dialect.** The schema equals SQLite's at version 9 (`migrations/001_initial.sql`):
+//! BIGINT for integers and times, BYTEA for blobs, TEXT collated "C" so lists sort as in
+//! SQLite, a unique index on `lower(email)` for SQLite's `COLLATE NOCASE`, SQLite's CHECK
+//! constraints kept. The entity files under `postgres/` mirror those under `sqlite/`, one per
+//! table, with the same functions; their SQL differs in placeholders (`$1`), `GREATEST` for
+//! SQLite's two-argument `MAX`, and typed NULL parameters.
+
+mod agent_invites;
+mod agents;
+mod credentials;
+mod devices;
+mod errors;
+mod grants;
+mod invite_rules;
+mod invites;
+mod master_key;
+mod open;
+mod proposals;
+mod request_log;
+mod roles;
+mod services;
+mod settings;
+mod tokens;
+mod transparent_ca;
+mod users;
+mod vaults;
+
+pub use open::redact_url;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use postgres::types::{FromSql, ToSql};
+use postgres::{IsolationLevel, Row, Transaction};
+
+use self::errors::{Failure, TxResult, into_store_error, is_retryable};
+use self::open::Pool;
+use super::{
+    ActorId, ActorKind, Agent, AgentInvite, DeviceRecord, Grant, HostSeen, InstanceRole, Invite,
+    JournalSeq, LogEntry, LogQuery, MasterKeyRecord, Proposal, ProposalApplication, Result, Store,
+    StoreError, StoredCa, StoredCredential, TokenRecord, UnixTime, User, Vault, contracts, now,
+};
+
+/// The id the first migration gives the [`DEFAULT_VAULT`](super::DEFAULT_VAULT), as in SQLite.
+pub use super::sqlite::DEFAULT_VAULT_ID;
+
+/// How many times a write transaction runs before a serialization failure or a deadlock is
+/// given up as `Unavailable`.
+pub const WRITE_ATTEMPTS: u32 = 8;
+
+/// A query's parameters.
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+/// The PostgreSQL [`Store`].
+pub struct PostgresStore {
+    pool: Pool,
+    /// The database URL without its password, for messages.
+    shown: String,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("database", &self.shown)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a transaction may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Read,
+    Write,
+    /// A write of the request log: as `Write`, but its commit does not wait for the server's
+    /// disk (`synchronous_commit = off`), as the SQLite backend's log connection. A crash of
+    /// the database server may lose the last moments of the log; nothing else.
+    LogWrite,
+}
+
+impl PostgresStore {
+    fn read<T>(
+        &self,
+        operation: &str,
+        work: impl Fn(&mut Transaction<'_>) -> TxResult<T>,
+    ) -> Result<T> {
+        self.transaction(operation, Access::Read, work)
+    }
+
+    fn write<T>(
+        &self,
+        operation: &str,
+        work: impl Fn(&mut Transaction<'_>) -> TxResult<T>,
+    ) -> Result<T> {
+        self.transaction(operation, Access::Write, work)
+    }
+
+    fn log_write<T>(
+        &self,
+        operation: &str,
+        work: impl Fn(&mut Transaction<'_>) -> TxResult<T>,
+    ) -> Result<T> {
+        self.transaction(operation, Access::LogWrite, work)
+    }
+
+    /// Run `work` in one transaction, again from the start after a serialization failure or
+    /// a deadlock (see the module's documentation).
+    fn transaction<T>(
+        &self,
+        operation: &str,
+        access: Access,
+        work: impl Fn(&mut Transaction<'_>) -> TxResult<T>,
+    ) -> Result<T> {
+        let mut connection = self.pool.get().map_err(|error| {
+            StoreError::Unavailable(format!(
+                "cannot {operation}: no connection to the database {}: {error}",
+                self.shown
+            ))
+        })?;
+        let mut attempt = 1;
+        loop {
+            let outcome = (|| {
+                let mut tx = match access {
+                    Access::Read => connection
+                        .build_transaction()
+                        .isolation_level(IsolationLevel::RepeatableRead)
+                        .read_only(true)
+                        .start()?,
+                    Access::Write | Access::LogWrite => connection
+                        .build_transaction()
+                        .isolation_level(IsolationLevel::Serializable)
+                        .start()?,
+                };
+                if access == Access::LogWrite {
+                    tx.batch_execute("SET LOCAL synchronous_commit = off")?;
+                }
+                let value = work(&mut tx)?;
+                tx.commit()?;
+                Ok(value)
+            })();
+            match outcome {
+                Err(Failure::Sql(error)) if is_retryable(&error) && attempt < WRITE_ATTEMPTS => {
+                    // A short pause that grows, so that the transactions that collided do not
+                    // collide again in step.
+                    std::thread::sleep(Duration::from_millis(u64::from(attempt) * 2));
+                    attempt += 1;
+                }
+                // Once: a key a concurrent transaction inserted may change what this one
+                // decides; a key that was there all along collides again.
+                Err(Failure::Unique(_)) if attempt == 1 => attempt += 1,
+                outcome => return outcome.map_err(|failure| into_store_error(operation, failure)),
+            }
+        }
+    }
+}
+
+// Reading and writing rows, for every entity.
+
+/// Column `index` of `row`.
+fn column<'a, T: FromSql<'a>>(row: &'a Row, index: usize) -> TxResult<T> {
+    Ok(row.try_get(index)?)
+}
+
+/// A BIGINT column read into a narrower Rust integer (a key version, a status).
+fn narrow<T: TryFrom<i64>>(row: &Row, index: usize) -> TxResult<T> {
+    let wide: i64 = column(row, index)?;
+    T::try_from(wide)
+        .map_err(|_| Failure::Data(format!("column {index} holds an out-of-range integer")))
+}
+
+/// A BYTEA column of a fixed length (a nonce).
+fn fixed_bytes<const N: usize>(row: &Row, index: usize) -> TxResult<[u8; N]> {
+    let bytes: Vec<u8> = column(row, index)?;
+    <[u8; N]>::try_from(bytes)
+        .map_err(|_| Failure::Data(format!("column {index} does not hold {N} bytes")))
+}
+
+fn text_enum<T: FromStr<Err = String>>(row: &Row, index: usize) -> TxResult<T> {
+    let text: String = column(row, index)?;
+    text.parse()
+        .map_err(|message: String| Failure::Data(format!("column {index}: {message}")))
+}
+
+/// An optional actor stored as a (type, id) pair of columns.
+fn actor_at(row: &Row, kind: usize, id: usize) -> TxResult<Option<ActorId>> {
+    let Some(id_text) = column::<Option<String>>(row, id)? else {
+        return Ok(None);
+    };
+    let kind: ActorKind = text_enum(row, kind)?;
+    Ok(Some(ActorId { kind, id: id_text }))
+}
+
+fn actor_columns(actor: Option<&ActorId>) -> (Option<&'static str>, Option<&str>) {
+    (
+        actor.map(|actor| actor.kind.as_str()),
+        actor.map(|actor| actor.id.as_str()),
+    )
+}
+
+/// The one row `sql` returns, if any, through `map`.
+fn query_opt<T>(
+    tx: &mut Transaction<'_>,
+    sql: &str,
+    params: Params<'_>,
+    map: impl FnOnce(&Row) -> TxResult<T>,
+) -> TxResult<Option<T>> {
+    tx.query_opt(sql, params)?.as_ref().map(map).transpose()
+}
+
+fn query_all<T>(
+    tx: &mut Transaction<'_>,
+    sql: &str,
+    params: Params<'_>,
+    map: impl FnMut(&Row) -> TxResult<T>,
+) -> TxResult<Vec<T>> {
+    tx.query(sql, params)?.iter().map(map).collect()
+}
+
+/// Whether `sql` returns a row.
+fn exists(tx: &mut Transaction<'_>, sql: &str, params: Params<'_>) -> TxResult<bool> {
+    Ok(tx.query_opt(sql, params)?.is_some())
+}
+
+impl Store for PostgresStore {
+    fn master_key(&self) -> Result<Option<MasterKeyRecord>> {
+        self.read("read the master key", master_key::get)
+    }
+
+    fn init_master_key(&self, record: &MasterKeyRecord) -> Result<()> {
+        self.write("store the master key", |tx| master_key::init(tx, record))
+    }
+
+    fn replace_master_key(&self, record: &MasterKeyRecord) -> Result<()> {
+        self.write("replace the master key", |tx| {
+            master_key::replace(tx, record)
+        })
+    }
+
+    fn create_vault(&self, name: &str, admin: Option<&ActorId>) -> Result<Vault> {
+        let vault = Vault::new(name)?;
+        self.write("create the vault", |tx| vaults::insert(tx, &vault, admin))?;
+        Ok(vault)
+    }
+
+    fn vault(&self, name: &str) -> Result<Option<Vault>> {
+        self.read("read the vault", |tx| vaults::by_name(tx, name))
+    }
+
+    fn vault_by_id(&self, id: &str) -> Result<Option<Vault>> {
+        self.read("read the vault", |tx| vaults::by_id(tx, id))
+    }
+
+    fn vaults(&self) -> Result<Vec<Vault>> {
+        self.read("list the vaults", vaults::list)
+    }
+
+    fn rename_vault(&self, id: &str, name: &str) -> Result<()> {
+        self.write("rename the vault", |tx| vaults::rename(tx, id, name))
+    }
+
+    fn delete_vault(&self, id: &str) -> Result<()> {
+        self.write("delete the vault", |tx| vaults::delete(tx, id))
+    }
+
+    fn vault_setting(&self, vault_id: &str, key: &str) -> Result<Option<String>> {
+        self.read("read the vault setting", |tx| {
+            settings::vault_setting(tx, vault_id, key)
+        })
+    }
+
+    fn set_vault_setting(&self, vault_id: &str, key: &str, value: Option<&str>) -> Result<()> {
+        self.write("change the vault setting", |tx| {
+            settings::set_vault_setting(tx, vault_id, key, value)
+        })
+    }
+
+    fn instance_setting(&self, key: &str) -> Result<Option<String>> {
+        self.read("read the instance setting", |tx| {
+            settings::instance_setting(tx, key)
+        })
+    }
+
+    fn set_instance_setting(&self, key: &str, value: Option<&str>) -> Result<()> {
+        self.write("change the instance setting", |tx| {
+            settings::set_instance_setting(tx, key, value)
+        })
+    }
+
+    fn put_credentials(&self, vault_id: &str, credentials: &[StoredCredential]) -> Result<()> {
+        let updated_at = now();
+        self.write("store the credentials", |tx| {
+            credentials::write_credentials(tx, vault_id, credentials, updated_at)
+        })
+    }
+
+    fn credential(&self, vault_id: &str, key: &str) -> Result<Option<StoredCredential>> {
+        self.read("read the credential", |tx| {
+            credentials::get(tx, vault_id, key)
+        })
+    }
+
+    fn credential_keys(&self, vault_id: &str) -> Result<Vec<String>> {
+        self.read("list the credentials", |tx| credentials::keys(tx, vault_id))
+    }
+
+    fn delete_credentials(&self, vault_id: &str, keys: &[String]) -> Result<Vec<String>> {
+        self.write("delete the credentials", |tx| {
+            credentials::remove_credentials(tx, vault_id, keys)
+        })
+    }
+
+    fn services(&self, vault_id: &str) -> Result<Option<String>> {
+        self.read("read the services", |tx| {
+            services::read_services(tx, vault_id)
+        })
+    }
+
+    fn set_services(&self, vault_id: &str, json: &str) -> Result<()> {
+        self.write("store the services", |tx| {
+            services::write_services(tx, vault_id, json, now())
+        })
+    }
+
+    fn has_owner(&self) -> Result<bool> {
+        self.read("look for an owner", users::has_owner)
+    }
+
+    fn create_first_owner(&self, user: &User) -> Result<()> {
+        self.write("create the first owner", |tx| {
+            users::create_first_owner(tx, user)
+        })
+    }
+
+    fn user(&self, id: &str) -> Result<Option<User>> {
+        self.read("read the user", |tx| users::get(tx, id))
+    }
+
+    fn user_by_email(&self, email: &str) -> Result<Option<User>> {
+        self.read("read the user", |tx| users::by_email(tx, email))
+    }
+
+    fn users(&self) -> Result<Vec<User>> {
+        self.read("list the users", users::list)
+    }
+
+    fn set_user_role(&self, id: &str, role: InstanceRole) -> Result<()> {
+        self.write("change the user's role", |tx| users::set_role(tx, id, role))
+    }
+
+    fn set_user_password(&self, id: &str, password_hash: &str) -> Result<()> {
+        self.write("change the user's password", |tx| {
+            users::set_password(tx, id, password_hash)
+        })
+    }
+
+    fn delete_user(&self, id: &str) -> Result<()> {
+        self.write("delete the user", |tx| users::delete(tx, id))
+    }
+
+    fn create_invite(&self, invite: &Invite) -> Result<()> {
+        self.write("create the invite", |tx| invites::create(tx, invite))
+    }
+
+    fn invite(&self, hash: &str) -> Result<Option<Invite>> {
+        self.read("read the invite", |tx| invites::get(tx, hash))
+    }
+
+    fn invites(&self) -> Result<Vec<Invite>> {
+        self.read("list the invites", invites::list)
+    }
+
+    fn accept_invite(&self, hash: &str, user: &User) -> Result<()> {
+        let at = now();
+        self.write("accept the invite", |tx| {
+            invites::accept(tx, hash, user, at)
+        })
+    }
+
+    fn revoke_invite(&self, hash: &str) -> Result<()> {
+        self.write("revoke the invite", |tx| invites::revoke(tx, hash))
+    }
+
+    fn create_agent_invite(&self, invite: &AgentInvite) -> Result<()> {
+        self.write("create the agent invite", |tx| {
+            agent_invites::create(tx, invite)
+        })
+    }
+
+    fn agent_invite(&self, hash: &str) -> Result<Option<AgentInvite>> {
+        self.read("read the agent invite", |tx| agent_invites::get(tx, hash))
+    }
+
+    fn agent_invites(&self) -> Result<Vec<AgentInvite>> {
+        self.read("list the agent invites", agent_invites::list)
+    }
+
+    fn redeem_agent_invite(
+        &self,
+        hash: &str,
+        agent_id: &str,
+        token: &TokenRecord,
+        at: UnixTime,
+    ) -> Result<Agent> {
+        self.write("redeem the agent invite", |tx| {
+            agent_invites::redeem(tx, hash, agent_id, token, at)
+        })
+    }
+
+    fn revoke_agent_invite(&self, hash: &str) -> Result<()> {
+        self.write("revoke the agent invite", |tx| {
+            agent_invites::revoke(tx, hash)
+        })
+    }
+
+    fn create_proposal(&self, proposal: &Proposal, max_pending: usize) -> Result<i64> {
+        self.write("create the proposal", |tx| {
+            proposals::create(tx, proposal, max_pending)
+        })
+    }
+
+    fn proposal(&self, vault_id: &str, id: i64) -> Result<Option<Proposal>> {
+        self.read("read the proposal", |tx| proposals::get(tx, vault_id, id))
+    }
+
+    fn proposal_by_approval(&self, approval_hash: &str) -> Result<Option<Proposal>> {
+        self.read("read the proposal", |tx| {
+            proposals::by_approval(tx, approval_hash)
+        })
+    }
+
+    fn proposals(&self, vault_id: &str) -> Result<Vec<Proposal>> {
+        self.read("list the proposals", |tx| proposals::list(tx, vault_id))
+    }
+
+    fn apply_proposal(
+        &self,
+        vault_id: &str,
+        id: i64,
+        application: &ProposalApplication,
+        reviewer: &ActorId,
+        at: UnixTime,
+    ) -> Result<()> {
+        self.write("apply the proposal", |tx| {
+            proposals::apply(tx, vault_id, id, application, reviewer, at)
+        })
+    }
+
+    fn reject_proposal(
+        &self,
+        vault_id: &str,
+        id: i64,
+        reviewer: &ActorId,
+        reason: Option<&str>,
+        at: UnixTime,
+    ) -> Result<()> {
+        self.write("reject the proposal", |tx| {
+            proposals::reject(tx, vault_id, id, reviewer, reason, at)
+        })
+    }
+
+    fn create_agent(&self, agent: &Agent, grants: &[Grant], token: &TokenRecord) -> Result<()> {
+        contracts::check_new_agent(agent, grants, token)?;
+        self.write("create the agent", |tx| {
+            agents::create(tx, agent, grants, token)
+        })
+    }
+
+    fn agent(&self, id: &str) -> Result<Option<Agent>> {
+        self.read("read the agent", |tx| agents::get(tx, id))
+    }
+
+    fn agent_by_name(&self, name: &str) -> Result<Option<Agent>> {
+        self.read("read the agent", |tx| agents::by_name(tx, name))
+    }
+
+    fn agents(&self) -> Result<Vec<Agent>> {
+        self.read("list the agents", agents::list)
+    }
+
+    fn revoke_agent(&self, id: &str, at: UnixTime) -> Result<()> {
+        self.write("revoke the agent", |tx| agents::revoke(tx, id, at))
+    }
+
+    fn delete_agent(&self, id: &str) -> Result<()> {
+        self.write("delete the agent", |tx| agents::delete(tx, id))
+    }
+
+    fn rename_agent(&self, id: &str, name: &str, at: UnixTime) -> Result<()> {
+        self.write("rename the agent", |tx| agents::rename(tx, id, name, at))
+    }
+
+    fn set_agent_role(&self, id: &str, role: InstanceRole) -> Result<()> {
+        self.write("change the agent's role", |tx| {
+            agents::set_role(tx, id, role)
+        })
+    }
+
+    fn rotate_agent_token(&self, id: &str, token: &TokenRecord) -> Result<()> {
+        contracts::check_rotated_token(id, token)?;
+        self.write("rotate the agent's token", |tx| {
+            agents::rotate_token(tx, id, token)
+        })
+    }
+
+    fn grants_of(&self, actor: &ActorId) -> Result<Vec<Grant>> {
+        self.read("list the grants", |tx| grants::of_actor(tx, actor))
+    }
+
+    fn vault_grants(&self, vault_id: &str) -> Result<Vec<Grant>> {
+        self.read("list the grants", |tx| grants::of_vault(tx, vault_id))
+    }
+
+    fn set_grant(&self, grant: &Grant) -> Result<()> {
+        self.write("change the grant", |tx| grants::set(tx, grant))
+    }
+
+    fn remove_grant(&self, actor: &ActorId, vault_id: &str) -> Result<()> {
+        self.write("remove the grant", |tx| grants::remove(tx, actor, vault_id))
+    }
+
+    fn insert_token(&self, token: &TokenRecord) -> Result<()> {
+        self.write("store the token", |tx| tokens::insert_token_row(tx, token))
+    }
+
+    fn token(&self, hash: &str) -> Result<Option<TokenRecord>> {
+        self.read("read the token", |tx| tokens::get(tx, hash))
+    }
+
+    fn touch_token(&self, hash: &str, at: UnixTime) -> Result<()> {
+        self.write("record the token's use", |tx| tokens::touch(tx, hash, at))
+    }
+
+    fn delete_token(&self, hash: &str) -> Result<()> {
+        self.write("delete the token", |tx| tokens::delete(tx, hash))
+    }
+
+    fn user_sessions(&self, user_id: &str) -> Result<Vec<TokenRecord>> {
+        self.read("list the user's sessions", |tx| {
+            tokens::user_sessions(tx, user_id)
+        })
+    }
+
+    fn scoped_tokens(&self, vault_id: &str, now: UnixTime) -> Result<Vec<TokenRecord>> {
+        self.read("list the vault's sessions", |tx| {
+            tokens::scoped(tx, vault_id, now)
+        })
+    }
+
+    fn delete_scoped_token(&self, vault_id: &str, public_id: &str) -> Result<bool> {
+        self.write("delete the session", |tx| {
+            tokens::delete_scoped(tx, vault_id, public_id)
+        })
+    }
+
+    fn delete_expired_tokens(&self, now: UnixTime) -> Result<usize> {
+        self.write("delete expired tokens", |tx| {
+            tokens::delete_expired(tx, now)
+        })
+    }
+
+    fn insert_device(&self, device: &DeviceRecord, max_per_user: usize) -> Result<()> {
+        self.write("store the device token", |tx| {
+            devices::insert(tx, device, max_per_user)
+        })
+    }
+
+    fn device(&self, hash: &str) -> Result<Option<DeviceRecord>> {
+        self.read("read the device token", |tx| devices::get(tx, hash))
+    }
+
+    fn touch_device(&self, hash: &str, at: UnixTime) -> Result<()> {
+        self.write("record the device token's use", |tx| {
+            devices::touch(tx, hash, at)
+        })
+    }
+
+    fn user_devices(&self, user_id: &str) -> Result<Vec<DeviceRecord>> {
+        self.read("list the user's device tokens", |tx| {
+            devices::of_user(tx, user_id)
+        })
+    }
+
+    fn delete_device(&self, user_id: &str, public_id: &str) -> Result<bool> {
+        self.write("delete the device token", |tx| {
+            devices::delete(tx, user_id, public_id)
+        })
+    }
+
+    fn transparent_ca(&self) -> Result<Option<StoredCa>> {
+        self.read("read the local CA", transparent_ca::get)
+    }
+
+    fn init_transparent_ca(&self, ca: &StoredCa) -> Result<()> {
+        self.write("store the local CA", |tx| transparent_ca::init(tx, ca))
+    }
+
+    fn insert_logs(&self, entries: &[LogEntry]) -> Result<()> {
+        self.log_write("write the request log", |tx| {
+            request_log::insert(tx, entries, None)
+        })
+    }
+
+    fn insert_journaled_logs(&self, entries: &[LogEntry], through: JournalSeq) -> Result<()> {
+        self.log_write("write the request log", |tx| {
+            request_log::insert(tx, entries, Some(through))
+        })
+    }
+
+    fn journaled_through(&self) -> Result<JournalSeq> {
+        self.read(
+            "read the request log's journal mark",
+            request_log::journaled_through,
+        )
+    }
+
+    fn logs(&self, vault_id: &str, query: &LogQuery) -> Result<Vec<LogEntry>> {
+        self.read("read the request log", |tx| {
+            request_log::logs(tx, vault_id, query)
+        })
+    }
+
+    fn unmatched_hosts(&self, vault_id: &str) -> Result<Vec<HostSeen>> {
+        self.read("read the request log", |tx| {
+            request_log::unmatched_hosts(tx, vault_id)
+        })
+    }
+
+    fn prune_logs(&self, older_than: UnixTime, max_rows_per_vault: u32) -> Result<usize> {
+        self.log_write("prune the request log", |tx| {
+            request_log::prune(tx, older_than, max_rows_per_vault)
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,173 @@
+//! Agents in PostgreSQL: the `agents` table. The trait methods of [`super::PostgresStore`]
+//! call these inside their transaction.
+//!
+//! As in SQLite (`sqlite/agents.rs`): an agent is created with its grants and its first token
+//! in one transaction, under a name no other agent or pending agent invite holds; revoking,
+//! deleting or demoting the last owner is refused ([`super::roles`]); revoking, deleting and
+//! rotating end its tokens and the scoped sessions it minted with them.
+
+use postgres::{Row, Transaction};
+
+use super::errors::{Constraint, TxResult};
+use super::grants::insert_grant;
+use super::roles::{keep_an_owner, keep_vault_admins};
+use super::tokens::{delete_agent_tokens, insert_token_row};
+use super::{actor_at, actor_columns, column, invite_rules, query_all, query_opt, text_enum};
+use crate::store::{
+    ActorId, Agent, AgentStatus, Grant, InstanceRole, StoreError, TokenRecord, UnixTime,
+};
+
+const AGENT_COLUMNS: &str =
+    "id, name, role, status, created_by_type, created_by_id, created_at, revoked_at";
+
+fn agent_row(row: &Row) -> TxResult<Agent> {
+    Ok(Agent {
+        id: column(row, 0)?,
+        name: column(row, 1)?,
+        role: text_enum(row, 2)?,
+        status: text_enum(row, 3)?,
+        created_by: actor_at(row, 4, 5)?,
+        created_at: column(row, 6)?,
+        revoked_at: column(row, 7)?,
+    })
+}
+
+fn find_agent(tx: &mut Transaction<'_>, id: &str) -> TxResult<Agent> {
+    get(tx, id)?.ok_or_else(|| StoreError::NotFound("agent".into()).into())
+}
+
+pub(super) fn insert_agent(tx: &mut Transaction<'_>, agent: &Agent) -> TxResult<()> {
+    let (created_by_type, created_by_id) = actor_columns(agent.created_by.as_ref());
+    tx.execute(
+        "INSERT INTO agents (id, name, role, status, created_by_type, created_by_id,
+                             created_at, revoked_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        &[
+            &agent.id,
+            &agent.name,
+            &agent.role.as_str(),
+            &agent.status.as_str(),
+            &created_by_type,
+            &created_by_id,
+            &agent.created_at,
+            &agent.revoked_at,
+        ],
+    )
+    .on_unique(&format!("agent {}", agent.name))?;
+    Ok(())
+}
+
+pub(super) fn create(
+    tx: &mut Transaction<'_>,
+    agent: &Agent,
+    grants: &[Grant],
+    token: &TokenRecord,
+) -> TxResult<()> {
+    let actor = ActorId::agent(&agent.id);
+    invite_rules::check_name_free(tx, &agent.name, agent.created_at)?;
+    insert_agent(tx, agent)?;
+    for grant in grants {
+        insert_grant(tx, &actor, &grant.vault_id, grant.role)?;
+    }
+    insert_token_row(tx, token)
+}
+
+pub(super) fn get(tx: &mut Transaction<'_>, id: &str) -> TxResult<Option<Agent>> {
+    query_opt(
+        tx,
+        &format!("SELECT {AGENT_COLUMNS} FROM agents WHERE id = $1"),
+        &[&id],
+        agent_row,
+    )
+}
+
+pub(super) fn by_name(tx: &mut Transaction<'_>, name: &str) -> TxResult<Option<Agent>> {
+    query_opt(
+        tx,
+        &format!("SELECT {AGENT_COLUMNS} FROM agents WHERE name = $1"),
+        &[&name],
+        agent_row,
+    )
+}
+
+pub(super) fn list(tx: &mut Transaction<'_>) -> TxResult<Vec<Agent>> {
+    query_all(
+        tx,
+        &format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY name"),
+        &[],
+        agent_row,
+    )
+}
+
+pub(super) fn revoke(tx: &mut Transaction<'_>, id: &str, at: UnixTime) -> TxResult<()> {
+    let agent = find_agent(tx, id)?;
+    keep_an_owner(
+        tx,
+        agent.role == InstanceRole::Owner && agent.status == AgentStatus::Active,
+    )?;
+    // Revoking twice keeps the time of the first revocation.
+    tx.execute(
+        "UPDATE agents SET status = 'revoked', revoked_at = COALESCE(revoked_at, $1)
+         WHERE id = $2",
+        &[&at, &id],
+    )?;
+    invite_rules::revoke_created_by(tx, &ActorId::agent(id))?;
+    delete_agent_tokens(tx, id)
+}
+
+pub(super) fn delete(tx: &mut Transaction<'_>, id: &str) -> TxResult<()> {
+    let agent = find_agent(tx, id)?;
+    keep_an_owner(
+        tx,
+        agent.role == InstanceRole::Owner && agent.status == AgentStatus::Active,
+    )?;
+    keep_vault_admins(tx, &ActorId::agent(id))?;
+    invite_rules::revoke_created_by(tx, &ActorId::agent(id))?;
+    delete_agent_tokens(tx, id)?;
+    tx.execute(
+        "DELETE FROM vault_grants WHERE actor_type = 'agent' AND actor_id = $1",
+        &[&id],
+    )?;
+    tx.execute("DELETE FROM agents WHERE id = $1", &[&id])?;
+    Ok(())
+}
+
+pub(super) fn rename(tx: &mut Transaction<'_>, id: &str, name: &str, at: UnixTime) -> TxResult<()> {
+    find_agent(tx, id)?;
+    invite_rules::check_name_free(tx, name, at)?;
+    tx.execute("UPDATE agents SET name = $2 WHERE id = $1", &[&id, &name])
+        .on_unique(&format!("agent {name}"))?;
+    Ok(())
+}
+
+pub(super) fn set_role(tx: &mut Transaction<'_>, id: &str, role: InstanceRole) -> TxResult<()> {
+    let agent = find_agent(tx, id)?;
+    keep_an_owner(
+        tx,
+        agent.role == InstanceRole::Owner
+            && agent.status == AgentStatus::Active
+            && role != InstanceRole::Owner,
+    )?;
+    tx.execute(
+        "UPDATE agents SET role = $1 WHERE id = $2",
+        &[&role.as_str(), &id],
+    )?;
+    Ok(())
+}
+
+pub(super) fn rotate_token(
+    tx: &mut Transaction<'_>,
+    id: &str,
+    token: &TokenRecord,
+) -> TxResult<()> {
+    find_agent(tx, id)?;
+    // The scoped sessions minted with the old token go too: a rotation is how a
+    // leaked token is retired, and whoever held it may have minted sessions.
+    delete_agent_tokens(tx, id)?;
+    insert_token_row(tx, token)?;
+    tx.execute(
+        "UPDATE agents SET status = 'active', revoked_at = NULL WHERE id = $1",
+        &[&id],
+    )?;
+    Ok(())
+}

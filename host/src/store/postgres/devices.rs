@@ -1,0 +1,114 @@
+//! Device tokens in PostgreSQL: the `device_tokens` table. The trait methods of
+//! [`super::PostgresStore`] call these inside their transaction.
+//!
+//! As in SQLite (`sqlite/devices.rs`): a user keeps at most a fixed number of device tokens,
+//! storing one more drops the least recently used of theirs in the same transaction.
+
+use postgres::{Row, Transaction};
+
+use super::errors::{Constraint, TxResult, misuse};
+use super::{column, query_all, query_opt};
+use crate::store::{DeviceRecord, StoreError, UnixTime};
+
+const COLUMNS: &str = "hash, public_id, user_id, idle_seconds, created_at, last_used_at";
+
+fn device_row(row: &Row) -> TxResult<DeviceRecord> {
+    Ok(DeviceRecord {
+        hash: column(row, 0)?,
+        public_id: column(row, 1)?,
+        user_id: column(row, 2)?,
+        idle_seconds: column(row, 3)?,
+        created_at: column(row, 4)?,
+        last_used_at: column(row, 5)?,
+    })
+}
+
+pub(super) fn insert(
+    tx: &mut Transaction<'_>,
+    device: &DeviceRecord,
+    max_per_user: usize,
+) -> TxResult<()> {
+    let Some(others_kept) = max_per_user.checked_sub(1) else {
+        return Err(misuse("a user must be allowed at least one device token"));
+    };
+    tx.execute(
+        &format!("INSERT INTO device_tokens ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"),
+        &[
+            &device.hash,
+            &device.public_id,
+            &device.user_id,
+            &device.idle_seconds,
+            &device.created_at,
+            &device.last_used_at,
+        ],
+    )
+    .on_unique("device token")
+    .on_missing("user")?;
+    tx.execute(
+        "DELETE FROM device_tokens
+         WHERE user_id = $1 AND hash <> $2 AND hash NOT IN (
+             SELECT hash FROM device_tokens WHERE user_id = $1 AND hash <> $2
+             ORDER BY last_used_at DESC, created_at DESC, hash LIMIT $3)",
+        &[
+            &device.user_id,
+            &device.hash,
+            &i64::try_from(others_kept).unwrap_or(i64::MAX),
+        ],
+    )?;
+    Ok(())
+}
+
+pub(super) fn get(tx: &mut Transaction<'_>, hash: &str) -> TxResult<Option<DeviceRecord>> {
+    query_opt(
+        tx,
+        &format!("SELECT {COLUMNS} FROM device_tokens WHERE hash = $1"),
+        &[&hash],
+        device_row,
+    )
+}
+
+pub(super) fn touch(tx: &mut Transaction<'_>, hash: &str, at: UnixTime) -> TxResult<()> {
+    // GREATEST: two sign-ins finishing out of order must not move the time backwards.
+    let changed = tx.execute(
+        "UPDATE device_tokens SET last_used_at = GREATEST(last_used_at, $1) WHERE hash = $2",
+        &[&at, &hash],
+    )?;
+    if changed == 0 {
+        return Err(StoreError::NotFound("device token".into()).into());
+    }
+    Ok(())
+}
+
+pub(super) fn of_user(tx: &mut Transaction<'_>, user_id: &str) -> TxResult<Vec<DeviceRecord>> {
+    query_all(
+        tx,
+        &format!(
+            "SELECT {COLUMNS} FROM device_tokens WHERE user_id = $1
+             ORDER BY created_at, public_id"
+        ),
+        &[&user_id],
+        device_row,
+    )
+}
+
+pub(super) fn delete(tx: &mut Transaction<'_>, user_id: &str, public_id: &str) -> TxResult<bool> {
+    Ok(tx.execute(
+        "DELETE FROM device_tokens WHERE user_id = $1 AND public_id = $2",
+        &[&user_id, &public_id],
+    )? > 0)
+}
+
+pub(super) fn delete_of_user(tx: &mut Transaction<'_>, user_id: &str) -> TxResult<()> {
+    tx.execute("DELETE FROM device_tokens WHERE user_id = $1", &[&user_id])?;
+    Ok(())
+}
+
+/// Delete the device tokens unused for their idle time at `now`; how many.
+pub(super) fn delete_expired(tx: &mut Transaction<'_>, now: UnixTime) -> TxResult<usize> {
+    // Live while `now < last_used_at + idle_seconds` (`DeviceRecord::is_live`).
+    let deleted = tx.execute(
+        "DELETE FROM device_tokens WHERE last_used_at + idle_seconds <= $1",
+        &[&now],
+    )?;
+    Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
+}

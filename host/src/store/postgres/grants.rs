@@ -1,0 +1,115 @@
+//! Vault grants in PostgreSQL: the `vault_grants` table, which actor (a user or an agent)
+//! holds which role on which vault. The trait methods of [`super::PostgresStore`] call these
+//! inside their transaction; [`insert_grant`] is also how a new vault, user or agent gets its
+//! grants.
+//!
+//! Lowering or removing a vault's last admin grant is refused ([`super::roles`]).
+
+use postgres::{Row, Transaction};
+
+use super::errors::{Constraint, TxResult};
+use super::roles::admin_count;
+use super::{column, exists, query_all, query_opt, text_enum};
+use crate::store::{ActorId, ActorKind, Grant, StoreError, VaultRole};
+
+const GRANT_COLUMNS: &str = "actor_type, actor_id, vault_id, role";
+
+fn grant_row(row: &Row) -> TxResult<Grant> {
+    Ok(Grant {
+        actor: ActorId {
+            kind: text_enum(row, 0)?,
+            id: column(row, 1)?,
+        },
+        vault_id: column(row, 2)?,
+        role: text_enum(row, 3)?,
+    })
+}
+
+pub(super) fn require_actor(tx: &mut Transaction<'_>, actor: &ActorId) -> TxResult<()> {
+    let sql = match actor.kind {
+        ActorKind::User => "SELECT 1 FROM users WHERE id = $1",
+        ActorKind::Agent => "SELECT 1 FROM agents WHERE id = $1",
+    };
+    if exists(tx, sql, &[&actor.id])? {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound(actor.kind.as_str().into()).into())
+    }
+}
+
+pub(super) fn insert_grant(
+    tx: &mut Transaction<'_>,
+    actor: &ActorId,
+    vault_id: &str,
+    role: VaultRole,
+) -> TxResult<()> {
+    tx.execute(
+        "INSERT INTO vault_grants (actor_type, actor_id, vault_id, role) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (actor_type, actor_id, vault_id) DO UPDATE SET role = excluded.role",
+        &[&actor.kind.as_str(), &actor.id, &vault_id, &role.as_str()],
+    )
+    .on_missing("vault")?;
+    Ok(())
+}
+
+pub(super) fn of_actor(tx: &mut Transaction<'_>, actor: &ActorId) -> TxResult<Vec<Grant>> {
+    query_all(
+        tx,
+        &format!(
+            "SELECT {GRANT_COLUMNS} FROM vault_grants
+             WHERE actor_type = $1 AND actor_id = $2 ORDER BY vault_id"
+        ),
+        &[&actor.kind.as_str(), &actor.id],
+        grant_row,
+    )
+}
+
+pub(super) fn of_vault(tx: &mut Transaction<'_>, vault_id: &str) -> TxResult<Vec<Grant>> {
+    query_all(
+        tx,
+        &format!(
+            "SELECT {GRANT_COLUMNS} FROM vault_grants
+             WHERE vault_id = $1 ORDER BY actor_type, actor_id"
+        ),
+        &[&vault_id],
+        grant_row,
+    )
+}
+
+fn current_role(
+    tx: &mut Transaction<'_>,
+    actor: &ActorId,
+    vault_id: &str,
+) -> TxResult<Option<VaultRole>> {
+    query_opt(
+        tx,
+        "SELECT role FROM vault_grants
+         WHERE actor_type = $1 AND actor_id = $2 AND vault_id = $3",
+        &[&actor.kind.as_str(), &actor.id, &vault_id],
+        |row| text_enum(row, 0),
+    )
+}
+
+pub(super) fn set(tx: &mut Transaction<'_>, grant: &Grant) -> TxResult<()> {
+    require_actor(tx, &grant.actor)?;
+    let current = current_role(tx, &grant.actor, &grant.vault_id)?;
+    if current == Some(VaultRole::Admin)
+        && grant.role != VaultRole::Admin
+        && admin_count(tx, &grant.vault_id)? <= 1
+    {
+        return Err(StoreError::LastAdmin.into());
+    }
+    insert_grant(tx, &grant.actor, &grant.vault_id, grant.role)
+}
+
+pub(super) fn remove(tx: &mut Transaction<'_>, actor: &ActorId, vault_id: &str) -> TxResult<()> {
+    let current = current_role(tx, actor, vault_id)?.ok_or(StoreError::NotFound("grant".into()))?;
+    if current == VaultRole::Admin && admin_count(tx, vault_id)? <= 1 {
+        return Err(StoreError::LastAdmin.into());
+    }
+    tx.execute(
+        "DELETE FROM vault_grants WHERE actor_type = $1 AND actor_id = $2 AND vault_id = $3",
+        &[&actor.kind.as_str(), &actor.id, &vault_id],
+    )?;
+    Ok(())
+}

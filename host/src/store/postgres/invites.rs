@@ -1,0 +1,136 @@
+//! User invites in PostgreSQL: `user_invites` and the vaults each will grant,
+//! `user_invite_vaults`. The trait methods of [`super::PostgresStore`] call these inside their
+//! transaction.
+//!
+//! Accepting re-checks inside the transaction that the invite is pending and unexpired, then
+//! creates the user, their grants and the new status together, so an invite is accepted at
+//! most once.
+
+use postgres::{Row, Transaction};
+
+use super::errors::{Constraint, TxResult};
+use super::grants::insert_grant;
+use super::users::insert_user;
+use super::{actor_at, actor_columns, column, query_all, query_opt, text_enum};
+use crate::store::{ActorId, Invite, InviteStatus, StoreError, UnixTime, User, VaultRole};
+
+const INVITE_COLUMNS: &str =
+    "hash, email, role, created_by_type, created_by_id, status, created_at, expires_at";
+
+fn invite_row(row: &Row) -> TxResult<Invite> {
+    Ok(Invite {
+        hash: column(row, 0)?,
+        email: column(row, 1)?,
+        role: text_enum(row, 2)?,
+        vaults: Vec::new(),
+        created_by: actor_at(row, 3, 4)?,
+        status: text_enum(row, 5)?,
+        created_at: column(row, 6)?,
+        expires_at: column(row, 7)?,
+    })
+}
+
+fn invite_vaults(tx: &mut Transaction<'_>, hash: &str) -> TxResult<Vec<(String, VaultRole)>> {
+    query_all(
+        tx,
+        "SELECT vault_id, role FROM user_invite_vaults WHERE invite_hash = $1 ORDER BY vault_id",
+        &[&hash],
+        |row| Ok((column(row, 0)?, text_enum(row, 1)?)),
+    )
+}
+
+pub(super) fn create(tx: &mut Transaction<'_>, invite: &Invite) -> TxResult<()> {
+    let (created_by_type, created_by_id) = actor_columns(invite.created_by.as_ref());
+    tx.execute(
+        "INSERT INTO user_invites (hash, email, role, created_by_type, created_by_id,
+                                   status, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        &[
+            &invite.hash,
+            &invite.email,
+            &invite.role.as_str(),
+            &created_by_type,
+            &created_by_id,
+            &invite.status.as_str(),
+            &invite.created_at,
+            &invite.expires_at,
+        ],
+    )
+    .on_unique("invite")?;
+    for (vault_id, role) in &invite.vaults {
+        tx.execute(
+            "INSERT INTO user_invite_vaults (invite_hash, vault_id, role)
+             VALUES ($1, $2, $3)",
+            &[&invite.hash, vault_id, &role.as_str()],
+        )
+        .on_unique("a grant of this vault in the invite")
+        .on_missing("vault")?;
+    }
+    Ok(())
+}
+
+pub(super) fn get(tx: &mut Transaction<'_>, hash: &str) -> TxResult<Option<Invite>> {
+    let invite = query_opt(
+        tx,
+        &format!("SELECT {INVITE_COLUMNS} FROM user_invites WHERE hash = $1"),
+        &[&hash],
+        invite_row,
+    )?;
+    let Some(mut invite) = invite else {
+        return Ok(None);
+    };
+    invite.vaults = invite_vaults(tx, hash)?;
+    Ok(Some(invite))
+}
+
+pub(super) fn list(tx: &mut Transaction<'_>) -> TxResult<Vec<Invite>> {
+    let mut invites = query_all(
+        tx,
+        &format!("SELECT {INVITE_COLUMNS} FROM user_invites ORDER BY created_at, hash"),
+        &[],
+        invite_row,
+    )?;
+    for invite in &mut invites {
+        invite.vaults = invite_vaults(tx, &invite.hash)?;
+    }
+    Ok(invites)
+}
+
+pub(super) fn accept(
+    tx: &mut Transaction<'_>,
+    hash: &str,
+    user: &User,
+    at: UnixTime,
+) -> TxResult<()> {
+    let pending = query_opt(
+        tx,
+        "SELECT status = 'pending' AND expires_at > $2 FROM user_invites WHERE hash = $1",
+        &[&hash, &at],
+        |row| column::<bool>(row, 0),
+    )?
+    .unwrap_or(false);
+    if !pending {
+        return Err(StoreError::NotFound("invite".into()).into());
+    }
+    insert_user(tx, user, user.role)?;
+    let actor = ActorId::user(&user.id);
+    for (vault_id, role) in invite_vaults(tx, hash)? {
+        insert_grant(tx, &actor, &vault_id, role)?;
+    }
+    tx.execute(
+        "UPDATE user_invites SET status = $1 WHERE hash = $2",
+        &[&InviteStatus::Accepted.as_str(), &hash],
+    )?;
+    Ok(())
+}
+
+pub(super) fn revoke(tx: &mut Transaction<'_>, hash: &str) -> TxResult<()> {
+    if tx.execute(
+        "UPDATE user_invites SET status = 'revoked' WHERE hash = $1 AND status = 'pending'",
+        &[&hash],
+    )? == 0
+    {
+        return Err(StoreError::NotFound("invite".into()).into());
+    }
+    Ok(())
+}

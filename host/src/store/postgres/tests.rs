@@ -1,0 +1,332 @@
+//! Tests of what is PostgreSQL's own in the store (postgres.rs, `postgres/open.rs`): opening
+//! and migrating, concurrent writers, errors, and reading the URL. Each test has a database of
+//! its own in the throwaway cluster of `tests/cluster.rs`.
+
+mod cluster;
+
+use std::net::TcpListener;
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use postgres::{Client, NoTls};
+
+use super::open::{ConnectionSettings, MIGRATIONS, migrate};
+use super::*;
+use crate::store::VaultRole;
+
+pub(crate) use cluster::cluster;
+
+const T0: UnixTime = 1_700_000_000;
+
+fn user(id: &str, role: InstanceRole) -> User {
+    User {
+        id: id.into(),
+        email: format!("{id}@example.com"),
+        role,
+        password_hash: "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2g".into(),
+        created_at: T0,
+    }
+}
+
+/// A store on a new database whose owners are alice (the first) and bob.
+fn store_with_two_owners() -> (String, PostgresStore) {
+    let url = cluster().new_database();
+    let store = PostgresStore::open(&url).unwrap();
+    store
+        .create_first_owner(&user("alice", InstanceRole::Owner))
+        .unwrap();
+    let bob = user("bob", InstanceRole::Owner);
+    store
+        .create_invite(&Invite {
+            hash: "invite-bob".into(),
+            email: bob.email.clone(),
+            role: InstanceRole::Owner,
+            vaults: vec![(DEFAULT_VAULT_ID.into(), VaultRole::Member)],
+            created_by: Some(ActorId::user("alice")),
+            status: crate::store::InviteStatus::Pending,
+            created_at: now(),
+            expires_at: now() + 3600,
+        })
+        .unwrap();
+    store.accept_invite("invite-bob", &bob).unwrap();
+    (url, store)
+}
+
+fn owners(store: &PostgresStore) -> Vec<String> {
+    store
+        .users()
+        .unwrap()
+        .into_iter()
+        .filter(|user| user.role == InstanceRole::Owner)
+        .map(|user| user.id)
+        .collect()
+}
+
+fn client(url: &str) -> Client {
+    Client::connect(url, NoTls).unwrap()
+}
+
+#[test]
+fn two_stores_opening_an_empty_database_together_migrate_it_once() {
+    let url = cluster().new_database();
+    let start = Arc::new(Barrier::new(2));
+    let migrations: Vec<_> = (0..2)
+        .map(|_| {
+            let (url, start) = (url.clone(), start.clone());
+            std::thread::spawn(move || {
+                let mut client = client(&url);
+                start.wait();
+                migrate(&mut client).unwrap()
+            })
+        })
+        .collect();
+    let mut applied: Vec<usize> = migrations
+        .into_iter()
+        .map(|thread| thread.join().unwrap())
+        .collect();
+    applied.sort();
+    assert_eq!(
+        applied,
+        [0, MIGRATIONS.len()],
+        "one applies, the other finds it done"
+    );
+
+    let versions: Vec<i64> = client(&url)
+        .query(
+            "SELECT version FROM schema_migrations ORDER BY version",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(versions, (1..=MIGRATIONS.len() as i64).collect::<Vec<_>>());
+    let store = PostgresStore::open(&url).unwrap();
+    assert_eq!(
+        store.vaults().unwrap().len(),
+        1,
+        "the default vault is seeded once"
+    );
+}
+
+#[test]
+fn reopening_applies_no_migration_twice() {
+    let url = cluster().new_database();
+    PostgresStore::open(&url)
+        .unwrap()
+        .create_vault("payments", None)
+        .unwrap();
+    let store = PostgresStore::open(&url).unwrap();
+    assert!(store.vault("payments").unwrap().is_some());
+    assert_eq!(migrate(&mut client(&url)).unwrap(), 0);
+}
+
+#[test]
+fn a_database_from_a_newer_agent_vault_is_refused() {
+    let url = cluster().new_database();
+    drop(PostgresStore::open(&url).unwrap());
+    let newer = MIGRATIONS.len() as i64 + 1;
+    client(&url)
+        .execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, 'future', 0)",
+            &[&newer],
+        )
+        .unwrap();
+
+    assert_eq!(
+        PostgresStore::open(&url).unwrap_err(),
+        StoreError::Database(format!(
+            "the database was written by a newer agent-vault (schema version {newer}, \
+             this agent-vault knows up to {}): upgrade agent-vault to open it",
+            MIGRATIONS.len()
+        ))
+    );
+}
+
+/// A write that loses a serialization conflict runs again, and the second run sees what the
+/// winner wrote: here the last owner rule, which the first run could not see broken.
+#[test]
+fn a_write_that_loses_a_serialization_conflict_runs_again() {
+    let (url, store) = store_with_two_owners();
+    let store = Arc::new(store);
+
+    // Another replica demotes bob and holds alice's row, uncommitted.
+    let mut other = client(&url);
+    let mut demote_bob = other
+        .build_transaction()
+        .isolation_level(IsolationLevel::Serializable)
+        .start()
+        .unwrap();
+    demote_bob
+        .execute("UPDATE users SET role = 'member' WHERE id = 'bob'", &[])
+        .unwrap();
+    demote_bob
+        .execute(
+            "UPDATE users SET password_hash = password_hash WHERE id = 'alice'",
+            &[],
+        )
+        .unwrap();
+
+    // This store demotes alice: it counts two owners, then waits for alice's row.
+    let demote_alice = {
+        let store = store.clone();
+        std::thread::spawn(move || store.set_user_role("alice", InstanceRole::Member))
+    };
+    let mut watcher = client(&url);
+    while watcher
+        .query_one(
+            "SELECT COUNT(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            &[],
+        )
+        .unwrap()
+        .get::<_, i64>(0)
+        == 0
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    demote_bob.commit().unwrap();
+
+    // Its first run fails to serialize; the second counts one owner and refuses.
+    assert_eq!(demote_alice.join().unwrap(), Err(StoreError::LastOwner));
+    assert_eq!(owners(&store), ["alice"]);
+}
+
+#[test]
+fn of_two_concurrent_demotions_of_the_last_two_owners_one_is_refused() {
+    for _ in 0..5 {
+        let (_url, store) = store_with_two_owners();
+        let store = Arc::new(store);
+        let start = Arc::new(Barrier::new(2));
+        let demotions: Vec<_> = ["alice", "bob"]
+            .into_iter()
+            .map(|id| {
+                let (store, start) = (store.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    store.set_user_role(id, InstanceRole::Member)
+                })
+            })
+            .collect();
+        let mut outcomes: Vec<Result<()>> = demotions
+            .into_iter()
+            .map(|thread| thread.join().unwrap())
+            .collect();
+        outcomes.sort_by_key(|outcome| outcome.is_err());
+        assert_eq!(outcomes, [Ok(()), Err(StoreError::LastOwner)]);
+        assert_eq!(owners(&store).len(), 1);
+    }
+}
+
+#[test]
+fn a_refused_connection_is_unavailable_and_hides_the_password() {
+    let port = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let url = format!("postgres://agent:hunter2@127.0.0.1:{port}/vault?sslmode=disable");
+    assert_eq!(
+        PostgresStore::open(&url).unwrap_err(),
+        StoreError::Unavailable(format!(
+            "cannot connect to the database postgres://agent:***@127.0.0.1:{port}/vault\
+             ?sslmode=disable: error connecting to server: Connection refused (os error 111)"
+        ))
+    );
+}
+
+#[test]
+fn connections_the_server_ended_are_replaced() {
+    let url = cluster().new_database();
+    let store = PostgresStore::open(&url).unwrap();
+    store.create_vault("payments", None).unwrap();
+    client(&url)
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(store.vaults().unwrap().len(), 2);
+}
+
+#[test]
+fn emails_are_one_whatever_their_ascii_case() {
+    let (_url, store) = store_with_two_owners();
+    assert_eq!(
+        store
+            .user_by_email("ALICE@Example.com")
+            .unwrap()
+            .unwrap()
+            .id,
+        "alice"
+    );
+    let mut shouting = user("carol", InstanceRole::Member);
+    shouting.email = "BOB@EXAMPLE.COM".into();
+    store
+        .create_invite(&Invite {
+            hash: "invite-carol".into(),
+            email: shouting.email.clone(),
+            role: InstanceRole::Member,
+            vaults: Vec::new(),
+            created_by: None,
+            status: crate::store::InviteStatus::Pending,
+            created_at: now(),
+            expires_at: now() + 3600,
+        })
+        .unwrap();
+    assert_eq!(
+        store.accept_invite("invite-carol", &shouting),
+        Err(StoreError::Conflict("a user with this email".into()))
+    );
+}
+
+#[test]
+fn urls_are_shown_without_their_password() {
+    assert_eq!(
+        redact_url("postgres://agent:s3cret@db.internal:5432/vault?sslmode=require"),
+        "postgres://agent:***@db.internal:5432/vault?sslmode=require"
+    );
+    assert_eq!(
+        redact_url("postgresql://agent@db/vault?password=s3cret&sslmode=verify-full"),
+        "postgresql://agent@db/vault?password=***&sslmode=verify-full"
+    );
+    assert_eq!(
+        redact_url("postgres:///vault?host=/run/postgresql"),
+        "postgres:///vault?host=/run/postgresql"
+    );
+}
+
+#[test]
+fn a_url_is_read_with_the_sslmodes_of_libpq() {
+    for mode in ["disable", "prefer", "require", "verify-ca", "verify-full"] {
+        let url = format!("postgres://agent@db.internal/vault?sslmode={mode}");
+        assert!(ConnectionSettings::parse(&url).is_ok(), "{mode}");
+    }
+    let refused = |url: &str| match ConnectionSettings::parse(url) {
+        Err(StoreError::Database(message)) => message,
+        other => panic!("{url} was not refused: {:?}", other.map(|_| ())),
+    };
+    assert_eq!(
+        refused("mysql://agent:s3cret@db/vault"),
+        "the database URL mysql://agent:***@db/vault is not valid: \
+         it must start with postgres:// or postgresql://"
+    );
+    assert_eq!(
+        refused("postgres://agent:s3cret@db/vault?sslmode=sometimes"),
+        "the database URL postgres://agent:***@db/vault?sslmode=sometimes is not valid: \
+         invalid connection string: invalid value for option `sslmode`"
+    );
+}
+
+#[test]
+fn tls_over_a_unix_socket_is_refused_before_connecting() {
+    let url = format!("{}&sslmode=require", cluster().url("postgres"));
+    let error = PostgresStore::open(&url).unwrap_err();
+    assert_eq!(
+        error,
+        StoreError::Database(format!(
+            "cannot use the database {url}: PostgreSQL offers no TLS over a Unix socket; \
+             drop sslmode=require"
+        ))
+    );
+}

@@ -1,0 +1,106 @@
+//! Vaults in PostgreSQL: the `vaults` table. The trait methods of [`super::PostgresStore`]
+//! call these inside their transaction.
+//!
+//! As in SQLite (`sqlite/vaults.rs`): the default vault can be neither renamed nor deleted,
+//! and deleting a vault deletes what hangs off it explicitly, in the same transaction.
+
+use postgres::{Row, Transaction};
+
+use super::errors::{Constraint, TxResult, misuse};
+use super::grants::{insert_grant, require_actor};
+use super::{DEFAULT_VAULT_ID, column, query_all, query_opt};
+use crate::store::{ActorId, DEFAULT_VAULT, StoreError, Vault, VaultRole};
+
+const VAULT_COLUMNS: &str = "id, name, created_at";
+
+fn vault_row(row: &Row) -> TxResult<Vault> {
+    Ok(Vault {
+        id: column(row, 0)?,
+        name: column(row, 1)?,
+        created_at: column(row, 2)?,
+    })
+}
+
+/// Store `vault`, and make `admin` (who must exist) its admin.
+pub(super) fn insert(
+    tx: &mut Transaction<'_>,
+    vault: &Vault,
+    admin: Option<&ActorId>,
+) -> TxResult<()> {
+    tx.execute(
+        "INSERT INTO vaults (id, name, created_at) VALUES ($1, $2, $3)",
+        &[&vault.id, &vault.name, &vault.created_at],
+    )
+    .on_unique(&format!("vault {}", vault.name))?;
+    if let Some(admin) = admin {
+        require_actor(tx, admin)?;
+        insert_grant(tx, admin, &vault.id, VaultRole::Admin)?;
+    }
+    Ok(())
+}
+
+pub(super) fn by_name(tx: &mut Transaction<'_>, name: &str) -> TxResult<Option<Vault>> {
+    query_opt(
+        tx,
+        &format!("SELECT {VAULT_COLUMNS} FROM vaults WHERE name = $1"),
+        &[&name],
+        vault_row,
+    )
+}
+
+pub(super) fn by_id(tx: &mut Transaction<'_>, id: &str) -> TxResult<Option<Vault>> {
+    query_opt(
+        tx,
+        &format!("SELECT {VAULT_COLUMNS} FROM vaults WHERE id = $1"),
+        &[&id],
+        vault_row,
+    )
+}
+
+pub(super) fn list(tx: &mut Transaction<'_>) -> TxResult<Vec<Vault>> {
+    query_all(
+        tx,
+        &format!("SELECT {VAULT_COLUMNS} FROM vaults ORDER BY name"),
+        &[],
+        vault_row,
+    )
+}
+
+pub(super) fn rename(tx: &mut Transaction<'_>, id: &str, name: &str) -> TxResult<()> {
+    if id == DEFAULT_VAULT_ID {
+        return Err(misuse(&format!(
+            "the {DEFAULT_VAULT} vault cannot be renamed"
+        )));
+    }
+    let renamed = tx
+        .execute("UPDATE vaults SET name = $2 WHERE id = $1", &[&id, &name])
+        .on_unique(&format!("vault {name}"))?;
+    if renamed == 0 {
+        return Err(StoreError::NotFound("vault".into()).into());
+    }
+    Ok(())
+}
+
+pub(super) fn delete(tx: &mut Transaction<'_>, id: &str) -> TxResult<()> {
+    if id == DEFAULT_VAULT_ID {
+        return Err(misuse(&format!(
+            "the {DEFAULT_VAULT} vault cannot be deleted"
+        )));
+    }
+    // The foreign keys cascade all of this too; spelled out as in the SQLite backend.
+    for sql in [
+        "DELETE FROM vault_grants WHERE vault_id = $1",
+        "DELETE FROM vault_settings WHERE vault_id = $1",
+        "DELETE FROM credentials WHERE vault_id = $1",
+        "DELETE FROM services WHERE vault_id = $1",
+        "DELETE FROM tokens WHERE vault_id = $1",
+        "DELETE FROM request_logs WHERE vault_id = $1",
+        "DELETE FROM user_invite_vaults WHERE vault_id = $1",
+    ] {
+        tx.execute(sql, &[&id])?;
+    }
+    if tx.execute("DELETE FROM vaults WHERE id = $1", &[&id])? == 0 {
+        return Err(StoreError::NotFound("vault".into()).into());
+    }
+    Ok(())
+}
