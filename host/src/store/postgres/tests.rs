@@ -330,3 +330,68 @@ fn tls_over_a_unix_socket_is_refused_before_connecting() {
         ))
     );
 }
+
+/// Whether every connection agent-vault holds to database `name` is encrypted.
+fn encrypted(name: &str) -> bool {
+    client(&cluster().url(name))
+        .query_one(
+            "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+             WHERE a.datname = current_database() AND a.application_name = 'agent-vault'",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+}
+
+#[test]
+fn tls_to_the_database_is_verified_against_the_ca_the_url_names() {
+    let name = cluster().create_database();
+    let query = format!(
+        "sslmode=verify-full&sslrootcert={}",
+        cluster().ca_file().display()
+    );
+    let store = PostgresStore::open(&cluster().tcp_url(&name, &query)).unwrap();
+    store.create_vault("payments", None).unwrap();
+    assert!(encrypted(&name));
+
+    // The same server is not trusted on the web PKI's word.
+    let url = cluster().tcp_url(&name, "sslmode=require");
+    assert_eq!(
+        PostgresStore::open(&url).unwrap_err(),
+        StoreError::Database(format!(
+            "cannot connect to the database {url}: error performing TLS handshake: \
+             invalid peer certificate: UnknownIssuer"
+        ))
+    );
+}
+
+#[test]
+fn sslmode_disable_connects_in_plain() {
+    let name = cluster().create_database();
+    let store = PostgresStore::open(&cluster().tcp_url(&name, "sslmode=disable")).unwrap();
+    store.create_vault("payments", None).unwrap();
+    assert!(!encrypted(&name));
+}
+
+/// The server's way in: [`Db::run`] on the blocking pool, where the synchronous client may
+/// block. (Opening and dropping the store block too, so they happen there as well.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn the_server_reaches_the_store_through_the_blocking_pool() {
+    let store =
+        tokio::task::spawn_blocking(|| PostgresStore::open(&cluster().new_database()).unwrap())
+            .await
+            .unwrap();
+    let db = crate::store::Db::new(Arc::new(store));
+    db.run(|store| store.create_vault("payments", None))
+        .await
+        .unwrap();
+    let names: Vec<String> = db
+        .run(|store| store.vaults())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|vault| vault.name)
+        .collect();
+    assert_eq!(names, ["default", "payments"]);
+    tokio::task::spawn_blocking(move || drop(db)).await.unwrap();
+}

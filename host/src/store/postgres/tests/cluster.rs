@@ -1,7 +1,8 @@
 //! A throwaway PostgreSQL cluster for the tests of this process: `initdb` into a temporary
-//! directory, `postgres` listening on a Unix socket in that directory only, a new database
-//! for every test that asks (so tests run in parallel), and the cluster stopped and its
-//! directory removed when the test process ends, however it ends.
+//! directory, `postgres` listening on a Unix socket in that directory (and, for the TLS
+//! tests, on a loopback port with a certificate for `localhost` from a CA made here), a new
+//! database for every test that asks (so tests run in parallel), and the cluster stopped and
+//! its directory removed when the test process ends, however it ends.
 //!
 //! The server runs under a small shell that holds a pipe from this process: when the process
 //! exits (or dies), the pipe closes, and the shell stops the server (fast shutdown) and
@@ -12,6 +13,8 @@
 //! install them: `./scripts/test` installs Debian's `postgresql` when they are missing.
 
 use std::fs;
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -21,14 +24,12 @@ use std::time::{Duration, Instant};
 
 use postgres::{Client, NoTls};
 
-/// The socket's port number (it only names the socket file: nothing listens on TCP).
-const PORT: u16 = 5432;
-
 /// Runs the server until its standard input closes, then stops it and removes the cluster.
 const SUPERVISOR: &str = r#"
-postgres="$1"; dir="$2"
-"$postgres" -D "$dir/data" -k "$dir" -p 5432 -c listen_addresses= -c fsync=off \
-    -c synchronous_commit=off -c full_page_writes=off -c max_connections=400 \
+postgres="$1"; dir="$2"; port="$3"
+"$postgres" -D "$dir/data" -k "$dir" -p "$port" -c listen_addresses=127.0.0.1 \
+    -c ssl=on -c ssl_cert_file="$dir/server.crt" -c ssl_key_file="$dir/server.key" \
+    -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400 \
     >"$dir/server.log" 2>&1 &
 server=$!
 cat >/dev/null
@@ -45,6 +46,8 @@ const MISSING: &str = "the PostgreSQL server binaries (initdb, postgres) are not
 /// The cluster of this test process.
 pub(crate) struct Cluster {
     dir: PathBuf,
+    /// The loopback port, which also names the Unix socket's file.
+    port: u16,
     databases: AtomicU32,
     /// Held open for the life of the process: its end stops the server.
     _supervisor: Mutex<(Child, ChildStdin)>,
@@ -94,12 +97,19 @@ impl Cluster {
             "initdb failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
+        write_certificates(&dir, owner);
+        // A free port now; the server takes it a moment later.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("find a free loopback port")
+            .port();
 
         let mut supervisor = Command::new("sh");
         supervisor
             .args(["-c", SUPERVISOR, "sh"])
             .arg(bin.join("postgres"))
             .arg(&dir)
+            .arg(port.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -108,6 +118,7 @@ impl Cluster {
         let stdin = child.stdin.take().expect("the supervisor's stdin");
         let cluster = Cluster {
             dir,
+            port,
             databases: AtomicU32::new(0),
             _supervisor: Mutex::new((child, stdin)),
         };
@@ -134,22 +145,62 @@ impl Cluster {
         Client::connect(&self.url("postgres"), NoTls)
     }
 
-    /// The URL of database `name` in this cluster.
+    /// The URL of database `name` in this cluster, over its Unix socket.
     pub(crate) fn url(&self, name: &str) -> String {
         format!(
-            "postgres://postgres@/{name}?host={}&port={PORT}",
-            self.dir.display()
+            "postgres://postgres@/{name}?host={}&port={}",
+            self.dir.display(),
+            self.port
         )
+    }
+
+    /// The URL of database `name` over TCP to `localhost`, with `query` appended.
+    pub(crate) fn tcp_url(&self, name: &str, query: &str) -> String {
+        format!("postgres://postgres@localhost:{}/{name}?{query}", self.port)
+    }
+
+    /// The PEM file of the CA that signed the server's certificate.
+    pub(crate) fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
     }
 
     /// A new, empty database; its URL.
     pub(crate) fn new_database(&self) -> String {
+        self.url(&self.create_database())
+    }
+
+    /// A new, empty database; its name.
+    pub(crate) fn create_database(&self) -> String {
         let name = format!("test_{}", self.databases.fetch_add(1, Ordering::Relaxed));
         let mut admin = self.admin_client().expect("connect to the test cluster");
         admin
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .expect("create a test database");
-        self.url(&name)
+        name
+    }
+}
+
+/// The server's certificate for `localhost` and its key (mode 0600, the server's own, as
+/// PostgreSQL requires), and the CA that signed it, in `dir`.
+fn write_certificates(dir: &Path, owner: Option<(u32, u32)>) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let server = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&server_key, &rcgen::Issuer::new(ca_params, ca_key))
+        .unwrap();
+    fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    fs::write(dir.join("server.crt"), server.pem()).unwrap();
+    let key_file = dir.join("server.key");
+    fs::write(&key_file, server_key.serialize_pem()).unwrap();
+    fs::set_permissions(&key_file, fs::Permissions::from_mode(0o600)).unwrap();
+    if let Some((uid, gid)) = owner {
+        for file in ["ca.pem", "server.crt", "server.key"] {
+            std::os::unix::fs::chown(dir.join(file), Some(uid), Some(gid)).unwrap();
+        }
     }
 }
 
