@@ -11,7 +11,6 @@
 //! The URL's password never appears in a message: errors name the database by
 //! [`redact_url`].
 
-use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -196,8 +195,11 @@ pub fn redact_url(url: &str) -> String {
     shown
 }
 
-/// The connection pool, over TLS or not (the two have different types).
-pub(super) enum Pool {
+/// The connection pool, over TLS or not (the two have different types). `None` only while
+/// it is dropped.
+pub(super) struct Pool(Option<Pools>);
+
+enum Pools {
     Plain(r2d2::Pool<PostgresConnectionManager<NoTls>>),
     Tls(r2d2::Pool<PostgresConnectionManager<MakeRustlsConnect>>),
 }
@@ -210,10 +212,24 @@ pub(super) enum Connection {
 
 impl Pool {
     pub(super) fn get(&self) -> std::result::Result<Connection, r2d2::Error> {
-        Ok(match self {
-            Pool::Plain(pool) => Connection::Plain(pool.get()?),
-            Pool::Tls(pool) => Connection::Tls(pool.get()?),
+        Ok(match &self.0 {
+            Some(Pools::Plain(pool)) => Connection::Plain(pool.get()?),
+            Some(Pools::Tls(pool)) => Connection::Tls(pool.get()?),
+            None => unreachable!("the pool is used only before it is dropped"),
         })
+    }
+}
+
+impl Drop for Pool {
+    /// Each idle connection owns the small runtime that drives it, and tokio refuses to drop
+    /// a runtime on a thread that runs async tasks: where the store's last handle goes on one
+    /// (the server's state, dropped at shutdown), the connections are closed on a thread of
+    /// their own.
+    fn drop(&mut self) {
+        let pools = self.0.take();
+        if tokio::runtime::Handle::try_current().is_ok() {
+            std::thread::spawn(move || drop(pools));
+        }
     }
 }
 
@@ -237,15 +253,6 @@ impl DerefMut for Connection {
     }
 }
 
-impl fmt::Debug for Pool {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Pool::Plain(_) => "Pool(plain)",
-            Pool::Tls(_) => "Pool(tls)",
-        })
-    }
-}
-
 impl PostgresStore {
     /// Connect to the database `url` names and bring its schema up to date. A database
     /// written by a newer agent-vault is refused; a server that cannot be reached is
@@ -256,11 +263,11 @@ impl PostgresStore {
         let pool = if settings.uses_tls(url)? {
             let manager = PostgresConnectionManager::new(settings.config.clone(), settings.tls()?);
             migrate_with(&manager, &shown)?;
-            Pool::Tls(build_pool(manager))
+            Pool(Some(Pools::Tls(build_pool(manager))))
         } else {
             let manager = PostgresConnectionManager::new(settings.config.clone(), NoTls);
             migrate_with(&manager, &shown)?;
-            Pool::Plain(build_pool(manager))
+            Pool(Some(Pools::Plain(build_pool(manager))))
         };
         Ok(PostgresStore { pool, shown })
     }
