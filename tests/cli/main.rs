@@ -3,11 +3,18 @@
 
 mod support;
 
+/// The throwaway PostgreSQL cluster of the store's tests, shared rather than copied; the
+/// black-box tests use a part of it.
+#[allow(dead_code)]
+#[path = "../../host/src/store/postgres/tests/cluster.rs"]
+mod pg_cluster;
+
 mod adversarial;
 mod agent_invites;
 mod api_permissions;
 mod at_rest;
 mod control_plane;
+mod database;
 mod example_plugin;
 mod hardening;
 mod hostile_plugins;

@@ -8,7 +8,8 @@
 //! undumpable (`process.rs`).
 //!
 //! One server runs per data directory (`pidfile.rs`); `-d` runs it in the background and
-//! `server stop` stops it (`background.rs`).
+//! `server stop` stops it (`background.rs`). The store is SQLite in the data directory, or
+//! the PostgreSQL database `--database-url` (`DATABASE_URL`) names, which replicas share.
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
@@ -28,6 +29,8 @@ use crate::master_key::{self, MasterKeyError, PASSWORDLESS_WARNING};
 use crate::proxy::ProxySettings;
 use crate::ratelimit::RateLimits;
 use crate::server::{self, LogRetention, ServerConfig};
+use crate::store::Store;
+use crate::store::postgres::{PostgresStore, redact_url};
 use crate::store::sqlite::SqliteStore;
 use crate::upstream::{ResolvePin, UpstreamSettings, load_ca_file};
 use crate::vault::crypto::{DataKey, KdfParams};
@@ -56,6 +59,11 @@ pub struct ServerArgs {
         value_name = "PORT"
     )]
     mitm_port: MitmPort,
+    /// The database: a `postgres://` URL for PostgreSQL, which replicas share (TLS as its
+    /// `sslmode` says, verified); without it, SQLite in the data directory. Prefer the
+    /// environment variable: other users can read a command line.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL")]
+    database_url: Option<String>,
     /// Read the master password from the first line of standard input.
     #[arg(long)]
     password_stdin: bool,
@@ -230,9 +238,19 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     // Held while the server runs. Taken here, before the password is asked for, so that a
     // second start on a data directory in use stops at once with the pid of the first.
     let pid_file = PidFile::acquire(&data_dir)?;
-    let store = SqliteStore::open(&server::database_path(&data_dir))
-        .with_context(|| format!("opening the database in {}", data_dir.display()))?;
-    let (data_key, password) = unlock_or_set_up(&store, &args, env_password)?;
+    let (store, database): (Arc<dyn Store>, String) = match &args.database_url {
+        Some(url) => (
+            Arc::new(PostgresStore::open(url).context("opening the database")?),
+            redact_url(url),
+        ),
+        None => {
+            let path = server::database_path(&data_dir);
+            let store = SqliteStore::open(&path)
+                .with_context(|| format!("opening the database in {}", data_dir.display()))?;
+            (Arc::new(store), path.display().to_string())
+        }
+    };
+    let (data_key, password) = unlock_or_set_up(store.as_ref(), &database, &args, env_password)?;
     if detach {
         // The background server takes the data directory over.
         drop((data_key, store, pid_file));
@@ -281,7 +299,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     runtime.block_on(async {
         let shutdown = server::shutdown_signal().context("installing the signal handlers")?;
-        server::run(config, Arc::new(store), data_key, shutdown).await?;
+        server::run(config, store, data_key, shutdown).await?;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
@@ -311,9 +329,10 @@ impl std::str::FromStr for MitmPort {
 }
 
 /// The data key, and the master password that opened it (`None` for a passwordless
-/// instance), which a background server needs too.
+/// instance), which a background server needs too. `database` names the store in messages.
 fn unlock_or_set_up(
-    store: &SqliteStore,
+    store: &dyn Store,
+    database: &str,
     args: &ServerArgs,
     env_password: Option<Zeroizing<String>>,
 ) -> anyhow::Result<(DataKey, Option<Zeroizing<String>>)> {
@@ -323,17 +342,18 @@ fn unlock_or_set_up(
         (None, false) => None,
     };
     match master_key::state(store)? {
-        None => set_up(store, args, given),
+        None => set_up(store, database, args, given),
         Some(false) => {
             tracing::warn!("{PASSWORDLESS_WARNING}");
             Ok((master_key::unlock(store, None)?, None))
         }
-        Some(true) => unlock(store, given),
+        Some(true) => unlock(store, database, given),
     }
 }
 
 fn set_up(
-    store: &SqliteStore,
+    store: &dyn Store,
+    database: &str,
     args: &ServerArgs,
     given: Option<Zeroizing<String>>,
 ) -> anyhow::Result<(DataKey, Option<Zeroizing<String>>)> {
@@ -344,10 +364,7 @@ fn set_up(
         Some(password) => Some(password),
         None if args.passwordless => None,
         None if input::interactive() => {
-            eprintln!(
-                "Setting up a new agent-vault in {}.",
-                store.path().display()
-            );
+            eprintln!("Setting up a new agent-vault in {database}.");
             eprintln!("Choose a master password: it protects every credential stored here.");
             let chosen = input::prompt_new_secret("Master password (empty for none): ", true)?;
             if chosen.is_empty() {
@@ -378,15 +395,15 @@ fn set_up(
 }
 
 fn unlock(
-    store: &SqliteStore,
+    store: &dyn Store,
+    database: &str,
     given: Option<Zeroizing<String>>,
 ) -> anyhow::Result<(DataKey, Option<Zeroizing<String>>)> {
     if let Some(password) = given {
         let unlocked = master_key::unlock(store, Some(&password)).map_err(|error| match error {
             MasterKeyError::WrongPassword => anyhow::anyhow!(
-                "wrong master password: give the one chosen when {} was set up \
-                 ({MASTER_PASSWORD_ENV} or --password-stdin)",
-                store.path().display()
+                "wrong master password: give the one chosen when {database} was set up \
+                 ({MASTER_PASSWORD_ENV} or --password-stdin)"
             ),
             other => other.into(),
         })?;
