@@ -1,6 +1,6 @@
 //! `agent-vault server --database-url`: the state in a PostgreSQL database instead of the
 //! data directory's SQLite file, shared by servers that name the same database (replicas,
-//! each with its data directory and the master password). The database is one of the
+//! each with its data directory and the master password); `master-password change` on it. The database is one of the
 //! throwaway cluster's (`host/src/store/postgres/tests/cluster.rs`).
 
 use crate::pg_cluster::cluster;
@@ -26,7 +26,7 @@ fn auth(cli: &DataDir, verb: &str, server: &Server) -> String {
 }
 
 #[test]
-fn two_servers_on_one_postgresql_database_share_users_vaults_and_the_master_key() {
+fn servers_on_one_postgresql_database_share_users_vaults_and_the_master_key() {
     let url = cluster().new_database();
     let env = [
         ("AGENT_VAULT_MASTER_PASSWORD", MASTER_PASSWORD),
@@ -60,4 +60,29 @@ fn two_servers_on_one_postgresql_database_share_users_vaults_and_the_master_key(
     for data in [&first_data, &second_data] {
         assert!(!data.path().join("agent-vault.db").exists());
     }
+
+    // The master password changes in the database, for every server's next start.
+    let new_password = "a brand new master password";
+    let changed = DataDir::new()
+        .command(&["master-password", "change", "--password-stdin"])
+        .env("DATABASE_URL", &url)
+        .stdin(&format!("{MASTER_PASSWORD}\n{new_password}\n"))
+        .run();
+    assert_eq!(
+        changed.ok(),
+        "Master password changed. A running server keeps its unlocked key; from its next start it needs the new password.\n"
+    );
+    let third_data = DataDir::new();
+    let third = Server::start_with(
+        &third_data,
+        &[],
+        &[
+            ("AGENT_VAULT_MASTER_PASSWORD", new_password),
+            ("DATABASE_URL", url.as_str()),
+        ],
+    );
+    assert_eq!(
+        auth(&DataDir::new(), "login", &third),
+        "Logged in as owner@example.com (owner).\n"
+    );
 }

@@ -1,7 +1,8 @@
 //! `agent-vault master-password change`: re-wrap the data key under a new master password,
 //! or store it unencrypted with `--passwordless`.
 //!
-//! It opens the database directly, so it works whether or not a server runs: a running
+//! It opens the database directly (the data directory's SQLite file, or the PostgreSQL
+//! database `--database-url` names), so it works whether or not a server runs: a running
 //! server keeps the data key it unlocked, and needs the new password from its next start.
 //! The data key and the credentials it seals do not change (see `master_key`).
 
@@ -11,6 +12,8 @@ use std::process::ExitCode;
 use super::{confirm_or_yes, data_dir_or_home, input};
 use crate::master_key::{self, MasterKeyError, PASSWORDLESS_WARNING};
 use crate::server::database_path;
+use crate::store::Store;
+use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::vault::crypto::KdfParams;
 use anyhow::{Context as _, bail};
@@ -39,6 +42,10 @@ pub struct ChangeArgs {
     /// The server's data directory.
     #[arg(long, env = "AGENT_VAULT_HOME", value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// The server's PostgreSQL database, when it has one (`agent-vault server
+    /// --database-url`); the data directory's is not used then.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL")]
+    database_url: Option<String>,
 }
 
 pub fn run(command: MasterPasswordCommand) -> anyhow::Result<ExitCode> {
@@ -48,7 +55,14 @@ pub fn run(command: MasterPasswordCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn change(args: &ChangeArgs) -> anyhow::Result<()> {
+/// The server's store: its PostgreSQL database, or the data directory's SQLite file, which
+/// must exist.
+fn open_store(args: &ChangeArgs) -> anyhow::Result<Box<dyn Store>> {
+    if let Some(url) = &args.database_url {
+        return Ok(Box::new(
+            PostgresStore::open(url).context("opening the database")?,
+        ));
+    }
     let data_dir = data_dir_or_home(args.data_dir.as_deref())?;
     let path = database_path(&data_dir);
     if !path.exists() {
@@ -59,7 +73,13 @@ fn change(args: &ChangeArgs) -> anyhow::Result<()> {
     }
     let store = SqliteStore::open(&path)
         .with_context(|| format!("opening the database in {}", data_dir.display()))?;
-    let has_password = master_key::state(&store)?.ok_or(MasterKeyError::NotInitialized)?;
+    Ok(Box::new(store))
+}
+
+fn change(args: &ChangeArgs) -> anyhow::Result<()> {
+    let store = open_store(args)?;
+    let store = store.as_ref();
+    let has_password = master_key::state(store)?.ok_or(MasterKeyError::NotInitialized)?;
     if args.passwordless && !has_password {
         bail!("this instance has no master password to remove");
     }
@@ -76,7 +96,7 @@ fn change(args: &ChangeArgs) -> anyhow::Result<()> {
         let current = if has_password {
             let current = input::prompt_secret("Current master password: ")?;
             // Say so now rather than after the new password is typed twice.
-            master_key::unlock(&store, Some(&current))?;
+            master_key::unlock(store, Some(&current))?;
             Some(current)
         } else {
             None
@@ -103,7 +123,7 @@ fn change(args: &ChangeArgs) -> anyhow::Result<()> {
     }
 
     master_key::change_password(
-        &store,
+        store,
         current.as_deref().map(String::as_str),
         new.as_deref().map(String::as_str),
         KdfParams::default(),
