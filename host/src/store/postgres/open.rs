@@ -68,7 +68,11 @@ impl ConnectionSettings {
             ))
         };
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            return Err(invalid("it must start with postgres:// or postgresql://"));
+            // Not echoed: a key=value connection string may hold its password anywhere.
+            return Err(StoreError::Database(
+                "the database URL is not valid: it must start with postgres:// or postgresql://"
+                    .into(),
+            ));
         }
         let (base, query) = url.split_once('?').unwrap_or((url, ""));
         let mut root_cert = None;
@@ -166,7 +170,11 @@ impl ConnectionSettings {
 }
 
 /// `url` with its password, if any, replaced by `***`: the only way a database URL is shown.
+/// Anything but a `scheme://` URL is not shown at all.
 pub fn redact_url(url: &str) -> String {
+    if !url.contains("://") {
+        return "(not a URL)".to_owned();
+    }
     let (base, query) = match url.split_once('?') {
         Some((base, query)) => (base, Some(query)),
         None => (url, None),
