@@ -44,6 +44,13 @@
 //! carry PostgreSQL's primary message only (`errors.rs`), and name the database by its URL
 //! without the password (`open::redact_url`).
 //!
+//! **Cost.** A transaction is several round trips: the pool's check that the connection
+//! lives, `BEGIN`, a prepare and an execute per statement (the synchronous client caches no
+//! statements), `COMMIT`. Over a local Unix socket a one-row read costs about 0.35 ms where
+//! SQLite takes 8 µs; the proxy's cache keeps reads off the hot path. A statement cache per
+//! connection and dropping the check-out test (retrying a transaction whose `BEGIN` found the
+//! connection dead instead) are the next steps.
+//!
 //! **Dialect.** The schema equals SQLite's at version 9 (`migrations/001_initial.sql`):
 //! BIGINT for integers and times, BYTEA for blobs, TEXT collated "C" so lists sort as in
 //! SQLite, a unique index on `lower(email)` for SQLite's `COLLATE NOCASE`, SQLite's CHECK
