@@ -67,10 +67,12 @@ impl Cluster {
         } else {
             None
         };
+        // In /tmp rather than $TMPDIR: a Unix socket's path has at most 107 bytes, and as
+        // root the postgres user must be able to reach the directory.
         let dir = tempfile::Builder::new()
             .prefix("agent-vault-pg-")
-            .tempdir()
-            .expect("create the cluster's directory")
+            .tempdir_in("/tmp")
+            .expect("create the cluster's directory in /tmp")
             .keep();
         if let Some((uid, gid)) = owner {
             std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
