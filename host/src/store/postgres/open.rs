@@ -288,6 +288,7 @@ fn build_pool<M: ManageConnection>(manager: M) -> r2d2::Pool<M> {
         .max_size(POOL_SIZE)
         .min_idle(Some(0))
         .connection_timeout(CONNECT_TIMEOUT)
+        .test_on_check_out(false)
         .error_handler(Box::new(r2d2::NopErrorHandler))
         .build_unchecked(manager)
 }
