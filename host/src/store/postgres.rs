@@ -73,6 +73,7 @@ mod request_log;
 mod roles;
 mod services;
 mod settings;
+mod statements;
 mod tokens;
 mod transparent_ca;
 mod users;
@@ -84,10 +85,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use postgres::types::{FromSql, ToSql};
-use postgres::{IsolationLevel, Row, Transaction};
+use postgres::{IsolationLevel, Row};
 
 use self::errors::{Failure, TxResult, into_store_error, is_retryable, is_unavailable};
 use self::open::Pool;
+pub(crate) use self::statements::Tx;
 use super::{
     ActorId, ActorKind, Agent, AgentInvite, DeviceRecord, Grant, HostSeen, InstanceRole, Invite,
     JournalSeq, LogEntry, LogQuery, MasterKeyRecord, Proposal, ProposalApplication, Result, Store,
@@ -131,26 +133,18 @@ enum Access {
 }
 
 impl PostgresStore {
-    fn read<T>(
-        &self,
-        operation: &str,
-        work: impl Fn(&mut Transaction<'_>) -> TxResult<T>,
-    ) -> Result<T> {
+    fn read<T>(&self, operation: &str, work: impl Fn(&mut Tx<'_>) -> TxResult<T>) -> Result<T> {
         self.transaction(operation, Access::Read, work)
     }
 
-    fn write<T>(
-        &self,
-        operation: &str,
-        work: impl Fn(&mut Transaction<'_>) -> TxResult<T>,
-    ) -> Result<T> {
+    fn write<T>(&self, operation: &str, work: impl Fn(&mut Tx<'_>) -> TxResult<T>) -> Result<T> {
         self.transaction(operation, Access::Write, work)
     }
 
     fn log_write<T>(
         &self,
         operation: &str,
-        work: impl Fn(&mut Transaction<'_>) -> TxResult<T>,
+        work: impl Fn(&mut Tx<'_>) -> TxResult<T>,
     ) -> Result<T> {
         self.transaction(operation, Access::LogWrite, work)
     }
@@ -162,7 +156,7 @@ impl PostgresStore {
         &self,
         operation: &str,
         access: Access,
-        work: impl Fn(&mut Transaction<'_>) -> TxResult<T>,
+        work: impl Fn(&mut Tx<'_>) -> TxResult<T>,
     ) -> Result<T> {
         let mut connection = self.connection(operation)?;
         let mut replaced = false;
@@ -211,18 +205,19 @@ enum Attempt {
 }
 
 fn run_once<T>(
-    connection: &mut postgres::Client,
+    connection: &mut statements::CachedClient,
     access: Access,
-    work: &impl Fn(&mut Transaction<'_>) -> TxResult<T>,
+    work: &impl Fn(&mut Tx<'_>) -> TxResult<T>,
 ) -> std::result::Result<T, Attempt> {
-    let builder = connection.build_transaction();
+    let statements::CachedClient { client, statements } = connection;
+    let builder = client.build_transaction();
     let builder = match access {
         Access::Read => builder
             .isolation_level(IsolationLevel::RepeatableRead)
             .read_only(true),
         Access::Write | Access::LogWrite => builder.isolation_level(IsolationLevel::Serializable),
     };
-    let mut tx = builder.start().map_err(Attempt::Begin)?;
+    let mut tx = Tx::new(builder.start().map_err(Attempt::Begin)?, statements);
     let outcome = (|| {
         if access == Access::LogWrite {
             tx.batch_execute("SET LOCAL synchronous_commit = off")?;
@@ -279,7 +274,7 @@ fn actor_columns(actor: Option<&ActorId>) -> (Option<&'static str>, Option<&str>
 
 /// The one row `sql` returns, if any, through `map`.
 fn query_opt<T>(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     sql: &str,
     params: Params<'_>,
     map: impl FnOnce(&Row) -> TxResult<T>,
@@ -288,7 +283,7 @@ fn query_opt<T>(
 }
 
 fn query_all<T>(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     sql: &str,
     params: Params<'_>,
     map: impl FnMut(&Row) -> TxResult<T>,
@@ -297,7 +292,7 @@ fn query_all<T>(
 }
 
 /// Whether `sql` returns a row.
-fn exists(tx: &mut Transaction<'_>, sql: &str, params: Params<'_>) -> TxResult<bool> {
+fn exists(tx: &mut Tx<'_>, sql: &str, params: Params<'_>) -> TxResult<bool> {
     Ok(tx.query_opt(sql, params)?.is_some())
 }
 

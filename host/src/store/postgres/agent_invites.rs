@@ -6,7 +6,9 @@
 //! by a pending, unexpired invite, and redemption re-checks the invite inside the transaction
 //! and flips its status there, so it succeeds at most once however many redemptions race.
 
-use postgres::{Row, Transaction};
+use postgres::Row;
+
+use super::Tx;
 
 use super::agents::insert_agent;
 use super::errors::{Constraint, TxResult, misuse};
@@ -37,7 +39,7 @@ fn invite_row(row: &Row) -> TxResult<AgentInvite> {
     })
 }
 
-fn vaults_of(tx: &mut Transaction<'_>, hash: &str) -> TxResult<Vec<(String, VaultRole)>> {
+fn vaults_of(tx: &mut Tx<'_>, hash: &str) -> TxResult<Vec<(String, VaultRole)>> {
     query_all(
         tx,
         "SELECT vault_id, role FROM agent_invite_vaults WHERE invite_hash = $1 ORDER BY vault_id",
@@ -46,7 +48,7 @@ fn vaults_of(tx: &mut Transaction<'_>, hash: &str) -> TxResult<Vec<(String, Vaul
     )
 }
 
-pub(super) fn create(tx: &mut Transaction<'_>, invite: &AgentInvite) -> TxResult<()> {
+pub(super) fn create(tx: &mut Tx<'_>, invite: &AgentInvite) -> TxResult<()> {
     if exists(
         tx,
         "SELECT 1 FROM agents WHERE name = $1",
@@ -85,7 +87,7 @@ pub(super) fn create(tx: &mut Transaction<'_>, invite: &AgentInvite) -> TxResult
     Ok(())
 }
 
-pub(super) fn get(tx: &mut Transaction<'_>, hash: &str) -> TxResult<Option<AgentInvite>> {
+pub(super) fn get(tx: &mut Tx<'_>, hash: &str) -> TxResult<Option<AgentInvite>> {
     let invite = query_opt(
         tx,
         &format!("SELECT {COLUMNS} FROM agent_invites WHERE hash = $1"),
@@ -99,7 +101,7 @@ pub(super) fn get(tx: &mut Transaction<'_>, hash: &str) -> TxResult<Option<Agent
     Ok(Some(invite))
 }
 
-pub(super) fn list(tx: &mut Transaction<'_>) -> TxResult<Vec<AgentInvite>> {
+pub(super) fn list(tx: &mut Tx<'_>) -> TxResult<Vec<AgentInvite>> {
     let mut invites = query_all(
         tx,
         &format!("SELECT {COLUMNS} FROM agent_invites ORDER BY created_at, hash"),
@@ -113,7 +115,7 @@ pub(super) fn list(tx: &mut Transaction<'_>) -> TxResult<Vec<AgentInvite>> {
 }
 
 pub(super) fn redeem(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     hash: &str,
     agent_id: &str,
     token: &TokenRecord,
@@ -150,7 +152,7 @@ pub(super) fn redeem(
     Ok(agent)
 }
 
-pub(super) fn revoke(tx: &mut Transaction<'_>, hash: &str) -> TxResult<()> {
+pub(super) fn revoke(tx: &mut Tx<'_>, hash: &str) -> TxResult<()> {
     let changed = tx.execute(
         "UPDATE agent_invites SET status = 'revoked' WHERE hash = $1 AND status = 'pending'",
         &[&hash],

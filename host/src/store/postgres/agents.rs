@@ -6,7 +6,9 @@
 //! deleting or demoting the last owner is refused ([`super::roles`]); revoking, deleting and
 //! rotating end its tokens and the scoped sessions it minted with them.
 
-use postgres::{Row, Transaction};
+use postgres::Row;
+
+use super::Tx;
 
 use super::errors::{Constraint, TxResult};
 use super::grants::insert_grant;
@@ -32,11 +34,11 @@ fn agent_row(row: &Row) -> TxResult<Agent> {
     })
 }
 
-fn find_agent(tx: &mut Transaction<'_>, id: &str) -> TxResult<Agent> {
+fn find_agent(tx: &mut Tx<'_>, id: &str) -> TxResult<Agent> {
     get(tx, id)?.ok_or_else(|| StoreError::NotFound("agent".into()).into())
 }
 
-pub(super) fn insert_agent(tx: &mut Transaction<'_>, agent: &Agent) -> TxResult<()> {
+pub(super) fn insert_agent(tx: &mut Tx<'_>, agent: &Agent) -> TxResult<()> {
     let (created_by_type, created_by_id) = actor_columns(agent.created_by.as_ref());
     tx.execute(
         "INSERT INTO agents (id, name, role, status, created_by_type, created_by_id,
@@ -58,7 +60,7 @@ pub(super) fn insert_agent(tx: &mut Transaction<'_>, agent: &Agent) -> TxResult<
 }
 
 pub(super) fn create(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     agent: &Agent,
     grants: &[Grant],
     token: &TokenRecord,
@@ -72,7 +74,7 @@ pub(super) fn create(
     insert_token_row(tx, token)
 }
 
-pub(super) fn get(tx: &mut Transaction<'_>, id: &str) -> TxResult<Option<Agent>> {
+pub(super) fn get(tx: &mut Tx<'_>, id: &str) -> TxResult<Option<Agent>> {
     query_opt(
         tx,
         &format!("SELECT {AGENT_COLUMNS} FROM agents WHERE id = $1"),
@@ -81,7 +83,7 @@ pub(super) fn get(tx: &mut Transaction<'_>, id: &str) -> TxResult<Option<Agent>>
     )
 }
 
-pub(super) fn by_name(tx: &mut Transaction<'_>, name: &str) -> TxResult<Option<Agent>> {
+pub(super) fn by_name(tx: &mut Tx<'_>, name: &str) -> TxResult<Option<Agent>> {
     query_opt(
         tx,
         &format!("SELECT {AGENT_COLUMNS} FROM agents WHERE name = $1"),
@@ -90,7 +92,7 @@ pub(super) fn by_name(tx: &mut Transaction<'_>, name: &str) -> TxResult<Option<A
     )
 }
 
-pub(super) fn list(tx: &mut Transaction<'_>) -> TxResult<Vec<Agent>> {
+pub(super) fn list(tx: &mut Tx<'_>) -> TxResult<Vec<Agent>> {
     query_all(
         tx,
         &format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY name"),
@@ -99,7 +101,7 @@ pub(super) fn list(tx: &mut Transaction<'_>) -> TxResult<Vec<Agent>> {
     )
 }
 
-pub(super) fn revoke(tx: &mut Transaction<'_>, id: &str, at: UnixTime) -> TxResult<()> {
+pub(super) fn revoke(tx: &mut Tx<'_>, id: &str, at: UnixTime) -> TxResult<()> {
     let agent = find_agent(tx, id)?;
     keep_an_owner(
         tx,
@@ -115,7 +117,7 @@ pub(super) fn revoke(tx: &mut Transaction<'_>, id: &str, at: UnixTime) -> TxResu
     delete_agent_tokens(tx, id)
 }
 
-pub(super) fn delete(tx: &mut Transaction<'_>, id: &str) -> TxResult<()> {
+pub(super) fn delete(tx: &mut Tx<'_>, id: &str) -> TxResult<()> {
     let agent = find_agent(tx, id)?;
     keep_an_owner(
         tx,
@@ -132,7 +134,7 @@ pub(super) fn delete(tx: &mut Transaction<'_>, id: &str) -> TxResult<()> {
     Ok(())
 }
 
-pub(super) fn rename(tx: &mut Transaction<'_>, id: &str, name: &str, at: UnixTime) -> TxResult<()> {
+pub(super) fn rename(tx: &mut Tx<'_>, id: &str, name: &str, at: UnixTime) -> TxResult<()> {
     find_agent(tx, id)?;
     invite_rules::check_name_free(tx, name, at)?;
     tx.execute("UPDATE agents SET name = $2 WHERE id = $1", &[&id, &name])
@@ -140,7 +142,7 @@ pub(super) fn rename(tx: &mut Transaction<'_>, id: &str, name: &str, at: UnixTim
     Ok(())
 }
 
-pub(super) fn set_role(tx: &mut Transaction<'_>, id: &str, role: InstanceRole) -> TxResult<()> {
+pub(super) fn set_role(tx: &mut Tx<'_>, id: &str, role: InstanceRole) -> TxResult<()> {
     let agent = find_agent(tx, id)?;
     keep_an_owner(
         tx,
@@ -155,11 +157,7 @@ pub(super) fn set_role(tx: &mut Transaction<'_>, id: &str, role: InstanceRole) -
     Ok(())
 }
 
-pub(super) fn rotate_token(
-    tx: &mut Transaction<'_>,
-    id: &str,
-    token: &TokenRecord,
-) -> TxResult<()> {
+pub(super) fn rotate_token(tx: &mut Tx<'_>, id: &str, token: &TokenRecord) -> TxResult<()> {
     find_agent(tx, id)?;
     // The scoped sessions minted with the old token go too: a rotation is how a
     // leaked token is retired, and whoever held it may have minted sessions.

@@ -2,7 +2,7 @@
 //! (this module never sees a plaintext). The trait methods of [`super::PostgresStore`] and
 //! the proposals call these inside their transaction.
 
-use postgres::Transaction;
+use super::Tx;
 
 use super::errors::{Constraint, TxResult};
 use super::{column, fixed_bytes, narrow, query_all, query_opt};
@@ -10,7 +10,7 @@ use crate::store::{StoredCredential, UnixTime};
 use crate::vault::crypto::Sealed;
 
 pub(super) fn write_credentials(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     vault_id: &str,
     credentials: &[StoredCredential],
     updated_at: UnixTime,
@@ -18,16 +18,14 @@ pub(super) fn write_credentials(
     if credentials.is_empty() {
         return Ok(());
     }
-    let statement = tx.prepare(
-        "INSERT INTO credentials (vault_id, key, key_version, nonce, ciphertext, updated_at)
+    let sql = "INSERT INTO credentials (vault_id, key, key_version, nonce, ciphertext, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (vault_id, key) DO UPDATE SET
              key_version = excluded.key_version, nonce = excluded.nonce,
-             ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
-    )?;
+             ciphertext = excluded.ciphertext, updated_at = excluded.updated_at";
     for credential in credentials {
         tx.execute(
-            &statement,
+            sql,
             &[
                 &vault_id,
                 &credential.key,
@@ -44,17 +42,17 @@ pub(super) fn write_credentials(
 
 /// Delete the given keys; those that existed.
 pub(super) fn remove_credentials(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     vault_id: &str,
     keys: &[String],
 ) -> TxResult<Vec<String>> {
     if keys.is_empty() {
         return Ok(Vec::new());
     }
-    let statement = tx.prepare("DELETE FROM credentials WHERE vault_id = $1 AND key = $2")?;
     let mut deleted = Vec::new();
     for key in keys {
-        if tx.execute(&statement, &[&vault_id, key])? > 0 {
+        let sql = "DELETE FROM credentials WHERE vault_id = $1 AND key = $2";
+        if tx.execute(sql, &[&vault_id, key])? > 0 {
             deleted.push(key.clone());
         }
     }
@@ -62,7 +60,7 @@ pub(super) fn remove_credentials(
 }
 
 pub(super) fn get(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     vault_id: &str,
     key: &str,
 ) -> TxResult<Option<StoredCredential>> {
@@ -84,7 +82,7 @@ pub(super) fn get(
     )
 }
 
-pub(super) fn keys(tx: &mut Transaction<'_>, vault_id: &str) -> TxResult<Vec<String>> {
+pub(super) fn keys(tx: &mut Tx<'_>, vault_id: &str) -> TxResult<Vec<String>> {
     query_all(
         tx,
         "SELECT key FROM credentials WHERE vault_id = $1 ORDER BY key",

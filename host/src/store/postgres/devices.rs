@@ -4,7 +4,9 @@
 //! As in SQLite (`sqlite/devices.rs`): a user keeps at most a fixed number of device tokens,
 //! storing one more drops the least recently used of theirs in the same transaction.
 
-use postgres::{Row, Transaction};
+use postgres::Row;
+
+use super::Tx;
 
 use super::errors::{Constraint, TxResult, misuse};
 use super::{column, query_all, query_opt};
@@ -23,11 +25,7 @@ fn device_row(row: &Row) -> TxResult<DeviceRecord> {
     })
 }
 
-pub(super) fn insert(
-    tx: &mut Transaction<'_>,
-    device: &DeviceRecord,
-    max_per_user: usize,
-) -> TxResult<()> {
+pub(super) fn insert(tx: &mut Tx<'_>, device: &DeviceRecord, max_per_user: usize) -> TxResult<()> {
     let Some(others_kept) = max_per_user.checked_sub(1) else {
         return Err(misuse("a user must be allowed at least one device token"));
     };
@@ -58,7 +56,7 @@ pub(super) fn insert(
     Ok(())
 }
 
-pub(super) fn get(tx: &mut Transaction<'_>, hash: &str) -> TxResult<Option<DeviceRecord>> {
+pub(super) fn get(tx: &mut Tx<'_>, hash: &str) -> TxResult<Option<DeviceRecord>> {
     query_opt(
         tx,
         &format!("SELECT {COLUMNS} FROM device_tokens WHERE hash = $1"),
@@ -67,7 +65,7 @@ pub(super) fn get(tx: &mut Transaction<'_>, hash: &str) -> TxResult<Option<Devic
     )
 }
 
-pub(super) fn touch(tx: &mut Transaction<'_>, hash: &str, at: UnixTime) -> TxResult<()> {
+pub(super) fn touch(tx: &mut Tx<'_>, hash: &str, at: UnixTime) -> TxResult<()> {
     // GREATEST: two sign-ins finishing out of order must not move the time backwards.
     let changed = tx.execute(
         "UPDATE device_tokens SET last_used_at = GREATEST(last_used_at, $1) WHERE hash = $2",
@@ -79,7 +77,7 @@ pub(super) fn touch(tx: &mut Transaction<'_>, hash: &str, at: UnixTime) -> TxRes
     Ok(())
 }
 
-pub(super) fn of_user(tx: &mut Transaction<'_>, user_id: &str) -> TxResult<Vec<DeviceRecord>> {
+pub(super) fn of_user(tx: &mut Tx<'_>, user_id: &str) -> TxResult<Vec<DeviceRecord>> {
     query_all(
         tx,
         &format!(
@@ -91,20 +89,20 @@ pub(super) fn of_user(tx: &mut Transaction<'_>, user_id: &str) -> TxResult<Vec<D
     )
 }
 
-pub(super) fn delete(tx: &mut Transaction<'_>, user_id: &str, public_id: &str) -> TxResult<bool> {
+pub(super) fn delete(tx: &mut Tx<'_>, user_id: &str, public_id: &str) -> TxResult<bool> {
     Ok(tx.execute(
         "DELETE FROM device_tokens WHERE user_id = $1 AND public_id = $2",
         &[&user_id, &public_id],
     )? > 0)
 }
 
-pub(super) fn delete_of_user(tx: &mut Transaction<'_>, user_id: &str) -> TxResult<()> {
+pub(super) fn delete_of_user(tx: &mut Tx<'_>, user_id: &str) -> TxResult<()> {
     tx.execute("DELETE FROM device_tokens WHERE user_id = $1", &[&user_id])?;
     Ok(())
 }
 
 /// Delete the device tokens unused for their idle time at `now`; how many.
-pub(super) fn delete_expired(tx: &mut Transaction<'_>, now: UnixTime) -> TxResult<usize> {
+pub(super) fn delete_expired(tx: &mut Tx<'_>, now: UnixTime) -> TxResult<usize> {
     // Live while `now < last_used_at + idle_seconds` (`DeviceRecord::is_live`).
     let deleted = tx.execute(
         "DELETE FROM device_tokens WHERE last_used_at + idle_seconds <= $1",

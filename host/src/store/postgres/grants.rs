@@ -5,7 +5,9 @@
 //!
 //! Lowering or removing a vault's last admin grant is refused ([`super::roles`]).
 
-use postgres::{Row, Transaction};
+use postgres::Row;
+
+use super::Tx;
 
 use super::errors::{Constraint, TxResult};
 use super::roles::admin_count;
@@ -25,7 +27,7 @@ fn grant_row(row: &Row) -> TxResult<Grant> {
     })
 }
 
-pub(super) fn require_actor(tx: &mut Transaction<'_>, actor: &ActorId) -> TxResult<()> {
+pub(super) fn require_actor(tx: &mut Tx<'_>, actor: &ActorId) -> TxResult<()> {
     let sql = match actor.kind {
         ActorKind::User => "SELECT 1 FROM users WHERE id = $1",
         ActorKind::Agent => "SELECT 1 FROM agents WHERE id = $1",
@@ -38,7 +40,7 @@ pub(super) fn require_actor(tx: &mut Transaction<'_>, actor: &ActorId) -> TxResu
 }
 
 pub(super) fn insert_grant(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     actor: &ActorId,
     vault_id: &str,
     role: VaultRole,
@@ -52,7 +54,7 @@ pub(super) fn insert_grant(
     Ok(())
 }
 
-pub(super) fn of_actor(tx: &mut Transaction<'_>, actor: &ActorId) -> TxResult<Vec<Grant>> {
+pub(super) fn of_actor(tx: &mut Tx<'_>, actor: &ActorId) -> TxResult<Vec<Grant>> {
     query_all(
         tx,
         &format!(
@@ -64,7 +66,7 @@ pub(super) fn of_actor(tx: &mut Transaction<'_>, actor: &ActorId) -> TxResult<Ve
     )
 }
 
-pub(super) fn of_vault(tx: &mut Transaction<'_>, vault_id: &str) -> TxResult<Vec<Grant>> {
+pub(super) fn of_vault(tx: &mut Tx<'_>, vault_id: &str) -> TxResult<Vec<Grant>> {
     query_all(
         tx,
         &format!(
@@ -76,11 +78,7 @@ pub(super) fn of_vault(tx: &mut Transaction<'_>, vault_id: &str) -> TxResult<Vec
     )
 }
 
-fn current_role(
-    tx: &mut Transaction<'_>,
-    actor: &ActorId,
-    vault_id: &str,
-) -> TxResult<Option<VaultRole>> {
+fn current_role(tx: &mut Tx<'_>, actor: &ActorId, vault_id: &str) -> TxResult<Option<VaultRole>> {
     query_opt(
         tx,
         "SELECT role FROM vault_grants
@@ -90,7 +88,7 @@ fn current_role(
     )
 }
 
-pub(super) fn set(tx: &mut Transaction<'_>, grant: &Grant) -> TxResult<()> {
+pub(super) fn set(tx: &mut Tx<'_>, grant: &Grant) -> TxResult<()> {
     require_actor(tx, &grant.actor)?;
     let current = current_role(tx, &grant.actor, &grant.vault_id)?;
     if current == Some(VaultRole::Admin)
@@ -102,7 +100,7 @@ pub(super) fn set(tx: &mut Transaction<'_>, grant: &Grant) -> TxResult<()> {
     insert_grant(tx, &grant.actor, &grant.vault_id, grant.role)
 }
 
-pub(super) fn remove(tx: &mut Transaction<'_>, actor: &ActorId, vault_id: &str) -> TxResult<()> {
+pub(super) fn remove(tx: &mut Tx<'_>, actor: &ActorId, vault_id: &str) -> TxResult<()> {
     let current = current_role(tx, actor, vault_id)?.ok_or(StoreError::NotFound("grant".into()))?;
     if current == VaultRole::Admin && admin_count(tx, vault_id)? <= 1 {
         return Err(StoreError::LastAdmin.into());

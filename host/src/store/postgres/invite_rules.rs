@@ -1,14 +1,14 @@
 //! What agents and agent invites ask of each other: an agent's name is free only if no
 //! pending invite reserves it, and the invites an agent made end with it.
 
-use postgres::Transaction;
+use super::Tx;
 
 use super::errors::TxResult;
 use super::exists;
 use crate::store::{ActorId, StoreError, UnixTime};
 
 /// `Conflict` if a pending invite, unexpired at `at`, reserves `name`.
-pub(super) fn check_name_free(tx: &mut Transaction<'_>, name: &str, at: UnixTime) -> TxResult<()> {
+pub(super) fn check_name_free(tx: &mut Tx<'_>, name: &str, at: UnixTime) -> TxResult<()> {
     let reserved = exists(
         tx,
         "SELECT 1 FROM agent_invites
@@ -22,7 +22,7 @@ pub(super) fn check_name_free(tx: &mut Transaction<'_>, name: &str, at: UnixTime
 }
 
 /// Revoke the pending invites `creator` made: an invite is only as good as whoever issued it.
-pub(super) fn revoke_created_by(tx: &mut Transaction<'_>, creator: &ActorId) -> TxResult<()> {
+pub(super) fn revoke_created_by(tx: &mut Tx<'_>, creator: &ActorId) -> TxResult<()> {
     tx.execute(
         "UPDATE agent_invites SET status = 'revoked'
          WHERE status = 'pending' AND created_by_type = $1 AND created_by_id = $2",

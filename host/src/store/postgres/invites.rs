@@ -6,7 +6,9 @@
 //! creates the user, their grants and the new status together, so an invite is accepted at
 //! most once.
 
-use postgres::{Row, Transaction};
+use postgres::Row;
+
+use super::Tx;
 
 use super::errors::{Constraint, TxResult};
 use super::grants::insert_grant;
@@ -30,7 +32,7 @@ fn invite_row(row: &Row) -> TxResult<Invite> {
     })
 }
 
-fn invite_vaults(tx: &mut Transaction<'_>, hash: &str) -> TxResult<Vec<(String, VaultRole)>> {
+fn invite_vaults(tx: &mut Tx<'_>, hash: &str) -> TxResult<Vec<(String, VaultRole)>> {
     query_all(
         tx,
         "SELECT vault_id, role FROM user_invite_vaults WHERE invite_hash = $1 ORDER BY vault_id",
@@ -39,7 +41,7 @@ fn invite_vaults(tx: &mut Transaction<'_>, hash: &str) -> TxResult<Vec<(String, 
     )
 }
 
-pub(super) fn create(tx: &mut Transaction<'_>, invite: &Invite) -> TxResult<()> {
+pub(super) fn create(tx: &mut Tx<'_>, invite: &Invite) -> TxResult<()> {
     let (created_by_type, created_by_id) = actor_columns(invite.created_by.as_ref());
     tx.execute(
         "INSERT INTO user_invites (hash, email, role, created_by_type, created_by_id,
@@ -69,7 +71,7 @@ pub(super) fn create(tx: &mut Transaction<'_>, invite: &Invite) -> TxResult<()> 
     Ok(())
 }
 
-pub(super) fn get(tx: &mut Transaction<'_>, hash: &str) -> TxResult<Option<Invite>> {
+pub(super) fn get(tx: &mut Tx<'_>, hash: &str) -> TxResult<Option<Invite>> {
     let invite = query_opt(
         tx,
         &format!("SELECT {INVITE_COLUMNS} FROM user_invites WHERE hash = $1"),
@@ -83,7 +85,7 @@ pub(super) fn get(tx: &mut Transaction<'_>, hash: &str) -> TxResult<Option<Invit
     Ok(Some(invite))
 }
 
-pub(super) fn list(tx: &mut Transaction<'_>) -> TxResult<Vec<Invite>> {
+pub(super) fn list(tx: &mut Tx<'_>) -> TxResult<Vec<Invite>> {
     let mut invites = query_all(
         tx,
         &format!("SELECT {INVITE_COLUMNS} FROM user_invites ORDER BY created_at, hash"),
@@ -96,12 +98,7 @@ pub(super) fn list(tx: &mut Transaction<'_>) -> TxResult<Vec<Invite>> {
     Ok(invites)
 }
 
-pub(super) fn accept(
-    tx: &mut Transaction<'_>,
-    hash: &str,
-    user: &User,
-    at: UnixTime,
-) -> TxResult<()> {
+pub(super) fn accept(tx: &mut Tx<'_>, hash: &str, user: &User, at: UnixTime) -> TxResult<()> {
     let pending = query_opt(
         tx,
         "SELECT status = 'pending' AND expires_at > $2 FROM user_invites WHERE hash = $1",
@@ -124,7 +121,7 @@ pub(super) fn accept(
     Ok(())
 }
 
-pub(super) fn revoke(tx: &mut Transaction<'_>, hash: &str) -> TxResult<()> {
+pub(super) fn revoke(tx: &mut Tx<'_>, hash: &str) -> TxResult<()> {
     if tx.execute(
         "UPDATE user_invites SET status = 'revoked' WHERE hash = $1 AND status = 'pending'",
         &[&hash],

@@ -2,7 +2,9 @@
 //! wrapped under the master password or in plain (passwordless). The trait methods of
 //! [`super::PostgresStore`] call these inside their transaction.
 
-use postgres::{Row, Transaction};
+use postgres::Row;
+
+use super::Tx;
 
 use super::errors::{Constraint, Failure, TxResult, misuse};
 use super::{column, fixed_bytes, narrow, query_opt};
@@ -37,7 +39,7 @@ fn master_key_row(row: &Row) -> TxResult<MasterKeyRecord> {
     })
 }
 
-pub(super) fn get(tx: &mut Transaction<'_>) -> TxResult<Option<MasterKeyRecord>> {
+pub(super) fn get(tx: &mut Tx<'_>) -> TxResult<Option<MasterKeyRecord>> {
     query_opt(
         tx,
         "SELECT key_version, mode, salt, kdf_memory_kib, kdf_iterations,
@@ -48,23 +50,19 @@ pub(super) fn get(tx: &mut Transaction<'_>) -> TxResult<Option<MasterKeyRecord>>
     )
 }
 
-pub(super) fn init(tx: &mut Transaction<'_>, record: &MasterKeyRecord) -> TxResult<()> {
+pub(super) fn init(tx: &mut Tx<'_>, record: &MasterKeyRecord) -> TxResult<()> {
     write_master_key(tx, record, false)?;
     Ok(())
 }
 
-pub(super) fn replace(tx: &mut Transaction<'_>, record: &MasterKeyRecord) -> TxResult<()> {
+pub(super) fn replace(tx: &mut Tx<'_>, record: &MasterKeyRecord) -> TxResult<()> {
     if write_master_key(tx, record, true)? == 0 {
         return Err(StoreError::NotFound("master key".into()).into());
     }
     Ok(())
 }
 
-fn write_master_key(
-    tx: &mut Transaction<'_>,
-    record: &MasterKeyRecord,
-    replace: bool,
-) -> TxResult<u64> {
+fn write_master_key(tx: &mut Tx<'_>, record: &MasterKeyRecord, replace: bool) -> TxResult<u64> {
     let (mode, salt, kdf, nonce, wrapped, plain) = match &record.protection {
         KeyProtection::Password { salt, kdf, wrapped } => {
             if wrapped.key_version != record.key_version {

@@ -28,6 +28,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::PostgresStore;
 use super::errors::{Failure, into_store_error};
+use super::statements::{CachedClient, CachingManager};
 use crate::store::{Result, StoreError, now};
 
 /// The schema, in order: version `n` is the `n`-th entry. Never edit a released migration;
@@ -208,14 +209,14 @@ pub fn redact_url(url: &str) -> String {
 pub(super) struct Pool(Option<Pools>);
 
 enum Pools {
-    Plain(r2d2::Pool<PostgresConnectionManager<NoTls>>),
-    Tls(r2d2::Pool<PostgresConnectionManager<MakeRustlsConnect>>),
+    Plain(r2d2::Pool<CachingManager<NoTls>>),
+    Tls(r2d2::Pool<CachingManager<MakeRustlsConnect>>),
 }
 
 /// A connection borrowed from the [`Pool`]; back in the pool when dropped.
 pub(super) enum Connection {
-    Plain(PooledConnection<PostgresConnectionManager<NoTls>>),
-    Tls(PooledConnection<PostgresConnectionManager<MakeRustlsConnect>>),
+    Plain(PooledConnection<CachingManager<NoTls>>),
+    Tls(PooledConnection<CachingManager<MakeRustlsConnect>>),
 }
 
 impl Pool {
@@ -242,9 +243,9 @@ impl Drop for Pool {
 }
 
 impl Deref for Connection {
-    type Target = Client;
+    type Target = CachedClient;
 
-    fn deref(&self) -> &Client {
+    fn deref(&self) -> &CachedClient {
         match self {
             Connection::Plain(connection) => connection,
             Connection::Tls(connection) => connection,
@@ -253,7 +254,7 @@ impl Deref for Connection {
 }
 
 impl DerefMut for Connection {
-    fn deref_mut(&mut self) -> &mut Client {
+    fn deref_mut(&mut self) -> &mut CachedClient {
         match self {
             Connection::Plain(connection) => connection,
             Connection::Tls(connection) => connection,
@@ -269,11 +270,17 @@ impl PostgresStore {
         let settings = ConnectionSettings::parse(url)?;
         let shown = redact_url(url);
         let pool = if settings.uses_tls(url)? {
-            let manager = PostgresConnectionManager::new(settings.config.clone(), settings.tls()?);
+            let manager = CachingManager(PostgresConnectionManager::new(
+                settings.config.clone(),
+                settings.tls()?,
+            ));
             migrate_with(&manager, &shown)?;
             Pool(Some(Pools::Tls(build_pool(manager))))
         } else {
-            let manager = PostgresConnectionManager::new(settings.config.clone(), NoTls);
+            let manager = CachingManager(PostgresConnectionManager::new(
+                settings.config.clone(),
+                NoTls,
+            ));
             migrate_with(&manager, &shown)?;
             Pool(Some(Pools::Plain(build_pool(manager))))
         };
@@ -297,7 +304,7 @@ fn build_pool<M: ManageConnection>(manager: M) -> r2d2::Pool<M> {
 /// migrate.
 fn migrate_with<M>(manager: &M, shown: &str) -> Result<usize>
 where
-    M: ManageConnection<Connection = Client, Error = postgres::Error>,
+    M: ManageConnection<Connection = CachedClient, Error = postgres::Error>,
 {
     let mut client = manager.connect().map_err(|error| {
         into_store_error(
@@ -305,7 +312,7 @@ where
             Failure::Sql(error),
         )
     })?;
-    migrate(&mut client)
+    migrate(&mut client.client)
 }
 
 /// Apply the migrations the database has not seen, all in one transaction under the

@@ -7,7 +7,9 @@
 //! proposals is counted in the same transaction, and applying re-checks that the proposal is
 //! still pending and the services unchanged before writing everything together.
 
-use postgres::{Row, Transaction};
+use postgres::Row;
+
+use super::Tx;
 
 use super::credentials::{remove_credentials, write_credentials};
 use super::errors::{Constraint, TxResult};
@@ -41,11 +43,7 @@ fn proposal_row(row: &Row) -> TxResult<Proposal> {
     })
 }
 
-pub(super) fn create(
-    tx: &mut Transaction<'_>,
-    proposal: &Proposal,
-    max_pending: usize,
-) -> TxResult<i64> {
+pub(super) fn create(tx: &mut Tx<'_>, proposal: &Proposal, max_pending: usize) -> TxResult<i64> {
     let row = tx.query_one(
         "SELECT COUNT(*) FROM proposals
          WHERE vault_id = $1 AND status = 'pending' AND expires_at > $2",
@@ -88,7 +86,7 @@ pub(super) fn create(
     Ok(id)
 }
 
-pub(super) fn get(tx: &mut Transaction<'_>, vault_id: &str, id: i64) -> TxResult<Option<Proposal>> {
+pub(super) fn get(tx: &mut Tx<'_>, vault_id: &str, id: i64) -> TxResult<Option<Proposal>> {
     query_opt(
         tx,
         &format!("SELECT {COLUMNS} FROM proposals WHERE vault_id = $1 AND id = $2"),
@@ -97,10 +95,7 @@ pub(super) fn get(tx: &mut Transaction<'_>, vault_id: &str, id: i64) -> TxResult
     )
 }
 
-pub(super) fn by_approval(
-    tx: &mut Transaction<'_>,
-    approval_hash: &str,
-) -> TxResult<Option<Proposal>> {
+pub(super) fn by_approval(tx: &mut Tx<'_>, approval_hash: &str) -> TxResult<Option<Proposal>> {
     query_opt(
         tx,
         &format!("SELECT {COLUMNS} FROM proposals WHERE approval_hash = $1"),
@@ -109,7 +104,7 @@ pub(super) fn by_approval(
     )
 }
 
-pub(super) fn list(tx: &mut Transaction<'_>, vault_id: &str) -> TxResult<Vec<Proposal>> {
+pub(super) fn list(tx: &mut Tx<'_>, vault_id: &str) -> TxResult<Vec<Proposal>> {
     query_all(
         tx,
         &format!("SELECT {COLUMNS} FROM proposals WHERE vault_id = $1 ORDER BY id DESC"),
@@ -119,12 +114,7 @@ pub(super) fn list(tx: &mut Transaction<'_>, vault_id: &str) -> TxResult<Vec<Pro
 }
 
 /// `NotFound` unless the proposal is pending and unexpired at `at`.
-fn require_pending(
-    tx: &mut Transaction<'_>,
-    vault_id: &str,
-    id: i64,
-    at: UnixTime,
-) -> TxResult<()> {
+fn require_pending(tx: &mut Tx<'_>, vault_id: &str, id: i64, at: UnixTime) -> TxResult<()> {
     let pending = get(tx, vault_id, id)?
         .is_some_and(|p| p.status == ProposalStatus::Pending && p.expires_at > at);
     if pending {
@@ -135,7 +125,7 @@ fn require_pending(
 }
 
 fn mark_reviewed(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     vault_id: &str,
     id: i64,
     status: ProposalStatus,
@@ -161,7 +151,7 @@ fn mark_reviewed(
 }
 
 pub(super) fn apply(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     vault_id: &str,
     id: i64,
     application: &ProposalApplication,
@@ -191,7 +181,7 @@ pub(super) fn apply(
 }
 
 pub(super) fn reject(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     vault_id: &str,
     id: i64,
     reviewer: &ActorId,

@@ -10,7 +10,9 @@
 //! SQLite; with several, an entry may commit after one with a higher id, which a reader
 //! following the log with `after` could miss. That is for the work on replicas to settle.
 
-use postgres::{Row, Transaction};
+use postgres::Row;
+
+use super::Tx;
 
 use super::errors::{TxResult, misuse};
 use super::{actor_at, actor_columns, column, narrow, query_all, query_opt};
@@ -85,7 +87,7 @@ impl<'a> LogColumns<'a> {
 /// Insert `entries`; with `through`, the journal's mark moves up to it in the same
 /// transaction.
 pub(super) fn insert(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     entries: &[LogEntry],
     through: Option<JournalSeq>,
 ) -> TxResult<()> {
@@ -147,17 +149,13 @@ pub(super) fn insert(
     Ok(())
 }
 
-pub(super) fn journaled_through(tx: &mut Transaction<'_>) -> TxResult<JournalSeq> {
+pub(super) fn journaled_through(tx: &mut Tx<'_>) -> TxResult<JournalSeq> {
     let row = tx.query_one("SELECT through FROM request_log_journal WHERE id = 1", &[])?;
     let through: i64 = column(&row, 0)?;
     Ok(JournalSeq::try_from(through).unwrap_or(0))
 }
 
-pub(super) fn logs(
-    tx: &mut Transaction<'_>,
-    vault_id: &str,
-    query: &LogQuery,
-) -> TxResult<Vec<LogEntry>> {
+pub(super) fn logs(tx: &mut Tx<'_>, vault_id: &str, query: &LogQuery) -> TxResult<Vec<LogEntry>> {
     // With `after`, the page is the `limit` entries right after the cursor (then shown
     // newest first), so that following new entries never skips any; otherwise the
     // newest entries before `before`.
@@ -193,7 +191,7 @@ pub(super) fn logs(
     Ok(entries)
 }
 
-pub(super) fn unmatched_hosts(tx: &mut Transaction<'_>, vault_id: &str) -> TxResult<Vec<HostSeen>> {
+pub(super) fn unmatched_hosts(tx: &mut Tx<'_>, vault_id: &str) -> TxResult<Vec<HostSeen>> {
     query_all(
         tx,
         "SELECT host, COUNT(*), MAX(created_at) FROM request_logs
@@ -214,7 +212,7 @@ pub(super) fn unmatched_hosts(tx: &mut Transaction<'_>, vault_id: &str) -> TxRes
 /// Delete the entries older than `older_than`, then those beyond `max_rows_per_vault` in
 /// each vault (0: no cap); how many.
 pub(super) fn prune(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     older_than: UnixTime,
     max_rows_per_vault: u32,
 ) -> TxResult<usize> {

@@ -4,14 +4,14 @@
 //! together, cannot both commit (PostgreSQL fails one, and [`super::PostgresStore`] runs it
 //! again, when it sees the rule broken).
 
-use postgres::Transaction;
+use super::Tx;
 
 use super::errors::TxResult;
 use super::{column, exists};
 use crate::store::{ActorId, StoreError};
 
 /// Users with the owner role plus active agents with it.
-pub(super) fn owner_count(tx: &mut Transaction<'_>) -> TxResult<i64> {
+pub(super) fn owner_count(tx: &mut Tx<'_>) -> TxResult<i64> {
     let row = tx.query_one(
         "SELECT (SELECT COUNT(*) FROM users WHERE role = 'owner')
               + (SELECT COUNT(*) FROM agents WHERE role = 'owner' AND status = 'active')",
@@ -21,14 +21,14 @@ pub(super) fn owner_count(tx: &mut Transaction<'_>) -> TxResult<i64> {
 }
 
 /// `LastOwner` unless another owner remains once `removed_owner` no longer counts.
-pub(super) fn keep_an_owner(tx: &mut Transaction<'_>, removed_owner: bool) -> TxResult<()> {
+pub(super) fn keep_an_owner(tx: &mut Tx<'_>, removed_owner: bool) -> TxResult<()> {
     if removed_owner && owner_count(tx)? <= 1 {
         return Err(StoreError::LastOwner.into());
     }
     Ok(())
 }
 
-pub(super) fn admin_count(tx: &mut Transaction<'_>, vault_id: &str) -> TxResult<i64> {
+pub(super) fn admin_count(tx: &mut Tx<'_>, vault_id: &str) -> TxResult<i64> {
     let row = tx.query_one(
         "SELECT COUNT(*) FROM vault_grants WHERE vault_id = $1 AND role = 'admin'",
         &[&vault_id],
@@ -37,7 +37,7 @@ pub(super) fn admin_count(tx: &mut Transaction<'_>, vault_id: &str) -> TxResult<
 }
 
 /// `LastAdmin` if `actor` is the only admin of any vault (see `sqlite/roles.rs`).
-pub(super) fn keep_vault_admins(tx: &mut Transaction<'_>, actor: &ActorId) -> TxResult<()> {
+pub(super) fn keep_vault_admins(tx: &mut Tx<'_>, actor: &ActorId) -> TxResult<()> {
     let sole_admin = exists(
         tx,
         "SELECT g.vault_id FROM vault_grants g

@@ -1,13 +1,13 @@
 //! Services in PostgreSQL: the `services` table, one JSON document per vault. The trait
 //! methods of [`super::PostgresStore`] and the proposals call these inside their transaction.
 
-use postgres::Transaction;
+use super::Tx;
 
 use super::errors::{Constraint, TxResult};
 use super::{column, query_opt};
 use crate::store::UnixTime;
 
-pub(super) fn read_services(tx: &mut Transaction<'_>, vault_id: &str) -> TxResult<Option<String>> {
+pub(super) fn read_services(tx: &mut Tx<'_>, vault_id: &str) -> TxResult<Option<String>> {
     query_opt(
         tx,
         "SELECT services_json FROM services WHERE vault_id = $1",
@@ -17,7 +17,7 @@ pub(super) fn read_services(tx: &mut Transaction<'_>, vault_id: &str) -> TxResul
 }
 
 pub(super) fn write_services(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     vault_id: &str,
     json: &str,
     updated_at: UnixTime,

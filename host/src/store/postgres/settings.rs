@@ -2,13 +2,13 @@
 //! ones (`instance_settings`). The trait methods of [`super::PostgresStore`] call these inside
 //! their transaction; setting `None` deletes the key.
 
-use postgres::Transaction;
+use super::Tx;
 
 use super::errors::{Constraint, TxResult};
 use super::{column, query_opt};
 
 pub(super) fn vault_setting(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     vault_id: &str,
     key: &str,
 ) -> TxResult<Option<String>> {
@@ -21,7 +21,7 @@ pub(super) fn vault_setting(
 }
 
 pub(super) fn set_vault_setting(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     vault_id: &str,
     key: &str,
     value: Option<&str>,
@@ -45,7 +45,7 @@ pub(super) fn set_vault_setting(
     Ok(())
 }
 
-pub(super) fn instance_setting(tx: &mut Transaction<'_>, key: &str) -> TxResult<Option<String>> {
+pub(super) fn instance_setting(tx: &mut Tx<'_>, key: &str) -> TxResult<Option<String>> {
     query_opt(
         tx,
         "SELECT value FROM instance_settings WHERE key = $1",
@@ -55,7 +55,7 @@ pub(super) fn instance_setting(tx: &mut Transaction<'_>, key: &str) -> TxResult<
 }
 
 pub(super) fn set_instance_setting(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     key: &str,
     value: Option<&str>,
 ) -> TxResult<()> {

@@ -5,7 +5,9 @@
 //! A token is valid while `now < expires_at`; a login session also ends once unused for its
 //! idle time. Expired ones are deleted together with expired device tokens.
 
-use postgres::{Row, Transaction};
+use postgres::Row;
+
+use super::Tx;
 
 use super::errors::{Constraint, Failure, TxResult};
 use super::{actor_at, actor_columns, column, devices, query_all, query_opt, text_enum};
@@ -42,7 +44,7 @@ fn token_row(row: &Row) -> TxResult<TokenRecord> {
     })
 }
 
-pub(super) fn insert_token_row(tx: &mut Transaction<'_>, token: &TokenRecord) -> TxResult<()> {
+pub(super) fn insert_token_row(tx: &mut Tx<'_>, token: &TokenRecord) -> TxResult<()> {
     let (kind, user_id, agent_id, vault_id, vault_role, label, idle_seconds, parent) =
         match &token.kind {
             TokenKind::Login {
@@ -112,7 +114,7 @@ pub(super) fn insert_token_row(tx: &mut Transaction<'_>, token: &TokenRecord) ->
 }
 
 /// Tokens an agent holds and the scoped sessions it minted with them.
-pub(super) fn delete_agent_tokens(tx: &mut Transaction<'_>, agent_id: &str) -> TxResult<()> {
+pub(super) fn delete_agent_tokens(tx: &mut Tx<'_>, agent_id: &str) -> TxResult<()> {
     tx.execute(
         "DELETE FROM tokens
          WHERE agent_id = $1 OR (created_by_type = 'agent' AND created_by_id = $1)",
@@ -121,7 +123,7 @@ pub(super) fn delete_agent_tokens(tx: &mut Transaction<'_>, agent_id: &str) -> T
     Ok(())
 }
 
-pub(super) fn get(tx: &mut Transaction<'_>, hash: &str) -> TxResult<Option<TokenRecord>> {
+pub(super) fn get(tx: &mut Tx<'_>, hash: &str) -> TxResult<Option<TokenRecord>> {
     query_opt(
         tx,
         &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = $1"),
@@ -130,7 +132,7 @@ pub(super) fn get(tx: &mut Transaction<'_>, hash: &str) -> TxResult<Option<Token
     )
 }
 
-pub(super) fn touch(tx: &mut Transaction<'_>, hash: &str, at: UnixTime) -> TxResult<()> {
+pub(super) fn touch(tx: &mut Tx<'_>, hash: &str, at: UnixTime) -> TxResult<()> {
     // GREATEST: two requests finishing out of order must not move the time backwards.
     if tx.execute(
         "UPDATE tokens SET last_used_at = GREATEST(last_used_at, $1) WHERE hash = $2",
@@ -142,14 +144,14 @@ pub(super) fn touch(tx: &mut Transaction<'_>, hash: &str, at: UnixTime) -> TxRes
     Ok(())
 }
 
-pub(super) fn delete(tx: &mut Transaction<'_>, hash: &str) -> TxResult<()> {
+pub(super) fn delete(tx: &mut Tx<'_>, hash: &str) -> TxResult<()> {
     if tx.execute("DELETE FROM tokens WHERE hash = $1", &[&hash])? == 0 {
         return Err(StoreError::NotFound("token".into()).into());
     }
     Ok(())
 }
 
-pub(super) fn user_sessions(tx: &mut Transaction<'_>, user_id: &str) -> TxResult<Vec<TokenRecord>> {
+pub(super) fn user_sessions(tx: &mut Tx<'_>, user_id: &str) -> TxResult<Vec<TokenRecord>> {
     query_all(
         tx,
         &format!(
@@ -161,11 +163,7 @@ pub(super) fn user_sessions(tx: &mut Transaction<'_>, user_id: &str) -> TxResult
     )
 }
 
-pub(super) fn scoped(
-    tx: &mut Transaction<'_>,
-    vault_id: &str,
-    now: UnixTime,
-) -> TxResult<Vec<TokenRecord>> {
+pub(super) fn scoped(tx: &mut Tx<'_>, vault_id: &str, now: UnixTime) -> TxResult<Vec<TokenRecord>> {
     query_all(
         tx,
         &format!(
@@ -179,11 +177,7 @@ pub(super) fn scoped(
     )
 }
 
-pub(super) fn delete_scoped(
-    tx: &mut Transaction<'_>,
-    vault_id: &str,
-    public_id: &str,
-) -> TxResult<bool> {
+pub(super) fn delete_scoped(tx: &mut Tx<'_>, vault_id: &str, public_id: &str) -> TxResult<bool> {
     Ok(tx.execute(
         "DELETE FROM tokens WHERE kind = 'scoped' AND vault_id = $1 AND public_id = $2",
         &[&vault_id, &public_id],
@@ -191,7 +185,7 @@ pub(super) fn delete_scoped(
 }
 
 /// Delete the tokens and device tokens expired at `now`; how many.
-pub(super) fn delete_expired(tx: &mut Transaction<'_>, now: UnixTime) -> TxResult<usize> {
+pub(super) fn delete_expired(tx: &mut Tx<'_>, now: UnixTime) -> TxResult<usize> {
     // A token is valid while `now < expires_at` (as `scoped_tokens` lists them).
     let tokens = tx.execute(
         "DELETE FROM tokens

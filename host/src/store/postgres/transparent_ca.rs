@@ -3,14 +3,14 @@
 //! their transaction; it is created once and never replaced, so replicas that start together
 //! all end up with the CA of the first (the others get `Conflict` and read it).
 
-use postgres::Transaction;
+use super::Tx;
 
 use super::errors::{Constraint, TxResult};
 use super::{column, fixed_bytes, narrow, query_opt};
 use crate::store::StoredCa;
 use crate::vault::crypto::Sealed;
 
-pub(super) fn get(tx: &mut Transaction<'_>) -> TxResult<Option<StoredCa>> {
+pub(super) fn get(tx: &mut Tx<'_>) -> TxResult<Option<StoredCa>> {
     query_opt(
         tx,
         "SELECT common_name, cert_pem, key_version, nonce, ciphertext, created_at
@@ -31,7 +31,7 @@ pub(super) fn get(tx: &mut Transaction<'_>) -> TxResult<Option<StoredCa>> {
     )
 }
 
-pub(super) fn init(tx: &mut Transaction<'_>, ca: &StoredCa) -> TxResult<()> {
+pub(super) fn init(tx: &mut Tx<'_>, ca: &StoredCa) -> TxResult<()> {
     tx.execute(
         "INSERT INTO mitm_ca (id, common_name, cert_pem, key_version, nonce, ciphertext,
                               created_at)

@@ -7,7 +7,9 @@
 //! ASCII case, as SQLite's `COLLATE NOCASE` column does (`lower(email)`, which the unique
 //! index covers).
 
-use postgres::{Row, Transaction};
+use postgres::Row;
+
+use super::Tx;
 
 use super::errors::{Constraint, TxResult};
 use super::grants::insert_grant;
@@ -27,11 +29,7 @@ fn user_row(row: &Row) -> TxResult<User> {
     })
 }
 
-pub(super) fn insert_user(
-    tx: &mut Transaction<'_>,
-    user: &User,
-    role: InstanceRole,
-) -> TxResult<()> {
+pub(super) fn insert_user(tx: &mut Tx<'_>, user: &User, role: InstanceRole) -> TxResult<()> {
     tx.execute(
         "INSERT INTO users (id, email, password_hash, role, created_at) VALUES ($1, $2, $3, $4, $5)",
         &[
@@ -46,11 +44,11 @@ pub(super) fn insert_user(
     Ok(())
 }
 
-pub(super) fn has_owner(tx: &mut Transaction<'_>) -> TxResult<bool> {
+pub(super) fn has_owner(tx: &mut Tx<'_>) -> TxResult<bool> {
     Ok(owner_count(tx)? > 0)
 }
 
-pub(super) fn create_first_owner(tx: &mut Transaction<'_>, user: &User) -> TxResult<()> {
+pub(super) fn create_first_owner(tx: &mut Tx<'_>, user: &User) -> TxResult<()> {
     if owner_count(tx)? > 0 {
         return Err(StoreError::Conflict("an owner".into()).into());
     }
@@ -64,7 +62,7 @@ pub(super) fn create_first_owner(tx: &mut Transaction<'_>, user: &User) -> TxRes
     )
 }
 
-pub(super) fn get(tx: &mut Transaction<'_>, id: &str) -> TxResult<Option<User>> {
+pub(super) fn get(tx: &mut Tx<'_>, id: &str) -> TxResult<Option<User>> {
     query_opt(
         tx,
         &format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"),
@@ -73,7 +71,7 @@ pub(super) fn get(tx: &mut Transaction<'_>, id: &str) -> TxResult<Option<User>> 
     )
 }
 
-pub(super) fn by_email(tx: &mut Transaction<'_>, email: &str) -> TxResult<Option<User>> {
+pub(super) fn by_email(tx: &mut Tx<'_>, email: &str) -> TxResult<Option<User>> {
     query_opt(
         tx,
         &format!(
@@ -84,7 +82,7 @@ pub(super) fn by_email(tx: &mut Transaction<'_>, email: &str) -> TxResult<Option
     )
 }
 
-pub(super) fn list(tx: &mut Transaction<'_>) -> TxResult<Vec<User>> {
+pub(super) fn list(tx: &mut Tx<'_>) -> TxResult<Vec<User>> {
     query_all(
         tx,
         &format!("SELECT {USER_COLUMNS} FROM users ORDER BY lower(email), email"),
@@ -93,14 +91,14 @@ pub(super) fn list(tx: &mut Transaction<'_>) -> TxResult<Vec<User>> {
     )
 }
 
-fn role_of(tx: &mut Transaction<'_>, id: &str) -> TxResult<InstanceRole> {
+fn role_of(tx: &mut Tx<'_>, id: &str) -> TxResult<InstanceRole> {
     query_opt(tx, "SELECT role FROM users WHERE id = $1", &[&id], |row| {
         text_enum(row, 0)
     })?
     .ok_or_else(|| StoreError::NotFound("user".into()).into())
 }
 
-pub(super) fn set_role(tx: &mut Transaction<'_>, id: &str, role: InstanceRole) -> TxResult<()> {
+pub(super) fn set_role(tx: &mut Tx<'_>, id: &str, role: InstanceRole) -> TxResult<()> {
     let current = role_of(tx, id)?;
     keep_an_owner(
         tx,
@@ -113,11 +111,7 @@ pub(super) fn set_role(tx: &mut Transaction<'_>, id: &str, role: InstanceRole) -
     Ok(())
 }
 
-pub(super) fn set_password(
-    tx: &mut Transaction<'_>,
-    id: &str,
-    password_hash: &str,
-) -> TxResult<()> {
+pub(super) fn set_password(tx: &mut Tx<'_>, id: &str, password_hash: &str) -> TxResult<()> {
     if tx.execute(
         "UPDATE users SET password_hash = $1 WHERE id = $2",
         &[&password_hash, &id],
@@ -133,7 +127,7 @@ pub(super) fn set_password(
     Ok(())
 }
 
-pub(super) fn delete(tx: &mut Transaction<'_>, id: &str) -> TxResult<()> {
+pub(super) fn delete(tx: &mut Tx<'_>, id: &str) -> TxResult<()> {
     let role = role_of(tx, id)?;
     keep_an_owner(tx, role == InstanceRole::Owner)?;
     keep_vault_admins(tx, &ActorId::user(id))?;

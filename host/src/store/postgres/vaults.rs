@@ -4,7 +4,9 @@
 //! As in SQLite (`sqlite/vaults.rs`): the default vault can be neither renamed nor deleted,
 //! and deleting a vault deletes what hangs off it explicitly, in the same transaction.
 
-use postgres::{Row, Transaction};
+use postgres::Row;
+
+use super::Tx;
 
 use super::errors::{Constraint, TxResult, misuse};
 use super::grants::{insert_grant, require_actor};
@@ -22,11 +24,7 @@ fn vault_row(row: &Row) -> TxResult<Vault> {
 }
 
 /// Store `vault`, and make `admin` (who must exist) its admin.
-pub(super) fn insert(
-    tx: &mut Transaction<'_>,
-    vault: &Vault,
-    admin: Option<&ActorId>,
-) -> TxResult<()> {
+pub(super) fn insert(tx: &mut Tx<'_>, vault: &Vault, admin: Option<&ActorId>) -> TxResult<()> {
     tx.execute(
         "INSERT INTO vaults (id, name, created_at) VALUES ($1, $2, $3)",
         &[&vault.id, &vault.name, &vault.created_at],
@@ -39,7 +37,7 @@ pub(super) fn insert(
     Ok(())
 }
 
-pub(super) fn by_name(tx: &mut Transaction<'_>, name: &str) -> TxResult<Option<Vault>> {
+pub(super) fn by_name(tx: &mut Tx<'_>, name: &str) -> TxResult<Option<Vault>> {
     query_opt(
         tx,
         &format!("SELECT {VAULT_COLUMNS} FROM vaults WHERE name = $1"),
@@ -48,7 +46,7 @@ pub(super) fn by_name(tx: &mut Transaction<'_>, name: &str) -> TxResult<Option<V
     )
 }
 
-pub(super) fn by_id(tx: &mut Transaction<'_>, id: &str) -> TxResult<Option<Vault>> {
+pub(super) fn by_id(tx: &mut Tx<'_>, id: &str) -> TxResult<Option<Vault>> {
     query_opt(
         tx,
         &format!("SELECT {VAULT_COLUMNS} FROM vaults WHERE id = $1"),
@@ -57,7 +55,7 @@ pub(super) fn by_id(tx: &mut Transaction<'_>, id: &str) -> TxResult<Option<Vault
     )
 }
 
-pub(super) fn list(tx: &mut Transaction<'_>) -> TxResult<Vec<Vault>> {
+pub(super) fn list(tx: &mut Tx<'_>) -> TxResult<Vec<Vault>> {
     query_all(
         tx,
         &format!("SELECT {VAULT_COLUMNS} FROM vaults ORDER BY name"),
@@ -66,7 +64,7 @@ pub(super) fn list(tx: &mut Transaction<'_>) -> TxResult<Vec<Vault>> {
     )
 }
 
-pub(super) fn rename(tx: &mut Transaction<'_>, id: &str, name: &str) -> TxResult<()> {
+pub(super) fn rename(tx: &mut Tx<'_>, id: &str, name: &str) -> TxResult<()> {
     if id == DEFAULT_VAULT_ID {
         return Err(misuse(&format!(
             "the {DEFAULT_VAULT} vault cannot be renamed"
@@ -81,7 +79,7 @@ pub(super) fn rename(tx: &mut Transaction<'_>, id: &str, name: &str) -> TxResult
     Ok(())
 }
 
-pub(super) fn delete(tx: &mut Transaction<'_>, id: &str) -> TxResult<()> {
+pub(super) fn delete(tx: &mut Tx<'_>, id: &str) -> TxResult<()> {
     if id == DEFAULT_VAULT_ID {
         return Err(misuse(&format!(
             "the {DEFAULT_VAULT} vault cannot be deleted"
