@@ -44,12 +44,13 @@
 //! carry PostgreSQL's primary message only (`errors.rs`), and name the database by its URL
 //! without the password (`open::redact_url`).
 //!
-//! **Cost.** A transaction is several round trips: `BEGIN`, a prepare and an execute per
-//! statement (the synchronous client caches no statements), `COMMIT`. The pool does not
-//! test a connection when it hands it out (one more round trip): a transaction whose `BEGIN`
-//! finds it dead runs on a new one. Over a local Unix socket a one-row read costs about 0.25 ms where
-//! SQLite takes 8 µs; the proxy's cache keeps reads off the hot path. A statement cache per
-//! connection is the next step.
+//! **Cost.** A transaction is `BEGIN`, one round trip per statement (each connection keeps
+//! its prepared statements, `statements.rs`) and `COMMIT`. The pool does not test a
+//! connection when it hands it out (one more round trip): a transaction whose `BEGIN` finds
+//! it dead runs on a new one. Over a local Unix socket (release build) a one-row read takes
+//! about 0.12 ms where SQLite takes 8 µs, a one-row write 0.25 ms (SQLite, syncing: 0.24 ms),
+//! a batch of 100 log entries 1.3 ms (SQLite: 0.3 ms); the proxy's cache keeps reads off the
+//! hot path.
 //!
 //! **Dialect.** The schema equals SQLite's at version 9 (`migrations/001_initial.sql`):
 //! BIGINT for integers and times, BYTEA for blobs, TEXT collated "C" so lists sort as in
