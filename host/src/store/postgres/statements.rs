@@ -1,7 +1,10 @@
 //! Prepared statements kept per connection: [`Tx`] is the transaction every entity file
 //! works in, and prepares each SQL text once per connection ([`CachedClient`]), so that a
 //! statement costs one round trip instead of two (prepare, then execute). The texts are the
-//! entity files' constants, a bounded set.
+//! entity files' constants, a bounded set. Prepared statements belong to the server session:
+//! a pooler in front of PostgreSQL must keep sessions (PgBouncer's `session` mode, not
+//! `transaction`), and a migration that changes a table's columns under running servers
+//! makes their statements on it fail until they reconnect.
 
 use std::collections::HashMap;
 
