@@ -96,6 +96,8 @@ pub enum ServerError {
     Upstream(#[from] crate::upstream::UpstreamConfigError),
     #[error("cannot set up the transparent proxy: {0}")]
     Ca(crate::store::StoreError),
+    #[error("{0}")]
+    Changes(crate::store::StoreError),
     #[error("cannot open the request log's journal: {0}")]
     Journal(#[from] JournalError),
     #[error("cannot start the connection workers: {0}")]
@@ -217,6 +219,14 @@ pub async fn run(
     // Each worker gets its own upstream pool, so that an upstream connection lives on the
     // thread of the requests it carries; the cache and the limits are shared.
     let cache = Cache::new(db.clone(), state.generation.clone());
+    // Other servers on the same database (PostgreSQL) move the cache's generation too.
+    let _changes = {
+        let (db, generation) = (db.clone(), state.generation.clone());
+        tokio::task::spawn_blocking(move || db.store().watch_changes(generation))
+            .await
+            .expect("starting the change watcher does not panic")
+            .map_err(ServerError::Changes)?
+    };
     let limits = RateLimiter::new(config.rate_limits);
     let auth_failures = AttemptLimiter::new(config.rate_limits);
     let workers = Workers::per_core().map_err(ServerError::Workers)?;

@@ -281,6 +281,20 @@ pub fn created(body: &impl Serialize) -> Result<Response<Full<Bytes>>, ApiError>
     Ok(json_response(StatusCode::CREATED, body))
 }
 
+impl ApiState {
+    /// After a management write committed: drop this server's caches, and tell the other
+    /// servers on the same database to drop theirs ([`crate::store::Store::announce_change`]).
+    pub async fn changed(&self) {
+        self.generation.bump();
+        if let Err(error) = self.db.run(|store| store.announce_change()).await {
+            tracing::error!(
+                "{error}: other servers on this database may act on what they cached before \
+                 this change until the next change is announced"
+            );
+        }
+    }
+}
+
 /// Serve one request from the TCP peer `peer`.
 pub async fn handle(
     state: Arc<ApiState>,
@@ -296,7 +310,7 @@ pub async fn handle(
         Err(error) => error.into_response(),
     };
     if writes && response.status().is_success() {
-        state.generation.bump();
+        state.changed().await;
     }
     let headers = response.headers_mut();
     for (name, value) in [

@@ -563,7 +563,7 @@ pub async fn approve(
             }
             other => other.into(),
         })?;
-    state.generation.bump();
+    state.changed().await;
     state.notifier.proposal(
         &state.db,
         vault,

@@ -474,6 +474,21 @@ pub struct LogFilter {
 
 /// Persistent state. Every method is one transaction.
 pub trait Store: Send + Sync + 'static {
+    // Other servers on the same database.
+    /// Tell every other server on this database that the state their caches hold changed
+    /// (called after a management write has committed, where the local [`Generation`]
+    /// moves). PostgreSQL counts the change and notifies the listeners; SQLite, whose
+    /// database one server owns, does nothing.
+    fn announce_change(&self) -> Result<()> {
+        Ok(())
+    }
+    /// Move `generation` whenever another server announces a change, until the returned
+    /// watcher is dropped. `None` where no other server can write (SQLite).
+    fn watch_changes(&self, generation: Generation) -> Result<Option<ChangeWatcher>> {
+        let _ = generation;
+        Ok(None)
+    }
+
     // The master key.
     fn master_key(&self) -> Result<Option<MasterKeyRecord>>;
     /// Store the first master key record; `Conflict` if one exists.
@@ -702,8 +717,10 @@ impl Db {
     }
 }
 
-/// A counter bumped after every successful write through the management API; readers that
-/// cache what they read (the proxy's directory) drop their cache when it moves.
+/// A counter bumped after every successful write through the management API, and, with
+/// PostgreSQL, whenever another server on the database announces one
+/// ([`Store::watch_changes`]); readers that cache what they read (the proxy's directory) drop
+/// their cache when it moves.
 #[derive(Debug, Clone, Default)]
 pub struct Generation(Arc<AtomicU64>);
 
@@ -714,6 +731,26 @@ impl Generation {
 
     pub fn current(&self) -> u64 {
         self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Keeps a backend following other servers' changes ([`Store::watch_changes`]); the
+/// following stops soon after it is dropped.
+#[derive(Debug)]
+pub struct ChangeWatcher {
+    stop: Arc<AtomicBool>,
+}
+
+impl ChangeWatcher {
+    /// A watcher whose `stop` flag becomes true when it is dropped.
+    pub fn new(stop: Arc<AtomicBool>) -> Self {
+        ChangeWatcher { stop }
+    }
+}
+
+impl Drop for ChangeWatcher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
     }
 }
 

@@ -61,6 +61,7 @@
 
 mod agent_invites;
 mod agents;
+mod changes;
 mod credentials;
 mod devices;
 mod errors;
@@ -80,9 +81,11 @@ mod transparent_ca;
 mod users;
 mod vaults;
 
+pub use changes::{RECHECK, WATCHER_APPLICATION_NAME};
 pub use open::redact_url;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use postgres::types::{FromSql, ToSql};
@@ -92,9 +95,10 @@ use self::errors::{Failure, TxResult, into_store_error, is_retryable, is_unavail
 use self::open::Pool;
 pub(crate) use self::statements::Tx;
 use super::{
-    ActorId, ActorKind, Agent, AgentInvite, DeviceRecord, Grant, HostSeen, InstanceRole, Invite,
-    JournalSeq, LogEntry, LogQuery, MasterKeyRecord, Proposal, ProposalApplication, Result, Store,
-    StoreError, StoredCa, StoredCredential, TokenRecord, UnixTime, User, Vault, contracts, now,
+    ActorId, ActorKind, Agent, AgentInvite, ChangeWatcher, DeviceRecord, Generation, Grant,
+    HostSeen, InstanceRole, Invite, JournalSeq, LogEntry, LogQuery, MasterKeyRecord, Proposal,
+    ProposalApplication, Result, Store, StoreError, StoredCa, StoredCredential, TokenRecord,
+    UnixTime, User, Vault, contracts, now,
 };
 
 /// The id the first migration gives the [`DEFAULT_VAULT`](super::DEFAULT_VAULT), as in SQLite.
@@ -110,6 +114,8 @@ type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 /// The PostgreSQL [`Store`].
 pub struct PostgresStore {
     pool: Pool,
+    /// How the change watcher connects (`changes.rs`).
+    watcher: Arc<changes::Connector>,
     /// The database URL without its password, for messages.
     shown: String,
 }
@@ -298,6 +304,22 @@ fn exists(tx: &mut Tx<'_>, sql: &str, params: Params<'_>) -> TxResult<bool> {
 }
 
 impl Store for PostgresStore {
+    fn announce_change(&self) -> Result<()> {
+        let operation = "announce a change to the other servers";
+        let mut connection = self.connection(operation)?;
+        let mut announced = changes::announce(&mut connection.client);
+        if announced.as_ref().is_err_and(is_unavailable) {
+            // A pooled connection the server ended: once more on a new one.
+            connection = self.connection(operation)?;
+            announced = changes::announce(&mut connection.client);
+        }
+        announced.map_err(|error| into_store_error(operation, Failure::Sql(error)))
+    }
+
+    fn watch_changes(&self, generation: Generation) -> Result<Option<ChangeWatcher>> {
+        changes::watch(self.watcher.clone(), self.shown.clone(), generation).map(Some)
+    }
+
     fn master_key(&self) -> Result<Option<MasterKeyRecord>> {
         self.read("read the master key", master_key::get)
     }

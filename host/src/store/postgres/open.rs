@@ -27,14 +27,20 @@ use rustls_pki_types::pem::PemObject as _;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::PostgresStore;
+use super::changes::Connector;
 use super::errors::{Failure, into_store_error};
 use super::statements::{CachedClient, CachingManager};
 use crate::store::{Result, StoreError, now};
 
 /// The schema, in order: version `n` is the `n`-th entry. Never edit a released migration;
 /// add the next number.
-pub(super) const MIGRATIONS: &[(&str, &str)] =
-    &[("001_initial", include_str!("migrations/001_initial.sql"))];
+pub(super) const MIGRATIONS: &[(&str, &str)] = &[
+    ("001_initial", include_str!("migrations/001_initial.sql")),
+    (
+        "002_change_counter",
+        include_str!("migrations/002_change_counter.sql"),
+    ),
+];
 
 /// The advisory lock that migrations hold: a fixed number, "agent-va" in ASCII, that no
 /// other application is likely to use in the same database.
@@ -269,22 +275,33 @@ impl PostgresStore {
     pub fn open(url: &str) -> Result<PostgresStore> {
         let settings = ConnectionSettings::parse(url)?;
         let shown = redact_url(url);
-        let pool = if settings.uses_tls(url)? {
+        let (pool, watcher) = if settings.uses_tls(url)? {
+            let tls = settings.tls()?;
             let manager = CachingManager(PostgresConnectionManager::new(
                 settings.config.clone(),
-                settings.tls()?,
+                tls.clone(),
             ));
             migrate_with(&manager, &shown)?;
-            Pool(Some(Pools::Tls(build_pool(manager))))
+            (
+                Pool(Some(Pools::Tls(build_pool(manager)))),
+                Arc::new(Connector::new(&settings.config, Some(tls))),
+            )
         } else {
             let manager = CachingManager(PostgresConnectionManager::new(
                 settings.config.clone(),
                 NoTls,
             ));
             migrate_with(&manager, &shown)?;
-            Pool(Some(Pools::Plain(build_pool(manager))))
+            (
+                Pool(Some(Pools::Plain(build_pool(manager)))),
+                Arc::new(Connector::new(&settings.config, None)),
+            )
         };
-        Ok(PostgresStore { pool, shown })
+        Ok(PostgresStore {
+            pool,
+            watcher,
+            shown,
+        })
     }
 }
 

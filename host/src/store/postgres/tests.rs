@@ -2,6 +2,7 @@
 //! and migrating, concurrent writers, errors, and reading the URL. Each test has a database of
 //! its own in the throwaway cluster of `tests/cluster.rs`.
 
+mod changes;
 mod cluster;
 
 use std::net::TcpListener;

@@ -1,0 +1,153 @@
+//! Servers on one database hearing each other's changes (`postgres/changes.rs`): a watcher
+//! moves its server's generation when another server announces a change, finds a change it
+//! was not notified of on its next re-check, hears again after its connection is ended, and
+//! hears nothing from the writes the proxy makes on every request.
+
+use std::time::{Duration, Instant};
+
+use postgres::fallible_iterator::FallibleIterator as _;
+
+use super::{T0, client, cluster};
+use crate::store::postgres::{DEFAULT_VAULT_ID, PostgresStore, WATCHER_APPLICATION_NAME};
+use crate::store::tests::{add_agent, log_entry};
+use crate::store::{Generation, InstanceRole, Store, VaultRole};
+
+/// How long a test waits for what should take about a second.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Wait until `done`, for at most [`PATIENCE`]; how long it took.
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < PATIENCE, "{what} did not happen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    start.elapsed()
+}
+
+/// The watcher of the database `url` has read the counter on its current connection: it
+/// listens, and will see any later change.
+fn watcher_ready(url: &str) -> bool {
+    client(url)
+        .query_opt(
+            "SELECT 1 FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name = $1
+               AND query LIKE '%change_counter%'",
+            &[&WATCHER_APPLICATION_NAME],
+        )
+        .unwrap()
+        .is_some()
+}
+
+/// Wait until `generation` has stood still for two re-checks, and return it.
+fn settled(generation: &Generation) -> u64 {
+    let mut last = generation.current();
+    loop {
+        std::thread::sleep(super::RECHECK * 2);
+        let now = generation.current();
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
+fn counter(url: &str) -> i64 {
+    client(url)
+        .query_one(
+            "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM change_counter",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+}
+
+/// Server `b`'s generation, watched, on a new database that server `a` shares.
+fn two_servers() -> (String, PostgresStore, PostgresStore, Generation) {
+    let url = cluster().new_database();
+    let a = PostgresStore::open(&url).unwrap();
+    let b = PostgresStore::open(&url).unwrap();
+    let generation = Generation::default();
+    // Leaked for the test's length: the watcher stops when its handle is dropped.
+    std::mem::forget(b.watch_changes(generation.clone()).unwrap().unwrap());
+    wait_for("the watcher's first read", || watcher_ready(&url));
+    (url, a, b, generation)
+}
+
+#[test]
+fn a_change_announced_by_one_server_moves_the_generation_of_another() {
+    let (_url, a, _b, generation) = two_servers();
+    let before = settled(&generation);
+
+    a.announce_change().unwrap();
+
+    let took = wait_for("the announced change", || generation.current() != before);
+    eprintln!("a change reached the other server in {took:?}");
+}
+
+#[test]
+fn a_change_whose_notification_was_missed_is_found_by_the_re_check() {
+    let (url, _a, _b, generation) = two_servers();
+    let before = settled(&generation);
+
+    // Counted, never notified: what a listener that was not listening then has missed.
+    client(&url)
+        .batch_execute("SELECT nextval('change_counter')")
+        .unwrap();
+
+    let took = wait_for("the re-check", || generation.current() != before);
+    eprintln!("the re-check found the change in {took:?}");
+}
+
+#[test]
+fn a_watcher_whose_connection_the_server_ended_listens_again() {
+    let (url, a, _b, generation) = two_servers();
+    let ended: i64 = client(&url)
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name = $1",
+            &[&WATCHER_APPLICATION_NAME],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(ended, 1);
+
+    wait_for("the watcher's new connection", || watcher_ready(&url));
+    let before = settled(&generation);
+    a.announce_change().unwrap();
+
+    wait_for("the announced change", || generation.current() != before);
+}
+
+#[test]
+fn request_log_writes_and_token_touches_announce_nothing() {
+    let url = cluster().new_database();
+    let store = PostgresStore::open(&url).unwrap();
+    add_agent(
+        &store,
+        "deployer",
+        InstanceRole::Member,
+        &[(DEFAULT_VAULT_ID, VaultRole::Member)],
+    );
+    let mut listener = client(&url);
+    listener
+        .batch_execute("LISTEN agent_vault_changes")
+        .unwrap();
+    let before = counter(&url);
+
+    store
+        .insert_logs(&[log_entry(DEFAULT_VAULT_ID, T0)])
+        .unwrap();
+    store.touch_token("deployer-token", T0 + 60).unwrap();
+    assert_eq!(counter(&url), before);
+
+    store.announce_change().unwrap();
+    assert_eq!(counter(&url), before + 1);
+    let heard: Vec<String> = listener
+        .notifications()
+        .timeout_iter(Duration::from_millis(500))
+        .map(|notification| Ok(notification.channel().to_owned()))
+        .collect()
+        .unwrap();
+    assert_eq!(heard, ["agent_vault_changes"]);
+}
