@@ -3,7 +3,12 @@
 //! each with its data directory and the master password); `master-password change` on it. The database is one of the
 //! throwaway cluster's (`host/src/store/postgres/tests/cluster.rs`).
 
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
 use crate::pg_cluster::cluster;
+use crate::proxy::{Answer, Proxy, send_raw};
 use crate::support::{DataDir, MASTER_PASSWORD, Server};
 
 const OWNER: &str = "owner@example.com";
@@ -85,4 +90,137 @@ fn servers_on_one_postgresql_database_share_users_vaults_and_the_master_key() {
         auth(&DataDir::new(), "login", &third),
         "Logged in as owner@example.com (owner).\n"
     );
+}
+
+/// Server A (with the recording upstream, the owner and an agent's vault token) and server B
+/// on one new PostgreSQL database; B reaches the same upstream.
+fn two_servers() -> (String, Proxy, Server) {
+    let url = cluster().new_database();
+    let env = [
+        ("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.1/32"),
+        ("DATABASE_URL", url.as_str()),
+    ];
+    let a = Proxy::start_with(&[], &env);
+    a.credentials(json!({ "API_TOKEN": "sk_test_injected" }));
+    a.services(json!([{
+        "name": "api",
+        "host": "api.test.example",
+        "auth": { "type": "bearer", "token": "API_TOKEN" },
+    }]));
+    let pin = format!("api.test.example:{}:127.0.0.1", a.upstream.port);
+    let b = Server::start_with(
+        &DataDir::new(),
+        &[
+            "--upstream-ca",
+            a.upstream.ca_file.to_str().unwrap(),
+            "--resolve",
+            &pin,
+        ],
+        &[
+            ("AGENT_VAULT_MASTER_PASSWORD", MASTER_PASSWORD),
+            ("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.1/32"),
+            ("DATABASE_URL", url.as_str()),
+        ],
+    );
+    (url, a, b)
+}
+
+/// The agent's request to the upstream through `server`, with `a`'s vault token.
+fn agent_call(a: &Proxy, server: &Server) -> Answer {
+    let auth = format!("Bearer {}", a.token);
+    send_raw(
+        &server.address,
+        "GET",
+        &a.target("api.test.example", "/v1/items"),
+        &[("authorization", &auth)],
+        b"",
+    )
+}
+
+/// Call through `server` until the answer is `expected` (status, proxy error code or "" for a
+/// success); how long it took. A replica should follow within about a second; this waits
+/// five, well short of anything else that would drop its cache (a session is re-read after
+/// 15 s, a service never).
+fn until_answer(a: &Proxy, server: &Server, expected: (u16, &str)) -> Duration {
+    let start = Instant::now();
+    loop {
+        let answer = agent_call(a, server);
+        let got = if answer.status == 200 {
+            (200, String::new())
+        } else {
+            answer.proxy_error()
+        };
+        if (got.0, got.1.as_str()) == expected {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "still {got:?} instead of {expected:?} after 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_service_disabled_or_a_token_revoked_on_one_server_stops_working_on_the_other() {
+    let (_url, a, b) = two_servers();
+    // B serves the agent, and keeps the service and the session in its cache.
+    assert_eq!(agent_call(&a, &b).status, 200);
+    assert_eq!(
+        a.upstream.last().header("authorization"),
+        ["Bearer sk_test_injected"]
+    );
+
+    a.api(
+        "PATCH",
+        "/v1/vaults/default/services/api",
+        json!({ "enabled": false }),
+    );
+    let took = until_answer(&a, &b, (403, "service_disabled"));
+    eprintln!("a service disabled on A was refused on B after {took:?}");
+
+    a.api(
+        "PATCH",
+        "/v1/vaults/default/services/api",
+        json!({ "enabled": true }),
+    );
+    until_answer(&a, &b, (200, ""));
+
+    let sessions = a.api("GET", "/v1/sessions?vault=default", json!({}));
+    let id = sessions["sessions"][0]["id"].as_str().unwrap().to_owned();
+    a.api(
+        "DELETE",
+        &format!("/v1/sessions/{id}?vault=default"),
+        json!({}),
+    );
+    let took = until_answer(&a, &b, (401, "unauthorized"));
+    eprintln!("a token revoked on A was refused on B after {took:?}");
+}
+
+/// Each server listens for the others' changes on a connection of its own; when the database
+/// ends it, the server connects again and misses nothing.
+#[test]
+fn a_server_whose_listening_connection_was_ended_still_follows_the_other() {
+    let (url, a, b) = two_servers();
+    assert_eq!(agent_call(&a, &b).status, 200);
+    let ended: i64 = postgres::Client::connect(&url, postgres::NoTls)
+        .unwrap()
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name = 'agent-vault changes'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(ended, 2, "one listening connection per server");
+
+    a.api(
+        "PATCH",
+        "/v1/vaults/default/services/api",
+        json!({ "enabled": false }),
+    );
+    let took = until_answer(&a, &b, (403, "service_disabled"));
+    eprintln!("a change on A reached B, whose listener had been ended, after {took:?}");
+    b.wait_for_log(&["not listening for other servers' changes to the database"]);
+    b.wait_for_log(&["listening again for other servers' changes"]);
 }
