@@ -2,9 +2,10 @@
 //! and sealed credentials), kept in memory so the request path does not queue on the
 //! database.
 //!
-//! Every management API write bumps a generation counter; any change of generation drops the
-//! whole cache, so a revoked token, a removed grant or an edited service takes effect on the
-//! next request. Sessions are also re-read after [`SESSION_TTL`] so that login sessions keep
+//! Every management API write bumps a generation counter, and so does a write announced by
+//! another server on the same PostgreSQL database (`store/postgres/changes.rs`, within about a
+//! second); any change of generation drops the whole cache, so a revoked token, a removed
+//! grant or an edited service takes effect on the next request. Sessions are also re-read after [`SESSION_TTL`] so that login sessions keep
 //! sliding and expiry is always checked against the clock. Credentials stay sealed here and
 //! are opened per request.
 

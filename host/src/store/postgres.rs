@@ -52,6 +52,11 @@
 //! a batch of 100 log entries 1.3 ms (SQLite: 0.3 ms); the proxy's cache keeps reads off the
 //! hot path.
 //!
+//! **Other servers.** Servers sharing the database keep their caches coherent through
+//! `changes.rs`: a committed management write is announced (a counter advanced, `NOTIFY`),
+//! and each server's watcher listens on a connection of its own and re-reads the counter
+//! every 0.5 s as the fallback.
+//!
 //! **Dialect.** The schema equals SQLite's at version 9 (`migrations/001_initial.sql`):
 //! BIGINT for integers and times, BYTEA for blobs, TEXT collated "C" so lists sort as in
 //! SQLite, a unique index on `lower(email)` for SQLite's `COLLATE NOCASE`, SQLite's CHECK

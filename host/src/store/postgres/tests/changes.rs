@@ -10,7 +10,7 @@ use postgres::fallible_iterator::FallibleIterator as _;
 use super::{T0, client, cluster};
 use crate::store::postgres::{DEFAULT_VAULT_ID, PostgresStore, WATCHER_APPLICATION_NAME};
 use crate::store::tests::{add_agent, log_entry};
-use crate::store::{Generation, InstanceRole, Store, VaultRole};
+use crate::store::{ChangeWatcher, Generation, InstanceRole, Store, VaultRole};
 
 /// How long a test waits for what should take about a second.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -62,16 +62,16 @@ fn counter(url: &str) -> i64 {
         .get(0)
 }
 
-/// Server `b`'s generation, watched, on a new database that server `a` shares.
-fn two_servers() -> (String, PostgresStore, PostgresStore, Generation) {
+/// Server `b`'s generation, watched (until the watcher is dropped), on a new database that
+/// server `a` shares.
+fn two_servers() -> (String, PostgresStore, ChangeWatcher, Generation) {
     let url = cluster().new_database();
     let a = PostgresStore::open(&url).unwrap();
     let b = PostgresStore::open(&url).unwrap();
     let generation = Generation::default();
-    // Leaked for the test's length: the watcher stops when its handle is dropped.
-    std::mem::forget(b.watch_changes(generation.clone()).unwrap().unwrap());
+    let watcher = b.watch_changes(generation.clone()).unwrap().unwrap();
     wait_for("the watcher's first read", || watcher_ready(&url));
-    (url, a, b, generation)
+    (url, a, watcher, generation)
 }
 
 #[test]
