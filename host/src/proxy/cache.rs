@@ -5,7 +5,9 @@
 //! Every management API write bumps a generation counter, and so does a write announced by
 //! another server on the same PostgreSQL database (`store/postgres/changes.rs`, within about a
 //! second); any change of generation drops the whole cache, so a revoked token, a removed
-//! grant or an edited service takes effect on the next request. Sessions are also re-read after [`SESSION_TTL`] so that login sessions keep
+//! grant or an edited service takes effect on the next request. What a read finds is kept
+//! only if the generation did not move while it read (the change may have committed after
+//! the read's snapshot). Sessions are also re-read after [`SESSION_TTL`] so that login sessions keep
 //! sliding and expiry is always checked against the clock. Credentials stay sealed here and
 //! are opened per request.
 
@@ -114,6 +116,17 @@ impl Cache {
         read(&mut cache)
     }
 
+    /// Keep what a read found that began at generation `seen`, unless the generation moved
+    /// since: the change behind it (here or on another server) may have committed after the
+    /// read's snapshot, and what it found would then outlive the change.
+    fn keep(&self, seen: u64, write: impl FnOnce(&mut Entries)) {
+        self.with_cache(|cache| {
+            if cache.generation == seen {
+                write(cache);
+            }
+        });
+    }
+
     /// The session behind a bearer token.
     pub async fn session(&self, token: &str) -> Result<Session, AuthError> {
         let hash = crate::auth::tokens::hash(token);
@@ -129,14 +142,15 @@ impl Cache {
             return still_valid(session, now);
         }
         let token = token.to_owned();
+        let seen = self.generation.current();
         let session = self
             .db
             .run(move |store| Ok(crate::auth::authenticate(store, &token, now)))
             .await??;
-        self.with_cache(|cache| {
+        self.keep(seen, |cache| {
             cache
                 .sessions
-                .insert(hash, (Instant::now(), session.clone()))
+                .insert(hash, (Instant::now(), session.clone()));
         });
         Ok(session)
     }
@@ -172,9 +186,12 @@ impl Cache {
         {
             return Ok(Some(vault));
         }
+        let seen = self.generation.current();
         let vault = self.db.run(load).await?;
         if let Some(vault) = &vault {
-            self.with_cache(|cache| cache.vaults.insert(vault.id.clone(), vault.clone()));
+            self.keep(seen, |cache| {
+                cache.vaults.insert(vault.id.clone(), vault.clone());
+            });
         }
         Ok(vault)
     }
@@ -184,8 +201,11 @@ impl Cache {
             return Ok(grants);
         }
         let lookup = actor.clone();
+        let seen = self.generation.current();
         let grants = Arc::new(self.db.run(move |store| store.grants_of(&lookup)).await?);
-        self.with_cache(|cache| cache.grants.insert(actor.clone(), grants.clone()));
+        self.keep(seen, |cache| {
+            cache.grants.insert(actor.clone(), grants.clone());
+        });
         Ok(grants)
     }
 
@@ -195,6 +215,7 @@ impl Cache {
             return Ok(view);
         }
         let id = vault.id.clone();
+        let seen = self.generation.current();
         let (document, sealed, deny_unmatched) = self
             .db
             .run(move |store| {
@@ -223,7 +244,9 @@ impl Cache {
             deny_unmatched,
             requirements: Mutex::new(HashMap::new()),
         });
-        self.with_cache(|cache| cache.views.insert(vault.id.clone(), view.clone()));
+        self.keep(seen, |cache| {
+            cache.views.insert(vault.id.clone(), view.clone());
+        });
         Ok(view)
     }
 }

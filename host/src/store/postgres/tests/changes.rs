@@ -1,16 +1,19 @@
 //! Servers on one database hearing each other's changes (`postgres/changes.rs`): a watcher
 //! moves its server's generation when another server announces a change, finds a change it
 //! was not notified of on its next re-check, hears again after its connection is ended, and
-//! hears nothing from the writes the proxy makes on every request.
+//! hears nothing from the writes the proxy makes on every request; the proxy's cache does not
+//! keep a read that a change overtook.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use postgres::fallible_iterator::FallibleIterator as _;
 
 use super::{T0, client, cluster};
+use crate::proxy::Cache;
 use crate::store::postgres::{DEFAULT_VAULT_ID, PostgresStore, WATCHER_APPLICATION_NAME};
 use crate::store::tests::{add_agent, log_entry};
-use crate::store::{ChangeWatcher, Generation, InstanceRole, Store, VaultRole};
+use crate::store::{ChangeWatcher, Db, Generation, InstanceRole, Store, VaultRole};
 
 /// How long a test waits for what should take about a second.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -150,4 +153,50 @@ fn request_log_writes_and_token_touches_announce_nothing() {
         .collect()
         .unwrap();
     assert_eq!(heard, ["agent_vault_changes"]);
+}
+
+/// The proxy's cache does not keep what a read found when a change was announced while it
+/// read: the change may have committed after the read's snapshot.
+#[test]
+fn a_read_overtaken_by_a_change_is_not_kept_in_the_proxys_cache() {
+    let url = cluster().new_database();
+    let store = Arc::new(PostgresStore::open(&url).unwrap());
+    let vault = store.vault("default").unwrap().unwrap();
+    let generation = Generation::default();
+    let cache = Cache::new(Db::new(store.clone()), generation.clone());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+
+    // The proxy's read of the vault's services waits behind a lock, its snapshot taken.
+    let mut locker = client(&url);
+    locker
+        .batch_execute("BEGIN; LOCK TABLE services IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    let reading = runtime.spawn({
+        let (cache, vault) = (cache.clone(), vault.clone());
+        async move { cache.view(&vault).await.unwrap().deny_unmatched }
+    });
+    wait_for("the read to wait on the lock", || {
+        client(&url)
+            .query_opt(
+                "SELECT 1 FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .unwrap()
+            .is_some()
+    });
+
+    // Meanwhile the vault starts refusing unknown hosts, and the change is announced; then
+    // the read goes on, and finds what its snapshot holds.
+    store
+        .set_vault_setting(&vault.id, "unmatched_host_policy", Some("deny"))
+        .unwrap();
+    generation.bump();
+    locker.batch_execute("COMMIT").unwrap();
+    assert!(!runtime.block_on(reading).unwrap());
+
+    assert!(
+        runtime.block_on(cache.view(&vault)).unwrap().deny_unmatched,
+        "the next read sees the change"
+    );
 }
