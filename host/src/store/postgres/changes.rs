@@ -42,6 +42,10 @@ pub const RECHECK: Duration = Duration::from_millis(500);
 /// The longest wait between two attempts to make the watcher's connection again.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
+/// How long the watcher waits for a silent database server before it counts its
+/// connection as lost.
+const SILENCE: Duration = Duration::from_secs(2);
+
 /// The `application_name` of the watcher's connection, so that an operator (and the tests)
 /// can tell it from the pool's in `pg_stat_activity`.
 pub const WATCHER_APPLICATION_NAME: &str = "agent-vault changes";
@@ -76,6 +80,16 @@ impl Connector {
     pub(super) fn new(config: &postgres::Config, tls: Option<MakeRustlsConnect>) -> Self {
         let mut config = config.clone();
         config.application_name(WATCHER_APPLICATION_NAME);
+        // A network that goes silent must not leave the watcher believing it listens (and
+        // the caches trusted) for the minutes TCP takes to give up: its connection is made,
+        // and its unanswered re-check fails, within seconds. Unix sockets ignore both.
+        if config
+            .get_connect_timeout()
+            .is_none_or(|timeout| *timeout > SILENCE)
+        {
+            config.connect_timeout(SILENCE);
+        }
+        config.tcp_user_timeout(SILENCE);
         match tls {
             Some(tls) => Connector::Tls(config, tls),
             None => Connector::Plain(config),
