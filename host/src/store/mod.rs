@@ -8,6 +8,12 @@
 //! the backend's transactions, not by callers reading then writing. The embedded backend is
 //! SQLite (`sqlite.rs`); a PostgreSQL backend implements the same trait.
 //!
+//! Servers that share a database keep their caches coherent through the store: after a
+//! management write, the server that made it calls [`Store::announce_change`], and every
+//! server's [`Store::watch_changes`] moves its [`Generation`] when another announces one.
+//! SQLite, whose file one server owns, does neither (a CLI command writing to the file next
+//! to a running server announces nothing, as before).
+//!
 //! Nothing here ever sees a plaintext credential: values arrive sealed by `vault::crypto`.
 
 mod contracts;
