@@ -1,18 +1,16 @@
-//! Applying a checked decision to the outgoing request: edits in order, credentials rendered
-//! by the vault, the service's placeholders replaced by the vault, then the signer last so
-//! that it signs exactly what goes out.
+//! Applying a checked plan to the outgoing request: edits in order, credentials rendered by
+//! the vault, the service's placeholders filled by the vault, then the signer last so that it
+//! signs exactly what goes out.
 //!
 //! On error the request is left half-edited; callers refuse it (a request is never forwarded
-//! after a failed apply). The work is bounded by the decision's limits (`plugin/decision.rs`), and
-//! its time too: an apply that spends more than [`MAX_APPLY_TIME`] of its thread's CPU
-//! (looked at after each edit, after the placeholders and after signing) fails. CPU time,
-//! not the clock: a thread preempted on a busy machine has not worked for the plugin. But
-//! reading a thread's CPU clock is a system call (close to a microsecond on a VM, a fifth of
-//! a bearer plugin's whole cost), so [`ApplyBudget`] reads the coarse monotonic clock (a few
-//! nanoseconds, at the kernel tick's resolution) and only reads CPU time once that clock says
-//! the bound could be near. `Masks` optionally
-//! records how each credential-bearing value looks with its secrets hidden, for
-//! `plugin test`.
+//! after a failed apply). The work is bounded by the decision's limits
+//! (`plugin/decision.rs`), and its time too: an apply that spends more than
+//! [`MAX_APPLY_TIME`] of its thread's CPU (looked at after each edit, after the placeholders
+//! and after signing) fails. CPU time, not the clock: a thread preempted on a busy machine has
+//! not worked for the plugin. But reading a thread's CPU clock is a system call (close to a
+//! microsecond on a VM, a fifth of a bearer plugin's whole cost), so [`ApplyBudget`] reads the
+//! coarse monotonic clock (a few nanoseconds, at the kernel tick's resolution) and only reads
+//! CPU time once that clock says the bound could be near.
 
 use std::time::Duration;
 

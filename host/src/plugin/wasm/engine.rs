@@ -1,5 +1,5 @@
 //! The engine every plugin runs on: wasmtime's configuration (pooling allocator, async
-//! stacks, epoch interruption and the ticker thread that drives it), compiling components
+//! stacks, epoch interruption, driven by the ticker of `ticker.rs`), compiling components
 //! and loading cached artifacts, the import check, and linking a component into a
 //! [`WasmPlugin`] that has described itself.
 //!
