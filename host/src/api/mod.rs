@@ -282,16 +282,10 @@ pub fn created(body: &impl Serialize) -> Result<Response<Full<Bytes>>, ApiError>
 }
 
 impl ApiState {
-    /// After a management write committed: drop this server's caches, and tell the other
-    /// servers on the same database to drop theirs ([`crate::store::Store::announce_change`]).
-    pub async fn changed(&self) {
+    /// After a management write committed: drop this server's caches. Other servers on
+    /// the same database hear of it from the database ([`crate::store::Store::watch_changes`]).
+    pub fn changed(&self) {
         self.generation.bump();
-        if let Err(error) = self.db.run(|store| store.announce_change()).await {
-            tracing::error!(
-                "{error}: other servers on this database may act on what they cached before \
-                 this change until the next change is announced"
-            );
-        }
     }
 }
 
@@ -310,7 +304,7 @@ pub async fn handle(
         Err(error) => error.into_response(),
     };
     if writes && response.status().is_success() {
-        state.changed().await;
+        state.changed();
     }
     let headers = response.headers_mut();
     for (name, value) in [

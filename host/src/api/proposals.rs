@@ -563,7 +563,7 @@ pub async fn approve(
             }
             other => other.into(),
         })?;
-    state.changed().await;
+    state.changed();
     state.notifier.proposal(
         &state.db,
         vault,

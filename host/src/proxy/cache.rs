@@ -2,8 +2,8 @@
 //! and sealed credentials), kept in memory so the request path does not queue on the
 //! database.
 //!
-//! Every management API write bumps a generation counter, and so does a write announced by
-//! another server on the same PostgreSQL database (`store/postgres/changes.rs`, within about a
+//! Every management API write bumps a generation counter, and so does a change committed by
+//! any writer on the same PostgreSQL database (`store/postgres/changes.rs`, within about a
 //! second); any change of generation drops the whole cache, so a revoked token, a removed
 //! grant or an edited service takes effect on the next request. What a read finds is kept
 //! only if the generation did not move while it read (the change may have committed after

@@ -8,11 +8,11 @@
 //! the backend's transactions, not by callers reading then writing. The embedded backend is
 //! SQLite (`sqlite.rs`); a PostgreSQL backend implements the same trait.
 //!
-//! Servers that share a database keep their caches coherent through the store: after a
-//! management write, the server that made it calls [`Store::announce_change`], and every
-//! server's [`Store::watch_changes`] moves its [`Generation`] when another announces one.
-//! SQLite, whose file one server owns, does neither (a CLI command writing to the file next
-//! to a running server announces nothing, as before).
+//! Servers that share a database keep their caches coherent through the store: every
+//! server's [`Store::watch_changes`] moves its [`Generation`] when a change commits, which
+//! PostgreSQL announces from the writing transaction itself. SQLite, whose file one server
+//! owns, does not watch (a CLI command writing to the file next to a running server is not
+//! seen before the proxy's cache expires, as before).
 //!
 //! Nothing here ever sees a plaintext credential: values arrive sealed by `vault::crypto`.
 
@@ -481,15 +481,8 @@ pub struct LogFilter {
 /// Persistent state. Every method is one transaction.
 pub trait Store: Send + Sync + 'static {
     // Other servers on the same database.
-    /// Tell every other server on this database that the state their caches hold changed
-    /// (called after a management write has committed, where the local [`Generation`]
-    /// moves). PostgreSQL counts the change and notifies the listeners; SQLite, whose
-    /// database one server owns, does nothing.
-    fn announce_change(&self) -> Result<()> {
-        Ok(())
-    }
-    /// Move `generation` whenever another server announces a change, until the returned
-    /// watcher is dropped. `None` where no other server can write (SQLite).
+    /// Move `generation` whenever a change committed on the database, by this server or any
+    /// other writer, until the returned watcher is dropped. `None` where no other server can write (SQLite).
     fn watch_changes(&self, generation: Generation) -> Result<Option<ChangeWatcher>> {
         let _ = generation;
         Ok(None)
@@ -724,7 +717,7 @@ impl Db {
 }
 
 /// A counter bumped after every successful write through the management API, and, with
-/// PostgreSQL, whenever another server on the database announces one
+/// PostgreSQL, whenever the database announces a committed change
 /// ([`Store::watch_changes`]); readers that cache what they read (the proxy's directory) drop
 /// their cache when it moves.
 #[derive(Debug, Clone, Default)]

@@ -53,8 +53,8 @@
 //! hot path.
 //!
 //! **Other servers.** Servers sharing the database keep their caches coherent through
-//! `changes.rs`: a committed management write is announced (a counter advanced, `NOTIFY`),
-//! and each server's watcher listens on a connection of its own and re-reads the counter
+//! `changes.rs`: every committed change a cache may hold is announced by the database
+//! itself (triggers advance a counter and `NOTIFY`), and each server's watcher listens on a connection of its own and re-reads the counter
 //! every 0.5 s as the fallback.
 //!
 //! **Dialect.** The schema equals SQLite's at version 9 (`migrations/001_initial.sql`):
@@ -309,18 +309,6 @@ fn exists(tx: &mut Tx<'_>, sql: &str, params: Params<'_>) -> TxResult<bool> {
 }
 
 impl Store for PostgresStore {
-    fn announce_change(&self) -> Result<()> {
-        let operation = "announce a change to the other servers";
-        let mut connection = self.connection(operation)?;
-        let mut announced = changes::announce(&mut connection.client);
-        if announced.as_ref().is_err_and(is_unavailable) {
-            // A pooled connection the server ended: once more on a new one.
-            connection = self.connection(operation)?;
-            announced = changes::announce(&mut connection.client);
-        }
-        announced.map_err(|error| into_store_error(operation, Failure::Sql(error)))
-    }
-
     fn watch_changes(&self, generation: Generation) -> Result<Option<ChangeWatcher>> {
         changes::watch(self.watcher.clone(), self.shown.clone(), generation).map(Some)
     }

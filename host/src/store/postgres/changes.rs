@@ -3,9 +3,11 @@
 //! about a second: a token revoked, a service removed or a credential rotated on one server
 //! stops working on all.
 //!
-//! A server announces a committed management write ([`announce`]) by advancing the
-//! `change_counter` sequence (`migrations/002_change_counter.sql`) and sending
-//! `NOTIFY agent_vault_changes`, in one statement batch. Every server runs a watcher
+//! The database announces every change a cache may hold, whoever writes it: triggers
+//! (`migrations/002_change_counter.sql`) advance the `change_counter` sequence and send
+//! `NOTIFY agent_vault_changes` inside the writing transaction, and PostgreSQL delivers the
+//! notification when that transaction commits. No committed change goes unannounced, even
+//! when its server dies right after the commit. Every server runs a watcher
 //! ([`watch`]): a thread with a connection of its own, outside the pool, that `LISTEN`s and
 //! moves the local [`Generation`] on every notification. A notification is only delivered to
 //! a connection that was listening when it was sent, so the watcher also reads the counter
@@ -17,10 +19,11 @@
 //! then last no longer than that, so a revocation is never missed for longer.
 //!
 //! The counter is a sequence rather than a one-row table: `nextval` never waits for another
-//! transaction nor fails one with a serialization conflict, and is not undone by a rollback
-//! (announcements are made after the write committed, so nothing is counted that did not
-//! happen). Request-log writes and token touches announce nothing: they change nothing a
-//! cache holds, and the proxy makes them on every request.
+//! transaction nor fails one with a serialization conflict. It is not undone by a rollback,
+//! and it moves before the commit: a re-check may drop the caches once too early or for a
+//! write that failed, which costs a re-read, and the notification at commit drops them again.
+//! Request-log writes and token touches announce nothing: they change nothing a cache holds,
+//! and the proxy makes them on every request.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,14 +52,6 @@ const SILENCE: Duration = Duration::from_secs(2);
 /// The `application_name` of the watcher's connection, so that an operator (and the tests)
 /// can tell it from the pool's in `pg_stat_activity`.
 pub const WATCHER_APPLICATION_NAME: &str = "agent-vault changes";
-
-/// Advance the counter and notify the listeners, on `client` (a connection of the pool).
-pub(super) fn announce(client: &mut Client) -> std::result::Result<(), postgres::Error> {
-    // One simple-query batch: one implicit transaction, one round trip.
-    client.batch_execute(&format!(
-        "SELECT nextval('change_counter'); NOTIFY {CHANNEL}"
-    ))
-}
 
 /// The count of changes announced so far.
 fn read_count(client: &mut Client) -> std::result::Result<i64, postgres::Error> {
