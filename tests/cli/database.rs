@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 use crate::pg_cluster::cluster;
 use crate::proxy::{Answer, Proxy, send_raw};
@@ -223,4 +224,82 @@ fn a_server_whose_listening_connection_was_ended_still_follows_the_other() {
     eprintln!("a change on A reached B, whose listener had been ended, after {took:?}");
     b.wait_for_log(&["not listening for other servers' changes to the database"]);
     b.wait_for_log(&["listening again for other servers' changes"]);
+}
+
+/// `bytes` (a plugin component) with a custom section appended: the same plugin, loading and
+/// deciding alike, at another sha256, as a rebuilt or patched copy would be.
+fn another_build_of(bytes: &[u8]) -> Vec<u8> {
+    let name = b"agent-vault-test";
+    let payload = b"another build";
+    let mut patched = bytes.to_vec();
+    patched.push(0); // a custom section
+    patched.push((1 + name.len() + payload.len()) as u8);
+    patched.push(name.len() as u8);
+    patched.extend_from_slice(name);
+    patched.extend_from_slice(payload);
+    patched
+}
+
+/// Servers on one database share the services, but each has its own plugin directory. A
+/// service pinned to a plugin's sha256 is refused by a server whose directory holds another
+/// build of that plugin, or none, and that server says so in its log, rather than letting
+/// the other build decide how the credential is attached.
+#[test]
+fn a_server_without_the_plugin_build_a_service_pins_refuses_it_and_says_so() {
+    let url = cluster().new_database();
+    let env = [
+        ("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.1/32"),
+        ("DATABASE_URL", url.as_str()),
+    ];
+    let plugin = std::fs::read(crate::support::built_wasm("fixture_counter")).unwrap();
+    let a_data = DataDir::new();
+    std::fs::write(a_data.plugin_dir().join("fixture-counter.wasm"), &plugin).unwrap();
+    let a = Proxy::start_in(a_data, &[], &env);
+    let pinned = hex::encode(Sha256::digest(&plugin));
+    a.services(json!([{
+        "name": "api",
+        "host": "api.test.example",
+        "auth": { "type": "plugin", "plugin": "fixture-counter", "sha256": pinned },
+    }]));
+    assert_eq!(agent_call(&a, &a.server).status, 200);
+
+    let pin = format!("api.test.example:{}:127.0.0.1", a.upstream.port);
+    let args = [
+        "--upstream-ca",
+        a.upstream.ca_file.to_str().unwrap(),
+        "--resolve",
+        &pin,
+    ];
+    let env = [
+        ("AGENT_VAULT_MASTER_PASSWORD", MASTER_PASSWORD),
+        ("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.1/32"),
+        ("DATABASE_URL", url.as_str()),
+    ];
+
+    // B holds another build of the plugin.
+    let b_data = DataDir::new();
+    let other = another_build_of(&plugin);
+    std::fs::write(b_data.plugin_dir().join("fixture-counter.wasm"), &other).unwrap();
+    let b = Server::start_with(&b_data, &args, &env);
+    let delivered = a.upstream.received().len();
+    let answer = agent_call(&a, &b);
+    let expected = format!(
+        "plugin fixture-counter is at sha256 {}, but the service pins {pinned}",
+        hex::encode(Sha256::digest(&other))
+    );
+    assert_eq!(answer.proxy_error(), (502, "plugin_error".into()));
+    assert_eq!(answer.json()["message"], expected.as_str());
+    b.wait_for_log(&["proxy error:", &expected]);
+
+    // C has no such plugin at all.
+    let c = Server::start_with(&DataDir::new(), &args, &env);
+    let answer = agent_call(&a, &c);
+    assert_eq!(answer.proxy_error(), (502, "plugin_error".into()));
+    c.wait_for_log(&["proxy error:", "fixture-counter"]);
+
+    assert_eq!(
+        a.upstream.received().len(),
+        delivered,
+        "nothing went out from the servers without the pinned build"
+    );
 }

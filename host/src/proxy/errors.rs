@@ -259,8 +259,16 @@ impl ProxyError {
     /// The one place a proxy error becomes a response.
     pub fn into_response(self) -> Response<ProxyBody> {
         let status = self.status();
-        // The request log's writer says itself, once, why it cannot write.
-        if self.side() == Side::Internal && !matches!(self, ProxyError::LogUnavailable) {
+        // The request log's writer says itself, once, why it cannot write. A plugin missing
+        // here, or at another version than the service pins, is the operator's to fix too:
+        // with several servers on one database, this server's plugin directory differs from
+        // the one the service was pinned on.
+        let operators = match self {
+            ProxyError::LogUnavailable => false,
+            ProxyError::PluginUnavailable(_) => true,
+            _ => self.side() == Side::Internal,
+        };
+        if operators {
             tracing::error!(code = self.code(), "proxy error: {self}");
         }
         let retry_after = match &self {
