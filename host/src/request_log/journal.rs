@@ -13,7 +13,8 @@
 //! writer's queue, so the queue, the file and the numbers share one order, and "every entry
 //! up to N is in the database" is a single number, which the store moves in the same
 //! transaction as the rows (`request_log_journal.through`). Replay inserts the entries above
-//! it, so a row is never written twice, then empties the directory.
+//! it, so a row is never written twice, then empties the directory but for `id`: the
+//! journal's name, under which PostgreSQL keeps one such number per server sharing it.
 //!
 //! Bounds: once the active file passes its rotation size (1 MiB), the writer, after a
 //! batch, opens a new file and swaps it in under the same lock, so each append goes wholly
@@ -44,6 +45,8 @@ use crate::store::{ActorId, ActorKind, JournalSeq, LogEntry, Store, StoreError};
 
 /// The journal's directory, inside the data directory.
 pub const DIR: &str = "request-log-journal";
+/// The file in [`DIR`] that names this journal to the database (see [`Journal::id`]).
+const ID_FILE: &str = "id";
 /// The first line of every journal file: what it is and the format of its lines.
 pub(super) const HEADER: &[u8] = b"{\"agent_vault_request_log_journal\":1}\n";
 /// The size past which the active file is replaced by a new one.
@@ -56,6 +59,8 @@ const REPLAY_BATCH: usize = 1000;
 #[derive(Debug)]
 pub struct Journal {
     dir: PathBuf,
+    /// Names this journal's mark in the database ([`Journal::id`]).
+    id: String,
     rotate_at: u64,
     active: Mutex<Active>,
     /// Files rotated out, oldest first; only the writer touches these.
@@ -191,10 +196,11 @@ impl Journal {
                 path: dir.clone(),
                 source,
             })?;
-        let through = store.journaled_through()?;
+        let id = journal_id(&dir)?;
+        let through = store.journaled_through(&id)?;
         let (files, highest_generation) = journal_files(&dir)?;
         let left = read_files(&files, through)?;
-        replay(store, left.entries, through)?;
+        replay(store, &id, left.entries, through)?;
         for file in &files {
             set_aside_or_remove(&file.path, left.unreadable.contains(&file.path))?;
         }
@@ -202,6 +208,7 @@ impl Journal {
         let (file, path) = create_file(&dir, generation)?;
         Ok(Journal {
             dir,
+            id,
             rotate_at,
             active: Mutex::new(Active {
                 file: Some(file),
@@ -215,6 +222,12 @@ impl Journal {
             next_generation: AtomicU64::new(generation + 1),
             opened: AtomicU64::new(1),
         })
+    }
+
+    /// The name this journal's mark goes by in the database: servers sharing a PostgreSQL
+    /// database each have a journal of their own, numbered on its own.
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     /// Append `entry` under the next number, then, still under the lock, hand both to
@@ -431,6 +444,7 @@ fn read_files(files: &[JournalFile], through: JournalSeq) -> Result<Left, Journa
 /// with the number of its last entry: a replay cut short is resumed, not repeated.
 fn replay(
     store: &dyn Store,
+    journal: &str,
     entries: Vec<(JournalSeq, LogEntry)>,
     through: JournalSeq,
 ) -> Result<(), JournalError> {
@@ -438,7 +452,7 @@ fn replay(
     let (seqs, entries): (Vec<JournalSeq>, Vec<LogEntry>) = entries.into_iter().unzip();
     for (seqs, entries) in seqs.chunks(REPLAY_BATCH).zip(entries.chunks(REPLAY_BATCH)) {
         let last = seqs.last().copied().unwrap_or(through);
-        store.insert_journaled_logs(entries, last)?;
+        store.insert_journaled_logs(entries, journal, last)?;
     }
     if count > 0 {
         tracing::info!(
@@ -479,6 +493,51 @@ struct JournalFile {
 /// The journal files in `dir`, oldest first, and the highest generation any name in it
 /// carries (files set aside as `.unreadable` included, so that no generation is reused).
 /// Other names are left alone.
+/// The journal's id, kept in [`ID_FILE`] in `dir`: made (32 random hex digits) the first
+/// time, then read. Not secret: it only tells two servers' journal marks apart.
+fn journal_id(dir: &Path) -> Result<String, JournalError> {
+    let path = dir.join(ID_FILE);
+    let io = |action| {
+        move |source| JournalError::Io {
+            action,
+            path: dir.join(ID_FILE),
+            source,
+        }
+    };
+    match fs::read_to_string(&path) {
+        Ok(text) => {
+            let id = text.trim();
+            if id.len() == 32 && id.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+                Ok(id.to_owned())
+            } else {
+                Err(io("read the journal's id from")(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "not 32 hex digits; remove the file only if the journal directory holds \
+                     no other file",
+                )))
+            }
+        }
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            let mut bytes = [0u8; 16];
+            getrandom::getrandom(&mut bytes).map_err(|error| {
+                io("make the journal's id for")(io::Error::other(error.to_string()))
+            })?;
+            let id = hex::encode(bytes);
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(io("create"))?;
+            file.write_all(format!("{id}\n").as_bytes())
+                .and_then(|()| file.sync_all())
+                .map_err(io("write"))?;
+            Ok(id)
+        }
+        Err(error) => Err(io("read the journal's id from")(error)),
+    }
+}
+
 fn journal_files(dir: &Path) -> Result<(Vec<JournalFile>, u64), JournalError> {
     let cannot_list = |source| JournalError::Io {
         action: "list the request log's journal directory",

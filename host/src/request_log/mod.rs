@@ -141,7 +141,7 @@ impl RequestLog {
     /// to `journal` (opened by [`Journal::recover`]). Every few seconds, after a batch, the
     /// log is also trimmed to `retention`, so it stays bounded however fast requests come.
     pub fn start(db: Db, journal: Journal, retention: LogRetention) -> (RequestLog, LogWriter) {
-        let store_thread = StoreThread::start(db, retention);
+        let store_thread = StoreThread::start(db, journal.id().to_owned(), retention);
         let sink: Sink = Box::new(move |batch| Box::pin(store_thread.write(batch)));
         RequestLog::start_with(sink, Arc::new(journal), Arc::new(TokioClock), QUEUE)
     }
@@ -303,7 +303,7 @@ struct StoreThread {
 }
 
 impl StoreThread {
-    fn start(db: Db, retention: LogRetention) -> StoreThread {
+    fn start(db: Db, journal: String, retention: LogRetention) -> StoreThread {
         let (jobs, received) = std::sync::mpsc::channel::<StoreJob>();
         let spawned = std::thread::Builder::new()
             .name("agent-vault-log".to_owned())
@@ -311,7 +311,8 @@ impl StoreThread {
                 let mut last_trim = Instant::now();
                 for (batch, outcome) in received {
                     let store = db.store();
-                    let mut written = store.insert_journaled_logs(&batch.entries, batch.through);
+                    let mut written =
+                        store.insert_journaled_logs(&batch.entries, &journal, batch.through);
                     if written.is_ok() && last_trim.elapsed() >= TRIM_EVERY {
                         last_trim = Instant::now();
                         let older_than = crate::store::now() - retention.max_age.as_secs() as i64;

@@ -54,6 +54,7 @@ impl Fixture {
         fail: impl Fn(usize) -> bool + Send + 'static,
     ) -> (RequestLog, LogWriter) {
         let journal = self.recover(rotate_at);
+        let journal_id: Arc<str> = journal.id().into();
         let db = Db::new(self.store.clone());
         let batches = self.batches.clone();
         let sink: Sink = Box::new(move |batch: Arc<Batch>| {
@@ -62,14 +63,16 @@ impl Fixture {
                 batches.push((batch.entries.len(), batch.through));
                 batches.len()
             };
-            let db = db.clone();
+            let (db, journal_id) = (db.clone(), journal_id.clone());
             let fails = fail(number);
             Box::pin(async move {
                 if fails {
                     return Err(StoreError::Database("disk I/O error".into()));
                 }
-                db.run(move |store| store.insert_journaled_logs(&batch.entries, batch.through))
-                    .await
+                db.run(move |store| {
+                    store.insert_journaled_logs(&batch.entries, &journal_id, batch.through)
+                })
+                .await
             })
         });
         RequestLog::start_with(sink, Arc::new(journal), self.clock.clone(), capacity)
@@ -81,9 +84,11 @@ impl Fixture {
     }
 
     /// The journal's files and their sizes, by name.
+    /// The journal's files and their sizes, but for its id (`id`, 33 bytes).
     fn journal_files(&self) -> Vec<(String, u64)> {
         let mut files: Vec<(String, u64)> = std::fs::read_dir(self.dir.path().join(JOURNAL_DIR))
             .unwrap()
+            .filter(|item| item.as_ref().unwrap().file_name() != "id")
             .map(|item| {
                 let item = item.unwrap();
                 let name = item.file_name().into_string().unwrap();
@@ -386,7 +391,7 @@ fn replay_writes_each_entry_the_store_lacks_once() {
     let entries: Vec<LogEntry> = queued[..4].iter().map(|(_, e)| e.clone()).collect();
     fixture
         .store
-        .insert_journaled_logs(&entries, queued[3].0)
+        .insert_journaled_logs(&entries, journal.id(), queued[3].0)
         .unwrap();
     let active = journal.active_path();
     drop(journal);

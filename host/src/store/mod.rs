@@ -665,11 +665,18 @@ pub trait Store: Send + Sync + 'static {
 
     // The request log.
     fn insert_logs(&self, entries: &[LogEntry]) -> Result<()>;
-    /// Insert `entries`, the request log journal's entries numbered up to `through`, and
-    /// record `through` in the same transaction (it never goes down).
-    fn insert_journaled_logs(&self, entries: &[LogEntry], through: JournalSeq) -> Result<()>;
-    /// The highest journal number whose entry is in the log (0 before the first).
-    fn journaled_through(&self) -> Result<JournalSeq>;
+    /// Insert `entries`, the entries of the request log journal `journal` numbered up to
+    /// `through`, and record `through` as its mark in the same transaction (a mark never
+    /// goes down). Each server has its own journal (`request_log/journal.rs`); SQLite, whose
+    /// file one server's data directory holds, keeps one mark.
+    fn insert_journaled_logs(
+        &self,
+        entries: &[LogEntry],
+        journal: &str,
+        through: JournalSeq,
+    ) -> Result<()>;
+    /// The highest number of `journal` whose entry is in the log (0 before the first).
+    fn journaled_through(&self, journal: &str) -> Result<JournalSeq>;
     fn logs(&self, vault_id: &str, query: &LogQuery) -> Result<Vec<LogEntry>>;
     /// The `host:port`s of the vault's logged requests that no service matched and that were
     /// refused for it (`forbidden`), answered 401 or 403, or tunnelled blind: how many, and

@@ -57,8 +57,8 @@
 //! itself (triggers advance a counter and `NOTIFY`), and each server's watcher listens on a connection of its own and re-reads the counter
 //! every 0.5 s as the fallback.
 //!
-//! **Dialect.** The schema equals SQLite's at version 9 (`migrations/001_initial.sql`):
-//! BIGINT for integers and times, BYTEA for blobs, TEXT collated "C" so lists sort as in
+//! **Dialect.** The schema equals SQLite's at version 9 (`migrations/001_initial.sql`),
+//! with one mark per server in the request log's journal table. BIGINT for integers and times, BYTEA for blobs, TEXT collated "C" so lists sort as in
 //! SQLite, a unique index on `lower(email)` for SQLite's `COLLATE NOCASE`, SQLite's CHECK
 //! constraints kept. The entity files under `postgres/` mirror those under `sqlite/`, one per
 //! table, with the same functions; their SQL differs in placeholders (`$1`), `GREATEST` for
@@ -691,17 +691,21 @@ impl Store for PostgresStore {
         })
     }
 
-    fn insert_journaled_logs(&self, entries: &[LogEntry], through: JournalSeq) -> Result<()> {
+    fn insert_journaled_logs(
+        &self,
+        entries: &[LogEntry],
+        journal: &str,
+        through: JournalSeq,
+    ) -> Result<()> {
         self.log_write("write the request log", |tx| {
-            request_log::insert(tx, entries, Some(through))
+            request_log::insert(tx, entries, Some((journal, through)))
         })
     }
 
-    fn journaled_through(&self) -> Result<JournalSeq> {
-        self.read(
-            "read the request log's journal mark",
-            request_log::journaled_through,
-        )
+    fn journaled_through(&self, journal: &str) -> Result<JournalSeq> {
+        self.read("read the request log's journal mark", |tx| {
+            request_log::journaled_through(tx, journal)
+        })
     }
 
     fn logs(&self, vault_id: &str, query: &LogQuery) -> Result<Vec<LogEntry>> {

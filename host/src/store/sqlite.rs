@@ -570,13 +570,21 @@ impl Store for SqliteStore {
         })
     }
 
-    fn insert_journaled_logs(&self, entries: &[LogEntry], through: JournalSeq) -> Result<()> {
+    fn insert_journaled_logs(
+        &self,
+        entries: &[LogEntry],
+        journal: &str,
+        through: JournalSeq,
+    ) -> Result<()> {
         self.log_write("write the request log", |tx| {
+            // One mark: the journal is the one of the data directory that holds the file.
+            let _ = journal;
             request_log::insert(tx, entries, Some(through))
         })
     }
 
-    fn journaled_through(&self) -> Result<JournalSeq> {
+    fn journaled_through(&self, journal: &str) -> Result<JournalSeq> {
+        let _ = journal;
         self.read(
             "read the request log's journal mark",
             request_log::journaled_through,

@@ -89,7 +89,7 @@ impl<'a> LogColumns<'a> {
 pub(super) fn insert(
     tx: &mut Tx<'_>,
     entries: &[LogEntry],
-    through: Option<JournalSeq>,
+    through: Option<(&str, JournalSeq)>,
 ) -> TxResult<()> {
     // Entries of a vault deleted since the request are dropped, as its older entries were.
     // Checked once per vault in the batch (usually one), inside this transaction.
@@ -139,19 +139,27 @@ pub(super) fn insert(
             ],
         )?;
     }
-    if let Some(through) = through {
+    if let Some((journal, through)) = through {
         let through = i64::try_from(through).unwrap_or(i64::MAX);
         tx.execute(
-            "UPDATE request_log_journal SET through = GREATEST(through, $1) WHERE id = 1",
-            &[&through],
+            "INSERT INTO request_log_journal (journal, through) VALUES ($1, $2)
+             ON CONFLICT (journal) DO UPDATE
+             SET through = GREATEST(request_log_journal.through, excluded.through)",
+            &[&journal, &through],
         )?;
     }
     Ok(())
 }
 
-pub(super) fn journaled_through(tx: &mut Tx<'_>) -> TxResult<JournalSeq> {
-    let row = tx.query_one("SELECT through FROM request_log_journal WHERE id = 1", &[])?;
-    let through: i64 = column(&row, 0)?;
+pub(super) fn journaled_through(tx: &mut Tx<'_>, journal: &str) -> TxResult<JournalSeq> {
+    let row = tx.query_opt(
+        "SELECT through FROM request_log_journal WHERE journal = $1",
+        &[&journal],
+    )?;
+    let through: i64 = match row {
+        Some(row) => column(&row, 0)?,
+        None => 0,
+    };
     Ok(JournalSeq::try_from(through).unwrap_or(0))
 }
 

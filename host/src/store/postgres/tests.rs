@@ -395,3 +395,57 @@ async fn the_server_reaches_the_store_through_the_blocking_pool() {
     assert_eq!(names, ["default", "payments"]);
     drop(db);
 }
+
+/// Servers sharing the database number their request-log journals each on its own, so each
+/// journal keeps its own mark: one server writing far ahead must not make another's restart
+/// skip the entries its journal holds and the database lacks (as one shared mark did).
+#[test]
+fn each_servers_request_log_journal_keeps_its_own_mark() {
+    use crate::request_log::Journal;
+    use crate::store::tests::log_entry;
+
+    let url = cluster().new_database();
+    let store = PostgresStore::open(&url).unwrap();
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Journal::recover(a_dir.path(), &store).unwrap();
+    let b = Journal::recover(b_dir.path(), &store).unwrap();
+    assert_ne!(a.id(), b.id());
+
+    // B journals three entries and is killed before writing them; A writes a hundred.
+    for n in 0..3 {
+        let mut entry = log_entry(DEFAULT_VAULT_ID, T0 + n);
+        entry.path = format!("/b/{n}");
+        b.append(entry, |_, _| ()).unwrap();
+    }
+    let b_id = b.id().to_owned();
+    drop(b);
+    let mut from_a = Vec::new();
+    for n in 0..100 {
+        a.append(log_entry(DEFAULT_VAULT_ID, T0), |_, entry| {
+            from_a.push(entry)
+        })
+        .unwrap();
+        assert_eq!(n + 1, from_a.len());
+    }
+    store.insert_journaled_logs(&from_a, a.id(), 100).unwrap();
+
+    // B's restart writes its three.
+    let b = Journal::recover(b_dir.path(), &store).unwrap();
+    assert_eq!(b.id(), b_id, "a journal keeps its id across restarts");
+    let written: Vec<String> = store
+        .logs(
+            DEFAULT_VAULT_ID,
+            &LogQuery {
+                limit: 500,
+                ..LogQuery::default()
+            },
+        )
+        .unwrap()
+        .into_iter()
+        .map(|entry| entry.path)
+        .filter(|path| path.starts_with("/b/"))
+        .collect();
+    assert_eq!(written, ["/b/2", "/b/1", "/b/0"]);
+    assert_eq!(store.journaled_through(b.id()).unwrap(), 3);
+    assert_eq!(store.journaled_through(a.id()).unwrap(), 100);
+}

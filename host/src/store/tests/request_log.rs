@@ -46,25 +46,28 @@ fn log_entries_get_increasing_ids_and_keep_their_fields(backend: Backend) {
     assert_eq!(entries, [second, first]);
 }
 
+/// A request-log journal's id, as `request_log/journal.rs` makes them.
+const JOURNAL: &str = "6a0f3e1c9b2d4e5f8a7b6c5d4e3f2a1b";
+
 fn the_journal_mark_moves_with_its_rows_and_never_back(backend: Backend) {
     let store = open_store(backend);
-    assert_eq!(store.journaled_through().unwrap(), 0);
+    assert_eq!(store.journaled_through(JOURNAL).unwrap(), 0);
     let entry = log_entry(DEFAULT_VAULT_ID, T0);
     store
-        .insert_journaled_logs(&[entry.clone(), entry.clone()], 7)
+        .insert_journaled_logs(&[entry.clone(), entry.clone()], JOURNAL, 7)
         .unwrap();
-    assert_eq!(store.journaled_through().unwrap(), 7);
+    assert_eq!(store.journaled_through(JOURNAL).unwrap(), 7);
     // A replay of older numbers, or rows from elsewhere, leave it where it is.
     store
-        .insert_journaled_logs(std::slice::from_ref(&entry), 5)
+        .insert_journaled_logs(std::slice::from_ref(&entry), JOURNAL, 5)
         .unwrap();
     store.insert_logs(&[entry]).unwrap();
-    assert_eq!(store.journaled_through().unwrap(), 7);
+    assert_eq!(store.journaled_through(JOURNAL).unwrap(), 7);
     // A batch whose entries all belong to deleted vaults still moves it.
     store
-        .insert_journaled_logs(&[log_entry("gone", T0)], 9)
+        .insert_journaled_logs(&[log_entry("gone", T0)], JOURNAL, 9)
         .unwrap();
-    assert_eq!(store.journaled_through().unwrap(), 9);
+    assert_eq!(store.journaled_through(JOURNAL).unwrap(), 9);
 }
 
 fn a_large_batch_is_written_whole_and_in_order(backend: Backend) {

@@ -7,7 +7,7 @@
 -- SHA-256 hex; credential values only sealed (AES-256-GCM, bound to vault id, key and key
 -- version). Every text column collates as "C", byte order like SQLite's BINARY, so that lists
 -- come out in the same order whatever the database's locale. The CHECK constraints are
--- SQLite's.
+-- SQLite's. One table differs, for servers sharing the database: request_log_journal.
 
 CREATE TABLE master_key (
     id              BIGINT PRIMARY KEY CHECK (id = 1),
@@ -246,9 +246,11 @@ CREATE TABLE request_logs (
 
 CREATE INDEX request_logs_by_vault ON request_logs (vault_id, id);
 
+-- Where each server's request-log journal stands (host/src/request_log/journal.rs): the
+-- highest of its numbers whose entry is in request_logs. Unlike SQLite's one row, one row per
+-- journal: servers sharing this database number their journals each on its own, and one
+-- server's mark must not tell another's restart that its unwritten entries are written.
 CREATE TABLE request_log_journal (
-    id      BIGINT PRIMARY KEY CHECK (id = 1),
+    journal TEXT COLLATE "C" PRIMARY KEY,
     through BIGINT NOT NULL
 );
-
-INSERT INTO request_log_journal (id, through) VALUES (1, 0);
