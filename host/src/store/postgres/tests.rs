@@ -449,3 +449,91 @@ fn each_servers_request_log_journal_keeps_its_own_mark() {
     assert_eq!(store.journaled_through(b.id()).unwrap(), 3);
     assert_eq!(store.journaled_through(a.id()).unwrap(), 100);
 }
+
+/// Request-log ids rise in commit order also with several servers writing, so a reader
+/// following the log with `after` misses nothing: a batch that took its ids, but has not
+/// committed, holds back the batches after it rather than letting a higher id land first.
+#[test]
+fn a_reader_following_the_log_misses_no_entry_of_a_slower_server() {
+    let url = cluster().new_database();
+    let (a, b) = (
+        Arc::new(PostgresStore::open(&url).unwrap()),
+        PostgresStore::open(&url).unwrap(),
+    );
+    let entry = |path: &str| {
+        let mut entry = crate::store::tests::log_entry(DEFAULT_VAULT_ID, T0);
+        entry.path = path.into();
+        entry
+    };
+    a.insert_journaled_logs(&[entry("/first")], "a", 1).unwrap();
+    let follow = |after: i64| -> Vec<(i64, String)> {
+        let query = LogQuery {
+            after: Some(after),
+            limit: 100,
+            ..LogQuery::default()
+        };
+        let mut seen: Vec<(i64, String)> = b
+            .logs(DEFAULT_VAULT_ID, &query)
+            .unwrap()
+            .into_iter()
+            .map(|entry| (entry.id, entry.path))
+            .collect();
+        seen.sort();
+        seen
+    };
+    let mut cursor = follow(0).last().unwrap().0;
+
+    // Server A's next batch takes its id, then waits to move its journal mark (held here).
+    let mut holder = client(&url);
+    holder
+        .batch_execute(
+            "BEGIN; SELECT through FROM request_log_journal WHERE journal = 'a' FOR UPDATE",
+        )
+        .unwrap();
+    let slow = std::thread::spawn({
+        let a = a.clone();
+        move || a.insert_journaled_logs(&[entry("/slow")], "a", 2).unwrap()
+    });
+    // Sessions of this database waiting for a lock.
+    let waiters = || -> i64 {
+        client(&url)
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    let started = std::time::Instant::now();
+    while waiters() < 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "A never waited"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Meanwhile server B writes a batch, and a reader follows the log.
+    let quick = std::thread::spawn({
+        let b = PostgresStore::open(&url).unwrap();
+        move || b.insert_logs(&[entry("/quick")]).unwrap()
+    });
+    let mut seen = Vec::new();
+    // B's batch is written, or waits for A's.
+    while !quick.is_finished() && waiters() < 2 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for (id, path) in follow(cursor) {
+        cursor = id;
+        seen.push(path);
+    }
+    holder.batch_execute("COMMIT").unwrap();
+    slow.join().unwrap();
+    quick.join().unwrap();
+    for (id, path) in follow(cursor) {
+        cursor = id;
+        seen.push(path);
+    }
+    seen.sort();
+    assert_eq!(seen, ["/quick", "/slow"]);
+}
