@@ -1,6 +1,6 @@
 //! Agent invites in PostgreSQL: `agent_invites` and the vaults each will grant,
-//! `agent_invite_vaults`. The trait methods of [`super::PostgresStore`] call these inside
-//! their transaction.
+//! `agent_invite_vaults`. [`InviteStore`](crate::store::InviteStore) for
+//! [`PostgresStore`](super::PostgresStore) (`invites.rs`) calls these inside its transactions.
 //!
 //! As in SQLite (`sqlite/agent_invites.rs`): an agent name is claimed by an existing agent or
 //! by a pending, unexpired invite, and redemption re-checks the invite inside the transaction

@@ -1,6 +1,6 @@
-//! User invites in PostgreSQL: `user_invites` and the vaults each will grant,
-//! `user_invite_vaults`. The trait methods of [`super::PostgresStore`] call these inside their
-//! transaction.
+//! User invites in PostgreSQL: `user_invites` and the vaults each will grant, `user_invite_vaults`.
+//! [`InviteStore`] for [`PostgresStore`] is at the end of this file: each method names its
+//! operation (for the error message) and runs these functions in one transaction.
 //!
 //! Accepting re-checks inside the transaction that the invite is pending and unexpired, then
 //! creates the user, their grants and the new status together, so an invite is accepted at
@@ -10,11 +10,16 @@ use postgres::Row;
 
 use super::Tx;
 
+use super::PostgresStore;
+use super::agent_invites;
 use super::errors::{Constraint, TxResult};
 use super::grants::insert_grant;
 use super::users::insert_user;
 use super::{actor_at, actor_columns, column, query_all, query_opt, text_enum};
-use crate::store::{ActorId, Invite, InviteStatus, StoreError, UnixTime, User, VaultRole};
+use crate::store::{
+    ActorId, Agent, AgentInvite, Invite, InviteStatus, InviteStore, Result, StoreError,
+    TokenRecord, UnixTime, User, VaultRole, now,
+};
 
 const INVITE_COLUMNS: &str =
     "hash, email, role, created_by_type, created_by_id, status, created_at, expires_at";
@@ -130,4 +135,59 @@ pub(super) fn revoke(tx: &mut Tx<'_>, hash: &str) -> TxResult<()> {
         return Err(StoreError::NotFound("invite".into()).into());
     }
     Ok(())
+}
+
+impl InviteStore for PostgresStore {
+    fn create_invite(&self, invite: &Invite) -> Result<()> {
+        self.write("create the invite", |tx| create(tx, invite))
+    }
+
+    fn invite(&self, hash: &str) -> Result<Option<Invite>> {
+        self.read("read the invite", |tx| get(tx, hash))
+    }
+
+    fn invites(&self) -> Result<Vec<Invite>> {
+        self.read("list the invites", list)
+    }
+
+    fn accept_invite(&self, hash: &str, user: &User) -> Result<()> {
+        let at = now();
+        self.write("accept the invite", |tx| accept(tx, hash, user, at))
+    }
+
+    fn revoke_invite(&self, hash: &str) -> Result<()> {
+        self.write("revoke the invite", |tx| revoke(tx, hash))
+    }
+
+    fn create_agent_invite(&self, invite: &AgentInvite) -> Result<()> {
+        self.write("create the agent invite", |tx| {
+            agent_invites::create(tx, invite)
+        })
+    }
+
+    fn agent_invite(&self, hash: &str) -> Result<Option<AgentInvite>> {
+        self.read("read the agent invite", |tx| agent_invites::get(tx, hash))
+    }
+
+    fn agent_invites(&self) -> Result<Vec<AgentInvite>> {
+        self.read("list the agent invites", agent_invites::list)
+    }
+
+    fn redeem_agent_invite(
+        &self,
+        hash: &str,
+        agent_id: &str,
+        token: &TokenRecord,
+        at: UnixTime,
+    ) -> Result<Agent> {
+        self.write("redeem the agent invite", |tx| {
+            agent_invites::redeem(tx, hash, agent_id, token, at)
+        })
+    }
+
+    fn revoke_agent_invite(&self, hash: &str) -> Result<()> {
+        self.write("revoke the agent invite", |tx| {
+            agent_invites::revoke(tx, hash)
+        })
+    }
 }

@@ -1,6 +1,7 @@
 //! The request log in PostgreSQL: the `request_logs` table and the journal's mark,
-//! `request_log_journal`. [`super::PostgresStore`] runs the writes ([`insert`], [`prune`]) as
-//! log writes, whose commits do not wait for the server's disk.
+//! `request_log_journal`. [`RequestLogStore`] for [`PostgresStore`], at the end of this file, runs
+//! the writes ([`insert`], [`prune`]) as log writes, whose commits do not wait for the server's
+//! disk.
 //!
 //! As in SQLite (`sqlite/request_log.rs`): entries of a vault deleted since the request are
 //! dropped on insert, and pruning deletes by age and then beyond a cap per vault. A batch goes
@@ -14,9 +15,10 @@ use postgres::Row;
 
 use super::Tx;
 
+use super::PostgresStore;
 use super::errors::{TxResult, misuse};
 use super::{actor_at, actor_columns, column, narrow, query_all, query_opt};
-use crate::store::{HostSeen, JournalSeq, LogEntry, LogQuery, UnixTime};
+use crate::store::{HostSeen, JournalSeq, LogEntry, LogQuery, RequestLogStore, Result, UnixTime};
 
 const LOG_COLUMNS: &str = "id, vault_id, ingress, method, host, path, matched_service, \
      credential_keys, status, latency_ms, error_code, actor_type, actor_id, created_at";
@@ -249,4 +251,34 @@ pub(super) fn prune(
         }
     }
     Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
+}
+
+impl RequestLogStore for PostgresStore {
+    fn insert_logs(&self, entries: &[LogEntry]) -> Result<()> {
+        self.log_write("write the request log", |tx| insert(tx, entries, None))
+    }
+
+    fn insert_journaled_logs(&self, entries: &[LogEntry], through: JournalSeq) -> Result<()> {
+        self.log_write("write the request log", |tx| {
+            insert(tx, entries, Some(through))
+        })
+    }
+
+    fn journaled_through(&self) -> Result<JournalSeq> {
+        self.read("read the request log's journal mark", journaled_through)
+    }
+
+    fn logs(&self, vault_id: &str, query: &LogQuery) -> Result<Vec<LogEntry>> {
+        self.read("read the request log", |tx| logs(tx, vault_id, query))
+    }
+
+    fn unmatched_hosts(&self, vault_id: &str) -> Result<Vec<HostSeen>> {
+        self.read("read the request log", |tx| unmatched_hosts(tx, vault_id))
+    }
+
+    fn prune_logs(&self, older_than: UnixTime, max_rows_per_vault: u32) -> Result<usize> {
+        self.log_write("prune the request log", |tx| {
+            prune(tx, older_than, max_rows_per_vault)
+        })
+    }
 }

@@ -13,7 +13,10 @@ use postgres::{Client, NoTls};
 
 use super::open::{ConnectionSettings, MIGRATIONS, migrate};
 use super::*;
-use crate::store::VaultRole;
+use crate::store::{
+    ActorId, InstanceRole, Invite, InviteStore, UnixTime, User, UserStore, VaultRole, VaultStore,
+    now,
+};
 
 pub(crate) use cluster::cluster;
 

@@ -1,6 +1,6 @@
-//! Agent invites in SQLite: `agent_invites` and the vaults each will grant,
-//! `agent_invite_vaults`. The trait methods of [`super::SqliteStore`] call these inside their
-//! transaction.
+//! Agent invites in SQLite: `agent_invites` and the vaults each will grant, `agent_invite_vaults`.
+//! [`InviteStore`](crate::store::InviteStore) for [`SqliteStore`](super::SqliteStore)
+//! (`invites.rs`) calls these inside its transactions.
 //!
 //! An agent name is claimed by an existing agent or by a pending, unexpired invite: creating
 //! either checks both, so an invite cannot be created for a taken name and nobody can take the
