@@ -86,3 +86,56 @@ pub trait InviteStore {
     /// `NotFound` unless the invite is pending.
     fn revoke_agent_invite(&self, hash: &str) -> Result<()>;
 }
+/// What user and agent invites share, for the backends' code that handles both.
+pub(super) trait InviteRecord {
+    /// What an invite that cannot be used or revoked is not found as: `NotFound("invite")`
+    /// for a user invite, `NotFound("pending invite")` for an agent invite.
+    const NOT_PENDING: &'static str;
+    fn hash(&self) -> &str;
+    /// The vaults the invite grants, and the role in each.
+    fn vaults(&self) -> &[(String, VaultRole)];
+    fn set_vaults(&mut self, vaults: Vec<(String, VaultRole)>);
+    /// Whether the invite can be used (accepted, redeemed) at `at`: it is pending and has not
+    /// expired. Revoking asks only that it be pending.
+    fn is_usable_at(&self, at: UnixTime) -> bool;
+}
+
+impl InviteRecord for Invite {
+    const NOT_PENDING: &'static str = "invite";
+
+    fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    fn vaults(&self) -> &[(String, VaultRole)] {
+        &self.vaults
+    }
+
+    fn set_vaults(&mut self, vaults: Vec<(String, VaultRole)>) {
+        self.vaults = vaults;
+    }
+
+    fn is_usable_at(&self, at: UnixTime) -> bool {
+        self.status == InviteStatus::Pending && self.expires_at > at
+    }
+}
+
+impl InviteRecord for AgentInvite {
+    const NOT_PENDING: &'static str = "pending invite";
+
+    fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    fn vaults(&self) -> &[(String, VaultRole)] {
+        &self.vaults
+    }
+
+    fn set_vaults(&mut self, vaults: Vec<(String, VaultRole)>) {
+        self.vaults = vaults;
+    }
+
+    fn is_usable_at(&self, at: UnixTime) -> bool {
+        self.status == AgentInviteStatus::Pending && self.expires_at > at
+    }
+}

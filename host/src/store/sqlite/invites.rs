@@ -1,10 +1,14 @@
-//! User invites in SQLite: `user_invites` and the vaults each will grant, `user_invite_vaults`.
-//! [`InviteStore`] for [`SqliteStore`] is at the end of this file: each method names its operation
-//! (for the error message) and runs these functions in one transaction.
+//! Invites in SQLite: user invites (`user_invites`, with the vaults each will grant in
+//! `user_invite_vaults`) and agent invites (`agent_invites`, `agent_invite_vaults`).
+//! [`InviteStore`] for [`SqliteStore`] is at the end of this file: each method names its
+//! operation (for the error message) and runs these functions in one transaction.
 //!
-//! Accepting re-checks inside the transaction that the invite is pending and unexpired, then
-//! creates the user, their grants and the new status together, so an invite is accepted at
-//! most once.
+//! Both kinds are read, listed, used and revoked by the same functions here, over an
+//! [`InviteTable`] that names each kind's tables and reads its row; what is a kind's own is
+//! its row's columns, what using it creates, and for agent invites the name it reserves
+//! (`agent_invites.rs`). Using an invite re-checks inside the transaction that it is pending
+//! and unexpired, then creates the user or agent, its grants and the new status together, so
+//! an invite is used at most once however many uses race.
 
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
@@ -14,37 +18,151 @@ use super::errors::{Constraint, TxResult};
 use super::grants::insert_grant;
 use super::users::insert_user;
 use super::{actor_at, actor_columns, query_all, text_enum};
+use crate::store::invites::InviteRecord;
 use crate::store::{
     ActorId, Agent, AgentInvite, Invite, InviteStatus, InviteStore, Result, StoreError,
     TokenRecord, UnixTime, User, VaultRole, now,
 };
 
-const INVITE_COLUMNS: &str =
-    "hash, email, role, created_by_type, created_by_id, status, created_at, expires_at";
+/// How SQLite stores one kind of invite.
+pub(super) trait InviteTable: InviteRecord + Sized {
+    /// The table of this kind's invites.
+    const TABLE: &'static str;
+    /// The table of the vaults each will grant: `invite_hash`, `vault_id`, `role`.
+    const VAULT_TABLE: &'static str;
+    /// The columns [`Self::from_row`] reads, in its order.
+    const COLUMNS: &'static str;
 
-fn invite_row(row: &Row<'_>) -> rusqlite::Result<Invite> {
-    Ok(Invite {
-        hash: row.get(0)?,
-        email: row.get(1)?,
-        role: text_enum(row, 2)?,
-        vaults: Vec::new(),
-        created_by: actor_at(row, 3, 4)?,
-        status: text_enum(row, 5)?,
-        created_at: row.get(6)?,
-        expires_at: row.get(7)?,
-    })
+    /// The invite of a row of [`Self::COLUMNS`], without its vaults.
+    fn from_row(row: &Row<'_>) -> rusqlite::Result<Self>;
+    /// Mark the invite `hash` used, by the actor `actor_id` it created, at `at`.
+    fn mark_used(tx: &Transaction<'_>, hash: &str, actor_id: &str, at: UnixTime) -> TxResult<()>;
 }
 
-fn invite_vaults(tx: &Transaction<'_>, hash: &str) -> TxResult<Vec<(String, VaultRole)>> {
+impl InviteTable for Invite {
+    const TABLE: &'static str = "user_invites";
+    const VAULT_TABLE: &'static str = "user_invite_vaults";
+    const COLUMNS: &'static str =
+        "hash, email, role, created_by_type, created_by_id, status, created_at, expires_at";
+
+    fn from_row(row: &Row<'_>) -> rusqlite::Result<Invite> {
+        Ok(Invite {
+            hash: row.get(0)?,
+            email: row.get(1)?,
+            role: text_enum(row, 2)?,
+            vaults: Vec::new(),
+            created_by: actor_at(row, 3, 4)?,
+            status: text_enum(row, 5)?,
+            created_at: row.get(6)?,
+            expires_at: row.get(7)?,
+        })
+    }
+
+    fn mark_used(tx: &Transaction<'_>, hash: &str, _user_id: &str, _at: UnixTime) -> TxResult<()> {
+        tx.execute(
+            "UPDATE user_invites SET status = ?1 WHERE hash = ?2",
+            [InviteStatus::Accepted.as_str(), hash],
+        )?;
+        Ok(())
+    }
+}
+
+/// Store the vaults `invite` grants, once its row is in.
+pub(super) fn insert_vaults<K: InviteTable>(tx: &Transaction<'_>, invite: &K) -> TxResult<()> {
+    for (vault_id, role) in invite.vaults() {
+        tx.execute(
+            &format!(
+                "INSERT INTO {} (invite_hash, vault_id, role) VALUES (?1, ?2, ?3)",
+                K::VAULT_TABLE
+            ),
+            [invite.hash(), vault_id, role.as_str()],
+        )
+        .on_unique("a grant of this vault in the invite")
+        .on_missing("vault")?;
+    }
+    Ok(())
+}
+
+fn vaults_of<K: InviteTable>(
+    tx: &Transaction<'_>,
+    hash: &str,
+) -> TxResult<Vec<(String, VaultRole)>> {
     query_all(
         tx,
-        "SELECT vault_id, role FROM user_invite_vaults WHERE invite_hash = ?1 ORDER BY vault_id",
+        &format!(
+            "SELECT vault_id, role FROM {} WHERE invite_hash = ?1 ORDER BY vault_id",
+            K::VAULT_TABLE
+        ),
         [hash],
         |row| Ok((row.get(0)?, text_enum(row, 1)?)),
     )
 }
 
-pub(super) fn create(tx: &Transaction<'_>, invite: &Invite) -> TxResult<()> {
+pub(super) fn get<K: InviteTable>(tx: &Transaction<'_>, hash: &str) -> TxResult<Option<K>> {
+    let invite = tx
+        .query_row(
+            &format!("SELECT {} FROM {} WHERE hash = ?1", K::COLUMNS, K::TABLE),
+            [hash],
+            K::from_row,
+        )
+        .optional()?;
+    let Some(mut invite) = invite else {
+        return Ok(None);
+    };
+    invite.set_vaults(vaults_of::<K>(tx, hash)?);
+    Ok(Some(invite))
+}
+
+pub(super) fn list<K: InviteTable>(tx: &Transaction<'_>) -> TxResult<Vec<K>> {
+    let mut invites = query_all(
+        tx,
+        &format!(
+            "SELECT {} FROM {} ORDER BY created_at, hash",
+            K::COLUMNS,
+            K::TABLE
+        ),
+        [],
+        K::from_row,
+    )?;
+    for invite in &mut invites {
+        invite.set_vaults(vaults_of::<K>(tx, invite.hash())?);
+    }
+    Ok(invites)
+}
+
+/// Use the invite `hash` once, at `at`: `NotFound` unless it is pending and unexpired; then
+/// `create` makes the actor it invites from it, the actor is granted the invite's vaults, and
+/// the invite is marked used. What `create` returns is returned.
+pub(super) fn use_once<K: InviteTable, T>(
+    tx: &Transaction<'_>,
+    hash: &str,
+    at: UnixTime,
+    create: impl FnOnce(&Transaction<'_>, &K) -> TxResult<(ActorId, T)>,
+) -> TxResult<T> {
+    let invite = get::<K>(tx, hash)?
+        .filter(|invite| invite.is_usable_at(at))
+        .ok_or(StoreError::NotFound(K::NOT_PENDING.into()))?;
+    let (actor, created) = create(tx, &invite)?;
+    for (vault_id, role) in invite.vaults() {
+        insert_grant(tx, &actor, vault_id, *role)?;
+    }
+    K::mark_used(tx, hash, &actor.id, at)?;
+    Ok(created)
+}
+
+/// Mark a pending invite revoked; `NotFound` unless it is pending.
+pub(super) fn revoke<K: InviteTable>(tx: &Transaction<'_>, hash: &str) -> TxResult<()> {
+    let sql = format!(
+        "UPDATE {} SET status = 'revoked' WHERE hash = ?1 AND status = 'pending'",
+        K::TABLE
+    );
+    if tx.execute(&sql, [hash])? == 0 {
+        return Err(StoreError::NotFound(K::NOT_PENDING.into()).into());
+    }
+    Ok(())
+}
+
+fn create(tx: &Transaction<'_>, invite: &Invite) -> TxResult<()> {
     let (created_by_type, created_by_id) = actor_columns(invite.created_by.as_ref());
     tx.execute(
         "INSERT INTO user_invites (hash, email, role, created_by_type, created_by_id,
@@ -62,80 +180,14 @@ pub(super) fn create(tx: &Transaction<'_>, invite: &Invite) -> TxResult<()> {
         ],
     )
     .on_unique("invite")?;
-    for (vault_id, role) in &invite.vaults {
-        tx.execute(
-            "INSERT INTO user_invite_vaults (invite_hash, vault_id, role)
-             VALUES (?1, ?2, ?3)",
-            [&invite.hash, vault_id, role.as_str()],
-        )
-        .on_unique("a grant of this vault in the invite")
-        .on_missing("vault")?;
-    }
-    Ok(())
+    insert_vaults(tx, invite)
 }
 
-pub(super) fn get(tx: &Transaction<'_>, hash: &str) -> TxResult<Option<Invite>> {
-    let invite = tx
-        .query_row(
-            &format!("SELECT {INVITE_COLUMNS} FROM user_invites WHERE hash = ?1"),
-            [hash],
-            invite_row,
-        )
-        .optional()?;
-    let Some(mut invite) = invite else {
-        return Ok(None);
-    };
-    invite.vaults = invite_vaults(tx, hash)?;
-    Ok(Some(invite))
-}
-
-pub(super) fn list(tx: &Transaction<'_>) -> TxResult<Vec<Invite>> {
-    let mut invites = query_all(
-        tx,
-        &format!("SELECT {INVITE_COLUMNS} FROM user_invites ORDER BY created_at, hash"),
-        [],
-        invite_row,
-    )?;
-    for invite in &mut invites {
-        invite.vaults = invite_vaults(tx, &invite.hash)?;
-    }
-    Ok(invites)
-}
-
-pub(super) fn accept(tx: &Transaction<'_>, hash: &str, user: &User, at: UnixTime) -> TxResult<()> {
-    let pending: bool = tx
-        .query_row(
-            "SELECT status = 'pending' AND expires_at > ?2 FROM user_invites
-             WHERE hash = ?1",
-            params![hash, at],
-            |row| row.get(0),
-        )
-        .optional()?
-        .unwrap_or(false);
-    if !pending {
-        return Err(StoreError::NotFound("invite".into()).into());
-    }
-    insert_user(tx, user, user.role)?;
-    let actor = ActorId::user(&user.id);
-    for (vault_id, role) in invite_vaults(tx, hash)? {
-        insert_grant(tx, &actor, &vault_id, role)?;
-    }
-    tx.execute(
-        "UPDATE user_invites SET status = ?1 WHERE hash = ?2",
-        [InviteStatus::Accepted.as_str(), hash],
-    )?;
-    Ok(())
-}
-
-pub(super) fn revoke(tx: &Transaction<'_>, hash: &str) -> TxResult<()> {
-    if tx.execute(
-        "UPDATE user_invites SET status = 'revoked' WHERE hash = ?1 AND status = 'pending'",
-        [hash],
-    )? == 0
-    {
-        return Err(StoreError::NotFound("invite".into()).into());
-    }
-    Ok(())
+fn accept(tx: &Transaction<'_>, hash: &str, user: &User, at: UnixTime) -> TxResult<()> {
+    use_once::<Invite, ()>(tx, hash, at, |tx, _| {
+        insert_user(tx, user, user.role)?;
+        Ok((ActorId::user(&user.id), ()))
+    })
 }
 
 impl InviteStore for SqliteStore {
@@ -144,11 +196,11 @@ impl InviteStore for SqliteStore {
     }
 
     fn invite(&self, hash: &str) -> Result<Option<Invite>> {
-        self.read("read the invite", |tx| get(tx, hash))
+        self.read("read the invite", |tx| get::<Invite>(tx, hash))
     }
 
     fn invites(&self) -> Result<Vec<Invite>> {
-        self.read("list the invites", list)
+        self.read("list the invites", list::<Invite>)
     }
 
     fn accept_invite(&self, hash: &str, user: &User) -> Result<()> {
@@ -157,7 +209,7 @@ impl InviteStore for SqliteStore {
     }
 
     fn revoke_invite(&self, hash: &str) -> Result<()> {
-        self.write("revoke the invite", |tx| revoke(tx, hash))
+        self.write("revoke the invite", |tx| revoke::<Invite>(tx, hash))
     }
 
     fn create_agent_invite(&self, invite: &AgentInvite) -> Result<()> {
@@ -167,11 +219,11 @@ impl InviteStore for SqliteStore {
     }
 
     fn agent_invite(&self, hash: &str) -> Result<Option<AgentInvite>> {
-        self.read("read the agent invite", |tx| agent_invites::get(tx, hash))
+        self.read("read the agent invite", |tx| get::<AgentInvite>(tx, hash))
     }
 
     fn agent_invites(&self) -> Result<Vec<AgentInvite>> {
-        self.read("list the agent invites", agent_invites::list)
+        self.read("list the agent invites", list::<AgentInvite>)
     }
 
     fn redeem_agent_invite(
@@ -188,7 +240,7 @@ impl InviteStore for SqliteStore {
 
     fn revoke_agent_invite(&self, hash: &str) -> Result<()> {
         self.write("revoke the agent invite", |tx| {
-            agent_invites::revoke(tx, hash)
+            revoke::<AgentInvite>(tx, hash)
         })
     }
 }
