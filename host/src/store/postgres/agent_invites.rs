@@ -1,8 +1,8 @@
 //! Agent invites in PostgreSQL: how an agent invite's row is stored in `agent_invites` (its
-//! vaults in `agent_invite_vaults`), creating one, and redeeming one. Reading, listing,
-//! redeeming once and revoking are shared with user invites (`invites.rs`), whose
-//! [`InviteStore`](crate::store::InviteStore) for [`PostgresStore`](super::PostgresStore) calls
-//! these inside its transactions.
+//! vaults in `agent_invite_vaults`), creating one, and the agent redeeming one creates.
+//! Reading, listing, redeeming once and revoking are shared with user invites
+//! (`invite_tables.rs`); [`InviteStore`](crate::store::InviteStore) for
+//! [`PostgresStore`](super::PostgresStore) (`invites.rs`) calls these inside its transactions.
 //!
 //! As in SQLite (`sqlite/agent_invites.rs`): an agent name is claimed by an existing agent or
 //! by a pending, unexpired invite, and creating either checks both.
@@ -14,7 +14,7 @@ use super::Tx;
 use super::agents::insert_agent;
 use super::errors::{Constraint, TxResult, misuse};
 use super::invite_rules::check_name_free;
-use super::invites::{InviteTable, insert_vaults, use_once};
+use super::invite_tables::{InviteTable, insert_vaults, use_once};
 use super::tokens::insert_token_row;
 use super::{actor_at, actor_columns, column, exists, text_enum};
 use crate::store::{

@@ -74,6 +74,7 @@ mod devices;
 mod errors;
 mod grants;
 mod invite_rules;
+mod invite_tables;
 mod invites;
 mod keys;
 mod open;

@@ -1,8 +1,8 @@
 //! Agent invites in SQLite: how an agent invite's row is stored in `agent_invites` (its
-//! vaults in `agent_invite_vaults`), creating one, and redeeming one. Reading, listing,
-//! redeeming once and revoking are shared with user invites (`invites.rs`), whose
-//! [`InviteStore`](crate::store::InviteStore) for [`SqliteStore`](super::SqliteStore) calls
-//! these inside its transactions.
+//! vaults in `agent_invite_vaults`), creating one, and the agent redeeming one creates.
+//! Reading, listing, redeeming once and revoking are shared with user invites
+//! (`invite_tables.rs`); [`InviteStore`](crate::store::InviteStore) for
+//! [`SqliteStore`](super::SqliteStore) (`invites.rs`) calls these inside its transactions.
 //!
 //! An agent name is claimed by an existing agent or by a pending, unexpired invite: creating
 //! either checks both, so an invite cannot be created for a taken name and nobody can take the
@@ -13,7 +13,7 @@ use rusqlite::{OptionalExtension, Row, Transaction, params};
 use super::agents::insert_agent;
 use super::errors::{Constraint, TxResult, misuse};
 use super::invite_rules::check_name_free;
-use super::invites::{InviteTable, insert_vaults, use_once};
+use super::invite_tables::{InviteTable, insert_vaults, use_once};
 use super::tokens::insert_token_row;
 use super::{actor_at, actor_columns, text_enum};
 use crate::store::{
