@@ -71,7 +71,7 @@ pub fn mint(
 mod tests {
     use super::*;
     use crate::store::sqlite::SqliteStore;
-    use crate::store::{InstanceRole, User};
+    use crate::store::{DeviceStore, InstanceRole, User, UserStore};
 
     const T0: UnixTime = 1_700_000_000;
 

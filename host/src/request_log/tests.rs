@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use crate::ratelimit::manual::ManualClock;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{JournalSeq, LogQuery, Store, StoreError};
+use crate::store::{JournalSeq, LogQuery, RequestLogStore, StoreError, VaultStore};
 
 const MS: Duration = Duration::from_millis(1);
 

@@ -1,12 +1,14 @@
-//! Credentials in PostgreSQL: the `credentials` table, each value sealed under the data key
-//! (this module never sees a plaintext). The trait methods of [`super::PostgresStore`] and
-//! the proposals call these inside their transaction.
+//! Credentials in PostgreSQL: the `credentials` table, each value sealed under the data key (this
+//! module never sees a plaintext). [`CredentialStore`] for [`PostgresStore`] is at the end of this
+//! file: each method names its operation (for the error message) and runs these functions in one
+//! transaction; the proposals call some of them in theirs.
 
 use super::Tx;
 
+use super::PostgresStore;
 use super::errors::{Constraint, TxResult};
 use super::{column, fixed_bytes, narrow, query_all, query_opt};
-use crate::store::{StoredCredential, UnixTime};
+use crate::store::{CredentialStore, Result, StoredCredential, UnixTime, now};
 use crate::vault::crypto::Sealed;
 
 pub(super) fn write_credentials(
@@ -89,4 +91,27 @@ pub(super) fn keys(tx: &mut Tx<'_>, vault_id: &str) -> TxResult<Vec<String>> {
         &[&vault_id],
         |row| column(row, 0),
     )
+}
+
+impl CredentialStore for PostgresStore {
+    fn put_credentials(&self, vault_id: &str, credentials: &[StoredCredential]) -> Result<()> {
+        let updated_at = now();
+        self.write("store the credentials", |tx| {
+            write_credentials(tx, vault_id, credentials, updated_at)
+        })
+    }
+
+    fn credential(&self, vault_id: &str, key: &str) -> Result<Option<StoredCredential>> {
+        self.read("read the credential", |tx| get(tx, vault_id, key))
+    }
+
+    fn credential_keys(&self, vault_id: &str) -> Result<Vec<String>> {
+        self.read("list the credentials", |tx| keys(tx, vault_id))
+    }
+
+    fn delete_credentials(&self, vault_id: &str, keys: &[String]) -> Result<Vec<String>> {
+        self.write("delete the credentials", |tx| {
+            remove_credentials(tx, vault_id, keys)
+        })
+    }
 }

@@ -1,7 +1,7 @@
-//! Vault grants in PostgreSQL: the `vault_grants` table, which actor (a user or an agent)
-//! holds which role on which vault. The trait methods of [`super::PostgresStore`] call these
-//! inside their transaction; [`insert_grant`] is also how a new vault, user or agent gets its
-//! grants.
+//! Vault grants in PostgreSQL: the `vault_grants` table, which actor (a user or an agent) holds
+//! which role on which vault. [`GrantStore`] for [`PostgresStore`] is at the end of this file: each
+//! method names its operation (for the error message) and runs these functions in one transaction;
+//! [`insert_grant`] is also how a new vault, user or agent gets its grants.
 //!
 //! Lowering or removing a vault's last admin grant is refused ([`super::roles`]).
 
@@ -9,10 +9,11 @@ use postgres::Row;
 
 use super::Tx;
 
+use super::PostgresStore;
 use super::errors::{Constraint, TxResult};
 use super::roles::admin_count;
 use super::{column, exists, query_all, query_opt, text_enum};
-use crate::store::{ActorId, ActorKind, Grant, StoreError, VaultRole};
+use crate::store::{ActorId, ActorKind, Grant, GrantStore, Result, StoreError, VaultRole};
 
 const GRANT_COLUMNS: &str = "actor_type, actor_id, vault_id, role";
 
@@ -110,4 +111,22 @@ pub(super) fn remove(tx: &mut Tx<'_>, actor: &ActorId, vault_id: &str) -> TxResu
         &[&actor.kind.as_str(), &actor.id, &vault_id],
     )?;
     Ok(())
+}
+
+impl GrantStore for PostgresStore {
+    fn grants_of(&self, actor: &ActorId) -> Result<Vec<Grant>> {
+        self.read("list the grants", |tx| of_actor(tx, actor))
+    }
+
+    fn vault_grants(&self, vault_id: &str) -> Result<Vec<Grant>> {
+        self.read("list the grants", |tx| of_vault(tx, vault_id))
+    }
+
+    fn set_grant(&self, grant: &Grant) -> Result<()> {
+        self.write("change the grant", |tx| set(tx, grant))
+    }
+
+    fn remove_grant(&self, actor: &ActorId, vault_id: &str) -> Result<()> {
+        self.write("remove the grant", |tx| remove(tx, actor, vault_id))
+    }
 }

@@ -1,47 +1,54 @@
-//! User invites in PostgreSQL: `user_invites` and the vaults each will grant,
-//! `user_invite_vaults`. The trait methods of [`super::PostgresStore`] call these inside their
-//! transaction.
-//!
-//! Accepting re-checks inside the transaction that the invite is pending and unexpired, then
-//! creates the user, their grants and the new status together, so an invite is accepted at
-//! most once.
+//! Invites in PostgreSQL: user invites (`user_invites`, with the vaults each will grant in
+//! `user_invite_vaults`), and [`InviteStore`] for [`PostgresStore`], at the end of this file, for
+//! user and agent invites alike: each method names its operation (for the error message) and
+//! runs one transaction. Reading, listing, using once and revoking either kind are the shared
+//! functions of `invite_tables.rs`; what is a user invite's own is here (its row, and the
+//! user accepting it creates), what is an agent invite's own in `agent_invites.rs`.
 
 use postgres::Row;
 
 use super::Tx;
 
+use super::PostgresStore;
+use super::agent_invites;
 use super::errors::{Constraint, TxResult};
-use super::grants::insert_grant;
+use super::invite_tables::{InviteTable, get, insert_vaults, list, revoke, use_once};
 use super::users::insert_user;
-use super::{actor_at, actor_columns, column, query_all, query_opt, text_enum};
-use crate::store::{ActorId, Invite, InviteStatus, StoreError, UnixTime, User, VaultRole};
+use super::{actor_at, actor_columns, column, text_enum};
+use crate::store::{
+    ActorId, Agent, AgentInvite, Invite, InviteStatus, InviteStore, Result, TokenRecord, UnixTime,
+    User, now,
+};
 
-const INVITE_COLUMNS: &str =
-    "hash, email, role, created_by_type, created_by_id, status, created_at, expires_at";
+impl InviteTable for Invite {
+    const TABLE: &'static str = "user_invites";
+    const VAULT_TABLE: &'static str = "user_invite_vaults";
+    const COLUMNS: &'static str =
+        "hash, email, role, created_by_type, created_by_id, status, created_at, expires_at";
 
-fn invite_row(row: &Row) -> TxResult<Invite> {
-    Ok(Invite {
-        hash: column(row, 0)?,
-        email: column(row, 1)?,
-        role: text_enum(row, 2)?,
-        vaults: Vec::new(),
-        created_by: actor_at(row, 3, 4)?,
-        status: text_enum(row, 5)?,
-        created_at: column(row, 6)?,
-        expires_at: column(row, 7)?,
-    })
+    fn from_row(row: &Row) -> TxResult<Invite> {
+        Ok(Invite {
+            hash: column(row, 0)?,
+            email: column(row, 1)?,
+            role: text_enum(row, 2)?,
+            vaults: Vec::new(),
+            created_by: actor_at(row, 3, 4)?,
+            status: text_enum(row, 5)?,
+            created_at: column(row, 6)?,
+            expires_at: column(row, 7)?,
+        })
+    }
+
+    fn mark_used(tx: &mut Tx<'_>, hash: &str, _user_id: &str, _at: UnixTime) -> TxResult<()> {
+        tx.execute(
+            "UPDATE user_invites SET status = $1 WHERE hash = $2",
+            &[&InviteStatus::Accepted.as_str(), &hash],
+        )?;
+        Ok(())
+    }
 }
 
-fn invite_vaults(tx: &mut Tx<'_>, hash: &str) -> TxResult<Vec<(String, VaultRole)>> {
-    query_all(
-        tx,
-        "SELECT vault_id, role FROM user_invite_vaults WHERE invite_hash = $1 ORDER BY vault_id",
-        &[&hash],
-        |row| Ok((column(row, 0)?, text_enum(row, 1)?)),
-    )
-}
-
-pub(super) fn create(tx: &mut Tx<'_>, invite: &Invite) -> TxResult<()> {
+fn create(tx: &mut Tx<'_>, invite: &Invite) -> TxResult<()> {
     let (created_by_type, created_by_id) = actor_columns(invite.created_by.as_ref());
     tx.execute(
         "INSERT INTO user_invites (hash, email, role, created_by_type, created_by_id,
@@ -59,75 +66,67 @@ pub(super) fn create(tx: &mut Tx<'_>, invite: &Invite) -> TxResult<()> {
         ],
     )
     .on_unique("invite")?;
-    for (vault_id, role) in &invite.vaults {
-        tx.execute(
-            "INSERT INTO user_invite_vaults (invite_hash, vault_id, role)
-             VALUES ($1, $2, $3)",
-            &[&invite.hash, vault_id, &role.as_str()],
-        )
-        .on_unique("a grant of this vault in the invite")
-        .on_missing("vault")?;
-    }
-    Ok(())
+    insert_vaults(tx, invite)
 }
 
-pub(super) fn get(tx: &mut Tx<'_>, hash: &str) -> TxResult<Option<Invite>> {
-    let invite = query_opt(
-        tx,
-        &format!("SELECT {INVITE_COLUMNS} FROM user_invites WHERE hash = $1"),
-        &[&hash],
-        invite_row,
-    )?;
-    let Some(mut invite) = invite else {
-        return Ok(None);
-    };
-    invite.vaults = invite_vaults(tx, hash)?;
-    Ok(Some(invite))
+fn accept(tx: &mut Tx<'_>, hash: &str, user: &User, at: UnixTime) -> TxResult<()> {
+    use_once::<Invite, ()>(tx, hash, at, |tx, _| {
+        insert_user(tx, user, user.role)?;
+        Ok((ActorId::user(&user.id), ()))
+    })
 }
 
-pub(super) fn list(tx: &mut Tx<'_>) -> TxResult<Vec<Invite>> {
-    let mut invites = query_all(
-        tx,
-        &format!("SELECT {INVITE_COLUMNS} FROM user_invites ORDER BY created_at, hash"),
-        &[],
-        invite_row,
-    )?;
-    for invite in &mut invites {
-        invite.vaults = invite_vaults(tx, &invite.hash)?;
+impl InviteStore for PostgresStore {
+    fn create_invite(&self, invite: &Invite) -> Result<()> {
+        self.write("create the invite", |tx| create(tx, invite))
     }
-    Ok(invites)
-}
 
-pub(super) fn accept(tx: &mut Tx<'_>, hash: &str, user: &User, at: UnixTime) -> TxResult<()> {
-    let pending = query_opt(
-        tx,
-        "SELECT status = 'pending' AND expires_at > $2 FROM user_invites WHERE hash = $1",
-        &[&hash, &at],
-        |row| column::<bool>(row, 0),
-    )?
-    .unwrap_or(false);
-    if !pending {
-        return Err(StoreError::NotFound("invite".into()).into());
+    fn invite(&self, hash: &str) -> Result<Option<Invite>> {
+        self.read("read the invite", |tx| get::<Invite>(tx, hash))
     }
-    insert_user(tx, user, user.role)?;
-    let actor = ActorId::user(&user.id);
-    for (vault_id, role) in invite_vaults(tx, hash)? {
-        insert_grant(tx, &actor, &vault_id, role)?;
-    }
-    tx.execute(
-        "UPDATE user_invites SET status = $1 WHERE hash = $2",
-        &[&InviteStatus::Accepted.as_str(), &hash],
-    )?;
-    Ok(())
-}
 
-pub(super) fn revoke(tx: &mut Tx<'_>, hash: &str) -> TxResult<()> {
-    if tx.execute(
-        "UPDATE user_invites SET status = 'revoked' WHERE hash = $1 AND status = 'pending'",
-        &[&hash],
-    )? == 0
-    {
-        return Err(StoreError::NotFound("invite".into()).into());
+    fn invites(&self) -> Result<Vec<Invite>> {
+        self.read("list the invites", list::<Invite>)
     }
-    Ok(())
+
+    fn accept_invite(&self, hash: &str, user: &User) -> Result<()> {
+        let at = now();
+        self.write("accept the invite", |tx| accept(tx, hash, user, at))
+    }
+
+    fn revoke_invite(&self, hash: &str) -> Result<()> {
+        self.write("revoke the invite", |tx| revoke::<Invite>(tx, hash))
+    }
+
+    fn create_agent_invite(&self, invite: &AgentInvite) -> Result<()> {
+        self.write("create the agent invite", |tx| {
+            agent_invites::create(tx, invite)
+        })
+    }
+
+    fn agent_invite(&self, hash: &str) -> Result<Option<AgentInvite>> {
+        self.read("read the agent invite", |tx| get::<AgentInvite>(tx, hash))
+    }
+
+    fn agent_invites(&self) -> Result<Vec<AgentInvite>> {
+        self.read("list the agent invites", list::<AgentInvite>)
+    }
+
+    fn redeem_agent_invite(
+        &self,
+        hash: &str,
+        agent_id: &str,
+        token: &TokenRecord,
+        at: UnixTime,
+    ) -> Result<Agent> {
+        self.write("redeem the agent invite", |tx| {
+            agent_invites::redeem(tx, hash, agent_id, token, at)
+        })
+    }
+
+    fn revoke_agent_invite(&self, hash: &str) -> Result<()> {
+        self.write("revoke the agent invite", |tx| {
+            revoke::<AgentInvite>(tx, hash)
+        })
+    }
 }

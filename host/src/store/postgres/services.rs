@@ -1,11 +1,13 @@
-//! Services in PostgreSQL: the `services` table, one JSON document per vault. The trait
-//! methods of [`super::PostgresStore`] and the proposals call these inside their transaction.
+//! Services in PostgreSQL: the `services` table, one JSON document per vault. [`ServiceStore`] for
+//! [`PostgresStore`] is at the end of this file: each method names its operation (for the error
+//! message) and runs these functions in one transaction; the proposals call some of them in theirs.
 
 use super::Tx;
 
+use super::PostgresStore;
 use super::errors::{Constraint, TxResult};
 use super::{column, query_opt};
-use crate::store::UnixTime;
+use crate::store::{Result, ServiceStore, UnixTime, now};
 
 pub(super) fn read_services(tx: &mut Tx<'_>, vault_id: &str) -> TxResult<Option<String>> {
     query_opt(
@@ -30,4 +32,16 @@ pub(super) fn write_services(
     )
     .on_missing("vault")?;
     Ok(())
+}
+
+impl ServiceStore for PostgresStore {
+    fn services(&self, vault_id: &str) -> Result<Option<String>> {
+        self.read("read the services", |tx| read_services(tx, vault_id))
+    }
+
+    fn set_services(&self, vault_id: &str, json: &str) -> Result<()> {
+        self.write("store the services", |tx| {
+            write_services(tx, vault_id, json, now())
+        })
+    }
 }

@@ -1,6 +1,7 @@
-//! Settings in PostgreSQL: per-vault key-value settings (`vault_settings`) and instance-wide
-//! ones (`instance_settings`). The trait methods of [`super::PostgresStore`] call these inside
-//! their transaction; setting `None` deletes the key.
+//! Settings in PostgreSQL: per-vault key-value settings (`vault_settings`) and instance-wide ones
+//! (`instance_settings`). [`VaultStore`](crate::store::VaultStore) for
+//! [`PostgresStore`](super::PostgresStore) (`vaults.rs`) calls these inside its transactions;
+//! setting `None` deletes the key.
 
 use super::Tx;
 

@@ -13,7 +13,10 @@ use postgres::{Client, NoTls};
 
 use super::open::{ConnectionSettings, MIGRATIONS, migrate};
 use super::*;
-use crate::store::VaultRole;
+use crate::store::{
+    ActorId, InstanceRole, Invite, InviteStore, LogQuery, RequestLogStore, UnixTime, User,
+    UserStore, VaultRole, VaultStore, now,
+};
 
 pub(crate) use cluster::cluster;
 
@@ -530,10 +533,7 @@ fn a_reader_following_the_log_misses_no_entry_of_a_slower_server() {
     holder.batch_execute("COMMIT").unwrap();
     slow.join().unwrap();
     quick.join().unwrap();
-    for (id, path) in follow(cursor) {
-        cursor = id;
-        seen.push(path);
-    }
+    seen.extend(follow(cursor).into_iter().map(|(_, path)| path));
     seen.sort();
     assert_eq!(seen, ["/quick", "/slow"]);
 }

@@ -1,7 +1,8 @@
-//! The transparent proxy's local CA in PostgreSQL: the one row of `mitm_ca`, its private key
-//! sealed under the data key. The trait methods of [`super::PostgresStore`] call these inside
-//! their transaction; it is created once and never replaced, so replicas that start together
-//! all end up with the CA of the first (the others get `Conflict` and read it).
+//! The transparent proxy's local CA in PostgreSQL: the one row of `mitm_ca`, its private key sealed
+//! under the data key. [`KeyStore`](crate::store::KeyStore) for
+//! [`PostgresStore`](super::PostgresStore) (`keys.rs`) calls these inside its transactions; it is
+//! created once and never replaced, so replicas that start together all end up with the CA of the
+//! first (the others get `Conflict` and read it).
 
 use super::Tx;
 

@@ -1,5 +1,6 @@
-//! Users in PostgreSQL: the `users` table. The trait methods of [`super::PostgresStore`] call
-//! these inside their transaction.
+//! Users in PostgreSQL: the `users` table. [`UserStore`] for [`PostgresStore`] is at the end of
+//! this file: each method names its operation (for the error message) and runs these functions in
+//! one transaction.
 //!
 //! As in SQLite (`sqlite/users.rs`): the first owner can be created once, while no owner
 //! exists, and administers the default vault; demoting or deleting the last owner is refused,
@@ -11,11 +12,12 @@ use postgres::Row;
 
 use super::Tx;
 
+use super::PostgresStore;
 use super::errors::{Constraint, TxResult};
 use super::grants::insert_grant;
 use super::roles::{keep_an_owner, keep_vault_admins, owner_count};
 use super::{DEFAULT_VAULT_ID, column, devices, invite_rules, query_all, query_opt, text_enum};
-use crate::store::{ActorId, InstanceRole, StoreError, User, VaultRole};
+use crate::store::{ActorId, InstanceRole, Result, StoreError, User, UserStore, VaultRole};
 
 const USER_COLUMNS: &str = "id, email, role, password_hash, created_at";
 
@@ -144,4 +146,40 @@ pub(super) fn delete(tx: &mut Tx<'_>, id: &str) -> TxResult<()> {
     devices::delete_of_user(tx, id)?;
     tx.execute("DELETE FROM users WHERE id = $1", &[&id])?;
     Ok(())
+}
+
+impl UserStore for PostgresStore {
+    fn has_owner(&self) -> Result<bool> {
+        self.read("look for an owner", has_owner)
+    }
+
+    fn create_first_owner(&self, user: &User) -> Result<()> {
+        self.write("create the first owner", |tx| create_first_owner(tx, user))
+    }
+
+    fn user(&self, id: &str) -> Result<Option<User>> {
+        self.read("read the user", |tx| get(tx, id))
+    }
+
+    fn user_by_email(&self, email: &str) -> Result<Option<User>> {
+        self.read("read the user", |tx| by_email(tx, email))
+    }
+
+    fn users(&self) -> Result<Vec<User>> {
+        self.read("list the users", list)
+    }
+
+    fn set_user_role(&self, id: &str, role: InstanceRole) -> Result<()> {
+        self.write("change the user's role", |tx| set_role(tx, id, role))
+    }
+
+    fn set_user_password(&self, id: &str, password_hash: &str) -> Result<()> {
+        self.write("change the user's password", |tx| {
+            set_password(tx, id, password_hash)
+        })
+    }
+
+    fn delete_user(&self, id: &str) -> Result<()> {
+        self.write("delete the user", |tx| delete(tx, id))
+    }
 }

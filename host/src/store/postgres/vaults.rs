@@ -1,5 +1,6 @@
-//! Vaults in PostgreSQL: the `vaults` table. The trait methods of [`super::PostgresStore`]
-//! call these inside their transaction.
+//! Vaults in PostgreSQL: the `vaults` table. [`VaultStore`] for [`PostgresStore`] is at the end of
+//! this file: each method names its operation (for the error message) and runs these functions in
+//! one transaction.
 //!
 //! As in SQLite (`sqlite/vaults.rs`): the default vault can be neither renamed nor deleted,
 //! and deleting a vault deletes what hangs off it explicitly, in the same transaction.
@@ -8,10 +9,12 @@ use postgres::Row;
 
 use super::Tx;
 
+use super::PostgresStore;
 use super::errors::{Constraint, TxResult, misuse};
 use super::grants::{insert_grant, require_actor};
+use super::settings;
 use super::{DEFAULT_VAULT_ID, column, query_all, query_opt};
-use crate::store::{ActorId, DEFAULT_VAULT, StoreError, Vault, VaultRole};
+use crate::store::{ActorId, DEFAULT_VAULT, Result, StoreError, Vault, VaultRole, VaultStore};
 
 const VAULT_COLUMNS: &str = "id, name, created_at";
 
@@ -101,4 +104,56 @@ pub(super) fn delete(tx: &mut Tx<'_>, id: &str) -> TxResult<()> {
         return Err(StoreError::NotFound("vault".into()).into());
     }
     Ok(())
+}
+
+impl VaultStore for PostgresStore {
+    fn create_vault(&self, name: &str, admin: Option<&ActorId>) -> Result<Vault> {
+        let vault = Vault::new(name)?;
+        self.write("create the vault", |tx| insert(tx, &vault, admin))?;
+        Ok(vault)
+    }
+
+    fn vault(&self, name: &str) -> Result<Option<Vault>> {
+        self.read("read the vault", |tx| by_name(tx, name))
+    }
+
+    fn vault_by_id(&self, id: &str) -> Result<Option<Vault>> {
+        self.read("read the vault", |tx| by_id(tx, id))
+    }
+
+    fn vaults(&self) -> Result<Vec<Vault>> {
+        self.read("list the vaults", list)
+    }
+
+    fn rename_vault(&self, id: &str, name: &str) -> Result<()> {
+        self.write("rename the vault", |tx| rename(tx, id, name))
+    }
+
+    fn delete_vault(&self, id: &str) -> Result<()> {
+        self.write("delete the vault", |tx| delete(tx, id))
+    }
+
+    fn vault_setting(&self, vault_id: &str, key: &str) -> Result<Option<String>> {
+        self.read("read the vault setting", |tx| {
+            settings::vault_setting(tx, vault_id, key)
+        })
+    }
+
+    fn set_vault_setting(&self, vault_id: &str, key: &str, value: Option<&str>) -> Result<()> {
+        self.write("change the vault setting", |tx| {
+            settings::set_vault_setting(tx, vault_id, key, value)
+        })
+    }
+
+    fn instance_setting(&self, key: &str) -> Result<Option<String>> {
+        self.read("read the instance setting", |tx| {
+            settings::instance_setting(tx, key)
+        })
+    }
+
+    fn set_instance_setting(&self, key: &str, value: Option<&str>) -> Result<()> {
+        self.write("change the instance setting", |tx| {
+            settings::set_instance_setting(tx, key, value)
+        })
+    }
 }

@@ -1,5 +1,6 @@
-//! Agents in SQLite: the `agents` table. The trait methods of [`super::SqliteStore`] call
-//! these inside their transaction.
+//! Agents in SQLite: the `agents` table. [`AgentStore`] for [`SqliteStore`] is at the end of this
+//! file: each method names its operation (for the error message) and runs these functions in one
+//! transaction.
 //!
 //! An agent is created with its grants and its first token in one transaction, under a name
 //! no other agent or pending agent invite holds. Revoking or deleting an agent, or taking
@@ -8,13 +9,15 @@
 
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
+use super::SqliteStore;
 use super::errors::{Constraint, TxResult};
 use super::grants::insert_grant;
 use super::roles::{keep_an_owner, keep_vault_admins};
 use super::tokens::{delete_agent_tokens, insert_token_row};
 use super::{actor_at, actor_columns, invite_rules, query_all, text_enum};
 use crate::store::{
-    ActorId, Agent, AgentStatus, Grant, InstanceRole, StoreError, TokenRecord, UnixTime,
+    ActorId, Agent, AgentStatus, AgentStore, Grant, InstanceRole, Result, StoreError, TokenRecord,
+    UnixTime, contracts,
 };
 
 const AGENT_COLUMNS: &str =
@@ -174,4 +177,44 @@ pub(super) fn rotate_token(tx: &Transaction<'_>, id: &str, token: &TokenRecord) 
         [id],
     )?;
     Ok(())
+}
+
+impl AgentStore for SqliteStore {
+    fn create_agent(&self, agent: &Agent, grants: &[Grant], token: &TokenRecord) -> Result<()> {
+        contracts::check_new_agent(agent, grants, token)?;
+        self.write("create the agent", |tx| create(tx, agent, grants, token))
+    }
+
+    fn agent(&self, id: &str) -> Result<Option<Agent>> {
+        self.read("read the agent", |tx| get(tx, id))
+    }
+
+    fn agent_by_name(&self, name: &str) -> Result<Option<Agent>> {
+        self.read("read the agent", |tx| by_name(tx, name))
+    }
+
+    fn agents(&self) -> Result<Vec<Agent>> {
+        self.read("list the agents", list)
+    }
+
+    fn revoke_agent(&self, id: &str, at: UnixTime) -> Result<()> {
+        self.write("revoke the agent", |tx| revoke(tx, id, at))
+    }
+
+    fn delete_agent(&self, id: &str) -> Result<()> {
+        self.write("delete the agent", |tx| delete(tx, id))
+    }
+
+    fn rotate_agent_token(&self, id: &str, token: &TokenRecord) -> Result<()> {
+        contracts::check_rotated_token(id, token)?;
+        self.write("rotate the agent's token", |tx| rotate_token(tx, id, token))
+    }
+
+    fn rename_agent(&self, id: &str, name: &str, at: UnixTime) -> Result<()> {
+        self.write("rename the agent", |tx| rename(tx, id, name, at))
+    }
+
+    fn set_agent_role(&self, id: &str, role: InstanceRole) -> Result<()> {
+        self.write("change the agent's role", |tx| set_role(tx, id, role))
+    }
 }

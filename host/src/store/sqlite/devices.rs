@@ -1,5 +1,6 @@
-//! Device tokens in SQLite: the `device_tokens` table (migration 008). The trait methods of
-//! [`super::SqliteStore`] call these inside their transaction.
+//! Device tokens in SQLite: the `device_tokens` table (migration 008). [`DeviceStore`] for
+//! [`SqliteStore`] is at the end of this file: each method names its operation (for the error
+//! message) and runs these functions in one transaction.
 //!
 //! A user keeps at most a fixed number of device tokens: storing one more drops the least
 //! recently used of theirs in the same transaction, so signing in over and over cannot grow
@@ -8,9 +9,10 @@
 
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
+use super::SqliteStore;
 use super::errors::{Constraint, TxResult, misuse};
 use super::query_all;
-use crate::store::{DeviceRecord, StoreError, UnixTime};
+use crate::store::{DeviceRecord, DeviceStore, Result, StoreError, UnixTime};
 
 const COLUMNS: &str = "hash, public_id, user_id, idle_seconds, created_at, last_used_at";
 
@@ -109,4 +111,30 @@ pub(super) fn delete_expired(tx: &Transaction<'_>, now: UnixTime) -> TxResult<us
         "DELETE FROM device_tokens WHERE last_used_at + idle_seconds <= ?1",
         [now],
     )?)
+}
+
+impl DeviceStore for SqliteStore {
+    fn insert_device(&self, device: &DeviceRecord, max_per_user: usize) -> Result<()> {
+        self.write("store the device token", |tx| {
+            insert(tx, device, max_per_user)
+        })
+    }
+
+    fn device(&self, hash: &str) -> Result<Option<DeviceRecord>> {
+        self.read("read the device token", |tx| get(tx, hash))
+    }
+
+    fn touch_device(&self, hash: &str, at: UnixTime) -> Result<()> {
+        self.write("record the device token's use", |tx| touch(tx, hash, at))
+    }
+
+    fn user_devices(&self, user_id: &str) -> Result<Vec<DeviceRecord>> {
+        self.read("list the user's device tokens", |tx| of_user(tx, user_id))
+    }
+
+    fn delete_device(&self, user_id: &str, public_id: &str) -> Result<bool> {
+        self.write("delete the device token", |tx| {
+            delete(tx, user_id, public_id)
+        })
+    }
 }

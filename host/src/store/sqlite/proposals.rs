@@ -1,5 +1,6 @@
-//! Proposals in SQLite: the `proposals` table. The trait methods of [`super::SqliteStore`]
-//! call these inside their transaction.
+//! Proposals in SQLite: the `proposals` table. [`ProposalStore`] for [`SqliteStore`] is at the end
+//! of this file: each method names its operation (for the error message) and runs these functions
+//! in one transaction.
 //!
 //! Ids count up per vault (the largest so far plus one, read inside the writing
 //! transaction, so two proposals never share one), and the cap on pending proposals is
@@ -9,11 +10,15 @@
 
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
+use super::SqliteStore;
 use super::credentials::{remove_credentials, write_credentials};
 use super::errors::{Constraint, TxResult};
 use super::services::{read_services, write_services};
 use super::{actor_at, actor_columns, query_all, text_enum};
-use crate::store::{ActorId, Proposal, ProposalApplication, ProposalStatus, StoreError, UnixTime};
+use crate::store::{
+    ActorId, Proposal, ProposalApplication, ProposalStatus, ProposalStore, Result, StoreError,
+    UnixTime,
+};
 
 const COLUMNS: &str = "vault_id, id, status, services_json, credentials_json, message, \
                        user_message, created_by_type, created_by_id, created_by_session, \
@@ -202,4 +207,50 @@ pub(super) fn reject(
         reason,
         at,
     )
+}
+
+impl ProposalStore for SqliteStore {
+    fn create_proposal(&self, proposal: &Proposal, max_pending: usize) -> Result<i64> {
+        self.write("create the proposal", |tx| {
+            create(tx, proposal, max_pending)
+        })
+    }
+
+    fn proposal(&self, vault_id: &str, id: i64) -> Result<Option<Proposal>> {
+        self.read("read the proposal", |tx| get(tx, vault_id, id))
+    }
+
+    fn proposal_by_approval(&self, approval_hash: &str) -> Result<Option<Proposal>> {
+        self.read("read the proposal", |tx| by_approval(tx, approval_hash))
+    }
+
+    fn proposals(&self, vault_id: &str) -> Result<Vec<Proposal>> {
+        self.read("list the proposals", |tx| list(tx, vault_id))
+    }
+
+    fn apply_proposal(
+        &self,
+        vault_id: &str,
+        id: i64,
+        application: &ProposalApplication,
+        reviewer: &ActorId,
+        at: UnixTime,
+    ) -> Result<()> {
+        self.write("apply the proposal", |tx| {
+            apply(tx, vault_id, id, application, reviewer, at)
+        })
+    }
+
+    fn reject_proposal(
+        &self,
+        vault_id: &str,
+        id: i64,
+        reviewer: &ActorId,
+        reason: Option<&str>,
+        at: UnixTime,
+    ) -> Result<()> {
+        self.write("reject the proposal", |tx| {
+            reject(tx, vault_id, id, reviewer, reason, at)
+        })
+    }
 }

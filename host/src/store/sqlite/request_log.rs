@@ -1,6 +1,7 @@
 //! The request log in SQLite: the `request_logs` table and the journal's mark,
-//! `request_log_journal`. [`super::SqliteStore`] runs the writes ([`insert`], [`prune`]) on
-//! its second connection, the log's own, and the reads on the main one.
+//! `request_log_journal`. [`RequestLogStore`] for [`SqliteStore`], at the end of this file, runs
+//! the writes ([`insert`], [`prune`]) on its second connection, the log's own, and the reads on the
+//! main one.
 //!
 //! Entries of a vault deleted since the request are dropped on insert. Pruning deletes by
 //! age and then beyond a cap per vault.
@@ -8,9 +9,10 @@
 use rusqlite::types::Type;
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
+use super::SqliteStore;
 use super::errors::{TxResult, misuse};
 use super::{actor_at, actor_columns, query_all};
-use crate::store::{HostSeen, JournalSeq, LogEntry, LogQuery, UnixTime};
+use crate::store::{HostSeen, JournalSeq, LogEntry, LogQuery, RequestLogStore, Result, UnixTime};
 
 const LOG_COLUMNS: &str = "id, vault_id, ingress, method, host, path, matched_service, \
      credential_keys, status, latency_ms, error_code, actor_type, actor_id, created_at";
@@ -246,4 +248,44 @@ pub(super) fn prune(
         }
     }
     Ok(deleted)
+}
+
+impl RequestLogStore for SqliteStore {
+    fn insert_logs(&self, entries: &[LogEntry]) -> Result<()> {
+        self.log_write("write the request log", |tx| insert(tx, entries, None))
+    }
+
+    fn insert_journaled_logs(
+        &self,
+        entries: &[LogEntry],
+        journal: &str,
+        through: JournalSeq,
+    ) -> Result<()> {
+        // One mark: the journal is the one of the data directory that holds the file.
+        let _ = journal;
+        self.log_write("write the request log", |tx| {
+            insert(tx, entries, Some(through))
+        })
+    }
+
+    fn journaled_through(&self, journal: &str) -> Result<JournalSeq> {
+        let _ = journal;
+        self.read("read the request log's journal mark", journaled_through)
+    }
+
+    fn logs(&self, vault_id: &str, query: &LogQuery) -> Result<Vec<LogEntry>> {
+        self.read("read the request log", |tx| logs(tx, vault_id, query))
+    }
+
+    fn unmatched_hosts(&self, vault_id: &str) -> Result<Vec<HostSeen>> {
+        self.read("read the request log", |tx| unmatched_hosts(tx, vault_id))
+    }
+
+    fn prune_logs(&self, older_than: UnixTime, max_rows_per_vault: u32) -> Result<usize> {
+        // On the log's own connection: a commit on the main one would make the log
+        // connection drop its page cache and read the log's pages again.
+        self.log_write("prune the request log", |tx| {
+            prune(tx, older_than, max_rows_per_vault)
+        })
+    }
 }

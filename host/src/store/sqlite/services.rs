@@ -1,10 +1,12 @@
-//! Services in SQLite: the `services` table, one JSON document per vault. The trait methods
-//! of [`super::SqliteStore`] and the proposals call these inside their transaction.
+//! Services in SQLite: the `services` table, one JSON document per vault. [`ServiceStore`] for
+//! [`SqliteStore`] is at the end of this file: each method names its operation (for the error
+//! message) and runs these functions in one transaction; the proposals call some of them in theirs.
 
 use rusqlite::{OptionalExtension, Transaction, params};
 
+use super::SqliteStore;
 use super::errors::{Constraint, TxResult};
-use crate::store::UnixTime;
+use crate::store::{Result, ServiceStore, UnixTime, now};
 
 pub(super) fn read_services(tx: &Transaction<'_>, vault_id: &str) -> TxResult<Option<String>> {
     Ok(tx
@@ -30,4 +32,16 @@ pub(super) fn write_services(
     )
     .on_missing("vault")?;
     Ok(())
+}
+
+impl ServiceStore for SqliteStore {
+    fn services(&self, vault_id: &str) -> Result<Option<String>> {
+        self.read("read the services", |tx| read_services(tx, vault_id))
+    }
+
+    fn set_services(&self, vault_id: &str, json: &str) -> Result<()> {
+        self.write("store the services", |tx| {
+            write_services(tx, vault_id, json, now())
+        })
+    }
 }

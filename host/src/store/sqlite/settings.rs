@@ -1,6 +1,7 @@
 //! Settings in SQLite: per-vault key-value settings (`vault_settings`) and instance-wide ones
-//! (`instance_settings`). The trait methods of [`super::SqliteStore`] call these inside their
-//! transaction; setting `None` deletes the key.
+//! (`instance_settings`). [`VaultStore`](crate::store::VaultStore) for
+//! [`SqliteStore`](super::SqliteStore) (`vaults.rs`) calls these inside its transactions; setting
+//! `None` deletes the key.
 
 use rusqlite::{OptionalExtension, Transaction};
 

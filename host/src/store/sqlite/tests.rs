@@ -11,6 +11,7 @@ use tempfile::TempDir;
 
 use crate::store::tests::proposals::{alice, proposal};
 use crate::store::tests::{T0, credential, scoped_token};
+use crate::store::{CredentialStore, Proposal, ProposalStore, TokenStore, VaultStore};
 
 fn open_store() -> (TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();

@@ -1,6 +1,7 @@
-//! Tokens in SQLite: the `tokens` table, which holds login sessions of users, agent tokens
-//! and scoped sessions of a vault (only their hashes). The trait methods of
-//! [`super::SqliteStore`] call these inside their transaction.
+//! Tokens in SQLite: the `tokens` table, which holds login sessions of users, agent tokens and
+//! scoped sessions of a vault (only their hashes). [`TokenStore`] for [`SqliteStore`] is at the end
+//! of this file: each method names its operation (for the error message) and runs these functions
+//! in one transaction.
 //!
 //! A token is valid while `now < expires_at`; a login session also ends once unused for its
 //! idle time. Expired ones are deleted together with expired device tokens.
@@ -8,9 +9,10 @@
 use rusqlite::types::Type;
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
+use super::SqliteStore;
 use super::errors::{Constraint, TxResult};
 use super::{actor_at, actor_columns, devices, query_all, text_enum};
-use crate::store::{StoreError, TokenKind, TokenRecord, UnixTime};
+use crate::store::{Result, StoreError, TokenKind, TokenRecord, TokenStore, UnixTime};
 
 const TOKEN_COLUMNS: &str = "hash, public_id, kind, user_id, agent_id, vault_id, vault_role, \
      label, idle_seconds, created_by_type, created_by_id, created_at, last_used_at, expires_at";
@@ -208,4 +210,40 @@ pub(super) fn delete_expired(tx: &Transaction<'_>, now: UnixTime) -> TxResult<us
         [now],
     )?;
     Ok(tokens + devices::delete_expired(tx, now)?)
+}
+
+impl TokenStore for SqliteStore {
+    fn insert_token(&self, token: &TokenRecord) -> Result<()> {
+        self.write("store the token", |tx| insert_token_row(tx, token))
+    }
+
+    fn token(&self, hash: &str) -> Result<Option<TokenRecord>> {
+        self.read("read the token", |tx| get(tx, hash))
+    }
+
+    fn touch_token(&self, hash: &str, at: UnixTime) -> Result<()> {
+        self.write("record the token's use", |tx| touch(tx, hash, at))
+    }
+
+    fn delete_token(&self, hash: &str) -> Result<()> {
+        self.write("delete the token", |tx| delete(tx, hash))
+    }
+
+    fn user_sessions(&self, user_id: &str) -> Result<Vec<TokenRecord>> {
+        self.read("list the user's sessions", |tx| user_sessions(tx, user_id))
+    }
+
+    fn scoped_tokens(&self, vault_id: &str, now: UnixTime) -> Result<Vec<TokenRecord>> {
+        self.read("list the vault's sessions", |tx| scoped(tx, vault_id, now))
+    }
+
+    fn delete_scoped_token(&self, vault_id: &str, public_id: &str) -> Result<bool> {
+        self.write("delete the session", |tx| {
+            delete_scoped(tx, vault_id, public_id)
+        })
+    }
+
+    fn delete_expired_tokens(&self, now: UnixTime) -> Result<usize> {
+        self.write("delete expired tokens", |tx| delete_expired(tx, now))
+    }
 }

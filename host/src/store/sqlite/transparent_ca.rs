@@ -1,6 +1,6 @@
-//! The transparent proxy's local CA in SQLite: the one row of `mitm_ca`, its private key
-//! sealed under the data key. The trait methods of [`super::SqliteStore`] call these inside
-//! their transaction; it is created once and never replaced.
+//! The transparent proxy's local CA in SQLite: the one row of `mitm_ca`, its private key sealed
+//! under the data key. [`KeyStore`](crate::store::KeyStore) for [`SqliteStore`](super::SqliteStore)
+//! (`keys.rs`) calls these inside its transactions; it is created once and never replaced.
 
 use rusqlite::{OptionalExtension, Transaction, params};
 

@@ -1,5 +1,6 @@
-//! Vaults in SQLite: the `vaults` table. The trait methods of [`super::SqliteStore`] call
-//! these inside their transaction.
+//! Vaults in SQLite: the `vaults` table. [`VaultStore`] for [`SqliteStore`] is at the end of this
+//! file: each method names its operation (for the error message) and runs these functions in one
+//! transaction.
 //!
 //! The default vault (its id is [`DEFAULT_VAULT_ID`], seeded by the first migration) can be
 //! neither renamed nor deleted. Deleting a vault deletes what hangs off it (grants, settings,
@@ -8,10 +9,12 @@
 
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
+use super::SqliteStore;
 use super::errors::{Constraint, TxResult, misuse};
 use super::grants::{insert_grant, require_actor};
+use super::settings;
 use super::{DEFAULT_VAULT_ID, query_all};
-use crate::store::{ActorId, DEFAULT_VAULT, StoreError, Vault, VaultRole};
+use crate::store::{ActorId, DEFAULT_VAULT, Result, StoreError, Vault, VaultRole, VaultStore};
 
 const VAULT_COLUMNS: &str = "id, name, created_at";
 
@@ -107,4 +110,56 @@ pub(super) fn delete(tx: &Transaction<'_>, id: &str) -> TxResult<()> {
         return Err(StoreError::NotFound("vault".into()).into());
     }
     Ok(())
+}
+
+impl VaultStore for SqliteStore {
+    fn create_vault(&self, name: &str, admin: Option<&ActorId>) -> Result<Vault> {
+        let vault = Vault::new(name)?;
+        self.write("create the vault", |tx| insert(tx, &vault, admin))?;
+        Ok(vault)
+    }
+
+    fn vault(&self, name: &str) -> Result<Option<Vault>> {
+        self.read("read the vault", |tx| by_name(tx, name))
+    }
+
+    fn vault_by_id(&self, id: &str) -> Result<Option<Vault>> {
+        self.read("read the vault", |tx| by_id(tx, id))
+    }
+
+    fn vaults(&self) -> Result<Vec<Vault>> {
+        self.read("list the vaults", list)
+    }
+
+    fn rename_vault(&self, id: &str, name: &str) -> Result<()> {
+        self.write("rename the vault", |tx| rename(tx, id, name))
+    }
+
+    fn delete_vault(&self, id: &str) -> Result<()> {
+        self.write("delete the vault", |tx| delete(tx, id))
+    }
+
+    fn vault_setting(&self, vault_id: &str, key: &str) -> Result<Option<String>> {
+        self.read("read the vault setting", |tx| {
+            settings::vault_setting(tx, vault_id, key)
+        })
+    }
+
+    fn set_vault_setting(&self, vault_id: &str, key: &str, value: Option<&str>) -> Result<()> {
+        self.write("change the vault setting", |tx| {
+            settings::set_vault_setting(tx, vault_id, key, value)
+        })
+    }
+
+    fn instance_setting(&self, key: &str) -> Result<Option<String>> {
+        self.read("read the instance setting", |tx| {
+            settings::instance_setting(tx, key)
+        })
+    }
+
+    fn set_instance_setting(&self, key: &str, value: Option<&str>) -> Result<()> {
+        self.write("change the instance setting", |tx| {
+            settings::set_instance_setting(tx, key, value)
+        })
+    }
 }

@@ -13,7 +13,10 @@ use super::{T0, client, cluster};
 use crate::proxy::Cache;
 use crate::store::postgres::{DEFAULT_VAULT_ID, PostgresStore, WATCHER_APPLICATION_NAME};
 use crate::store::tests::{add_agent, log_entry};
-use crate::store::{ChangeWatcher, Db, Generation, InstanceRole, Store, VaultRole};
+use crate::store::{
+    AgentStore, ChangeWatcher, Db, Generation, InstanceRole, RequestLogStore, Store, TokenStore,
+    VaultRole, VaultStore,
+};
 
 /// How long a test waits for what should take about a second.
 const PATIENCE: Duration = Duration::from_secs(10);

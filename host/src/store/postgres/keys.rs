@@ -1,14 +1,17 @@
-//! The master key in PostgreSQL: the one row of `master_key`, holding the data key either
-//! wrapped under the master password or in plain (passwordless). The trait methods of
-//! [`super::PostgresStore`] call these inside their transaction.
+//! The master key in PostgreSQL: the one row of `master_key`, holding the data key either wrapped
+//! under the master password or in plain (passwordless). [`KeyStore`] for [`PostgresStore`] is at
+//! the end of this file: each method names its operation (for the error message) and runs these
+//! functions in one transaction, and those of `transparent_ca.rs` for the transparent proxy's CA.
 
 use postgres::Row;
 
 use super::Tx;
 
+use super::PostgresStore;
 use super::errors::{Constraint, Failure, TxResult, misuse};
+use super::transparent_ca;
 use super::{column, fixed_bytes, narrow, query_opt};
-use crate::store::{KeyProtection, MasterKeyRecord, StoreError, now};
+use crate::store::{KeyProtection, KeyStore, MasterKeyRecord, Result, StoreError, StoredCa, now};
 use crate::vault::crypto::{KdfParams, Sealed};
 
 fn master_key_row(row: &Row) -> TxResult<MasterKeyRecord> {
@@ -111,4 +114,26 @@ fn write_master_key(tx: &mut Tx<'_>, record: &MasterKeyRecord, replace: bool) ->
         )
         .on_unique("a master key")?;
     Ok(changed)
+}
+
+impl KeyStore for PostgresStore {
+    fn master_key(&self) -> Result<Option<MasterKeyRecord>> {
+        self.read("read the master key", get)
+    }
+
+    fn init_master_key(&self, record: &MasterKeyRecord) -> Result<()> {
+        self.write("store the master key", |tx| init(tx, record))
+    }
+
+    fn replace_master_key(&self, record: &MasterKeyRecord) -> Result<()> {
+        self.write("replace the master key", |tx| replace(tx, record))
+    }
+
+    fn transparent_ca(&self) -> Result<Option<StoredCa>> {
+        self.read("read the local CA", transparent_ca::get)
+    }
+
+    fn init_transparent_ca(&self, ca: &StoredCa) -> Result<()> {
+        self.write("store the local CA", |tx| transparent_ca::init(tx, ca))
+    }
 }
