@@ -17,6 +17,7 @@
 //! Nothing here ever sees a plaintext credential: values arrive sealed by `vault::crypto`.
 
 mod contracts;
+pub mod migrate;
 pub mod postgres;
 pub mod sqlite;
 
