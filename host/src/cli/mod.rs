@@ -14,6 +14,7 @@ mod credential;
 mod input;
 mod logs;
 mod master_password;
+mod migrate_db;
 mod owner;
 mod pidfile;
 mod plugin;
@@ -59,6 +60,8 @@ enum Command {
     /// Change or remove the master password that protects the data key.
     #[command(subcommand)]
     MasterPassword(master_password::MasterPasswordCommand),
+    /// Copy an instance kept in SQLite into a PostgreSQL database (`--from sqlite:PATH --to postgres://...`).
+    MigrateDb(migrate_db::MigrateDbArgs),
     /// Inspect and try auth plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -116,6 +119,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::User(args) => user::run(args),
         Command::Owner(args) => owner::run(args),
         Command::MasterPassword(command) => master_password::run(command),
+        Command::MigrateDb(args) => migrate_db::run(args),
         Command::Plugin(command) => plugin::run(command),
         Command::Ca(args) => run::run_ca(args),
     }

@@ -186,16 +186,7 @@ impl Journal {
         store: &dyn Store,
         rotate_at: u64,
     ) -> Result<Journal, JournalError> {
-        let dir = data_dir.join(DIR);
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|source| JournalError::Io {
-                action: "create the request log's journal directory",
-                path: dir.clone(),
-                source,
-            })?;
+        let dir = journal_dir(data_dir)?;
         let id = journal_id(&dir)?;
         let through = store.journaled_through(&id)?;
         let (files, highest_generation) = journal_files(&dir)?;
@@ -222,6 +213,12 @@ impl Journal {
             next_generation: AtomicU64::new(generation + 1),
             opened: AtomicU64::new(1),
         })
+    }
+
+    /// The id of the journal in `data_dir` (see [`Journal::id`]), made if it has none yet:
+    /// for `migrate-db`, which hands the SQLite database's mark on to it.
+    pub fn id_in(data_dir: &Path) -> Result<String, JournalError> {
+        journal_id(&journal_dir(data_dir)?)
     }
 
     /// The name this journal's mark goes by in the database: servers sharing a PostgreSQL
@@ -493,6 +490,21 @@ struct JournalFile {
 /// The journal files in `dir`, oldest first, and the highest generation any name in it
 /// carries (files set aside as `.unreadable` included, so that no generation is reused).
 /// Other names are left alone.
+/// The journal directory in `data_dir`, made (0700) if missing.
+fn journal_dir(data_dir: &Path) -> Result<PathBuf, JournalError> {
+    let dir = data_dir.join(DIR);
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|source| JournalError::Io {
+            action: "create the request log's journal directory",
+            path: dir.clone(),
+            source,
+        })?;
+    Ok(dir)
+}
+
 /// The journal's id, kept in [`ID_FILE`] in `dir`: made (32 random hex digits) the first
 /// time, then read. Not secret: it only tells two servers' journal marks apart.
 fn journal_id(dir: &Path) -> Result<String, JournalError> {

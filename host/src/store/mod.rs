@@ -64,6 +64,7 @@ mod devices;
 mod grants;
 mod invites;
 mod keys;
+pub mod migrate;
 pub mod postgres;
 mod proposals;
 mod request_log;

@@ -197,6 +197,16 @@ impl PostgresStore {
         }
     }
 
+    /// Run `work` on a connection of the pool, outside the store's transactions: for
+    /// `store::migrate`, whose copy is one transaction of its own making.
+    pub(crate) fn with_client<T>(
+        &self,
+        operation: &str,
+        work: impl FnOnce(&mut postgres::Client) -> T,
+    ) -> Result<T> {
+        Ok(work(&mut self.connection(operation)?.client))
+    }
+
     /// A connection from the pool (which does not test it: [`Self::transaction`] finds out).
     fn connection(&self, operation: &str) -> Result<open::Connection> {
         self.pool.get().map_err(|error| {
