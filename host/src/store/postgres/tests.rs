@@ -537,3 +537,67 @@ fn a_reader_following_the_log_misses_no_entry_of_a_slower_server() {
     seen.sort();
     assert_eq!(seen, ["/quick", "/slow"]);
 }
+
+/// A log batch whose vault is deleted between the batch's check of it and its insert (by
+/// another server, say) is written without that vault's entries, not refused.
+#[test]
+fn a_log_batch_whose_vault_goes_meanwhile_is_written_without_it() {
+    let url = cluster().new_database();
+    let store = Arc::new(PostgresStore::open(&url).unwrap());
+    store.create_vault("doomed", None).unwrap();
+    let doomed = store.vault("doomed").unwrap().unwrap().id;
+    let entry = |vault: &str, path: &str| {
+        let mut entry = crate::store::tests::log_entry(vault, T0);
+        entry.path = path.into();
+        entry
+    };
+
+    // The batch checks its vaults, then waits for the log's insert lock (held here).
+    let mut holder = client(&url);
+    holder
+        .execute(
+            "SELECT pg_advisory_lock($1)",
+            &[&super::request_log::INSERT_LOCK],
+        )
+        .unwrap();
+    let batch = std::thread::spawn({
+        let (store, doomed) = (store.clone(), doomed.clone());
+        move || store.insert_logs(&[entry(DEFAULT_VAULT_ID, "/kept"), entry(&doomed, "/gone")])
+    });
+    let started = std::time::Instant::now();
+    while client(&url)
+        .query_opt(
+            "SELECT 1 FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event = 'advisory'",
+            &[],
+        )
+        .unwrap()
+        .is_none()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the batch never waited"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    store.delete_vault(&doomed).unwrap();
+    holder
+        .execute(
+            "SELECT pg_advisory_unlock($1)",
+            &[&super::request_log::INSERT_LOCK],
+        )
+        .unwrap();
+
+    assert_eq!(batch.join().unwrap(), Ok(()));
+    let query = LogQuery {
+        limit: 10,
+        ..LogQuery::default()
+    };
+    let logged: Vec<String> = store
+        .logs(DEFAULT_VAULT_ID, &query)
+        .unwrap()
+        .into_iter()
+        .map(|entry| entry.path)
+        .collect();
+    assert_eq!(logged, ["/kept"]);
+}
