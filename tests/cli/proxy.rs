@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::store_rows::Rows;
 use crate::support::{DataDir, MASTER_PASSWORD, Server};
 use crate::upstream::{Received, Upstream};
 
@@ -912,7 +913,13 @@ fn every_proxied_request_is_logged_without_query_or_values() {
 
 #[test]
 fn while_the_request_log_cannot_be_written_requests_are_refused_and_no_entry_is_lost() {
-    let proxy = Proxy::start();
+    // SQLite's write lock: on SQLite whatever the run's backend (PostgreSQL's outage is
+    // adversarial scenario 9).
+    let proxy = Proxy::start_in(
+        DataDir::sqlite(),
+        &[],
+        &[("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.1/32")],
+    );
     proxy.credentials(json!({ "API_TOKEN": "sk_test_log_outage" }));
     proxy.services(json!([bearer_service("api", "api.test.example")]));
     let call = || proxy.call("GET", "api.test.example", "/v1/charges", &[]);
@@ -1198,10 +1205,10 @@ fn revoked_disabled_and_expired_access_stops_at_the_next_request() {
     // An expired one: its expiry moved into the past, then any write drops the cache.
     let expiring = proxy.api("POST", "/v1/sessions", json!({ "vault": "default" }));
     let token = expiring["token"].as_str().unwrap();
-    let db = rusqlite::Connection::open(proxy.data.path().join("agent-vault.db")).unwrap();
-    db.busy_timeout(Duration::from_secs(10)).unwrap();
-    db.execute("UPDATE tokens SET expires_at = 1 WHERE kind = 'scoped'", [])
-        .unwrap();
+    Rows::open(&proxy.data).execute(
+        "UPDATE tokens SET expires_at = 1 WHERE kind = 'scoped'",
+        &[],
+    );
     proxy.api("POST", "/v1/vaults", json!({ "name": "bump" }));
     let auth = format!("Bearer {token}");
     let answer = proxy.send(
