@@ -1673,8 +1673,9 @@ fn scenario_07_killed_mid_write_loses_no_request_log_row() {
 }
 
 /// What the writers of scenario 7 sent and what was acknowledged, shared with their threads.
+/// The two-replica test (database.rs) writes through one server and checks through another.
 #[derive(Default, Clone)]
-struct Ledger {
+pub(crate) struct Ledger {
     credentials: Arc<std::sync::Mutex<CredentialWrites>>,
     /// Vault sessions whose creation was answered.
     sessions: Arc<std::sync::Mutex<Vec<String>>>,
@@ -1682,7 +1683,7 @@ struct Ledger {
 
 impl Ledger {
     /// Overwrite five keys of this round in turn, until `stop` or the server is gone.
-    fn credential_writer(
+    pub(crate) fn credential_writer(
         &self,
         address: &str,
         owner: &str,
@@ -1721,7 +1722,12 @@ impl Ledger {
     }
 
     /// Create vault sessions until `stop` or the server is gone.
-    fn session_writer(&self, address: &str, owner: &str, stop: Arc<AtomicBool>) -> JoinHandle<()> {
+    pub(crate) fn session_writer(
+        &self,
+        address: &str,
+        owner: &str,
+        stop: Arc<AtomicBool>,
+    ) -> JoinHandle<()> {
         let (ledger, address, owner) = (self.clone(), address.to_owned(), owner.to_owned());
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
@@ -1747,7 +1753,7 @@ impl Ledger {
     /// Every acknowledged write is in the store: a credential holds the value of its last
     /// acknowledged write or of a later one that was under way at the kill (and decrypts),
     /// and every acknowledged session works.
-    fn check(&self, server: &crate::support::Server, owner: &str, when: &str) {
+    pub(crate) fn check(&self, server: &crate::support::Server, owner: &str, when: &str) {
         let (status, revealed) =
             server.call("GET", "/v1/credentials?reveal=true", Some(owner), None);
         assert_eq!(status, 200, "{when}: {revealed}");
@@ -1788,7 +1794,7 @@ impl Ledger {
     }
 
     /// (credential writes, sessions) acknowledged in all.
-    fn acknowledged(&self) -> (usize, usize) {
+    pub(crate) fn acknowledged(&self) -> (usize, usize) {
         let credentials = self
             .credentials
             .lock()
@@ -1825,7 +1831,7 @@ fn proxy_caller(address: &str, target: &str, token: &str, stop: Arc<AtomicBool>)
     })
 }
 
-fn kill(server: &crate::support::Server) {
+pub(crate) fn kill(server: &crate::support::Server) {
     let status = std::process::Command::new("kill")
         .args(["-KILL", &server.child.id().to_string()])
         .status()
@@ -1834,7 +1840,7 @@ fn kill(server: &crate::support::Server) {
 }
 
 /// A seed for the kill points, different on each run (it is in every failure message).
-fn random_seed() -> u64 {
+pub(crate) fn random_seed() -> u64 {
     use std::hash::{BuildHasher as _, Hasher as _};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u128(
@@ -1847,7 +1853,7 @@ fn random_seed() -> u64 {
 }
 
 /// xorshift64: the next number of a reproducible sequence.
-fn next_random(mut x: u64) -> u64 {
+pub(crate) fn next_random(mut x: u64) -> u64 {
     x ^= x << 13;
     x ^= x >> 7;
     x ^= x << 17;
