@@ -1,6 +1,7 @@
 //! The ten fault-injection scenarios of the security checklist, against a real server:
 //! upstreams that are missing, slow, cut off or fragmented, a database that is locked, full
-//! or killed mid-write, a crash during a key change, and overload. Where they apply, the
+//! or killed mid-write, a crash during a key change, a PostgreSQL database that goes away and
+//! comes back, and overload. Where they apply, the
 //! scenarios check what the agent sees (a proxy-marked error with its code, or an answer
 //! byte-identical to the upstream's), that nothing that could have reached the upstream is
 //! sent twice, that requests to a healthy service keep working meanwhile, that the server
@@ -169,14 +170,15 @@ impl Scene {
         }
     }
 
-    /// Stop the server and check its whole log: no canary, no panic.
-    fn stop_and_check_log(self) {
+    /// Stop the server and check its whole log: no canary, no panic. The log, for more checks.
+    fn stop_and_check_log(self) -> String {
         assert!(is_running(&self.proxy), "the server is still up");
         self.proxy.server.terminate();
         let log = self.proxy.server.rest_of_log().join("\n");
         self.canary
             .assert_absent(log.as_bytes(), "the server's log");
         assert!(!log.contains("panicked"), "{log}");
+        log
     }
 }
 
@@ -1270,8 +1272,8 @@ fn scenario_05_sqlite_writer_locked_a_person_can_still_read() {
 }
 
 /// What the API answers when the database cannot take a write now.
-const DATABASE_UNAVAILABLE: &str = "The database cannot take this change right now (another program holds it, or the disk \
-     is full); retry later";
+const DATABASE_UNAVAILABLE: &str = "The database cannot be used right now (it is unreachable, another program holds it, \
+     or its disk is full); retry later";
 
 /// Call `attempt` every 100 ms until it gives a value (bounded: 30 s).
 fn retry_until<T>(mut attempt: impl FnMut() -> Option<T>) -> T {
@@ -1981,8 +1983,138 @@ fn stop(mut server: crate::support::Server) {
     server.child.wait().unwrap();
 }
 
-// Scenario 9: a PostgreSQL outage. Not applicable: agent-vault has no PostgreSQL backend
-// (nor several instances sharing one database); SQLite is its only store.
+// Scenario 9: a PostgreSQL outage.
+
+/// The database of a server on PostgreSQL refusing connections and dropping the ones it had,
+/// as a database server that went down does; then back. The other tests' databases in the
+/// shared cluster go on.
+struct Outage {
+    admin: postgres::Client,
+    database: String,
+}
+
+impl Outage {
+    fn begin(database: &str) -> Outage {
+        let mut admin = postgres::Client::connect(
+            &crate::pg_cluster::cluster().url("postgres"),
+            postgres::NoTls,
+        )
+        .unwrap();
+        admin
+            .batch_execute(&format!(
+                "ALTER DATABASE {database} ALLOW_CONNECTIONS false"
+            ))
+            .unwrap();
+        admin
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                &[&database],
+            )
+            .unwrap();
+        Outage {
+            admin,
+            database: database.to_owned(),
+        }
+    }
+
+    fn end(mut self) {
+        self.admin
+            .batch_execute(&format!(
+                "ALTER DATABASE {} ALLOW_CONNECTIONS true",
+                self.database
+            ))
+            .unwrap();
+    }
+}
+
+#[test]
+fn scenario_09_postgresql_outage() {
+    let cluster = crate::pg_cluster::cluster();
+    let database = cluster.create_database();
+    // A password in the URL (the test cluster trusts its socket, so any is accepted), which
+    // must never be shown.
+    const PASSWORD: &str = "pg-outage-password-7f3a";
+    let url = cluster.url(&database).replacen(
+        "postgres://postgres@",
+        &format!("postgres://postgres:{PASSWORD}@"),
+        1,
+    );
+    let scene = Scene::start_with(&[], &[("DATABASE_URL", &url)], &[]);
+    let healthy = scene.proxy.target("api.test.example", "/v1/healthy");
+    assert_eq!(scene.send("GET", &healthy, b"").status, 200);
+    let shows_nothing = |text: &str, what: &str| {
+        assert!(!text.contains(PASSWORD), "the password in {what}: {text}");
+        assert!(
+            !text.contains("postgres://"),
+            "the database URL in {what}: {text}"
+        );
+    };
+
+    // The database goes away: its connections end and new ones are refused. The proxy
+    // fails closed, with the agent protocol's 503: once it refuses, nothing reaches the
+    // upstream, whatever it had cached. (Each refusal takes up to the pool's wait for a
+    // connection, 10 s: bounded, never a hang.)
+    let outage = Outage::begin(&database);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let refused = loop {
+        let answer = scene.send("GET", &healthy, b"");
+        scene.assert_no_canary(&answer, "an answer during the outage");
+        if answer.status != 200 {
+            break answer;
+        }
+        assert!(Instant::now() < deadline, "the proxy never refused");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let forwarded = scene.proxy.upstream.received().len();
+    assert_eq!(
+        refused.proxy_error(),
+        (503, "database_unavailable".to_owned()),
+        "{refused:?}"
+    );
+    assert_eq!(
+        refused.json()["message"],
+        "agent-vault cannot reach its database right now, so it forwards no requests; retry \
+         later (the server's own log says why)"
+    );
+    assert_eq!(refused.header("retry-after"), Some("5"));
+    shows_nothing(&String::from_utf8_lossy(&refused.body), "the refusal");
+    let again = scene.send("GET", &healthy, b"");
+    assert_eq!(again.status, 503, "{again:?}");
+    assert_eq!(scene.proxy.upstream.received().len(), forwarded);
+    // The control plane says so too.
+    let (status, answer) =
+        scene
+            .proxy
+            .server
+            .call("GET", "/v1/credentials", Some(&scene.proxy.owner), None);
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (503, Some(DATABASE_UNAVAILABLE)),
+        "{answer}"
+    );
+    shows_nothing(&answer.to_string(), "the control plane's answer");
+    assert!(is_running(&scene.proxy), "the server is still up");
+
+    // The database is back: the same server serves again, without a restart.
+    outage.end();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while scene.send("GET", &healthy, b"").status != 200 {
+        assert!(Instant::now() < deadline, "the proxy never served again");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        scene.proxy.upstream.last().header("authorization"),
+        [format!("Bearer {}", scene.canary.value)]
+    );
+    let (status, answer) =
+        scene
+            .proxy
+            .server
+            .call("GET", "/v1/credentials", Some(&scene.proxy.owner), None);
+    assert_eq!((status, &answer["keys"]), (200, &json!(["API_TOKEN"])));
+    let log = scene.stop_and_check_log();
+    assert!(!log.contains(PASSWORD), "the password in the server's log");
+}
 
 // Scenario 10: overload.
 //
