@@ -348,12 +348,12 @@ fn blackholed_listener() -> (std::net::TcpListener, TcpStream) {
 
 #[test]
 fn scenario_01_upstream_unavailable_nxdomain() {
-    use super::confined::{ConfinedServer, Confinement};
+    use super::confined::{ConfinedServer, Confinement, with_database};
     // A name that does not exist. The server resolves names from /etc/hosts only, so the
     // lookup fails at once, as NXDOMAIN does, and no DNS query leaves the machine.
     let upstream = crate::upstream::Upstream::start(&["api.test.example"]);
     let pin = format!("api.test.example:{}:127.0.0.1", upstream.port);
-    let data = tempfile::tempdir().unwrap();
+    let data = crate::support::DataDir::new();
     let server = ConfinedServer::start(
         data.path(),
         Confinement {
@@ -366,13 +366,16 @@ fn scenario_01_upstream_unavailable_nxdomain() {
             "--resolve",
             &pin,
         ],
-        &[
-            (
-                "AGENT_VAULT_MASTER_PASSWORD",
-                crate::support::MASTER_PASSWORD,
-            ),
-            ("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.1/32"),
-        ],
+        &with_database(
+            &data,
+            &[
+                (
+                    "AGENT_VAULT_MASTER_PASSWORD",
+                    crate::support::MASTER_PASSWORD,
+                ),
+                ("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.1/32"),
+            ],
+        ),
     );
     let (owner, token) = owner_and_session(&server);
     let canary = Canary::new("nxdomain");
