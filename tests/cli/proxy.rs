@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::store_rows::Rows;
-use crate::support::{DataDir, MASTER_PASSWORD, Server};
+use crate::support::{Backend, DataDir, MASTER_PASSWORD, Server};
 use crate::upstream::{Received, Upstream};
 
 /// An instance with an owner, a recording upstream at `api.test.example` (and friends), and a
@@ -913,23 +913,26 @@ fn every_proxied_request_is_logged_without_query_or_values() {
 
 #[test]
 fn while_the_request_log_cannot_be_written_requests_are_refused_and_no_entry_is_lost() {
-    // SQLite's write lock: on SQLite whatever the run's backend (PostgreSQL's outage is
-    // adversarial scenario 9).
-    let proxy = Proxy::start_in(
-        DataDir::sqlite(),
-        &[],
-        &[("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.1/32")],
-    );
+    let proxy = Proxy::start();
     proxy.credentials(json!({ "API_TOKEN": "sk_test_log_outage" }));
     proxy.services(json!([bearer_service("api", "api.test.example")]));
     let call = || proxy.call("GET", "api.test.example", "/v1/charges", &[]);
     assert_eq!(call().status, 200);
 
-    // Another program takes the database's write lock (a backup, say) and keeps it longer
-    // than the server waits for it (5 s). The log's next write fails; from then on the
-    // proxy refuses requests rather than forward ones it cannot record.
-    let database = rusqlite::Connection::open(proxy.data.path().join("agent-vault.db")).unwrap();
-    database.execute_batch("BEGIN IMMEDIATE").unwrap();
+    // Another program takes the database's write lock (a backup, say; with PostgreSQL, a
+    // lock on the request log's table) and keeps it longer than the server waits for it
+    // (5 s). The log's next write fails; from then on the proxy refuses requests rather than
+    // forward ones it cannot record.
+    let mut database = Rows::open(&proxy.data);
+    match proxy.data.backend() {
+        Backend::Sqlite => {
+            database.execute("BEGIN IMMEDIATE", &[]);
+        }
+        Backend::Postgres => {
+            database.execute("BEGIN", &[]);
+            database.execute("LOCK TABLE request_logs IN EXCLUSIVE MODE", &[]);
+        }
+    }
     let deadline = Instant::now() + Duration::from_secs(30);
     let refused = loop {
         let answer = call();
@@ -951,7 +954,7 @@ fn while_the_request_log_cannot_be_written_requests_are_refused_and_no_entry_is_
         .wait_for_log(&["cannot write the request log", "refused"]);
 
     // The lock is let go: the batch the store refused is written, and requests go through.
-    database.execute_batch("COMMIT").unwrap();
+    database.execute("COMMIT", &[]);
     drop(database);
     loop {
         let answer = call();
