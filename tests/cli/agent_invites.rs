@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::proxy::{Proxy, send_raw};
-use crate::support::{Run, agent_vault_with_env};
+use crate::store_rows::Rows;
+use crate::support::{DataDir, Run, agent_vault_with_env};
 
 /// `agent-vault ARGS` as the owner of `proxy`'s server.
 fn operator(proxy: &Proxy, args: &[&str]) -> Run {
@@ -162,13 +163,10 @@ fn an_expired_invite_is_gone() {
     let proxy = Proxy::start();
     let link = invite(&proxy, json!({ "name": "late-bot", "ttl_seconds": 300 }));
     // Five minutes are long for a test: move the expiry into the past in the database.
-    let database = rusqlite::Connection::open(proxy.data.path().join("agent-vault.db")).unwrap();
-    database
-        .busy_timeout(std::time::Duration::from_secs(5))
-        .unwrap();
-    let changed = database
-        .execute("UPDATE agent_invites SET expires_at = expires_at - 301", [])
-        .unwrap();
+    let changed = Rows::open(&proxy.data).execute(
+        "UPDATE agent_invites SET expires_at = expires_at - 301",
+        &[],
+    );
     assert_eq!(changed, 1);
     let (status, answer) = redeem(&proxy, &link);
     assert_eq!(status, 410, "{answer}");
@@ -347,7 +345,12 @@ fn a_pending_invite_reserves_its_name() {
 
 #[test]
 fn the_invite_token_is_stored_only_hashed() {
-    let proxy = Proxy::start();
+    // Checked in the SQLite file's bytes: on SQLite whatever the run's backend.
+    let proxy = Proxy::start_in(
+        DataDir::sqlite(),
+        &[],
+        &[("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.1/32")],
+    );
     let link = invite(&proxy, json!({ "name": "hashed-bot" }));
     let token = link.rsplit('/').nth(1).unwrap().to_owned();
     assert!(token.starts_with("av_inv_"), "{token}");

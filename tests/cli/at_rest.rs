@@ -55,7 +55,7 @@ fn post(server: &Server, path: &str, token: &str, body: serde_json::Value) -> se
 
 #[test]
 fn the_database_never_holds_a_credential_value_or_a_raw_token() {
-    let data = DataDir::new();
+    let data = DataDir::sqlite();
     let server = Server::start(&data);
     let (owner, device) = register(&server);
     let values = [
@@ -155,7 +155,7 @@ fn stop(server: &Server) {
 
 #[test]
 fn a_wrong_master_password_is_refused_with_a_clear_message() {
-    let data = DataDir::new();
+    let data = DataDir::sqlite();
     drop(Server::start(&data));
     let run = agent_vault(&[
         "server",
@@ -186,7 +186,7 @@ fn a_wrong_master_password_is_refused_with_a_clear_message() {
 
 #[test]
 fn a_ciphertext_moved_to_another_row_does_not_decrypt() {
-    let data = DataDir::new();
+    let data = DataDir::sqlite();
     let server = Server::start(&data);
     let (owner, _) = register(&server);
     post(
@@ -241,7 +241,7 @@ fn a_ciphertext_moved_to_another_row_does_not_decrypt() {
 
 #[test]
 fn sigkill_during_a_burst_of_writes_loses_no_acknowledged_write() {
-    let data = DataDir::new();
+    let data = DataDir::sqlite();
     let owner = {
         let server = Server::start_with(&data, &["--passwordless"], &[]);
         register(&server).0
@@ -311,7 +311,7 @@ fn a_master_password_change_killed_at_any_point_leaves_exactly_one_password_work
     use agent_vault::master_key as master;
     use agent_vault::store::sqlite::SqliteStore;
 
-    let data = DataDir::new();
+    let data = DataDir::sqlite();
     drop(Server::start(&data));
     let passwords = [MASTER_PASSWORD, "the second master password"];
     let works = |password: &str| {

@@ -128,11 +128,16 @@ fn two_servers() -> (String, Proxy, Server) {
 
 /// The agent's request to the upstream through `server`, with `a`'s vault token.
 fn agent_call(a: &Proxy, server: &Server) -> Answer {
-    let auth = format!("Bearer {}", a.token);
+    call_with(a, server, &a.token, "api.test.example")
+}
+
+/// A request to `host` on the upstream through `server`, with the vault token `token`.
+fn call_with(a: &Proxy, server: &Server, token: &str, host: &str) -> Answer {
+    let auth = format!("Bearer {token}");
     send_raw(
         &server.address,
         "GET",
-        &a.target("api.test.example", "/v1/items"),
+        &a.target(host, "/v1/items"),
         &[("authorization", &auth)],
         b"",
     )
@@ -143,9 +148,14 @@ fn agent_call(a: &Proxy, server: &Server) -> Answer {
 /// five, well short of anything else that would drop its cache (a session is re-read after
 /// 15 s, a service never).
 fn until_answer(a: &Proxy, server: &Server, expected: (u16, &str)) -> Duration {
+    until(expected, || agent_call(a, server))
+}
+
+/// [`until_answer`] for any request.
+fn until(expected: (u16, &str), call: impl Fn() -> Answer) -> Duration {
     let start = Instant::now();
     loop {
-        let answer = agent_call(a, server);
+        let answer = call();
         let got = if answer.status == 200 {
             (200, String::new())
         } else {
@@ -171,6 +181,15 @@ fn a_service_disabled_or_a_token_revoked_on_one_server_stops_working_on_the_othe
         a.upstream.last().header("authorization"),
         ["Bearer sk_test_injected"]
     );
+    // A token made on A while B runs works on B at once.
+    let before = a.api("GET", "/v1/sessions?vault=default", json!({}));
+    let minted = a.api("POST", "/v1/sessions", json!({ "vault": "default" }));
+    let token = minted["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        call_with(&a, &b, &token, "api.test.example").status,
+        200,
+        "a token made on A, used on B"
+    );
 
     a.api(
         "PATCH",
@@ -187,15 +206,105 @@ fn a_service_disabled_or_a_token_revoked_on_one_server_stops_working_on_the_othe
     );
     until_answer(&a, &b, (200, ""));
 
-    let sessions = a.api("GET", "/v1/sessions?vault=default", json!({}));
-    let id = sessions["sessions"][0]["id"].as_str().unwrap().to_owned();
+    // The token made on A, revoked on A, is refused on B; the agent's first token still works.
+    let ids = |sessions: &serde_json::Value| -> Vec<String> {
+        sessions["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|session| session["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let after = a.api("GET", "/v1/sessions?vault=default", json!({}));
+    let old = ids(&before);
+    let new: Vec<String> = ids(&after)
+        .into_iter()
+        .filter(|id| !old.contains(id))
+        .collect();
+    assert_eq!(new.len(), 1, "{before} {after}");
     a.api(
         "DELETE",
-        &format!("/v1/sessions/{id}?vault=default"),
+        &format!("/v1/sessions/{}?vault=default", new[0]),
         json!({}),
     );
-    let took = until_answer(&a, &b, (401, "unauthorized"));
+    let took = until((401, "unauthorized"), || {
+        call_with(&a, &b, &token, "api.test.example")
+    });
     eprintln!("a token revoked on A was refused on B after {took:?}");
+    assert_eq!(agent_call(&a, &b).status, 200);
+}
+
+#[test]
+fn a_proposal_approved_on_one_server_is_a_service_on_the_other() {
+    let (_url, a, b) = two_servers();
+    // The agent wants a service for other.test.example; A has none and says so.
+    let other = || call_with(&a, &a.server, &a.token, "other.test.example");
+    assert_eq!(other().proxy_error(), (403, "forbidden".to_owned()));
+    let (status, proposed) = a.server.call(
+        "POST",
+        "/v1/proposals",
+        Some(&a.token),
+        Some(&json!({
+            "services": [{ "name": "other", "host": "other.test.example",
+                           "auth": { "type": "bearer", "token": "OTHER_KEY" } }],
+            "credentials": [{ "key": "OTHER_KEY", "description": "The other API's key" }],
+            "message": "I need the other API",
+            "user_message": "Please add the other API",
+        })),
+    );
+    assert_eq!(status, 201, "{proposed}");
+    let id = proposed["id"].as_u64().unwrap();
+
+    // The owner approves it on B, with the credential's value.
+    let (status, approved) = b.call(
+        "POST",
+        &format!("/v1/admin/proposals/{id}/approve"),
+        Some(&a.owner),
+        Some(&json!({ "credentials": { "OTHER_KEY": "sk_test_approved_on_b" } })),
+    );
+    assert_eq!(status, 200, "{approved}");
+    let took = until((200, ""), other);
+    eprintln!("a proposal approved on B was a service on A after {took:?}");
+    assert_eq!(
+        a.upstream.last().header("authorization"),
+        ["Bearer sk_test_approved_on_b"]
+    );
+}
+
+/// A replica killed (SIGKILL) in the middle of a burst of writes through it: every write it
+/// acknowledged (a 200 the client received) is there when read through the other replica,
+/// the credential with the value of its last acknowledged write (or of a later one that was
+/// under way), every acknowledged session working.
+#[test]
+fn a_replica_killed_mid_burst_loses_no_acknowledged_write() {
+    use crate::adversarial::faults::{Ledger, kill, next_random, random_seed};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let (_url, a, b) = two_servers();
+    let seed = random_seed();
+    let ledger = Ledger::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|writer| ledger.credential_writer(&a.server.address, &a.owner, writer, stop.clone()))
+        .chain([ledger.session_writer(&a.server.address, &a.owner, stop.clone())])
+        .collect();
+    // Somewhere between 0.3 and 1.3 s into the burst, with writes in flight.
+    std::thread::sleep(Duration::from_millis(300 + next_random(seed) % 1000));
+    kill(&a.server);
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let (credentials, sessions) = ledger.acknowledged();
+    eprintln!(
+        "A acknowledged {credentials} credential writes and {sessions} sessions before the kill"
+    );
+    assert!(
+        credentials > 0 && sessions > 0,
+        "seed {seed}: the burst wrote something: {credentials} credential writes, {sessions} sessions"
+    );
+    ledger.check(&b, &a.owner, &format!("seed {seed}, read through B"));
 }
 
 /// Each server listens for the others' changes on a connection of its own; when the database

@@ -24,6 +24,7 @@ mod proposals;
 mod proxy;
 mod request_log;
 mod server;
+mod store_rows;
 mod substitutions;
 mod transparent;
 mod upstream;

@@ -47,7 +47,9 @@ fn migrate(db: &std::path::Path, url: &str, more: &[&str]) -> Run {
 /// An instance on SQLite with a credential, a service and a vault session that called it
 /// once; stopped cleanly. Its database file.
 fn stopped_instance() -> (Proxy, PathBuf) {
-    let mut proxy = Proxy::start_with(
+    // The source is SQLite whichever backend the run gives other tests.
+    let mut proxy = Proxy::start_in(
+        DataDir::sqlite(),
         &["--mitm-port", "auto"],
         &[("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.1/32")],
     );
@@ -159,7 +161,9 @@ const SEALED: [&str; 3] = [
 
 #[test]
 fn an_instance_moved_to_postgresql_keeps_its_people_agents_credentials_log_and_ca() {
-    let mut proxy = Proxy::start_with(
+    // The source is SQLite whichever backend the run gives other tests.
+    let mut proxy = Proxy::start_in(
+        DataDir::sqlite(),
         &["--mitm-port", "auto"],
         &[("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.1/32")],
     );

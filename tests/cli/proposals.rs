@@ -7,6 +7,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 
 use crate::proxy::{Proxy, send_raw};
+use crate::store_rows::Rows;
 use crate::support::{DataDir, Run, Server, agent_vault_with_env, workspace_root};
 
 const OWNER_EMAIL: &str = "owner@example.com";
@@ -337,18 +338,12 @@ fn approving_twice_expiry_and_who_may_decide() {
     assert_eq!(answer["error"], "Proposal 1 is already applied");
 
     // A week later a pending proposal has expired; its approval link died after a day.
-    let database = rusqlite::Connection::open(proxy.data.path().join("agent-vault.db")).unwrap();
-    database
-        .busy_timeout(std::time::Duration::from_secs(5))
-        .unwrap();
-    database
-        .execute(
-            "UPDATE proposals SET expires_at = expires_at - 604800,
-                                  approval_expires_at = approval_expires_at - 604800
-             WHERE id = 2",
-            [],
-        )
-        .unwrap();
+    Rows::open(&proxy.data).execute(
+        "UPDATE proposals SET expires_at = expires_at - 604800,
+                              approval_expires_at = approval_expires_at - 604800
+         WHERE id = 2",
+        &[],
+    );
     let (status, answer) = proxy.server.call(
         "POST",
         "/v1/admin/proposals/2/approve",
@@ -384,16 +379,10 @@ fn an_expired_approval_link_answers_410() {
     let path = local(&proxy, created["approval_url"].as_str().unwrap());
     let page = send_raw(&proxy.server.address, "GET", &path, &[], b"");
     assert_eq!(page.status, 200);
-    let database = rusqlite::Connection::open(proxy.data.path().join("agent-vault.db")).unwrap();
-    database
-        .busy_timeout(std::time::Duration::from_secs(5))
-        .unwrap();
-    database
-        .execute(
-            "UPDATE proposals SET approval_expires_at = approval_expires_at - 86400",
-            [],
-        )
-        .unwrap();
+    Rows::open(&proxy.data).execute(
+        "UPDATE proposals SET approval_expires_at = approval_expires_at - 86400",
+        &[],
+    );
     let page = send_raw(&proxy.server.address, "GET", &path, &[], b"");
     assert_eq!(page.status, 410);
     assert!(String::from_utf8_lossy(&page.body).contains("has expired"));
@@ -1083,7 +1072,9 @@ fn a_vault_member_cannot_approve_what_came_through_a_session_they_minted() {
 
 #[test]
 fn a_proposal_stored_without_its_creator_is_never_approved() {
-    let data = DataDir::new();
+    // An upgrade from SQLite schema version 6: on SQLite whatever the run's backend (the
+    // PostgreSQL schema starts after it).
+    let data = DataDir::sqlite();
     let server = Server::start(&data);
     let (status, registered) = server.call(
         "POST",

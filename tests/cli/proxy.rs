@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{DataDir, MASTER_PASSWORD, Server};
+use crate::store_rows::Rows;
+use crate::support::{Backend, DataDir, MASTER_PASSWORD, Server};
 use crate::upstream::{Received, Upstream};
 
 /// An instance with an owner, a recording upstream at `api.test.example` (and friends), and a
@@ -918,11 +919,20 @@ fn while_the_request_log_cannot_be_written_requests_are_refused_and_no_entry_is_
     let call = || proxy.call("GET", "api.test.example", "/v1/charges", &[]);
     assert_eq!(call().status, 200);
 
-    // Another program takes the database's write lock (a backup, say) and keeps it longer
-    // than the server waits for it (5 s). The log's next write fails; from then on the
-    // proxy refuses requests rather than forward ones it cannot record.
-    let database = rusqlite::Connection::open(proxy.data.path().join("agent-vault.db")).unwrap();
-    database.execute_batch("BEGIN IMMEDIATE").unwrap();
+    // Another program takes the database's write lock (a backup, say; with PostgreSQL, a
+    // lock on the request log's table) and keeps it longer than the server waits for it
+    // (5 s). The log's next write fails; from then on the proxy refuses requests rather than
+    // forward ones it cannot record.
+    let mut database = Rows::open(&proxy.data);
+    match proxy.data.backend() {
+        Backend::Sqlite => {
+            database.execute("BEGIN IMMEDIATE", &[]);
+        }
+        Backend::Postgres => {
+            database.execute("BEGIN", &[]);
+            database.execute("LOCK TABLE request_logs IN EXCLUSIVE MODE", &[]);
+        }
+    }
     let deadline = Instant::now() + Duration::from_secs(30);
     let refused = loop {
         let answer = call();
@@ -944,7 +954,7 @@ fn while_the_request_log_cannot_be_written_requests_are_refused_and_no_entry_is_
         .wait_for_log(&["cannot write the request log", "refused"]);
 
     // The lock is let go: the batch the store refused is written, and requests go through.
-    database.execute_batch("COMMIT").unwrap();
+    database.execute("COMMIT", &[]);
     drop(database);
     loop {
         let answer = call();
@@ -1198,10 +1208,10 @@ fn revoked_disabled_and_expired_access_stops_at_the_next_request() {
     // An expired one: its expiry moved into the past, then any write drops the cache.
     let expiring = proxy.api("POST", "/v1/sessions", json!({ "vault": "default" }));
     let token = expiring["token"].as_str().unwrap();
-    let db = rusqlite::Connection::open(proxy.data.path().join("agent-vault.db")).unwrap();
-    db.busy_timeout(Duration::from_secs(10)).unwrap();
-    db.execute("UPDATE tokens SET expires_at = 1 WHERE kind = 'scoped'", [])
-        .unwrap();
+    Rows::open(&proxy.data).execute(
+        "UPDATE tokens SET expires_at = 1 WHERE kind = 'scoped'",
+        &[],
+    );
     proxy.api("POST", "/v1/vaults", json!({ "name": "bump" }));
     let auth = format!("Bearer {token}");
     let answer = proxy.send(

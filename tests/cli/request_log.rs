@@ -12,15 +12,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::store_rows::Rows;
 use crate::support::{self, DataDir, MASTER_PASSWORD, Server};
 use crate::upstream::Upstream;
-
-/// Open the server's database as a second writer (the server may be running).
-fn open_database(data: &DataDir) -> rusqlite::Connection {
-    let db = rusqlite::Connection::open(data.path().join("agent-vault.db")).unwrap();
-    db.busy_timeout(Duration::from_secs(10)).unwrap();
-    db
-}
 
 fn now() -> i64 {
     std::time::SystemTime::now()
@@ -30,21 +24,18 @@ fn now() -> i64 {
 }
 
 fn insert_entries(data: &DataDir, vault: &str, count: usize) {
-    let db = open_database(data);
-    let vault_id: String = db
-        .query_row("SELECT id FROM vaults WHERE name = ?1", [vault], |row| {
-            row.get(0)
-        })
-        .unwrap();
+    let mut db = Rows::open(data);
+    let vault_id = db.value("SELECT id FROM vaults WHERE name = $1", &[vault.into()]);
     let now = now();
-    for n in 0..count {
-        db.execute(
-            "INSERT INTO request_logs (vault_id, ingress, method, host, path, matched_service, credential_keys, status, latency_ms, error_code, created_at)
-             VALUES (?1, 'explicit', 'GET', 'api.stripe.com', ?2, 'stripe', '[\"STRIPE_KEY\"]', 200, 12, NULL, ?3)",
-            rusqlite::params![vault_id, format!("/v1/charges/{n}"), now],
-        )
-        .unwrap();
-    }
+    db.in_transaction(|db| {
+        for n in 0..count {
+            db.execute(
+                "INSERT INTO request_logs (vault_id, ingress, method, host, path, matched_service, credential_keys, status, latency_ms, error_code, created_at)
+                 VALUES ($1, 'explicit', 'GET', 'api.stripe.com', $2, 'stripe', '[\"STRIPE_KEY\"]', 200, 12, NULL, $3)",
+                &[vault_id.text().into(), format!("/v1/charges/{n}").into(), now.into()],
+            );
+        }
+    });
 }
 
 #[test]
@@ -192,33 +183,28 @@ const UNMATCHED_LINE: &str =
     "DELETE  internal.example.com:8443/users/7    -     0ms  -  -  no_match";
 
 fn insert_rows(data: &DataDir, vault: &str, rows: &[&Row]) {
-    let mut db = open_database(data);
-    let tx = db.transaction().unwrap();
-    let vault_id: String = tx
-        .query_row("SELECT id FROM vaults WHERE name = ?1", [vault], |row| {
-            row.get(0)
-        })
-        .unwrap();
-    for row in rows {
-        tx.execute(
-            "INSERT INTO request_logs (vault_id, ingress, method, host, path, matched_service, credential_keys, status, latency_ms, error_code, created_at)
-             VALUES (?1, 'explicit', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            rusqlite::params![
-                vault_id,
-                row.method,
-                row.host,
-                row.path,
-                row.service,
-                row.keys,
-                row.status,
-                row.latency_ms as i64,
-                row.error,
-                now()
-            ],
-        )
-        .unwrap();
-    }
-    tx.commit().unwrap();
+    let mut db = Rows::open(data);
+    db.in_transaction(|db| {
+        let vault_id = db.value("SELECT id FROM vaults WHERE name = $1", &[vault.into()]);
+        for row in rows {
+            db.execute(
+                "INSERT INTO request_logs (vault_id, ingress, method, host, path, matched_service, credential_keys, status, latency_ms, error_code, created_at)
+                 VALUES ($1, 'explicit', $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                &[
+                    vault_id.text().into(),
+                    row.method.into(),
+                    row.host.into(),
+                    row.path.into(),
+                    row.service.into(),
+                    row.keys.into(),
+                    i64::from(row.status).into(),
+                    (row.latency_ms as i64).into(),
+                    row.error.into(),
+                    now().into(),
+                ],
+            );
+        }
+    });
 }
 
 /// A running server and the owner's CLI data directory, logged in to it.
@@ -630,16 +616,10 @@ fn try_proxy_get(address: &str, target: &str, token: &str) -> Option<u16> {
 }
 
 /// How many rows the request log holds for each path, read from the database.
-fn rows_by_path(db_path: &std::path::Path) -> std::collections::BTreeMap<String, i64> {
-    let db = rusqlite::Connection::open(db_path).unwrap();
-    db.busy_timeout(Duration::from_secs(10)).unwrap();
-    let mut statement = db
-        .prepare("SELECT path, count(*) FROM request_logs GROUP BY path")
-        .unwrap();
-    statement
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
+fn rows_by_path(mut db: Rows) -> std::collections::BTreeMap<String, i64> {
+    db.query("SELECT path, count(*) FROM request_logs GROUP BY path", &[])
+        .into_iter()
+        .map(|row| (row[0].text().to_owned(), row[1].int()))
         .collect()
 }
 
@@ -700,7 +680,7 @@ fn a_killed_server_loses_no_row_of_an_answered_request() {
         }
     }
     let _server = Server::start_with(&data, &setup.args(), &Setup::ENV);
-    let rows = rows_by_path(&data.path().join("agent-vault.db"));
+    let rows = rows_by_path(Rows::open(&data));
     let answered = answered.lock().unwrap();
     assert!(answered.len() > 100, "only {} answered", answered.len());
     let lost: Vec<&String> = answered.iter().filter(|p| !rows.contains_key(*p)).collect();
@@ -782,7 +762,9 @@ fn a_journal_that_cannot_be_written_stops_the_proxy_until_it_can() {
     // not requests the proxy made.
     let log = server.stop().join("\n");
     assert!(!log.contains("panicked"), "{log}");
-    let rows = rows_by_path(&data.path().join("agent-vault.db"));
+    // The confined server keeps its state in SQLite whatever the run's backend
+    // (adversarial/confined.rs).
+    let rows = rows_by_path(Rows::sqlite_in(data.path()));
     assert_eq!(rows.get("/v1/used"), Some(&answered));
 }
 

@@ -1,7 +1,8 @@
 //! `agent-vault server`: starts on embedded defaults, answers /health, reloads plugins
 //! dropped into its plugin directory, and stops cleanly on SIGTERM.
 
-use crate::support::{DataDir, Server, built_wasm};
+use crate::store_rows::{Cell, Rows};
+use crate::support::{Backend, DataDir, Server, built_wasm};
 
 #[test]
 fn the_server_starts_on_a_fresh_data_dir_and_answers_health() {
@@ -66,10 +67,20 @@ fn a_bad_address_list_stops_the_server_before_it_starts_and_names_the_entry() {
         error.contains("--trusted-proxies: \"proxy.internal\" is not a CIDR or an IP address"),
         "{error}"
     );
-    assert!(
-        !data.path().join("agent-vault.db").exists(),
-        "nothing is set up on the way to the error"
-    );
+    match data.backend() {
+        Backend::Sqlite => assert!(
+            !data.path().join("agent-vault.db").exists(),
+            "nothing is set up on the way to the error"
+        ),
+        Backend::Postgres => assert_eq!(
+            Rows::open(&data).value(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
+                &[]
+            ),
+            Cell::Int(0),
+            "nothing is set up on the way to the error"
+        ),
+    }
 }
 
 /// A server started with `-d`: its pid and address, from what `-d` printed. Dropped, it is

@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{OnceLock, mpsc};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -41,15 +41,76 @@ pub fn built_wasm(crate_name: &str) -> PathBuf {
         .join(format!("{crate_name}.wasm"))
 }
 
+/// Where the servers of the black-box tests keep their state: SQLite, the default, or, with
+/// `AGENT_VAULT_TEST_BACKEND=postgres`, PostgreSQL: every data directory then gets a database
+/// of its own in the throwaway cluster (`crate::pg_cluster`), which its servers and the
+/// commands that open the store offline (`server`, `master-password change`) are given as
+/// `DATABASE_URL`. A test about the SQLite file itself pins SQLite ([`DataDir::sqlite`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// The backend this run was asked for.
+    pub fn of_this_run() -> Backend {
+        static BACKEND: OnceLock<Backend> = OnceLock::new();
+        *BACKEND.get_or_init(|| {
+            match std::env::var("AGENT_VAULT_TEST_BACKEND").as_deref() {
+                Err(std::env::VarError::NotPresent) | Ok("" | "sqlite") => Backend::Sqlite,
+                Ok("postgres") => Backend::Postgres,
+                other => panic!(
+                    "AGENT_VAULT_TEST_BACKEND is {other:?}: it is `sqlite` (the default) or `postgres`"
+                ),
+            }
+        })
+    }
+}
+
+/// The commands that open the store themselves, and so read `DATABASE_URL`.
+const STORE_COMMANDS: [&str; 2] = ["server", "master-password"];
+
 /// A scratch `--data-dir` for one test.
 pub struct DataDir {
     dir: tempfile::TempDir,
+    backend: Backend,
+    /// On PostgreSQL, the URL of this directory's database, created when first asked for.
+    database: OnceLock<String>,
 }
 
 impl DataDir {
+    /// On the backend of this run.
     pub fn new() -> Self {
+        DataDir::on(Backend::of_this_run())
+    }
+
+    /// On SQLite whatever the run's backend: for the tests about the SQLite file itself.
+    pub fn sqlite() -> Self {
+        DataDir::on(Backend::Sqlite)
+    }
+
+    fn on(backend: Backend) -> Self {
         DataDir {
             dir: tempfile::tempdir().unwrap(),
+            backend,
+            database: OnceLock::new(),
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The PostgreSQL database that servers on this directory use, when the directory is
+    /// on PostgreSQL (a new database of the throwaway cluster, the same one every time).
+    pub fn database_url(&self) -> Option<&str> {
+        match self.backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(
+                self.database
+                    .get_or_init(|| crate::pg_cluster::cluster().new_database()),
+            ),
         }
     }
 
@@ -74,7 +135,15 @@ impl DataDir {
         let data_dir = self.path().to_str().unwrap();
         let mut with_dir = args.to_vec();
         with_dir.extend(["--data-dir", data_dir]);
-        Invocation::new(&with_dir)
+        let invocation = Invocation::new(&with_dir);
+        let opens_store = args
+            .first()
+            .is_some_and(|verb| STORE_COMMANDS.contains(verb))
+            && !args.contains(&"--database-url");
+        match self.database_url() {
+            Some(url) if opens_store => invocation.env("DATABASE_URL", url),
+            _ => invocation,
+        }
     }
 }
 
@@ -93,7 +162,7 @@ pub fn agent_vault(args: &[&str]) -> Run {
 }
 
 /// The environment variables `agent-vault` reads, none of which a test inherits.
-const OUR_ENVIRONMENT: [&str; 10] = [
+const OUR_ENVIRONMENT: [&str; 11] = [
     "AGENT_VAULT_HOME",
     "AGENT_VAULT_LOG",
     "AGENT_VAULT_LOG_LEVEL",
@@ -104,6 +173,7 @@ const OUR_ENVIRONMENT: [&str; 10] = [
     "AGENT_VAULT_VAULT",
     "AGENT_VAULT_MASTER_PASSWORD",
     "AGENT_VAULT_DEV_MODE",
+    "DATABASE_URL",
 ];
 
 /// How long a command may run before the test gives up on it.
@@ -274,7 +344,13 @@ impl Server {
             .args(args)
             .env_remove("AGENT_VAULT_MASTER_PASSWORD")
             .env_remove("AGENT_VAULT_HOME")
-            .env_remove("AGENT_VAULT_LOG_LEVEL");
+            .env_remove("AGENT_VAULT_LOG_LEVEL")
+            .env_remove("DATABASE_URL");
+        let own_database =
+            args.contains(&"--database-url") || env.iter().any(|(name, _)| *name == "DATABASE_URL");
+        if !own_database && let Some(url) = data.database_url() {
+            command.env("DATABASE_URL", url);
+        }
         // At info unless the test chose a level.
         if !args.contains(&"--log-level") {
             command.env("AGENT_VAULT_LOG", "info");
@@ -314,6 +390,12 @@ impl Server {
                 .unwrap_or_else(|| panic!("the transparent proxy did not start: {line:?}"))
                 .to_owned()
         });
+        if data.backend() == Backend::Postgres {
+            assert!(
+                !data.path().join("agent-vault.db").exists(),
+                "a server of a PostgreSQL run wrote a SQLite file"
+            );
+        }
         Server {
             child,
             address,
@@ -440,6 +522,7 @@ pub fn agent_vault_with_env(args: &[&str], env: &[(&str, &str)]) -> Run {
         .env_remove("AGENT_VAULT_HOME")
         .env_remove("AGENT_VAULT_LOG")
         .env_remove("AGENT_VAULT_MASTER_PASSWORD")
+        .env_remove("DATABASE_URL")
         .stdin(Stdio::null());
     for (name, value) in env {
         command.env(name, value);

@@ -193,7 +193,12 @@ fn a_host_no_service_covers_gets_a_blind_tunnel() {
 
 #[test]
 fn no_tunnel_opens_while_the_request_log_cannot_be_written() {
-    let t = Transparent::start();
+    // SQLite's write lock: on SQLite whatever the run's backend.
+    let t = Transparent::around(Proxy::start_in(
+        crate::support::DataDir::sqlite(),
+        &["--mitm-port", "auto"],
+        &[("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.1/32")],
+    ));
     // Another program holds the database's write lock longer than the server waits for it.
     let database = rusqlite::Connection::open(t.proxy.data.path().join("agent-vault.db")).unwrap();
     database.execute_batch("BEGIN IMMEDIATE").unwrap();

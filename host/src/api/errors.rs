@@ -125,8 +125,8 @@ impl From<StoreError> for ApiError {
                     retry_after: Some(std::time::Duration::from_secs(5)),
                     ..ApiError::new(
                         StatusCode::SERVICE_UNAVAILABLE,
-                        "The database cannot take this change right now (another program \
-                         holds it, or the disk is full); retry later",
+                        "The database cannot be used right now (it is unreachable, another \
+                         program holds it, or its disk is full); retry later",
                     )
                 }
             }

@@ -138,6 +138,11 @@ pub enum ProxyError {
     LogUnavailable,
 }
 
+/// What the agent reads when the store cannot be reached (PostgreSQL down or unreachable,
+/// SQLite locked past its busy timeout): the proxy forwards nothing it could not check.
+const DATABASE_UNAVAILABLE: &str = "agent-vault cannot reach its database right now, so it \
+    forwards no requests; retry later (the server's own log says why)";
+
 impl ProxyError {
     pub fn side(&self) -> Side {
         match self {
@@ -195,6 +200,7 @@ impl ProxyError {
             ProxyError::Upstream(error) => error.code(),
             ProxyError::RequestTooLarge { .. } => "request_too_large",
             ProxyError::ResponseTooLarge { .. } => "response_too_large",
+            ProxyError::Internal(StoreError::Unavailable(_)) => "database_unavailable",
             ProxyError::Internal(_) => "internal",
             ProxyError::LogUnavailable => "request_log_unavailable",
         }
@@ -234,13 +240,21 @@ impl ProxyError {
                 _ => StatusCode::BAD_GATEWAY,
             },
             ProxyError::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::Internal(StoreError::Unavailable(_)) | ProxyError::LogUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ProxyError::LogUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     fn body(&self) -> Value {
-        let mut body = json!({ "error": self.code(), "message": self.to_string() });
+        let message = match self {
+            // Why is for the server's log (which names the database, its password hidden),
+            // not for the agent.
+            ProxyError::Internal(StoreError::Unavailable(_)) => DATABASE_UNAVAILABLE.to_owned(),
+            _ => self.to_string(),
+        };
+        let mut body = json!({ "error": self.code(), "message": message });
         if let ProxyError::NoService { host, base_url, .. } = self {
             body["proposal_hint"] = json!({
                 "host": host,
@@ -276,6 +290,8 @@ impl ProxyError {
                 Limited::Rate { retry_after } | Limited::Concurrency { retry_after },
             ) => Some(*retry_after),
             ProxyError::LogUnavailable => Some(Duration::from_secs(1)),
+            // As the API says (api/errors.rs).
+            ProxyError::Internal(StoreError::Unavailable(_)) => Some(Duration::from_secs(5)),
             ProxyError::Plugin(error) if is_busy(error) => Some(Duration::from_secs(1)),
             _ => None,
         };

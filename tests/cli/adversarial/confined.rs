@@ -28,6 +28,18 @@ pub struct Confinement {
     pub journal_tmpfs_kib: Option<u64>,
 }
 
+/// `env` with, when `data` is on PostgreSQL, its `DATABASE_URL`: a confined server on the
+/// run's backend. (A server whose data directory is a tmpfs that fills up is about the SQLite
+/// file, and keeps to SQLite.)
+pub fn with_database<'a>(
+    data: &'a crate::support::DataDir,
+    env: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    let mut env = env.to_vec();
+    env.extend(data.database_url().map(|url| ("DATABASE_URL", url)));
+    env
+}
+
 /// The shell that sets the namespace up, then becomes the server (`exec`), so that the
 /// server's pid is the child's.
 const SETUP: &str = r#"
@@ -82,6 +94,7 @@ impl ConfinedServer {
             .env_remove("AGENT_VAULT_MASTER_PASSWORD")
             .env_remove("AGENT_VAULT_HOME")
             .env_remove("AGENT_VAULT_LOG_LEVEL")
+            .env_remove("DATABASE_URL")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -1,6 +1,7 @@
 //! The ten fault-injection scenarios of the security checklist, against a real server:
 //! upstreams that are missing, slow, cut off or fragmented, a database that is locked, full
-//! or killed mid-write, a crash during a key change, and overload. Where they apply, the
+//! or killed mid-write, a crash during a key change, a PostgreSQL database that goes away and
+//! comes back, and overload. Where they apply, the
 //! scenarios check what the agent sees (a proxy-marked error with its code, or an answer
 //! byte-identical to the upstream's), that nothing that could have reached the upstream is
 //! sent twice, that requests to a healthy service keep working meanwhile, that the server
@@ -50,6 +51,16 @@ impl Scene {
 
     /// With extra environment variables for the server.
     fn start_with(args: &[&str], env: &[(&str, &str)], more: &[Value]) -> Scene {
+        Scene::start_in(crate::support::DataDir::new(), args, env, more)
+    }
+
+    /// On the data directory `data` (a test of the SQLite file pins SQLite).
+    fn start_in(
+        data: crate::support::DataDir,
+        args: &[&str],
+        env: &[(&str, &str)],
+        more: &[Value],
+    ) -> Scene {
         let faulty = FaultyUpstream::start(&[FAULTY, RAW]);
         let pins: Vec<String> = [FAULTY, RAW]
             .iter()
@@ -62,7 +73,7 @@ impl Scene {
         all_args.extend(args);
         let mut all_env = vec![("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.1/32")];
         all_env.extend_from_slice(env);
-        let proxy = Proxy::start_with(&all_args, &all_env);
+        let proxy = Proxy::start_in(data, &all_args, &all_env);
         let canary = Canary::new("faults");
         proxy.credentials(json!({ "API_TOKEN": canary.value }));
         let mut services = vec![
@@ -159,14 +170,15 @@ impl Scene {
         }
     }
 
-    /// Stop the server and check its whole log: no canary, no panic.
-    fn stop_and_check_log(self) {
+    /// Stop the server and check its whole log: no canary, no panic. The log, for more checks.
+    fn stop_and_check_log(self) -> String {
         assert!(is_running(&self.proxy), "the server is still up");
         self.proxy.server.terminate();
         let log = self.proxy.server.rest_of_log().join("\n");
         self.canary
             .assert_absent(log.as_bytes(), "the server's log");
         assert!(!log.contains("panicked"), "{log}");
+        log
     }
 }
 
@@ -336,12 +348,12 @@ fn blackholed_listener() -> (std::net::TcpListener, TcpStream) {
 
 #[test]
 fn scenario_01_upstream_unavailable_nxdomain() {
-    use super::confined::{ConfinedServer, Confinement};
+    use super::confined::{ConfinedServer, Confinement, with_database};
     // A name that does not exist. The server resolves names from /etc/hosts only, so the
     // lookup fails at once, as NXDOMAIN does, and no DNS query leaves the machine.
     let upstream = crate::upstream::Upstream::start(&["api.test.example"]);
     let pin = format!("api.test.example:{}:127.0.0.1", upstream.port);
-    let data = tempfile::tempdir().unwrap();
+    let data = crate::support::DataDir::new();
     let server = ConfinedServer::start(
         data.path(),
         Confinement {
@@ -354,13 +366,16 @@ fn scenario_01_upstream_unavailable_nxdomain() {
             "--resolve",
             &pin,
         ],
-        &[
-            (
-                "AGENT_VAULT_MASTER_PASSWORD",
-                crate::support::MASTER_PASSWORD,
-            ),
-            ("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.1/32"),
-        ],
+        &with_database(
+            &data,
+            &[
+                (
+                    "AGENT_VAULT_MASTER_PASSWORD",
+                    crate::support::MASTER_PASSWORD,
+                ),
+                ("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.1/32"),
+            ],
+        ),
     );
     let (owner, token) = owner_and_session(&server);
     let canary = Canary::new("nxdomain");
@@ -832,6 +847,7 @@ fn scenario_04_half_close_during_connect() {
         format!("eof.test.example:{answers_after_eof}:127.0.0.1"),
         format!("closing.test.example:{closes_first}:127.0.0.1"),
     ];
+    // Rounds run as fast as the machine goes, for 10 s: no rate limit in their way.
     let proxy = Proxy::start_with(
         &[
             "--mitm-port",
@@ -840,6 +856,8 @@ fn scenario_04_half_close_during_connect() {
             &pins[0],
             "--resolve",
             &pins[1],
+            "--rate-limit-profile",
+            "off",
         ],
         &[("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.1/32")],
     );
@@ -954,11 +972,24 @@ fn assert_whole_or_nothing(answer: &[u8]) {
     );
 }
 
-/// The number of file descriptors the server has open.
+/// The number of file descriptors the server has open, less its pool's connections to its
+/// PostgreSQL database: the pool opens those as requests need them and keeps them, and they
+/// are not what these tests look for.
 fn open_fds(proxy: &Proxy) -> usize {
-    std::fs::read_dir(format!("/proc/{}/fd", proxy.server.child.id()))
+    let open = std::fs::read_dir(format!("/proc/{}/fd", proxy.server.child.id()))
         .unwrap()
-        .count()
+        .count();
+    let pooled = match proxy.data.backend() {
+        crate::support::Backend::Sqlite => 0,
+        crate::support::Backend::Postgres => crate::store_rows::Rows::open(&proxy.data)
+            .value(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND application_name = 'agent-vault'",
+                &[],
+            )
+            .int() as usize,
+    };
+    open - pooled
 }
 
 /// Wait (bounded) until the server's open file descriptors are back to `baseline` ± 2.
@@ -1172,7 +1203,9 @@ fn read_answer(stream: &mut impl Read, to_close: bool) -> Answer {
 
 #[test]
 fn scenario_05_sqlite_writer_locked_by_another_process() {
-    let scene = Scene::start(&[], &[]);
+    // SQLite's write lock: on SQLite whatever the run's backend. PostgreSQL's
+    // unavailability is scenario 9.
+    let scene = Scene::start_in(crate::support::DataDir::sqlite(), &[], &[], &[]);
     let healthy = scene.proxy.target("api.test.example", "/v1/healthy");
     assert_eq!(scene.send("GET", &healthy, b"").status, 200);
     let holder = WriteLock::take(&scene.proxy.data);
@@ -1234,8 +1267,9 @@ fn scenario_05_sqlite_writer_locked_by_another_process() {
 #[test]
 fn scenario_05_sqlite_writer_locked_a_person_can_still_read() {
     // A person's login records when it was last used, at most once a minute: a read that
-    // falls due for that write must not fail because the write cannot be made.
-    let scene = Scene::start(&[], &[]);
+    // falls due for that write must not fail because the write cannot be made. SQLite's write
+    // lock, as above.
+    let scene = Scene::start_in(crate::support::DataDir::sqlite(), &[], &[], &[]);
     let db = rusqlite::Connection::open(scene.proxy.data.path().join("agent-vault.db")).unwrap();
     db.busy_timeout(Duration::from_secs(10)).unwrap();
     db.execute(
@@ -1257,8 +1291,8 @@ fn scenario_05_sqlite_writer_locked_a_person_can_still_read() {
 }
 
 /// What the API answers when the database cannot take a write now.
-const DATABASE_UNAVAILABLE: &str = "The database cannot take this change right now (another program holds it, or the disk \
-     is full); retry later";
+const DATABASE_UNAVAILABLE: &str = "The database cannot be used right now (it is unreachable, another program holds it, \
+     or its disk is full); retry later";
 
 /// Call `attempt` every 100 ms until it gives a value (bounded: 30 s).
 fn retry_until<T>(mut attempt: impl FnMut() -> Option<T>) -> T {
@@ -1552,11 +1586,15 @@ fn scenario_07_killed_mid_write() {
             writer.join().unwrap();
         }
         drop(server);
-        let db = rusqlite::Connection::open(data.path().join("agent-vault.db")).unwrap();
-        let check: String = db
-            .query_row("PRAGMA integrity_check", [], |row| row.get(0))
-            .unwrap();
-        assert_eq!(check, "ok", "seed {seed}, round {round}");
+        // The file's integrity is ours to check on SQLite; on PostgreSQL the database
+        // server's, and the acknowledged writes below are checked on both.
+        if data.backend() == crate::support::Backend::Sqlite {
+            let db = rusqlite::Connection::open(data.path().join("agent-vault.db")).unwrap();
+            let check: String = db
+                .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+                .unwrap();
+            assert_eq!(check, "ok", "seed {seed}, round {round}");
+        }
         round += 1;
     }
     let server = crate::support::Server::start_with(&data, &args, &env);
@@ -1640,14 +1678,12 @@ fn scenario_07_killed_mid_write_loses_no_request_log_row() {
     // write it again.
     for start in ["the first start after the kill", "a second start"] {
         let server = crate::support::Server::start_with(&data, &[], &[]);
-        let db = rusqlite::Connection::open(data.path().join("agent-vault.db")).unwrap();
-        let rows: i64 = db
-            .query_row(
+        let rows = crate::store_rows::Rows::open(&data)
+            .value(
                 "SELECT count(*) FROM request_logs WHERE path = '/v1/used'",
-                [],
-                |row| row.get(0),
+                &[],
             )
-            .unwrap();
+            .int();
         assert_eq!(
             rows, 1,
             "after {start}: the request reached the upstream and was answered 200; its log \
@@ -1658,8 +1694,9 @@ fn scenario_07_killed_mid_write_loses_no_request_log_row() {
 }
 
 /// What the writers of scenario 7 sent and what was acknowledged, shared with their threads.
+/// The two-replica test (database.rs) writes through one server and checks through another.
 #[derive(Default, Clone)]
-struct Ledger {
+pub(crate) struct Ledger {
     credentials: Arc<std::sync::Mutex<CredentialWrites>>,
     /// Vault sessions whose creation was answered.
     sessions: Arc<std::sync::Mutex<Vec<String>>>,
@@ -1667,7 +1704,7 @@ struct Ledger {
 
 impl Ledger {
     /// Overwrite five keys of this round in turn, until `stop` or the server is gone.
-    fn credential_writer(
+    pub(crate) fn credential_writer(
         &self,
         address: &str,
         owner: &str,
@@ -1706,7 +1743,12 @@ impl Ledger {
     }
 
     /// Create vault sessions until `stop` or the server is gone.
-    fn session_writer(&self, address: &str, owner: &str, stop: Arc<AtomicBool>) -> JoinHandle<()> {
+    pub(crate) fn session_writer(
+        &self,
+        address: &str,
+        owner: &str,
+        stop: Arc<AtomicBool>,
+    ) -> JoinHandle<()> {
         let (ledger, address, owner) = (self.clone(), address.to_owned(), owner.to_owned());
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
@@ -1732,7 +1774,7 @@ impl Ledger {
     /// Every acknowledged write is in the store: a credential holds the value of its last
     /// acknowledged write or of a later one that was under way at the kill (and decrypts),
     /// and every acknowledged session works.
-    fn check(&self, server: &crate::support::Server, owner: &str, when: &str) {
+    pub(crate) fn check(&self, server: &crate::support::Server, owner: &str, when: &str) {
         let (status, revealed) =
             server.call("GET", "/v1/credentials?reveal=true", Some(owner), None);
         assert_eq!(status, 200, "{when}: {revealed}");
@@ -1773,7 +1815,7 @@ impl Ledger {
     }
 
     /// (credential writes, sessions) acknowledged in all.
-    fn acknowledged(&self) -> (usize, usize) {
+    pub(crate) fn acknowledged(&self) -> (usize, usize) {
         let credentials = self
             .credentials
             .lock()
@@ -1810,7 +1852,7 @@ fn proxy_caller(address: &str, target: &str, token: &str, stop: Arc<AtomicBool>)
     })
 }
 
-fn kill(server: &crate::support::Server) {
+pub(crate) fn kill(server: &crate::support::Server) {
     let status = std::process::Command::new("kill")
         .args(["-KILL", &server.child.id().to_string()])
         .status()
@@ -1819,7 +1861,7 @@ fn kill(server: &crate::support::Server) {
 }
 
 /// A seed for the kill points, different on each run (it is in every failure message).
-fn random_seed() -> u64 {
+pub(crate) fn random_seed() -> u64 {
     use std::hash::{BuildHasher as _, Hasher as _};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u128(
@@ -1832,7 +1874,7 @@ fn random_seed() -> u64 {
 }
 
 /// xorshift64: the next number of a reproducible sequence.
-fn next_random(mut x: u64) -> u64 {
+pub(crate) fn next_random(mut x: u64) -> u64 {
     x ^= x << 13;
     x ^= x >> 7;
     x ^= x << 17;
@@ -1851,7 +1893,9 @@ fn scenario_08_crash_during_a_master_password_change() {
     use agent_vault::master_key as master;
     use agent_vault::store::sqlite::SqliteStore;
 
-    let data = crate::support::DataDir::new();
+    // The change is checked by opening the SQLite file (at_rest.rs has the same test): on
+    // SQLite whatever the run's backend. On PostgreSQL it is one transaction.
+    let data = crate::support::DataDir::sqlite();
     let passwords = [
         crate::support::MASTER_PASSWORD,
         "the second master password",
@@ -1958,8 +2002,138 @@ fn stop(mut server: crate::support::Server) {
     server.child.wait().unwrap();
 }
 
-// Scenario 9: a PostgreSQL outage. Not applicable: agent-vault has no PostgreSQL backend
-// (nor several instances sharing one database); SQLite is its only store.
+// Scenario 9: a PostgreSQL outage.
+
+/// The database of a server on PostgreSQL refusing connections and dropping the ones it had,
+/// as a database server that went down does; then back. The other tests' databases in the
+/// shared cluster go on.
+struct Outage {
+    admin: postgres::Client,
+    database: String,
+}
+
+impl Outage {
+    fn begin(database: &str) -> Outage {
+        let mut admin = postgres::Client::connect(
+            &crate::pg_cluster::cluster().url("postgres"),
+            postgres::NoTls,
+        )
+        .unwrap();
+        admin
+            .batch_execute(&format!(
+                "ALTER DATABASE {database} ALLOW_CONNECTIONS false"
+            ))
+            .unwrap();
+        admin
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                &[&database],
+            )
+            .unwrap();
+        Outage {
+            admin,
+            database: database.to_owned(),
+        }
+    }
+
+    fn end(mut self) {
+        self.admin
+            .batch_execute(&format!(
+                "ALTER DATABASE {} ALLOW_CONNECTIONS true",
+                self.database
+            ))
+            .unwrap();
+    }
+}
+
+#[test]
+fn scenario_09_postgresql_outage() {
+    let cluster = crate::pg_cluster::cluster();
+    let database = cluster.create_database();
+    // A password in the URL (the test cluster trusts its socket, so any is accepted), which
+    // must never be shown.
+    const PASSWORD: &str = "pg-outage-password-7f3a";
+    let url = cluster.url(&database).replacen(
+        "postgres://postgres@",
+        &format!("postgres://postgres:{PASSWORD}@"),
+        1,
+    );
+    let scene = Scene::start_with(&[], &[("DATABASE_URL", &url)], &[]);
+    let healthy = scene.proxy.target("api.test.example", "/v1/healthy");
+    assert_eq!(scene.send("GET", &healthy, b"").status, 200);
+    let shows_nothing = |text: &str, what: &str| {
+        assert!(!text.contains(PASSWORD), "the password in {what}: {text}");
+        assert!(
+            !text.contains("postgres://"),
+            "the database URL in {what}: {text}"
+        );
+    };
+
+    // The database goes away: its connections end and new ones are refused. The proxy
+    // fails closed, with the agent protocol's 503: once it refuses, nothing reaches the
+    // upstream, whatever it had cached. (Each refusal takes up to the pool's wait for a
+    // connection, 10 s: bounded, never a hang.)
+    let outage = Outage::begin(&database);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let refused = loop {
+        let answer = scene.send("GET", &healthy, b"");
+        scene.assert_no_canary(&answer, "an answer during the outage");
+        if answer.status != 200 {
+            break answer;
+        }
+        assert!(Instant::now() < deadline, "the proxy never refused");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let forwarded = scene.proxy.upstream.received().len();
+    assert_eq!(
+        refused.proxy_error(),
+        (503, "database_unavailable".to_owned()),
+        "{refused:?}"
+    );
+    assert_eq!(
+        refused.json()["message"],
+        "agent-vault cannot reach its database right now, so it forwards no requests; retry \
+         later (the server's own log says why)"
+    );
+    assert_eq!(refused.header("retry-after"), Some("5"));
+    shows_nothing(&String::from_utf8_lossy(&refused.body), "the refusal");
+    let again = scene.send("GET", &healthy, b"");
+    assert_eq!(again.status, 503, "{again:?}");
+    assert_eq!(scene.proxy.upstream.received().len(), forwarded);
+    // The control plane says so too.
+    let (status, answer) =
+        scene
+            .proxy
+            .server
+            .call("GET", "/v1/credentials", Some(&scene.proxy.owner), None);
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (503, Some(DATABASE_UNAVAILABLE)),
+        "{answer}"
+    );
+    shows_nothing(&answer.to_string(), "the control plane's answer");
+    assert!(is_running(&scene.proxy), "the server is still up");
+
+    // The database is back: the same server serves again, without a restart.
+    outage.end();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while scene.send("GET", &healthy, b"").status != 200 {
+        assert!(Instant::now() < deadline, "the proxy never served again");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        scene.proxy.upstream.last().header("authorization"),
+        [format!("Bearer {}", scene.canary.value)]
+    );
+    let (status, answer) =
+        scene
+            .proxy
+            .server
+            .call("GET", "/v1/credentials", Some(&scene.proxy.owner), None);
+    assert_eq!((status, &answer["keys"]), (200, &json!(["API_TOKEN"])));
+    let log = scene.stop_and_check_log();
+    assert!(!log.contains(PASSWORD), "the password in the server's log");
+}
 
 // Scenario 10: overload.
 //

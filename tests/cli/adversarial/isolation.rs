@@ -42,16 +42,13 @@ fn case_27_a_vault_never_reaches_another_vaults_credential() {
     // Someone with the database file moves vault A's sealed value into vault B's row: it
     // does not open there (the vault and key are bound into the ciphertext), and nothing goes
     // out without it.
-    let database = rusqlite::Connection::open(proxy.data.path().join("agent-vault.db")).unwrap();
-    database
-        .execute_batch(
-            "UPDATE credentials SET
-                nonce = (SELECT nonce FROM credentials WHERE key = 'A_TOKEN'),
-                ciphertext = (SELECT ciphertext FROM credentials WHERE key = 'A_TOKEN')
-             WHERE key = 'B_TOKEN';",
-        )
-        .unwrap();
-    drop(database);
+    crate::store_rows::Rows::open(&proxy.data).execute(
+        "UPDATE credentials SET
+            nonce = (SELECT nonce FROM credentials WHERE key = 'A_TOKEN'),
+            ciphertext = (SELECT ciphertext FROM credentials WHERE key = 'A_TOKEN')
+         WHERE key = 'B_TOKEN'",
+        &[],
+    );
     // A write through the API drops the proxy's cache of the vault.
     proxy.api(
         "POST",

@@ -94,7 +94,9 @@ fn case_24_redirects_are_handed_to_the_agent_and_followed_by_nobody() {
 #[test]
 fn case_25_no_output_channel_carries_the_canary_or_the_session_token() {
     let canary = Canary::new("sweep");
-    let proxy = Proxy::start_with(
+    // The sweep reads the SQLite file's bytes: on SQLite whatever the run's backend.
+    let proxy = Proxy::start_in(
+        crate::support::DataDir::sqlite(),
         &["--log-level", "debug"],
         &[("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.1/32")],
     );
@@ -186,10 +188,10 @@ fn case_26_sessions_end_inside_open_tunnels_and_failures_look_alike() {
         use sha2::Digest as _;
         hex::encode(sha2::Sha256::digest(token.as_bytes()))
     };
-    let database = rusqlite::Connection::open(t.proxy.data.path().join("agent-vault.db")).unwrap();
-    database
-        .execute("UPDATE tokens SET expires_at = 1 WHERE hash = ?1", [&hash])
-        .unwrap();
+    crate::store_rows::Rows::open(&t.proxy.data).execute(
+        "UPDATE tokens SET expires_at = 1 WHERE hash = $1",
+        &[hash.into()],
+    );
     // Any write through the API drops the proxy's cache of tokens.
     t.proxy.credentials(json!({ "NUDGE": "nudge-value" }));
     let (status, body) = exchange_in_tunnel(&mut tls, request.as_bytes()).unwrap();

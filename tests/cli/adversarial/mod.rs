@@ -15,7 +15,7 @@
 
 pub mod confined;
 mod destination;
-mod faults;
+pub mod faults;
 mod faulty_upstream;
 mod framing;
 mod isolation;

@@ -80,7 +80,8 @@ pub(super) fn is_retryable(error: &postgres::Error) -> bool {
 
 /// Whether `error` says the database cannot take the operation now but may later: no
 /// connection (refused, lost, closed by the server), the server shutting down or starting,
-/// out of connections or disk, or a read-only server (a standby, during a failover).
+/// out of connections or disk, a read-only server (a standby, during a failover), or a lock
+/// another session held past the lock timeout (`open.rs`).
 pub(super) fn is_unavailable(error: &postgres::Error) -> bool {
     match error.code() {
         Some(code) => {
@@ -89,6 +90,7 @@ pub(super) fn is_unavailable(error: &postgres::Error) -> bool {
                 || code.starts_with("53") // insufficient resources
                 || code.starts_with("57P") // shutting down, cannot connect now
                 || code == SqlState::READ_ONLY_SQL_TRANSACTION.code()
+                || code == SqlState::LOCK_NOT_AVAILABLE.code()
         }
         None => is_connection_failure(error),
     }

@@ -53,6 +53,11 @@ const POOL_SIZE: u32 = 16;
 /// unless the URL sets `connect_timeout`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a statement waits for a lock another session holds (a backup, an administrator's
+/// `LOCK TABLE`) before it fails as unavailable, as SQLite's busy timeout does: without it a
+/// write would wait for as long as the lock is held, and the request log and the API with it.
+const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A database URL as this module reads it: what tokio-postgres understands, plus the
 /// certificate authority to trust (`sslrootcert`) that it does not.
 pub(super) struct ConnectionSettings {
@@ -110,6 +115,13 @@ impl ConnectionSettings {
         if config.get_application_name().is_none() {
             config.application_name("agent-vault");
         }
+        // First, so that a lock_timeout of the URL's own `options` wins.
+        let lock_timeout = format!("-c lock_timeout={}", LOCK_TIMEOUT.as_millis());
+        let options = match config.get_options() {
+            Some(options) => format!("{lock_timeout} {options}"),
+            None => lock_timeout,
+        };
+        config.options(&options);
         Ok(ConnectionSettings { config, root_cert })
     }
 
@@ -341,6 +353,9 @@ pub(super) fn migrate(client: &mut Client) -> Result<usize> {
         .map_err(failed("start the migrations"))?;
     // Held until the commit: another process migrating waits here, then reads the version
     // it wrote (each statement of a READ COMMITTED transaction sees what committed before it).
+    // It waits as long as that takes, not the lock timeout of ordinary statements.
+    tx.batch_execute("SET LOCAL lock_timeout = 0")
+        .map_err(failed("start the migrations"))?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .map_err(failed("take the migration lock"))?;
     tx.batch_execute(

@@ -254,6 +254,30 @@ fn connections_the_server_ended_are_replaced() {
 }
 
 #[test]
+fn a_write_waiting_on_another_sessions_lock_is_unavailable_after_the_lock_timeout() {
+    let url = cluster().new_database();
+    let store = PostgresStore::open(&url).unwrap();
+    // Another program locks the table against writes (reads go on), and keeps it.
+    let mut other = client(&url);
+    let mut holding = other.transaction().unwrap();
+    holding
+        .batch_execute("LOCK TABLE vaults IN EXCLUSIVE MODE")
+        .unwrap();
+    assert_eq!(store.vaults().unwrap().len(), 1);
+    match store.create_vault("payments", None) {
+        Err(StoreError::Unavailable(message)) => assert!(
+            message.contains("canceling statement due to lock timeout"),
+            "{message}"
+        ),
+        other => panic!("expected the write to be unavailable, got {other:?}"),
+    }
+    // Let go, the same write goes through.
+    holding.commit().unwrap();
+    store.create_vault("payments", None).unwrap();
+    assert_eq!(store.vaults().unwrap().len(), 2);
+}
+
+#[test]
 fn emails_are_one_whatever_their_ascii_case() {
     let (_url, store) = store_with_two_owners();
     assert_eq!(

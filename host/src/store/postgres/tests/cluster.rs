@@ -5,8 +5,8 @@
 //! its directory removed when the test process ends, however it ends.
 //!
 //! The server runs under a small shell that holds a pipe from this process: when the process
-//! exits (or dies), the pipe closes, and the shell stops the server (fast shutdown) and
-//! removes the directory. PostgreSQL refuses to run as root; as root, the cluster runs as the
+//! exits (or dies, Ctrl-C included), the pipe closes, and the shell stops the server (fast
+//! shutdown) and removes the directory. PostgreSQL refuses to run as root; as root, the cluster runs as the
 //! `postgres` user, which Debian's `postgresql` package creates.
 //!
 //! Without the PostgreSQL server binaries the tests fail, with a message saying how to
@@ -26,6 +26,9 @@ use postgres::{Client, NoTls};
 
 /// Runs the server until its standard input closes, then stops it and removes the cluster.
 const SUPERVISOR: &str = r#"
+# Ctrl-C reaches the whole process group: the server stops on it by itself, and this shell
+# (and its cat) must live on to remove the directory once the test process is gone.
+trap '' INT TERM HUP
 postgres="$1"; dir="$2"; port="$3"
 "$postgres" -D "$dir/data" -k "$dir" -p "$port" -c listen_addresses=127.0.0.1 \
     -c ssl=on -c ssl_cert_file="$dir/server.crt" -c ssl_key_file="$dir/server.key" \
