@@ -313,6 +313,15 @@ fn a_replica_killed_mid_burst_loses_no_acknowledged_write() {
 fn a_server_whose_listening_connection_was_ended_still_follows_the_other() {
     let (url, a, b) = two_servers();
     assert_eq!(agent_call(&a, &b).status, 200);
+    // Each server's watcher connects on a thread of its own, after the server is up.
+    let start = Instant::now();
+    while listeners(&url) < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the watchers never listened"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let ended: i64 = postgres::Client::connect(&url, postgres::NoTls)
         .unwrap()
         .query_one(
@@ -333,6 +342,19 @@ fn a_server_whose_listening_connection_was_ended_still_follows_the_other() {
     eprintln!("a change on A reached B, whose listener had been ended, after {took:?}");
     b.wait_for_log(&["not listening for other servers' changes to the database"]);
     b.wait_for_log(&["listening again for other servers' changes"]);
+}
+
+/// How many servers' change watchers are connected to the database `url`.
+fn listeners(url: &str) -> i64 {
+    postgres::Client::connect(url, postgres::NoTls)
+        .unwrap()
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name = 'agent-vault changes'",
+            &[],
+        )
+        .unwrap()
+        .get(0)
 }
 
 /// `bytes` (a plugin component) with a custom section appended: the same plugin, loading and

@@ -198,7 +198,9 @@ impl Watcher {
         seen: &mut Option<i64>,
     ) -> std::result::Result<(), postgres::Error> {
         let count = read_count(client)?;
-        if seen.is_some_and(|seen| seen != count) {
+        // The first read moves it too: a change committed after this server's caches were
+        // filled and before the watcher first listened is neither heard nor counted as new.
+        if seen.is_none_or(|seen| seen != count) {
             self.generation.bump();
         }
         *seen = Some(count);
