@@ -41,6 +41,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::tokens::random_id;
 use crate::store::{ActorId, ActorKind, JournalSeq, LogEntry, Store, StoreError};
 
 /// The journal's directory, inside the data directory.
@@ -530,11 +531,9 @@ fn journal_id(dir: &Path) -> Result<String, JournalError> {
             }
         }
         Err(error) if error.kind() == io::ErrorKind::NotFound => {
-            let mut bytes = [0u8; 16];
-            getrandom::getrandom(&mut bytes).map_err(|error| {
+            let id = random_id().map_err(|error| {
                 io("make the journal's id for")(io::Error::other(error.to_string()))
             })?;
-            let id = hex::encode(bytes);
             let mut file = OpenOptions::new()
                 .write(true)
                 .create_new(true)

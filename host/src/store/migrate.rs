@@ -22,7 +22,7 @@
 //! **The target** gets its schema from the PostgreSQL backend's own migrations
 //! ([`PostgresStore::open`]). Then one transaction locks every table (so no server on that
 //! database reads or writes halfway), checks that the database holds no instance (beyond
-//! what its migrations create: the default vault and a journal position of 0) unless told to
+//! what its migrations create: the default vault) unless told to
 //! replace it, empties the tables, copies each, sets the request log's id sequence, counts
 //! every table on both sides, and commits. Any failure rolls it back: the target keeps what
 //! it had (a new database keeps its schema and no rows).
@@ -366,10 +366,6 @@ fn held(target: &mut postgres::Transaction<'_>) -> Result<Counts, postgres::Erro
             "vaults" => target.query_one(
                 "SELECT count(*) FROM vaults WHERE id <> $1",
                 &[&DEFAULT_VAULT_ID],
-            )?,
-            "request_log_journal" => target.query_one(
-                "SELECT count(*) FROM request_log_journal WHERE through <> 0",
-                &[],
             )?,
             name => target.query_one(&format!("SELECT count(*) FROM {name}"), &[])?,
         }
