@@ -15,7 +15,7 @@ pub(super) const SQLITE_VERSION: i64 = 9;
 
 /// The PostgreSQL schema version (`schema_migrations`) the copy writes into: the last of
 /// `store/postgres/migrations/`.
-pub(super) const POSTGRES_VERSION: i64 = 2;
+pub(super) const POSTGRES_VERSION: i64 = 3;
 
 /// Tables of a schema, each with its columns and their declared types.
 pub(super) type Columns = BTreeMap<String, BTreeMap<String, String>>;

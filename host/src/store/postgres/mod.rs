@@ -96,7 +96,6 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use postgres::error::SqlState;
 use postgres::types::{FromSql, ToSql};
 use postgres::{IsolationLevel, Row};
 
@@ -137,10 +136,10 @@ impl std::fmt::Debug for PostgresStore {
 enum Access {
     Read,
     Write,
-    /// A write of the request log: at `READ COMMITTED`, as it upholds no rule across rows
-    /// (a batch holds the log's insert lock, `request_log.rs`; an entry of a vault deleted
-    /// meanwhile fails its foreign key, and the writer offers the batch again), so it pays
-    /// for no predicate locks; and its commit does not wait for the server's disk
+    /// A write of the request log: at `READ COMMITTED`, as the rules it upholds across rows
+    /// come from locks (`request_log.rs`: the insert lock for the ids' order, the table
+    /// lock against entries of a vault deleted meanwhile), so it pays for no predicate
+    /// locks; and its commit does not wait for the server's disk
     /// (`synchronous_commit = off`), as the SQLite backend's log connection. A crash of the
     /// database server may lose the last moments of the log; nothing else.
     LogWrite,
@@ -196,15 +195,6 @@ impl PostgresStore {
                 // Once: a key a concurrent transaction inserted may change what this one
                 // decides; a key that was there all along collides again.
                 Err(Attempt::Work(Failure::Unique(_))) if attempt == 1 => attempt += 1,
-                // Once: a log batch whose vault was deleted after the batch checked it; run
-                // again, the check drops that vault's entries.
-                Err(Attempt::Work(Failure::Sql(error)))
-                    if access == Access::LogWrite
-                        && error.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION)
-                        && attempt == 1 =>
-                {
-                    attempt += 1
-                }
                 Err(Attempt::Work(failure)) => return Err(into_store_error(operation, failure)),
             }
         }

@@ -40,6 +40,10 @@ pub(super) const MIGRATIONS: &[(&str, &str)] = &[
         "002_change_counter",
         include_str!("migrations/002_change_counter.sql"),
     ),
+    (
+        "003_request_log_without_foreign_key",
+        include_str!("migrations/003_request_log_without_foreign_key.sql"),
+    ),
 ];
 
 /// The advisory lock that migrations hold: a fixed number, "agent-va" in ASCII, that no

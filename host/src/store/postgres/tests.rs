@@ -562,10 +562,13 @@ fn a_reader_following_the_log_misses_no_entry_of_a_slower_server() {
     assert_eq!(seen, ["/quick", "/slow"]);
 }
 
-/// A log batch whose vault is deleted between the batch's check of it and its insert (by
-/// another server, say) is written without that vault's entries, not refused.
+/// A vault deleted while a log batch is under way (by another server, say) keeps no entry:
+/// the batch has checked the vault and is about to insert when the deletion starts; the
+/// deletion waits for it and deletes what it wrote. Without the log's table lock, the
+/// deletion would finish first and the batch's entry outlive its vault.
 #[test]
-fn a_log_batch_whose_vault_goes_meanwhile_is_written_without_it() {
+fn a_vault_deleted_while_a_log_batch_is_under_way_keeps_no_entry() {
+    const PAUSE: i64 = 42;
     let url = cluster().new_database();
     let store = Arc::new(PostgresStore::open(&url).unwrap());
     store.create_vault("doomed", None).unwrap();
@@ -575,44 +578,54 @@ fn a_log_batch_whose_vault_goes_meanwhile_is_written_without_it() {
         entry.path = path.into();
         entry
     };
+    let waiting_on = |event: &str| {
+        client(&url)
+            .query_opt(
+                "SELECT 1 FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event = $1",
+                &[&event],
+            )
+            .unwrap()
+            .is_some()
+    };
+    let wait_until = |what: &str, done: &dyn Fn() -> bool| {
+        let started = std::time::Instant::now();
+        while !done() {
+            assert!(started.elapsed() < Duration::from_secs(10), "{what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
 
-    // The batch checks its vaults, then waits for the log's insert lock (held here).
+    // A pause between the batch's check of its vaults and its insert: a trigger of this
+    // test's own database that waits for a lock the test holds.
     let mut holder = client(&url);
     holder
-        .execute(
-            "SELECT pg_advisory_lock($1)",
-            &[&super::request_log::INSERT_LOCK],
-        )
+        .batch_execute(&format!(
+            "CREATE FUNCTION pause_log_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN PERFORM pg_advisory_xact_lock_shared({PAUSE}); RETURN NULL; END $$;
+             CREATE TRIGGER pause BEFORE INSERT ON request_logs
+             FOR EACH STATEMENT EXECUTE FUNCTION pause_log_insert();
+             SELECT pg_advisory_lock({PAUSE});"
+        ))
         .unwrap();
     let batch = std::thread::spawn({
         let (store, doomed) = (store.clone(), doomed.clone());
         move || store.insert_logs(&[entry(DEFAULT_VAULT_ID, "/kept"), entry(&doomed, "/gone")])
     });
-    let started = std::time::Instant::now();
-    while client(&url)
-        .query_opt(
-            "SELECT 1 FROM pg_stat_activity
-             WHERE datname = current_database() AND wait_event = 'advisory'",
-            &[],
-        )
-        .unwrap()
-        .is_none()
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the batch never waited"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    store.delete_vault(&doomed).unwrap();
+    wait_until("the batch never paused", &|| waiting_on("advisory"));
+    let deletion = std::thread::spawn({
+        let (store, doomed) = (store.clone(), doomed.clone());
+        move || store.delete_vault(&doomed)
+    });
+    wait_until("the deletion neither ended nor waited", &|| {
+        deletion.is_finished() || waiting_on("relation")
+    });
     holder
-        .execute(
-            "SELECT pg_advisory_unlock($1)",
-            &[&super::request_log::INSERT_LOCK],
-        )
+        .batch_execute(&format!("SELECT pg_advisory_unlock({PAUSE})"))
         .unwrap();
 
     assert_eq!(batch.join().unwrap(), Ok(()));
+    assert_eq!(deletion.join().unwrap(), Ok(()));
     let query = LogQuery {
         limit: 10,
         ..LogQuery::default()
@@ -624,4 +637,35 @@ fn a_log_batch_whose_vault_goes_meanwhile_is_written_without_it() {
         .map(|entry| entry.path)
         .collect();
     assert_eq!(logged, ["/kept"]);
+    let left: i64 = holder
+        .query_one(
+            "SELECT count(*) FROM request_logs WHERE vault_id = $1",
+            &[&doomed],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "entries of the deleted vault are left");
+}
+
+/// A log batch naming a vault deleted before it is written without that vault's entries,
+/// not refused.
+#[test]
+fn a_log_batch_naming_a_deleted_vault_is_written_without_it() {
+    let url = cluster().new_database();
+    let store = PostgresStore::open(&url).unwrap();
+    store.create_vault("doomed", None).unwrap();
+    let doomed = store.vault("doomed").unwrap().unwrap().id;
+    store.delete_vault(&doomed).unwrap();
+    let mut entries = [
+        crate::store::tests::log_entry(DEFAULT_VAULT_ID, T0),
+        crate::store::tests::log_entry(&doomed, T0),
+    ];
+    entries[0].path = "/kept".into();
+    store.insert_logs(&entries).unwrap();
+
+    let left: i64 = client(&url)
+        .query_one("SELECT count(*) FROM request_logs", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 1);
 }

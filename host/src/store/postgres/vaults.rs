@@ -88,7 +88,13 @@ pub(super) fn delete(tx: &mut Tx<'_>, id: &str) -> TxResult<()> {
             "the {DEFAULT_VAULT} vault cannot be deleted"
         )));
     }
-    // The foreign keys cascade all of this too; spelled out as in the SQLite backend.
+    // First, before anything is read, so that this transaction's snapshot is taken after
+    // the request-log inserts under way have committed, and none starts until this one
+    // ends: their entries for this vault are deleted below, or dropped by their own check
+    // (`request_log.rs`, "Vaults deleted meanwhile").
+    tx.batch_execute("LOCK TABLE request_logs IN SHARE ROW EXCLUSIVE MODE")?;
+    // The foreign keys cascade the rest too; spelled out as in the SQLite backend. The
+    // request log has none.
     for sql in [
         "DELETE FROM vault_grants WHERE vault_id = $1",
         "DELETE FROM vault_settings WHERE vault_id = $1",
