@@ -778,6 +778,17 @@ fn the_master_password_can_come_from_a_file() {
     let server = Server::start(&data);
     assert!(server.get("/health").starts_with("HTTP/1.1 200"));
     drop(server);
+    // The file variable set but empty is the same as unset, as the password variable is.
+    let server = Server::start_with(
+        &data,
+        &[],
+        &[
+            ("AGENT_VAULT_MASTER_PASSWORD", MASTER_PASSWORD),
+            ("AGENT_VAULT_MASTER_PASSWORD_FILE", ""),
+        ],
+    );
+    assert!(server.get("/health").starts_with("HTTP/1.1 200"));
+    drop(server);
 
     std::fs::write(secrets.path().join("wrong"), "not the password\n").unwrap();
     let wrong = secrets.path().join("wrong");

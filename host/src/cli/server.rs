@@ -67,7 +67,8 @@ pub struct ServerArgs {
     database_url: Option<String>,
     /// Read the master password from this file (one trailing line break is removed): a
     /// systemd credential (`${CREDENTIALS_DIRECTORY}/master-password`), a mounted Secret.
-    #[arg(long, env = MASTER_PASSWORD_FILE_ENV, value_name = "FILE")]
+    /// Without it, the file `AGENT_VAULT_MASTER_PASSWORD_FILE` names, if set and not empty.
+    #[arg(long, value_name = "FILE")]
     master_password_file: Option<std::path::PathBuf>,
     /// Read the master password from the first line of standard input.
     #[arg(long)]
@@ -227,7 +228,13 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     logging::init(&args.log_level, args.log_format);
     process::forbid_dumps();
     process::raise_fd_limit();
-    let env_password = process::given_password(args.master_password_file.as_deref())?;
+    // The variable is read here rather than by clap, which would refuse it set but empty
+    // (the same as unset, as for the password variable).
+    let password_file = args
+        .master_password_file
+        .clone()
+        .or_else(|| std::env::var_os(MASTER_PASSWORD_FILE_ENV).map(Into::into));
+    let env_password = process::given_password(password_file.as_deref())?;
     // Flags first: a mistyped one must not set up a new instance on its way to failing.
     let mut allowlist = parse_allowlist(&args.network_allowlist)?;
     if args.allow_private_ranges {
