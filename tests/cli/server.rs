@@ -201,6 +201,34 @@ fn a_background_server_gets_the_master_password_on_stdin_never_in_its_environmen
     }
     data.run(&["server", "stop"]).ok();
 
+    // From a file: the background server is not given the file's name, only its content,
+    // on its standard input.
+    let secrets = tempfile::tempdir().unwrap();
+    let file = secrets.path().join("master-password");
+    std::fs::write(&file, format!("{password}\n")).unwrap();
+    let file = file.to_str().unwrap();
+    let printed = data
+        .run(&[
+            "server",
+            "-d",
+            "--port",
+            "0",
+            "--mitm-port",
+            "0",
+            "--master-password-file",
+            file,
+        ])
+        .ok();
+    let server = Background::started(&printed);
+    assert!(server.health().unwrap().starts_with("HTTP/1.1 200"));
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", server.pid)).unwrap();
+    let cmdline = String::from_utf8_lossy(&cmdline);
+    assert!(
+        cmdline.contains("--password-stdin") && !cmdline.contains("master-password-file"),
+        "{cmdline}"
+    );
+    data.run(&["server", "stop"]).ok();
+
     // A wrong password is refused in the foreground, before anything starts.
     let refused = data
         .command(&["server", "-d", "--port", "0", "--mitm-port", "0"])

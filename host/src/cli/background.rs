@@ -154,12 +154,28 @@ pub fn stop(data_dir: &Path, timeout: Duration) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// This command line's arguments without `-d`/`--detach`.
+/// This command line without `-d`, and without `--master-password-file`: the password
+/// reaches the background server on its standard input.
 fn server_args() -> Vec<OsString> {
-    std::env::args_os()
-        .skip(1)
-        .filter(|arg| arg != "-d" && arg != "--detach")
-        .collect()
+    let mut args = Vec::new();
+    let mut given = std::env::args_os().skip(1);
+    while let Some(arg) = given.next() {
+        if arg == "-d" || arg == "--detach" {
+            continue;
+        }
+        if arg == "--master-password-file" {
+            given.next();
+            continue;
+        }
+        if arg
+            .to_str()
+            .is_some_and(|arg| arg.starts_with("--master-password-file="))
+        {
+            continue;
+        }
+        args.push(arg);
+    }
+    args
 }
 
 fn open_log(path: &Path) -> anyhow::Result<std::fs::File> {

@@ -12,6 +12,7 @@ mod background;
 mod client;
 mod credential;
 mod input;
+mod logging;
 mod logs;
 mod master_password;
 mod migrate_db;

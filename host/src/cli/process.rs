@@ -7,7 +7,8 @@
 //!   change it. So when `AGENT_VAULT_MASTER_PASSWORD` is set, the server starts itself again
 //!   at once (`exec`: the same executable, arguments and process id) without it, handing the
 //!   password over on a pipe as its standard input ([`restart_without_password_env`]).
-//!   `AGENT_VAULT_MASTER_PASSWORD_FILE` names a file to read it from instead.
+//!   `--master-password-file` (`AGENT_VAULT_MASTER_PASSWORD_FILE`) names a file to read it
+//!   from instead: a systemd credential, a Kubernetes Secret mounted as a file.
 //! - The process is not dumpable (`PR_SET_DUMPABLE` 0) and writes no core dumps
 //!   (`RLIMIT_CORE` 0): the kernel then lets no other process of the user read its memory,
 //!   environment or file descriptors through `/proc`, or attach a debugger (root still can).
@@ -98,9 +99,9 @@ fn this_executable() -> anyhow::Result<std::path::PathBuf> {
 }
 
 /// The master password given without a prompt or `--password-stdin`: handed over by
-/// [`restart_without_password_env`], or read from the file `AGENT_VAULT_MASTER_PASSWORD_FILE`
-/// names (one trailing line break removed).
-pub fn given_password() -> anyhow::Result<Option<Zeroizing<String>>> {
+/// [`restart_without_password_env`], or read from `file` (`--master-password-file` or
+/// `AGENT_VAULT_MASTER_PASSWORD_FILE`; one trailing line break removed).
+pub fn given_password(file: Option<&Path>) -> anyhow::Result<Option<Zeroizing<String>>> {
     if std::env::var_os(RESTARTED_ENV).is_some() {
         let mut password = Zeroizing::new(String::new());
         std::io::stdin()
@@ -108,14 +109,12 @@ pub fn given_password() -> anyhow::Result<Option<Zeroizing<String>>> {
             .context("reading the master password handed over on standard input")?;
         return Ok(Some(password));
     }
-    let Some(path) = std::env::var_os(MASTER_PASSWORD_FILE_ENV).filter(|path| !path.is_empty())
-    else {
+    let Some(path) = file.filter(|path| !path.as_os_str().is_empty()) else {
         return Ok(None);
     };
-    let path = Path::new(&path);
     let mut password = Zeroizing::new(
         std::fs::read_to_string(path)
-            .with_context(|| format!("reading {MASTER_PASSWORD_FILE_ENV} ({})", path.display()))?,
+            .with_context(|| format!("reading the master password file {}", path.display()))?,
     );
     for line_break in ["\n", "\r"] {
         if password.ends_with(line_break) {
@@ -123,10 +122,7 @@ pub fn given_password() -> anyhow::Result<Option<Zeroizing<String>>> {
         }
     }
     if password.is_empty() {
-        bail!(
-            "{MASTER_PASSWORD_FILE_ENV} names an empty file ({})",
-            path.display()
-        );
+        bail!("the master password file {} is empty", path.display());
     }
     Ok(Some(password))
 }

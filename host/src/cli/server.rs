@@ -2,7 +2,7 @@
 //! and run the server.
 //!
 //! The master password comes from `AGENT_VAULT_MASTER_PASSWORD` (the server starts itself
-//! again without it in its environment), the file `AGENT_VAULT_MASTER_PASSWORD_FILE` names,
+//! again without it in its environment), the file `--master-password-file` names,
 //! `--password-stdin`, or a prompt. A new instance can instead run `--passwordless`, which
 //! stores the data key unencrypted and says so. Before any of that the process is made
 //! undumpable (`process.rs`).
@@ -21,6 +21,7 @@ use zeroize::Zeroizing;
 
 use super::background;
 use super::input;
+use super::logging::{self, LogFormat};
 use super::pidfile::PidFile;
 use super::process::{self, MASTER_PASSWORD_ENV, MASTER_PASSWORD_FILE_ENV};
 use super::{DataDirArgs, data_dir_or_home};
@@ -64,6 +65,11 @@ pub struct ServerArgs {
     /// environment variable: other users can read a command line.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL")]
     database_url: Option<String>,
+    /// Read the master password from this file (one trailing line break is removed): a
+    /// systemd credential (`${CREDENTIALS_DIRECTORY}/master-password`), a mounted Secret.
+    /// Without it, the file `AGENT_VAULT_MASTER_PASSWORD_FILE` names, if set and not empty.
+    #[arg(long, value_name = "FILE")]
+    master_password_file: Option<std::path::PathBuf>,
     /// Read the master password from the first line of standard input.
     #[arg(long)]
     password_stdin: bool,
@@ -181,6 +187,15 @@ pub struct ServerArgs {
         value_parser = ["error", "warn", "info", "debug"]
     )]
     log_level: String,
+    /// How each log line is written: `text` for people, or `json`, one object per line with
+    /// stable keys (`docs/deploy.md`).
+    #[arg(
+        long,
+        env = "AGENT_VAULT_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text
+    )]
+    log_format: LogFormat,
     #[command(flatten)]
     dirs: DataDirArgs,
 }
@@ -210,10 +225,16 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     // First, before anything reads the environment or starts a thread: a password in the
     // environment is handed to this server started again without it.
     process::restart_without_password_env()?;
-    init_logging(&args.log_level);
+    logging::init(&args.log_level, args.log_format);
     process::forbid_dumps();
     process::raise_fd_limit();
-    let env_password = process::given_password()?;
+    // The variable is read here rather than by clap, which would refuse it set but empty
+    // (the same as unset, as for the password variable).
+    let password_file = args
+        .master_password_file
+        .clone()
+        .or_else(|| std::env::var_os(MASTER_PASSWORD_FILE_ENV).map(Into::into));
+    let env_password = process::given_password(password_file.as_deref())?;
     // Flags first: a mistyped one must not set up a new instance on its way to failing.
     let mut allowlist = parse_allowlist(&args.network_allowlist)?;
     if args.allow_private_ranges {
@@ -488,23 +509,6 @@ fn base_url(addr: Option<String>, fly_app_name: Option<String>) -> Option<String
             .bytes()
             .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-');
     valid.then(|| format!("https://{app}.fly.dev"))
-}
-
-/// Logs go to stderr, at `level`; `AGENT_VAULT_LOG`, a full filter, overrides it.
-fn init_logging(level: &str) {
-    // At debug, the libraries underneath (hyper, h2, rustls) stay at info: their debug
-    // lines are about connection internals, not about what the server does.
-    let level = match level {
-        "debug" => "info,agent_vault=debug",
-        other => other,
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("AGENT_VAULT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 #[cfg(test)]
