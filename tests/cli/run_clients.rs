@@ -433,9 +433,15 @@ fn vault_run_points_every_client_at_one_private_bundle() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines[0], "1", "NODE_USE_ENV_PROXY");
     let data = c.t.proxy.data.path().join("cli");
-    let bundle = data.join("ca-bundle.pem");
+    let bundle = PathBuf::from(lines[1]);
+    assert_eq!(bundle.parent(), Some(data.as_path()));
+    let file_name = bundle.file_name().unwrap().to_str().unwrap();
+    assert!(
+        file_name.starts_with("ca-bundle-") && file_name.ends_with(".pem"),
+        "{file_name}"
+    );
     for (name, value) in names.iter().zip(&lines[1..]) {
-        assert_eq!(*value, bundle.to_str().unwrap(), "{name}");
+        assert_eq!(*value, lines[1], "{name}");
     }
     assert_eq!(lines.len(), names.len() + 1);
 
@@ -465,12 +471,23 @@ fn vault_run_points_every_client_at_one_private_bundle() {
     assert_eq!(mode(&bundle), 0o600);
     assert_eq!(mode(&data), 0o700);
 
-    // A second run, with the first one's bundle in SSL_CERT_FILE (a nested `vault run`),
-    // keeps what it trusted and repeats nothing.
-    let bundle_path = bundle.to_str().unwrap().to_owned();
-    let nested = c.vault_run(&[("SSL_CERT_FILE", &bundle_path)], &["true"]);
-    assert!(nested.status.success(), "{}", text(&nested));
-    assert_eq!(der(&std::fs::read_to_string(&bundle).unwrap()), inside);
+    // A run inside the command (the first bundle in SSL_CERT_FILE) keeps what it trusted
+    // and repeats nothing: the same bundle.
+    let bundle_of = |env: &[(&str, &str)]| {
+        let output = c.vault_run(env, &["sh", "-c", "echo \"$SSL_CERT_FILE\""]);
+        assert!(output.status.success(), "{}", text(&output));
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    assert_eq!(bundle_of(&[("SSL_CERT_FILE", lines[1])]), lines[1]);
+    // A run without the user's CA gets a bundle of its own, and leaves the one the first
+    // command reads as it was.
+    let other = bundle_of(&[]);
+    assert_ne!(other, lines[1]);
+    assert_eq!(
+        der(&std::fs::read_to_string(&other).unwrap()).len(),
+        inside.len() - 1
+    );
+    assert_eq!(std::fs::read_to_string(&bundle).unwrap(), contents);
 }
 
 #[test]
@@ -531,5 +548,9 @@ fn vault_run_will_not_write_the_bundle_where_others_can_swap_it() {
             data.display()
         )
     );
-    assert!(!data.join("ca-bundle.pem").exists());
+    assert_eq!(
+        std::fs::read_dir(&data).unwrap().count(),
+        0,
+        "no bundle written"
+    );
 }

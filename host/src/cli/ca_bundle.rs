@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
+use sha2::Digest as _;
 
 use super::client;
 
@@ -44,9 +45,6 @@ pub const CA_VARIABLES: [&str; 15] = [
     "CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE",
     "COMPOSER_CAFILE",
 ];
-
-/// The file's name inside the data directory.
-pub const FILE_NAME: &str = "ca-bundle.pem";
 
 /// Why the bundle could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -104,7 +102,7 @@ impl Source {
     }
 }
 
-/// Write `<data-dir>/ca-bundle.pem` (the system's roots, the bundles this process's
+/// Write `<data-dir>/ca-bundle-<hash>.pem` (the system's roots, the bundles this process's
 /// environment names, then the local CA) and return its path.
 pub fn write(data_dir: &Path, local_ca_pem: &str) -> Result<PathBuf, BundleError> {
     let mut sources: Vec<Source> = SYSTEM_BUNDLES
@@ -156,10 +154,14 @@ pub fn write(data_dir: &Path, local_ca_pem: &str) -> Result<PathBuf, BundleError
         bundle.push('\n');
     }
 
+    // Named by its contents: a `vault run` merging other bundles writes another file rather
+    // than take trust away from a command already running on this one.
+    let digest = hex::encode(sha2::Sha256::digest(bundle.as_bytes()));
+    let name = format!("ca-bundle-{}.pem", &digest[..16]);
     check_private(data_dir)?;
     // Creates the data directory, 0700, if need be; the file is 0600, renamed into place.
-    client::write_private(data_dir, FILE_NAME, bundle.as_bytes()).map_err(BundleError::Write)?;
-    Ok(data_dir.join(FILE_NAME))
+    client::write_private(data_dir, &name, bundle.as_bytes()).map_err(BundleError::Write)?;
+    Ok(data_dir.join(name))
 }
 
 /// The certificates of one bundle file; at least one, or an error naming its variable.
