@@ -133,6 +133,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, format, *args):
         sys.stderr.write("local_services: " + (format % args) + "\n")
 
+    def log_request(self, code="-", size="-"):
+        # Only refusals and failures: what a failing test needs to see.
+        if isinstance(code, int) and code >= 400 and self.headers.get("authorization"):
+            super().log_request(code, size)
+
     def do_GET(self):
         self.dispatch()
 
@@ -265,7 +270,10 @@ def main():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(options.cert, options.key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
+    # The handshake happens in the request's thread, on its first read, not in accept().
+    server.socket = context.wrap_socket(
+        server.socket, server_side=True, do_handshake_on_connect=False
+    )
     print(server.server_address[1], flush=True)
     server.serve_forever()
 
