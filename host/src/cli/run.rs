@@ -5,8 +5,9 @@
 //! person; an agent's or a session's own token as it is), fetches the local CA, writes a
 //! bundle of the system's roots, the user's own bundles and that CA (`ca_bundle.rs`, so
 //! unrelated HTTPS keeps working), and then becomes CMD (`exec`), with the agent-vault
-//! variables, the `HTTPS_PROXY` family and the CA-trust variables of common runtimes set. Being the child rather than its parent, it
-//! passes on every signal and the exit code as they are.
+//! variables, the `HTTPS_PROXY` family and the CA-trust variables of common runtimes set.
+//! Being the child rather than its parent, it passes on every signal and the exit code as
+//! they are.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
