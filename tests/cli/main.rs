@@ -23,6 +23,7 @@ mod plugin_commands;
 mod proposals;
 mod proxy;
 mod request_log;
+mod run_clients;
 mod server;
 mod store_rows;
 mod substitutions;

@@ -539,7 +539,7 @@ fn vault_run(t: &Transparent, token: &str, command: &[&str]) -> std::process::Ou
         .expect("agent-vault runs")
 }
 
-fn agent_token(t: &Transparent, name: &str) -> String {
+pub fn agent_token(t: &Transparent, name: &str) -> String {
     let agent = t.proxy.api(
         "POST",
         "/v1/agents",

@@ -290,7 +290,9 @@ pub fn write_private(data_dir: &Path, name: &str, contents: &[u8]) -> anyhow::Re
         .create(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
     let path = data_dir.join(name);
-    let temporary = data_dir.join(format!(".{name}.tmp"));
+    // One temporary file per process: two commands writing the same file at once each
+    // rename a whole one into place.
+    let temporary = data_dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let write = || -> std::io::Result<()> {
         let _ = std::fs::remove_file(&temporary);
         let mut options = std::fs::OpenOptions::new();

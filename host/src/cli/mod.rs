@@ -9,6 +9,7 @@
 mod agent;
 mod auth;
 mod background;
+mod ca_bundle;
 mod client;
 mod credential;
 mod input;

@@ -3,38 +3,22 @@
 //!
 //! `vault run` gets a token for the child (a new vault session of `--ttl` for a logged-in
 //! person; an agent's or a session's own token as it is), fetches the local CA, writes a
-//! bundle of the system's roots plus that CA (so unrelated HTTPS keeps working), and then
-//! becomes CMD (`exec`), with the agent-vault variables, the `HTTPS_PROXY` family and the
-//! CA-trust variables of common runtimes set. Being the child rather than its parent, it
-//! passes on every signal and the exit code as they are.
+//! bundle of the system's roots, the user's own bundles and that CA (`ca_bundle.rs`, so
+//! unrelated HTTPS keeps working), and then becomes CMD (`exec`), with the agent-vault
+//! variables, the `HTTPS_PROXY` family and the CA-trust variables of common runtimes set.
+//! Being the child rather than its parent, it passes on every signal and the exit code as
+//! they are.
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
+use super::ca_bundle;
 use super::client::{self, Client, ClientArgs, query_value};
 use super::vault_select::VaultSelect;
-
-/// The system's trust stores, in the order they are looked for.
-const SYSTEM_BUNDLES: [&str; 4] = [
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/ssl/cert.pem",
-    "/etc/ssl/ca-bundle.pem",
-];
-
-/// The variables that point a runtime at a CA bundle.
-const CA_VARIABLES: [&str; 6] = [
-    "SSL_CERT_FILE",
-    "NODE_EXTRA_CA_CERTS",
-    "REQUESTS_CA_BUNDLE",
-    "CURL_CA_BUNDLE",
-    "GIT_SSL_CAINFO",
-    "DENO_CERT",
-];
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -123,7 +107,7 @@ pub fn run(args: &ClientArgs, run_args: RunArgs) -> anyhow::Result<ExitCode> {
     ];
     match fetch_ca(&client) {
         Ok((pem, port)) => {
-            let bundle = write_bundle(&data_dir, &pem)?;
+            let bundle = ca_bundle::write(&data_dir, &pem)?;
             let proxy_host = proxy_host(&address)?;
             let proxy = format!(
                 "http://{}:{}@{proxy_host}:{port}",
@@ -137,7 +121,7 @@ pub fn run(args: &ClientArgs, run_args: RunArgs) -> anyhow::Result<ExitCode> {
             env.push(("NO_PROXY".into(), no_proxy.clone().into()));
             env.push(("no_proxy".into(), no_proxy.into()));
             env.push(("NODE_USE_ENV_PROXY".into(), "1".into()));
-            for name in CA_VARIABLES {
+            for name in ca_bundle::CA_VARIABLES {
                 env.push((name.into(), bundle.clone().into()));
             }
         }
@@ -212,41 +196,6 @@ fn no_proxy(proxy_host: &str) -> String {
         }
     }
     entries.join(",")
-}
-
-/// `<data-dir>/ca-bundle.pem`: the system's roots (and the user's own `SSL_CERT_FILE`), then
-/// the local CA.
-fn write_bundle(data_dir: &Path, ca_pem: &str) -> anyhow::Result<PathBuf> {
-    let mut bundle = String::new();
-    let mut sources: Vec<PathBuf> = SYSTEM_BUNDLES
-        .iter()
-        .map(PathBuf::from)
-        .filter(|path| path.is_file())
-        .take(1)
-        .collect();
-    if let Some(own) = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from)
-        && own.is_file()
-        && !sources.contains(&own)
-    {
-        sources.push(own);
-    }
-    if sources.is_empty() {
-        eprintln!(
-            "warning: no system CA bundle found; only the agent-vault CA will be trusted by the command"
-        );
-    }
-    for source in sources {
-        let text = std::fs::read_to_string(&source)
-            .with_context(|| format!("reading {}", source.display()))?;
-        bundle.push_str(&text);
-        if !bundle.ends_with('\n') {
-            bundle.push('\n');
-        }
-    }
-    bundle.push_str(ca_pem);
-    // Creates the data directory, 0700, if need be.
-    client::write_private(data_dir, "ca-bundle.pem", bundle.as_bytes())?;
-    Ok(data_dir.join("ca-bundle.pem"))
 }
 
 /// Replace this process with `command` (Unix), so that signals and the exit status are the
