@@ -5,7 +5,7 @@
 //!
 //! As in SQLite (`sqlite/request_log.rs`): entries of a vault deleted since the request are
 //! dropped on insert, and pruning deletes by age and then beyond a cap per vault. A batch goes
-//! in as one statement over arrays (`UNNEST`), one round trip however long it is.
+//! in as one `COPY`, one round trip however long it is.
 //!
 //! Ids come from a sequence, and rise in commit order as in SQLite, also with several
 //! servers writing: an insert takes [`INSERT_LOCK`] before its ids and holds it until its
@@ -23,6 +23,7 @@
 //! or the deletion commits first, and the insert's check no longer finds the vault.
 
 use postgres::Row;
+use postgres::types::{ToSql, Type};
 
 use super::Tx;
 
@@ -60,44 +61,48 @@ fn log_row(row: &Row) -> TxResult<LogEntry> {
     })
 }
 
-/// The batch's columns, one array each, for `UNNEST`.
-#[derive(Default)]
-struct LogColumns<'a> {
-    vault_id: Vec<&'a str>,
-    ingress: Vec<&'a str>,
-    method: Vec<&'a str>,
-    host: Vec<&'a str>,
-    path: Vec<&'a str>,
-    matched_service: Vec<Option<&'a str>>,
-    credential_keys: Vec<String>,
-    status: Vec<i64>,
-    latency_ms: Vec<i64>,
-    error_code: Vec<Option<&'a str>>,
-    actor_type: Vec<Option<&'static str>>,
-    actor_id: Vec<Option<&'a str>>,
-    created_at: Vec<i64>,
+/// The columns a batch's `COPY` fills, and their types: all but `id`, which the table
+/// numbers.
+const COPY_ENTRIES: &str = "COPY request_logs (vault_id, ingress, method, host, path,
+     matched_service, credential_keys, status, latency_ms, error_code, actor_type, actor_id,
+     created_at) FROM STDIN (FORMAT binary)";
+const COPY_TYPES: [Type; 13] = [
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8,
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8,
+];
+
+/// An entry's values that are not in it as they are stored.
+struct Converted<'a> {
+    credential_keys: String,
+    status: i64,
+    latency_ms: i64,
+    actor_type: Option<&'static str>,
+    actor_id: Option<&'a str>,
 }
 
-impl<'a> LogColumns<'a> {
-    fn push(&mut self, entry: &'a LogEntry) -> TxResult<()> {
-        let keys = serde_json::to_string(&entry.credential_keys)
+impl<'a> Converted<'a> {
+    fn of(entry: &'a LogEntry) -> TxResult<Self> {
+        let credential_keys = serde_json::to_string(&entry.credential_keys)
             .map_err(|error| misuse(&format!("cannot encode credential key names: {error}")))?;
         let (actor_type, actor_id) = actor_columns(entry.actor.as_ref());
-        self.vault_id.push(&entry.vault_id);
-        self.ingress.push(&entry.ingress);
-        self.method.push(&entry.method);
-        self.host.push(&entry.host);
-        self.path.push(&entry.path);
-        self.matched_service.push(entry.matched_service.as_deref());
-        self.credential_keys.push(keys);
-        self.status.push(i64::from(entry.status));
-        self.latency_ms
-            .push(i64::try_from(entry.latency_ms).unwrap_or(i64::MAX));
-        self.error_code.push(entry.error_code.as_deref());
-        self.actor_type.push(actor_type);
-        self.actor_id.push(actor_id);
-        self.created_at.push(entry.created_at);
-        Ok(())
+        Ok(Converted {
+            credential_keys,
+            status: i64::from(entry.status),
+            latency_ms: i64::try_from(entry.latency_ms).unwrap_or(i64::MAX),
+            actor_type,
+            actor_id,
+        })
     }
 }
 
@@ -127,36 +132,35 @@ pub(super) fn insert(
         &[&named],
         |row| column(row, 0),
     )?;
-    let mut batch = LogColumns::default();
-    for entry in entries {
-        if vaults.contains(&entry.vault_id) {
-            batch.push(entry)?;
-        }
-    }
-    if !batch.vault_id.is_empty() {
-        tx.execute(
-            "INSERT INTO request_logs (vault_id, ingress, method, host, path, matched_service,
-                 credential_keys, status, latency_ms, error_code, actor_type, actor_id,
-                 created_at)
-             SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[],
-                 $6::TEXT[], $7::TEXT[], $8::BIGINT[], $9::BIGINT[], $10::TEXT[], $11::TEXT[],
-                 $12::TEXT[], $13::BIGINT[])",
-            &[
-                &batch.vault_id,
-                &batch.ingress,
-                &batch.method,
-                &batch.host,
-                &batch.path,
-                &batch.matched_service,
-                &batch.credential_keys,
-                &batch.status,
-                &batch.latency_ms,
-                &batch.error_code,
-                &batch.actor_type,
-                &batch.actor_id,
-                &batch.created_at,
-            ],
-        )?;
+    let kept: Vec<&LogEntry> = entries
+        .iter()
+        .filter(|entry| vaults.contains(&entry.vault_id))
+        .collect();
+    let converted = kept
+        .iter()
+        .map(|entry| Converted::of(entry))
+        .collect::<TxResult<Vec<_>>>()?;
+    if !kept.is_empty() {
+        // COPY rather than INSERT: PostgreSQL writes its rows a page at a time.
+        let rows = kept.iter().zip(&converted).map(|(entry, converted)| {
+            let row: Vec<&(dyn ToSql + Sync)> = vec![
+                &entry.vault_id,
+                &entry.ingress,
+                &entry.method,
+                &entry.host,
+                &entry.path,
+                &entry.matched_service,
+                &converted.credential_keys,
+                &converted.status,
+                &converted.latency_ms,
+                &entry.error_code,
+                &converted.actor_type,
+                &converted.actor_id,
+                &entry.created_at,
+            ];
+            row
+        });
+        tx.copy_in_binary(COPY_ENTRIES, &COPY_TYPES, rows)?;
     }
     if let Some((journal, through)) = through {
         let through = i64::try_from(through).unwrap_or(i64::MAX);

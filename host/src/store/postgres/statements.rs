@@ -8,8 +8,9 @@
 
 use std::collections::HashMap;
 
+use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::tls::{MakeTlsConnect, TlsConnect};
-use postgres::types::ToSql;
+use postgres::types::{ToSql, Type};
 use postgres::{Client, Row, Socket, Statement, Transaction};
 use r2d2::ManageConnection;
 use r2d2_postgres::PostgresConnectionManager;
@@ -106,6 +107,21 @@ impl<'a> Tx<'a> {
     ) -> Result<Row, postgres::Error> {
         let statement = self.statement(sql)?;
         self.tx.query_one(&statement, params)
+    }
+
+    /// `COPY ... FROM STDIN (FORMAT binary)` of `rows`, each with the values of the columns
+    /// `sql` names, of the `types` given; how many rows went in.
+    pub(super) fn copy_in_binary<'r>(
+        &mut self,
+        sql: &str,
+        types: &[Type],
+        rows: impl IntoIterator<Item = Vec<&'r (dyn ToSql + Sync)>>,
+    ) -> Result<u64, postgres::Error> {
+        let mut writer = BinaryCopyInWriter::new(self.tx.copy_in(sql)?, types);
+        for row in rows {
+            writer.write(&row)?;
+        }
+        writer.finish()
     }
 
     /// Statements without parameters or results, not prepared.
