@@ -640,11 +640,23 @@ fn a_base_path_that_is_not_a_plain_path_stops_the_server_with_the_reason() {
              query, fragment or percent-encoding)",
         ),
     ] {
-        let refused = data
-            .command(&["server", "--port", "0", "--mitm-port", "0"])
-            .env("AGENT_VAULT_BASE_PATH", given)
-            .env("AGENT_VAULT_MASTER_PASSWORD", MASTER_PASSWORD)
-            .run();
+        // The flag, and once the variable.
+        let flag = [
+            "server",
+            "--port",
+            "0",
+            "--mitm-port",
+            "0",
+            "--base-path",
+            given,
+        ];
+        let refused = if given.contains('?') {
+            data.command(&flag[..5]).env("AGENT_VAULT_BASE_PATH", given)
+        } else {
+            data.command(&flag)
+        }
+        .env("AGENT_VAULT_MASTER_PASSWORD", MASTER_PASSWORD)
+        .run();
         assert_eq!(refused.fails(), format!("error: --base-path: {reason}\n"));
     }
 }

@@ -410,3 +410,27 @@ pub async fn reject(state: &ApiState, request: &Request, id: &str) -> Response<F
     )
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::same_origin;
+
+    #[test]
+    fn the_public_origin_is_matched_whole() {
+        let public = "https://tools.example.com/agent-vault";
+        assert!(same_origin("https://tools.example.com", public));
+        assert!(same_origin("HTTPS://Tools.Example.com", public));
+        assert!(same_origin(
+            "http://127.0.0.1:8080",
+            "http://127.0.0.1:8080"
+        ));
+        for other in [
+            "https://tools.example",
+            "https://tools.example.com.evil",
+            "http://tools.example.com",
+            "https://tools.example.com:8443",
+        ] {
+            assert!(!same_origin(other, public), "{other}");
+        }
+    }
+}
