@@ -132,10 +132,11 @@ pub struct PublicAddress {
     trusted_proxies: TrustedProxies,
 }
 
-/// One request's public address, for the handlers that build links (a request extension
-/// on the proxy's side).
-#[derive(Debug, Clone)]
-pub struct RequestAddress(pub String);
+/// The TCP peer of a proxy request that came in on the control plane (a request
+/// extension): the proxy makes a link only for a refusal, and only then works out the
+/// address for this peer.
+#[derive(Debug, Clone, Copy)]
+pub struct ControlPlanePeer(pub IpAddr);
 
 impl PublicAddress {
     /// `configured` is `AGENT_VAULT_ADDR` as given: with a path it is used as it is, without

@@ -54,7 +54,7 @@ use hyper::body::Incoming;
 use crate::authority::display_authority;
 use crate::client_addr::TrustedProxies;
 use crate::plugin::registry::Registry;
-use crate::public_url::{PublicAddress, RequestAddress};
+use crate::public_url::{ControlPlanePeer, PublicAddress};
 use crate::ratelimit::{AttemptLimiter, RateLimiter};
 use crate::request_log::RequestLog;
 use crate::store::{self, Db, LogEntry, OwnerKnown};
@@ -99,8 +99,8 @@ pub struct ProxyState {
     pub plugins: Arc<Registry>,
     /// The queue each request's log row goes to.
     pub request_log: RequestLog,
-    /// The server's own address, for the links in errors (`proposal_hint`); a request on
-    /// the control plane carries its own (`RequestAddress`, set by [`handle`]).
+    /// The server's own address, for the links in errors (`proposal_hint`), as the peer of
+    /// a request on the control plane sees it (`ControlPlanePeer`, set by [`handle`]).
     pub address: PublicAddress,
     /// The reverse proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: TrustedProxies,
@@ -124,8 +124,7 @@ pub async fn handle(
     peer: IpAddr,
 ) -> Response<ProxyBody> {
     let client = state.trusted_proxies.client(peer, request.headers());
-    let address = state.address.for_request(peer, request.headers());
-    request.extensions_mut().insert(RequestAddress(address));
+    request.extensions_mut().insert(ControlPlanePeer(peer));
     if request.uri().path() == "/discover" {
         return discover::discover(&state, &request, client)
             .await
