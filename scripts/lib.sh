@@ -33,6 +33,8 @@ fi
 # - Debian's postgresql (its server binaries, not a running service): the store's tests run
 #   against SQLite and against a throwaway PostgreSQL cluster that they start themselves
 #   (host/src/store/postgres/tests/cluster.rs).
+# - Debian's nginx (its binary, not a running service): the base-path tests put a real nginx
+#   in front of the server (tests/reverse_proxy/nginx.conf, tests/cli/base_path.rs).
 install_test_deps() {
   local debs=()
   [ -x /usr/bin/chromium ] || debs+=(chromium)
@@ -42,8 +44,9 @@ install_test_deps() {
     && ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
     debs+=(postgresql)
   fi
+  [ -x /usr/sbin/nginx ] || debs+=(nginx)
   if [ "${#debs[@]}" -gt 0 ]; then
-    echo "Installing Debian's ${debs[*]} (needed by the browser, transparent proxy, vault run client and store tests)..." >&2
+    echo "Installing Debian's ${debs[*]} (needed by the browser, transparent proxy, vault run client, store and base-path tests)..." >&2
     local sudo=()
     if [ "$(id -u)" -ne 0 ]; then
       command -v sudo >/dev/null 2>&1 && sudo=(sudo)
@@ -52,7 +55,7 @@ install_test_deps() {
       || ! command -v apt-get >/dev/null 2>&1 \
       || ! { "${sudo[@]}" apt-get update >&2 \
         && "${sudo[@]}" apt-get install -y --no-install-recommends "${debs[@]}" >&2; }; then
-      echo "error: could not install ${debs[*]}; install Debian's \`${debs[*]}\` package(s) (chromium as /usr/bin/chromium) and try again" >&2
+      echo "error: could not install ${debs[*]}; install Debian's \`${debs[*]}\` package(s) (chromium as /usr/bin/chromium, nginx as /usr/sbin/nginx) and try again" >&2
       exit 1
     fi
   fi

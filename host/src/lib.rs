@@ -23,6 +23,7 @@ pub mod path;
 pub mod plugin;
 pub mod proposals;
 pub mod proxy;
+pub mod public_url;
 pub mod ratelimit;
 pub mod request;
 pub mod request_log;

@@ -29,6 +29,7 @@ use crate::notify::Notifier;
 use crate::plugin::registry::{Registry, RegistryError, RegistrySettings};
 use crate::plugin::{EngineError, EngineSettings, PluginEngine};
 use crate::proxy::{self, Cache, ProxySettings, ProxyState};
+use crate::public_url::{BasePath, PublicAddress};
 use crate::ratelimit::{AttemptLimiter, RateLimiter, RateLimits};
 use crate::request_log::{Journal, JournalError, RequestLog};
 use crate::store::{self, Db, Store};
@@ -55,8 +56,11 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub plugin_dir: PathBuf,
     pub cache_dir: PathBuf,
-    /// The address clients and links use; defaults to `http://{listen}`.
+    /// The address clients and links use (`AGENT_VAULT_ADDR`); defaults to a trusted
+    /// reverse proxy's `X-Forwarded-Host`, else `http://{listen}`, with the base path.
     pub base_url: Option<String>,
+    /// The path prefix everything on the control plane is served under (`--base-path`).
+    pub base_path: BasePath,
     /// Allow services for internal hosts (localhost, IP addresses).
     pub dev_mode: bool,
     pub log_retention: LogRetention,
@@ -200,10 +204,12 @@ pub async fn run(
             db.clone(),
             data_key,
             plugins.clone(),
-            config
-                .base_url
-                .clone()
-                .unwrap_or_else(|| format!("http://{local}")),
+            PublicAddress::new(
+                config.base_url.clone(),
+                local,
+                config.base_path.clone(),
+                config.trusted_proxies.clone(),
+            ),
             KdfParams::default(),
             config.dev_mode,
             request_log,
@@ -238,7 +244,7 @@ pub async fn run(
                 data_key: state.data_key.clone(),
                 plugins: state.plugins.clone(),
                 request_log: state.request_log.clone(),
-                base_url: state.base_url.clone(),
+                address: state.address.clone(),
                 trusted_proxies: state.trusted_proxies.clone(),
                 upstream: Upstream::new(upstream_settings.clone())?,
                 cache: cache.clone(),
@@ -255,6 +261,13 @@ pub async fn run(
         plugins = plugins.list().len(),
         "agent-vault started"
     );
+    if !config.base_path.as_str().is_empty() {
+        tracing::info!(
+            "serving under {}: links read {}",
+            config.base_path.as_str(),
+            state.address.fixed()
+        );
+    }
     // Scripts and tests read the address from this line.
     println!("agent-vault listening on http://{local}");
     // The transparent listener's connections are dealt to the same workers, each with a
@@ -297,8 +310,12 @@ pub async fn run(
                     let service = hyper::service::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
                         let (state, proxy) = (state.clone(), proxy.clone());
                         request.extensions_mut().insert(abort.clone());
+                        // Before any route: the routes never see the base path.
+                        let inside = state.address.base_path().enter(&mut request);
                         async move {
-                            let response = if proxy::is_proxy_request(request.uri().path()) {
+                            let response = if !inside {
+                                api::outside_base_path().map(|body| body.map_err(|never| match never {}).boxed_unsync())
+                            } else if proxy::is_proxy_request(request.uri().path()) {
                                 proxy::handle(proxy, request, peer.ip()).await
                             } else {
                                 api::handle(state, request, peer.ip())

@@ -13,6 +13,7 @@ mod adversarial;
 mod agent_invites;
 mod api_permissions;
 mod at_rest;
+mod base_path;
 mod control_plane;
 mod database;
 mod example_plugin;

@@ -345,6 +345,7 @@ impl Server {
             .env_remove("AGENT_VAULT_MASTER_PASSWORD")
             .env_remove("AGENT_VAULT_HOME")
             .env_remove("AGENT_VAULT_LOG_LEVEL")
+            .env_remove("AGENT_VAULT_BASE_PATH")
             .env_remove("DATABASE_URL");
         let own_database =
             args.contains(&"--database-url") || env.iter().any(|(name, _)| *name == "DATABASE_URL");

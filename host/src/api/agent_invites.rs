@@ -47,8 +47,8 @@ fn invite_id(hash: &str) -> &str {
 }
 
 /// The link an agent redeems its invite at.
-fn redeem_url(state: &ApiState, token: &str) -> String {
-    format!("{}/v1/invites/{token}/redeem", state.base_url)
+fn redeem_url(request: &Request, token: &str) -> String {
+    format!("{}/v1/invites/{token}/redeem", request.base_url)
 }
 
 /// Whether `actor` may see and revoke `invite`: owners any, members the ones they made.
@@ -140,7 +140,7 @@ pub async fn create(
             )),
             other => other.into(),
         })?;
-    let url = redeem_url(state, &minted.token);
+    let url = redeem_url(request, &minted.token);
     let expires_at = rfc3339(now + ttl);
     created(&json!({
         "id": invite_id(&minted.hash),
@@ -150,7 +150,7 @@ pub async fn create(
         "token": minted.token.as_str(),
         "invite_url": url,
         "expires_at": expires_at,
-        "prompt": crate::guide::invite_prompt(&url, &state.base_url, &expires_at),
+        "prompt": crate::guide::invite_prompt(&url, &request.base_url, &expires_at),
     }))
 }
 
@@ -338,7 +338,7 @@ pub async fn redeem(
         "av_agent_token": minted.token.as_str(),
         "agent_name": agent.name,
         "vaults": vaults,
-        "av_addr": state.base_url,
-        "instructions": crate::guide::agent_guide(&state.base_url),
+        "av_addr": request.base_url,
+        "instructions": crate::guide::agent_guide(&request.base_url),
     }))
 }

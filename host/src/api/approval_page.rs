@@ -183,9 +183,10 @@ pub async fn show(state: &ApiState, request: &Request, id: &str) -> Response<Ful
 
 /// Whether a form post came from another site: the browser says so (`Sec-Fetch-Site`), or,
 /// for browsers that do not send it, its `Origin` names another host than the one it posted
-/// to. Such a login would sign this browser into someone else's account (login CSRF). The
-/// page's `Referrer-Policy: no-referrer` makes browsers send `Origin: null`, which says
-/// nothing either way.
+/// to (the `Host` it sent, or behind a trusted reverse proxy the public one). Such a login
+/// would sign this browser into someone else's account (login CSRF). The page's
+/// `Referrer-Policy: no-referrer` makes browsers send `Origin: null`, which says nothing
+/// either way.
 fn cross_site(request: &Request) -> bool {
     let header = |name: &str| {
         request
@@ -196,13 +197,21 @@ fn cross_site(request: &Request) -> bool {
     if let Some(site) = header("sec-fetch-site") {
         return !matches!(site, "same-origin" | "none");
     }
-    match (header("origin"), header("host")) {
-        (Some("null") | None, _) => false,
-        (Some(origin), Some(host)) => origin
-            .split_once("://")
-            .is_none_or(|(_, authority)| !authority.eq_ignore_ascii_case(host)),
-        (Some(_), None) => true,
-    }
+    let Some(origin) = header("origin").filter(|origin| *origin != "null") else {
+        return false;
+    };
+    let Some((_, authority)) = origin.split_once("://") else {
+        return true;
+    };
+    let posted_to = header("host").is_some_and(|host| authority.eq_ignore_ascii_case(host));
+    !posted_to && !same_origin(origin, &request.base_url)
+}
+
+/// Whether `origin` (`scheme://authority`) is the origin of `url`.
+fn same_origin(origin: &str, url: &str) -> bool {
+    url.get(..origin.len())
+        .is_some_and(|start| start.eq_ignore_ascii_case(origin))
+        && matches!(url.as_bytes().get(origin.len()), None | Some(b'/'))
 }
 
 pub async fn login(state: &ApiState, request: &Request, id: &str) -> Response<Full<Bytes>> {
@@ -246,13 +255,14 @@ pub async fn login(state: &ApiState, request: &Request, id: &str) -> Response<Fu
         Ok(None) => shown_device,
         Err(error) => return problem(error.status, &error.message),
     };
-    let secure = if state.base_url.starts_with("https://") {
+    let secure = if request.base_url.starts_with("https://") {
         "; Secure"
     } else {
         ""
     };
+    let page_path = format!("{}/approve", state.address.base_path().as_str());
     let attributes = |max_age: i64| {
-        format!("; HttpOnly; SameSite=Strict; Path=/approve; Max-Age={max_age}{secure}")
+        format!("; HttpOnly; SameSite=Strict; Path={page_path}; Max-Age={max_age}{secure}")
     };
     let mut cookies = vec![format!(
         "{SESSION_COOKIE}={token}{}",
@@ -265,9 +275,11 @@ pub async fn login(state: &ApiState, request: &Request, id: &str) -> Response<Fu
             attributes(DEVICE_IDLE_SECONDS)
         ));
     }
-    // The token was found by its hash, so it is `av_appr_` and hex: nothing to escape.
+    // The token was found by its hash, so it is `av_appr_` and hex: nothing to escape. The
+    // page's path without scheme and host: the browser goes back where it came from, the
+    // base path included.
     redirect(
-        &format!("/approve/{}?token={}", opened.proposal.id, opened.token),
+        &format!("{page_path}/{}?token={}", opened.proposal.id, opened.token),
         &cookies,
     )
 }
@@ -397,4 +409,28 @@ pub async fn reject(state: &ApiState, request: &Request, id: &str) -> Response<F
         "the agent will see that it was rejected.",
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_origin;
+
+    #[test]
+    fn the_public_origin_is_matched_whole() {
+        let public = "https://tools.example.com/agent-vault";
+        assert!(same_origin("https://tools.example.com", public));
+        assert!(same_origin("HTTPS://Tools.Example.com", public));
+        assert!(same_origin(
+            "http://127.0.0.1:8080",
+            "http://127.0.0.1:8080"
+        ));
+        for other in [
+            "https://tools.example",
+            "https://tools.example.com.evil",
+            "http://tools.example.com",
+            "https://tools.example.com:8443",
+        ] {
+            assert!(!same_origin(other, public), "{other}");
+        }
+    }
 }

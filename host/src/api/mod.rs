@@ -42,6 +42,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::Session;
 use crate::client_addr::TrustedProxies;
 use crate::plugin::registry::Registry;
+use crate::public_url::PublicAddress;
 use crate::ratelimit::{self, AttemptLimiter, SignInLimiter};
 use crate::store::{Db, Generation, OwnerKnown, Vault};
 use crate::vault::crypto::{DataKey, KdfParams};
@@ -55,8 +56,9 @@ pub struct ApiState {
     pub db: Db,
     pub data_key: Arc<DataKey>,
     pub plugins: Arc<Registry>,
-    /// The server's own address, for links (`av_addr`, invite links).
-    pub base_url: String,
+    /// The server's own address, for links (`av_addr`, invite links): each request's is
+    /// [`Request::base_url`].
+    pub address: PublicAddress,
     /// Argon2id settings for user passwords.
     pub password_kdf: KdfParams,
     /// Allow internal hosts (localhost, IPs) in services.
@@ -94,7 +96,7 @@ pub struct TransparentInfo {
 impl std::fmt::Debug for ApiState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiState")
-            .field("base_url", &self.base_url)
+            .field("address", &self.address)
             .finish_non_exhaustive()
     }
 }
@@ -104,7 +106,7 @@ impl ApiState {
         db: Db,
         data_key: Arc<DataKey>,
         plugins: Arc<Registry>,
-        base_url: String,
+        address: PublicAddress,
         password_kdf: KdfParams,
         dev_mode: bool,
         request_log: crate::request_log::RequestLog,
@@ -114,7 +116,7 @@ impl ApiState {
             db,
             data_key,
             plugins,
-            base_url,
+            address,
             password_kdf,
             dev_mode,
             owner_known: OwnerKnown::default(),
@@ -177,6 +179,9 @@ pub struct Request {
     /// The address of the client: the TCP peer, or who a trusted reverse proxy says it
     /// talked to (`crate::client_addr`).
     pub client: IpAddr,
+    /// The server's address as this client reaches it, base path included, for the links
+    /// in the answer (`crate::public_url`).
+    pub base_url: String,
 }
 
 impl Request {
@@ -296,8 +301,9 @@ pub async fn handle(
     peer: IpAddr,
 ) -> Response<Full<Bytes>> {
     let client = state.trusted_proxies.client(peer, request.headers());
+    let base_url = state.address.for_request(peer, request.headers());
     let writes = request.method() != Method::GET && request.method() != Method::HEAD;
-    let mut response = match read(request, client).await {
+    let mut response = match read(request, client, base_url).await {
         Ok(request) => route(&state, &request)
             .await
             .unwrap_or_else(ApiError::into_response),
@@ -306,6 +312,19 @@ pub async fn handle(
     if writes && response.status().is_success() {
         state.changed();
     }
+    harden(&mut response);
+    response
+}
+
+/// The answer to a request outside the base path (`--base-path`): the unknown route's.
+pub fn outside_base_path() -> Response<Full<Bytes>> {
+    let mut response = ApiError::not_found("no such endpoint").into_response();
+    harden(&mut response);
+    response
+}
+
+/// The headers every API answer carries.
+fn harden(response: &mut Response<Full<Bytes>>) {
     let headers = response.headers_mut();
     for (name, value) in [
         ("x-content-type-options", "nosniff"),
@@ -315,10 +334,13 @@ pub async fn handle(
     ] {
         headers.insert(name, http::HeaderValue::from_static(value));
     }
-    response
 }
 
-async fn read(request: http::Request<Incoming>, client: IpAddr) -> Result<Request, ApiError> {
+async fn read(
+    request: http::Request<Incoming>,
+    client: IpAddr,
+    base_url: String,
+) -> Result<Request, ApiError> {
     let (parts, body) = request.into_parts();
     let body = Limited::new(body, MAX_BODY)
         .collect()
@@ -346,6 +368,7 @@ async fn read(request: http::Request<Incoming>, client: IpAddr) -> Result<Reques
         headers: parts.headers,
         body,
         client,
+        base_url,
     })
 }
 

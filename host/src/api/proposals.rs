@@ -180,7 +180,7 @@ pub async fn create(
         .await?;
     let url = format!(
         "{}/approve/{id}?token={}",
-        state.base_url,
+        request.base_url,
         minted.token.as_str()
     );
     state.notifier.proposal(

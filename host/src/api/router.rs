@@ -23,7 +23,7 @@ pub(super) async fn route(
     match (method, segments.as_slice()) {
         (&Method::GET, ["health"]) => return status::health(state).await,
         (&Method::GET, ["v1", "mitm", "ca.pem"]) => return transparent_ca(state),
-        (&Method::GET, ["v1", "status"]) => return status::status(state).await,
+        (&Method::GET, ["v1", "status"]) => return status::status(state, request).await,
         (&Method::POST, ["v1", "auth", "register"]) => return auth::register(state, request).await,
         (&Method::POST, ["v1", "users", "invites", token, "accept"]) => {
             return users::accept_invite(state, request, token).await;
@@ -50,7 +50,7 @@ pub(super) async fn route(
         .with(json!({ "code": "not_initialized" })));
     }
     match (method, segments.as_slice()) {
-        (&Method::GET, ["v1", "skills", "cli"]) => Ok(skill(state)),
+        (&Method::GET, ["v1", "skills", "cli"]) => Ok(skill(request)),
         (&Method::POST, ["v1", "invites", token, "redeem"]) => {
             agent_invites::redeem(state, request, token).await
         }
@@ -225,9 +225,9 @@ fn transparent_ca(state: &ApiState) -> Result<Response<Full<Bytes>>, ApiError> {
 }
 
 /// `GET /v1/skills/cli`: the agent guide, as markdown.
-fn skill(state: &ApiState) -> Response<Full<Bytes>> {
+fn skill(request: &Request) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(crate::guide::agent_guide(
-        &state.base_url,
+        &request.base_url,
     ))));
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -88,7 +88,7 @@ pub async fn create(
     ok(&json!({
         "token": minted.token.as_str(),
         "expires_at": rfc3339(expires_at),
-        "av_addr": state.base_url,
+        "av_addr": request.base_url,
         "vault": vault.name,
     }))
 }

@@ -138,7 +138,7 @@ pub async fn invite(
         "vaults": assigned,
         "id": invite_id(&minted.hash),
         "token": minted.token.as_str(),
-        "invite_link": format!("{}/invite/{}", state.base_url, minted.token.as_str()),
+        "invite_link": format!("{}/invite/{}", request.base_url, minted.token.as_str()),
         "expires_at": rfc3339(now + INVITE_TTL),
     }))
 }

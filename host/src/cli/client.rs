@@ -331,7 +331,9 @@ pub fn resolve_address(
     normalize_address(&chosen)
 }
 
-/// `http://host:port` from what a person typed (`host:port`, a trailing `/`).
+/// `http://host:port[/base-path]` from what a person typed (`host:port`, a trailing `/`).
+/// A path is the server's base path (`--base-path`), behind a reverse proxy: every call
+/// goes below it.
 pub fn normalize_address(address: &str) -> anyhow::Result<String> {
     let trimmed = address.trim().trim_end_matches('/');
     let with_scheme = if trimmed.contains("://") {
@@ -349,8 +351,13 @@ pub fn normalize_address(address: &str) -> anyhow::Result<String> {
         ),
         _ => anyhow::bail!("{address:?} is not a server address like http://127.0.0.1:14321"),
     }
-    if uri.authority().is_none() || !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+    if uri.authority().is_none() || uri.query().is_some() || with_scheme.contains('#') {
         anyhow::bail!("{address:?} is not a server address like http://127.0.0.1:14321");
+    }
+    if let Err(error) = crate::public_url::BasePath::parse(uri.path()) {
+        anyhow::bail!(
+            "{address:?}: the path after the server's address is its base path, and {error}"
+        );
     }
     Ok(with_scheme)
 }

@@ -28,6 +28,7 @@ use super::{DataDirArgs, data_dir_or_home};
 use crate::accept::ConnectionLimits;
 use crate::master_key::{self, MasterKeyError, PASSWORDLESS_WARNING};
 use crate::proxy::ProxySettings;
+use crate::public_url::BasePath;
 use crate::ratelimit::RateLimits;
 use crate::server::{self, LogRetention, ServerConfig};
 use crate::store::Store;
@@ -177,6 +178,16 @@ pub struct ServerArgs {
         default_value = ""
     )]
     trusted_proxies: String,
+    /// Serve everything under this path (`/agent-vault`: the API, the approval page,
+    /// `/proxy`, `/discover`), for a reverse proxy that forwards that path unchanged;
+    /// anything outside it is 404. Links carry it.
+    #[arg(
+        long,
+        env = "AGENT_VAULT_BASE_PATH",
+        value_name = "PATH",
+        default_value = ""
+    )]
+    base_path: String,
     /// How much the server logs: error, warn, info or debug (debug adds a `proxy_request`
     /// line per proxied request, with the request log's metadata). `AGENT_VAULT_LOG`, a full
     /// tracing filter, overrides it.
@@ -242,6 +253,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     }
     let trusted_proxies = crate::client_addr::parse(&args.trusted_proxies)
         .map_err(|message| anyhow::anyhow!("--trusted-proxies: {message}"))?;
+    let base_path = BasePath::parse(&args.base_path).context("--base-path")?;
     let rate_limits = RateLimits::profile(&args.rate_limit_profile)
         .map_err(|message| anyhow::anyhow!("--rate-limit-profile: {message}"))?;
     let rate_limits = with_rate_limit_overrides(rate_limits)?;
@@ -292,6 +304,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
             std::env::var("AGENT_VAULT_ADDR").ok(),
             std::env::var("FLY_APP_NAME").ok(),
         ),
+        base_path,
         dev_mode: args.dev_mode,
         log_retention: LogRetention {
             max_age: Duration::from_secs(args.logs_max_age_hours * 3600),

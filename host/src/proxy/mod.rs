@@ -54,6 +54,7 @@ use hyper::body::Incoming;
 use crate::authority::display_authority;
 use crate::client_addr::TrustedProxies;
 use crate::plugin::registry::Registry;
+use crate::public_url::{ControlPlanePeer, PublicAddress};
 use crate::ratelimit::{AttemptLimiter, RateLimiter};
 use crate::request_log::RequestLog;
 use crate::store::{self, Db, LogEntry, OwnerKnown};
@@ -98,8 +99,9 @@ pub struct ProxyState {
     pub plugins: Arc<Registry>,
     /// The queue each request's log row goes to.
     pub request_log: RequestLog,
-    /// The server's own address, for the links in errors (`proposal_hint`).
-    pub base_url: String,
+    /// The server's own address, for the links in errors (`proposal_hint`), as the peer of
+    /// a request on the control plane sees it (`ControlPlanePeer`, set by [`handle`]).
+    pub address: PublicAddress,
     /// The reverse proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: TrustedProxies,
     pub cache: Cache,
@@ -118,10 +120,11 @@ pub fn is_proxy_request(path: &str) -> bool {
 /// Serve one proxy request (or `GET /discover`) from the TCP peer `peer`.
 pub async fn handle(
     state: Arc<ProxyState>,
-    request: http::Request<Incoming>,
+    mut request: http::Request<Incoming>,
     peer: IpAddr,
 ) -> Response<ProxyBody> {
     let client = state.trusted_proxies.client(peer, request.headers());
+    request.extensions_mut().insert(ControlPlanePeer(peer));
     if request.uri().path() == "/discover" {
         return discover::discover(&state, &request, client)
             .await

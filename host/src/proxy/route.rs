@@ -11,6 +11,7 @@
 use super::cache::VaultView;
 use super::{Caller, LogDraft, ProxyError, ProxyState, Target};
 use crate::authority::display_authority;
+use crate::public_url::ControlPlanePeer;
 use crate::services::{AllowRule, Service};
 
 pub use crate::path::{PathError, canonical_path};
@@ -212,7 +213,10 @@ pub(super) fn select_service<'v>(
             ProxyError::NoService {
                 host: display_authority(&target.host, target.port),
                 vault: caller.vault.name.clone(),
-                base_url: state.base_url.clone(),
+                base_url: match parts.extensions.get::<ControlPlanePeer>() {
+                    Some(peer) => state.address.for_request(peer.0, &parts.headers),
+                    None => state.address.fixed().to_owned(),
+                },
             }
         })?;
     draft.service = Some(service.name.clone());

@@ -217,7 +217,7 @@ impl Transparent {
             let error = ProxyError::NoService {
                 host: display_authority(&host, port),
                 vault: caller.vault.name.clone(),
-                base_url: self.proxy.base_url.clone(),
+                base_url: self.proxy.address.fixed().to_owned(),
             };
             self.log_tunnel(&caller, &host, port, 403, Some(error.code()))
                 .await;

@@ -177,16 +177,25 @@ fn credential_inputs(checked: &Checked) -> String {
     html
 }
 
-fn login_form(opened: &Opened) -> String {
+/// Where a form of the page posts: `what` (`login`, `approve`, `reject`) under the page's own
+/// path, base path included.
+fn form_action(base_path: &str, opened: &Opened, what: &str) -> String {
+    escape(&format!(
+        "{base_path}/approve/{}/{what}",
+        opened.proposal.id
+    ))
+}
+
+fn login_form(opened: &Opened, base_path: &str) -> String {
     format!(
         "<h2>Log in to decide</h2><p>Approving or rejecting needs a member or admin of vault {}.</p>\
-         <form id=\"login\" method=\"post\" action=\"/approve/{}/login\">\
+         <form id=\"login\" method=\"post\" action=\"{}\">\
          <input type=\"hidden\" name=\"token\" value=\"{}\">\
          <label for=\"email\">Email</label><input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required>\
          <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
          <button type=\"submit\">Log in</button></form>",
         escape(&opened.vault.name),
-        opened.proposal.id,
+        form_action(base_path, opened, "login"),
         escape(&opened.token),
     )
 }
@@ -194,6 +203,7 @@ fn login_form(opened: &Opened) -> String {
 /// The approve form (or, if `approvable` says why not, that reason) and the reject form.
 fn decision_forms(
     opened: &Opened,
+    base_path: &str,
     checked: &Checked,
     csrf: &str,
     approvable: Result<(), String>,
@@ -203,7 +213,10 @@ fn decision_forms(
         escape(&opened.token),
         escape(csrf)
     );
-    let id = opened.proposal.id;
+    let (approve_action, reject_action) = (
+        form_action(base_path, opened, "approve"),
+        form_action(base_path, opened, "reject"),
+    );
     let needs_values = checked.slots.iter().any(|s| s.action == Action::Set);
     let values_heading = if needs_values {
         "<h2>Credentials</h2><p>Type each value here: it goes straight into the vault, \
@@ -213,14 +226,14 @@ fn decision_forms(
     };
     let approve = match approvable {
         Ok(()) => format!(
-            "<form id=\"approve\" method=\"post\" action=\"/approve/{id}/approve\">{hidden}\
+            "<form id=\"approve\" method=\"post\" action=\"{approve_action}\">{hidden}\
              {values_heading}{}<button type=\"submit\">Approve</button></form>",
             credential_inputs(checked),
         ),
         Err(why) => format!("<p id=\"error\">{}</p>", escape(&why)),
     };
     format!(
-        "{approve}<form id=\"reject\" method=\"post\" action=\"/approve/{id}/reject\">{hidden}\
+        "{approve}<form id=\"reject\" method=\"post\" action=\"{reject_action}\">{hidden}\
          <h2>Or reject</h2><label for=\"reason\">Reason (the agent can read it)</label>\
          <textarea id=\"reason\" name=\"reason\" rows=\"3\" maxlength=\"2000\"></textarea>\
          <button type=\"submit\">Reject</button></form>",
@@ -250,8 +263,9 @@ pub(super) async fn render(
         ));
         return page(status, "Proposal", &body);
     }
+    let base_path = state.address.base_path().as_str();
     match (session, checked) {
-        (None, _) => body.push_str(&login_form(opened)),
+        (None, _) => body.push_str(&login_form(opened, base_path)),
         (Some((session, token)), Some(checked)) => {
             let (actor, vault, proposal) = (&session.actor, &opened.vault, &opened.proposal);
             match proposal_api::may_review(state, actor, vault, proposal, Review::Reject).await {
@@ -268,6 +282,7 @@ pub(super) async fn render(
                     ));
                     body.push_str(&decision_forms(
                         opened,
+                        base_path,
                         &checked,
                         &csrf(token, &opened.proposal),
                         approvable,

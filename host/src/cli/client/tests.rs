@@ -97,7 +97,19 @@ fn addresses_are_normalised_to_http_urls() {
             .to_string()
             .contains("plain HTTP")
     );
-    assert!(normalize_address("http://host/path").is_err());
+    // A path is the server's base path, behind a reverse proxy.
+    assert_eq!(
+        normalize_address("http://proxy.internal:8080/agent-vault/").unwrap(),
+        "http://proxy.internal:8080/agent-vault"
+    );
+    assert_eq!(
+        normalize_address("http://host/a/../v1")
+            .unwrap_err()
+            .to_string(),
+        "\"http://host/a/../v1\": the path after the server's address is its base path, and \
+         \"/a/../v1\" has a . or .. segment"
+    );
+    assert!(normalize_address("http://host/path?x=1").is_err());
 }
 
 #[test]
