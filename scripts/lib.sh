@@ -33,6 +33,9 @@ fi
 # - Debian's postgresql (its server binaries, not a running service): the store's tests run
 #   against SQLite and against a throwaway PostgreSQL cluster that they start themselves
 #   (host/src/store/postgres/tests/cluster.rs).
+# - Debian's tinyproxy (its binary, not a running service): the egress proxy tests start it
+#   as the outbound proxy the server's upstream connections go through
+#   (tests/cli/egress_proxy.rs).
 install_test_deps() {
   local debs=()
   [ -x /usr/bin/chromium ] || debs+=(chromium)
@@ -41,8 +44,9 @@ install_test_deps() {
     && ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
     debs+=(postgresql)
   fi
+  [ -x /usr/bin/tinyproxy ] || [ -x /usr/sbin/tinyproxy ] || debs+=(tinyproxy)
   if [ "${#debs[@]}" -gt 0 ]; then
-    echo "Installing Debian's ${debs[*]} (needed by the browser, transparent proxy and store tests)..." >&2
+    echo "Installing Debian's ${debs[*]} (needed by the browser, transparent proxy, store and egress proxy tests)..." >&2
     local sudo=()
     if [ "$(id -u)" -ne 0 ]; then
       command -v sudo >/dev/null 2>&1 && sudo=(sudo)

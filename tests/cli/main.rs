@@ -15,6 +15,7 @@ mod api_permissions;
 mod at_rest;
 mod control_plane;
 mod database;
+mod egress_proxy;
 mod example_plugin;
 mod hardening;
 mod hostile_plugins;
