@@ -151,7 +151,7 @@ fn every_upstream_connection_of_both_ingresses_goes_through_the_egress_proxy() {
         ["Bearer sk_test_transparent_0007"]
     );
     assert!(received.header("proxy-authorization").is_empty());
-    assert_eq!(tinyproxy.connects(), [target.clone()]);
+    assert_eq!(tinyproxy.connects(), std::slice::from_ref(&target));
 
     // The transparent ingress, to another host (so not the explicit request's pooled
     // connection): a second tunnel.
