@@ -215,7 +215,10 @@ fn hosts_in_no_egress_proxy_are_reached_directly() {
     let tinyproxy = Tinyproxy::start();
     let t = start(
         &tinyproxy.url(PROXY_PASSWORD),
-        &["--no-egress-proxy", "internal.example, .test.example"],
+        &[
+            "--no-egress-proxy",
+            "internal.example, .test.example, 10.0.0.0/8",
+        ],
     );
     let answer = t.proxy.call("GET", "api.test.example", "/v1/items", &[]);
     assert_eq!(answer.status, 200, "{answer:?}");
@@ -230,6 +233,17 @@ fn hosts_in_no_egress_proxy_are_reached_directly() {
     );
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(tinyproxy.connects(), Vec::<String>::new());
+
+    // A host the list does not name still goes through the proxy: 127.0.0.1, by address
+    // (a blind tunnel).
+    let connect = crate::transparent::connect_raw(
+        &t,
+        "127.0.0.1",
+        t.proxy.upstream.port,
+        Some(&t.proxy.token),
+    );
+    assert!(connect.starts_with("HTTP/1.1 200"), "{connect}");
+    assert_eq!(tinyproxy.connects(), [upstream_target(&t)]);
 }
 
 #[test]

@@ -50,8 +50,8 @@ pub struct InvalidEgressProxy(&'static str);
 
 impl EgressProxy {
     /// `http://host:port` or `http://user:password@host:port` (user and password
-    /// percent-encoded where they hold `:`, `@` or `/`). The port is required; nothing may
-    /// follow it but `/`.
+    /// percent-encoded where they hold `:`, `@`, `/`, `?` or `#`). The port is required;
+    /// nothing may follow it but `/`.
     pub fn parse(url: &str) -> Result<EgressProxy, InvalidEgressProxy> {
         let invalid = InvalidEgressProxy;
         let url = url.trim();
@@ -109,11 +109,6 @@ impl EgressProxy {
     /// Whether the proxy sends credentials.
     pub fn has_credentials(&self) -> bool {
         self.authorization.is_some()
-    }
-
-    /// The hosts reached directly.
-    pub fn bypass(&self) -> &NoProxy {
-        &self.bypass
     }
 
     pub(super) fn host(&self) -> &str {
