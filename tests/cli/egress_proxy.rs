@@ -310,7 +310,10 @@ fn a_wrong_proxy_password_is_a_502_naming_the_egress_proxy_and_never_the_passwor
     ] {
         assert!(!text.contains(wrong), "{text}");
     }
-    // Nor the server's log, nor its command line (ps).
+    // Nor the server's command line (what ps shows), nor its log.
+    let command_line =
+        std::fs::read(format!("/proc/{}/cmdline", t.proxy.server.child.id())).unwrap();
+    assert!(!String::from_utf8_lossy(&command_line).contains(wrong));
     t.proxy.server.terminate();
     let log = t.proxy.server.rest_of_log().join("\n");
     assert!(
