@@ -35,6 +35,9 @@ fi
 #   (host/src/store/postgres/tests/cluster.rs).
 # - Debian's nginx (its binary, not a running service): the base-path tests put a real nginx
 #   in front of the server (tests/reverse_proxy/nginx.conf, tests/cli/base_path.rs).
+# - Debian's tinyproxy (its binary, not a running service): the egress proxy tests start it
+#   as the outbound proxy the server's upstream connections go through
+#   (tests/cli/egress_proxy.rs).
 install_test_deps() {
   local debs=()
   [ -x /usr/bin/chromium ] || debs+=(chromium)
@@ -45,8 +48,9 @@ install_test_deps() {
     debs+=(postgresql)
   fi
   [ -x /usr/sbin/nginx ] || debs+=(nginx)
+  [ -x /usr/bin/tinyproxy ] || [ -x /usr/sbin/tinyproxy ] || debs+=(tinyproxy)
   if [ "${#debs[@]}" -gt 0 ]; then
-    echo "Installing Debian's ${debs[*]} (needed by the browser, transparent proxy, vault run client, store and base-path tests)..." >&2
+    echo "Installing Debian's ${debs[*]} (needed by the browser, transparent proxy, vault run client, store, base-path and egress proxy tests)..." >&2
     local sudo=()
     if [ "$(id -u)" -ne 0 ]; then
       command -v sudo >/dev/null 2>&1 && sudo=(sudo)

@@ -16,6 +16,7 @@ mod at_rest;
 mod base_path;
 mod control_plane;
 mod database;
+mod egress_proxy;
 mod example_plugin;
 mod hardening;
 mod hostile_plugins;

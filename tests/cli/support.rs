@@ -162,7 +162,7 @@ pub fn agent_vault(args: &[&str]) -> Run {
 }
 
 /// The environment variables `agent-vault` reads, none of which a test inherits.
-const OUR_ENVIRONMENT: [&str; 11] = [
+const OUR_ENVIRONMENT: [&str; 14] = [
     "AGENT_VAULT_HOME",
     "AGENT_VAULT_LOG",
     "AGENT_VAULT_LOG_LEVEL",
@@ -173,6 +173,9 @@ const OUR_ENVIRONMENT: [&str; 11] = [
     "AGENT_VAULT_VAULT",
     "AGENT_VAULT_MASTER_PASSWORD",
     "AGENT_VAULT_DEV_MODE",
+    "AGENT_VAULT_EGRESS_PROXY",
+    "AGENT_VAULT_EGRESS_PROXY_FILE",
+    "AGENT_VAULT_NO_EGRESS_PROXY",
     "DATABASE_URL",
 ];
 
@@ -346,6 +349,9 @@ impl Server {
             .env_remove("AGENT_VAULT_HOME")
             .env_remove("AGENT_VAULT_LOG_LEVEL")
             .env_remove("AGENT_VAULT_BASE_PATH")
+            .env_remove("AGENT_VAULT_EGRESS_PROXY")
+            .env_remove("AGENT_VAULT_EGRESS_PROXY_FILE")
+            .env_remove("AGENT_VAULT_NO_EGRESS_PROXY")
             .env_remove("DATABASE_URL");
         let own_database =
             args.contains(&"--database-url") || env.iter().any(|(name, _)| *name == "DATABASE_URL");

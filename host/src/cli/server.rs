@@ -34,7 +34,7 @@ use crate::server::{self, LogRetention, ServerConfig};
 use crate::store::Store;
 use crate::store::postgres::{PostgresStore, redact_url};
 use crate::store::sqlite::SqliteStore;
-use crate::upstream::{ResolvePin, UpstreamSettings, load_ca_file};
+use crate::upstream::{EgressProxy, NoProxy, ResolvePin, UpstreamSettings, load_ca_file};
 use crate::vault::crypto::{DataKey, KdfParams};
 
 #[derive(Debug, clap::Args)]
@@ -109,6 +109,30 @@ pub struct ServerArgs {
     /// as if those ranges were in the network allowlist. Cloud metadata stays refused.
     #[arg(long, env = "AGENT_VAULT_ALLOW_PRIVATE_RANGES")]
     allow_private_ranges: bool,
+    /// Send every upstream connection through this outbound HTTP proxy, as a CONNECT tunnel:
+    /// `http://HOST:PORT`, or `http://USER:PASSWORD@HOST:PORT` for basic auth. Credentials
+    /// only in the environment variable or --egress-proxy-file: other users can read a
+    /// command line.
+    #[arg(
+        long,
+        env = "AGENT_VAULT_EGRESS_PROXY",
+        hide_env_values = true,
+        value_name = "URL",
+        conflicts_with = "egress_proxy_file"
+    )]
+    egress_proxy: Option<String>,
+    /// Read the --egress-proxy URL from the first line of this file.
+    #[arg(long, env = "AGENT_VAULT_EGRESS_PROXY_FILE", value_name = "FILE")]
+    egress_proxy_file: Option<std::path::PathBuf>,
+    /// Hosts reached without the egress proxy, in NO_PROXY syntax: comma-separated host
+    /// names (with their subdomains), .suffixes, IP addresses, CIDRs, or * for all.
+    #[arg(
+        long,
+        env = "AGENT_VAULT_NO_EGRESS_PROXY",
+        value_name = "LIST",
+        default_value = ""
+    )]
+    no_egress_proxy: String,
     /// Seconds to wait for an upstream's response headers once it has the whole request.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     upstream_timeout: u64,
@@ -257,9 +281,11 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     let rate_limits = RateLimits::profile(&args.rate_limit_profile)
         .map_err(|message| anyhow::anyhow!("--rate-limit-profile: {message}"))?;
     let rate_limits = with_rate_limit_overrides(rate_limits)?;
+    let egress_proxy = egress_proxy(&args)?;
     let mut upstream = UpstreamSettings {
         resolve: args.resolve.clone(),
         allowlist,
+        egress_proxy,
         response_header_timeout: Duration::from_secs(args.upstream_timeout.max(1)),
         ..UpstreamSettings::default()
     };
@@ -491,6 +517,49 @@ fn with_rate_limit_overrides(limits: Option<RateLimits>) -> anyhow::Result<Optio
     }
     Ok(Some(limits))
 }
+
+/// The egress proxy of `--egress-proxy` (or `AGENT_VAULT_EGRESS_PROXY`) or the file
+/// `--egress-proxy-file` names, bypassed for `--no-egress-proxy`. A URL with credentials on
+/// the command line is refused: `ps` shows it to every user. No message repeats the URL.
+fn egress_proxy(args: &ServerArgs) -> anyhow::Result<Option<EgressProxy>> {
+    let url = match (&args.egress_proxy, &args.egress_proxy_file) {
+        (Some(url), _) => {
+            let from_environment = std::env::var(EGRESS_PROXY_ENV).is_ok_and(|value| value == *url);
+            Some((Zeroizing::new(url.clone()), from_environment))
+        }
+        (None, Some(path)) => {
+            let text = Zeroizing::new(std::fs::read_to_string(path).with_context(|| {
+                format!("reading the egress proxy URL from {}", path.display())
+            })?);
+            let line = text.lines().next().unwrap_or_default().trim();
+            Some((Zeroizing::new(line.to_owned()), true))
+        }
+        (None, None) => None,
+    };
+    let Some((url, from_environment_or_file)) = url else {
+        if !args.no_egress_proxy.trim().is_empty() {
+            bail!("--no-egress-proxy is set but no egress proxy is: give --egress-proxy too");
+        }
+        return Ok(None);
+    };
+    let proxy = EgressProxy::parse(&url)?;
+    if proxy.has_credentials() && !from_environment_or_file {
+        bail!(
+            "the egress proxy URL holds a password, and on the command line every user can read \
+             it (ps): give the URL in {EGRESS_PROXY_ENV} or in a file named by \
+             --egress-proxy-file instead"
+        );
+    }
+    let bypass: NoProxy = args.no_egress_proxy.parse()?;
+    if bypass.is_empty() {
+        tracing::info!("upstream connections go through the egress proxy {proxy}");
+    } else {
+        tracing::info!("upstream connections go through the egress proxy {proxy}, but to {bypass}");
+    }
+    Ok(Some(proxy.bypassing(bypass)))
+}
+
+const EGRESS_PROXY_ENV: &str = "AGENT_VAULT_EGRESS_PROXY";
 
 /// `10.0.0.0/8,127.0.0.1` into networks (a bare address is its own /32 or /128).
 fn parse_allowlist(text: &str) -> anyhow::Result<Vec<ipnet::IpNet>> {

@@ -1,7 +1,9 @@
 //! The connector under the pooling client: it resolves a host (or takes a `--resolve` pin, or
 //! the embedder's resolver), refuses the host if *any* address fails the network guard, and
 //! connects only to an address it checked, so DNS cannot change between the check and the
-//! connect. Blind tunnels connect through it too (`Upstream::connect_tcp`).
+//! connect. Blind tunnels connect through it too (`Upstream::connect_tcp`). With an egress
+//! proxy (`egress_proxy.rs`) the connection to a checked address is a `CONNECT` tunnel
+//! through the proxy; the proxy's own address is reached without the guard.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -16,6 +18,7 @@ use ipnet::IpNet;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::egress_proxy::EgressProxy;
 use super::{ResolvePin, Resolver, UpstreamError, netguard};
 
 /// Resolves, checks every address with [`netguard`], connects to a checked one.
@@ -31,6 +34,7 @@ pub(super) struct ConnectConfig {
     pub(super) own_listeners: Vec<SocketAddr>,
     pub(super) resolver: Option<Resolver>,
     pub(super) connect_timeout: Duration,
+    pub(super) egress_proxy: Option<EgressProxy>,
 }
 
 /// The connector's failure, carried through hyper-util and found again by type in `classify`.
@@ -96,33 +100,55 @@ impl ConnectConfig {
         host: &str,
         port: u16,
     ) -> Result<TokioIo<TcpStream>, UpstreamError> {
-        let host = host.to_owned();
         let deadline = Instant::now() + self.connect_timeout;
-        let addrs = self.checked_addrs(&host, port, deadline).await?;
+        let addrs = self.checked_addrs(host, port, deadline).await?;
+        let stream = match &self.egress_proxy {
+            Some(proxy) if proxy.applies_to(host) => {
+                self.tunnel(proxy, host, &addrs, port, deadline).await?
+            }
+            _ => connect_first(host, &addrs, port, deadline).await?,
+        };
+        // Without it, small writes (a request head, an h2 frame) wait for ACKs.
+        let _ = stream.set_nodelay(true);
+        Ok(TokioIo::new(stream))
+    }
 
-        // Connect to the checked addresses in order, sharing out the time that is left.
-        let mut refused = None;
-        for (index, &addr) in addrs.iter().enumerate() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let share = left / u32::try_from(addrs.len() - index).unwrap_or(u32::MAX);
-            let socket = SocketAddr::new(addr, port);
-            match tokio::time::timeout(share, TcpStream::connect(socket)).await {
-                Ok(Ok(stream)) => {
-                    // Without it, small writes (a request head, an h2 frame) wait for ACKs.
-                    let _ = stream.set_nodelay(true);
-                    return Ok(TokioIo::new(stream));
-                }
-                Ok(Err(error)) => refused = Some(format!("{socket}: {error}")),
-                Err(_) => {}
+    /// A tunnel through `proxy` to one of `addrs`, the checked addresses of `host`, in
+    /// order: the next is tried only when the proxy could not reach one.
+    async fn tunnel(
+        &self,
+        proxy: &EgressProxy,
+        host: &str,
+        addrs: &[IpAddr],
+        port: u16,
+        deadline: Instant,
+    ) -> Result<TcpStream, UpstreamError> {
+        // The proxy is the operator's choice: resolved (or pinned), never checked.
+        let proxy_addrs = self
+            .resolve(proxy.host(), proxy.port(), deadline)
+            .await
+            .map_err(|error| proxy.failed(host, error.to_string()))?;
+        let mut last = None;
+        for &addr in addrs {
+            let stream = connect_first(proxy.host(), &proxy_addrs, proxy.port(), deadline)
+                .await
+                .map_err(|error| match error {
+                    UpstreamError::Timeout { .. } => UpstreamError::Timeout {
+                        host: host.to_owned(),
+                        phase: "connecting to the egress proxy",
+                    },
+                    other => proxy.failed(host, other.to_string()),
+                })?;
+            match proxy
+                .open_tunnel(stream, host, SocketAddr::new(addr, port), deadline)
+                .await
+            {
+                Ok(tunnel) => return Ok(tunnel),
+                Err(refused) if refused.try_another_address => last = Some(refused.error),
+                Err(refused) => return Err(refused.error),
             }
         }
-        Err(match refused {
-            Some(reason) => UpstreamError::Connect { host, reason },
-            None => UpstreamError::Timeout {
-                host,
-                phase: "connect",
-            },
-        })
+        Err(last.expect("checked_addrs is never empty"))
     }
 
     /// The addresses for `host:port`: the host itself if it is an IP address, else the
@@ -183,4 +209,35 @@ impl ConnectConfig {
         }
         Ok(addrs)
     }
+}
+
+/// A TCP connection to the first of `addrs` (of `host`, for messages) that answers, sharing
+/// out the time left before `deadline`.
+async fn connect_first(
+    host: &str,
+    addrs: &[IpAddr],
+    port: u16,
+    deadline: Instant,
+) -> Result<TcpStream, UpstreamError> {
+    let mut refused = None;
+    for (index, &addr) in addrs.iter().enumerate() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let share = left / u32::try_from(addrs.len() - index).unwrap_or(u32::MAX);
+        let socket = SocketAddr::new(addr, port);
+        match tokio::time::timeout(share, TcpStream::connect(socket)).await {
+            Ok(Ok(stream)) => return Ok(stream),
+            Ok(Err(error)) => refused = Some(format!("{socket}: {error}")),
+            Err(_) => {}
+        }
+    }
+    Err(match refused {
+        Some(reason) => UpstreamError::Connect {
+            host: host.to_owned(),
+            reason,
+        },
+        None => UpstreamError::Timeout {
+            host: host.to_owned(),
+            phase: "connect",
+        },
+    })
 }

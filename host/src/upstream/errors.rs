@@ -25,6 +25,14 @@ pub enum UpstreamError {
     Connect { host: String, reason: String },
     #[error("the TLS handshake with {host} failed: {reason}")]
     Tls { host: String, reason: String },
+    /// The egress proxy (`--egress-proxy`, shown as `http://host:port`, never with its
+    /// credentials) could not be reached or would not open a tunnel to `host`.
+    #[error("the egress proxy {proxy} could not open a tunnel to {host}: {reason}")]
+    EgressProxy {
+        proxy: String,
+        host: String,
+        reason: String,
+    },
     #[error("timed out waiting for {host} ({phase})")]
     Timeout { host: String, phase: &'static str },
     #[error("the exchange with {host} failed: {reason}")]
@@ -45,6 +53,7 @@ impl UpstreamError {
             UpstreamError::Blocked { .. } => "upstream_blocked",
             UpstreamError::Timeout { .. } => "upstream_timeout",
             UpstreamError::RequestBody { .. } => "request_body_error",
+            UpstreamError::EgressProxy { .. } => "egress_proxy_error",
             UpstreamError::Resolve { .. }
             | UpstreamError::Connect { .. }
             | UpstreamError::Tls { .. }

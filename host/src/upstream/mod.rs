@@ -10,19 +10,23 @@
 //! `http/1.1`, webpki roots plus `--upstream-ca`), with our own connector (`GuardedConnector`): it
 //! resolves (or takes a `--resolve` pin), refuses the host if *any* address fails
 //! [`netguard::check`], and connects only to an address it checked, so DNS cannot change
-//! between the check and the connect.
+//! between the check and the connect. With `--egress-proxy` that connection is a `CONNECT`
+//! tunnel through the operator's proxy to the checked address (`egress_proxy.rs`); TLS and
+//! HTTP run end to end inside it.
 //!
 //! Failures come back as [`UpstreamError`], found by type (the connector's own error, rustls,
 //! hyper), never by message text. Messages name the host and the failing step, never a header
 //! or a body. This module knows nothing of plugins, vaults or agents.
 
 //! Files: `settings.rs` (settings, `--upstream-ca`, `--resolve`), `connect.rs` (the guarded
-//! connector), `deadline.rs` (the response-header deadline over the upstream's turns),
-//! `headers.rs` (hop-by-hop hygiene), `errors.rs` (what failed, by type); `upgrade.rs`,
-//! `websocket.rs` and `netguard.rs` as before.
+//! connector), `egress_proxy.rs` (`--egress-proxy` and `--no-egress-proxy`), `deadline.rs`
+//! (the response-header deadline over the upstream's turns), `headers.rs` (hop-by-hop
+//! hygiene), `errors.rs` (what failed, by type); `upgrade.rs`, `websocket.rs` and
+//! `netguard.rs` as before.
 
 mod connect;
 mod deadline;
+mod egress_proxy;
 mod errors;
 mod headers;
 pub mod netguard;
@@ -30,6 +34,7 @@ mod settings;
 mod upgrade;
 pub mod websocket;
 
+pub use egress_proxy::{EgressProxy, InvalidEgressProxy, InvalidNoProxy, NoProxy};
 pub use errors::UpstreamError;
 pub use headers::{clean_request_headers, clean_response_headers};
 pub use settings::{
@@ -108,6 +113,7 @@ impl Upstream {
             own_listeners: settings.own_listeners,
             resolver: settings.resolver,
             connect_timeout: settings.connect_timeout,
+            egress_proxy: settings.egress_proxy,
         });
         let connector = GuardedConnector {
             config: connect.clone(),

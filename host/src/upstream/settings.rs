@@ -1,5 +1,6 @@
 //! How the upstream client is set up: [`UpstreamSettings`] (trust anchors, `--resolve` pins,
-//! the network allowlist, timeouts, a resolver of the embedder's own), reading a
+//! the network allowlist, timeouts, a resolver of the embedder's own, the egress proxy),
+//! reading a
 //! `--upstream-ca` file, parsing a `--resolve` pin, and the errors of a setting the client
 //! cannot be built with.
 
@@ -14,6 +15,8 @@ use ipnet::IpNet;
 use rustls::RootCertStore;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
+
+use super::EgressProxy;
 
 /// How the proxy reaches upstreams.
 #[derive(Debug, Clone)]
@@ -35,6 +38,9 @@ pub struct UpstreamSettings {
     pub own_listeners: Vec<SocketAddr>,
     /// Name lookups other than the system's (`None`: the system resolver).
     pub resolver: Option<Resolver>,
+    /// `--egress-proxy`: every connection (but those its bypass list names) is a `CONNECT`
+    /// tunnel through it.
+    pub egress_proxy: Option<EgressProxy>,
 }
 
 /// A name lookup in place of the system resolver: `(host, port)` to its addresses. For
@@ -62,6 +68,7 @@ impl Default for UpstreamSettings {
             idle_timeout: Duration::from_secs(90),
             own_listeners: Vec::new(),
             resolver: None,
+            egress_proxy: None,
         }
     }
 }

@@ -740,3 +740,144 @@ fn a_missing_ca_file_is_named() {
         )
     );
 }
+
+/// A fake egress proxy on 127.0.0.1: it reads each CONNECT head, keeps it, and answers
+/// with `answer(head)`, then holds the connection until the client closes it.
+async fn fake_egress_proxy(
+    answer: fn(&str) -> &'static str,
+) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = heads.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8(head).unwrap();
+                let reply = answer(&head);
+                seen.lock().unwrap().push(head);
+                stream.write_all(reply.as_bytes()).await.unwrap();
+                let mut rest = Vec::new();
+                let _ = stream.read_to_end(&mut rest).await;
+            });
+        }
+    });
+    (port, heads)
+}
+
+fn through_egress_proxy(proxy_port: u16, lookup: Option<Resolver>) -> Upstream {
+    let proxy = EgressProxy::parse(&format!("http://user:secret@127.0.0.1:{proxy_port}")).unwrap();
+    Upstream::new(UpstreamSettings {
+        allowlist: vec!["127.0.0.0/8".parse().unwrap()],
+        resolver: lookup,
+        egress_proxy: Some(proxy),
+        ..UpstreamSettings::default()
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_egress_proxy_gets_connect_to_the_checked_address_with_its_credentials() {
+    let (port, heads) = fake_egress_proxy(|head| {
+        if head.starts_with("CONNECT 127.0.0.1:") {
+            "HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n"
+        } else {
+            "HTTP/1.1 200 Connection established\r\n\r\n"
+        }
+    })
+    .await;
+    // Two addresses: the proxy cannot reach the first (502), so the second is asked for.
+    let lookup: Box<LookupFn> = Box::new(|_, _| {
+        Ok(vec![
+            "127.0.0.1".parse().unwrap(),
+            "127.0.0.2".parse().unwrap(),
+        ])
+    });
+    let upstream = through_egress_proxy(port, Some(Resolver(lookup.into())));
+
+    upstream
+        .connect_tcp("two.test.example", 8443)
+        .await
+        .unwrap();
+
+    let heads = heads.lock().unwrap().clone();
+    assert_eq!(heads.len(), 2, "{heads:?}");
+    for (head, address) in heads.iter().zip(["127.0.0.1", "127.0.0.2"]) {
+        let lower = head.to_ascii_lowercase();
+        assert!(
+            lower.starts_with(&format!("connect {address}:8443 http/1.1\r\n")),
+            "{head}"
+        );
+        assert!(
+            lower.contains(&format!("host: {address}:8443\r\n")),
+            "{head}"
+        );
+        // base64("user:secret")
+        assert!(
+            lower.contains("proxy-authorization: basic dxnlcjpzzwnyzxq=\r\n"),
+            "{head}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_egress_proxy_that_speaks_for_the_upstream_is_refused() {
+    let (port, _) = fake_egress_proxy(|_| {
+        "HTTP/1.1 200 Connection established\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
+    })
+    .await;
+    let upstream = through_egress_proxy(port, None);
+
+    let error = upstream.connect_tcp("127.0.0.1", 8443).await.unwrap_err();
+
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "the egress proxy http://127.0.0.1:{port} could not open a tunnel to 127.0.0.1: the \
+             proxy sent data after its answer to CONNECT, before the upstream could speak"
+        )
+    );
+    assert_eq!(error.code(), "egress_proxy_error");
+}
+
+#[tokio::test]
+async fn a_refused_password_is_not_tried_on_the_next_address() {
+    let (port, heads) = fake_egress_proxy(
+        |_| "HTTP/1.1 407 Proxy Authentication Required\r\ncontent-length: 0\r\n\r\n",
+    )
+    .await;
+    let lookup: Box<LookupFn> = Box::new(|_, _| {
+        Ok(vec![
+            "127.0.0.1".parse().unwrap(),
+            "127.0.0.2".parse().unwrap(),
+        ])
+    });
+    let upstream = through_egress_proxy(port, Some(Resolver(lookup.into())));
+
+    let error = upstream
+        .connect_tcp("two.test.example", 8443)
+        .await
+        .unwrap_err();
+
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "the egress proxy http://127.0.0.1:{port} could not open a tunnel to \
+             two.test.example: the proxy refused its credentials (407 Proxy Authentication \
+             Required); check the user and password of the egress proxy URL"
+        )
+    );
+    assert!(!format!("{error:?}").contains("secret"));
+    assert_eq!(heads.lock().unwrap().len(), 1);
+}
