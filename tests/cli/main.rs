@@ -18,6 +18,7 @@ mod database;
 mod example_plugin;
 mod hardening;
 mod hostile_plugins;
+mod metrics;
 mod migrate_db;
 mod plugin_commands;
 mod proposals;
