@@ -150,6 +150,20 @@ fn the_counters_match_the_request_log_after_a_scripted_load() {
     );
     assert_eq!(refused.status, 401);
 
+    // The agent asks for another service: one proposal waits for a person.
+    let (status, proposed) = proxy.server.call(
+        "POST",
+        "/v1/proposals",
+        Some(&proxy.token),
+        Some(&json!({
+            "services": [{ "name": "items", "host": "items.test.example",
+                           "auth": { "type": "bearer", "token": "ITEMS_KEY" } }],
+            "credentials": [{ "key": "ITEMS_KEY" }],
+            "message": "I need the items API",
+        })),
+    );
+    assert_eq!(status, 201, "{proposed}");
+
     let rows = log_rows(&proxy, 8);
     let samples = parse(&scrape(&proxy));
     // Every (service, status class) the log holds, counted the same in the scrape.
@@ -251,7 +265,7 @@ fn the_counters_match_the_request_log_after_a_scripted_load() {
         ),
         9.0
     );
-    assert_eq!(value(&samples, "agent_vault_proposals_pending", &[]), 0.0);
+    assert_eq!(value(&samples, "agent_vault_proposals_pending", &[]), 1.0);
     assert_eq!(
         value(&samples, "agent_vault_request_log_queue_depth", &[]),
         0.0
