@@ -518,3 +518,63 @@ fn a_metrics_token_given_twice_or_empty_stops_the_start() {
             .contains("the metrics token is empty"),
     );
 }
+
+#[test]
+fn the_transparent_ingress_counts_its_requests_and_open_tunnels() {
+    let t = crate::transparent::Transparent::start();
+    let proxy = &t.proxy;
+    let mut tls =
+        crate::transparent::tunnel(&t, &proxy.token, "api.test.example", "api.test.example")
+            .unwrap();
+    let host = format!("api.test.example:{}", proxy.upstream.port);
+    assert_eq!(crate::transparent::get(&mut tls, &host, "/a").unwrap(), 200);
+    assert_eq!(crate::transparent::get(&mut tls, &host, "/b").unwrap(), 200);
+    // A blind tunnel to a host no service covers, held open.
+    let (_blind, answer) = crate::transparent::connect_open(
+        &t,
+        "other.test.example",
+        proxy.upstream.port,
+        Some(&format!("{}:default", proxy.token)),
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // The tunnel counts from when its upgrade completes, just after the 200 left: wait.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let samples = loop {
+        let samples = parse(&scrape(proxy));
+        let blind = value(&samples, "agent_vault_open_tunnels", &[("kind", "blind")]);
+        if blind == 1.0 || Instant::now() > deadline {
+            break samples;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let requests = |service: &str| {
+        value(
+            &samples,
+            "agent_vault_proxy_requests_total",
+            &[
+                ("vault", "default"),
+                ("service", service),
+                ("ingress", "transparent"),
+                ("status", "2xx"),
+            ],
+        )
+    };
+    assert_eq!(requests("items"), 2.0, "the requests inside the tunnel");
+    assert_eq!(requests(""), 1.0, "the blind tunnel's row");
+    let tunnels = |kind: &str| value(&samples, "agent_vault_open_tunnels", &[("kind", kind)]);
+    assert_eq!((tunnels("intercepted"), tunnels("blind")), (1.0, 1.0));
+    assert!(
+        value(
+            &samples,
+            "agent_vault_open_connections",
+            &[("listener", "transparent")]
+        ) >= 2.0
+    );
+    // The log says the same: two requests and one tunnel, all on the transparent ingress.
+    let rows = log_rows(proxy, 3);
+    assert!(
+        rows.iter().all(|row| row["ingress"] == "transparent"),
+        "{rows:?}"
+    );
+}
