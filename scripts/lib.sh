@@ -30,6 +30,8 @@ fi
 #   the transparent proxy tests run these real clients, unmodified, through `vault run`
 #   (tests/clients/requests_get.py and tests/clients/fetch.mjs), to prove they honour
 #   HTTPS_PROXY with its credentials and trust the proxy's CA.
+# - Python's prometheus_client: the metrics tests parse `/metrics` with the Prometheus
+#   project's own parser (tests/cli/metrics.rs).
 # - Debian's postgresql (its server binaries, not a running service): the store's tests run
 #   against SQLite and against a throwaway PostgreSQL cluster that they start themselves
 #   (host/src/store/postgres/tests/cluster.rs).
@@ -91,6 +93,13 @@ install_test_deps() {
     echo "Installing Python's ${pips[*]} (needed by scripts/check-packaging)..." >&2
     if ! python3 -m pip install --quiet --disable-pip-version-check "${pips[@]}" >&2; then
       echo "error: could not install ${pips[*]}; run \`python3 -m pip install ${pips[*]}\` and try again" >&2
+      exit 1
+    fi
+  fi
+  if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
+    echo "Installing Python's prometheus_client (its parser reads /metrics in the metrics tests)..." >&2
+    if ! python3 -m pip install --quiet --disable-pip-version-check prometheus_client >&2; then
+      echo "error: could not install Python's prometheus_client; run \`python3 -m pip install prometheus_client\` (Debian: \`apt-get install python3-prometheus-client\`) and try again" >&2
       exit 1
     fi
   fi

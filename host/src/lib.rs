@@ -18,6 +18,7 @@ pub mod drain;
 pub mod fill;
 pub mod guide;
 pub mod master_key;
+pub mod metrics;
 pub mod notify;
 pub mod path;
 pub mod plugin;

@@ -25,6 +25,8 @@ use crate::accept::{
 use crate::api::TransparentInfo;
 use crate::api::{self, ApiState};
 use crate::drain::Drain;
+use crate::metrics::endpoint::{self as metrics_endpoint, MetricsAccess, MetricsSettings};
+use crate::metrics::metrics;
 use crate::notify::Notifier;
 use crate::plugin::registry::{Registry, RegistryError, RegistrySettings};
 use crate::plugin::{EngineError, EngineSettings, PluginEngine};
@@ -80,6 +82,8 @@ pub struct ServerConfig {
     /// What a client can make the server hold before it authenticates: the header timeout
     /// and the caps on open connections (`accept/`).
     pub connections: ConnectionLimits,
+    /// Where `/metrics` is served, and the token it needs (`metrics/endpoint.rs`).
+    pub metrics: MetricsSettings,
 }
 
 pub use crate::client_addr::TrustedProxies;
@@ -159,6 +163,14 @@ pub async fn run(
         Some(addr) => open_transparent(&db, &data_key, addr).await?,
         None => None,
     };
+    let metrics_listener = match config.metrics.listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::Bind { addr, source })?,
+        ),
+        None => None,
+    };
     // No upstream client ever connects back to one of these.
     let mut upstream_settings = config.upstream.clone();
     upstream_settings.own_listeners.push(local);
@@ -168,6 +180,10 @@ pub async fn run(
     {
         upstream_settings.own_listeners.push(addr);
     }
+    let metrics_addr = metrics_listener
+        .as_ref()
+        .and_then(|listener| listener.local_addr().ok());
+    upstream_settings.own_listeners.extend(metrics_addr);
     // Webhooks go out from tasks on this runtime, through a client of their own.
     let webhook_client = Upstream::new(upstream_settings.clone())?;
     // Both listeners share one rule for what a client may hold before it authenticates.
@@ -185,6 +201,10 @@ pub async fn run(
     };
     let mut control = door(listener, "control plane");
     let transparent = transparent.map(|(listener, ca)| (door(listener, "transparent proxy"), ca));
+    metrics().watch_listener("control_plane", control.gate());
+    if let Some((door, _)) = &transparent {
+        metrics().watch_listener("transparent", door.gate());
+    }
     tracing::info!(
         "connections: at most {per_listener} open per listener and {} per client address; \
          request heads within {} s",
@@ -199,6 +219,7 @@ pub async fn run(
             .expect("replaying the journal does not panic")?
     };
     let (request_log, log_writer) = RequestLog::start(db.clone(), journal, config.log_retention);
+    metrics().watch_request_log(request_log.clone());
     let state = Arc::new(
         ApiState::new(
             db.clone(),
@@ -254,6 +275,26 @@ pub async fn run(
             }))
         })
         .collect::<Result<Vec<_>, ServerError>>()?;
+    let metrics_access =
+        MetricsAccess::new(config.metrics.token.clone(), config.trusted_proxies.clone());
+    // `/metrics` on a listener of its own, or on the control plane.
+    let metrics_server = metrics_listener.map(|listener| {
+        let door = Door::new(
+            listener,
+            "metrics",
+            metrics_endpoint::MAX_CONNECTIONS,
+            None,
+            config.trusted_proxies.clone(),
+        );
+        metrics().watch_listener("metrics", door.gate());
+        tokio::spawn(metrics_endpoint::serve_listener(
+            door,
+            metrics_access.clone(),
+            db.clone(),
+            connections,
+        ))
+    });
+    let control_metrics = metrics_server.is_none().then_some(metrics_access);
     let upkeep = tokio::spawn(upkeep(db, config.log_retention));
     tracing::info!(
         data_dir = %config.data_dir.display(),
@@ -291,6 +332,9 @@ pub async fn run(
         }
         None => (None, Vec::new()),
     };
+    if let Some(addr) = metrics_addr {
+        println!("agent-vault metrics listening on http://{addr}");
+    }
 
     let drain = Drain::new();
     let builder = connections.http();
@@ -304,11 +348,13 @@ pub async fn run(
                 let worker = workers.next_index();
                 let (state, proxy) = (state.clone(), worker_proxies[worker].clone());
                 let (builder, watcher) = (builder.clone(), drain.watcher());
+                let control_metrics = control_metrics.clone();
                 workers.spawn(worker, async move {
                     let Some(stream) = adopt(stream, peer) else { return };
                     let (stream, abort) = Abortable::new(stream);
                     let service = hyper::service::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
                         let (state, proxy) = (state.clone(), proxy.clone());
+                        let control_metrics = control_metrics.clone();
                         request.extensions_mut().insert(abort.clone());
                         // Before any route: the routes never see the base path.
                         let inside = state.address.base_path().enter(&mut request);
@@ -317,6 +363,13 @@ pub async fn run(
                                 api::outside_base_path().map(|body| body.map_err(|never| match never {}).boxed_unsync())
                             } else if proxy::is_proxy_request(request.uri().path()) {
                                 proxy::handle(proxy, request, peer.ip()).await
+                            } else if let Some(access) = control_metrics
+                                .as_ref()
+                                .filter(|_| request.uri().path() == metrics_endpoint::PATH)
+                            {
+                                metrics_endpoint::serve(access, &state.db, request.method(), request.headers(), peer.ip())
+                                    .await
+                                    .map(|body| body.map_err(|never| match never {}).boxed_unsync())
                             } else {
                                 api::handle(state, request, peer.ip())
                                     .await
@@ -356,6 +409,9 @@ pub async fn run(
     }
     tracing::info!("shutting down; waiting for requests in flight");
     upkeep.abort();
+    if let Some(metrics_server) = metrics_server {
+        metrics_server.abort();
+    }
     drop((control, transparent_door));
     tokio::select! {
         () = drain.drain() => {}

@@ -20,6 +20,7 @@ mod egress_proxy;
 mod example_plugin;
 mod hardening;
 mod hostile_plugins;
+mod metrics;
 mod migrate_db;
 mod plugin_commands;
 mod proposals;

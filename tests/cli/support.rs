@@ -301,6 +301,8 @@ pub struct Server {
     pub address: String,
     /// The transparent proxy's `127.0.0.1:PORT`, when a test turned it on (`--mitm-port`).
     pub transparent: Option<String>,
+    /// The metrics listener's `127.0.0.1:PORT`, when a test gave `--metrics-addr`.
+    pub metrics: Option<String>,
     log: mpsc::Receiver<String>,
 }
 
@@ -397,6 +399,12 @@ impl Server {
                 .unwrap_or_else(|| panic!("the transparent proxy did not start: {line:?}"))
                 .to_owned()
         });
+        let metrics = args.contains(&"--metrics-addr").then(|| {
+            let line = stdout.next().and_then(Result::ok).unwrap_or_default();
+            line.strip_prefix("agent-vault metrics listening on http://")
+                .unwrap_or_else(|| panic!("the metrics listener did not start: {line:?}"))
+                .to_owned()
+        });
         if data.backend() == Backend::Postgres {
             assert!(
                 !data.path().join("agent-vault.db").exists(),
@@ -407,6 +415,7 @@ impl Server {
             child,
             address,
             transparent,
+            metrics,
             log,
         }
     }

@@ -225,6 +225,11 @@ impl Door {
         self.listener.local_addr()
     }
 
+    /// The listener's caps and open connections (for `/metrics`).
+    pub fn gate(&self) -> Arc<Gate> {
+        self.gate.clone()
+    }
+
     /// The next admitted connection; never an error. Cancel-safe: a pause after a failure
     /// is remembered across calls.
     pub async fn accept(&mut self) -> Admitted {

@@ -27,6 +27,7 @@ use super::process::{self, MASTER_PASSWORD_ENV, MASTER_PASSWORD_FILE_ENV};
 use super::{DataDirArgs, data_dir_or_home};
 use crate::accept::ConnectionLimits;
 use crate::master_key::{self, MasterKeyError, PASSWORDLESS_WARNING};
+use crate::metrics::endpoint::MetricsSettings;
 use crate::proxy::ProxySettings;
 use crate::public_url::BasePath;
 use crate::ratelimit::RateLimits;
@@ -231,9 +232,20 @@ pub struct ServerArgs {
         default_value_t = LogFormat::Text
     )]
     log_format: LogFormat,
+    /// Serve `/metrics` on this address, a listener of its own, rather than on the control
+    /// plane.
+    #[arg(long, env = "AGENT_VAULT_METRICS_ADDR", value_name = "ADDR")]
+    metrics_addr: Option<SocketAddr>,
+    /// A file holding the bearer token `/metrics` requires (without one, only loopback
+    /// clients may scrape). `AGENT_VAULT_METRICS_TOKEN` gives the token itself.
+    #[arg(long, value_name = "PATH")]
+    metrics_token_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     dirs: DataDirArgs,
 }
+
+/// The environment variable holding the metrics token itself.
+const METRICS_TOKEN_ENV: &str = "AGENT_VAULT_METRICS_TOKEN";
 
 #[derive(Debug, clap::Subcommand)]
 enum ServerAction {
@@ -282,6 +294,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         .map_err(|message| anyhow::anyhow!("--rate-limit-profile: {message}"))?;
     let rate_limits = with_rate_limit_overrides(rate_limits)?;
     let egress_proxy = egress_proxy(&args)?;
+    let metrics_token = metrics_token(args.metrics_token_file.as_deref())?;
     let mut upstream = UpstreamSettings {
         resolve: args.resolve.clone(),
         allowlist,
@@ -352,6 +365,10 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
             max_connections_per_address: Some(args.max_connections_per_address)
                 .filter(|cap| *cap > 0),
         },
+        metrics: MetricsSettings {
+            listen: args.metrics_addr,
+            token: metrics_token,
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -363,6 +380,35 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The token `/metrics` requires: the first line of `file`, or `AGENT_VAULT_METRICS_TOKEN`;
+/// not both, and not empty.
+fn metrics_token(file: Option<&std::path::Path>) -> anyhow::Result<Option<Zeroizing<String>>> {
+    let from_env = std::env::var_os(METRICS_TOKEN_ENV);
+    let token = match (file, from_env) {
+        (Some(_), Some(_)) => {
+            bail!("give the metrics token once: --metrics-token-file or {METRICS_TOKEN_ENV}")
+        }
+        (Some(file), None) => {
+            let text = Zeroizing::new(std::fs::read_to_string(file).with_context(|| {
+                format!("--metrics-token-file: cannot read {}", file.display())
+            })?);
+            Zeroizing::new(text.lines().next().unwrap_or("").trim().to_owned())
+        }
+        (None, Some(value)) => Zeroizing::new(
+            value
+                .into_string()
+                .map_err(|_| anyhow::anyhow!("{METRICS_TOKEN_ENV} is not valid UTF-8"))?
+                .trim()
+                .to_owned(),
+        ),
+        (None, None) => return Ok(None),
+    };
+    if token.is_empty() {
+        bail!("the metrics token is empty (--metrics-token-file or {METRICS_TOKEN_ENV})");
+    }
+    Ok(Some(token))
 }
 
 /// `--mitm-port`: off, a port, or a free one.

@@ -48,11 +48,10 @@ pub(super) async fn admit(
         .map_err(|_| ProxyError::LogUnavailable)?;
     draft.vault_id = Some(caller.vault.id.clone());
     draft.actor = caller.actor.id();
-    let permit = state
-        .limits
-        .admit(&caller.scope)
-        .await
-        .map_err(ProxyError::RateLimited)?;
+    let permit = state.limits.admit(&caller.scope).await.map_err(|limited| {
+        crate::metrics::metrics().rate_limited(limited.code());
+        ProxyError::RateLimited(limited)
+    })?;
     Ok(Admitted {
         method,
         abort,

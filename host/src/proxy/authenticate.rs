@@ -93,10 +93,10 @@ pub async fn token_caller(
 async fn session(state: &ProxyState, token: &str, client: IpAddr) -> Result<Session, ProxyError> {
     let counted = !client.to_canonical().is_loopback();
     if counted {
-        state
-            .auth_failures
-            .check(client)
-            .map_err(ProxyError::RateLimited)?;
+        state.auth_failures.check(client).map_err(|limited| {
+            crate::metrics::metrics().rate_limited("auth_failures");
+            ProxyError::RateLimited(limited)
+        })?;
     }
     match state.cache.session(token).await {
         Ok(session) => Ok(session),

@@ -3,13 +3,14 @@
 //! stage, or a refusal.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use super::cache::VaultView;
 use super::{Caller, ProxyError, ProxyState};
 use crate::fill::Plan;
+use crate::metrics::{PluginOutcome, metrics};
 use crate::plugin::contract::Requirements;
-use crate::plugin::{Call, Plugin, PluginConfigError, Verdict};
+use crate::plugin::{Call, CallError, Plugin, PluginConfigError, PluginError, Verdict};
 use crate::request::RequestHead;
 use crate::services::{PluginBinding, Service};
 use crate::vault::Credentials;
@@ -58,7 +59,18 @@ pub(super) async fn decide(
         body_sha256,
         placeholders: None,
     };
-    match plugin.decide(head, &call).await {
+    let started = Instant::now();
+    let verdict = plugin.decide(head, &call).await;
+    let outcome = match &verdict {
+        Ok(_) => PluginOutcome::Decided,
+        Err(PluginError::Call {
+            error: CallError::Timeout(_),
+            ..
+        }) => PluginOutcome::TimedOut,
+        Err(_) => PluginOutcome::Failed,
+    };
+    metrics().plugin_call(plugin.name(), outcome, started.elapsed());
+    match verdict {
         Ok(Verdict::Forward(plan)) => Ok(plan),
         Ok(Verdict::Deny { status, reason }) => Err(ProxyError::Denied { status, reason }),
         Err(error) => Err(ProxyError::Plugin(error)),

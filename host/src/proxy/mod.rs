@@ -132,13 +132,15 @@ pub async fn handle(
     }
     let started = Instant::now();
     let mut draft = LogDraft::new(request.method(), Ingress::Explicit);
-    let response = match proxy(&state, request, client, &mut draft).await {
+    let mut caller = None;
+    let response = match proxy(&state, request, client, &mut draft, &mut caller).await {
         Ok(response) => response,
         Err(error) => {
             draft.error_code = Some(error.code());
             error.into_response()
         }
     };
+    draft.count(caller.as_ref(), response.status().as_u16(), started);
     if let Some(entry) = draft.finish(response.status().as_u16(), started) {
         state.request_log.record(entry).await;
     }
@@ -150,6 +152,7 @@ async fn proxy(
     request: http::Request<Incoming>,
     client: IpAddr,
     draft: &mut LogDraft,
+    caller: &mut Option<Caller>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     // 1. Accept.
     let (parts, body) = request.into_parts();
@@ -163,8 +166,8 @@ async fn proxy(
     }
 
     // 2. Authenticate.
-    let caller = authenticate::caller(state, &parts.headers, client).await?;
-    exchange(state, &caller, &target, parts, body, draft).await
+    let caller = caller.insert(authenticate::caller(state, &parts.headers, client).await?);
+    exchange(state, caller, &target, parts, body, draft).await
 }
 
 /// Serve one request of an authenticated caller, whichever ingress it came in by: admit it,
@@ -195,6 +198,7 @@ pub async fn serve_request(
             error.into_response()
         }
     };
+    draft.count(Some(caller), response.status().as_u16(), started);
     if let Some(entry) = draft.finish(response.status().as_u16(), started) {
         state.request_log.record(entry).await;
     }
@@ -290,6 +294,18 @@ fn full(bytes: Bytes) -> ProxyBody {
         .boxed_unsync()
 }
 
+/// Count in `/metrics` a refusal of `ingress` that gets no log row (`vault=""`), answered
+/// with `response` since `started`.
+pub fn count_unlogged(ingress: Ingress, response: &Response<ProxyBody>, started: Instant) {
+    crate::metrics::metrics().request(
+        None,
+        None,
+        ingress.as_str(),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+}
+
 /// Which door a request came in by, as the request log names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ingress {
@@ -335,6 +351,21 @@ impl LogDraft {
             credential_keys: Vec::new(),
             error_code: None,
         }
+    }
+
+    /// Count the request in `/metrics`, answered with `status`: under its vault (`caller`'s)
+    /// and service exactly when it gets a log row, so the counters add up to the log.
+    fn count(&self, caller: Option<&Caller>, status: u16, started: Instant) {
+        let vault = caller
+            .filter(|_| self.vault_id.is_some())
+            .map(|caller| caller.vault.name.as_str());
+        crate::metrics::metrics().request(
+            vault,
+            self.service.as_deref().filter(|_| vault.is_some()),
+            self.ingress.as_str(),
+            status,
+            started.elapsed(),
+        );
     }
 
     /// The row, if the request got far enough to know its vault.

@@ -52,6 +52,7 @@ impl Echo<'_> {
 }
 
 fn report(service: &str, vault: &str, matches: u64, place: &str) {
+    crate::metrics::metrics().redacted(vault, service, matches);
     tracing::warn!(
         service,
         vault,

@@ -3,6 +3,8 @@
 //! rewritten on the way (placeholders toward the upstream, echoed credentials toward the
 //! agent).
 
+use std::time::Instant;
+
 use bytes::Bytes;
 use http::{HeaderValue, Response};
 use http_body_util::LengthLimitError;
@@ -11,6 +13,7 @@ use hyper::upgrade::OnUpgrade;
 
 use super::outgoing::Outgoing;
 use super::{ProxyError, ProxyState, body_fill, full, redact};
+use crate::metrics::metrics;
 use crate::ratelimit::Permit;
 use crate::request::RequestHead;
 use crate::services::Service;
@@ -42,8 +45,12 @@ pub(super) async fn forward(
     let Some(upgrade) = upgrade else {
         drop(placeholders);
         let limit = state.settings.max_request_bytes;
+        let sent = Instant::now();
         return match state.upstream.send(head, body).await {
-            Ok(response) => Ok(Answer::Body(response)),
+            Ok(response) => {
+                metrics().upstream(sent.elapsed());
+                Ok(Answer::Body(response))
+            }
             Err(error) => Err(upstream_failure(error, limit)),
         };
     };

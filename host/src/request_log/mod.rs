@@ -126,6 +126,8 @@ struct Counters {
     dropped: AtomicU64,
     /// Entries that found the queue full and waited for room.
     waited: AtomicU64,
+    /// Batch writes the store refused (each retry counts).
+    write_refusals: AtomicU64,
     /// Whether the store refused the last write; cleared when a write succeeds.
     failing: AtomicBool,
     /// Entries taken from the queue and not yet written.
@@ -252,6 +254,16 @@ impl RequestLog {
     /// Entries so far that found the queue full and waited for room.
     pub fn waited(&self) -> u64 {
         self.counters.waited.load(Ordering::Relaxed)
+    }
+
+    /// Entries in the queue now, not yet taken by the writer.
+    pub fn queued(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+
+    /// Batch writes the store refused so far (each retry of a batch counts once).
+    pub fn write_refusals(&self) -> u64 {
+        self.counters.write_refusals.load(Ordering::Relaxed)
     }
 }
 
@@ -434,6 +446,7 @@ impl Writer {
                 Ok(()) => break,
                 Err(error) => {
                     refusals += 1;
+                    counters.write_refusals.fetch_add(1, Ordering::Relaxed);
                     if !counters.failing.swap(true, Ordering::Relaxed) {
                         tracing::error!(
                             entries = count,

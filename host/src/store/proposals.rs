@@ -67,6 +67,8 @@ pub trait ProposalStore {
     fn proposal_by_approval(&self, approval_hash: &str) -> Result<Option<Proposal>>;
     /// A vault's proposals, newest first.
     fn proposals(&self, vault_id: &str) -> Result<Vec<Proposal>>;
+    /// How many proposals of all vaults are pending and unexpired at `at` (`/metrics`).
+    fn pending_proposals(&self, at: UnixTime) -> Result<u64>;
     /// Write what approving the proposal means and mark it applied by `reviewer`, in one
     /// transaction. `NotFound` unless it is pending and unexpired at `at`; `Conflict` if the
     /// vault's services changed since the application was computed.

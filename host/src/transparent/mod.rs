@@ -22,6 +22,7 @@ mod tunnel;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Instant;
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -35,7 +36,10 @@ use zeroize::Zeroizing;
 use crate::accept::{AbortSignal, Abortable, ConnectionLimits, Counted, StrictHeads};
 use crate::authority::{AuthorityError, display_authority, parse_authority};
 use crate::drain::DrainWatcher;
-use crate::proxy::{Caller, Ingress, ProxyError, ProxyState, Target, authenticate, route};
+use crate::metrics::{TunnelKind, metrics};
+use crate::proxy::{
+    Caller, Ingress, ProxyError, ProxyState, Target, authenticate, count_unlogged, route,
+};
 use crate::request::Scheme;
 use crate::store::{self, LogEntry};
 use crate::upstream::ProxyBody;
@@ -171,24 +175,32 @@ impl Transparent {
         tunnels: DrainWatcher,
         client: IpAddr,
     ) -> Response<ProxyBody> {
+        // Answers that are not logged (a refusal before the vault is known, a refused tunnel)
+        // are counted here; the rest where their log row is written. An intercepted tunnel
+        // is not a request itself: each request inside it is.
+        let started = Instant::now();
+        let unlogged = |error: ProxyError| {
+            let response = error.into_response();
+            count_unlogged(Ingress::Transparent, &response, started);
+            response
+        };
         if request.method() == Method::CONNECT {
             return self
-                .connect(request, tunnels, client)
+                .connect(request, tunnels, client, started)
                 .await
-                .unwrap_or_else(ProxyError::into_response);
+                .unwrap_or_else(unlogged);
         }
         if request.uri().scheme_str() == Some("http") {
             return self
                 .plain_http(request, client)
                 .await
-                .unwrap_or_else(ProxyError::into_response);
+                .unwrap_or_else(unlogged);
         }
-        ProxyError::BadRequest(
+        unlogged(ProxyError::BadRequest(
             "This is an HTTP forward proxy: send CONNECT host:port for https, or an absolute \
              http:// URL; for /proxy/{host}/{path} use the control-plane address"
                 .into(),
-        )
-        .into_response()
+        ))
     }
 
     async fn connect(
@@ -196,6 +208,7 @@ impl Transparent {
         mut request: http::Request<Incoming>,
         watcher: DrainWatcher,
         client: IpAddr,
+        started: Instant,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let (host, port) = connect_target(request.uri().authority())?;
         let credentials = proxy_credentials(request.headers())?;
@@ -219,9 +232,17 @@ impl Transparent {
                 vault: caller.vault.name.clone(),
                 base_url: self.proxy.address.fixed().to_owned(),
             };
-            self.log_tunnel(&caller, &host, port, 403, Some(error.code()))
-                .await;
-            return Err(error);
+            let error_code = error.code();
+            let response = error.into_response();
+            self.log_tunnel(
+                &caller,
+                (&host, port),
+                response.status(),
+                Some(error_code),
+                started,
+            )
+            .await;
+            return Ok(response);
         }
         let upgrade = hyper::upgrade::on(&mut request);
         let transparent = self.clone();
@@ -236,6 +257,7 @@ impl Transparent {
             tokio::spawn(async move {
                 match upgrade.await {
                     Ok(upgraded) => {
+                        let _open = metrics().tunnel(TunnelKind::Intercepted);
                         let tunnel = tunnel::Tunnel {
                             transparent,
                             host,
@@ -255,13 +277,19 @@ impl Transparent {
                 .connect_tcp(&host, port)
                 .await
                 .map_err(ProxyError::Upstream)?;
-            self.log_tunnel(&caller, &host, port, 200, None).await;
+            let response = Response::new(empty());
+            self.log_tunnel(&caller, (&host, port), response.status(), None, started)
+                .await;
             tokio::spawn(async move {
                 match upgrade.await {
-                    Ok(upgraded) => tunnel::blind(upgraded, upstream).await,
+                    Ok(upgraded) => {
+                        let _open = metrics().tunnel(TunnelKind::Blind);
+                        tunnel::blind(upgraded, upstream).await
+                    }
                     Err(error) => tracing::debug!("CONNECT upgrade failed: {error}"),
                 }
             });
+            return Ok(response);
         }
         Ok(Response::new(empty()))
     }
@@ -304,15 +332,24 @@ impl Transparent {
         .await)
     }
 
-    /// A request-log row for a tunnel that carries no intercepted requests.
+    /// A request-log row (and its count in `/metrics`) for a tunnel that carries no
+    /// intercepted requests, answered with `status`.
     async fn log_tunnel(
         &self,
         caller: &Caller,
-        host: &str,
-        port: u16,
-        status: u16,
+        (host, port): (&str, u16),
+        status: http::StatusCode,
         error_code: Option<&str>,
+        started: Instant,
     ) {
+        let status = status.as_u16();
+        metrics().request(
+            Some(&caller.vault.name),
+            None,
+            Ingress::Transparent.as_str(),
+            status,
+            started.elapsed(),
+        );
         let entry = LogEntry {
             id: 0,
             vault_id: caller.vault.id.clone(),

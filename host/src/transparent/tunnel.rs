@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Instant;
 
 use http::Response;
 use hyper::body::Incoming;
@@ -14,7 +15,7 @@ use super::{ProxyCredentials, Transparent, caller};
 use crate::accept::{Abortable, FirstBytes, StrictHeads};
 use crate::authority::{canonical_host, display_authority};
 use crate::drain::DrainWatcher;
-use crate::proxy::{Ingress, ProxyError, Target, serve_request};
+use crate::proxy::{Ingress, ProxyError, Target, count_unlogged, serve_request};
 use crate::request::Scheme;
 use crate::upstream::ProxyBody;
 
@@ -122,15 +123,21 @@ impl Tunnel {
         let proxy = &self.transparent.proxy;
         // Checked again for every request: a token revoked or expired while the tunnel is
         // open stops working at once.
+        let started = Instant::now();
+        let unlogged = |error: ProxyError| {
+            let response = error.into_response();
+            count_unlogged(Ingress::Transparent, &response, started);
+            response
+        };
         let caller = match caller(proxy, &self.credentials, self.client).await {
             Ok(caller) => caller,
             Err(ProxyError::ProxyAuthRequired(message)) => {
-                return ProxyError::Unauthorized(message).into_response();
+                return unlogged(ProxyError::Unauthorized(message));
             }
-            Err(error) => return error.into_response(),
+            Err(error) => return unlogged(error),
         };
         if let Err(error) = self.check_host(&request) {
-            return error.into_response();
+            return unlogged(error);
         }
         let target = Target {
             scheme: Scheme::Https,

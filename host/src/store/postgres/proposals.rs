@@ -224,6 +224,17 @@ impl ProposalStore for PostgresStore {
         self.read("list the proposals", |tx| list(tx, vault_id))
     }
 
+    fn pending_proposals(&self, at: UnixTime) -> Result<u64> {
+        self.read("count the pending proposals", |tx| {
+            let row = tx.query_one(
+                "SELECT COUNT(*) FROM proposals WHERE status = 'pending' AND expires_at > $1",
+                &[&at],
+            )?;
+            let pending: i64 = column(&row, 0)?;
+            Ok(u64::try_from(pending).unwrap_or(0))
+        })
+    }
+
     fn apply_proposal(
         &self,
         vault_id: &str,

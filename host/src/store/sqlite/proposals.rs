@@ -228,6 +228,17 @@ impl ProposalStore for SqliteStore {
         self.read("list the proposals", |tx| list(tx, vault_id))
     }
 
+    fn pending_proposals(&self, at: UnixTime) -> Result<u64> {
+        self.read("count the pending proposals", |tx| {
+            let pending: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM proposals WHERE status = 'pending' AND expires_at > ?1",
+                [at],
+                |row| row.get(0),
+            )?;
+            Ok(u64::try_from(pending).unwrap_or(0))
+        })
+    }
+
     fn apply_proposal(
         &self,
         vault_id: &str,
