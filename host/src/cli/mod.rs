@@ -46,7 +46,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server (control plane on 127.0.0.1:14321).
-    Server(server::ServerArgs),
+    Server(Box<server::ServerArgs>),
     /// Register, log in and out, accept an invite.
     Auth(auth::AuthArgs),
     /// The account you are logged in as: who it is, and its password.
@@ -113,7 +113,7 @@ fn data_dir_or_home(dir: Option<&Path>) -> anyhow::Result<PathBuf> {
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Server(args) => server::run(args),
+        Command::Server(args) => server::run(*args),
         Command::Auth(args) => auth::run(args),
         Command::Account(args) => auth::run_account(args),
         Command::Vault(args) => vault::run(args),
