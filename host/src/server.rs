@@ -359,23 +359,10 @@ pub async fn run(
                         // Before any route: the routes never see the base path.
                         let inside = state.address.base_path().enter(&mut request);
                         async move {
-                            let response = if !inside {
-                                api::outside_base_path().map(|body| body.map_err(|never| match never {}).boxed_unsync())
-                            } else if proxy::is_proxy_request(request.uri().path()) {
-                                proxy::handle(proxy, request, peer.ip()).await
-                            } else if let Some(access) = control_metrics
-                                .as_ref()
-                                .filter(|_| request.uri().path() == metrics_endpoint::PATH)
-                            {
-                                metrics_endpoint::serve(access, &state.db, request.method(), request.headers(), peer.ip())
-                                    .await
-                                    .map(|body| body.map_err(|never| match never {}).boxed_unsync())
-                            } else {
-                                api::handle(state, request, peer.ip())
-                                    .await
-                                    .map(|body| body.map_err(|never| match never {}).boxed_unsync())
-                            };
-                            Ok::<_, Infallible>(response)
+                            let metrics = control_metrics;
+                            let response =
+                                control_plane_request(state, proxy, metrics, request, inside, peer);
+                            Ok::<_, Infallible>(response.await)
                         }
                     });
                     let stream = Counted::new(StrictHeads::new(stream), slot);
@@ -551,4 +538,39 @@ fn create_private_dir(path: &Path) -> Result<(), ServerError> {
             path: path.to_owned(),
             source,
         })
+}
+
+/// One request on the control plane, its base path taken off (`inside`: it had it): a proxy
+/// request, `/metrics` when served here, or the management API.
+async fn control_plane_request(
+    state: Arc<ApiState>,
+    proxy: Arc<ProxyState>,
+    metrics_access: Option<MetricsAccess>,
+    request: http::Request<hyper::body::Incoming>,
+    inside: bool,
+    peer: SocketAddr,
+) -> http::Response<crate::upstream::ProxyBody> {
+    let boxed = |response: http::Response<http_body_util::Full<bytes::Bytes>>| {
+        response.map(|body| body.map_err(|never| match never {}).boxed_unsync())
+    };
+    if !inside {
+        return boxed(api::outside_base_path());
+    }
+    let path = request.uri().path();
+    if proxy::is_proxy_request(path) {
+        return proxy::handle(proxy, request, peer.ip()).await;
+    }
+    match metrics_access.filter(|_| path == metrics_endpoint::PATH) {
+        Some(access) => boxed(
+            metrics_endpoint::serve(
+                &access,
+                &state.db,
+                request.method(),
+                request.headers(),
+                peer.ip(),
+            )
+            .await,
+        ),
+        None => boxed(api::handle(state, request, peer.ip()).await),
+    }
 }

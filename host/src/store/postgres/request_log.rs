@@ -132,17 +132,14 @@ pub(super) fn insert(
         &[&named],
         |row| column(row, 0),
     )?;
-    let kept: Vec<&LogEntry> = entries
+    let kept = entries
         .iter()
         .filter(|entry| vaults.contains(&entry.vault_id))
-        .collect();
-    let converted = kept
-        .iter()
-        .map(|entry| Converted::of(entry))
+        .map(|entry| Ok((entry, Converted::of(entry)?)))
         .collect::<TxResult<Vec<_>>>()?;
     if !kept.is_empty() {
         // COPY rather than INSERT: PostgreSQL writes its rows a page at a time.
-        let rows = kept.iter().zip(&converted).map(|(entry, converted)| {
+        let rows = kept.iter().map(|(entry, converted)| {
             let row: Vec<&(dyn ToSql + Sync)> = vec![
                 &entry.vault_id,
                 &entry.ingress,
