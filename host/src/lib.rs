@@ -14,6 +14,7 @@ pub mod auth;
 pub mod authority;
 pub mod cli;
 pub mod client_addr;
+pub mod console;
 pub mod drain;
 pub mod fill;
 pub mod guide;

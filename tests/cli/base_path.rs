@@ -358,7 +358,7 @@ fn behind_nginx_the_cli_signs_in_an_agent_proposes_and_the_approved_key_reaches_
             ],
             "login_status": 303,
             "login_location": format!("/agent-vault/approve/1?token={link_token}"),
-            "cookie_paths": ["/agent-vault/approve"],
+            "cookie_paths": ["/agent-vault"],
             "outcome": "Approved",
         })
     );
@@ -488,8 +488,6 @@ fn the_prefix_works_directly_and_nothing_outside_it_reaches_a_route() {
         "/agent-vault%2Fhealth".to_owned(),
         "/agent-vault%2fv1/status".to_owned(),
         "/Agent-Vault/health".to_owned(),
-        "/agent-vault".to_owned(),
-        "/agent-vault/".to_owned(),
         "/agent-vault/../health".to_owned(),
         "/agent-vault/%2e%2e/health".to_owned(),
         "/agent-vault/./health".to_owned(),
@@ -498,6 +496,11 @@ fn the_prefix_works_directly_and_nothing_outside_it_reaches_a_route() {
         format!("/agent-vault/../proxy/api.test.example:{port}/v1/items"),
     ] {
         let answer = call(&address, "GET", &outside, &session, &[], &Value::Null);
+        if outside.starts_with("/agent-vault/") {
+            // Inside the prefix, a path that is no route is the web console's to refuse.
+            assert_eq!(answer.status, 404, "{outside}");
+            continue;
+        }
         assert_eq!(
             (answer.status, answer.header("content-type"), answer.json()),
             (
@@ -506,6 +509,15 @@ fn the_prefix_works_directly_and_nothing_outside_it_reaches_a_route() {
                 json!({ "error": "no such endpoint" })
             ),
             "{outside}"
+        );
+    }
+    // The prefix alone opens the web console, which sends a browser to sign in there.
+    for console in ["/agent-vault", "/agent-vault/"] {
+        let answer = call(&address, "GET", console, &session, &[], &Value::Null);
+        assert_eq!(
+            (answer.status, answer.header("location")),
+            (303, Some("/agent-vault/login?next=%2Fagent-vault%2F")),
+            "{console}"
         );
     }
     // Inside the prefix, paths that would climb out of /proxy/{host} are refused.

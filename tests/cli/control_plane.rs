@@ -1672,7 +1672,7 @@ fn set_cookies(answer: &crate::proxy::Answer) -> Vec<String> {
             let attributes: Vec<&str> = parts.collect();
             assert_eq!(
                 attributes[..3],
-                ["HttpOnly", "SameSite=Strict", "Path=/approve"],
+                ["HttpOnly", "SameSite=Strict", "Path=/"],
                 "{cookie}"
             );
             pair

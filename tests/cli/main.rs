@@ -14,6 +14,7 @@ mod agent_invites;
 mod api_permissions;
 mod at_rest;
 mod base_path;
+mod console;
 mod control_plane;
 mod database;
 mod egress_proxy;

@@ -707,7 +707,7 @@ fn a_login_posted_from_another_site_is_refused() {
     assert!(
         cookie.contains("HttpOnly")
             && cookie.contains("SameSite=Strict")
-            && cookie.contains("Path=/approve"),
+            && cookie.contains("Path=/;"),
         "{cookie}"
     );
     let session = cookie.split(';').next().unwrap().to_owned();

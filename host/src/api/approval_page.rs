@@ -4,80 +4,35 @@
 //! The token in the link lets anyone holding it read what the agent asks for (host, methods
 //! and paths, auth type, plugin, the credentials wanted) for 24 hours; deciding needs a person
 //! with the member or admin role in the vault (`access::check_review`), who logs in on the
-//! same page. The login sets an `av_session` cookie (HttpOnly, SameSite=Strict, sent only to
-//! `/approve`) that only these pages read, and, for a browser that had none that counted, an
-//! `av_device` cookie with its device token (`auth::devices`, same attributes), which the
-//! next login sends so that other clients' failed sign-ins do not hold it back. Every form
+//! same page, or is signed in to the web console already: both set the same `av_session` and
+//! `av_device` cookies (`console/session.rs`). Every form
 //! carries a CSRF token derived from that session and this proposal. Credential values go
 //! from the form straight to the vault and are never rendered back. Every piece of text an
 //! agent wrote is escaped, and the Content-Security-Policy allows no script at all.
 //!
 //! This file holds what each request to the page does (open the link, log in, check and carry
-//! out a decision) and the cookies and CSRF token; the HTML is in `approval_page/html.rs`.
+//! out a decision) and the CSRF token; the HTML is in `approval_page/html.rs`.
 
 mod html;
 
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{Response, StatusCode};
 use http_body_util::Full;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use super::auth::{LOGIN_MAX_SECONDS, check_login, device_token_for, start_login_session};
+use super::auth::{check_login, device_token_for, start_login_session};
 use super::proposals as proposal_api;
 use super::{ApiError, ApiState, Request};
 use crate::auth::Session;
-use crate::auth::devices::DEVICE_IDLE_SECONDS;
+use crate::console::session::{
+    DEVICE_COOKIE, SESSION_COOKIE, cookie, cross_site, form, redirect, sign_in_cookies,
+};
 use crate::store::{self, Proposal, Vault};
 use html::{outcome, problem, render};
-
-const SESSION_COOKIE: &str = "av_session";
-/// The browser's device token; the web console will read the same cookie.
-const DEVICE_COOKIE: &str = "av_device";
-
-fn redirect(location: &str, cookies: &[String]) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::new()));
-    *response.status_mut() = StatusCode::SEE_OTHER;
-    if let Ok(location) = HeaderValue::from_str(location) {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    for cookie in cookies {
-        if let Ok(mut cookie) = HeaderValue::from_str(cookie) {
-            cookie.set_sensitive(true);
-            response.headers_mut().append(header::SET_COOKIE, cookie);
-        }
-    }
-    response
-}
-
-/// The fields of a form body (`application/x-www-form-urlencoded`).
-fn form(request: &Request) -> BTreeMap<String, Zeroizing<String>> {
-    let body = String::from_utf8_lossy(&request.body);
-    crate::request::raw_query_pairs(Some(&body))
-        .map(|(name, value)| {
-            (
-                super::decode_form(name),
-                Zeroizing::new(super::decode_form(value)),
-            )
-        })
-        .collect()
-}
-
-/// The value of the cookie `name`.
-fn cookie(request: &Request, name: &str) -> Option<String> {
-    request
-        .headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(found, _)| *found == name)
-        .map(|(_, value)| value.to_owned())
-}
 
 /// The `av_session` cookie's value.
 fn session_cookie(request: &Request) -> Option<String> {
@@ -181,39 +136,6 @@ pub async fn show(state: &ApiState, request: &Request, id: &str) -> Response<Ful
     render(state, &opened, session.as_ref(), None).await
 }
 
-/// Whether a form post came from another site: the browser says so (`Sec-Fetch-Site`), or,
-/// for browsers that do not send it, its `Origin` names another host than the one it posted
-/// to (the `Host` it sent, or behind a trusted reverse proxy the public one). Such a login
-/// would sign this browser into someone else's account (login CSRF). The page's
-/// `Referrer-Policy: no-referrer` makes browsers send `Origin: null`, which says nothing
-/// either way.
-fn cross_site(request: &Request) -> bool {
-    let header = |name: &str| {
-        request
-            .headers
-            .get(name)
-            .and_then(|value| value.to_str().ok())
-    };
-    if let Some(site) = header("sec-fetch-site") {
-        return !matches!(site, "same-origin" | "none");
-    }
-    let Some(origin) = header("origin").filter(|origin| *origin != "null") else {
-        return false;
-    };
-    let Some((_, authority)) = origin.split_once("://") else {
-        return true;
-    };
-    let posted_to = header("host").is_some_and(|host| authority.eq_ignore_ascii_case(host));
-    !posted_to && !same_origin(origin, &request.base_url)
-}
-
-/// Whether `origin` (`scheme://authority`) is the origin of `url`.
-fn same_origin(origin: &str, url: &str) -> bool {
-    url.get(..origin.len())
-        .is_some_and(|start| start.eq_ignore_ascii_case(origin))
-        && matches!(url.as_bytes().get(origin.len()), None | Some(b'/'))
-}
-
 pub async fn login(state: &ApiState, request: &Request, id: &str) -> Response<Full<Bytes>> {
     if cross_site(request) {
         return problem(
@@ -255,26 +177,13 @@ pub async fn login(state: &ApiState, request: &Request, id: &str) -> Response<Fu
         Ok(None) => shown_device,
         Err(error) => return problem(error.status, &error.message),
     };
-    let secure = if request.base_url.starts_with("https://") {
-        "; Secure"
-    } else {
-        ""
-    };
+    let cookies = sign_in_cookies(
+        state,
+        request,
+        &token,
+        device_token.as_ref().map(|token| token.as_str()),
+    );
     let page_path = format!("{}/approve", state.address.base_path().as_str());
-    let attributes = |max_age: i64| {
-        format!("; HttpOnly; SameSite=Strict; Path={page_path}; Max-Age={max_age}{secure}")
-    };
-    let mut cookies = vec![format!(
-        "{SESSION_COOKIE}={token}{}",
-        attributes(LOGIN_MAX_SECONDS)
-    )];
-    if let Some(device_token) = device_token {
-        cookies.push(format!(
-            "{DEVICE_COOKIE}={}{}",
-            device_token.as_str(),
-            attributes(DEVICE_IDLE_SECONDS)
-        ));
-    }
     // The token was found by its hash, so it is `av_appr_` and hex: nothing to escape. The
     // page's path without scheme and host: the browser goes back where it came from, the
     // base path included.
@@ -409,28 +318,4 @@ pub async fn reject(state: &ApiState, request: &Request, id: &str) -> Response<F
         "the agent will see that it was rejected.",
     )
     .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::same_origin;
-
-    #[test]
-    fn the_public_origin_is_matched_whole() {
-        let public = "https://tools.example.com/agent-vault";
-        assert!(same_origin("https://tools.example.com", public));
-        assert!(same_origin("HTTPS://Tools.Example.com", public));
-        assert!(same_origin(
-            "http://127.0.0.1:8080",
-            "http://127.0.0.1:8080"
-        ));
-        for other in [
-            "https://tools.example",
-            "https://tools.example.com.evil",
-            "http://tools.example.com",
-            "https://tools.example.com:8443",
-        ] {
-            assert!(!same_origin(other, public), "{other}");
-        }
-    }
 }

@@ -26,6 +26,7 @@ mod status;
 mod users;
 mod vaults;
 
+pub(crate) use auth::LOGIN_MAX_SECONDS;
 pub use errors::ApiError;
 
 use std::collections::HashMap;
@@ -187,7 +188,7 @@ pub struct Request {
 impl Request {
     /// The segments of the path after the leading `/`, each percent-decoded (so an email's
     /// `%40` or a service host's `%2F` arrive as `@` and `/`).
-    fn segments(&self) -> Vec<String> {
+    pub(crate) fn segments(&self) -> Vec<String> {
         self.path
             .trim_start_matches('/')
             .split('/')
@@ -373,7 +374,7 @@ async fn read(
 }
 
 /// A query-string component: `+` is a space, then percent-decoding.
-fn decode_form(raw: &str) -> String {
+pub(crate) fn decode_form(raw: &str) -> String {
     crate::request::decode_component(&raw.replace('+', " "))
 }
 
@@ -404,4 +405,76 @@ fn rfc3339(time: crate::store::UnixTime) -> String {
                 .ok()
         })
         .unwrap_or_default()
+}
+
+/// An answer of the API to a call made in-process ([`call`]): its status and JSON body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: serde_json::Value,
+}
+
+/// A call to the API made in-process by the web console, as the person signed in with the
+/// login session `token`: the same route, the same checks and the same answer as over HTTP,
+/// so the console can show and do only what the API lets that person see and do. `path_and_query`
+/// is an API path (`/v1/...`, without the base path); the client address and base URL are the
+/// browser's request's.
+pub(crate) async fn call(
+    state: &ApiState,
+    from: &Request,
+    token: Option<&str>,
+    method: Method,
+    path_and_query: &str,
+    body: Option<&serde_json::Value>,
+) -> Result<Answer, ApiError> {
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (path_and_query, None),
+    };
+    let mut headers = HeaderMap::new();
+    if let Some(token) = token {
+        let mut value = http::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| ApiError::bad_request("invalid session token"))?;
+        value.set_sensitive(true);
+        headers.insert(header::AUTHORIZATION, value);
+    }
+    let body = match body {
+        Some(body) => {
+            headers.insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            Bytes::from(serde_json::to_vec(body).expect("JSON values serialize"))
+        }
+        None => Bytes::new(),
+    };
+    let writes = method != Method::GET && method != Method::HEAD;
+    let request = Request {
+        method,
+        path: path.to_owned(),
+        query: query
+            .map(|query| {
+                crate::request::raw_query_pairs(Some(query))
+                    .map(|(name, value)| (decode_form(name), decode_form(value)))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        headers,
+        body,
+        client: from.client,
+        base_url: from.base_url.clone(),
+    };
+    let response = route(state, &request).await?;
+    let status = response.status();
+    if writes && status.is_success() {
+        state.changed();
+    }
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map(|collected| collected.to_bytes())
+        .unwrap_or_default();
+    let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    Ok(Answer { status, body })
 }

@@ -1,0 +1,80 @@
+//! What every page of one vault shares (`/vaults/{name}/...`): the vault's heading and its
+//! tabs, and the person's role there, read from `GET /v1/vaults` so that a vault the API
+//! does not list for this person is a 404 here too.
+
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use http_body_util::Full;
+use serde::Deserialize;
+
+use super::encode_component;
+use crate::console::Console;
+
+/// The tabs of a vault's pages: the path under `/vaults/{name}` and the label.
+pub(crate) const TABS: [(&str, &str); 9] = [
+    ("", "Overview"),
+    ("/credentials", "Credentials"),
+    ("/services", "Services"),
+    ("/proposals", "Proposals"),
+    ("/logs", "Request log"),
+    ("/access", "Agents and people"),
+    ("/tokens", "Tokens"),
+    ("/invites", "Agent invites"),
+    ("/settings", "Settings"),
+];
+
+/// The vault a page is about, for `vault_tabs.html`.
+pub(crate) struct VaultFrame {
+    pub name: String,
+    /// The name as a path segment, for links.
+    pub segment: String,
+    /// The person's role in the vault (`proxy`, `member`, `admin`); none for an owner who
+    /// sees it without being in it.
+    pub role: Option<String>,
+    /// Which tab is open: one of [`TABS`]' paths.
+    pub tab: &'static str,
+}
+
+impl VaultFrame {
+    pub fn tabs(&self) -> &'static [(&'static str, &'static str)] {
+        &TABS
+    }
+}
+
+#[derive(Deserialize)]
+struct VaultList {
+    vaults: Vec<Listed>,
+}
+
+#[derive(Deserialize)]
+struct Listed {
+    name: String,
+    role: Option<String>,
+}
+
+impl Console<'_> {
+    /// The vault `name` with the tab `tab` open, or the 404 page if this person cannot see it.
+    pub async fn vault_frame(
+        &self,
+        name: &str,
+        tab: &'static str,
+    ) -> Result<VaultFrame, Response<Full<Bytes>>> {
+        let listed = self
+            .get::<VaultList>("/v1/vaults")
+            .await
+            .map_err(|error| self.refused(error))?;
+        let vault = listed
+            .vaults
+            .into_iter()
+            .find(|vault| vault.name == name)
+            .ok_or_else(|| {
+                self.problem(StatusCode::NOT_FOUND, &format!("Vault not found: {name}"))
+            })?;
+        Ok(VaultFrame {
+            segment: encode_component(&vault.name),
+            name: vault.name,
+            role: vault.role,
+            tab,
+        })
+    }
+}
