@@ -571,6 +571,7 @@ async fn control_plane_request(
             )
             .await,
         ),
-        None => boxed(api::handle(state, request, peer.ip()).await),
+        None if api::owns(path) => boxed(api::handle(state, request, peer.ip()).await),
+        None => boxed(crate::console::handle(state, request, peer.ip()).await),
     }
 }

@@ -5,7 +5,7 @@
 //! and paths, auth type, plugin, the credentials wanted) for 24 hours; deciding needs a person
 //! with the member or admin role in the vault (`access::check_review`), who logs in on the
 //! same page, or is signed in to the web console already: both set the same `av_session` and
-//! `av_device` cookies (`console/session.rs`). Every form
+//! `av_device` cookies (`web_session.rs`). Every form
 //! carries a CSRF token derived from that session and this proposal. Credential values go
 //! from the form straight to the vault and are never rendered back. Every piece of text an
 //! agent wrote is escaped, and the Content-Security-Policy allows no script at all.
@@ -26,11 +26,11 @@ use zeroize::Zeroizing;
 
 use super::auth::{check_login, device_token_for, start_login_session};
 use super::proposals as proposal_api;
-use super::{ApiError, ApiState, Request};
-use crate::auth::Session;
-use crate::console::session::{
+use super::web_session::{
     DEVICE_COOKIE, SESSION_COOKIE, cookie, cross_site, form, redirect, sign_in_cookies,
 };
+use super::{ApiError, ApiState, Request};
+use crate::auth::Session;
 use crate::store::{self, Proposal, Vault};
 use html::{outcome, problem, render};
 

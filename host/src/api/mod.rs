@@ -25,6 +25,7 @@ mod settings;
 mod status;
 mod users;
 mod vaults;
+pub(crate) mod web_session;
 
 pub(crate) use auth::LOGIN_MAX_SECONDS;
 pub use errors::ApiError;
@@ -295,16 +296,20 @@ impl ApiState {
     }
 }
 
+/// Whether the API answers `path` (the `/v1` routes, `/health` and the approval page); every
+/// other path of the control plane is the web console's (`crate::console`).
+pub fn owns(path: &str) -> bool {
+    path == "/health" || path == "/v1" || path.starts_with("/v1/") || path.starts_with("/approve/")
+}
+
 /// Serve one request from the TCP peer `peer`.
 pub async fn handle(
     state: Arc<ApiState>,
     request: http::Request<Incoming>,
     peer: IpAddr,
 ) -> Response<Full<Bytes>> {
-    let client = state.trusted_proxies.client(peer, request.headers());
-    let base_url = state.address.for_request(peer, request.headers());
     let writes = request.method() != Method::GET && request.method() != Method::HEAD;
-    let mut response = match read(request, client, base_url).await {
+    let mut response = match read_request(&state, request, peer).await {
         Ok(request) => route(&state, &request)
             .await
             .unwrap_or_else(ApiError::into_response),
@@ -317,6 +322,18 @@ pub async fn handle(
     response
 }
 
+/// A request from the TCP peer `peer` as handlers (the API's and the console's) see it: the
+/// client's address, the base URL it reached, the body read in full (at most 1 MiB).
+pub(crate) async fn read_request(
+    state: &ApiState,
+    request: http::Request<Incoming>,
+    peer: IpAddr,
+) -> Result<Request, ApiError> {
+    let client = state.trusted_proxies.client(peer, request.headers());
+    let base_url = state.address.for_request(peer, request.headers());
+    read(request, client, base_url).await
+}
+
 /// The answer to a request outside the base path (`--base-path`): the unknown route's.
 pub fn outside_base_path() -> Response<Full<Bytes>> {
     let mut response = ApiError::not_found("no such endpoint").into_response();
@@ -324,8 +341,8 @@ pub fn outside_base_path() -> Response<Full<Bytes>> {
     response
 }
 
-/// The headers every API answer carries.
-fn harden(response: &mut Response<Full<Bytes>>) {
+/// The headers every answer of the API and the console carries.
+pub(crate) fn harden(response: &mut Response<Full<Bytes>>) {
     let headers = response.headers_mut();
     for (name, value) in [
         ("x-content-type-options", "nosniff"),

@@ -40,9 +40,7 @@ pub(super) async fn route(
             return Ok(approval_page::reject(state, request, id).await);
         }
         (_, ["v1", ..]) => {}
-        // Every other path is the web console's, which answers in HTML. Boxed: the console
-        // calls the API in-process, so this function is (indirectly) its own caller.
-        _ => return Ok(Box::pin(crate::console::route(state, request)).await),
+        _ => return Err(ApiError::not_found("no such endpoint")),
     }
     if !state.initialized().await? {
         return Err(ApiError::new(

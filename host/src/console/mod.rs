@@ -10,8 +10,10 @@
 //! plain form that works with JavaScript off, carries a CSRF token, and answers with a
 //! redirect to a page that says what happened.
 //!
-//! This file holds the routes and the signed-in context every page gets; `session.rs` the
-//! cookies and CSRF token, `render.rs` the headers and assets, `pages/` one file per page.
+//! This file holds the routes and the signed-in context every page gets; `render.rs` the
+//! headers and assets, `pages/` one file per page. The cookies and CSRF token are the API's
+//! `web_session.rs`, shared with the approval page. The console imports the API, never the
+//! other way round: `server.rs` sends it the paths the API does not own (`api::owns`).
 
 // A console function that cannot go on returns the page that says why, as its `Err`: that
 // page is the request's answer, made once per request, so it is not worth boxing.
@@ -19,7 +21,9 @@
 
 mod pages;
 mod render;
-pub(crate) mod session;
+
+/// The cookies, CSRF tokens and cross-site check, which the approval page uses too.
+pub(crate) use crate::api::web_session as session;
 
 use std::collections::BTreeMap;
 
@@ -35,8 +39,23 @@ use crate::api::{self, ApiError, ApiState, Request};
 /// The fields of a submitted form.
 pub(crate) type Fields = BTreeMap<String, Zeroizing<String>>;
 
-/// Answer a request for a console path (anything outside `/v1`, `/health`, `/approve`).
-pub(crate) async fn route(state: &ApiState, request: &Request) -> Response<Full<Bytes>> {
+/// Serve one request for a console path (anything [`api::owns`] does not) from the TCP peer
+/// `peer`.
+pub async fn handle(
+    state: std::sync::Arc<ApiState>,
+    request: http::Request<hyper::body::Incoming>,
+    peer: std::net::IpAddr,
+) -> Response<Full<Bytes>> {
+    let mut response = match api::read_request(&state, request, peer).await {
+        Ok(request) => route(&state, &request).await,
+        Err(error) => pages::problem_page(&state, None, error.status, &error.message),
+    };
+    api::harden(&mut response);
+    response
+}
+
+/// Answer a request for a console path.
+async fn route(state: &ApiState, request: &Request) -> Response<Full<Bytes>> {
     let owned = request.segments();
     let segments: Vec<&str> = owned.iter().map(String::as_str).collect();
     // A path whose segments climb (`..`, `.`) or hide a `/` (`%2F`) names no page; refused

@@ -1,4 +1,5 @@
-//! The browser's side of signing in, shared by the console and the approval page: the
+//! The browser's side of signing in, shared by the web console (`crate::console`) and the
+//! approval page: the
 //! `av_session` and `av_device` cookies, form bodies, the CSRF token every console form
 //! carries, and the check that a form post came from this site.
 //!
@@ -17,7 +18,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::api::{ApiState, Request};
+use super::{ApiState, Request};
 
 /// The login session's cookie.
 pub(crate) const SESSION_COOKIE: &str = "av_session";
