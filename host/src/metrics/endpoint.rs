@@ -16,12 +16,11 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::{CONTENT_TYPE, metrics};
 use crate::accept::{ConnectionLimits, Counted, Door, FirstBytes, StrictHeads};
+use crate::auth::tokens;
 use crate::client_addr::TrustedProxies;
 use crate::store::{self, Db};
 
@@ -52,15 +51,15 @@ impl std::fmt::Debug for MetricsSettings {
 /// Who may scrape.
 #[derive(Clone)]
 pub struct MetricsAccess {
-    /// The SHA-256 of the metrics token, if one is configured.
-    token_sha256: Option<[u8; 32]>,
+    /// The metrics token's hash (`auth::tokens::hash`), if one is configured.
+    token_hash: Option<String>,
     trusted_proxies: TrustedProxies,
 }
 
 impl std::fmt::Debug for MetricsAccess {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MetricsAccess")
-            .field("token", &self.token_sha256.map(|_| "[set]"))
+            .field("token", &self.token_hash.as_ref().map(|_| "[set]"))
             .finish_non_exhaustive()
     }
 }
@@ -100,21 +99,20 @@ impl MetricsAccess {
     /// Scrapes with `token` (if `Some`), else from loopback clients behind `trusted_proxies`.
     pub fn new(token: Option<Zeroizing<String>>, trusted_proxies: TrustedProxies) -> Self {
         MetricsAccess {
-            token_sha256: token.map(|token| Sha256::digest(token.as_bytes()).into()),
+            token_hash: token.map(|token| tokens::hash(&token)),
             trusted_proxies,
         }
     }
 
     /// Whether the request with `headers` from the TCP peer `peer` may scrape.
     pub fn check(&self, peer: IpAddr, headers: &HeaderMap) -> Result<(), Refused> {
-        match &self.token_sha256 {
+        match &self.token_hash {
             Some(expected) => {
                 let header = headers
                     .get(header::AUTHORIZATION)
                     .and_then(|value| value.to_str().ok());
                 let given = crate::auth::bearer(header).map_err(|_| Refused::TokenRequired)?;
-                let given: [u8; 32] = Sha256::digest(given.as_bytes()).into();
-                if bool::from(given.ct_eq(expected)) {
+                if tokens::matches(given, expected) {
                     Ok(())
                 } else {
                     Err(Refused::WrongToken)
