@@ -6,6 +6,7 @@
 pub(super) mod home;
 pub(super) mod sign_in;
 pub(super) mod vault;
+pub(super) mod vault_logs;
 pub(super) mod vault_overview;
 
 use bytes::Bytes;
@@ -27,6 +28,9 @@ pub(super) async fn route(
         return Some(answer);
     }
     if let Some(answer) = vault_overview::route(console, segments).await {
+        return Some(answer);
+    }
+    if let Some(answer) = vault_logs::route(console, segments).await {
         return Some(answer);
     }
     None
