@@ -13,20 +13,42 @@ use crate::store_rows::Rows;
 use crate::support::{DataDir, MASTER_PASSWORD, Server};
 use crate::upstream::Upstream;
 
-const OWNER: &str = "owner@example.com";
-const PASSWORD: &str = "owner password";
+pub(super) const OWNER: &str = "owner@example.com";
+pub(super) const PASSWORD: &str = "owner password";
 const SECRET: &str = "sk_test_console_log_value";
 
 /// A server whose default vault has a bearer service `api` for the recording upstream.
-struct Setup {
-    upstream: Upstream,
-    server: Server,
-    owner: String,
+pub(super) struct Setup {
+    pub upstream: Upstream,
+    pub server: Server,
+    pub owner: String,
     _data: DataDir,
 }
 
 impl Setup {
     fn new() -> Setup {
+        let setup = Setup::bare();
+        ok(
+            &setup.server,
+            "POST",
+            "/v1/credentials",
+            Some(&setup.owner),
+            json!({ "credentials": { "API_TOKEN": SECRET } }),
+        );
+        let service = json!({ "name": "api", "host": "api.test.example",
+                              "auth": { "type": "bearer", "token": "API_TOKEN" } });
+        ok(
+            &setup.server,
+            "PUT",
+            "/v1/vaults/default/services",
+            Some(&setup.owner),
+            json!({ "services": [service] }),
+        );
+        setup
+    }
+
+    /// A server for the recording upstream whose owner is registered, and no service yet.
+    pub(super) fn bare() -> Setup {
         let upstream = Upstream::start(&["api.test.example"]);
         let pin = format!("api.test.example:{}:127.0.0.1", upstream.port);
         let data = DataDir::new();
@@ -55,22 +77,6 @@ impl Setup {
             .as_str()
             .unwrap()
             .to_owned();
-        ok(
-            &server,
-            "POST",
-            "/v1/credentials",
-            Some(&owner),
-            json!({ "credentials": { "API_TOKEN": SECRET } }),
-        );
-        let service = json!({ "name": "api", "host": "api.test.example",
-                              "auth": { "type": "bearer", "token": "API_TOKEN" } });
-        ok(
-            &server,
-            "PUT",
-            "/v1/vaults/default/services",
-            Some(&owner),
-            json!({ "services": [service] }),
-        );
         Setup {
             upstream,
             server,
@@ -80,7 +86,7 @@ impl Setup {
     }
 
     /// An agent's session for the default vault.
-    fn session(&self) -> String {
+    pub(super) fn session(&self) -> String {
         ok(
             &self.server,
             "POST",
@@ -94,7 +100,7 @@ impl Setup {
     }
 
     /// A proxied GET of `path` on the upstream (or of a whole `/proxy/...` target); its status.
-    fn proxy_get(&self, session: &str, path: &str) -> u16 {
+    pub(super) fn proxy_get(&self, session: &str, path: &str) -> u16 {
         let target = if path.starts_with("/proxy/") {
             path.to_owned()
         } else {
@@ -136,7 +142,7 @@ impl Setup {
 }
 
 /// A JSON call that must succeed; its answer.
-fn ok(
+pub(super) fn ok(
     server: &Server,
     method: &str,
     path: &str,

@@ -8,6 +8,7 @@ pub(super) mod sign_in;
 pub(super) mod vault;
 pub(super) mod vault_logs;
 pub(super) mod vault_overview;
+pub(super) mod vault_proposals;
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
@@ -31,6 +32,9 @@ pub(super) async fn route(
         return Some(answer);
     }
     if let Some(answer) = vault_logs::route(console, segments).await {
+        return Some(answer);
+    }
+    if let Some(answer) = vault_proposals::route(console, segments).await {
         return Some(answer);
     }
     None
