@@ -253,7 +253,7 @@ fn forged_forms_and_people_outside_the_vault_change_nothing() {
     // one, or from another origin.
     let mut reviewer = Web::sign_in(&setup.server, REVIEWER, USER_PASSWORD);
     reviewer.get(&format!("/vaults/default/proposals/{id}"));
-    let origin = format!("{}", setup.server.url());
+    let origin = setup.server.url();
     for (fields, headers) in [
         (
             vec![("credential:ITEMS_KEY", VALUE)],
