@@ -15,3 +15,31 @@ document.addEventListener('click', (event) => {
     setTimeout(() => { button.textContent = label; }, 1500);
   });
 });
+
+// <tbody data-follow="URL?...&after=" data-after="ID">: every few seconds, asks for the rows
+// newer than ID (the server renders them with the page's own template) and puts them on top.
+// Without the script, the page's "Show newer" link does the same by reloading.
+for (const body of document.querySelectorAll('tbody[data-follow]')) {
+  const table = body.closest('[data-log-table]');
+  const follow = async () => {
+    if (document.hidden) return;
+    let answer;
+    try {
+      answer = await fetch(body.dataset.follow + encodeURIComponent(body.dataset.after),
+        { credentials: 'same-origin', headers: { Accept: 'text/html' } });
+    } catch (_) {
+      return;
+    }
+    if (!answer.ok) return;
+    const rows = document.createElement('template');
+    rows.innerHTML = await answer.text();
+    const fresh = rows.content.querySelectorAll('tr[data-id]');
+    if (fresh.length === 0) return;
+    body.dataset.after = fresh[0].dataset.id;
+    body.prepend(rows.content);
+    if (table) table.classList.remove('hidden-until-rows');
+    const empty = document.querySelector('[data-log-empty]');
+    if (empty) empty.remove();
+  };
+  setInterval(follow, 4000);
+}

@@ -514,5 +514,7 @@ pub fn describe(change: &ServiceChange) -> String {
     }
 }
 
+pub mod wording;
+
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,12 @@
 //! `GET /v1/vaults/{name}/logs`: the vault's request log, newest first, paged by id cursors
 //! (`before` for older entries, `after` for newer ones), optionally only the entries of one
 //! `ingress` (`explicit`, or `transparent`, which Agent Vault calls `mitm`), one
-//! `status_bucket` (`2xx` to `5xx`) or one `service`. Members and admins only.
+//! `status_bucket` (`2xx` to `5xx`), one `service`, or made `since`/`until` a time (RFC 3339).
+//! Members and admins only.
+//!
+//! `GET /v1/vaults/{name}/logs/stats?window=hour|day`: how many of those requests finished
+//! in each minute of the last hour (60 intervals) or each quarter hour of the last day (96),
+//! by status class, counted by the store in one grouped query. The same access rule.
 //!
 //! `GET /v1/vaults/{name}/discovered-hosts`: the hosts agents tried that no service of the
 //! vault covers, from the same log, most tried first: where a new service is likely wanted.
@@ -13,7 +18,7 @@ use serde_json::json;
 
 use super::vaults::{Check, authorized_vault};
 use super::{ApiError, ApiState, Request, ok, rfc3339};
-use crate::store::{LogFilter, LogQuery, VaultRole};
+use crate::store::{LogBuckets, LogFilter, LogQuery, UnixTime, VaultRole};
 
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 200;
@@ -109,11 +114,102 @@ fn filter(request: &Request) -> Result<LogFilter, ApiError> {
             ))),
         })
         .transpose()?;
+    let time = |name: &str| -> Result<Option<UnixTime>, ApiError> {
+        given(name)
+            .map(|value| {
+                time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
+                    .map(|time| time.unix_timestamp())
+                    .map_err(|_| {
+                        ApiError::bad_request(format!(
+                            "{name} must be a time like 2025-01-31T12:00:00Z, not {value:?}"
+                        ))
+                    })
+            })
+            .transpose()
+    };
     Ok(LogFilter {
         ingress: ingress.map(str::to_owned),
         status,
         service: given("service").map(str::to_owned),
+        since: time("since")?,
+        until: time("until")?,
     })
+}
+
+/// The status classes the stats count, in the order they are stacked; `other` is what has
+/// no status of these (a blind tunnel's 0, a 1xx).
+const CLASSES: [(u16, &str); 4] = [(2, "2xx"), (3, "3xx"), (4, "4xx"), (5, "5xx")];
+
+pub async fn stats(
+    state: &ApiState,
+    request: &Request,
+    name: &str,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let (_, vault) = authorized_vault(state, request, name, Check::Role(VaultRole::Member)).await?;
+    let window = request.query("window").unwrap_or("hour");
+    let (width, count) = match window {
+        "hour" => (60, 60),
+        "day" => (15 * 60, 96),
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "window must be hour or day, not {other:?}"
+            )));
+        }
+    };
+    // Intervals on whole minutes (quarter hours), the last one holding now.
+    let now = crate::store::now();
+    let buckets = LogBuckets {
+        since: (now.div_euclid(width) + 1) * width - width * i64::from(count),
+        width,
+        count,
+    };
+    let vault_id = vault.id.clone();
+    let counts = state
+        .db
+        .run(move |store| store.log_counts(&vault_id, &buckets))
+        .await?;
+    // [2xx, 3xx, 4xx, 5xx, other] per interval.
+    let mut table = vec![[0u64; 5]; count as usize];
+    for counted in counts {
+        let Some(row) = table.get_mut(counted.bucket as usize) else {
+            continue;
+        };
+        let column = CLASSES
+            .iter()
+            .position(|(class, _)| *class == counted.class)
+            .unwrap_or(4);
+        row[column] += counted.requests;
+    }
+    let by_class = |row: &[u64; 5]| {
+        let mut object = serde_json::Map::new();
+        for (column, (_, label)) in CLASSES.iter().enumerate() {
+            object.insert((*label).to_owned(), row[column].into());
+        }
+        object.insert("other".to_owned(), row[4].into());
+        object
+    };
+    let mut totals = [0u64; 5];
+    let listed: Vec<_> = table
+        .iter()
+        .enumerate()
+        .map(|(index, row)| {
+            for (total, n) in totals.iter_mut().zip(row) {
+                *total += n;
+            }
+            let mut bucket = by_class(row);
+            let start = buckets.since + width * index as i64;
+            bucket.insert("start".to_owned(), rfc3339(start).into());
+            bucket
+        })
+        .collect();
+    ok(&json!({
+        "window": window,
+        "bucket_seconds": width,
+        "since": rfc3339(buckets.since),
+        "until": rfc3339(buckets.until()),
+        "buckets": listed,
+        "totals": by_class(&totals),
+    }))
 }
 
 /// How many discovered hosts are answered by default, and at most.

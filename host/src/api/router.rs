@@ -185,6 +185,9 @@ pub(super) async fn route(
         }
 
         (&Method::GET, ["v1", "vaults", name, "logs"]) => logs::list(state, request, name).await,
+        (&Method::GET, ["v1", "vaults", name, "logs", "stats"]) => {
+            logs::stats(state, request, name).await
+        }
         (&Method::GET, ["v1", "vaults", name, "discovered-hosts"]) => {
             logs::discovered_hosts(state, request, name).await
         }

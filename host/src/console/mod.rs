@@ -19,6 +19,7 @@
 // page is the request's answer, made once per request, so it is not worth boxing.
 #![allow(clippy::result_large_err)]
 
+mod chart;
 mod pages;
 mod render;
 

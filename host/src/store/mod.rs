@@ -85,7 +85,9 @@ pub use grants::{Grant, GrantStore};
 pub use invites::{AgentInvite, AgentInviteStatus, Invite, InviteStatus, InviteStore};
 pub use keys::{KeyProtection, KeyStore, MasterKeyRecord, StoredCa};
 pub use proposals::{Proposal, ProposalApplication, ProposalStatus, ProposalStore};
-pub use request_log::{HostSeen, JournalSeq, LogEntry, LogFilter, LogQuery, RequestLogStore};
+pub use request_log::{
+    HostSeen, JournalSeq, LogBuckets, LogCount, LogEntry, LogFilter, LogQuery, RequestLogStore,
+};
 pub use services::ServiceStore;
 pub use tokens::{TokenKind, TokenRecord, TokenStore};
 pub use users::{User, UserStore};

@@ -57,6 +57,36 @@ pub struct LogFilter {
     pub status: Option<(u16, u16)>,
     /// The matched service's name.
     pub service: Option<String>,
+    /// Entries made at or after this time.
+    pub since: Option<UnixTime>,
+    /// Entries made before this time.
+    pub until: Option<UnixTime>,
+}
+
+/// The intervals [`RequestLogStore::log_counts`] counts in: `count` of `width` seconds each,
+/// the first starting at `since`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogBuckets {
+    pub since: UnixTime,
+    pub width: i64,
+    pub count: u32,
+}
+
+impl LogBuckets {
+    /// The end of the last interval (excluded).
+    pub fn until(&self) -> UnixTime {
+        self.since + self.width * i64::from(self.count)
+    }
+}
+
+/// How many of a vault's entries in one interval have statuses of one class.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogCount {
+    /// The interval, from 0 (the one starting at [`LogBuckets::since`]).
+    pub bucket: u32,
+    /// The status divided by 100: 2 for 2xx, and so on (0 for an entry without a status).
+    pub class: u16,
+    pub requests: u64,
 }
 
 /// The request log. Every method is one transaction.
@@ -75,6 +105,10 @@ pub trait RequestLogStore {
     /// The highest number of `journal` whose entry is in the log (0 before the first).
     fn journaled_through(&self, journal: &str) -> Result<JournalSeq>;
     fn logs(&self, vault_id: &str, query: &LogQuery) -> Result<Vec<LogEntry>>;
+    /// How many of the vault's entries made in each of `buckets`' intervals have statuses
+    /// of each class: one row per interval and class that has any, in no set order. One
+    /// grouped query over the vault's entries of that time.
+    fn log_counts(&self, vault_id: &str, buckets: &LogBuckets) -> Result<Vec<LogCount>>;
     /// The `host:port`s of the vault's logged requests that no service matched and that were
     /// refused for it (`forbidden`), answered 401 or 403, or tunnelled blind: how many, and
     /// when the last was.

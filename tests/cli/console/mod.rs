@@ -6,6 +6,8 @@
 //! attacker would try: another site's form, a member reaching for an admin's page, text
 //! an agent wrote landing in a page.
 
+mod proposals;
+mod request_log;
 mod sign_in;
 
 use std::collections::BTreeMap;

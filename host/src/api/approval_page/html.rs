@@ -17,7 +17,7 @@ use crate::api::proposals::{self as proposal_api, status_now};
 use crate::api::{ApiState, rfc3339};
 use crate::auth::Session;
 use crate::auth::access::Review;
-use crate::proposals::{Action, Checked};
+use crate::proposals::{Action, Checked, wording};
 use crate::store;
 
 /// The page's only style; the Content-Security-Policy allows exactly this text.
@@ -82,24 +82,15 @@ pub(super) fn problem(status: StatusCode, message: &str) -> Response<Full<Bytes>
     )
 }
 
-/// `text` with its first letter in upper case, to open a sentence.
-fn capitalized(text: &str) -> String {
-    let mut chars = text.chars();
-    chars
-        .next()
-        .map(|first| first.to_uppercase().chain(chars).collect())
-        .unwrap_or_default()
-}
-
 /// The proposal in plain words: who, why, what changes, which credentials.
 async fn summary(state: &ApiState, opened: &Opened, checked: Option<&Checked>) -> String {
     let proposal = &opened.proposal;
     let mut html = format!(
-        "<h1>Proposal {} in vault {}</h1><p>{} asks for access. Proposed {}; \
+        "<h1>Proposal {} in vault {}</h1><p>{} Proposed {}; \
          it expires {} unless approved.</p>",
         proposal.id,
         escape(&opened.vault.name),
-        escape(&capitalized(
+        escape(&wording::asks_for_access(
             &proposal_api::proposed_by(state, proposal).await
         )),
         rfc3339(proposal.created_at),
@@ -107,13 +98,15 @@ async fn summary(state: &ApiState, opened: &Opened, checked: Option<&Checked>) -
     );
     if !proposal.user_message.is_empty() {
         html.push_str(&format!(
-            "<h2>Message to you</h2><p class=\"quote\">{}</p>",
+            "<h2>{}</h2><p class=\"quote\">{}</p>",
+            wording::MESSAGE_TO_YOU,
             escape(&proposal.user_message)
         ));
     }
     if !proposal.message.is_empty() {
         html.push_str(&format!(
-            "<h2>Why</h2><p class=\"quote\">{}</p>",
+            "<h2>{}</h2><p class=\"quote\">{}</p>",
+            wording::WHY,
             escape(&proposal.message)
         ));
     }
@@ -137,10 +130,10 @@ async fn summary(state: &ApiState, opened: &Opened, checked: Option<&Checked>) -
                 ));
             }
         }
-        None => html.push_str(
-            "<p id=\"error\">This proposal no longer fits the vault (a service it changes is \
-             gone, or a plugin changed); reject it.</p>",
-        ),
+        None => html.push_str(&format!(
+            "<p id=\"error\">{}</p>",
+            escape(wording::NO_LONGER_FITS)
+        )),
     }
     html
 }
@@ -219,10 +212,12 @@ fn decision_forms(
     );
     let needs_values = checked.slots.iter().any(|s| s.action == Action::Set);
     let values_heading = if needs_values {
-        "<h2>Credentials</h2><p>Type each value here: it goes straight into the vault, \
-         encrypted, and the agent never sees it.</p>"
+        format!(
+            "<h2>Credentials</h2><p>{}</p>",
+            escape(wording::VALUES_GO_TO_THE_VAULT)
+        )
     } else {
-        ""
+        String::new()
     };
     let approve = match approvable {
         Ok(()) => format!(
@@ -234,9 +229,10 @@ fn decision_forms(
     };
     format!(
         "{approve}<form id=\"reject\" method=\"post\" action=\"{reject_action}\">{hidden}\
-         <h2>Or reject</h2><label for=\"reason\">Reason (the agent can read it)</label>\
+         <h2>Or reject</h2><label for=\"reason\">{}</label>\
          <textarea id=\"reason\" name=\"reason\" rows=\"3\" maxlength=\"2000\"></textarea>\
          <button type=\"submit\">Reject</button></form>",
+        escape(wording::REASON_LABEL),
     )
 }
 

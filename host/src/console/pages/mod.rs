@@ -6,7 +6,9 @@
 pub(super) mod home;
 pub(super) mod sign_in;
 pub(super) mod vault;
+pub(super) mod vault_logs;
 pub(super) mod vault_overview;
+pub(super) mod vault_proposals;
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
@@ -27,6 +29,12 @@ pub(super) async fn route(
         return Some(answer);
     }
     if let Some(answer) = vault_overview::route(console, segments).await {
+        return Some(answer);
+    }
+    if let Some(answer) = vault_logs::route(console, segments).await {
+        return Some(answer);
+    }
+    if let Some(answer) = vault_proposals::route(console, segments).await {
         return Some(answer);
     }
     None

@@ -30,7 +30,10 @@ use super::Tx;
 use super::PostgresStore;
 use super::errors::{TxResult, misuse};
 use super::{actor_at, actor_columns, column, narrow, query_all, query_opt};
-use crate::store::{HostSeen, JournalSeq, LogEntry, LogQuery, RequestLogStore, Result, UnixTime};
+use crate::store::{
+    HostSeen, JournalSeq, LogBuckets, LogCount, LogEntry, LogQuery, RequestLogStore, Result,
+    UnixTime,
+};
 
 /// The transaction-level advisory lock every insert into `request_logs` holds from taking
 /// its ids to its commit: "av-log" in ASCII.
@@ -199,6 +202,8 @@ pub(super) fn logs(tx: &mut Tx<'_>, vault_id: &str, query: &LogQuery) -> TxResul
                AND ($5::TEXT IS NULL OR ingress = $5)
                AND ($6::BIGINT IS NULL OR status BETWEEN $6 AND $7::BIGINT)
                AND ($8::TEXT IS NULL OR matched_service = $8)
+               AND ($9::BIGINT IS NULL OR created_at >= $9)
+               AND ($10::BIGINT IS NULL OR created_at < $10)
              ORDER BY id {order} LIMIT $4"
         ),
         &[
@@ -210,6 +215,8 @@ pub(super) fn logs(tx: &mut Tx<'_>, vault_id: &str, query: &LogQuery) -> TxResul
             &status_from.map(i64::from),
             &status_to.map(i64::from),
             &filter.service,
+            &filter.since,
+            &filter.until,
         ],
         log_row,
     )?;
@@ -217,6 +224,28 @@ pub(super) fn logs(tx: &mut Tx<'_>, vault_id: &str, query: &LogQuery) -> TxResul
         entries.reverse();
     }
     Ok(entries)
+}
+
+pub(super) fn log_counts(
+    tx: &mut Tx<'_>,
+    vault_id: &str,
+    buckets: &LogBuckets,
+) -> TxResult<Vec<LogCount>> {
+    // As in SQLite: the vault's entries by `request_logs_by_vault`, read for their time.
+    query_all(
+        tx,
+        "SELECT (created_at - $2) / $3, status / 100, COUNT(*) FROM request_logs
+         WHERE vault_id = $1 AND created_at >= $2 AND created_at < $4
+         GROUP BY 1, 2",
+        &[&vault_id, &buckets.since, &buckets.width, &buckets.until()],
+        |row| {
+            Ok(LogCount {
+                bucket: narrow(row, 0)?,
+                class: narrow(row, 1)?,
+                requests: narrow(row, 2)?,
+            })
+        },
+    )
 }
 
 pub(super) fn unmatched_hosts(tx: &mut Tx<'_>, vault_id: &str) -> TxResult<Vec<HostSeen>> {
@@ -301,6 +330,12 @@ impl RequestLogStore for PostgresStore {
 
     fn logs(&self, vault_id: &str, query: &LogQuery) -> Result<Vec<LogEntry>> {
         self.read("read the request log", |tx| logs(tx, vault_id, query))
+    }
+
+    fn log_counts(&self, vault_id: &str, buckets: &LogBuckets) -> Result<Vec<LogCount>> {
+        self.read("count the request log", |tx| {
+            log_counts(tx, vault_id, buckets)
+        })
     }
 
     fn unmatched_hosts(&self, vault_id: &str) -> Result<Vec<HostSeen>> {

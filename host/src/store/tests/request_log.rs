@@ -175,7 +175,74 @@ fn pruning_drops_old_entries_then_caps_each_vault(backend: Backend) {
     assert!(page(&*store, &payments.id, None, None, 100).is_empty());
 }
 
+fn counts_are_grouped_by_interval_and_status_class(backend: Backend) {
+    let store = open_store(backend);
+    let payments = store.create_vault("payments", None).unwrap();
+    let at = |created_at: UnixTime, status: u16| LogEntry {
+        status,
+        ..log_entry(DEFAULT_VAULT_ID, created_at)
+    };
+    store
+        .insert_logs(&[
+            at(T0 - 1, 200),  // before the first interval
+            at(T0, 200),      // interval 0
+            at(T0 + 59, 201), // interval 0
+            at(T0 + 59, 404), // interval 0
+            at(T0 + 60, 503), // interval 1
+            at(T0 + 179, 302),
+            at(T0 + 180, 200), // after the last interval
+            at(T0 + 10, 0),    // no status
+            log_entry(&payments.id, T0),
+        ])
+        .unwrap();
+    let buckets = LogBuckets {
+        since: T0,
+        width: 60,
+        count: 3,
+    };
+    let mut counts: Vec<(u32, u16, u64)> = store
+        .log_counts(DEFAULT_VAULT_ID, &buckets)
+        .unwrap()
+        .into_iter()
+        .map(|count| (count.bucket, count.class, count.requests))
+        .collect();
+    counts.sort_unstable();
+    assert_eq!(
+        counts,
+        [(0, 0, 1), (0, 2, 2), (0, 4, 1), (1, 5, 1), (2, 3, 1)]
+    );
+}
+
+fn pages_can_be_limited_to_a_time_range(backend: Backend) {
+    let store = open_store(backend);
+    let entries: Vec<LogEntry> = (0..6)
+        .map(|n| log_entry(DEFAULT_VAULT_ID, T0 + n * 10))
+        .collect();
+    store.insert_logs(&entries).unwrap();
+    let times = |since, until| -> Vec<UnixTime> {
+        let query = LogQuery {
+            limit: 100,
+            filter: LogFilter {
+                since,
+                until,
+                ..LogFilter::default()
+            },
+            ..LogQuery::default()
+        };
+        let found = store.logs(DEFAULT_VAULT_ID, &query).unwrap();
+        found.iter().map(|entry| entry.created_at).collect()
+    };
+    assert_eq!(
+        times(Some(T0 + 20), None),
+        [T0 + 50, T0 + 40, T0 + 30, T0 + 20]
+    );
+    assert_eq!(times(None, Some(T0 + 20)), [T0 + 10, T0]);
+    assert_eq!(times(Some(T0 + 10), Some(T0 + 30)), [T0 + 20, T0 + 10]);
+}
+
 backend_tests!(
+    counts_are_grouped_by_interval_and_status_class,
+    pages_can_be_limited_to_a_time_range,
     log_entries_get_increasing_ids_and_keep_their_fields,
     the_journal_mark_moves_with_its_rows_and_never_back,
     a_large_batch_is_written_whole_and_in_order,
