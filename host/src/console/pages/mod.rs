@@ -3,16 +3,24 @@
 //! the page that says what went wrong, and the order in which page files are asked to
 //! answer a path.
 
+pub(super) mod accept_invite;
+pub(super) mod access;
+pub(super) mod account;
+pub(super) mod agents;
 pub(super) mod home;
+pub(super) mod instance;
 pub(super) mod sign_in;
+pub(super) mod users;
 pub(super) mod vault;
+pub(super) mod vault_invites;
 pub(super) mod vault_overview;
+pub(super) mod vault_tokens;
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::Full;
 
-use super::{Console, render};
+use super::{Console, Fields, render};
 use crate::api::ApiState;
 
 /// Each page file's routes, tried in turn: the first that knows the path answers.
@@ -27,6 +35,27 @@ pub(super) async fn route(
         return Some(answer);
     }
     if let Some(answer) = vault_overview::route(console, segments).await {
+        return Some(answer);
+    }
+    if let Some(answer) = access::route(console, segments).await {
+        return Some(answer);
+    }
+    if let Some(answer) = vault_tokens::route(console, segments).await {
+        return Some(answer);
+    }
+    if let Some(answer) = vault_invites::route(console, segments).await {
+        return Some(answer);
+    }
+    if let Some(answer) = agents::route(console, segments).await {
+        return Some(answer);
+    }
+    if let Some(answer) = users::route(console, segments).await {
+        return Some(answer);
+    }
+    if let Some(answer) = account::route(console, segments).await {
+        return Some(answer);
+    }
+    if let Some(answer) = instance::route(console, segments).await {
         return Some(answer);
     }
     None
@@ -130,4 +159,46 @@ pub(crate) fn encode_component(text: &str) -> String {
 /// A percent-encoded component back to text.
 pub(crate) fn decode_component(text: &str) -> String {
     crate::request::decode_component(text)
+}
+
+/// A posted field's value, trimmed (empty when the form left it out).
+pub(crate) fn field(fields: &Fields, name: &str) -> String {
+    fields
+        .get(name)
+        .map(|value| value.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// A role as the person picked it, as the JSON the API reads: `null` for none picked.
+pub(crate) fn picked(value: &str) -> serde_json::Value {
+    if value.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::Value::String(value.to_owned())
+    }
+}
+
+impl Console<'_> {
+    /// A form's one write through the API: `body` sent as `method` to `path`, then back to
+    /// the console page `back` with `notice` (the API's own message when `notice` is empty),
+    /// or the page with the API's refusal. The form's CSRF token is checked first.
+    pub async fn act(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: &serde_json::Value,
+        back: &str,
+        notice: &str,
+    ) -> Response<Full<Bytes>> {
+        if let Err(refused) = self.form() {
+            return refused;
+        }
+        match self.send(method, path, body).await {
+            Ok(answer) => {
+                let said = answer["message"].as_str().unwrap_or("Done.");
+                self.done(back, if notice.is_empty() { said } else { notice })
+            }
+            Err(error) => self.refused(error),
+        }
+    }
 }
