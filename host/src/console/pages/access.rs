@@ -4,13 +4,13 @@
 //! call to the same `/v1/vaults/{name}/...` route the CLI uses, which decides who may).
 
 use bytes::Bytes;
-use http::{Method, Response, StatusCode};
+use http::{Method, Response};
 use http_body_util::Full;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::vault::VaultFrame;
-use super::{Chrome, encode_component, field, picked};
+use super::{Chrome, Refusal, encode_component, field, picked, status_of};
 use crate::api::ApiError;
 use crate::console::Console;
 
@@ -24,15 +24,11 @@ pub(in crate::console) async fn route(
         ["vaults", name, "access", "users"] if post => add(console, name, Kind::User).await,
         ["vaults", name, "access", "agents"] if post => add(console, name, Kind::Agent).await,
         ["vaults", name, "access", kind, who, "role"] if post => {
-            let Some(kind) = Kind::of(kind) else {
-                return None;
-            };
+            let kind = Kind::of(kind)?;
             set_role(console, name, kind, who).await
         }
         ["vaults", name, "access", kind, who, "remove"] if post => {
-            let Some(kind) = Kind::of(kind) else {
-                return None;
-            };
+            let kind = Kind::of(kind)?;
             remove(console, name, kind, who).await
         }
         _ => return None,
@@ -91,7 +87,7 @@ struct VaultAgent {
 /// What a refused "add" form held, shown again with what went wrong.
 #[derive(Default)]
 struct Draft {
-    error: Option<String>,
+    error: Option<Refusal>,
     user_email: String,
     user_role: String,
     agent_name: String,
@@ -134,11 +130,7 @@ async fn page(console: &Console<'_>, name: &str, draft: Draft) -> Response<Full<
         Ok(listed) => listed,
         Err(error) => return console.refused(error),
     };
-    let status = if draft.error.is_some() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
+    let status = status_of(draft.error.as_ref());
     let mut answer = console.page(&Access {
         chrome: console.chrome(format!("{} · agents and people", vault.name), "vaults"),
         admin: vault.role.as_deref() == Some("admin"),
@@ -188,7 +180,7 @@ async fn add(console: &Console<'_>, name: &str, kind: Kind) -> Response<Full<Byt
         // Shown beside what was typed (a vault this person cannot see stays a 404: the page
         // itself is refused then).
         Err(error) => {
-            draft.error = Some(error.message);
+            draft.error = Some(error.into());
             page(console, name, draft).await
         }
     }

@@ -5,12 +5,12 @@
 //! answer to the form that made it; the list never shows a token.
 
 use bytes::Bytes;
-use http::{Method, Response, StatusCode};
+use http::{Method, Response};
 use http_body_util::Full;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Chrome, encode_component, field, picked};
+use super::{Chrome, Refusal, encode_component, field, picked, status_of};
 use crate::console::Console;
 
 pub(in crate::console) async fn route(
@@ -70,7 +70,7 @@ struct NewToken {
 #[derive(Default)]
 struct Shown {
     token: Option<NewToken>,
-    error: Option<String>,
+    error: Option<Refusal>,
     name: String,
     role: String,
 }
@@ -94,11 +94,7 @@ async fn page(console: &Console<'_>, shown: Shown) -> Response<Full<Bytes>> {
         Ok(listed) => listed.agents,
         Err(error) => return console.refused(error),
     };
-    let status = if shown.error.is_some() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
+    let status = status_of(shown.error.as_ref());
     let mut answer = console.page(&AgentsPage {
         chrome: console.chrome("Agents", "agents"),
         agents,
@@ -136,7 +132,7 @@ async fn create(console: &Console<'_>) -> Response<Full<Bytes>> {
             .await
         }
         Err(error) if error.status.is_client_error() => {
-            shown.error = Some(error.message);
+            shown.error = Some(error.into());
             page(console, shown).await
         }
         Err(error) => console.refused(error),

@@ -202,3 +202,36 @@ impl Console<'_> {
         }
     }
 }
+
+/// Why the API refused what a form asked, shown on the form's page beside what was typed:
+/// the page answers with the API's status, and reads as its message.
+pub(crate) struct Refusal {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Refusal {
+        Refusal {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<crate::api::ApiError> for Refusal {
+    fn from(error: crate::api::ApiError) -> Refusal {
+        Refusal::new(error.status, error.message)
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// A page's status: the refusal's, else 200.
+pub(crate) fn status_of(refusal: Option<&Refusal>) -> StatusCode {
+    refusal.map_or(StatusCode::OK, |refusal| refusal.status)
+}

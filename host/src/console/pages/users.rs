@@ -11,7 +11,7 @@ use http_body_util::Full;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Chrome, encode_component, field, picked};
+use super::{Chrome, Refusal, encode_component, field, picked, status_of};
 use crate::console::Console;
 
 pub(in crate::console) async fn route(
@@ -90,7 +90,7 @@ struct Created {
 #[derive(Default)]
 struct Shown {
     created: Option<Created>,
-    error: Option<String>,
+    error: Option<Refusal>,
     email: String,
     role: String,
 }
@@ -126,11 +126,7 @@ async fn page(console: &Console<'_>, shown: Shown) -> Response<Full<Bytes>> {
         Ok(listed) => listed.invites,
         Err(error) => return console.refused(error),
     };
-    let status = if shown.error.is_some() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
+    let status = status_of(shown.error.as_ref());
     let mut answer = console.page(&UsersPage {
         chrome: console.chrome("Users", "users"),
         users,
@@ -167,7 +163,7 @@ async fn invite(console: &Console<'_>) -> Response<Full<Bytes>> {
             ),
         },
         Err(error) if error.status.is_client_error() && error.status != StatusCode::FORBIDDEN => {
-            shown.error = Some(error.message);
+            shown.error = Some(error.into());
             page(console, shown).await
         }
         Err(error) => console.refused(error),

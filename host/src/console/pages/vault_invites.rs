@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::vault::VaultFrame;
-use super::{Chrome, encode_component, field, picked};
+use super::{Chrome, Refusal, encode_component, field, picked, status_of};
 use crate::console::Console;
 
 pub(in crate::console) async fn route(
@@ -80,7 +80,7 @@ struct Created {
 #[derive(Default)]
 struct Shown {
     created: Option<Created>,
-    error: Option<String>,
+    error: Option<Refusal>,
     name: String,
     role: String,
     ttl: String,
@@ -137,11 +137,7 @@ async fn page(console: &Console<'_>, name: &str, shown: Shown) -> Response<Full<
             })
         })
         .collect();
-    let status = if shown.error.is_some() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
+    let status = status_of(shown.error.as_ref());
     let mut answer = console.page(&InvitesPage {
         chrome: console.chrome(format!("{} · agent invites", vault.name), "vaults"),
         vault,
@@ -168,7 +164,10 @@ async fn create(console: &Console<'_>, name: &str) -> Response<Full<Bytes>> {
         .find(|(value, _)| *value == shown.ttl)
         .and_then(|(value, _)| value.parse::<i64>().ok())
     else {
-        shown.error = Some("Pick how long the invite works from the list.".into());
+        shown.error = Some(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "Pick how long the invite works from the list.",
+        ));
         shown.ttl.clear();
         return page(console, name, shown).await;
     };
@@ -195,7 +194,7 @@ async fn create(console: &Console<'_>, name: &str) -> Response<Full<Bytes>> {
             ),
         },
         Err(error) if error.status.is_client_error() && error.status != StatusCode::NOT_FOUND => {
-            shown.error = Some(error.message);
+            shown.error = Some(error.into());
             page(console, name, shown).await
         }
         Err(error) => console.refused(error),

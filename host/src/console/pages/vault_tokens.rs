@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::vault::VaultFrame;
-use super::{Chrome, encode_component, field};
+use super::{Chrome, Refusal, encode_component, field, status_of};
 use crate::console::Console;
 
 pub(in crate::console) async fn route(
@@ -80,7 +80,7 @@ struct Minted {
 #[derive(Default)]
 struct Shown {
     minted: Option<Minted>,
-    error: Option<String>,
+    error: Option<Refusal>,
     label: String,
     ttl: String,
 }
@@ -119,11 +119,7 @@ async fn page(console: &Console<'_>, name: &str, shown: Shown) -> Response<Full<
         Ok(listed) => listed.sessions,
         Err(error) => return console.refused(error),
     };
-    let status = if shown.error.is_some() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
+    let status = status_of(shown.error.as_ref());
     let mut answer = console.page(&Tokens {
         chrome: console.chrome(format!("{} · tokens", vault.name), "vaults"),
         vault,
@@ -147,7 +143,10 @@ async fn mint(console: &Console<'_>, name: &str) -> Response<Full<Bytes>> {
         .and_then(|(value, _)| value.parse::<i64>().ok())
     else {
         let shown = Shown {
-            error: Some("Pick how long the token works from the list.".into()),
+            error: Some(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "Pick how long the token works from the list.",
+            )),
             label,
             ttl: String::new(),
             minted: None,
@@ -174,7 +173,7 @@ async fn mint(console: &Console<'_>, name: &str) -> Response<Full<Bytes>> {
             }
         },
         Err(error) if error.status == StatusCode::BAD_REQUEST => Shown {
-            error: Some(error.message),
+            error: Some(error.into()),
             label,
             ttl,
             minted: None,
