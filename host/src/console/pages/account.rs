@@ -50,8 +50,11 @@ struct Sessions {
 #[derive(Deserialize)]
 struct LoginSession {
     id: String,
+    #[serde(deserialize_with = "super::moment")]
     created_at: String,
+    #[serde(deserialize_with = "super::moment")]
     last_used_at: String,
+    #[serde(default, deserialize_with = "super::maybe_moment")]
     expires_at: Option<String>,
     #[serde(default)]
     current: bool,
@@ -60,7 +63,9 @@ struct LoginSession {
 #[derive(Deserialize)]
 struct Device {
     id: String,
+    #[serde(deserialize_with = "super::moment")]
     created_at: String,
+    #[serde(deserialize_with = "super::moment")]
     last_used_at: String,
 }
 

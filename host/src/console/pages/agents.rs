@@ -48,6 +48,7 @@ struct Agent {
     status: String,
     #[serde(default)]
     vaults: Vec<Assigned>,
+    #[serde(deserialize_with = "super::moment")]
     created_at: String,
 }
 

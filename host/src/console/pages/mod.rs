@@ -235,3 +235,44 @@ impl std::fmt::Display for Refusal {
 pub(crate) fn status_of(refusal: Option<&Refusal>) -> StatusCode {
     refusal.map_or(StatusCode::OK, |refusal| refusal.status)
 }
+
+/// An RFC 3339 time from the API as a person reads it (`2026-12-08 02:45 UTC`), for
+/// `#[serde(deserialize_with)]`; a time in another form stays as it is.
+pub(crate) fn moment<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<String, D::Error> {
+    let text = <String as serde::Deserialize>::deserialize(deserializer)?;
+    Ok(readable_time(&text))
+}
+
+/// [`moment`] for a time that may be absent (`null`).
+pub(crate) fn maybe_moment<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    let text = <Option<String> as serde::Deserialize>::deserialize(deserializer)?;
+    Ok(text.as_deref().map(readable_time))
+}
+
+fn readable_time(text: &str) -> String {
+    match (text.get(..10), text.get(11..16), text.ends_with('Z')) {
+        (Some(day), Some(minute), true) if text.as_bytes().get(10) == Some(&b'T') => {
+            format!("{day} {minute} UTC")
+        }
+        _ => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::readable_time;
+
+    #[test]
+    fn api_times_read_as_a_day_a_minute_and_utc() {
+        assert_eq!(
+            readable_time("2026-12-08T02:45:19Z"),
+            "2026-12-08 02:45 UTC"
+        );
+        assert_eq!(readable_time("yesterday"), "yesterday");
+        assert_eq!(readable_time("2026-12-08 02:45"), "2026-12-08 02:45");
+    }
+}

@@ -74,6 +74,7 @@ struct Invite {
     id: String,
     email: String,
     role: String,
+    #[serde(deserialize_with = "super::moment")]
     expires_at: String,
 }
 
@@ -82,6 +83,7 @@ struct Invite {
 struct Created {
     email: String,
     invite_link: String,
+    #[serde(deserialize_with = "super::moment")]
     expires_at: String,
 }
 

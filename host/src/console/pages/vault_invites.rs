@@ -48,7 +48,9 @@ struct Invite {
     name: String,
     status: String,
     vaults: Vec<Assigned>,
+    #[serde(deserialize_with = "super::moment")]
     expires_at: String,
+    #[serde(deserialize_with = "super::moment")]
     created_at: String,
 }
 
@@ -72,6 +74,7 @@ struct Pending {
 struct Created {
     name: String,
     prompt: String,
+    #[serde(deserialize_with = "super::moment")]
     expires_at: String,
 }
 

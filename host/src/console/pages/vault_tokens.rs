@@ -50,7 +50,9 @@ struct Session {
     label: String,
     vault_role: String,
     created_by: Option<CreatedBy>,
+    #[serde(deserialize_with = "super::moment")]
     created_at: String,
+    #[serde(default, deserialize_with = "super::maybe_moment")]
     expires_at: Option<String>,
 }
 
@@ -71,6 +73,7 @@ impl Session {
 #[derive(Deserialize)]
 struct Minted {
     token: String,
+    #[serde(deserialize_with = "super::moment")]
     expires_at: String,
     av_addr: String,
 }
