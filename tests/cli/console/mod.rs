@@ -6,9 +6,14 @@
 //! attacker would try: another site's form, a member reaching for an admin's page, text
 //! an agent wrote landing in a page.
 
+mod access;
+mod account;
+mod agents;
+mod people;
 mod proposals;
 mod request_log;
 mod sign_in;
+mod users;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -67,7 +72,12 @@ impl Page {
             .replace("&gt;", ">")
             .replace("&quot;", "\"")
             .replace("&#39;", "'")
-            .replace("&#x27;", "'");
+            .replace("&#x27;", "'")
+            // askama writes the escaped characters as numeric references.
+            .replace("&#60;", "<")
+            .replace("&#62;", ">")
+            .replace("&#34;", "\"")
+            .replace("&#38;", "&");
         text.split_whitespace().collect::<Vec<_>>().join(" ")
     }
 

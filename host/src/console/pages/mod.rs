@@ -3,18 +3,26 @@
 //! the page that says what went wrong, and the order in which page files are asked to
 //! answer a path.
 
+pub(super) mod accept_invite;
+pub(super) mod access;
+pub(super) mod account;
+pub(super) mod agents;
 pub(super) mod home;
+pub(super) mod instance;
 pub(super) mod sign_in;
+pub(super) mod users;
 pub(super) mod vault;
+pub(super) mod vault_invites;
 pub(super) mod vault_logs;
 pub(super) mod vault_overview;
 pub(super) mod vault_proposals;
+pub(super) mod vault_tokens;
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::Full;
 
-use super::{Console, render};
+use super::{Console, Fields, render};
 use crate::api::ApiState;
 
 /// Each page file's routes, tried in turn: the first that knows the path answers.
@@ -35,6 +43,27 @@ pub(super) async fn route(
         return Some(answer);
     }
     if let Some(answer) = vault_proposals::route(console, segments).await {
+        return Some(answer);
+    }
+    if let Some(answer) = access::route(console, segments).await {
+        return Some(answer);
+    }
+    if let Some(answer) = vault_tokens::route(console, segments).await {
+        return Some(answer);
+    }
+    if let Some(answer) = vault_invites::route(console, segments).await {
+        return Some(answer);
+    }
+    if let Some(answer) = agents::route(console, segments).await {
+        return Some(answer);
+    }
+    if let Some(answer) = users::route(console, segments).await {
+        return Some(answer);
+    }
+    if let Some(answer) = account::route(console, segments).await {
+        return Some(answer);
+    }
+    if let Some(answer) = instance::route(console, segments).await {
         return Some(answer);
     }
     None
@@ -138,4 +167,120 @@ pub(crate) fn encode_component(text: &str) -> String {
 /// A percent-encoded component back to text.
 pub(crate) fn decode_component(text: &str) -> String {
     crate::request::decode_component(text)
+}
+
+/// A posted field's value, trimmed (empty when the form left it out).
+pub(crate) fn field(fields: &Fields, name: &str) -> String {
+    fields
+        .get(name)
+        .map(|value| value.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// A role as the person picked it, as the JSON the API reads: `null` for none picked.
+pub(crate) fn picked(value: &str) -> serde_json::Value {
+    if value.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::Value::String(value.to_owned())
+    }
+}
+
+impl Console<'_> {
+    /// A form's one write through the API: `body` sent as `method` to `path`, then back to
+    /// the console page `back` with `notice` (the API's own message when `notice` is empty),
+    /// or the page with the API's refusal. The form's CSRF token is checked first.
+    pub async fn act(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: &serde_json::Value,
+        back: &str,
+        notice: &str,
+    ) -> Response<Full<Bytes>> {
+        if let Err(refused) = self.form() {
+            return refused;
+        }
+        match self.send(method, path, body).await {
+            Ok(answer) => {
+                let said = answer["message"].as_str().unwrap_or("Done.");
+                self.done(back, if notice.is_empty() { said } else { notice })
+            }
+            Err(error) => self.refused(error),
+        }
+    }
+}
+
+/// Why the API refused what a form asked, shown on the form's page beside what was typed:
+/// the page answers with the API's status, and reads as its message.
+pub(crate) struct Refusal {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Refusal {
+        Refusal {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<crate::api::ApiError> for Refusal {
+    fn from(error: crate::api::ApiError) -> Refusal {
+        Refusal::new(error.status, error.message)
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// A page's status: the refusal's, else 200.
+pub(crate) fn status_of(refusal: Option<&Refusal>) -> StatusCode {
+    refusal.map_or(StatusCode::OK, |refusal| refusal.status)
+}
+
+/// An RFC 3339 time from the API as a person reads it (`2026-12-08 02:45 UTC`), for
+/// `#[serde(deserialize_with)]`; a time in another form stays as it is.
+pub(crate) fn moment<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<String, D::Error> {
+    let text = <String as serde::Deserialize>::deserialize(deserializer)?;
+    Ok(readable_time(&text))
+}
+
+/// [`moment`] for a time that may be absent (`null`).
+pub(crate) fn maybe_moment<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    let text = <Option<String> as serde::Deserialize>::deserialize(deserializer)?;
+    Ok(text.as_deref().map(readable_time))
+}
+
+fn readable_time(text: &str) -> String {
+    match (text.get(..10), text.get(11..16), text.ends_with('Z')) {
+        (Some(day), Some(minute), true) if text.as_bytes().get(10) == Some(&b'T') => {
+            format!("{day} {minute} UTC")
+        }
+        _ => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::readable_time;
+
+    #[test]
+    fn api_times_read_as_a_day_a_minute_and_utc() {
+        assert_eq!(
+            readable_time("2026-12-08T02:45:19Z"),
+            "2026-12-08 02:45 UTC"
+        );
+        assert_eq!(readable_time("yesterday"), "yesterday");
+        assert_eq!(readable_time("2026-12-08 02:45"), "2026-12-08 02:45");
+    }
 }

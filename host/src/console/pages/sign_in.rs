@@ -1,4 +1,5 @@
-//! Signing in and out, and registering the first owner: `/login`, `/register`, `/logout`.
+//! Signing in and out, and registering the first owner: `/login`, `/register`, `/logout`
+//! (and, among the routes that need no session, `/invite/{token}`: `accept_invite.rs`).
 //!
 //! Each form goes to the API route a client would call (`/v1/auth/login`,
 //! `/v1/auth/register`, `/v1/auth/logout`), with the browser's address, so the same rate
@@ -49,6 +50,9 @@ pub(in crate::console) async fn route(
         (&Method::POST, ["login"]) => sign_in(state, request).await,
         (&Method::GET, ["register"]) => register_page(state, StatusCode::OK, "", None).await,
         (&Method::POST, ["register"]) => register(state, request).await,
+        (&Method::GET | &Method::POST, ["invite", token]) => {
+            super::accept_invite::route(state, request, token).await
+        }
         _ => return None,
     })
 }
