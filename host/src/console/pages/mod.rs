@@ -3,10 +3,13 @@
 //! the page that says what went wrong, and the order in which page files are asked to
 //! answer a path.
 
+pub(super) mod credentials;
 pub(super) mod home;
+pub(super) mod services;
 pub(super) mod sign_in;
 pub(super) mod vault;
 pub(super) mod vault_overview;
+pub(super) mod vault_settings;
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
@@ -27,6 +30,15 @@ pub(super) async fn route(
         return Some(answer);
     }
     if let Some(answer) = vault_overview::route(console, segments).await {
+        return Some(answer);
+    }
+    if let Some(answer) = credentials::route(console, segments).await {
+        return Some(answer);
+    }
+    if let Some(answer) = services::route(console, segments).await {
+        return Some(answer);
+    }
+    if let Some(answer) = vault_settings::route(console, segments).await {
         return Some(answer);
     }
     None
