@@ -6,7 +6,10 @@
 //! attacker would try: another site's form, a member reaching for an admin's page, text
 //! an agent wrote landing in a page.
 
+mod credentials;
+mod services;
 mod sign_in;
+mod vault_settings;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -64,6 +67,7 @@ impl Page {
             .replace("&lt;", "<")
             .replace("&gt;", ">")
             .replace("&quot;", "\"")
+            .replace("&#34;", "\"")
             .replace("&#39;", "'")
             .replace("&#x27;", "'");
         text.split_whitespace().collect::<Vec<_>>().join(" ")
