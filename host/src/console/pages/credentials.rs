@@ -157,7 +157,7 @@ async fn set(console: &Console<'_>, name: &str) -> Response<Full<Bytes>> {
         Err(refused) => return refused,
     };
     let key = field(&fields, "key");
-    let rotating = fields.get("rotate").is_some();
+    let rotating = fields.contains_key("rotate");
     let value = fields.get("value").cloned().unwrap_or_default();
     let body = json!({ "vault": name, "credentials": { key.as_str(): value.as_str() } });
     match console.send(Method::POST, "/v1/credentials", &body).await {

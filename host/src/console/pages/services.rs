@@ -336,7 +336,7 @@ impl ServiceForm {
                 .map(|value| value.trim().to_owned())
                 .unwrap_or_default()
         };
-        let checked = |name: &str| fields.get(name).is_some();
+        let checked = |name: &str| fields.contains_key(name);
         ServiceForm {
             name: get("name"),
             host: get("host"),
