@@ -366,3 +366,121 @@ fn a_member_cannot_change_services_and_the_vault_is_unchanged() {
     let answer = proxy.call("GET", "api.test.example", "/v1/charges", &[]);
     assert_eq!(answer.status, 200);
 }
+
+#[test]
+fn every_other_auth_type_added_through_the_form_attaches_its_credential() {
+    let proxy = Proxy::start();
+    proxy.credentials(json!({
+        "JIRA_USER": "ana", "JIRA_TOKEN": "jira-token-value",
+        "OPENAI_KEY": "openai-key-value", "ACME_KEY": "acme-key-value",
+        "TELEGRAM_TOKEN": "telegram-token-value",
+    }));
+    let mut web = Web::sign_in(&proxy.server, OWNER, OWNER_PASSWORD);
+    let forms: [&[(&str, &str)]; 4] = [
+        &[
+            ("name", "jira"),
+            ("host", "api.test.example/basic/*"),
+            ("auth_type", "basic"),
+            ("basic_username", "JIRA_USER"),
+            ("basic_password", "JIRA_TOKEN"),
+        ],
+        &[
+            ("name", "openai"),
+            ("host", "api.test.example/key/*"),
+            ("auth_type", "api-key"),
+            ("api_key", "OPENAI_KEY"),
+            ("api_key_header", "x-api-key"),
+            ("api_key_prefix", "Token "),
+        ],
+        &[
+            ("name", "acme"),
+            ("host", "api.test.example/custom/*"),
+            ("auth_type", "custom"),
+            (
+                "custom_headers",
+                "X-Acme: v1 {{ ACME_KEY }}\r\nX-Client: console",
+            ),
+        ],
+        &[
+            ("name", "telegram"),
+            ("host", "api.test.example/pass/*"),
+            ("auth_type", "passthrough"),
+            ("substitutions", "TELEGRAM_TOKEN __telegram_token__ path"),
+        ],
+    ];
+    for fields in forms {
+        web.get("/vaults/default/services/new");
+        let mut all = fields.to_vec();
+        all.extend([("enabled", "1"), ("redact_echo", "1")]);
+        let added = web.submit("/vaults/default/services", &all);
+        assert!(added.shows("added."), "{}", added.text());
+    }
+    let held = services(&proxy);
+    assert_eq!(
+        held,
+        json!([
+            { "name": "jira", "host": "api.test.example/basic/*", "enabled": true,
+              "auth": { "type": "basic", "username": "JIRA_USER", "password": "JIRA_TOKEN" } },
+            { "name": "openai", "host": "api.test.example/key/*", "enabled": true,
+              "auth": { "type": "api-key", "key": "OPENAI_KEY", "header": "x-api-key",
+                        "prefix": "Token " } },
+            { "name": "acme", "host": "api.test.example/custom/*", "enabled": true,
+              "auth": { "type": "custom",
+                        "headers": { "X-Acme": "v1 {{ ACME_KEY }}", "X-Client": "console" } } },
+            { "name": "telegram", "host": "api.test.example/pass/*", "enabled": true,
+              "auth": { "type": "passthrough" },
+              "substitutions": [{ "key": "TELEGRAM_TOKEN", "placeholder": "__telegram_token__",
+                                  "in": ["path"] }] },
+        ])
+    );
+
+    let header = |path: &str, name: &str| {
+        let answer = proxy.call("GET", "api.test.example", path, &[]);
+        assert_eq!(answer.status, 200, "{path}");
+        proxy.upstream.last().header(name).join(",")
+    };
+    // base64("ana:jira-token-value")
+    assert_eq!(
+        header("/basic/issues", "authorization"),
+        "Basic YW5hOmppcmEtdG9rZW4tdmFsdWU="
+    );
+    assert_eq!(header("/key/models", "x-api-key"), "Token openai-key-value");
+    assert_eq!(header("/custom/things", "x-acme"), "v1 acme-key-value");
+    let answer = proxy.call(
+        "GET",
+        "api.test.example",
+        "/pass/bot__telegram_token__/getMe",
+        &[],
+    );
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        proxy.upstream.last().target,
+        "/pass/bottelegram-token-value/getMe"
+    );
+
+    // Each edit form shows the service as stored: saved unchanged, it stays the same.
+    for (name, fields) in ["jira", "openai", "acme", "telegram"].iter().zip(forms) {
+        let edit = web.get(&format!("/vaults/default/services/{name}/edit"));
+        assert_eq!(edit.status, 200, "{}", edit.text());
+        for (field, value) in fields.iter().filter(|(field, _)| *field != "name") {
+            let shown = match *field {
+                "auth_type" => format!(r#"<option value="{value}" selected>"#),
+                "custom_headers" => {
+                    "X-Acme: v1 {{ ACME_KEY }}\nX-Client: console</textarea>".to_owned()
+                }
+                "substitutions" | "allow" => format!("{value}</textarea>"),
+                _ => format!(r#"value="{value}""#),
+            };
+            assert!(edit.body.contains(&shown), "{name} {shown}: {}", edit.body);
+        }
+        let mut again = fields.to_vec();
+        again.extend([("editing", "1"), ("enabled", "1"), ("redact_echo", "1")]);
+        let saved = web.submit("/vaults/default/services", &again);
+        assert!(
+            saved.shows(&format!("Service {name} saved.")),
+            "{}",
+            saved.text()
+        );
+    }
+    assert_eq!(services(&proxy), held);
+}

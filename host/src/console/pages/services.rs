@@ -336,6 +336,13 @@ impl ServiceForm {
                 .map(|value| value.trim().to_owned())
                 .unwrap_or_default()
         };
+        // Textareas as typed: a line's trailing space can be part of a value.
+        let raw = |name: &str| {
+            fields
+                .get(name)
+                .map(|value| value.as_str().to_owned())
+                .unwrap_or_default()
+        };
         let checked = |name: &str| fields.contains_key(name);
         ServiceForm {
             name: get("name"),
@@ -347,14 +354,18 @@ impl ServiceForm {
             basic_password: get("basic_password"),
             api_key: get("api_key"),
             api_key_header: get("api_key_header"),
-            api_key_prefix: get("api_key_prefix"),
-            custom_headers: get("custom_headers"),
+            // A prefix's trailing space is part of it (`Token `).
+            api_key_prefix: fields
+                .get("api_key_prefix")
+                .map(|value| value.trim_start().to_owned())
+                .unwrap_or_default(),
+            custom_headers: raw("custom_headers"),
             plugin: get("plugin"),
             plugin_sha256: get("plugin_sha256"),
-            plugin_config: get("plugin_config"),
-            plugin_slots: get("plugin_slots"),
-            allow: get("allow"),
-            substitutions: get("substitutions"),
+            plugin_config: raw("plugin_config"),
+            plugin_slots: raw("plugin_slots"),
+            allow: raw("allow"),
+            substitutions: raw("substitutions"),
             redact_echo: checked("redact_echo"),
             compressed_pass: checked("compressed_pass"),
             allow_plaintext: checked("allow_plaintext"),
@@ -455,7 +466,13 @@ impl ServiceForm {
 /// `name<separator>value` lines as a JSON object of strings.
 fn pairs(what: &str, text: &str, separator: char) -> Result<Map<String, Value>, String> {
     let mut map = Map::new();
-    for line in lines(text) {
+    // A value keeps its trailing spaces (a plugin's `signature-prefix=Token `); the name
+    // and the space after the separator are trimmed.
+    let entries = text
+        .lines()
+        .map(|line| line.trim_start().trim_end_matches('\r'))
+        .filter(|line| !line.trim().is_empty());
+    for line in entries {
         let Some((name, value)) = line.split_once(separator) else {
             return Err(format!(
                 "{what}: {line:?} should be a name, {separator:?} and a value"
@@ -465,7 +482,7 @@ fn pairs(what: &str, text: &str, separator: char) -> Result<Map<String, Value>, 
         if map.contains_key(&name) {
             return Err(format!("{what}: {name:?} is given twice"));
         }
-        map.insert(name, Value::String(value.trim().to_owned()));
+        map.insert(name, Value::String(value.trim_start().to_owned()));
     }
     Ok(map)
 }
