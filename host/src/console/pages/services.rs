@@ -531,6 +531,9 @@ struct EditorPage {
     /// The loaded plugins and what each takes; empty when the server does not describe
     /// them, and the plugin name is then typed.
     plugins: Vec<Plugin>,
+    /// The service's plugin is not among `plugins` (say its file was removed): it is
+    /// offered anyway, so that saving the form does not drop it.
+    unlisted_plugin: bool,
     error: Option<String>,
 }
 
@@ -558,8 +561,12 @@ async fn editor(
         Some(_) => StatusCode::BAD_REQUEST,
         None => StatusCode::OK,
     };
+    let unlisted_plugin = !plugins.is_empty()
+        && !form.plugin.is_empty()
+        && !plugins.iter().any(|plugin| plugin.name == form.plugin);
     let mut page = console.page(&EditorPage {
         chrome: console.chrome(title, "vaults"),
+        unlisted_plugin,
         vault,
         form,
         editing: editing == Editing::Existing,
