@@ -43,3 +43,17 @@ for (const body of document.querySelectorAll('tbody[data-follow]')) {
   };
   setInterval(follow, 4000);
 }
+
+// The service form (<select id="auth-type">): only the chosen auth type's fields are shown.
+// With JavaScript off all are, and the server reads only the chosen type's.
+(() => {
+  const select = document.getElementById('auth-type');
+  if (!select) return;
+  const show = () => {
+    for (const fields of document.querySelectorAll('.auth-fields[data-auth]')) {
+      fields.hidden = fields.dataset.auth !== select.value;
+    }
+  };
+  select.addEventListener('change', show);
+  show();
+})();

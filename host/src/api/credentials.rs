@@ -3,7 +3,8 @@
 //! Values are sealed (vault id, key name and key version bound in) before they reach the
 //! store. Every role lists names; members and admins set and delete values. Reading values
 //! back (`?reveal=true`) is for people only (`access::require_reveal`): an agent or a vault
-//! session never receives one, whatever its role.
+//! session never receives one, whatever its role. Every reveal is logged at INFO (who, which
+//! vault, which keys; never a value), so that reading a secret back leaves a trace.
 
 use std::collections::BTreeMap;
 
@@ -93,6 +94,12 @@ pub async fn list(state: &ApiState, request: &Request) -> Result<Response<Full<B
             "value": secret.reveal_utf8_lossy(),
         }));
     }
+    tracing::info!(
+        vault = %vault.name,
+        keys = %keys.join(","),
+        by = %session.actor.display_name(),
+        "credential values revealed"
+    );
     ok(&json!({ "keys": keys, "credentials": credentials }))
 }
 

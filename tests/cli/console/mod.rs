@@ -9,11 +9,14 @@
 mod access;
 mod account;
 mod agents;
+mod credentials;
 mod people;
 mod proposals;
 mod request_log;
+mod services;
 mod sign_in;
 mod users;
+mod vault_settings;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

@@ -7,8 +7,10 @@ pub(super) mod accept_invite;
 pub(super) mod access;
 pub(super) mod account;
 pub(super) mod agents;
+pub(super) mod credentials;
 pub(super) mod home;
 pub(super) mod instance;
+pub(super) mod services;
 pub(super) mod sign_in;
 pub(super) mod users;
 pub(super) mod vault;
@@ -16,6 +18,7 @@ pub(super) mod vault_invites;
 pub(super) mod vault_logs;
 pub(super) mod vault_overview;
 pub(super) mod vault_proposals;
+pub(super) mod vault_settings;
 pub(super) mod vault_tokens;
 
 use bytes::Bytes;
@@ -33,39 +36,31 @@ pub(super) async fn route(
     if let Some(answer) = sign_in::signed_in_route(console, segments).await {
         return Some(answer);
     }
-    if let Some(answer) = home::route(console, segments).await {
-        return Some(answer);
+    macro_rules! first_of {
+        ($($page:ident),+ $(,)?) => {
+            $(
+                if let Some(answer) = $page::route(console, segments).await {
+                    return Some(answer);
+                }
+            )+
+        };
     }
-    if let Some(answer) = vault_overview::route(console, segments).await {
-        return Some(answer);
-    }
-    if let Some(answer) = vault_logs::route(console, segments).await {
-        return Some(answer);
-    }
-    if let Some(answer) = vault_proposals::route(console, segments).await {
-        return Some(answer);
-    }
-    if let Some(answer) = access::route(console, segments).await {
-        return Some(answer);
-    }
-    if let Some(answer) = vault_tokens::route(console, segments).await {
-        return Some(answer);
-    }
-    if let Some(answer) = vault_invites::route(console, segments).await {
-        return Some(answer);
-    }
-    if let Some(answer) = agents::route(console, segments).await {
-        return Some(answer);
-    }
-    if let Some(answer) = users::route(console, segments).await {
-        return Some(answer);
-    }
-    if let Some(answer) = account::route(console, segments).await {
-        return Some(answer);
-    }
-    if let Some(answer) = instance::route(console, segments).await {
-        return Some(answer);
-    }
+    first_of!(
+        home,
+        vault_overview,
+        credentials,
+        services,
+        vault_proposals,
+        vault_logs,
+        access,
+        vault_tokens,
+        vault_invites,
+        vault_settings,
+        agents,
+        users,
+        account,
+        instance,
+    );
     None
 }
 
