@@ -17,11 +17,13 @@ pub(crate) const CLASSES: [(&str, &str); 5] = [
     ("sother", "other"),
 ];
 
-/// One bar: when its interval starts, as a person reads it, and its requests per class,
-/// in the order of [`CLASSES`].
+/// One bar: when its interval starts, as a person reads it (`label` in full for the bar's
+/// tooltip, `tick` short for the time axis), and its requests per class, in the order of
+/// [`CLASSES`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Interval {
     pub label: String,
+    pub tick: String,
     pub counts: [u64; 5],
 }
 
@@ -35,7 +37,7 @@ impl Interval {
 const WIDTH: f64 = 720.0;
 const HEIGHT: f64 = 180.0;
 /// Room for the count labels on the left and the time labels below.
-const LEFT: f64 = 40.0;
+const LEFT: f64 = 52.0;
 const BOTTOM: f64 = 22.0;
 const TOP: f64 = 8.0;
 /// How many time labels the axis carries.
@@ -102,7 +104,7 @@ pub(crate) fn traffic_svg(intervals: &[Interval], title: &str) -> String {
         let _ = write!(
             svg,
             r#"<text class="axis" x="{x:.1}" y="{y:.1}">{}</text>"#,
-            escape(&interval.label),
+            escape(&interval.tick),
             y = HEIGHT - 6.0,
         );
     }
@@ -155,6 +157,7 @@ mod tests {
     fn interval(label: &str, counts: [u64; 5]) -> Interval {
         Interval {
             label: label.to_owned(),
+            tick: label.to_owned(),
             counts,
         }
     }
@@ -172,13 +175,13 @@ mod tests {
         assert!(svg.contains(">5</text>"), "{svg}");
         assert!(
             svg.contains(
-                r#"<rect class="s2xx" x="40.00" y="68.00" width="339.00" height="90.00"/>"#
+                r#"<rect class="s2xx" x="52.00" y="68.00" width="333.00" height="90.00"/>"#
             ),
             "{svg}"
         );
         assert!(
             svg.contains(
-                r#"<rect class="s4xx" x="40.00" y="38.00" width="339.00" height="30.00"/>"#
+                r#"<rect class="s4xx" x="52.00" y="38.00" width="333.00" height="30.00"/>"#
             ),
             "{svg}"
         );

@@ -262,7 +262,9 @@ fn proxied_requests_appear_in_the_log_page_and_the_traffic_picture() {
     let overview = web.get("/vaults/default");
     assert_eq!(overview.status, 200);
     assert!(
-        overview.shows("5 requests in the last hour: 2xx: 3 3xx: 1 4xx: 1 5xx: 0"),
+        overview.shows(
+            "5 requests in the last hour, per minute (times UTC): 2xx: 3 3xx: 1 4xx: 1 5xx: 0"
+        ),
         "{}",
         overview.text()
     );

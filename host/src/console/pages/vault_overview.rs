@@ -147,9 +147,13 @@ fn traffic(window: &'static str, stats: &Stats) -> Traffic {
     let intervals: Vec<Interval> = stats
         .buckets
         .iter()
-        .map(|bucket| Interval {
-            label: clock_time(&bucket.start),
-            counts: bucket.counts.columns(),
+        .map(|bucket| {
+            let clock = clock_time(&bucket.start);
+            Interval {
+                label: format!("{clock} UTC"),
+                tick: clock,
+                counts: bucket.counts.columns(),
+            }
         })
         .collect();
     let title = match window {
@@ -169,12 +173,12 @@ fn traffic(window: &'static str, stats: &Stats) -> Traffic {
     }
 }
 
-/// `HH:MM UTC` of an RFC 3339 time (the time itself if it is not one).
+/// `HH:MM` (UTC) of an RFC 3339 time (the time itself if it is not one).
 fn clock_time(rfc3339: &str) -> String {
     time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
         .map(|time| {
             let time = time.to_offset(time::UtcOffset::UTC);
-            format!("{:02}:{:02} UTC", time.hour(), time.minute())
+            format!("{:02}:{:02}", time.hour(), time.minute())
         })
         .unwrap_or_else(|_| rfc3339.to_owned())
 }
