@@ -134,20 +134,12 @@ fn nice_ceiling(value: u64) -> u64 {
     }
 }
 
-/// Text for XML content and attribute values.
+/// Text for XML content and attribute values, escaped as the console's templates escape.
 fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            c => escaped.push(c),
-        }
+    match askama::filters::escape(text, askama::filters::Html) {
+        Ok(escaped) => escaped.to_string(),
+        Err(never) => match never {},
     }
-    escaped
 }
 
 #[cfg(test)]
@@ -212,10 +204,10 @@ mod tests {
         );
         assert!(!svg.contains("<script>") && !svg.contains("<b>"), "{svg}");
         assert!(
-            svg.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            svg.contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
             "{svg}"
         );
-        assert!(svg.contains("a &quot;title&quot; &amp; &lt;b&gt;"), "{svg}");
+        assert!(svg.contains("a &#34;title&#34; &#38; &#60;b&#62;"), "{svg}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use http_body_util::Full;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::vault::VaultCounts;
 use super::{Chrome, encode_component};
 use crate::console::Console;
 
@@ -33,21 +34,6 @@ struct VaultList {
 struct ListedVault {
     name: String,
     role: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Keys {
-    keys: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct Services {
-    services: Vec<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-struct Proposals {
-    proposals: Vec<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -77,10 +63,7 @@ struct User {
 struct VaultCard {
     name: String,
     role: String,
-    services: usize,
-    credentials: usize,
-    /// None where the person may not review proposals (the proxy role).
-    pending: Option<usize>,
+    counts: VaultCounts,
 }
 
 #[derive(askama::Template)]
@@ -106,28 +89,11 @@ async fn home(console: &Console<'_>) -> Response<Full<Bytes>> {
             joinable.push(vault.name);
             continue;
         };
-        let name = encode_component(&vault.name);
-        let services = console
-            .get::<Services>(&format!("/v1/vaults/{name}/services"))
-            .await
-            .map(|s| s.services.len())
-            .unwrap_or(0);
-        let credentials = console
-            .get::<Keys>(&format!("/v1/credentials?vault={name}"))
-            .await
-            .map(|k| k.keys.len())
-            .unwrap_or(0);
-        let pending = console
-            .get::<Proposals>(&format!("/v1/admin/proposals?vault={name}&status=pending"))
-            .await
-            .ok()
-            .map(|p| p.proposals.len());
+        let counts = console.vault_counts(&encode_component(&vault.name)).await;
         vaults.push(VaultCard {
             name: vault.name,
             role,
-            services,
-            credentials,
-            pending,
+            counts,
         });
     }
     let agents = console

@@ -78,3 +78,55 @@ impl Console<'_> {
         })
     }
 }
+
+/// What a vault holds, as its cards on the home page and its overview count it.
+pub(crate) struct VaultCounts {
+    pub services: usize,
+    pub credentials: usize,
+    /// None where the person may not review proposals.
+    pub pending: Option<usize>,
+}
+
+#[derive(Deserialize)]
+struct Keys {
+    keys: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct Services {
+    services: Vec<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct Proposals {
+    proposals: Vec<serde_json::Value>,
+}
+
+impl Console<'_> {
+    /// The counts of the vault whose name, as a path segment, is `segment`: what the API
+    /// shows this person (a list the API refuses counts as empty).
+    pub async fn vault_counts(&self, segment: &str) -> VaultCounts {
+        let services = self
+            .get::<Services>(&format!("/v1/vaults/{segment}/services"))
+            .await
+            .map(|s| s.services.len())
+            .unwrap_or(0);
+        let credentials = self
+            .get::<Keys>(&format!("/v1/credentials?vault={segment}"))
+            .await
+            .map(|k| k.keys.len())
+            .unwrap_or(0);
+        let pending = self
+            .get::<Proposals>(&format!(
+                "/v1/admin/proposals?vault={segment}&status=pending"
+            ))
+            .await
+            .ok()
+            .map(|p| p.proposals.len());
+        VaultCounts {
+            services,
+            credentials,
+            pending,
+        }
+    }
+}

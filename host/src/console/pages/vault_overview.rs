@@ -8,7 +8,7 @@ use http_body_util::Full;
 use serde::Deserialize;
 
 use super::Chrome;
-use super::vault::VaultFrame;
+use super::vault::{VaultCounts, VaultFrame};
 use crate::console::Console;
 use crate::console::chart::{self, Interval};
 
@@ -20,21 +20,6 @@ pub(in crate::console) async fn route(
         (&Method::GET, ["vaults", name]) => Some(overview(console, name).await),
         _ => None,
     }
-}
-
-#[derive(Deserialize)]
-struct Keys {
-    keys: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct Services {
-    services: Vec<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-struct Proposals {
-    proposals: Vec<serde_json::Value>,
 }
 
 /// Requests per status class, as the stats route counts them.
@@ -93,10 +78,7 @@ struct Traffic {
 struct Overview {
     chrome: Chrome,
     vault: VaultFrame,
-    services: usize,
-    credentials: usize,
-    /// None where the person may not review proposals.
-    pending: Option<usize>,
+    counts: VaultCounts,
     /// None where the person may not read the request log.
     traffic: Option<Traffic>,
 }
@@ -107,23 +89,7 @@ async fn overview(console: &Console<'_>, name: &str) -> Response<Full<Bytes>> {
         Err(page) => return page,
     };
     let segment = &vault.segment;
-    let services = console
-        .get::<Services>(&format!("/v1/vaults/{segment}/services"))
-        .await
-        .map(|s| s.services.len())
-        .unwrap_or(0);
-    let credentials = console
-        .get::<Keys>(&format!("/v1/credentials?vault={segment}"))
-        .await
-        .map(|k| k.keys.len())
-        .unwrap_or(0);
-    let pending = console
-        .get::<Proposals>(&format!(
-            "/v1/admin/proposals?vault={segment}&status=pending"
-        ))
-        .await
-        .ok()
-        .map(|p| p.proposals.len());
+    let counts = console.vault_counts(segment).await;
     let window = match console.request.query("window") {
         Some("day") => "day",
         _ => "hour",
@@ -136,9 +102,7 @@ async fn overview(console: &Console<'_>, name: &str) -> Response<Full<Bytes>> {
     console.page(&Overview {
         chrome: console.chrome(vault.name.clone(), "vaults"),
         vault,
-        services,
-        credentials,
-        pending,
+        counts,
         traffic,
     })
 }
