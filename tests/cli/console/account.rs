@@ -100,6 +100,21 @@ fn a_person_ends_another_session_of_theirs_and_then_this_one() {
     assert!(!ended.shows(&other), "{}", ended.text());
     assert_eq!(phone.get("/").status, 303, "the phone is signed out");
 
+    // The phone's device is forgotten: the API no longer lists it.
+    let (_, listed) = server.call("GET", "/v1/auth/sessions", Some(&token), None);
+    let devices = listed["devices"].as_array().unwrap().clone();
+    assert_eq!(devices.len(), 2, "{listed}");
+    let device = devices[0]["id"].as_str().unwrap();
+    let forgotten = browser.submit(&format!("/account/devices/{device}/revoke"), &[]);
+    assert!(
+        forgotten.shows("That device now signs in as a new one."),
+        "{}",
+        forgotten.text()
+    );
+    let (_, listed) = server.call("GET", "/v1/auth/sessions", Some(&token), None);
+    assert_eq!(listed["devices"].as_array().unwrap().len(), 1, "{listed}");
+    assert!(!forgotten.shows(device), "{}", forgotten.text());
+
     let signed_out = browser.submit(&format!("/account/sessions/{mine}/revoke"), &[]);
     assert!(signed_out.shows("Sign in"), "{}", signed_out.text());
     assert_eq!(browser.cookie("av_session"), None);

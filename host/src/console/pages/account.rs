@@ -11,7 +11,7 @@ use http_body_util::Full;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Chrome, encode_component};
+use super::{Chrome, Refusal, encode_component, status_of};
 use crate::console::Console;
 use crate::console::session::{self, DEVICE_COOKIE};
 
@@ -76,23 +76,20 @@ struct Account {
     sessions: Vec<LoginSession>,
     devices: Vec<Device>,
     /// Why the password form was refused.
-    error: Option<String>,
+    error: Option<Refusal>,
 }
 
-async fn page(console: &Console<'_>, error: Option<(StatusCode, String)>) -> Response<Full<Bytes>> {
+async fn page(console: &Console<'_>, error: Option<Refusal>) -> Response<Full<Bytes>> {
     let listed = match console.get::<Sessions>("/v1/auth/sessions").await {
         Ok(listed) => listed,
         Err(error) => return console.refused(error),
     };
-    let status = error
-        .as_ref()
-        .map(|(status, _)| *status)
-        .unwrap_or(StatusCode::OK);
+    let status = status_of(error.as_ref());
     let mut answer = console.page(&Account {
         chrome: console.chrome("Your account", "account"),
         sessions: listed.sessions,
         devices: listed.devices,
-        error: error.map(|(_, message)| message),
+        error,
     });
     *answer.status_mut() = status;
     answer
@@ -105,10 +102,7 @@ async fn change_password(console: &Console<'_>) -> Response<Full<Bytes>> {
     };
     let field = |name: &str| fields.get(name).map(|v| v.as_str()).unwrap_or_default();
     if field("new_password") != field("confirm") {
-        let differ = (
-            StatusCode::BAD_REQUEST,
-            "The two new passwords differ.".into(),
-        );
+        let differ = Refusal::new(StatusCode::BAD_REQUEST, "The two new passwords differ.");
         return page(console, Some(differ)).await;
     }
     let device = session::cookie(console.request, DEVICE_COOKIE);
@@ -137,9 +131,7 @@ async fn change_password(console: &Console<'_>) -> Response<Full<Bytes>> {
             ));
             session::redirect(&console.link("/account"), &cookies)
         }
-        Err(error) if error.status.is_client_error() => {
-            page(console, Some((error.status, error.message))).await
-        }
+        Err(error) if error.status.is_client_error() => page(console, Some(error.into())).await,
         Err(error) => console.refused(error),
     }
 }
