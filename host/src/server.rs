@@ -72,6 +72,8 @@ pub struct ServerConfig {
     pub proxy: ProxySettings,
     /// Rate limits of the proxy (`None`: off).
     pub rate_limits: Option<RateLimits>,
+    /// The `--rate-limit-profile` they started from (before `AGENT_VAULT_RATELIMIT_*`).
+    pub rate_limit_profile: String,
     /// How long requests in flight may take to finish once shutdown begins.
     pub shutdown_grace: Duration,
     /// Reverse proxies whose `X-Forwarded-For` names the client (none by default); they are
@@ -235,7 +237,7 @@ pub async fn run(
             config.dev_mode,
             request_log,
         )
-        .with_attempts(AttemptLimiter::new(config.rate_limits))
+        .with_rate_limits(&config.rate_limit_profile, config.rate_limits)
         .with_trusted_proxies(config.trusted_proxies.clone())
         .with_notifier(Notifier::new(Some(webhook_client)))
         .with_transparent(transparent.as_ref().map(|(door, ca)| TransparentInfo {

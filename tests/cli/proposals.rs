@@ -907,7 +907,11 @@ fn an_agent_cannot_approve_what_it_proposed_through_a_session_it_minted() {
     .env("AGENT_VAULT_ADDR", &address)
     .run()
     .ok();
-    assert_eq!(set, "agents_can_approve_proposals: true\n");
+    assert_eq!(
+        set,
+        "agents_can_approve_proposals: true\n\
+         rate_limit: default profile (set when the server starts)\n"
+    );
     let (status, answer) = decide(&proxy, &agent, 1, "approve", json!({ "vault": "default" }));
     assert_eq!(
         (status, answer["error"].as_str()),
@@ -938,7 +942,14 @@ fn agents_review_other_agents_proposals_only_when_an_owner_allows_it() {
 
     // Only an owner changes the setting, and only as a person.
     let settings = proxy.api("GET", "/v1/admin/settings", json!({}));
-    assert_eq!(settings, json!({ "agents_can_approve_proposals": false }));
+    assert_eq!(settings["agents_can_approve_proposals"], json!(false));
+    // Beside it, the rate limits the server started with: read here, changed by a restart.
+    assert_eq!(settings["rate_limit"]["profile"], json!("default"));
+    assert_eq!(settings["rate_limit"]["locked"], json!(true));
+    assert_eq!(
+        settings["rate_limit"]["tiers"]["proxy"],
+        json!({ "rate": 20.0, "burst": 200, "concurrency": 64, "wait_ms": 2000 })
+    );
     let owner_bot = proxy.api(
         "POST",
         "/v1/agents",
@@ -983,8 +994,8 @@ fn agents_review_other_agents_proposals_only_when_an_owner_allows_it() {
         "{answer}"
     );
     assert_eq!(
-        proxy.api("PUT", "/v1/admin/settings", allow),
-        json!({ "agents_can_approve_proposals": true })
+        proxy.api("PUT", "/v1/admin/settings", allow)["agents_can_approve_proposals"],
+        json!(true)
     );
 
     // Now a member agent approves another agent's proposal; a proxy-role one still cannot.
@@ -1016,7 +1027,11 @@ fn agents_review_other_agents_proposals_only_when_an_owner_allows_it() {
     .env("AGENT_VAULT_ADDR", &proxy.server.url())
     .run()
     .ok();
-    assert_eq!(off, "agents_can_approve_proposals: false\n");
+    assert_eq!(
+        off,
+        "agents_can_approve_proposals: false\n\
+         rate_limit: default profile (set when the server starts)\n"
+    );
     let (status, answer) = decide(
         &proxy,
         &reviewer,

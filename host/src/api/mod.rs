@@ -21,7 +21,7 @@ mod proposals;
 mod router;
 mod services;
 mod sessions;
-mod settings;
+pub mod settings;
 mod status;
 mod users;
 mod vaults;
@@ -85,6 +85,8 @@ pub struct ApiState {
     pub notifier: crate::notify::Notifier,
     /// The transparent proxy, if it listens: for `/v1/mitm/ca.pem`.
     pub transparent: Option<TransparentInfo>,
+    /// The rate limits in force, for `GET /v1/admin/settings`.
+    pub rate_limits: settings::RateLimitsInForce,
 }
 
 /// What the API tells about the transparent proxy.
@@ -130,6 +132,10 @@ impl ApiState {
             trusted_proxies: TrustedProxies::default(),
             notifier: crate::notify::Notifier::new(None),
             transparent: None,
+            rate_limits: settings::RateLimitsInForce::new(
+                "default",
+                Some(ratelimit::RateLimits::DEFAULT),
+            ),
         }
     }
 
@@ -151,10 +157,17 @@ impl ApiState {
         self
     }
 
-    /// With the AUTH tier of another rate-limit profile than the default (for sign-ins too).
-    pub fn with_attempts(mut self, attempts: AttemptLimiter) -> Self {
+    /// With other rate limits than the default profile's (`None`: off), which the server
+    /// started with from `profile`: the AUTH tier counts attempts and sign-ins with them.
+    pub fn with_rate_limits(
+        mut self,
+        profile: &str,
+        limits: Option<ratelimit::RateLimits>,
+    ) -> Self {
+        let attempts = AttemptLimiter::new(limits);
         self.sign_ins = SignInLimiter::alongside(&attempts);
         self.attempts = attempts;
+        self.rate_limits = settings::RateLimitsInForce::new(profile, limits);
         self
     }
 

@@ -3,7 +3,9 @@
 //! agents may do is decided by people).
 //!
 //! One setting so far, `agents_can_approve_proposals` (default `false`): whether agents with
-//! the member or admin role in a vault may approve and reject proposals there. Even then no
+//! the member or admin role in a vault may approve and reject proposals there. The answer
+//! also shows the rate limits in force (`rate_limit`), which are the server's start-up
+//! configuration (`--rate-limit-profile`, `AGENT_VAULT_RATELIMIT_*`): read here, not changed. Even then no
 //! one decides on a proposal they made (`auth::access::check_review`). Settings are kept in
 //! the store as text, one row each; a setting without a row has its default, and a value
 //! that cannot be read counts as the default (off), with an error in the server log.
@@ -19,6 +21,69 @@ use crate::store::InstanceRole;
 
 /// The store key of [`InstanceSettings::agents_can_approve_proposals`].
 const AGENTS_CAN_APPROVE_PROPOSALS: &str = "agents_can_approve_proposals";
+
+/// The rate limits a server started with, as `GET /v1/admin/settings` shows them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RateLimitsInForce {
+    /// `default`, `strict`, `loose` or `off`.
+    pub profile: String,
+    /// The limits after the `AGENT_VAULT_RATELIMIT_*` variables; none when off.
+    pub tiers: Option<Tiers>,
+    /// Where they come from: they change only with a restart.
+    pub source: &'static str,
+    pub locked: bool,
+}
+
+/// The limits of each tier.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Tiers {
+    pub proxy: Tier,
+    pub global: Tier,
+    pub auth: Tier,
+}
+
+/// One tier's limits (a rate, burst or concurrency of 0 is no limit).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Tier {
+    /// Requests per second.
+    pub rate: f64,
+    pub burst: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    /// How long a request waits for a slot before it is refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait_ms: Option<u128>,
+}
+
+impl RateLimitsInForce {
+    pub fn new(profile: &str, limits: Option<crate::ratelimit::RateLimits>) -> Self {
+        RateLimitsInForce {
+            profile: profile.to_owned(),
+            tiers: limits.map(|limits| Tiers {
+                proxy: Tier {
+                    rate: limits.proxy_rate,
+                    burst: limits.proxy_burst,
+                    concurrency: Some(limits.proxy_concurrency),
+                    wait_ms: Some(limits.proxy_wait.as_millis()),
+                },
+                global: Tier {
+                    rate: limits.global_rate,
+                    burst: limits.global_burst,
+                    concurrency: Some(limits.global_concurrency),
+                    wait_ms: Some(limits.global_wait.as_millis()),
+                },
+                auth: Tier {
+                    rate: limits.auth_rate,
+                    burst: limits.auth_burst,
+                    concurrency: None,
+                    wait_ms: None,
+                },
+            }),
+            source: "server start: --rate-limit-profile and AGENT_VAULT_RATELIMIT_* variables",
+            locked: true,
+        }
+    }
+}
 
 /// The instance's settings, as `GET /v1/admin/settings` shows them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -61,7 +126,14 @@ pub async fn load(state: &ApiState) -> Result<InstanceSettings, ApiError> {
 pub async fn get(state: &ApiState, request: &Request) -> Result<Response<Full<Bytes>>, ApiError> {
     let session = request.session(state).await?;
     access::require_instance(&session.actor, InstanceRole::Owner)?;
-    ok(&load(state).await?)
+    answer(state).await
+}
+
+/// The settings and the rate limits in force.
+async fn answer(state: &ApiState) -> Result<Response<Full<Bytes>>, ApiError> {
+    let mut body = serde_json::to_value(load(state).await?).expect("settings serialize");
+    body["rate_limit"] = serde_json::to_value(&state.rate_limits).expect("limits serialize");
+    ok(&body)
 }
 
 /// `PUT /v1/admin/settings`: change the settings the body names; the answer is all of them.
@@ -83,5 +155,5 @@ pub async fn put(state: &ApiState, request: &Request) -> Result<Response<Full<By
             "instance setting {AGENTS_CAN_APPROVE_PROPOSALS} set to {allowed}"
         );
     }
-    ok(&load(state).await?)
+    answer(state).await
 }

@@ -63,13 +63,17 @@ pub fn run(args: OwnerArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `name: value` lines, one per setting, in the order the server gives them.
+/// `name: value` lines, one per setting, in the order the server gives them; the rate
+/// limits by their profile (the console's instance page shows each tier).
 fn settings_lines(settings: &Value) -> String {
     settings
         .as_object()
         .into_iter()
         .flatten()
-        .map(|(name, value)| format!("{name}: {value}\n"))
+        .map(|(name, value)| match value["profile"].as_str() {
+            Some(profile) => format!("{name}: {profile} profile (set when the server starts)\n"),
+            None => format!("{name}: {value}\n"),
+        })
         .collect()
 }
 
@@ -79,10 +83,14 @@ mod tests {
 
     #[test]
     fn each_setting_is_one_line() {
-        let settings = serde_json::json!({ "agents_can_approve_proposals": false });
+        let settings = serde_json::json!({
+            "agents_can_approve_proposals": false,
+            "rate_limit": { "profile": "strict", "tiers": {}, "locked": true },
+        });
         assert_eq!(
             settings_lines(&settings),
-            "agents_can_approve_proposals: false\n"
+            "agents_can_approve_proposals: false\n\
+             rate_limit: strict profile (set when the server starts)\n"
         );
     }
 }

@@ -356,6 +356,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
             ..ProxySettings::default()
         },
         rate_limits,
+        rate_limit_profile: args.rate_limit_profile.clone(),
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
         trusted_proxies,
         plugin_timeout_ceiling: Duration::from_millis(args.plugin_timeout_ceiling_ms),

@@ -192,7 +192,7 @@ fn a_member_cannot_use_the_owners_forms() {
 
     assert_eq!(role_of(&server, &token, OWNER).as_deref(), Some("owner"));
     let (_, settings) = server.call("GET", "/v1/admin/settings", Some(&token), None);
-    assert_eq!(settings, json!({ "agents_can_approve_proposals": false }));
+    assert_eq!(settings["agents_can_approve_proposals"], json!(false));
     let (_, invites) = server.call(
         "GET",
         "/v1/users/invites?status=pending",
@@ -229,6 +229,18 @@ fn an_owner_changes_the_instance_settings_and_finds_the_proxys_ca() {
         "{}",
         page.text()
     );
+    // The rate limits in force, read only: the server started with the default profile.
+    assert!(page.shows("Profile default"), "{}", page.text());
+    assert!(
+        page.shows("proxy each token's requests 20 per second 200 64 2000 ms"),
+        "{}",
+        page.text()
+    );
+    assert!(
+        page.shows("auth sign-in attempts per client address 10 per minute 50"),
+        "{}",
+        page.text()
+    );
     let ca = owner.get("/v1/mitm/ca.pem");
     assert!(
         ca.body.starts_with("-----BEGIN CERTIFICATE-----"),
@@ -248,10 +260,10 @@ fn an_owner_changes_the_instance_settings_and_finds_the_proxys_ca() {
     assert!(saved.shows("Settings saved."), "{}", saved.text());
     assert!(saved.body.contains(" checked"), "{}", saved.body);
     let (_, settings) = server.call("GET", "/v1/admin/settings", Some(&token), None);
-    assert_eq!(settings, json!({ "agents_can_approve_proposals": true }));
+    assert_eq!(settings["agents_can_approve_proposals"], json!(true));
     owner.submit("/manage/settings", &[]);
     let (_, settings) = server.call("GET", "/v1/admin/settings", Some(&token), None);
-    assert_eq!(settings, json!({ "agents_can_approve_proposals": false }));
+    assert_eq!(settings["agents_can_approve_proposals"], json!(false));
 
     // Without the transparent proxy, the page says it is off.
     let data = DataDir::new();

@@ -1,5 +1,6 @@
 //! The instance page (`/manage/settings`, owners): the instance's settings
-//! (`GET`/`PUT /v1/admin/settings`, which refuse anyone but an owner) and the transparent
+//! (`GET`/`PUT /v1/admin/settings`, which refuse anyone but an owner), the rate limits in
+//! force (read only: they are the server's start-up configuration), and the transparent
 //! proxy: where to download its CA (`/v1/mitm/ca.pem`, which answers without a session) and
 //! its port, or that it is off.
 
@@ -27,6 +28,57 @@ pub(in crate::console) async fn route(
 #[derive(Deserialize)]
 struct Settings {
     agents_can_approve_proposals: bool,
+    rate_limit: RateLimit,
+}
+
+#[derive(Deserialize)]
+struct RateLimit {
+    profile: String,
+    /// None when the limits are off.
+    tiers: Option<Tiers>,
+}
+
+#[derive(Deserialize)]
+struct Tiers {
+    proxy: Tier,
+    global: Tier,
+    auth: Tier,
+}
+
+#[derive(Deserialize)]
+struct Tier {
+    rate: f64,
+    burst: u32,
+    concurrency: Option<u32>,
+    wait_ms: Option<u64>,
+}
+
+/// A tier as a table row: its name, what it limits, and its limits in words.
+struct TierRow {
+    name: &'static str,
+    scope: &'static str,
+    rate: String,
+    burst: u32,
+    concurrency: String,
+    wait: String,
+}
+
+impl Tier {
+    fn row(&self, name: &'static str, scope: &'static str) -> TierRow {
+        let rate = if self.rate >= 1.0 {
+            format!("{:.0} per second", self.rate)
+        } else {
+            format!("{:.0} per minute", self.rate * 60.0)
+        };
+        TierRow {
+            name,
+            scope,
+            rate,
+            burst: self.burst,
+            concurrency: self.concurrency.map_or("-".into(), |n| n.to_string()),
+            wait: self.wait_ms.map_or("-".into(), |ms| format!("{ms} ms")),
+        }
+    }
 }
 
 #[derive(askama::Template)]
@@ -34,6 +86,8 @@ struct Settings {
 struct Instance {
     chrome: Chrome,
     settings: Settings,
+    /// The rate limits' tiers, empty when they are off.
+    tiers: Vec<TierRow>,
     /// The transparent proxy's port, when it listens.
     transparent_port: Option<u16>,
 }
@@ -43,9 +97,24 @@ async fn page(console: &Console<'_>) -> Response<Full<Bytes>> {
         Ok(settings) => settings,
         Err(error) => return console.refused(error),
     };
+    let tiers = settings
+        .rate_limit
+        .tiers
+        .as_ref()
+        .map(|tiers| {
+            vec![
+                tiers.proxy.row("proxy", "each token's requests"),
+                tiers.global.row("global", "all requests together"),
+                tiers
+                    .auth
+                    .row("auth", "sign-in attempts per client address"),
+            ]
+        })
+        .unwrap_or_default();
     console.page(&Instance {
         chrome: console.chrome("Instance", "instance"),
         settings,
+        tiers,
         transparent_port: console.state.transparent.as_ref().map(|t| t.port),
     })
 }
