@@ -6,6 +6,7 @@
 //! attacker would try: another site's form, a member reaching for an admin's page, text
 //! an agent wrote landing in a page.
 
+mod plugins;
 mod sign_in;
 
 use std::collections::BTreeMap;
@@ -59,7 +60,7 @@ impl Page {
                 _ => {}
             }
         }
-        let text = text
+        let text = decode_numeric_entities(&text)
             .replace("&amp;", "&")
             .replace("&lt;", "<")
             .replace("&gt;", ">")
@@ -80,6 +81,29 @@ impl Page {
         let end = self.body[at..].find('"')?;
         Some(self.body[at..at + end].to_owned())
     }
+}
+
+/// `&#60;` and the like (askama escapes with decimal entities) as their characters.
+fn decode_numeric_entities(text: &str) -> String {
+    let mut decoded = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("&#") {
+        decoded.push_str(&rest[..at]);
+        let after = &rest[at + 2..];
+        let digits = after.find(';').map(|end| &after[..end]);
+        match digits.and_then(|digits| Some((digits, char::from_u32(digits.parse().ok()?)?))) {
+            Some((digits, c)) => {
+                decoded.push(c);
+                rest = &after[digits.len() + 1..];
+            }
+            None => {
+                decoded.push_str("&#");
+                rest = after;
+            }
+        }
+    }
+    decoded.push_str(rest);
+    decoded
 }
 
 impl Web {

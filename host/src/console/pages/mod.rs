@@ -4,6 +4,7 @@
 //! answer a path.
 
 pub(super) mod home;
+pub(super) mod plugins;
 pub(super) mod sign_in;
 pub(super) mod vault;
 pub(super) mod vault_overview;
@@ -27,6 +28,9 @@ pub(super) async fn route(
         return Some(answer);
     }
     if let Some(answer) = vault_overview::route(console, segments).await {
+        return Some(answer);
+    }
+    if let Some(answer) = plugins::route(console, segments).await {
         return Some(answer);
     }
     None
