@@ -6,6 +6,7 @@
 //! attacker would try: another site's form, a member reaching for an admin's page, text
 //! an agent wrote landing in a page.
 
+mod browser;
 mod plugins;
 mod sign_in;
 
