@@ -236,3 +236,42 @@ fn a_trapping_plugin_is_a_clear_error() {
     );
     assert_eq!(status, 200);
 }
+
+#[test]
+fn a_plugin_file_that_breaks_is_listed_as_an_error_while_its_previous_version_serves() {
+    let (server, token, data) = start();
+    std::fs::write(
+        data.plugin_dir().join("fixture-trap.wasm"),
+        b"a broken upload",
+    )
+    .unwrap();
+    // The server rescans the directory twice a second; wait (bounded) for it to see the file.
+    let mut answer = Value::Null;
+    for _ in 0..200 {
+        let (status, listed) = server.call("GET", "/v1/plugins", Some(&token), None);
+        assert_eq!(status, 200, "{listed}");
+        answer = listed;
+        if answer["errors"].as_array().unwrap().len() == 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let errors = answer["errors"].as_array().unwrap();
+    let trap = errors
+        .iter()
+        .find(|error| error["file"] == "fixture-trap.wasm")
+        .unwrap_or_else(|| panic!("{answer}"));
+    let error = trap["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("fixture-trap.wasm: ")
+            && error.ends_with("; the previous version of fixture-trap still serves"),
+        "{error}"
+    );
+    let plugins = answer["plugins"].as_array().unwrap();
+    assert!(
+        plugins
+            .iter()
+            .any(|plugin| plugin["name"] == "fixture-trap" && plugin["origin"] == "file"),
+        "{answer}"
+    );
+}
