@@ -38,6 +38,9 @@ pub const MAX_VALUE: usize = 8 * 1024;
 /// The largest body a dry run hashes, in bytes.
 pub const MAX_DRY_RUN_BODY: usize = 64 * 1024;
 
+/// The vault name a dry run's plugin sees.
+const DRY_RUN_VAULT: &str = "dry run";
+
 /// `GET /v1/plugins`.
 pub async fn list(state: &ApiState, request: &Request) -> Result<Response<Full<Bytes>>, ApiError> {
     let session = request.session(state).await?;
@@ -181,7 +184,9 @@ pub async fn test(state: &ApiState, request: &Request) -> Result<Response<Full<B
             .collect(),
         now,
         service: "test".to_owned(),
-        vault: "dry-run".to_owned(),
+        // Warm plugin instances are kept per vault name: a name no vault can have (a vault's
+        // is a slug) keeps the dry runs' instances apart from every vault's requests.
+        vault: DRY_RUN_VAULT.to_owned(),
     };
     match dry_run::dry_run(&plugin, &input, false).await {
         Ok(DryRunOutcome::Forward(shown)) => ok(&json!({
