@@ -22,9 +22,11 @@ fi
 
 # Tools the black-box tests run, beyond the Rust toolchain. Called by scripts/test only:
 # the server itself needs none of them.
-# - Debian's chromium and playwright-core (tests/browser/package-lock.json): the end-to-end
-#   test of the approval page drives a real headless browser with JavaScript off
-#   (tests/browser/approve.mjs), to prove the page works as plain HTML forms. Debian's
+# - Debian's chromium, playwright-core and axe-core (tests/browser/package-lock.json): the
+#   end-to-end tests of the approval page and the console (axe-core checks accessibility)
+#   drive a real headless browser with JavaScript off
+#   (tests/browser/approve.mjs, tests/browser/console.mjs), to prove the pages work as
+#   plain HTML forms. Debian's
 #   Chromium, rather than a browser build that Playwright would download.
 # - curl, Python's requests and Node's fetch (undici from tests/clients/package-lock.json):
 #   the transparent proxy tests run these real clients, unmodified, through `vault run`
@@ -109,7 +111,7 @@ install_test_deps() {
   fi
   # `npm ci` installs exactly the locked packages; skip it where they are already there.
   local dir package
-  for dir in browser:playwright-core clients:undici; do
+  for dir in browser:playwright-core browser:axe-core clients:undici; do
     package="${dir#*:}" dir="tests/${dir%%:*}"
     if [ ! -d "$repo/$dir/node_modules/$package" ]; then
       echo "Installing the Node packages of $dir (npm ci there)..." >&2

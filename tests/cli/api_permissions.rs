@@ -798,3 +798,63 @@ fn a_body_with_credential_values_that_does_not_fit_is_not_quoted_back() {
         );
     }
 }
+
+const DRY_RUN_IS_FOR_PEOPLE: (u16, &str) = (
+    403,
+    "Plugin dry runs are for people signed in with their own login (they run plugin code on the \
+     plugin threads the proxy uses)",
+);
+
+#[test]
+fn instance_members_list_plugins_and_only_people_dry_run_them() {
+    let world = World::new();
+    let agent = ok(
+        &world.server,
+        "POST",
+        "/v1/agents",
+        &world.owner,
+        json!({ "name": "member-bot", "role": "member" }),
+    );
+    let member_agent = agent["av_agent_token"].as_str().unwrap();
+    let dry_run = json!({ "plugin": "passthrough", "url": "https://api.example.com/" });
+    world.expect(
+        "list plugins",
+        "GET",
+        "/v1/plugins",
+        json!({}),
+        &[
+            (Who::Owner, Ok(200)),
+            (Who::VaultMember, Ok(200)),
+            (Who::NoAccess, Err(INSTANCE_MEMBER_REQUIRED)),
+            (Who::ProxyAgent, Err(INSTANCE_MEMBER_REQUIRED)),
+            (Who::Scoped, Err(NEEDS_ACCOUNT)),
+        ],
+    );
+    world.expect(
+        "dry run",
+        "POST",
+        "/v1/plugins/test",
+        dry_run.clone(),
+        &[
+            (Who::Owner, Ok(200)),
+            (Who::VaultMember, Ok(200)),
+            (Who::NoAccess, Err(INSTANCE_MEMBER_REQUIRED)),
+            (Who::ProxyAgent, Err(INSTANCE_MEMBER_REQUIRED)),
+            (Who::Scoped, Err(NEEDS_ACCOUNT)),
+        ],
+    );
+    let (status, _) = world
+        .server
+        .call("GET", "/v1/plugins", Some(member_agent), None);
+    assert_eq!(status, 200);
+    let (status, answer) = world.server.call(
+        "POST",
+        "/v1/plugins/test",
+        Some(member_agent),
+        Some(&dry_run),
+    );
+    assert_eq!(
+        (status, answer["error"].as_str().unwrap()),
+        DRY_RUN_IS_FOR_PEOPLE
+    );
+}

@@ -24,6 +24,7 @@ mod hostile_plugins;
 mod metrics;
 mod migrate_db;
 mod plugin_commands;
+mod plugins_api;
 mod proposals;
 mod proxy;
 mod request_log;

@@ -46,9 +46,9 @@ struct Browser {
     stderr: String,
 }
 
-/// One browser at a time: two Chromiums starting together on a busy 2-core machine are slow
-/// enough to time out.
-static ONE_BROWSER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// One browser at a time (these tests and `console::browser`'s): two Chromiums starting
+/// together on a busy 2-core machine are slow enough to time out.
+pub(crate) static ONE_BROWSER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn browser(url: &str, credentials: Value, action: &str, reason: &str, screenshot: &str) -> Browser {
     let _one = ONE_BROWSER

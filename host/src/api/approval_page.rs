@@ -78,12 +78,14 @@ async fn open(
 ) -> Result<Opened, Response<Full<Bytes>>> {
     let Some(token) = token.filter(|t| !t.is_empty()) else {
         return Err(problem(
+            state,
             StatusCode::BAD_REQUEST,
             "This approval link is incomplete: it has no token. Open the whole link the agent gave you.",
         ));
     };
     let internal = |_| {
         problem(
+            state,
             StatusCode::INTERNAL_SERVER_ERROR,
             "Something went wrong; try again.",
         )
@@ -91,15 +93,23 @@ async fn open(
     let proposal = proposal_api::by_approval_token(state, token)
         .await
         .map_err(internal)?
-        .ok_or_else(|| problem(StatusCode::NOT_FOUND, "This approval link is not valid."))?;
+        .ok_or_else(|| {
+            problem(
+                state,
+                StatusCode::NOT_FOUND,
+                "This approval link is not valid.",
+            )
+        })?;
     if id != proposal.id.to_string() {
         return Err(problem(
+            state,
             StatusCode::BAD_REQUEST,
             "This approval link does not match its proposal number.",
         ));
     }
     if proposal.approval_expires_at <= store::now() {
         return Err(problem(
+            state,
             StatusCode::GONE,
             &format!(
                 "This approval link has expired (links work for 24 hours). Review the proposal \
@@ -116,6 +126,7 @@ async fn open(
         .map_err(|error| internal(ApiError::from(error)))?
         .ok_or_else(|| {
             problem(
+                state,
                 StatusCode::NOT_FOUND,
                 "The proposal's vault no longer exists.",
             )
@@ -139,6 +150,7 @@ pub async fn show(state: &ApiState, request: &Request, id: &str) -> Response<Ful
 pub async fn login(state: &ApiState, request: &Request, id: &str) -> Response<Full<Bytes>> {
     if cross_site(request) {
         return problem(
+            state,
             StatusCode::FORBIDDEN,
             "This login did not come from this page; open the approval link again.",
         );
@@ -168,14 +180,14 @@ pub async fn login(state: &ApiState, request: &Request, id: &str) -> Response<Fu
     };
     let (token, _) = match start_login_session(state, &signed_in.user).await {
         Ok(started) => started,
-        Err(error) => return problem(error.status, &error.message),
+        Err(error) => return problem(state, error.status, &error.message),
     };
     // A new device token, or the one shown again so that the browser keeps it a year from
     // its last use, as the server does.
     let device_token = match device_token_for(state, &signed_in).await {
         Ok(Some(new)) => Some(new),
         Ok(None) => shown_device,
-        Err(error) => return problem(error.status, &error.message),
+        Err(error) => return problem(state, error.status, &error.message),
     };
     let cookies = sign_in_cookies(
         state,
@@ -225,6 +237,7 @@ async fn decision(
     let sent = fields.get("csrf").map(|v| v.as_str()).unwrap_or_default();
     if !bool::from(expected.as_bytes().ct_eq(sent.as_bytes())) {
         return Err(problem(
+            state,
             StatusCode::FORBIDDEN,
             "This form did not come from this page; open the approval link again.",
         ));
@@ -245,7 +258,7 @@ async fn decided(
     detail: &str,
 ) -> Response<Full<Bytes>> {
     match result {
-        Ok(()) => outcome(&decision.opened, word, detail),
+        Ok(()) => outcome(state, &decision.opened, word, detail),
         Err(error) => {
             render(
                 state,

@@ -17,6 +17,7 @@ mod auth;
 mod credentials;
 mod errors;
 mod logs;
+mod plugins;
 mod proposals;
 mod router;
 mod services;

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::{
     ApiError, ApiState, Request, agent_invites, agents, approval_page, auth, credentials, logs,
-    proposals, services, sessions, settings, status, users, vaults,
+    plugins, proposals, services, sessions, settings, status, users, vaults,
 };
 
 pub(super) async fn route(
@@ -191,6 +191,9 @@ pub(super) async fn route(
         (&Method::GET, ["v1", "vaults", name, "discovered-hosts"]) => {
             logs::discovered_hosts(state, request, name).await
         }
+
+        (&Method::GET, ["v1", "plugins"]) => plugins::list(state, request).await,
+        (&Method::POST, ["v1", "plugins", "test"]) => plugins::test(state, request).await,
 
         (&Method::POST, ["v1", "proposals"]) => proposals::create(state, request).await,
         (&Method::GET, ["v1", "proposals"]) => proposals::list(state, request).await,

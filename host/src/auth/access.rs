@@ -55,6 +55,11 @@ pub enum Denied {
     UnknownProposer,
     #[error("Instance settings are changed by an owner signed in with their own login")]
     SettingsAreForPeople,
+    #[error(
+        "Plugin dry runs are for people signed in with their own login (they run plugin code on \
+         the plugin threads the proxy uses)"
+    )]
+    DryRunIsForPeople,
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]

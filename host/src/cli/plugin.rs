@@ -7,19 +7,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use anyhow::{Context as _, bail};
-use sha2::{Digest as _, Sha256};
-
 use super::DataDirArgs;
-use crate::fill::Masks;
 use crate::plugin::contract::{BodyNeed, PluginInfo};
+use crate::plugin::dry_run::{self, DryRun, DryRunOutcome};
 use crate::plugin::registry::{self, Registry, RegistrySettings};
-use crate::plugin::{
-    Call, EngineSettings, Outcome, Plugin, PluginConfig, PluginEngine, PluginLimits, WORLD,
-    config::check_bindings, needs_body_sha256,
-};
-use crate::request::RequestHead;
-use crate::vault::{Credentials, Secret};
+use crate::plugin::{EngineSettings, Plugin, PluginEngine, PluginLimits, WORLD};
+use crate::vault::Secret;
+use anyhow::{Context as _, bail};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum PluginCommand {
@@ -200,40 +194,6 @@ fn list_or_none(items: &[String]) -> String {
 
 fn test(args: &TestArgs) -> anyhow::Result<ExitCode> {
     let plugin = load_for_test(args)?;
-    let method = args
-        .method
-        .to_ascii_uppercase()
-        .parse::<http::Method>()
-        .with_context(|| format!("invalid method {:?}", args.method))?;
-    let mut head = RequestHead::from_url(method, &args.url)?;
-    for header in &args.headers {
-        let (name, value) = header
-            .split_once(':')
-            .with_context(|| format!("header {header:?} must look like `Name: value`"))?;
-        let name = http::HeaderName::from_bytes(name.trim().as_bytes())
-            .with_context(|| format!("invalid header name in {header:?}"))?;
-        let value = http::HeaderValue::from_str(value.trim())
-            .with_context(|| format!("invalid header value in {header:?}"))?;
-        head.headers.append(name, value);
-    }
-    let config = PluginConfig::from_pairs(
-        args.config
-            .iter()
-            .map(|entry| split_pair(entry, "--config"))
-            .collect::<anyhow::Result<Vec<_>>>()?,
-    )?;
-    let credentials = Credentials::new(
-        args.credentials
-            .iter()
-            .map(|entry| credential(entry))
-            .collect::<anyhow::Result<Vec<_>>>()?,
-    );
-    let requirements = plugin
-        .validate_config(&config)
-        .context("the configuration does not work with this plugin")?;
-    check_bindings(plugin.name(), &requirements, credentials.slot_names())
-        .context("the credentials do not match the plugin's slots")?;
-
     let body = match (&args.body, &args.body_file) {
         (Some(text), _) => text.as_bytes().to_vec(),
         (None, Some(path)) => {
@@ -241,35 +201,47 @@ fn test(args: &TestArgs) -> anyhow::Result<ExitCode> {
         }
         (None, None) => Vec::new(),
     };
-    let body_sha256: Option<[u8; 32]> =
-        needs_body_sha256(&requirements.body, &head).then(|| Sha256::digest(&body).into());
     let now = match &args.now {
-        Some(text) => parse_rfc3339(text)?,
+        Some(text) => dry_run::parse_now(text).with_context(|| {
+            format!("--now {text:?} is not an RFC 3339 time such as 2015-08-30T12:36:00Z")
+        })?,
         None => SystemTime::now(),
     };
-    let call = Call {
-        service: &args.service,
-        vault: &args.vault,
-        config: &config,
-        credentials: &credentials,
+    let input = DryRun {
+        method: args.method.clone(),
+        url: args.url.clone(),
+        headers: args.headers.clone(),
+        body,
+        config: args
+            .config
+            .iter()
+            .map(|entry| split_pair(entry, "--config"))
+            .collect::<anyhow::Result<Vec<_>>>()?,
+        credentials: args
+            .credentials
+            .iter()
+            .map(|entry| credential(entry))
+            .collect::<anyhow::Result<Vec<_>>>()?,
         now,
-        body_sha256: body_sha256.as_ref(),
-        placeholders: None,
+        service: args.service.clone(),
+        vault: args.vault.clone(),
     };
-    let mut masks = Masks::default();
     // The call runs here, or on the engine's plugin threads if it is slow, as in the server.
     let outcome = tokio::runtime::Builder::new_current_thread()
         .build()
         .context("starting a runtime for the call")?
-        .block_on(plugin.authorize_masked(&mut head, &call, Some(&mut masks)))?;
+        .block_on(dry_run::dry_run(&plugin, &input, args.show_secrets))?;
     let mut out = std::io::stdout().lock();
     match outcome {
-        Outcome::Deny { status, reason } => {
+        DryRunOutcome::Deny { status, reason } => {
             writeln!(out, "denied: {status} {reason}")?;
             Ok(ExitCode::FAILURE)
         }
-        Outcome::Forward => {
-            print_request(&mut out, &head, &masks, args.show_secrets)?;
+        DryRunOutcome::Forward(request) => {
+            writeln!(out, "{}", request.line)?;
+            for (name, value) in &request.headers {
+                writeln!(out, "{name}: {value}")?;
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -295,57 +267,6 @@ fn load_for_test(args: &TestArgs) -> anyhow::Result<Arc<Plugin>> {
     })
 }
 
-/// The request line and one `Name: value` line per header, credentials masked unless asked.
-fn print_request(
-    out: &mut impl std::io::Write,
-    head: &RequestHead,
-    masks: &Masks,
-    show_secrets: bool,
-) -> std::io::Result<()> {
-    let shown = if show_secrets {
-        head.clone()
-    } else {
-        masked_head(head, masks)
-    };
-    writeln!(out, "{shown}")?;
-    writeln!(out, "host: {}", head.authority())?;
-    for name in head.headers.keys() {
-        let mut masked = masks.header_values(name);
-        for value in head.headers.get_all(name) {
-            let text = if show_secrets || !value.is_sensitive() {
-                String::from_utf8_lossy(value.as_bytes()).into_owned()
-            } else {
-                masked.next().unwrap_or("****").to_owned()
-            };
-            writeln!(out, "{name}: {text}")?;
-        }
-    }
-    Ok(())
-}
-
-/// `head` with credential-bearing query values and path replaced by their masked forms.
-fn masked_head(head: &RequestHead, masks: &Masks) -> RequestHead {
-    let mut shown = head.clone();
-    shown.headers.clear();
-    if let Some(path) = masks.path() {
-        shown.path = path.to_owned();
-    }
-    if let Some(query) = &head.query {
-        let pairs: Vec<String> = query
-            .split('&')
-            .map(|pair| {
-                let name = pair.split_once('=').map_or(pair, |(name, _)| name);
-                match masks.query_value(&crate::request::decode_component(name)) {
-                    Some(masked) => format!("{name}={masked}"),
-                    None => pair.to_owned(),
-                }
-            })
-            .collect();
-        shown.query = Some(pairs.join("&"));
-    }
-    shown
-}
-
 fn split_pair(entry: &str, flag: &str) -> anyhow::Result<(String, String)> {
     let (key, value) = entry
         .split_once('=')
@@ -368,12 +289,4 @@ fn credential(entry: &str) -> anyhow::Result<(String, Secret)> {
         None => Secret::new(value),
     };
     Ok((slot.to_owned(), secret))
-}
-
-fn parse_rfc3339(text: &str) -> anyhow::Result<SystemTime> {
-    let parsed = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .with_context(|| {
-            format!("--now {text:?} is not an RFC 3339 time such as 2015-08-30T12:36:00Z")
-        })?;
-    Ok(parsed.into())
 }

@@ -19,6 +19,7 @@ pub mod body;
 mod builtin;
 pub mod config;
 pub mod decision;
+pub mod dry_run;
 mod offload;
 pub mod registry;
 mod to_host;

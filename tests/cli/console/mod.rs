@@ -9,8 +9,10 @@
 mod access;
 mod account;
 mod agents;
+mod browser;
 mod credentials;
 mod people;
+mod plugins;
 mod proposals;
 mod request_log;
 mod services;
@@ -69,18 +71,16 @@ impl Page {
                 _ => {}
             }
         }
-        let text = text
-            .replace("&amp;", "&")
-            .replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&quot;", "\"")
-            .replace("&#39;", "'")
-            .replace("&#x27;", "'")
-            // askama writes the escaped characters as numeric references.
-            .replace("&#60;", "<")
-            .replace("&#62;", ">")
-            .replace("&#34;", "\"")
-            .replace("&#38;", "&");
+        // askama writes the escaped characters as numeric references; the approval page
+        // writes named ones. `&amp;` last, so that an escaped `&` is not read twice.
+        let text = decode_numeric_entities(
+            &text
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\"")
+                .replace("&#x27;", "'"),
+        )
+        .replace("&amp;", "&");
         text.split_whitespace().collect::<Vec<_>>().join(" ")
     }
 
@@ -95,6 +95,29 @@ impl Page {
         let end = self.body[at..].find('"')?;
         Some(self.body[at..at + end].to_owned())
     }
+}
+
+/// `&#60;` and the like (askama escapes with decimal entities) as their characters.
+fn decode_numeric_entities(text: &str) -> String {
+    let mut decoded = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("&#") {
+        decoded.push_str(&rest[..at]);
+        let after = &rest[at + 2..];
+        let digits = after.find(';').map(|end| &after[..end]);
+        match digits.and_then(|digits| Some((digits, char::from_u32(digits.parse().ok()?)?))) {
+            Some((digits, c)) => {
+                decoded.push(c);
+                rest = &after[digits.len() + 1..];
+            }
+            None => {
+                decoded.push_str("&#");
+                rest = after;
+            }
+        }
+    }
+    decoded.push_str(rest);
+    decoded
 }
 
 impl Web {

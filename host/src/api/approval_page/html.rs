@@ -1,16 +1,15 @@
-//! The approval page's HTML: the one style and the Content-Security-Policy that allows only
-//! it, escaping, the proposal in plain words, the login and decision forms, and the pages
+//! The approval page's HTML: the console's look (its stylesheet, `/assets/console.css`, and
+//! its top bar, without navigation) under a policy that allows that stylesheet and no script
+//! at all, escaping, the proposal in plain words, the login and decision forms, and the pages
 //! they make up. Every piece of text an agent wrote goes through [`escape`]; credential
 //! values are never rendered back.
 //!
 //! What a request to the page does (opening the link, logging in, checking a decision) is in
 //! `approval_page.rs`.
 
-use base64::Engine as _;
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
-use sha2::{Digest, Sha256};
 
 use super::{Opened, csrf};
 use crate::api::proposals::{self as proposal_api, status_now};
@@ -20,22 +19,10 @@ use crate::auth::access::Review;
 use crate::proposals::{Action, Checked, wording};
 use crate::store;
 
-/// The page's only style; the Content-Security-Policy allows exactly this text.
-const STYLE: &str = "body{font:16px/1.5 system-ui,sans-serif;max-width:44rem;margin:2rem auto;\
-padding:0 1rem;color:#1b1b1b}h1{font-size:1.5rem}h2{font-size:1.1rem;margin-top:1.5rem}\
-.quote{border-left:3px solid #999;padding-left:.75rem;white-space:pre-wrap}\
-#error{color:#a00;font-weight:600}label{display:block;font-weight:600;margin-top:.75rem}\
-input,textarea{font:inherit;width:100%;box-sizing:border-box;padding:.4rem}\
-button{font:inherit;margin-top:1rem;padding:.4rem 1.2rem}.muted{color:#555}\
-form{margin-top:1rem}code{background:#eee;padding:0 .2rem}";
-
-fn content_security_policy() -> String {
-    let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(STYLE));
-    format!(
-        "default-src 'none'; style-src 'sha256-{hash}'; form-action 'self'; \
-         frame-ancestors 'none'; base-uri 'none'"
-    )
-}
+/// The console's policy (`crate::console::render`) without its script: the page runs none,
+/// so `script-src` falls back to `default-src 'none'`.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
+     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// Text for HTML, with every character that could end an element or attribute escaped.
 fn escape(text: &str) -> String {
@@ -53,11 +40,17 @@ fn escape(text: &str) -> String {
     escaped
 }
 
-fn page(status: StatusCode, title: &str, body: &str) -> Response<Full<Bytes>> {
+fn page(state: &ApiState, status: StatusCode, title: &str, body: &str) -> Response<Full<Bytes>> {
+    let base = escape(state.address.base_path().as_str());
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{} · agent-vault</title><style>{STYLE}</style></head><body>{body}</body></html>",
+         <meta name=\"color-scheme\" content=\"light dark\">\
+         <title>{} · agent-vault</title>\
+         <link rel=\"stylesheet\" href=\"{base}/assets/console.css\"></head><body>\
+         <header class=\"topbar\"><div class=\"topbar-inner\">\
+         <a class=\"brand\" href=\"{base}/\">agent-vault</a></div></header>\
+         <main id=\"main\" class=\"approval\">{body}</main></body></html>",
         escape(title)
     );
     let mut response = Response::new(Full::new(Bytes::from(html)));
@@ -67,15 +60,21 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response<Full<Bytes>> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
-    if let Ok(policy) = HeaderValue::from_str(&content_security_policy()) {
-        headers.insert(header::CONTENT_SECURITY_POLICY, policy);
-    }
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
     response
 }
 
 /// A page that only says what went wrong.
-pub(super) fn problem(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+pub(super) fn problem(
+    state: &ApiState,
+    status: StatusCode,
+    message: &str,
+) -> Response<Full<Bytes>> {
     page(
+        state,
         status,
         "Proposal",
         &format!("<h1>Proposal</h1><p id=\"error\">{}</p>", escape(message)),
@@ -148,18 +147,18 @@ fn credential_inputs(checked: &Checked) -> String {
             escape(&slot.key)
         ));
         if let Some(description) = &slot.description {
-            html.push_str(&format!("<p class=\"muted\">{}</p>", escape(description)));
+            html.push_str(&format!("<p class=\"hint\">{}</p>", escape(description)));
         }
         if let Some(obtain) = &slot.obtain {
             html.push_str(&format!(
-                "<p class=\"muted\">Get it at <a href=\"{0}\" rel=\"noreferrer noopener\" \
+                "<p class=\"hint\">Get it at <a href=\"{0}\" rel=\"noreferrer noopener\" \
                  target=\"_blank\">{0}</a></p>",
                 escape(obtain)
             ));
         }
         if let Some(instructions) = &slot.obtain_instructions {
             html.push_str(&format!(
-                "<p class=\"muted quote\">{}</p>",
+                "<p class=\"hint quote\">{}</p>",
                 escape(instructions)
             ));
         }
@@ -182,11 +181,11 @@ fn form_action(base_path: &str, opened: &Opened, what: &str) -> String {
 fn login_form(opened: &Opened, base_path: &str) -> String {
     format!(
         "<h2>Log in to decide</h2><p>Approving or rejecting needs a member or admin of vault {}.</p>\
-         <form id=\"login\" method=\"post\" action=\"{}\">\
+         <section class=\"panel\"><form id=\"login\" method=\"post\" action=\"{}\">\
          <input type=\"hidden\" name=\"token\" value=\"{}\">\
          <label for=\"email\">Email</label><input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required>\
          <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
-         <button type=\"submit\">Log in</button></form>",
+         <div class=\"form-actions\"><button type=\"submit\">Log in</button></div></form></section>",
         escape(&opened.vault.name),
         form_action(base_path, opened, "login"),
         escape(&opened.token),
@@ -221,17 +220,17 @@ fn decision_forms(
     };
     let approve = match approvable {
         Ok(()) => format!(
-            "<form id=\"approve\" method=\"post\" action=\"{approve_action}\">{hidden}\
-             {values_heading}{}<button type=\"submit\">Approve</button></form>",
+            "<section class=\"panel\"><form id=\"approve\" method=\"post\" action=\"{approve_action}\">{hidden}\
+             {values_heading}{}<div class=\"form-actions\"><button type=\"submit\">Approve</button></div></form></section>",
             credential_inputs(checked),
         ),
         Err(why) => format!("<p id=\"error\">{}</p>", escape(&why)),
     };
     format!(
-        "{approve}<form id=\"reject\" method=\"post\" action=\"{reject_action}\">{hidden}\
+        "{approve}<section class=\"panel\"><form id=\"reject\" method=\"post\" action=\"{reject_action}\">{hidden}\
          <h2>Or reject</h2><label for=\"reason\">{}</label>\
          <textarea id=\"reason\" name=\"reason\" rows=\"3\" maxlength=\"2000\"></textarea>\
-         <button type=\"submit\">Reject</button></form>",
+         <div class=\"form-actions\"><button class=\"danger\" type=\"submit\">Reject</button></div></form></section>",
         escape(wording::REASON_LABEL),
     )
 }
@@ -257,7 +256,7 @@ pub(super) async fn render(
         body.push_str(&format!(
             "<p><strong>This proposal is {current}</strong>; there is nothing left to decide.</p>"
         ));
-        return page(status, "Proposal", &body);
+        return page(state, status, "Proposal", &body);
     }
     let base_path = state.address.base_path().as_str();
     match (session, checked) {
@@ -273,7 +272,7 @@ pub(super) async fn render(
                     // Whoever decides sees whose account decides: a page someone else
                     // logged this browser into would show their name here.
                     body.push_str(&format!(
-                        "<p class=\"muted\">Logged in as {}.</p>",
+                        "<p class=\"hint\">Logged in as {}.</p>",
                         escape(&session.actor.display_name())
                     ));
                     body.push_str(&decision_forms(
@@ -290,18 +289,24 @@ pub(super) async fn render(
                         escape(&session.actor.display_name()),
                         escape(&denied.message)
                     ));
-                    return page(StatusCode::FORBIDDEN, "Proposal", &body);
+                    return page(state, StatusCode::FORBIDDEN, "Proposal", &body);
                 }
                 Err(_) => {}
             }
         }
         (Some(_), None) => {}
     }
-    page(status, "Proposal", &body)
+    page(state, status, "Proposal", &body)
 }
 
-pub(super) fn outcome(opened: &Opened, word: &str, detail: &str) -> Response<Full<Bytes>> {
+pub(super) fn outcome(
+    state: &ApiState,
+    opened: &Opened,
+    word: &str,
+    detail: &str,
+) -> Response<Full<Bytes>> {
     page(
+        state,
         StatusCode::OK,
         word,
         &format!(
@@ -326,10 +331,11 @@ mod tests {
     }
 
     #[test]
-    fn the_policy_allows_the_style_and_no_script() {
-        let policy = content_security_policy();
-        assert!(policy.starts_with("default-src 'none'; style-src 'sha256-"));
+    fn the_policy_allows_the_console_stylesheet_and_no_script() {
+        let policy = CONTENT_SECURITY_POLICY;
+        assert!(policy.starts_with("default-src 'none'; style-src 'self';"));
         assert!(!policy.contains("script-src"));
+        assert!(!policy.contains("unsafe-inline"));
         assert!(policy.contains("form-action 'self'"));
         assert!(policy.contains("frame-ancestors 'none'"));
     }

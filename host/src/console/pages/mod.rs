@@ -10,6 +10,7 @@ pub(super) mod agents;
 pub(super) mod credentials;
 pub(super) mod home;
 pub(super) mod instance;
+pub(super) mod plugins;
 pub(super) mod services;
 pub(super) mod sign_in;
 pub(super) mod users;
@@ -60,6 +61,7 @@ pub(super) async fn route(
         users,
         account,
         instance,
+        plugins,
     );
     None
 }
