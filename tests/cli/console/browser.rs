@@ -7,7 +7,19 @@
 use std::process::Command;
 
 use crate::proposals::ONE_BROWSER;
-use crate::support::{DataDir, Server, workspace_root};
+use crate::support::{DataDir, MASTER_PASSWORD, Server, workspace_root};
+use crate::upstream::Upstream;
+
+/// The credential value the owner types in the walk; the agent's requests must carry it
+/// upstream, and no page may show it.
+const SECRET: &str = "sk_test_console_walk_5d1e0b";
+
+/// The names the walk's services cover, all answered by one recording upstream.
+const NAMES: [&str; 3] = [
+    "api.test.example",
+    "uploads.test.example",
+    "other.test.example",
+];
 
 /// Walk the console on a fresh server; the script's output when it fails.
 fn walk(javascript: &str, screenshots: bool) {
@@ -22,13 +34,31 @@ fn walk(javascript: &str, screenshots: bool) {
         "the browser test needs Chromium, playwright-core and axe-core: run ./scripts/test, \
          which installs them"
     );
+    let upstream = Upstream::start(&NAMES);
+    let pins: Vec<String> = NAMES
+        .iter()
+        .map(|name| format!("{name}:{}:127.0.0.1", upstream.port))
+        .collect();
+    let mut args = vec!["--upstream-ca", upstream.ca_file.to_str().unwrap()];
+    for pin in &pins {
+        args.extend(["--resolve", pin.as_str()]);
+    }
     let data = DataDir::new();
-    let server = Server::start(&data);
+    let server = Server::start_with(
+        &data,
+        &args,
+        &[
+            ("AGENT_VAULT_MASTER_PASSWORD", MASTER_PASSWORD),
+            ("AGENT_VAULT_NETWORK_ALLOWLIST", "127.0.0.1/32"),
+        ],
+    );
     let mut command = Command::new("node");
     command
         .arg("console.mjs")
         .current_dir(&dir)
         .env("BASE_URL", server.url())
+        .env("UPSTREAM_PORT", upstream.port.to_string())
+        .env("SECRET", SECRET)
         .env("EMAIL", "owner@example.com")
         .env("PASSWORD", "correct horse battery staple")
         .env("JAVASCRIPT", javascript);
@@ -48,10 +78,48 @@ fn walk(javascript: &str, screenshots: bool) {
             "ok register",
             "ok home",
             "ok vault-overview",
+            "ok credentials",
+            "ok service-bearer",
+            "ok service-plugin",
+            "ok token",
+            "ok request-log",
+            "ok agent",
+            "ok proposal",
+            "ok revoke-agent",
+            "ok vault-traffic",
+            "ok users",
+            "ok account",
+            "ok instance",
             "ok plugins",
             "ok plugins-dry-run",
             "ok sign-out"
         ]
+    );
+
+    // What the upstream got: the typed value as the bearer service's token, a signature
+    // from the plugin service, the approved value for the proposed service; and the
+    // server's log never held the value.
+    // Each service gets its own path in the walk.
+    let requests = upstream.received();
+    let to = |path: &str| {
+        requests
+            .iter()
+            .find(|request| request.target == path)
+            .unwrap_or_else(|| panic!("no request reached {path}"))
+    };
+    assert_eq!(
+        to("/v1/charges").header("authorization"),
+        vec![format!("Bearer {SECRET}").as_str()]
+    );
+    assert_eq!(to("/v2/files").header("x-signature").len(), 1);
+    assert_eq!(
+        to("/v1/items").header("authorization"),
+        vec![format!("Bearer {SECRET}-items").as_str()]
+    );
+    let log = server.log_so_far().join("\n");
+    assert!(
+        !log.contains(SECRET),
+        "the server's log holds the credential value"
     );
 }
 
