@@ -66,6 +66,31 @@ pub(super) async fn route(
     None
 }
 
+/// The lifetimes a form offers (a token's, an invite link's): each choice's value in seconds
+/// and its label, and the one picked before anything was typed.
+pub(crate) struct Lifetimes {
+    pub choices: &'static [(&'static str, &'static str)],
+    pub default: &'static str,
+}
+
+impl Lifetimes {
+    /// Whether the option `value` shows selected, given what the form sent (`typed`).
+    pub fn picked(&self, typed: &str, value: &str) -> bool {
+        match typed {
+            "" => value == self.default,
+            typed => value == typed,
+        }
+    }
+
+    /// The seconds of an offered choice; `None` for anything else the form sent.
+    pub fn seconds(&self, typed: &str) -> Option<i64> {
+        self.choices
+            .iter()
+            .find(|(value, _)| *value == typed)
+            .and_then(|(value, _)| value.parse().ok())
+    }
+}
+
 /// The frame of a page: what `layout.html` draws around every page's content.
 pub(crate) struct Chrome {
     /// The base path, in front of every link.

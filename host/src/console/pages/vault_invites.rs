@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::vault::VaultFrame;
-use super::{Chrome, Refusal, encode_component, field, picked, status_of};
+use super::{Chrome, Lifetimes, Refusal, encode_component, field, picked, status_of};
 use crate::console::Console;
 
 pub(in crate::console) async fn route(
@@ -29,13 +29,15 @@ pub(in crate::console) async fn route(
 
 /// How long an invite works: the form's choices, in seconds (the API takes 5 minutes to 7
 /// days).
-const TTLS: [(&str, &str); 4] = [
-    ("3600", "1 hour"),
-    ("86400", "24 hours"),
-    ("259200", "3 days"),
-    ("604800", "7 days"),
-];
-const DEFAULT_TTL: &str = "86400";
+static INVITE_LIFETIMES: Lifetimes = Lifetimes {
+    choices: &[
+        ("3600", "1 hour"),
+        ("86400", "24 hours"),
+        ("259200", "3 days"),
+        ("604800", "7 days"),
+    ],
+    default: "86400",
+};
 
 #[derive(Deserialize)]
 struct Invites {
@@ -93,22 +95,10 @@ struct Shown {
 #[template(path = "console/vault_invites.html")]
 struct InvitesPage {
     chrome: Chrome,
+    lifetimes: &'static Lifetimes,
     vault: VaultFrame,
     invites: Vec<Pending>,
     shown: Shown,
-}
-
-impl InvitesPage {
-    fn ttls(&self) -> &'static [(&'static str, &'static str)] {
-        &TTLS
-    }
-
-    fn ttl_picked(&self, value: &str) -> bool {
-        match self.shown.ttl.as_str() {
-            "" => value == DEFAULT_TTL,
-            picked => value == picked,
-        }
-    }
 }
 
 async fn page(console: &Console<'_>, name: &str, shown: Shown) -> Response<Full<Bytes>> {
@@ -142,6 +132,7 @@ async fn page(console: &Console<'_>, name: &str, shown: Shown) -> Response<Full<
         .collect();
     let status = status_of(shown.error.as_ref());
     let mut answer = console.page(&InvitesPage {
+        lifetimes: &INVITE_LIFETIMES,
         chrome: console.chrome(format!("{} · agent invites", vault.name), "vaults"),
         vault,
         invites,
@@ -162,11 +153,7 @@ async fn create(console: &Console<'_>, name: &str) -> Response<Full<Bytes>> {
         ttl: field(&fields, "ttl"),
         ..Shown::default()
     };
-    let Some(seconds) = TTLS
-        .iter()
-        .find(|(value, _)| *value == shown.ttl)
-        .and_then(|(value, _)| value.parse::<i64>().ok())
-    else {
+    let Some(seconds) = INVITE_LIFETIMES.seconds(&shown.ttl) else {
         shown.error = Some(Refusal::new(
             StatusCode::BAD_REQUEST,
             "Pick how long the invite works from the list.",

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::vault::VaultFrame;
-use super::{Chrome, Refusal, encode_component, field, status_of};
+use super::{Chrome, Lifetimes, Refusal, encode_component, field, status_of};
 use crate::console::Console;
 
 pub(in crate::console) async fn route(
@@ -29,14 +29,16 @@ pub(in crate::console) async fn route(
 
 /// How long a minted token works: the choices of the form, in seconds (the API takes 5
 /// minutes to 7 days).
-const TTLS: [(&str, &str); 5] = [
-    ("3600", "1 hour"),
-    ("28800", "8 hours"),
-    ("86400", "24 hours"),
-    ("259200", "3 days"),
-    ("604800", "7 days"),
-];
-const DEFAULT_TTL: &str = "86400";
+static TOKEN_LIFETIMES: Lifetimes = Lifetimes {
+    choices: &[
+        ("3600", "1 hour"),
+        ("28800", "8 hours"),
+        ("86400", "24 hours"),
+        ("259200", "3 days"),
+        ("604800", "7 days"),
+    ],
+    default: "86400",
+};
 
 #[derive(Deserialize)]
 struct Sessions {
@@ -92,22 +94,10 @@ struct Shown {
 #[template(path = "console/vault_tokens.html")]
 struct Tokens {
     chrome: Chrome,
+    lifetimes: &'static Lifetimes,
     vault: VaultFrame,
     sessions: Vec<Session>,
     shown: Shown,
-}
-
-impl Tokens {
-    fn ttls(&self) -> &'static [(&'static str, &'static str)] {
-        &TTLS
-    }
-
-    fn ttl_picked(&self, value: &str) -> bool {
-        match self.shown.ttl.as_str() {
-            "" => value == DEFAULT_TTL,
-            picked => value == picked,
-        }
-    }
 }
 
 async fn page(console: &Console<'_>, name: &str, shown: Shown) -> Response<Full<Bytes>> {
@@ -124,6 +114,7 @@ async fn page(console: &Console<'_>, name: &str, shown: Shown) -> Response<Full<
     };
     let status = status_of(shown.error.as_ref());
     let mut answer = console.page(&Tokens {
+        lifetimes: &TOKEN_LIFETIMES,
         chrome: console.chrome(format!("{} · tokens", vault.name), "vaults"),
         vault,
         sessions,
@@ -140,11 +131,7 @@ async fn mint(console: &Console<'_>, name: &str) -> Response<Full<Bytes>> {
     };
     let label = field(&fields, "label");
     let ttl = field(&fields, "ttl");
-    let Some(seconds) = TTLS
-        .iter()
-        .find(|(value, _)| *value == ttl)
-        .and_then(|(value, _)| value.parse::<i64>().ok())
-    else {
+    let Some(seconds) = TOKEN_LIFETIMES.seconds(&ttl) else {
         let shown = Shown {
             error: Some(Refusal::new(
                 StatusCode::BAD_REQUEST,
