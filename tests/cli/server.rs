@@ -11,7 +11,19 @@ fn the_server_starts_on_a_fresh_data_dir_and_answers_health() {
     let response = server.get("/health");
     assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
     assert!(response.ends_with("{\"status\":\"ok\"}"), "{response}");
-    let missing = server.get("/nope");
+    // Every path outside the API is the web console's, which first asks for the owner
+    // account.
+    let console = server.get("/nope");
+    assert!(console.starts_with("HTTP/1.1 303"), "{console}");
+    assert!(console.contains("location: /register\r\n"), "{console}");
+    let (status, _) = server.call(
+        "POST",
+        "/v1/auth/register",
+        None,
+        Some(&serde_json::json!({ "email": "owner@example.com", "password": "owner password" })),
+    );
+    assert_eq!(status, 201);
+    let missing = server.get("/v1/nope");
     assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
     assert!(data.path().join("plugins").is_dir());
 }

@@ -310,10 +310,15 @@ impl ApiState {
     }
 }
 
-/// Whether the API answers `path` (the `/v1` routes, `/health` and the approval page); every
-/// other path of the control plane is the web console's (`crate::console`).
+/// Whether the API answers `path` (the `/v1` routes, `/health` and the approval page, and
+/// `/metrics` when the metrics listen elsewhere: a scraper gets the API's 404, not a sign-in
+/// page); every other path of the control plane is the web console's (`crate::console`).
 pub fn owns(path: &str) -> bool {
-    path == "/health" || path == "/v1" || path.starts_with("/v1/") || path.starts_with("/approve/")
+    path == "/health"
+        || path == crate::metrics::endpoint::PATH
+        || path == "/v1"
+        || path.starts_with("/v1/")
+        || path.starts_with("/approve/")
 }
 
 /// Serve one request from the TCP peer `peer`.
