@@ -389,15 +389,7 @@ async fn read(
             )
         })?
         .to_bytes();
-    let query = parts
-        .uri
-        .query()
-        .map(|query| {
-            crate::request::raw_query_pairs(Some(query))
-                .map(|(name, value)| (decode_form(name), decode_form(value)))
-                .collect()
-        })
-        .unwrap_or_default();
+    let query = query_pairs(parts.uri.query());
     Ok(Request {
         method: parts.method,
         path: parts.uri.path().to_owned(),
@@ -407,6 +399,13 @@ async fn read(
         client,
         base_url,
     })
+}
+
+/// A query string's parameters, decoded (none without a query).
+fn query_pairs(query: Option<&str>) -> HashMap<String, String> {
+    crate::request::raw_query_pairs(query)
+        .map(|(name, value)| (decode_form(name), decode_form(value)))
+        .collect()
 }
 
 /// A query-string component: `+` is a space, then percent-decoding.
@@ -488,13 +487,7 @@ pub(crate) async fn call(
     let request = Request {
         method,
         path: path.to_owned(),
-        query: query
-            .map(|query| {
-                crate::request::raw_query_pairs(Some(query))
-                    .map(|(name, value)| (decode_form(name), decode_form(value)))
-                    .collect()
-            })
-            .unwrap_or_default(),
+        query: query_pairs(query),
         headers,
         body,
         client: from.client,

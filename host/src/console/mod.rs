@@ -260,7 +260,17 @@ impl<'a> Console<'a> {
 
     /// A page of this console: the template rendered, and the notice it showed forgotten.
     pub fn page(&self, template: &impl askama::Template) -> Response<Full<Bytes>> {
-        let mut response = render::page(StatusCode::OK, template);
+        self.page_with_status(StatusCode::OK, template)
+    }
+
+    /// [`Console::page`] with another status than 200: a form shown again beside the API's
+    /// refusal keeps the refusal's status.
+    pub fn page_with_status(
+        &self,
+        status: StatusCode,
+        template: &impl askama::Template,
+    ) -> Response<Full<Bytes>> {
+        let mut response = render::page(status, template);
         let forget = session::notice_cookie(self.state, "");
         if let (Some(_), Ok(value)) = (
             session::cookie(self.request, session::NOTICE_COOKIE),

@@ -131,16 +131,17 @@ async fn page(console: &Console<'_>, name: &str, draft: Draft) -> Response<Full<
         Err(error) => return console.refused(error),
     };
     let status = status_of(draft.error.as_ref());
-    let mut answer = console.page(&Access {
-        chrome: console.chrome(format!("{} · agents and people", vault.name), "vaults"),
-        admin: vault.role.as_deref() == Some("admin"),
-        vault,
-        users,
-        agents,
-        draft,
-    });
-    *answer.status_mut() = status;
-    answer
+    console.page_with_status(
+        status,
+        &Access {
+            chrome: console.chrome(format!("{} · agents and people", vault.name), "vaults"),
+            admin: vault.role.as_deref() == Some("admin"),
+            vault,
+            users,
+            agents,
+            draft,
+        },
+    )
 }
 
 async fn add(console: &Console<'_>, name: &str, kind: Kind) -> Response<Full<Bytes>> {

@@ -85,14 +85,15 @@ async fn page(console: &Console<'_>, error: Option<Refusal>) -> Response<Full<By
         Err(error) => return console.refused(error),
     };
     let status = status_of(error.as_ref());
-    let mut answer = console.page(&Account {
-        chrome: console.chrome("Your account", "account"),
-        sessions: listed.sessions,
-        devices: listed.devices,
-        error,
-    });
-    *answer.status_mut() = status;
-    answer
+    console.page_with_status(
+        status,
+        &Account {
+            chrome: console.chrome("Your account", "account"),
+            sessions: listed.sessions,
+            devices: listed.devices,
+            error,
+        },
+    )
 }
 
 async fn change_password(console: &Console<'_>) -> Response<Full<Bytes>> {

@@ -96,13 +96,14 @@ async fn page(console: &Console<'_>, shown: Shown) -> Response<Full<Bytes>> {
         Err(error) => return console.refused(error),
     };
     let status = status_of(shown.error.as_ref());
-    let mut answer = console.page(&AgentsPage {
-        chrome: console.chrome("Agents", "agents"),
-        agents,
-        shown,
-    });
-    *answer.status_mut() = status;
-    answer
+    console.page_with_status(
+        status,
+        &AgentsPage {
+            chrome: console.chrome("Agents", "agents"),
+            agents,
+            shown,
+        },
+    )
 }
 
 async fn create(console: &Console<'_>) -> Response<Full<Bytes>> {

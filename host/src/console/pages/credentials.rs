@@ -130,17 +130,18 @@ async fn show(console: &Console<'_>, name: &str, outcome: Outcome) -> Response<F
         None => StatusCode::OK,
     };
     let can_write = vault.role.as_deref() != Some("proxy");
-    let mut page = console.page(&Credentials {
-        chrome: console.chrome(format!("Credentials · {}", vault.name), "vaults"),
-        vault,
-        rows,
-        can_write,
-        error: outcome.error,
-        typed_key: outcome.typed_key,
-        revealed: outcome.revealed,
-    });
-    *page.status_mut() = status;
-    page
+    console.page_with_status(
+        status,
+        &Credentials {
+            chrome: console.chrome(format!("Credentials · {}", vault.name), "vaults"),
+            vault,
+            rows,
+            can_write,
+            error: outcome.error,
+            typed_key: outcome.typed_key,
+            revealed: outcome.revealed,
+        },
+    )
 }
 
 fn field(fields: &Fields, name: &str) -> String {

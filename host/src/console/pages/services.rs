@@ -564,18 +564,19 @@ async fn editor(
     let unlisted_plugin = !plugins.is_empty()
         && !form.plugin.is_empty()
         && !plugins.iter().any(|plugin| plugin.name == form.plugin);
-    let mut page = console.page(&EditorPage {
-        chrome: console.chrome(title, "vaults"),
-        unlisted_plugin,
-        vault,
-        form,
-        editing: editing == Editing::Existing,
-        auth_types: &AUTH_TYPES,
-        plugins,
-        error,
-    });
-    *page.status_mut() = status;
-    page
+    console.page_with_status(
+        status,
+        &EditorPage {
+            chrome: console.chrome(title, "vaults"),
+            unlisted_plugin,
+            vault,
+            form,
+            editing: editing == Editing::Existing,
+            auth_types: &AUTH_TYPES,
+            plugins,
+            error,
+        },
+    )
 }
 
 async fn edit(console: &Console<'_>, name: &str, service: &str) -> Response<Full<Bytes>> {

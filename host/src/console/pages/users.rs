@@ -129,14 +129,15 @@ async fn page(console: &Console<'_>, shown: Shown) -> Response<Full<Bytes>> {
         Err(error) => return console.refused(error),
     };
     let status = status_of(shown.error.as_ref());
-    let mut answer = console.page(&UsersPage {
-        chrome: console.chrome("Users", "users"),
-        users,
-        invites,
-        shown,
-    });
-    *answer.status_mut() = status;
-    answer
+    console.page_with_status(
+        status,
+        &UsersPage {
+            chrome: console.chrome("Users", "users"),
+            users,
+            invites,
+            shown,
+        },
+    )
 }
 
 async fn invite(console: &Console<'_>) -> Response<Full<Bytes>> {

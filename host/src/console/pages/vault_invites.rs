@@ -131,15 +131,16 @@ async fn page(console: &Console<'_>, name: &str, shown: Shown) -> Response<Full<
         })
         .collect();
     let status = status_of(shown.error.as_ref());
-    let mut answer = console.page(&InvitesPage {
-        lifetimes: &INVITE_LIFETIMES,
-        chrome: console.chrome(format!("{} · agent invites", vault.name), "vaults"),
-        vault,
-        invites,
-        shown,
-    });
-    *answer.status_mut() = status;
-    answer
+    console.page_with_status(
+        status,
+        &InvitesPage {
+            lifetimes: &INVITE_LIFETIMES,
+            chrome: console.chrome(format!("{} · agent invites", vault.name), "vaults"),
+            vault,
+            invites,
+            shown,
+        },
+    )
 }
 
 async fn create(console: &Console<'_>, name: &str) -> Response<Full<Bytes>> {

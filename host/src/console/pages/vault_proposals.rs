@@ -218,24 +218,25 @@ async fn show(
         Some(refusal) => (refusal.status, Some(refusal.message), refusal.reason),
         None => (StatusCode::OK, None, String::new()),
     };
-    let mut page = console.page(&DetailPage {
-        chrome: console.chrome(
-            format!("Proposal {} · {}", proposal.id, vault.name),
-            "vaults",
-        ),
-        asks: wording::asks_for_access(&proposal.proposed_by),
-        vault,
-        proposal,
-        error,
-        reason,
-        no_longer_fits: wording::NO_LONGER_FITS,
-        values_go_to_the_vault: wording::VALUES_GO_TO_THE_VAULT,
-        reason_label: wording::REASON_LABEL,
-        message_to_you: wording::MESSAGE_TO_YOU,
-        why: wording::WHY,
-    });
-    *page.status_mut() = status;
-    page
+    console.page_with_status(
+        status,
+        &DetailPage {
+            chrome: console.chrome(
+                format!("Proposal {} · {}", proposal.id, vault.name),
+                "vaults",
+            ),
+            asks: wording::asks_for_access(&proposal.proposed_by),
+            vault,
+            proposal,
+            error,
+            reason,
+            no_longer_fits: wording::NO_LONGER_FITS,
+            values_go_to_the_vault: wording::VALUES_GO_TO_THE_VAULT,
+            reason_label: wording::REASON_LABEL,
+            message_to_you: wording::MESSAGE_TO_YOU,
+            why: wording::WHY,
+        },
+    )
 }
 
 #[derive(Clone, Copy)]

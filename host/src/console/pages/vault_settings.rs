@@ -94,21 +94,22 @@ async fn show(
         Some(_) => StatusCode::BAD_REQUEST,
         None => StatusCode::OK,
     };
-    let mut page = console.page(&SettingsPage {
-        chrome: console.chrome(format!("Settings · {}", vault.name), "vaults"),
-        is_default: vault.name == "default",
-        can_change,
-        deny_unmatched: settings.unmatched_host_policy == "deny",
-        has_webhook: settings.proposal_webhook,
-        webhook: typed_webhook
-            .or(settings.proposal_webhook_url.flatten())
-            .unwrap_or_default(),
-        new_name,
-        error,
-        vault,
-    });
-    *page.status_mut() = status;
-    page
+    console.page_with_status(
+        status,
+        &SettingsPage {
+            chrome: console.chrome(format!("Settings · {}", vault.name), "vaults"),
+            is_default: vault.name == "default",
+            can_change,
+            deny_unmatched: settings.unmatched_host_policy == "deny",
+            has_webhook: settings.proposal_webhook,
+            webhook: typed_webhook
+                .or(settings.proposal_webhook_url.flatten())
+                .unwrap_or_default(),
+            new_name,
+            error,
+            vault,
+        },
+    )
 }
 
 fn field(fields: &Fields, name: &str) -> String {

@@ -113,15 +113,16 @@ async fn page(console: &Console<'_>, name: &str, shown: Shown) -> Response<Full<
         Err(error) => return console.refused(error),
     };
     let status = status_of(shown.error.as_ref());
-    let mut answer = console.page(&Tokens {
-        lifetimes: &TOKEN_LIFETIMES,
-        chrome: console.chrome(format!("{} · tokens", vault.name), "vaults"),
-        vault,
-        sessions,
-        shown,
-    });
-    *answer.status_mut() = status;
-    answer
+    console.page_with_status(
+        status,
+        &Tokens {
+            lifetimes: &TOKEN_LIFETIMES,
+            chrome: console.chrome(format!("{} · tokens", vault.name), "vaults"),
+            vault,
+            sessions,
+            shown,
+        },
+    )
 }
 
 async fn mint(console: &Console<'_>, name: &str) -> Response<Full<Bytes>> {
